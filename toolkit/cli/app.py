@@ -1,0 +1,49 @@
+"""The root command. Each command group lives in its own module."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from toolkit import __version__
+from toolkit.cli import keys, verify
+from toolkit.cli._console import set_verbose
+
+EXIT_CODES = """\
+Exit codes: 0 ok, 1 failed check, 2 usage, 3 refused by policy or consent,
+4 network or relay, 5 ticket backend, 130 interrupted.
+"""
+
+app = typer.Typer(
+    name="toolkit",
+    help="Consent-gated, audited remote support sessions with signed transcripts.",
+    epilog=EXIT_CODES,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"toolkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show the causes behind errors.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    set_verbose(verbose)
+
+
+app.add_typer(keys.app, name="keys")
+app.command(name="verify", epilog=EXIT_CODES)(verify.verify_command)

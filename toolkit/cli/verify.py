@@ -1,0 +1,127 @@
+"""``toolkit verify``: the supervisor's verdict on transcripts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from toolkit.cli._console import err, out
+from toolkit.errors import ExitCode, ToolkitError, TranscriptFormatError
+
+if TYPE_CHECKING:
+    from toolkit.transcript.verify import Report
+
+_STYLE = {"SEALED": "bold green", "UNSEALED": "bold yellow"}
+
+
+def default_allowed_signers() -> Path | None:
+    from toolkit import paths
+
+    for candidate in (paths.config_dir() / "allowed_signers", Path.home() / ".ssh/allowed_signers"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+def _render(report: Report, signers: Path | None) -> None:
+    console = out()
+    h = report.header
+    verdict = report.verdict.value
+    console.print(f"[{_STYLE.get(verdict, 'bold red')}]{verdict}[/] {report.path}")
+    rows = [
+        ("technician", f"{h.technician.name} <{h.technician.email}> {h.technician.fingerprint}"),
+        ("ticket", h.ticket),
+        ("session", h.session_id),
+        ("customer", h.customer_host or "-"),
+        ("scope", ", ".join(h.scope) or "-"),
+        ("started", report.started.strftime("%Y-%m-%d %H:%M:%S UTC")),
+        ("duration", _duration(report.duration)),
+        ("operations", f"{report.operations} ({report.refusals} refused)"),
+        ("ended", report.end_reason or "-"),
+        ("checkpoints", f"{report.checkpoints} valid, {report.valid_bytes} of {report.size} bytes"),
+    ]
+    if report.trusted_as:
+        rows.append(("signer", f"trusted as {report.trusted_as} by {signers}"))
+    for label, value in rows:
+        console.print(f"  {label:<12} {value}", markup=False, highlight=False)
+    if report.failure:
+        f = report.failure
+        console.print(f"  {'problem':<12} {f.reason}", markup=False, highlight=False)
+        where = []
+        if f.byte_range:
+            where.append(f"bytes {f.byte_range[0]}-{f.byte_range[1]}")
+        if f.lines:
+            where.append(f"lines {f.lines[0]}-{f.lines[1]}")
+        if f.line:
+            where.append(f"first bad line {f.line}")
+        if where:
+            console.print(f"  {'where':<12} {', '.join(where)}", markup=False, highlight=False)
+    if report.verdict.value == "TAMPERED":
+        console.print(
+            "  This transcript was modified after it was signed, maybe maliciously: "
+            "do not rely on what it shows after the last valid checkpoint.",
+            markup=False,
+            highlight=False,
+        )
+    cmd = report.ssh_keygen_command(str(signers) if signers else "ALLOWED_SIGNERS")
+    console.print(f"  {'ssh-keygen':<12} {cmd}", markup=False, highlight=False)
+
+
+def verify_command(
+    files: Annotated[list[Path], typer.Argument(help="Transcript files (.cast).")],
+    allowed_signers: Annotated[
+        Path | None,
+        typer.Option(
+            "--allowed-signers",
+            help="OpenSSH allowed_signers file "
+            "[default: config dir's allowed_signers, else ~/.ssh/allowed_signers]",
+            dir_okay=False,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file.")] = False,
+) -> None:
+    """Verify transcripts: SEALED (exit 0), or UNSEALED, TAMPERED, UNTRUSTED (exit 1)."""
+    from toolkit.identity.allowed_signers import AllowedSigners
+    from toolkit.transcript.verify import Verdict, examine
+
+    signers = allowed_signers or default_allowed_signers()
+    trust = AllowedSigners.from_file(signers) if signers else None
+    worst = ExitCode.OK
+    for path in files:
+        try:
+            report = examine(path, trust)
+        except TranscriptFormatError as exc:
+            if as_json:
+                out().print_json(json.dumps({"path": str(path), "error": exc.message}))
+            err().print(exc.diagnostics(), markup=False, highlight=False)
+            worst = ExitCode.USAGE
+            continue
+        if as_json:
+            out().print(json.dumps(report.to_json()), markup=False, highlight=False)
+        else:
+            _render(report, signers)
+        if report.verdict is not Verdict.SEALED and worst is ExitCode.OK:
+            worst = ExitCode.FAILED
+    if trust is None and not as_json:
+        err().print(
+            "No allowed_signers file was found, so no signer can be trusted. "
+            "Pass --allowed-signers FILE (see `toolkit keys allowed-signers`).",
+            markup=False,
+            highlight=False,
+        )
+    if worst is not ExitCode.OK:
+        raise typer.Exit(int(worst))
+
+
+__all__ = ["ToolkitError", "verify_command"]

@@ -1,0 +1,229 @@
+"""The transcript's lines as immutable models that check themselves.
+
+A transcript is an asciicast v2 file: a JSON header object on the first line,
+then one ``[t, code, "data"]`` array per line. docs/transcript-format.md is
+the specification; this module is its executable half.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from toolkit.errors import TranscriptFormatError
+
+FORMAT_VERSION = 1
+HEADER_KEY = "toolkit"
+# Namespace A signs each checkpoint statement, namespace B the whole file.
+# They differ so that a signature of one kind can never stand in for the other.
+NAMESPACE_CHECKPOINT = "toolkit-transcript-checkpoint"
+NAMESPACE_SEAL = "toolkit-transcript"
+NAMESPACES = (NAMESPACE_CHECKPOINT, NAMESPACE_SEAL)
+
+OUTPUT, INPUT, RESIZE, MARKER, EVENT, CHECKPOINT = "o", "i", "r", "m", "e", "c"
+CODES = frozenset({OUTPUT, INPUT, RESIZE, MARKER, EVENT, CHECKPOINT})
+_EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Technician:
+    name: str
+    email: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Header:
+    """The first line: asciicast v2 fields plus toolkit's session metadata."""
+
+    technician: Technician
+    ticket: str
+    timestamp: int
+    session_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    agent_host_key: str | None = None
+    customer_host: str | None = None
+    scope: tuple[str, ...] = ()
+    tool_version: str = ""
+    width: int = 80
+    height: int = 24
+    format: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError("terminal size must be positive")
+        uuid.UUID(self.session_id)
+
+    def to_json(self) -> dict[str, Any]:
+        meta = {
+            "format": self.format,
+            "session": self.session_id,
+            "ticket": self.ticket,
+            "technician": asdict(self.technician),
+            "agent_host_key": self.agent_host_key,
+            "customer_host": self.customer_host,
+            "scope": list(self.scope),
+            "tool_version": self.tool_version,
+            "namespaces": {"checkpoint": NAMESPACE_CHECKPOINT, "seal": NAMESPACE_SEAL},
+        }
+        return {
+            "version": 2,
+            "width": self.width,
+            "height": self.height,
+            "timestamp": self.timestamp,
+            "env": {"TERM": "xterm-256color", "SHELL": "/bin/sh"},
+            HEADER_KEY: meta,
+        }
+
+    def to_line(self) -> bytes:
+        text = json.dumps(self.to_json(), separators=(",", ":"), ensure_ascii=False)
+        return text.encode("utf-8") + b"\n"
+
+    @classmethod
+    def from_line(cls, line: bytes) -> Header:
+        def bad(why: str) -> TranscriptFormatError:
+            return TranscriptFormatError(
+                f"This is not a toolkit transcript: {why}.",
+                hint="toolkit verify reads the .cast files that toolkit sessions write.",
+            )
+
+        try:
+            raw = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            raise bad("the first line is not a JSON header") from None
+        if not isinstance(raw, dict) or raw.get("version") != 2:
+            raise bad("the first line is not an asciicast v2 header")
+        meta = raw.get(HEADER_KEY)
+        if not isinstance(meta, dict):
+            raise bad(f"the header has no {HEADER_KEY!r} metadata")
+        if meta.get("format") != FORMAT_VERSION:
+            raise bad(f"unsupported transcript format {meta.get('format')!r}")
+        namespaces = meta.get("namespaces")
+        if namespaces != {"checkpoint": NAMESPACE_CHECKPOINT, "seal": NAMESPACE_SEAL}:
+            raise bad("the header names unknown signature namespaces")
+        try:
+            tech = meta["technician"]
+            header = cls(
+                technician=Technician(
+                    str(tech["name"]), str(tech["email"]), str(tech["fingerprint"])
+                ),
+                ticket=str(meta["ticket"]),
+                timestamp=int(raw["timestamp"]),
+                session_id=str(meta["session"]),
+                agent_host_key=meta.get("agent_host_key"),
+                customer_host=meta.get("customer_host"),
+                scope=tuple(str(s) for s in meta.get("scope") or ()),
+                tool_version=str(meta.get("tool_version", "")),
+                width=int(raw["width"]),
+                height=int(raw["height"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise bad(f"the header metadata is incomplete ({exc})") from None
+        return header
+
+
+@dataclass(frozen=True)
+class Event:
+    """One ``[t, code, data]`` line."""
+
+    time: float
+    code: str
+    data: str
+
+    def __post_init__(self) -> None:
+        if self.code not in CODES:
+            raise ValueError(f"unknown event code {self.code!r}")
+        if self.time < 0:
+            raise ValueError("event time is negative")
+
+    @classmethod
+    def from_line(cls, line: bytes) -> Event:
+        raw = json.loads(line)
+        if (
+            not isinstance(raw, list)
+            or len(raw) != 3
+            or not isinstance(raw[0], int | float)
+            or isinstance(raw[0], bool)
+            or not isinstance(raw[1], str)
+            or not isinstance(raw[2], str)
+        ):
+            raise ValueError("not a [time, code, data] array")
+        return cls(float(raw[0]), raw[1], raw[2])
+
+    def fields(self) -> dict[str, Any]:
+        """The JSON object of an ``e`` event."""
+        value = json.loads(self.data)
+        if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+            raise ValueError("an e event must hold a JSON object with a type")
+        return value
+
+
+def valid_event_type(name: str) -> bool:
+    return bool(_EVENT_TYPE.match(name))
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A signed statement over every byte before its own line."""
+
+    seq: int
+    offset: int
+    events: int
+    sha256: str
+    sig: str  # base64 of the SSHSIG blob (namespace A) over statement()
+
+    def __post_init__(self) -> None:
+        if self.seq < 1 or self.offset < 0 or self.events < 0:
+            raise ValueError("checkpoint numbers out of range")
+        if not _HEX64.match(self.sha256):
+            raise ValueError("checkpoint sha256 is not 64 hex digits")
+
+    def statement(self, session_id: str) -> bytes:
+        return checkpoint_statement(session_id, self.seq, self.offset, self.events, self.sha256)
+
+    def to_data(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_data(cls, data: str) -> Checkpoint:
+        raw = json.loads(data)
+        if not isinstance(raw, dict) or set(raw) != {"seq", "offset", "events", "sha256", "sig"}:
+            raise ValueError("checkpoint fields are not seq, offset, events, sha256, sig")
+        ints = (raw["seq"], raw["offset"], raw["events"])
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
+            raise ValueError("checkpoint numbers are not integers")
+        if not isinstance(raw["sha256"], str) or not isinstance(raw["sig"], str):
+            raise ValueError("checkpoint hash and signature are not strings")
+        return cls(**raw)
+
+
+def checkpoint_statement(session_id: str, seq: int, offset: int, events: int, sha256: str) -> bytes:
+    """The text a checkpoint signs (namespace A); see docs/transcript-format.md."""
+    return (
+        "toolkit transcript checkpoint\n"
+        f"session {session_id}\nseq {seq}\noffset {offset}\nevents {events}\nsha256 {sha256}\n"
+    ).encode()
+
+
+__all__ = [
+    "CHECKPOINT",
+    "CODES",
+    "EVENT",
+    "FORMAT_VERSION",
+    "INPUT",
+    "MARKER",
+    "NAMESPACES",
+    "NAMESPACE_CHECKPOINT",
+    "NAMESPACE_SEAL",
+    "OUTPUT",
+    "RESIZE",
+    "Checkpoint",
+    "Event",
+    "Header",
+    "Technician",
+    "checkpoint_statement",
+    "valid_event_type",
+]

@@ -1,0 +1,337 @@
+"""The transcript recorder: append-only, checkpointed, sealed.
+
+Each line goes to a small buffer, then to the file and into two running
+hashes (SHA-256 for checkpoints, SHA-512 for the final SSHSIG), so memory stays
+constant for a session of any length. A checkpoint is written every
+``checkpoint_events`` events or ``checkpoint_seconds`` of session time,
+whichever comes first, and the file is fsynced after it: a crash loses at most
+the events since the last checkpoint and leaves a verifiable prefix. Time
+checkpoints need :meth:`Recorder.tick` (or :func:`keep_checkpointing`) while a
+session is idle.
+
+Secrets stay out by construction: data is ``bytes`` or plain JSON values
+only, a :class:`~toolkit.secrets.Secret` or key object is refused, field names
+that name secrets are refused, and values registered with ``redact`` are
+replaced before anything is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import codecs
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from toolkit.identity import sshsig
+from toolkit.identity.keys import blob_of, fingerprint, load_public
+from toolkit.identity.signer import Signer
+from toolkit.secrets import Secret
+from toolkit.transcript.models import (
+    CHECKPOINT,
+    EVENT,
+    INPUT,
+    MARKER,
+    NAMESPACE_CHECKPOINT,
+    NAMESPACE_SEAL,
+    OUTPUT,
+    RESIZE,
+    Checkpoint,
+    Header,
+    checkpoint_statement,
+    valid_event_type,
+)
+
+# json's C string encoder: quotes and escapes a str, keeping non-ASCII as is.
+_quote: Callable[[str], str] = json.encoder.encode_basestring
+_FLUSH_BYTES = 1 << 16
+_MAX_CHUNK = 1 << 16  # bytes of output per event line; larger writes are split
+_SECRET_FIELD = re.compile(r"(^|_)(code|passphrase|password|secret|private_key|token|pin)$")
+REDACTED = "[redacted]"
+
+
+class RecorderClosed(RuntimeError):
+    pass
+
+
+def _refuse(value: object) -> Any:
+    raise TypeError(
+        f"{type(value).__name__} cannot be recorded: transcripts take plain JSON values only"
+    )
+
+
+def _check_fields(fields: dict[str, Any]) -> None:
+    for name, value in fields.items():
+        if _SECRET_FIELD.search(name.lower()):
+            raise ValueError(f"field {name!r} names a secret; transcripts never hold secrets")
+        if isinstance(value, dict):
+            _check_fields(value)
+
+
+class Recorder:
+    """Writes one transcript. Use :meth:`create`; end with :meth:`close`."""
+
+    def __init__(
+        self,
+        path: Path,
+        header: Header,
+        signer: Signer,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        checkpoint_events: int = 1000,
+        checkpoint_seconds: float = 5.0,
+    ) -> None:
+        key_fp = fingerprint(blob_of(load_public(signer.public_blob)))
+        if header.technician.fingerprint != key_fp:
+            raise ValueError("the header's key fingerprint is not the signer's")
+        self.path = path
+        self.header = header
+        self._signer = signer
+        self._clock = clock
+        self._every_events = checkpoint_events
+        self._every_seconds = checkpoint_seconds
+        self._redact: list[str] = []
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        self._file = os.fdopen(fd, "wb", buffering=0)
+        self._sha256 = hashlib.sha256()
+        self._sha512 = hashlib.sha512()
+        self._buf: list[str] = []
+        self._buf_len = 0
+        self._offset = 0  # bytes written so far
+        self._events = 0  # lines after the header
+        self._since_checkpoint = 0
+        self._seq = 0
+        self._last_checkpoint = 0.0
+        self._decoders = {
+            OUTPUT: codecs.getincrementaldecoder("utf-8")("replace"),
+            INPUT: codecs.getincrementaldecoder("utf-8")("replace"),
+        }
+        self.closed = False
+        self._start = clock()
+        self._write_bytes(header.to_line())
+        self._sync()
+
+    @classmethod
+    def create(cls, path: Path, header: Header, signer: Signer, **options: Any) -> Recorder:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return cls(path, header, signer, **options)
+
+    # -- what sessions record -------------------------------------------------
+
+    def output(self, data: bytes) -> None:
+        self._stream(OUTPUT, data)
+
+    def input(self, data: bytes) -> None:
+        self._stream(INPUT, data)
+
+    def resize(self, width: int, height: int) -> None:
+        if width <= 0 or height <= 0:
+            raise ValueError("terminal size must be positive")
+        self._line(RESIZE, f"{int(width)}x{int(height)}")
+
+    def marker(self, label: str) -> None:
+        if not isinstance(label, str):
+            _refuse(label)
+        self._line(MARKER, self._scrub(label))
+
+    def event(self, type: str, **fields: Any) -> None:
+        """A structured event: ``{"type": type, **fields}`` as compact JSON."""
+        if not valid_event_type(type):
+            raise ValueError(f"event type {type!r} is not a lower-case identifier")
+        _check_fields(fields)
+        text = json.dumps(
+            {"type": type, **fields}, separators=(",", ":"), ensure_ascii=False, default=_refuse
+        )
+        self._line(EVENT, self._scrub(text))
+
+    def redact(self, secret: Secret) -> None:
+        """Replace this secret's value wherever it would be written from now on."""
+        if not isinstance(secret, Secret):
+            raise TypeError("redact() takes a Secret")
+        value = secret.reveal()
+        if value:
+            self._redact.append(value)
+
+    def tick(self) -> None:
+        """Write a time checkpoint if events wait and the interval has passed."""
+        if self.closed or not self._since_checkpoint:
+            return
+        if self._clock() - self._start - self._last_checkpoint >= self._every_seconds:
+            self._checkpoint(self._clock() - self._start)
+
+    def close(self, reason: str) -> Path:
+        """Seal: a session_end event, a last checkpoint, fsync, then ``<file>.sig``."""
+        if self.closed:
+            raise RecorderClosed("transcript already sealed")
+        for code, decoder in self._decoders.items():
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                self._line(code, self._scrub(tail))
+        duration = round(self._clock() - self._start, 6)
+        self.event("session_end", reason=reason, duration=duration, events=self._events + 1)
+        if self._since_checkpoint:
+            self._checkpoint(self._clock() - self._start)
+        self._file.close()
+        self.closed = True
+        sig = sshsig.sign_digest(self._signer, self._sha512.digest(), NAMESPACE_SEAL)
+        sig_path = self.path.with_name(self.path.name + ".sig")
+        tmp = sig_path.with_name(sig_path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        with os.fdopen(fd, "w", encoding="ascii", newline="\n") as f:
+            f.write(sig.armor())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, sig_path)
+        _fsync_dir(sig_path.parent)
+        return sig_path
+
+    def abandon(self) -> None:
+        """Stop without sealing (the process is going down): flush what is there."""
+        if not self.closed:
+            if self._since_checkpoint:
+                self._checkpoint(self._clock() - self._start)
+            self._file.close()
+            self.closed = True
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self.closed:
+            self.close("completed" if exc is None else f"error: {type(exc).__name__}")
+
+    # -- internals --------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        for value in self._redact:
+            if value in text:
+                text = text.replace(value, REDACTED)
+        return text
+
+    def _stream(self, code: str, data: bytes) -> None:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            _refuse(data)
+        decoder = self._decoders[code]
+        view = memoryview(data)
+        for start in range(0, len(view), _MAX_CHUNK):
+            text = decoder.decode(view[start : start + _MAX_CHUNK])
+            if text:
+                self._line(code, self._scrub(text) if self._redact else text)
+
+    def _line(self, code: str, text: str) -> None:
+        if self.closed:
+            raise RecorderClosed("transcript already sealed")
+        t = self._clock() - self._start
+        line = f'[{t:.6f}, "{code}", {_quote(text)}]\n'
+        self._buf.append(line)
+        self._buf_len += len(line)
+        self._events += 1
+        self._since_checkpoint += 1
+        if (
+            self._since_checkpoint >= self._every_events
+            or t - self._last_checkpoint >= self._every_seconds
+        ):
+            self._checkpoint(t)
+        elif self._buf_len >= _FLUSH_BYTES:
+            self._drain()
+
+    def _drain(self) -> None:
+        if self._buf:
+            data = "".join(self._buf).encode("utf-8", "replace")
+            self._buf.clear()
+            self._buf_len = 0
+            self._write_bytes(data)
+
+    def _write_bytes(self, data: bytes) -> None:
+        self._file.write(data)
+        self._sha256.update(data)
+        self._sha512.update(data)
+        self._offset += len(data)
+
+    def _checkpoint(self, t: float) -> None:
+        self._drain()
+        self._seq += 1
+        digest = self._sha256.hexdigest()
+        statement = checkpoint_statement(
+            self.header.session_id, self._seq, self._offset, self._events, digest
+        )
+        sig = sshsig.sign(self._signer, statement, NAMESPACE_CHECKPOINT)
+        checkpoint = Checkpoint(
+            seq=self._seq,
+            offset=self._offset,
+            events=self._events,
+            sha256=digest,
+            sig=base64.b64encode(sig.to_bytes()).decode("ascii"),
+        )
+        line = f'[{t:.6f}, "{CHECKPOINT}", {_quote(checkpoint.to_data())}]\n'
+        self._write_bytes(line.encode("ascii"))
+        self._events += 1
+        self._since_checkpoint = 0
+        self._last_checkpoint = t
+        self._sync()
+
+    def _sync(self) -> None:
+        os.fsync(self._file.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+async def keep_checkpointing(recorder: Recorder, interval: float = 1.0) -> None:
+    """Call ``tick`` until the recorder closes, so idle sessions still checkpoint."""
+    while not recorder.closed:
+        await asyncio.sleep(interval)
+        recorder.tick()
+
+
+def new_header(
+    technician_name: str,
+    technician_email: str,
+    signer: Signer,
+    ticket: str,
+    *,
+    scope: Iterable[str] = (),
+    agent_host_key: str | None = None,
+    customer_host: str | None = None,
+    width: int = 80,
+    height: int = 24,
+) -> Header:
+    """A header for a new session, with a fresh session id and the tool version."""
+    from toolkit import __version__
+    from toolkit.transcript.models import Technician
+
+    return Header(
+        technician=Technician(
+            technician_name,
+            technician_email,
+            fingerprint(blob_of(load_public(signer.public_blob))),
+        ),
+        ticket=ticket,
+        timestamp=int(time.time()),
+        agent_host_key=agent_host_key,
+        customer_host=customer_host,
+        scope=tuple(scope),
+        tool_version=__version__,
+        width=width,
+        height=height,
+    )
+
+
+__all__ = ["REDACTED", "Recorder", "RecorderClosed", "keep_checkpointing", "new_header"]

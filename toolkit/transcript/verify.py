@@ -1,0 +1,454 @@
+"""Verifying a transcript: the supervisor's verdict.
+
+``examine(path, trust)`` always returns a :class:`Report` whose ``verdict``
+is one of SEALED, UNSEALED, TAMPERED or UNTRUSTED and, when not SEALED, a
+:class:`Failure` that names the checkpoint, byte range and line that fail
+first. ``verify(path, trust)`` returns the report only when it is SEALED and
+raises otherwise, so there is no result to forget to check. A file that is
+not a transcript at all raises TranscriptFormatError.
+
+One streaming pass does all the hashing: SHA-512 of the whole file (for the
+final SSHSIG) runs in a second thread while this one keeps the running
+SHA-256 for the checkpoints and picks out checkpoint and event lines, so a
+large transcript takes about as long as ``ssh-keygen -Y verify`` needs to hash
+it. Only when something fails does a slower pass find the first bad line.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import hashlib
+import queue
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import SignatureError, TranscriptFormatError, TranscriptVerificationError
+from toolkit.identity import sshsig
+from toolkit.identity.allowed_signers import AllowedSigners, UntrustedSigner
+from toolkit.identity.keys import blob_of, fingerprint, load_public
+from toolkit.transcript.models import (
+    CHECKPOINT,
+    NAMESPACE_CHECKPOINT,
+    NAMESPACE_SEAL,
+    Checkpoint,
+    Event,
+    Header,
+)
+
+_CHUNK = 8 << 20
+_MAX_HEADER = 1 << 20
+_MAX_LINE = 16 << 20
+# Inside a JSON string every '"' is escaped, so these byte sequences can only
+# occur where a line's code field is "c" or "e".
+_CHECKPOINT_MARK = b', "c", "'
+_EVENT_MARK = b', "e", "'
+
+
+class Verdict(enum.StrEnum):
+    SEALED = "SEALED"
+    UNSEALED = "UNSEALED"
+    TAMPERED = "TAMPERED"
+    UNTRUSTED = "UNTRUSTED"
+
+
+@dataclass(frozen=True)
+class Failure:
+    reason: str
+    checkpoint: int | None = None
+    byte_range: tuple[int, int] | None = None
+    line: int | None = None
+    lines: tuple[int, int] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "checkpoint": self.checkpoint,
+            "bytes": list(self.byte_range) if self.byte_range else None,
+            "line": self.line,
+            "lines": list(self.lines) if self.lines else None,
+        }
+
+
+@dataclass(frozen=True)
+class Report:
+    path: Path
+    verdict: Verdict
+    header: Header
+    size: int
+    checkpoints: int  # valid checkpoints
+    valid_bytes: int  # length of the prefix that signatures cover and verify
+    failure: Failure | None = None
+    signer: str | None = None  # fingerprint of the key that signed
+    trusted_as: str | None = None  # allowed_signers principal, when trusted
+    duration: float | None = None
+    operations: int = 0
+    refusals: int = 0
+    end_reason: str | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def started(self) -> datetime:
+        return datetime.fromtimestamp(self.header.timestamp, UTC)
+
+    @property
+    def ended(self) -> datetime | None:
+        if self.duration is None:
+            return None
+        return datetime.fromtimestamp(self.header.timestamp + self.duration, UTC)
+
+    def ssh_keygen_command(self, allowed_signers: str) -> str:
+        return (
+            f"ssh-keygen -Y verify -f {allowed_signers} -I {self.header.technician.email} "
+            f"-n {NAMESPACE_SEAL} -s {self.path}.sig < {self.path}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        h = self.header
+        return {
+            "path": str(self.path),
+            "verdict": self.verdict.value,
+            "session": h.session_id,
+            "ticket": h.ticket,
+            "technician": {
+                "name": h.technician.name,
+                "email": h.technician.email,
+                "fingerprint": h.technician.fingerprint,
+            },
+            "agent_host_key": h.agent_host_key,
+            "customer_host": h.customer_host,
+            "scope": list(h.scope),
+            "started": self.started.isoformat(),
+            "ended": self.ended.isoformat() if self.ended else None,
+            "duration": self.duration,
+            "operations": self.operations,
+            "refusals": self.refusals,
+            "end_reason": self.end_reason,
+            "checkpoints": self.checkpoints,
+            "valid_bytes": self.valid_bytes,
+            "size": self.size,
+            "signer": self.signer,
+            "trusted_as": self.trusted_as,
+            "failure": self.failure.to_json() if self.failure else None,
+            "notes": list(self.notes),
+        }
+
+
+class TranscriptNotSealed(TranscriptVerificationError):
+    def __init__(self, report: Report) -> None:
+        failure = report.failure.reason if report.failure else "not sealed"
+        super().__init__(f"{report.path}: {report.verdict.value}: {failure}")
+        self.report = report
+
+
+@dataclass
+class _Found:
+    line: int  # 1-based line number
+    start: int  # byte offset of the line
+    raw: bytes
+    prefix_sha256: str = ""
+
+
+@dataclass
+class _Scan:
+    header: Header
+    header_end: int
+    size: int = 0
+    lines: int = 1  # complete lines, header included
+    tail: bytes = b""  # a last line with no newline (a crash mid-write)
+    checkpoints: list[_Found] = field(default_factory=list)
+    events: list[_Found] = field(default_factory=list)
+    sha512: bytes = b""
+    overlong_line: int | None = None
+
+
+def _hash_worker(jobs: queue.Queue[bytes | None], out: list[bytes]) -> None:
+    h = hashlib.sha512()
+    while (data := jobs.get()) is not None:
+        h.update(data)
+    out.append(h.digest())
+
+
+def _scan(path: Path) -> _Scan:
+    try:
+        f = path.open("rb")
+    except OSError as exc:
+        raise TranscriptFormatError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    with f:
+        first = f.readline(_MAX_HEADER)
+        if not first.endswith(b"\n"):
+            raise TranscriptFormatError(
+                f"This is not a toolkit transcript: {path} has no header line."
+            )
+        scan = _Scan(Header.from_line(first), len(first))
+        jobs: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        digest: list[bytes] = []
+        worker = threading.Thread(target=_hash_worker, args=(jobs, digest), daemon=True)
+        worker.start()
+        try:
+            jobs.put(first)
+            sha256 = hashlib.sha256(first)
+            offset = len(first)
+            carry = b""
+            while chunk := f.read(_CHUNK):
+                data = carry + chunk if carry else chunk
+                cut = data.rfind(b"\n") + 1
+                carry = data[cut:]
+                if len(carry) > _MAX_LINE:
+                    scan.overlong_line = scan.lines + 1
+                    carry += f.read()  # hashed as an unverifiable tail
+                    break
+                if cut:
+                    region = data[:cut]
+                    jobs.put(region)
+                    _scan_region(scan, region, offset, sha256)
+                    offset += cut
+            jobs.put(carry)
+            scan.tail = carry
+            scan.size = offset + len(carry)
+        finally:
+            jobs.put(None)
+            worker.join()
+        scan.sha512 = digest[0]
+    return scan
+
+
+def _scan_region(scan: _Scan, region: bytes, offset: int, sha256: Any) -> None:
+    view = memoryview(region)
+    pos = 0
+    lines = scan.lines
+    i = region.find(_CHECKPOINT_MARK)
+    while i != -1:
+        start = region.rfind(b"\n", 0, i) + 1
+        end = region.index(b"\n", i) + 1
+        sha256.update(view[pos:start])
+        lines += region.count(b"\n", pos, start)
+        scan.checkpoints.append(
+            _Found(lines + 1, offset + start, region[start:end], sha256.hexdigest())
+        )
+        sha256.update(view[start:end])
+        lines += 1
+        pos = end
+        i = region.find(_CHECKPOINT_MARK, end)
+    sha256.update(view[pos:])
+    i = region.find(_EVENT_MARK)
+    while i != -1:
+        start = region.rfind(b"\n", 0, i) + 1
+        end = region.index(b"\n", i) + 1
+        line = scan.lines + region.count(b"\n", 0, start) + 1
+        scan.events.append(_Found(line, offset + start, region[start:end]))
+        i = region.find(_EVENT_MARK, end)
+    scan.lines += region.count(b"\n")
+
+
+def _locate(path: Path, start: int, end: int, first_line: int) -> int | None:
+    """The first line in [start, end) that is not a well-formed event, if any."""
+    with path.open("rb") as f:
+        f.seek(start)
+        number = first_line
+        while f.tell() < end:
+            line = f.readline(_MAX_LINE)
+            try:
+                Event.from_line(line)
+            except (ValueError, UnicodeDecodeError):
+                return number
+            number += 1
+    return None
+
+
+def _check_checkpoint(found: _Found, seq: int, session: str) -> tuple[Checkpoint, bytes]:
+    """Parse and verify one checkpoint line; raise ValueError or SignatureError."""
+    event = Event.from_line(found.raw)
+    if event.code != CHECKPOINT:
+        raise ValueError("line is not a checkpoint")
+    cp = Checkpoint.from_data(event.data)
+    if cp.seq != seq:
+        raise ValueError(f"checkpoint number {cp.seq} where {seq} was expected")
+    if cp.offset != found.start:
+        raise ValueError(f"checkpoint claims offset {cp.offset}, but it starts at {found.start}")
+    if cp.events != found.line - 2:
+        raise ValueError(f"checkpoint claims {cp.events} events, but {found.line - 2} precede it")
+    if cp.sha256 != found.prefix_sha256:
+        raise ValueError("the bytes before this checkpoint do not match its SHA-256")
+    try:
+        blob = base64.b64decode(cp.sig, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("checkpoint signature is not base64") from None
+    key = sshsig.verify(sshsig.SSHSig.from_bytes(blob), cp.statement(session), NAMESPACE_CHECKPOINT)
+    return cp, key
+
+
+def _plain_fingerprint(blob: bytes) -> str:
+    return fingerprint(blob_of(load_public(blob)))
+
+
+def examine(path: Path, trust: AllowedSigners | None) -> Report:
+    """Check a transcript and its ``.sig``; return the verdict and where it fails."""
+    scan = _scan(path)
+    header = scan.header
+    session = header.session_id
+    base: dict[str, Any] = {"path": path, "header": header, "size": scan.size}
+
+    # Stats from structured events: what was done, how it ended.
+    operations = refusals = 0
+    end_reason: str | None = None
+    duration: float | None = None
+    end_line = None
+    for found in scan.events:
+        try:
+            fields = Event.from_line(found.raw).fields()
+        except (ValueError, UnicodeDecodeError):
+            continue  # a damaged line is the checkpoints' business
+        kind = fields["type"]
+        operations += kind == "operation"
+        refusals += kind == "refusal"
+        if kind == "session_end":
+            end_line = found.line
+            end_reason = str(fields.get("reason"))
+            raw_duration = fields.get("duration")
+            duration = float(raw_duration) if isinstance(raw_duration, int | float) else None
+    base.update(operations=operations, refusals=refusals, end_reason=end_reason, duration=duration)
+
+    # 1. Checkpoints, in order: each covers every byte before its own line.
+    signer_key: bytes | None = None
+    valid = 0
+    valid_end = scan.header_end
+    for seq, found in enumerate(scan.checkpoints, 1):
+        try:
+            _, key = _check_checkpoint(found, seq, session)
+            if signer_key is not None and key != signer_key:
+                raise ValueError("signed by a different key than the checkpoints before it")
+            if _plain_fingerprint(key) != header.technician.fingerprint:
+                raise ValueError("signed by a key other than the one the header names")
+        except (ValueError, SignatureError, UnicodeDecodeError) as exc:
+            reason = exc.message if isinstance(exc, SignatureError) else str(exc)
+            prev_line = scan.checkpoints[seq - 2].line if seq > 1 else 1
+            bad = _locate(path, valid_end, found.start + len(found.raw), prev_line + 1)
+            return Report(
+                **base,
+                verdict=Verdict.TAMPERED,
+                checkpoints=valid,
+                valid_bytes=valid_end,
+                signer=_plain_fingerprint(signer_key) if signer_key else None,
+                failure=Failure(
+                    reason=f"checkpoint {seq} (line {found.line}) fails: {reason}",
+                    checkpoint=seq,
+                    byte_range=(valid_end, found.start + len(found.raw)),
+                    line=bad if bad is not None else found.line,
+                    lines=(prev_line + 1, found.line),
+                ),
+            )
+        signer_key = key
+        valid = seq
+        valid_end = found.start + len(found.raw)
+    base.update(
+        checkpoints=valid,
+        valid_bytes=valid_end,
+        signer=_plain_fingerprint(signer_key) if signer_key else None,
+    )
+
+    # 2. Is the file complete: session_end, then the last checkpoint, then nothing?
+    last = scan.checkpoints[-1] if scan.checkpoints else None
+    complete = (
+        last is not None and not scan.tail and last.line == scan.lines and end_line == last.line - 1
+    )
+    uncovered = (valid_end, scan.size) if scan.size > valid_end else None
+
+    def unsealed(reason: str) -> Report:
+        return Report(
+            **base,
+            verdict=Verdict.UNSEALED,
+            failure=Failure(
+                reason=reason,
+                checkpoint=valid or None,
+                byte_range=uncovered,
+                line=(last.line + 1 if last else 2) if uncovered else None,
+            ),
+        )
+
+    def tampered(reason: str) -> Report:
+        return Report(
+            **base,
+            verdict=Verdict.TAMPERED,
+            failure=Failure(reason=reason, checkpoint=valid or None, byte_range=uncovered),
+        )
+
+    prefix = (
+        f"valid up to checkpoint {valid} ({valid_end} of {scan.size} bytes)"
+        if valid
+        else "no valid checkpoint"
+    )
+
+    # 3. The final SSHSIG over the whole file.
+    sig_path = path.with_name(path.name + ".sig")
+    try:
+        sig_text = sig_path.read_bytes()
+    except FileNotFoundError:
+        why = "it has no final signature" if complete else "it was cut short (crash or truncation)"
+        return unsealed(f"{prefix}; {why}: {sig_path.name} is missing")
+    except OSError as exc:
+        return unsealed(f"{prefix}; cannot read {sig_path.name}: {exc.strerror or exc}")
+    try:
+        sig = sshsig.SSHSig.from_bytes(sshsig.dearmor(sig_text))
+        if sig.hash_algorithm != "sha512":
+            raise SignatureError(f"The final signature uses {sig.hash_algorithm}, not sha512.")
+        seal_key = sshsig.verify_digest(sig, scan.sha512, NAMESPACE_SEAL)
+    except SignatureError as exc:
+        if not complete:
+            return unsealed(
+                f"{prefix}; the file ends before its seal (a crash or a truncation), "
+                f"so {sig_path.name} does not match it ({exc.message})"
+            )
+        return tampered(
+            f"{prefix}, but the final signature does not match the file: the file changed "
+            f"after sealing, or {sig_path.name} belongs to another file ({exc.message})"
+        )
+    if signer_key is not None and seal_key != signer_key:
+        return tampered("the final signature is by a different key than the checkpoints")
+    if not complete:
+        return tampered("the final signature verifies, but the file has no proper end")
+
+    # 4. Trust: is this key allowed to sign transcripts as this technician?
+    email = header.technician.email
+    if trust is None:
+        return Report(
+            **base,
+            verdict=Verdict.UNTRUSTED,
+            failure=Failure(reason="no allowed_signers file to check the signer against"),
+        )
+    try:
+        entry = trust.check(email, seal_key, NAMESPACE_SEAL)
+        trust.check(email, seal_key, NAMESPACE_CHECKPOINT)
+    except UntrustedSigner as exc:
+        return Report(**base, verdict=Verdict.UNTRUSTED, failure=Failure(reason=exc.message))
+    return Report(**base, verdict=Verdict.SEALED, trusted_as=entry.principals)
+
+
+def verify(path: Path, trust: AllowedSigners | None) -> Report:
+    """The report of a SEALED transcript; raises TranscriptNotSealed otherwise."""
+    report = examine(path, trust)
+    if report.verdict is not Verdict.SEALED:
+        raise TranscriptNotSealed(report)
+    return report
+
+
+def read_events(path: Path) -> list[Event]:
+    """Every event line of a transcript (for tests and tools; loads the whole file)."""
+    with path.open("rb") as f:
+        f.readline()
+        return [Event.from_line(line) for line in f]
+
+
+__all__ = [
+    "Failure",
+    "Report",
+    "TranscriptNotSealed",
+    "Verdict",
+    "examine",
+    "read_events",
+    "verify",
+]
