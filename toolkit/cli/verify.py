@@ -64,7 +64,7 @@ def _render(report: Report, signers: Path | None) -> None:
         if f.lines:
             where.append(f"lines {f.lines[0]}-{f.lines[1]}")
         if f.line:
-            where.append(f"first bad line {f.line}")
+            where.append(f"first malformed line {f.line}")
         if where:
             console.print(f"  {'where':<12} {', '.join(where)}", markup=False, highlight=False)
     if report.verdict.value == "TAMPERED":

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives import serialization
 
-from toolkit.errors import IdentityError
+from toolkit.errors import IdentityError, SignatureError
 from toolkit.identity._agent import AgentClient
 from toolkit.identity.keys import (
     PrivateKey,
@@ -99,20 +99,26 @@ def parse_private_key(data: bytes, passphrase: PassphraseSource, where: str) -> 
 def key_file_signer(path: Path, passphrase: PassphraseSource) -> KeySigner:
     """A signer from an OpenSSH private key file (``--key PATH``).
 
-    A ``PATH-cert.pub`` next to it is used as the signing identity, as
-    ssh-keygen does.
+    As with ``ssh-keygen -Y sign -f``, PATH may also name a certificate
+    (``id_ed25519-cert.pub``): the private key next to it signs, and the
+    certificate goes into the signature so that ``cert-authority`` trust works.
     """
+    cert: Path | None = None
+    if path.name.endswith("-cert.pub"):
+        cert, path = path, path.with_name(path.name[: -len("-cert.pub")])
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise IdentityError(f"Cannot read the key file {path}: {exc.strerror or exc}.") from None
     key = parse_private_key(data, passphrase, f"the key file {path}")
-    cert = path.with_name(path.name + "-cert.pub")
-    blob = None
-    if cert.exists():
-        blob = blob_from_line(cert.read_text())
-        if blob_of(load_public(blob)) != blob_of(key.public_key()):
-            raise IdentityError(f"{cert} certifies a different key than {path}.")
+    if cert is None:
+        return KeySigner(key)
+    try:
+        blob = blob_from_line(cert.read_text(encoding="ascii"))
+    except (OSError, UnicodeDecodeError, SignatureError) as exc:
+        raise IdentityError(f"Cannot read the certificate {cert} ({exc}).") from None
+    if blob_of(load_public(blob)) != blob_of(key.public_key()):
+        raise IdentityError(f"{cert} certifies a different key than {path}.")
     return KeySigner(key, blob)
 
 

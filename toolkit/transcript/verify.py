@@ -327,7 +327,8 @@ def examine(path: Path, trust: AllowedSigners | None) -> Report:
         except (ValueError, SignatureError, UnicodeDecodeError) as exc:
             reason = exc.message if isinstance(exc, SignatureError) else str(exc)
             prev_line = scan.checkpoints[seq - 2].line if seq > 1 else 1
-            bad = _locate(path, valid_end, found.start + len(found.raw), prev_line + 1)
+            end = found.start + len(found.raw)
+            bad = _locate(path, valid_end, end, prev_line + 1)
             return Report(
                 **base,
                 verdict=Verdict.TAMPERED,
@@ -337,8 +338,8 @@ def examine(path: Path, trust: AllowedSigners | None) -> Report:
                 failure=Failure(
                     reason=f"checkpoint {seq} (line {found.line}) fails: {reason}",
                     checkpoint=seq,
-                    byte_range=(valid_end, found.start + len(found.raw)),
-                    line=bad if bad is not None else found.line,
+                    byte_range=(valid_end, end),
+                    line=bad,
                     lines=(prev_line + 1, found.line),
                 ),
             )

@@ -1,0 +1,125 @@
+"""`toolkit verify`: verdicts, exit codes, what it shows, and the ssh-keygen equivalent."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import EMAIL, new_signer, record_sample, write_allowed_signers
+from toolkit.cli import run as toolkit
+
+
+@pytest.fixture
+def sealed(tmp_path: Path) -> tuple[Path, Path]:
+    signer = new_signer()
+    path = record_sample(tmp_path / "session.cast", signer, events=5)
+    return path, write_allowed_signers(tmp_path / "allowed_signers", signer)
+
+
+def test_sealed_shows_who_when_what_and_exits_0(
+    sealed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, signers = sealed
+    assert toolkit(["verify", str(path), "--allowed-signers", str(signers)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"SEALED {path}")
+    for expected in ["Alice Tech <alice@example.com>", "T-1", "5 (0 refused)", "completed"]:
+        assert expected in out
+    assert f"ssh-keygen -Y verify -f {signers} -I {EMAIL} -n toolkit-transcript" in out
+
+
+def test_printed_ssh_keygen_command_works(
+    sealed: tuple[Path, Path], capsys: pytest.CaptureFixture[str], ssh_keygen: str
+) -> None:
+    path, signers = sealed
+    toolkit(["verify", str(path), "--allowed-signers", str(signers), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    toolkit(["verify", str(path), "--allowed-signers", str(signers)])
+    line = next(x for x in capsys.readouterr().out.splitlines() if "ssh-keygen -Y" in x)
+    command = line.split(None, 1)[1]
+    done = subprocess.run(command, shell=True, capture_output=True, text=True, check=False)  # noqa: S602
+    assert done.returncode == 0, done.stderr
+    assert report["technician"]["fingerprint"] in done.stdout + done.stderr
+
+
+def test_json_fields(sealed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    path, signers = sealed
+    assert toolkit(["verify", str(path), "--allowed-signers", str(signers), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["verdict"] == "SEALED" and report["failure"] is None
+    assert report["ticket"] == "T-1" and report["operations"] == 5
+    assert report["trusted_as"] == EMAIL and report["valid_bytes"] == report["size"]
+
+
+def test_each_verdict_has_its_exit_code(
+    sealed: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, signers = sealed
+    unsealed = tmp_path / "unsealed.cast"
+    shutil.copy(path, unsealed)
+    tampered = tmp_path / "tampered.cast"
+    tampered.write_bytes(path.read_bytes().replace(b"line 3", b"line 8"))
+    shutil.copy(path.with_name("session.cast.sig"), tmp_path / "tampered.cast.sig")
+    stranger = write_allowed_signers(tmp_path / "stranger", new_signer())
+    cases = [
+        ([str(unsealed), "--allowed-signers", str(signers)], 1, "UNSEALED"),
+        ([str(tampered), "--allowed-signers", str(signers)], 1, "TAMPERED"),
+        ([str(path), "--allowed-signers", str(stranger)], 1, "UNTRUSTED"),
+        ([str(path)], 1, "UNTRUSTED"),  # no allowed_signers anywhere
+    ]
+    for args, code, verdict in cases:
+        assert toolkit(["verify", *args]) == code, verdict
+        assert capsys.readouterr().out.startswith(verdict)
+    assert toolkit(["verify", str(tampered), "--allowed-signers", str(signers)]) == 1
+    out = capsys.readouterr().out
+    assert "checkpoint 4 (line 21) fails" in out and "lines 17-21" in out
+    assert "maybe maliciously" in out
+
+
+def test_not_a_transcript_is_a_usage_error(
+    tmp_path: Path, sealed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, signers = sealed
+    junk = tmp_path / "notes.txt"
+    junk.write_text("hello\n")
+    cast = tmp_path / "plain.cast"
+    cast.write_text('{"version": 2, "width": 80, "height": 24}\n[0.1, "o", "hi"]\n')
+    for bad in [junk, cast, tmp_path / "missing.cast", tmp_path]:
+        assert toolkit(["verify", str(bad), "--allowed-signers", str(signers)]) == 2, bad
+        err = capsys.readouterr().err
+        assert (
+            "not a toolkit transcript" in err or "Cannot read" in err
+        ) and "Traceback" not in err
+    # Several files: every one is reported, the exit code is the worst.
+    assert toolkit(["verify", str(path), str(junk), "--allowed-signers", str(signers)]) == 2
+    assert capsys.readouterr().out.startswith("SEALED")
+
+
+def test_default_allowed_signers_locations(
+    sealed: tuple[Path, Path], isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, signers = sealed
+    home_file = isolated / "home" / ".ssh" / "allowed_signers"
+    home_file.parent.mkdir()
+    shutil.copy(signers, home_file)
+    assert toolkit(["verify", str(path)]) == 0
+    assert str(home_file) in capsys.readouterr().out
+    config_file = isolated / "config" / "toolkit" / "allowed_signers"
+    config_file.parent.mkdir(parents=True)
+    config_file.write_text("")  # the config dir's file wins, and it trusts nobody
+    assert toolkit(["verify", str(path)]) == 1
+    assert capsys.readouterr().out.startswith("UNTRUSTED")
+
+
+def test_bad_allowed_signers_file_is_a_usage_error(
+    sealed: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = sealed
+    bad = tmp_path / "bad_signers"
+    bad.write_text("alice@example.com ssh-ed25519 notbase64!!\n")
+    assert toolkit(["verify", str(path), "--allowed-signers", str(bad)]) == 2
+    assert "allowed_signers line 1" in capsys.readouterr().err

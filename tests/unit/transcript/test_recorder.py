@@ -1,0 +1,210 @@
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from tests.helpers import FakeClock, new_signer, record_sample, write_allowed_signers
+from toolkit.identity.allowed_signers import AllowedSigners
+from toolkit.secrets import Secret
+from toolkit.transcript.models import Checkpoint, Header
+from toolkit.transcript.recorder import REDACTED, Recorder, RecorderClosed, new_header
+from toolkit.transcript.verify import Verdict, examine, read_events
+
+
+def _recorder(tmp_path: Path, **options: object) -> tuple[Recorder, AllowedSigners]:
+    signer = new_signer()
+    trust = AllowedSigners.from_file(write_allowed_signers(tmp_path / "as", signer))
+    header = new_header("Alice", "alice@example.com", signer, "T-9")
+    return Recorder.create(tmp_path / "s.cast", header, signer, **options), trust
+
+
+def _checkpoints(path: Path) -> list[Checkpoint]:
+    return [Checkpoint.from_data(e.data) for e in read_events(path) if e.code == "c"]
+
+
+def test_checkpoint_every_1000_events_and_at_the_end(tmp_path: Path) -> None:
+    clock = FakeClock()
+    rec, trust = _recorder(tmp_path, clock=clock)
+    for _ in range(2500):
+        rec.output(b"x")
+    rec.close("completed")
+    cps = _checkpoints(rec.path)
+    assert [c.events for c in cps] == [1000, 2001, 2503]  # 1,000 events each, then the seal
+    assert examine(rec.path, trust).verdict is Verdict.SEALED
+
+
+def test_checkpoint_after_5_seconds_of_session_time(tmp_path: Path) -> None:
+    clock = FakeClock()
+    rec, _ = _recorder(tmp_path, clock=clock)
+    rec.output(b"a")
+    clock.now += 4.9
+    rec.output(b"b")
+    assert _checkpoints(rec.path) == []
+    clock.now += 0.2
+    rec.output(b"c")
+    assert len(_checkpoints(rec.path)) == 1
+    # Idle: tick() checkpoints pending events once their interval has passed.
+    rec.output(b"d")
+    rec.tick()
+    assert len(_checkpoints(rec.path)) == 1
+    clock.now += 5
+    rec.tick()
+    rec.tick()  # nothing new: no empty checkpoint
+    assert len(_checkpoints(rec.path)) == 2
+    rec.close("completed")
+
+
+def test_every_checkpoint_is_on_disk_before_the_next_event(tmp_path: Path) -> None:
+    rec, trust = _recorder(tmp_path, checkpoint_events=3)
+    for i in range(7):
+        rec.output(f"{i}".encode())
+    on_disk = rec.path.read_bytes()
+    assert on_disk.count(b'"c"') == 2
+    report = examine(rec.path, trust)
+    assert report.verdict is Verdict.UNSEALED and report.checkpoints == 2
+    rec.close("completed")
+
+
+def test_secrets_cannot_be_recorded(tmp_path: Path) -> None:
+    rec, trust = _recorder(tmp_path)
+    code = Secret("417093552")
+    with pytest.raises(TypeError):
+        rec.event("consent", result=code)
+    with pytest.raises(TypeError):
+        rec.output(code)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        rec.marker(code)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        rec.event("op", key=ed25519.Ed25519PrivateKey.generate())
+    with pytest.raises(TypeError):
+        rec.event("op", blob=b"raw bytes")
+    for name in ["code", "consent_code", "passphrase", "password", "private_key", "token"]:
+        with pytest.raises(ValueError, match="secret"):
+            rec.event("consent", **{name: "x"})
+    with pytest.raises(ValueError, match="secret"):
+        rec.event("consent", detail={"password": "x"})
+    with pytest.raises(ValueError):
+        rec.event("Bad Type")
+    with pytest.raises(TypeError):
+        f"{code}"
+    with pytest.raises(TypeError):
+        str(code)
+    assert "417" not in repr(code)
+    rec.close("completed")
+    assert b"417093552" not in rec.path.read_bytes()
+    assert examine(rec.path, trust).verdict is Verdict.SEALED
+
+
+def test_redacted_values_never_reach_the_file(tmp_path: Path) -> None:
+    rec, _ = _recorder(tmp_path)
+    rec.redact(Secret("417-093-552"))
+    rec.output(b"your code is 417-093-552\r\n")
+    rec.event("note", text="417-093-552")
+    rec.marker("code 417-093-552")
+    rec.close("completed")
+    data = rec.path.read_text()
+    assert "417-093-552" not in data
+    assert data.count(REDACTED) == 3
+
+
+def test_output_is_decoded_across_chunk_boundaries_and_split(tmp_path: Path) -> None:
+    rec, trust = _recorder(tmp_path)
+    snowman = "\u2603".encode()
+    rec.output(b"a" + snowman[:1])
+    rec.output(snowman[1:] + b"b")
+    rec.output(b"\xff")  # not UTF-8: replaced, not dropped silently
+    rec.output(b"y" * 200_000)
+    rec.close("completed")
+    outputs = [e.data for e in read_events(rec.path) if e.code == "o"]
+    assert outputs[:3] == ["a", "\u2603b", "\ufffd"]
+    assert "".join(outputs[3:]) == "y" * 200_000 and len(outputs) == 7  # 64 KiB per line
+    assert examine(rec.path, trust).verdict is Verdict.SEALED
+
+
+def test_closed_recorder_refuses_more(tmp_path: Path) -> None:
+    rec, _ = _recorder(tmp_path)
+    sig = rec.close("completed")
+    assert sig.name == "s.cast.sig" and sig.read_text().startswith("-----BEGIN SSH SIGNATURE")
+    with pytest.raises(RecorderClosed):
+        rec.output(b"late")
+    with pytest.raises(RecorderClosed):
+        rec.close("again")
+
+
+def test_transcript_is_private_and_never_overwritten(tmp_path: Path) -> None:
+    path = record_sample(tmp_path / "s.cast", new_signer())
+    assert path.stat().st_mode & 0o777 == 0o600
+    signer = new_signer()
+    with pytest.raises(FileExistsError):
+        Recorder.create(path, new_header("A", "a@example.com", signer, "T"), signer)
+
+
+def test_header_must_name_the_signing_key(tmp_path: Path) -> None:
+    header = new_header("A", "a@example.com", new_signer(), "T")
+    with pytest.raises(ValueError, match="fingerprint"):
+        Recorder.create(tmp_path / "x.cast", header, new_signer())
+
+
+def test_header_round_trip_and_required_fields(tmp_path: Path) -> None:
+    signer = new_signer()
+    header = new_header(
+        "Alice", "alice@example.com", signer, "T-1", scope=["diagnostics", "shell"],
+        agent_host_key="SHA256:host", customer_host="pc-42", width=120, height=40,
+    )  # fmt: skip
+    raw = json.loads(header.to_line())
+    assert isinstance(raw["timestamp"], int) and raw["version"] == 2
+    meta = raw["toolkit"]
+    assert set(meta) >= {
+        "format", "session", "ticket", "technician", "agent_host_key", "customer_host",
+        "scope", "tool_version", "namespaces",
+    }  # fmt: skip
+    assert Header.from_line(header.to_line()) == header
+
+
+def test_close_on_exception_records_why(tmp_path: Path) -> None:
+    rec, trust = _recorder(tmp_path)
+    with pytest.raises(RuntimeError), rec:
+        raise RuntimeError("boom")
+    report = examine(rec.path, trust)
+    assert report.verdict is Verdict.SEALED and report.end_reason == "error: RuntimeError"
+
+
+CRASHER = """
+import sys, time
+from pathlib import Path
+from tests.helpers import new_signer
+from toolkit.transcript.recorder import Recorder, new_header
+signer = new_signer()
+Path(sys.argv[2]).write_text(
+    "alice@example.com " + __import__("toolkit.identity.keys", fromlist=["x"]).public_line(
+        signer.public_blob) + "\\n")
+rec = Recorder.create(Path(sys.argv[1]), new_header("A", "alice@example.com", signer, "T"),
+                      signer, checkpoint_events=50)
+for i in range(1000):
+    rec.output(b"line %d\\r\\n" % i)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_kill_9_leaves_a_verifiable_prefix(tmp_path: Path) -> None:
+    path, signers = tmp_path / "crash.cast", tmp_path / "allowed_signers"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASHER, str(path), str(signers)],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).parents[3],
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == b"ready"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    report = examine(path, AllowedSigners.from_file(signers))
+    assert report.verdict is Verdict.UNSEALED
+    assert report.checkpoints == 20  # 1,000 events, a checkpoint every 50: nothing lost
+    assert report.failure is not None and "missing" in report.failure.reason
