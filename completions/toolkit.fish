@@ -1,0 +1,1 @@
+complete --command toolkit --no-files --arguments "(env _TOOLKIT_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) toolkit)" --condition "env _TOOLKIT_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) toolkit"
