@@ -67,6 +67,8 @@ def _render(report: Report, signers: Path | None) -> None:
             where.append(f"first malformed line {f.line}")
         if where:
             console.print(f"  {'where':<12} {', '.join(where)}", markup=False, highlight=False)
+    for note in report.notes:
+        console.print(f"  {'note':<12} {note}", markup=False, highlight=False)
     if report.verdict.value == "TAMPERED":
         console.print(
             "  This transcript was modified after it was signed, maybe maliciously: "

@@ -159,7 +159,7 @@ class _Scan:
     header_end: int
     size: int = 0
     lines: int = 1  # complete lines, header included
-    tail: bytes = b""  # a last line with no newline (a crash mid-write)
+    tail: int = 0  # bytes after the last newline (a crash mid-write), or past an overlong line
     checkpoints: list[_Found] = field(default_factory=list)
     events: list[_Found] = field(default_factory=list)
     sha512: bytes = b""
@@ -198,18 +198,24 @@ def _scan(path: Path) -> _Scan:
                 data = carry + chunk if carry else chunk
                 cut = data.rfind(b"\n") + 1
                 carry = data[cut:]
-                if len(carry) > _MAX_LINE:
-                    scan.overlong_line = scan.lines + 1
-                    carry += f.read()  # hashed as an unverifiable tail
-                    break
                 if cut:
                     region = data[:cut]
                     jobs.put(region)
                     _scan_region(scan, region, offset, sha256)
                     offset += cut
+                if len(carry) > _MAX_LINE:
+                    # No event line is this long: hash the rest as an uncovered
+                    # tail without holding it in memory.
+                    scan.overlong_line = scan.lines + 1
+                    jobs.put(carry)
+                    scan.tail += len(carry)
+                    carry = b""
+                    while chunk := f.read(_CHUNK):
+                        jobs.put(chunk)
+                        scan.tail += len(chunk)
             jobs.put(carry)
-            scan.tail = carry
-            scan.size = offset + len(carry)
+            scan.tail += len(carry)
+            scan.size = offset + scan.tail
         finally:
             jobs.put(None)
             worker.join()
@@ -235,12 +241,14 @@ def _scan_region(scan: _Scan, region: bytes, offset: int, sha256: Any) -> None:
         pos = end
         i = region.find(_CHECKPOINT_MARK, end)
     sha256.update(view[pos:])
+    counted, line = 0, scan.lines
     i = region.find(_EVENT_MARK)
     while i != -1:
         start = region.rfind(b"\n", 0, i) + 1
         end = region.index(b"\n", i) + 1
-        line = scan.lines + region.count(b"\n", 0, start) + 1
-        scan.events.append(_Found(line, offset + start, region[start:end]))
+        line += region.count(b"\n", counted, start)
+        counted = start
+        scan.events.append(_Found(line + 1, offset + start, region[start:end]))
         i = region.find(_EVENT_MARK, end)
     scan.lines += region.count(b"\n")
 
@@ -292,6 +300,11 @@ def examine(path: Path, trust: AllowedSigners | None) -> Report:
     header = scan.header
     session = header.session_id
     base: dict[str, Any] = {"path": path, "header": header, "size": scan.size}
+    if scan.overlong_line is not None:
+        base["notes"] = (
+            f"line {scan.overlong_line} is longer than any line toolkit writes; "
+            "nothing after it was checked",
+        )
 
     # Stats from structured events: what was done, how it ended.
     operations = refusals = 0

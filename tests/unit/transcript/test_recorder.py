@@ -208,3 +208,15 @@ def test_kill_9_leaves_a_verifiable_prefix(tmp_path: Path) -> None:
     assert report.verdict is Verdict.UNSEALED
     assert report.checkpoints == 20  # 1,000 events, a checkpoint every 50: nothing lost
     assert report.failure is not None and "missing" in report.failure.reason
+
+
+def test_overlong_garbage_line_is_reported_without_loading_it(tmp_path: Path) -> None:
+    signer = new_signer()
+    trust = AllowedSigners.from_file(write_allowed_signers(tmp_path / "as", signer))
+    path = record_sample(tmp_path / "s.cast", signer, events=3)
+    with path.open("ab") as f:
+        f.write(b"x" * (17 << 20))  # no newline: longer than any line we write
+    report = examine(path, trust)
+    assert report.verdict is Verdict.TAMPERED  # appended after the seal
+    assert report.notes and "longer than any line" in report.notes[0]
+    assert report.size == path.stat().st_size
