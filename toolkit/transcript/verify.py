@@ -367,9 +367,8 @@ def examine(path: Path, trust: AllowedSigners | None) -> Report:
 
     # 2. Is the file complete: session_end, then the last checkpoint, then nothing?
     last = scan.checkpoints[-1] if scan.checkpoints else None
-    complete = (
-        last is not None and not scan.tail and last.line == scan.lines and end_line == last.line - 1
-    )
+    ended = last is not None and end_line == last.line - 1
+    complete = ended and last is not None and last.line == scan.lines and not scan.tail
     uncovered = (valid_end, scan.size) if scan.size > valid_end else None
 
     def unsealed(reason: str) -> Report:
@@ -396,6 +395,11 @@ def examine(path: Path, trust: AllowedSigners | None) -> Report:
         if valid
         else "no valid checkpoint"
     )
+
+    if ended and not complete:
+        return tampered(
+            f"{prefix}; {scan.size - valid_end} bytes were added after the session's seal"
+        )
 
     # 3. The final SSHSIG over the whole file.
     sig_path = path.with_name(path.name + ".sig")
