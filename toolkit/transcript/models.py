@@ -51,6 +51,13 @@ class Header:
     width: int = 80
     height: int = 24
     format: int = FORMAT_VERSION
+    # Who signs, when not the technician: the customer's own copy is sealed by
+    # the agent's host key, named here with a principal like agent@HOST.
+    signer: Technician | None = None
+
+    @property
+    def signed_by(self) -> Technician:
+        return self.signer or self.technician
 
     def __post_init__(self) -> None:
         if self.width <= 0 or self.height <= 0:
@@ -69,6 +76,8 @@ class Header:
             "tool_version": self.tool_version,
             "namespaces": {"checkpoint": NAMESPACE_CHECKPOINT, "seal": NAMESPACE_SEAL},
         }
+        if self.signer is not None:
+            meta["signer"] = asdict(self.signer)
         return {
             "version": 2,
             "width": self.width,
@@ -106,6 +115,7 @@ class Header:
             raise bad("the header names unknown signature namespaces")
         try:
             tech = meta["technician"]
+            signer = meta.get("signer")
             header = cls(
                 technician=Technician(
                     str(tech["name"]), str(tech["email"]), str(tech["fingerprint"])
@@ -119,6 +129,11 @@ class Header:
                 tool_version=str(meta.get("tool_version", "")),
                 width=int(raw["width"]),
                 height=int(raw["height"]),
+                signer=Technician(
+                    str(signer["name"]), str(signer["email"]), str(signer["fingerprint"])
+                )
+                if signer is not None
+                else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise bad(f"the header metadata is incomplete ({exc})") from None

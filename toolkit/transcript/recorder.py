@@ -89,7 +89,7 @@ class Recorder:
         checkpoint_seconds: float = 5.0,
     ) -> None:
         key_fp = fingerprint(blob_of(load_public(signer.public_blob)))
-        if header.technician.fingerprint != key_fp:
+        if header.signed_by.fingerprint != key_fp:
             raise ValueError("the header's key fingerprint is not the signer's")
         self.path = path
         self.header = header
@@ -312,16 +312,27 @@ def new_header(
     customer_host: str | None = None,
     width: int = 80,
     height: int = 24,
+    technician_fingerprint: str | None = None,
+    signer_principal: tuple[str, str] | None = None,
 ) -> Header:
-    """A header for a new session, with a fresh session id and the tool version."""
+    """A header for a new session, with a fresh session id and the tool version.
+
+    By default the technician signs. For the customer's copy, pass the
+    technician's fingerprint and ``signer_principal=(name, principal)`` naming
+    the agent key that signs instead.
+    """
     from toolkit import __version__
     from toolkit.transcript.models import Technician
 
+    signer_fp = fingerprint(blob_of(load_public(signer.public_blob)))
+    other = None
+    if signer_principal is not None:
+        if technician_fingerprint is None:
+            raise ValueError("a header signed by another key needs the technician's fingerprint")
+        other = Technician(signer_principal[0], signer_principal[1], signer_fp)
     return Header(
         technician=Technician(
-            technician_name,
-            technician_email,
-            fingerprint(blob_of(load_public(signer.public_blob))),
+            technician_name, technician_email, technician_fingerprint or signer_fp
         ),
         ticket=ticket,
         timestamp=int(time.time()),
@@ -331,6 +342,7 @@ def new_header(
         tool_version=__version__,
         width=width,
         height=height,
+        signer=other,
     )
 
 

@@ -103,7 +103,7 @@ class Report:
 
     def ssh_keygen_command(self, allowed_signers: str) -> str:
         return (
-            f"ssh-keygen -Y verify -f {allowed_signers} -I {self.header.technician.email} "
+            f"ssh-keygen -Y verify -f {allowed_signers} -I {self.header.signed_by.email} "
             f"-n {NAMESPACE_SEAL} -s {self.path}.sig < {self.path}"
         )
 
@@ -119,6 +119,7 @@ class Report:
                 "email": h.technician.email,
                 "fingerprint": h.technician.fingerprint,
             },
+            "signer_principal": h.signed_by.email,
             "agent_host_key": h.agent_host_key,
             "customer_host": h.customer_host,
             "scope": list(h.scope),
@@ -335,7 +336,7 @@ def examine(path: Path, trust: AllowedSigners | None) -> Report:
             _, key = _check_checkpoint(found, seq, session)
             if signer_key is not None and key != signer_key:
                 raise ValueError("signed by a different key than the checkpoints before it")
-            if _plain_fingerprint(key) != header.technician.fingerprint:
+            if _plain_fingerprint(key) != header.signed_by.fingerprint:
                 raise ValueError("signed by a key other than the one the header names")
         except (ValueError, SignatureError, UnicodeDecodeError) as exc:
             reason = exc.message if isinstance(exc, SignatureError) else str(exc)
@@ -431,7 +432,7 @@ def examine(path: Path, trust: AllowedSigners | None) -> Report:
         return tampered("the final signature verifies, but the file has no proper end")
 
     # 4. Trust: is this key allowed to sign transcripts as this technician?
-    email = header.technician.email
+    email = header.signed_by.email
     if trust is None:
         return Report(
             **base,

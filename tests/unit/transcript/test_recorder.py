@@ -220,3 +220,19 @@ def test_overlong_garbage_line_is_reported_without_loading_it(tmp_path: Path) ->
     assert report.verdict is Verdict.TAMPERED  # appended after the seal
     assert report.notes and "longer than any line" in report.notes[0]
     assert report.size == path.stat().st_size
+
+
+def test_customer_copy_is_signed_by_the_agent_key_and_names_it(tmp_path: Path) -> None:
+    technician, agent = new_signer(), new_signer()
+    header = new_header(
+        "Alice", "alice@example.com", agent, "T-1",
+        technician_fingerprint="SHA256:tech", signer_principal=("toolkit agent", "agent@pc-42"),
+    )  # fmt: skip
+    assert header.technician.fingerprint == "SHA256:tech"
+    assert Header.from_line(header.to_line()) == header
+    rec = Recorder.create(tmp_path / "c.cast", header, agent)
+    rec.close("completed")
+    as_agent = write_allowed_signers(tmp_path / "as", agent, email="agent@pc-42")
+    assert examine(rec.path, AllowedSigners.from_file(as_agent)).verdict is Verdict.SEALED
+    as_tech = write_allowed_signers(tmp_path / "as2", technician)
+    assert examine(rec.path, AllowedSigners.from_file(as_tech)).verdict is Verdict.UNTRUSTED
