@@ -1,0 +1,220 @@
+"""The session wire protocol: framed, versioned requests and responses.
+
+One SSH subsystem channel (``toolkit-session-v1``) carries frames both ways::
+
+    frame   = uint32 length, uint8 kind, body[length - 1]
+    kind 1  = message: a compact UTF-8 JSON object
+    kind 2  = data:    uint32 request id, uint8 stream, bytes
+
+Requests are ``{"v": 1, "id": N, "op": ..., ...}``; the agent answers each
+with zero or more data frames (stdout, stderr, file content) and exactly one
+response ``{"v": 1, "id": N, "ok": true|false, ...}``. Anything unknown,
+malformed or oversized gets an error response (or, when no id can be read, a
+response with id 0) and the channel keeps serving. docs/protocol.md is the
+specification.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from toolkit.errors import ToolkitError
+
+SUBSYSTEM = "toolkit-session-v1"
+VERSION = 1
+MAX_FRAME = (1 << 20) + 64  # 1 MiB of data plus its small header
+MAX_MESSAGE = 64 * 1024  # a JSON message is small; content travels in data frames
+DATA_CHUNK = 1 << 20
+KIND_MESSAGE = 1
+KIND_DATA = 2
+STDOUT, STDERR, CONTENT = 1, 2, 3
+STREAMS = frozenset({STDOUT, STDERR, CONTENT})
+
+OPERATIONS: dict[str, dict[str, type]] = {
+    "run": {"argv": list},
+    "read": {"path": str},
+    "list": {"path": str},
+    "stat": {"path": str},
+    "diag": {"name": str},
+    "fix": {"name": str},
+    "hello": {},
+    "end": {"reason": str},
+}
+MAX_ARGV = 256
+MAX_ARG = 4096
+
+
+class ProtocolError(ToolkitError):
+    """A peer sent something this protocol does not allow."""
+
+
+@dataclass(frozen=True)
+class Request:
+    id: int
+    op: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def to_frame(self) -> bytes:
+        return message_frame({"v": VERSION, "id": self.id, "op": self.op, **self.args})
+
+
+@dataclass(frozen=True)
+class Response:
+    id: int
+    ok: bool
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # a short code: refused, failed, malformed, unknown, ...
+    message: str | None = None  # a sentence for the technician
+
+    def to_frame(self) -> bytes:
+        body: dict[str, Any] = {"v": VERSION, "id": self.id, "ok": self.ok}
+        if self.ok:
+            body["result"] = self.result
+        else:
+            body["error"] = {"code": self.error or "failed", "message": self.message or ""}
+        return message_frame(body)
+
+
+@dataclass(frozen=True)
+class Data:
+    id: int
+    stream: int
+    data: bytes
+
+
+def message_frame(body: dict[str, Any]) -> bytes:
+    payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(payload) > MAX_MESSAGE:
+        raise ProtocolError("message too large")
+    return struct.pack(">IB", len(payload) + 1, KIND_MESSAGE) + payload
+
+
+def data_frames(request_id: int, stream: int, data: bytes) -> Iterator[bytes]:
+    view = memoryview(data)
+    for start in range(0, len(view), DATA_CHUNK):
+        chunk = view[start : start + DATA_CHUNK]
+        yield struct.pack(">IBIB", len(chunk) + 6, KIND_DATA, request_id, stream) + chunk
+
+
+class FrameDecoder:
+    """Incremental decoder: ``feed`` bytes, get frames. Oversized or unknown frames raise."""
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self._buf = bytearray()
+        self._max = max_frame
+
+    def feed(self, data: bytes) -> Iterator[tuple[int, bytes]]:
+        self._buf += data
+        while len(self._buf) >= 4:
+            (length,) = struct.unpack_from(">I", self._buf)
+            if length == 0 or length > self._max:
+                raise ProtocolError(f"frame of {length} bytes is outside 1..{self._max}")
+            if len(self._buf) < 4 + length:
+                return
+            kind = self._buf[4]
+            body = bytes(self._buf[5 : 4 + length])
+            del self._buf[: 4 + length]
+            if kind not in (KIND_MESSAGE, KIND_DATA):
+                raise ProtocolError(f"unknown frame kind {kind}")
+            yield kind, body
+
+
+def parse_data(body: bytes) -> Data:
+    if len(body) < 5:
+        raise ProtocolError("data frame too short")
+    request_id, stream = struct.unpack_from(">IB", body)
+    if stream not in STREAMS:
+        raise ProtocolError(f"unknown data stream {stream}")
+    return Data(request_id, stream, body[5:])
+
+
+def _load(body: bytes) -> dict[str, Any]:
+    if len(body) > MAX_MESSAGE:
+        raise ProtocolError("message too large")
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ProtocolError("message is not JSON") from None
+    if not isinstance(value, dict):
+        raise ProtocolError("message is not a JSON object")
+    if value.get("v") != VERSION:
+        raise ProtocolError(f"unsupported protocol version {value.get('v')!r}")
+    request_id = value.get("id")
+    if not isinstance(request_id, int) or isinstance(request_id, bool) or request_id < 0:
+        raise ProtocolError("message id is not a non-negative integer")
+    return value
+
+
+def request_id_of(body: bytes) -> int:
+    """Best effort: the id of a message that failed to parse, else 0."""
+    try:
+        value = json.loads(body)
+        rid = value.get("id") if isinstance(value, dict) else None
+        return rid if isinstance(rid, int) and not isinstance(rid, bool) and rid >= 0 else 0
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return 0
+
+
+def parse_request(body: bytes) -> Request:
+    value = _load(body)
+    op = value.get("op")
+    if not isinstance(op, str) or op not in OPERATIONS:
+        raise ProtocolError(f"unknown operation {op!r}"[:200])
+    schema = OPERATIONS[op]
+    args = {k: v for k, v in value.items() if k not in ("v", "id", "op")}
+    if set(args) != set(schema):
+        raise ProtocolError(f"{op} takes exactly: {', '.join(sorted(schema)) or 'no fields'}")
+    for name, kind in schema.items():
+        if not isinstance(args[name], kind):
+            raise ProtocolError(f"{op}: {name} must be a {kind.__name__}")
+    if op == "run":
+        argv = args["argv"]
+        if not argv or len(argv) > MAX_ARGV:
+            raise ProtocolError(f"run: argv must have 1..{MAX_ARGV} items")
+        if not all(isinstance(a, str) and len(a) <= MAX_ARG for a in argv):
+            raise ProtocolError(f"run: argv items must be strings of at most {MAX_ARG} chars")
+    return Request(value["id"], op, args)
+
+
+def parse_response(body: bytes) -> Response:
+    value = _load(body)
+    ok = value.get("ok")
+    if not isinstance(ok, bool):
+        raise ProtocolError("response without ok")
+    if ok:
+        result = value.get("result", {})
+        if not isinstance(result, dict):
+            raise ProtocolError("response result is not an object")
+        return Response(value["id"], True, result)
+    error = value.get("error")
+    if not isinstance(error, dict):
+        raise ProtocolError("error response without an error object")
+    return Response(
+        value["id"], False, error=str(error.get("code")), message=str(error.get("message"))
+    )
+
+
+__all__ = [
+    "CONTENT",
+    "MAX_FRAME",
+    "MAX_MESSAGE",
+    "OPERATIONS",
+    "STDERR",
+    "STDOUT",
+    "SUBSYSTEM",
+    "Data",
+    "FrameDecoder",
+    "ProtocolError",
+    "Request",
+    "Response",
+    "data_frames",
+    "message_frame",
+    "parse_data",
+    "parse_request",
+    "parse_response",
+    "request_id_of",
+]
