@@ -137,7 +137,7 @@ def _load(body: bytes) -> dict[str, Any]:
         raise ProtocolError("message too large")
     try:
         value = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ProtocolError("message is not JSON") from None
     if not isinstance(value, dict):
         raise ProtocolError("message is not a JSON object")

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+
+from toolkit.session import protocol as p
+
+
+def test_request_and_response_round_trip() -> None:
+    request = p.Request(7, "run", {"argv": ["df", "-h"]})
+    [(kind, body)] = list(p.FrameDecoder().feed(request.to_frame()))
+    assert kind == p.KIND_MESSAGE and p.parse_request(body) == request
+    response = p.Response(7, False, error="refused", message="not on the list")
+    [(_, body)] = list(p.FrameDecoder().feed(response.to_frame()))
+    assert p.parse_response(body) == response
+
+
+def test_data_frames_split_and_reassemble_byte_by_byte() -> None:
+    payload = bytes(range(256)) * 9000  # over two chunks
+    frames = b"".join(p.data_frames(3, p.STDOUT, payload))
+    decoder = p.FrameDecoder()
+    got = []
+    for i in range(0, len(frames), 4099):
+        got += [p.parse_data(body) for _, body in decoder.feed(frames[i : i + 4099])]
+    assert len(got) == 3 and all(d.id == 3 and d.stream == p.STDOUT for d in got)
+    assert b"".join(d.data for d in got) == payload
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        struct.pack(">I", 0),
+        struct.pack(">I", p.MAX_FRAME + 1),
+        struct.pack(">IB", 2, 9) + b"x",
+    ],
+)
+def test_bad_frames_raise(frame: bytes) -> None:
+    with pytest.raises(p.ProtocolError):
+        list(p.FrameDecoder().feed(frame))
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"not json", "not JSON"),
+        (b"[1]", "not a JSON object"),
+        (b'{"v": 2, "id": 1, "op": "hello"}', "version"),
+        (b'{"v": 1, "id": -1, "op": "hello"}', "id"),
+        (b'{"v": 1, "id": true, "op": "hello"}', "id"),
+        (b'{"v": 1, "id": 1, "op": "rm"}', "unknown operation"),
+        (b'{"v": 1, "id": 1, "op": "read"}', "exactly: path"),
+        (b'{"v": 1, "id": 1, "op": "read", "path": "/x", "extra": 1}', "exactly: path"),
+        (b'{"v": 1, "id": 1, "op": "read", "path": 5}', "must be a str"),
+        (b'{"v": 1, "id": 1, "op": "run", "argv": []}', "1..256"),
+        (b'{"v": 1, "id": 1, "op": "run", "argv": [1]}', "strings"),
+        (b'{"v": 1, "id": 1, "op": "run", "argv": "ls"}', "must be a list"),
+        (b"\xff\xfe", "not JSON"),
+        (b"[" * 100000 + b"]" * 100000, "too large"),
+        (b"[" * 30000 + b"]" * 30000, "not JSON"),  # deep nesting, under the size cap
+    ],
+)
+def test_malformed_requests_are_protocol_errors(body: bytes, message: str) -> None:
+    with pytest.raises(p.ProtocolError, match=message):
+        p.parse_request(body)
+
+
+def test_request_id_is_recovered_for_error_replies() -> None:
+    assert p.request_id_of(b'{"v": 1, "id": 42, "op": "rm"}') == 42
+    assert p.request_id_of(b"garbage") == 0
+    assert p.request_id_of(json.dumps({"id": "x"}).encode()) == 0
+
+
+def test_oversized_message_is_refused_on_send() -> None:
+    with pytest.raises(p.ProtocolError, match="too large"):
+        p.message_frame({"v": 1, "id": 1, "blob": "x" * p.MAX_MESSAGE})
