@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from toolkit.errors import TicketBackendError, UsageError
+from toolkit.tickets.local import LocalTickets
+
+
+def test_attach_list_show_and_never_overwrite(tmp_path: Path) -> None:
+    store = LocalTickets()
+    a = tmp_path / "s.cast"
+    a.write_bytes(b"one")
+    first = store.attach("T-1", [a], "first session")
+    a.write_bytes(b"two")
+    second = store.attach("T-1", [a], "second session")
+    assert first[0].name == "s.cast" and second[0].name == "2-s.cast"
+    ticket = store.ticket("T-1")
+    assert [x.comment for x in ticket.attachments] == ["first session", "second session"]
+    assert Path(ticket.attachments[0].location).read_bytes() == b"one"
+    assert [t.id for t in store.tickets()] == ["T-1"]
+
+
+@pytest.mark.parametrize("bad", ["", "../etc", "a/b", "x" * 65, "-x", "t\n1"])
+def test_ticket_ids_are_checked(bad: str) -> None:
+    with pytest.raises(UsageError, match="not a ticket id"):
+        LocalTickets().ticket(bad)
+
+
+def test_unknown_ticket_and_damaged_index(tmp_path: Path) -> None:
+    store = LocalTickets(tmp_path / "t")
+    with pytest.raises(TicketBackendError, match="no local ticket"):
+        store.ticket("T-2")
+    (tmp_path / "t" / "T-2").mkdir(parents=True)
+    (tmp_path / "t" / "T-2" / "ticket.json").write_text("{broken")
+    with pytest.raises(TicketBackendError, match="damaged"):
+        store.ticket("T-2")
