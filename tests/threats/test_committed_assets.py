@@ -1,0 +1,164 @@
+"""The committed sample transcripts under tests/assets get exactly their verdicts.
+
+The files come from tests/assets/make_assets.py (run it to regenerate them;
+its docstring describes the sample's lines). They were signed with keys that
+no longer exist, so these tests also show that verification needs nothing but
+the files: no key store, no agent, no network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.assets import make_assets
+from tests.helpers import EMAIL, run
+from toolkit.identity.allowed_signers import AllowedSigners
+from toolkit.transcript.models import NAMESPACE_CHECKPOINT, NAMESPACE_SEAL
+from toolkit.transcript.verify import Verdict, examine
+
+ASSETS = Path(make_assets.__file__).resolve().parent
+TRUSTED = "allowed_signers"
+
+
+@dataclass(frozen=True)
+class Expect:
+    cast: str
+    verdict: Verdict
+    checkpoints: int  # valid checkpoints
+    failing: int | None = None  # Failure.checkpoint
+    line: int | None = None  # Failure.line
+    reason: str = ""  # a phrase of Failure.reason
+    allowed_signers: str = TRUSTED
+
+    @property
+    def id(self) -> str:
+        suffix = "" if self.allowed_signers == TRUSTED else f"+{self.allowed_signers}"
+        return self.cast + suffix
+
+
+CASES = [
+    Expect("sealed.cast", Verdict.SEALED, 3),
+    Expect("missing_sig.cast", Verdict.UNSEALED, 3, 3, None, "no final signature"),
+    Expect("truncated_mid_line.cast", Verdict.UNSEALED, 1, 1, 6, "ends before its seal"),
+    Expect("flipped_byte.cast", Verdict.TAMPERED, 1, 2, 7, "SHA-256"),
+    Expect("swapped_lines.cast", Verdict.TAMPERED, 1, 2, None, "SHA-256"),
+    Expect("deleted_line.cast", Verdict.TAMPERED, 0, 1, None, "offset"),
+    Expect("inserted_line.cast", Verdict.TAMPERED, 1, 2, None, "offset"),
+    Expect("foreign_sig.cast", Verdict.TAMPERED, 3, 3, None, "final signature does not match"),
+    Expect("namespaces_swapped.cast", Verdict.TAMPERED, 0, 1, None, "namespace"),
+    Expect("resigned_checkpoint.cast", Verdict.TAMPERED, 1, 2, None, "different key"),
+    Expect("forged_header.cast", Verdict.UNTRUSTED, 3, None, None, "does not trust"),
+    Expect(
+        "sealed.cast",
+        Verdict.UNTRUSTED,
+        3,
+        reason="no line names this principal and key",
+        allowed_signers="untrusted_signer_allowed_signers",
+    ),
+    Expect(
+        "sealed.cast",
+        Verdict.UNTRUSTED,
+        3,
+        reason="not trusted for namespace",
+        allowed_signers="namespaces_omitted_allowed_signers",
+    ),
+]
+
+
+def expected_files() -> set[str]:
+    names = {".gitattributes", Path(make_assets.__file__).name}
+    for case in CASES:
+        names |= {case.cast, case.allowed_signers}
+        if case.cast != "missing_sig.cast":
+            names.add(f"{case.cast}.sig")
+    return names
+
+
+def check(directory: Path, case: Expect) -> None:
+    path = directory / case.cast
+    report = examine(path, AllowedSigners.from_file(directory / case.allowed_signers))
+    failure = report.failure
+    assert report.verdict is case.verdict, failure
+    assert report.checkpoints == case.checkpoints
+    assert report.header.technician.name == "Alice Tech"
+    assert report.header.technician.email == EMAIL
+    if case.verdict is Verdict.SEALED:
+        assert failure is None and report.trusted_as == EMAIL
+        return
+    assert failure is not None
+    assert (failure.checkpoint, failure.line) == (case.failing, case.line), failure
+    assert case.reason in failure.reason
+    if failure.lines is not None:  # a checkpoint failed: the range holds the first change
+        sealed, data = (directory / "sealed.cast").read_bytes(), path.read_bytes()
+        first = next(i for i, (a, b) in enumerate(zip(sealed, data, strict=False)) if a != b)
+        assert failure.byte_range is not None
+        assert failure.byte_range[0] <= first < failure.byte_range[1]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_each_committed_asset_gets_its_verdict(case: Expect) -> None:
+    check(ASSETS, case)
+
+
+def test_every_committed_asset_is_checked_and_nothing_else_is_there() -> None:
+    present = {p.name for p in ASSETS.iterdir() if p.name != "__pycache__"}
+    assert present == expected_files()
+
+
+def test_no_private_key_is_committed_and_assets_stay_small() -> None:
+    for path in ASSETS.iterdir():
+        if path.is_file():
+            data = path.read_bytes()
+            assert b"PRIVATE KEY" not in data, path
+            assert b"\r\n" not in data, f"{path} has CRLF line ends"
+            assert len(data) < 8192, path
+
+
+def test_make_assets_regenerates_files_with_the_same_verdicts(tmp_path: Path) -> None:
+    written = make_assets.build(tmp_path)
+    assert {p.name for p in written} == expected_files() - {Path(make_assets.__file__).name}
+    for case in CASES:
+        check(tmp_path, case)
+    # Fresh keys every run: nothing is reused from the committed files.
+    assert (tmp_path / TRUSTED).read_bytes() != (ASSETS / TRUSTED).read_bytes()
+
+
+@pytest.mark.ssh_keygen
+@pytest.mark.parametrize(
+    ("cast", "namespace", "allowed_signers", "ok"),
+    [
+        ("sealed.cast", NAMESPACE_SEAL, TRUSTED, True),
+        ("sealed.cast", NAMESPACE_CHECKPOINT, TRUSTED, False),
+        ("sealed.cast", NAMESPACE_SEAL, "untrusted_signer_allowed_signers", False),
+        ("sealed.cast", NAMESPACE_SEAL, "namespaces_omitted_allowed_signers", False),
+        ("truncated_mid_line.cast", NAMESPACE_SEAL, TRUSTED, False),
+        ("flipped_byte.cast", NAMESPACE_SEAL, TRUSTED, False),
+        ("foreign_sig.cast", NAMESPACE_SEAL, TRUSTED, False),
+        ("namespaces_swapped.cast", NAMESPACE_SEAL, TRUSTED, False),
+        # The swapped seal is a good signature, but only in the checkpoint namespace.
+        ("namespaces_swapped.cast", NAMESPACE_CHECKPOINT, TRUSTED, True),
+        ("forged_header.cast", NAMESPACE_SEAL, TRUSTED, False),
+    ],
+)
+def test_ssh_keygen_agrees_on_the_final_signature(
+    ssh_keygen: str, cast: str, namespace: str, allowed_signers: str, ok: bool
+) -> None:
+    # What a supervisor without toolkit runs (toolkit verify prints this command).
+    result = run(
+        ssh_keygen,
+        "-Y",
+        "verify",
+        "-f",
+        ASSETS / allowed_signers,
+        "-I",
+        EMAIL,
+        "-n",
+        namespace,
+        "-s",
+        ASSETS / f"{cast}.sig",
+        stdin=(ASSETS / cast).read_bytes(),
+    )
+    assert (result.returncode == 0) is ok, result.stderr.decode()
