@@ -1,0 +1,170 @@
+"""Pattern matching on path components: ``*``, ``?``, ``**`` and literal directories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from toolkit.policy import FilePattern, PatternSet
+from toolkit.policy._glob import split_path
+from toolkit.policy._mounts import Mount, aliases, read_mounts
+
+HOME = "/home/carol"
+
+
+def matches(pattern: str, path: str) -> bool:
+    return PatternSet([FilePattern.parse(pattern, HOME)]).matches(path)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "expected"),
+    [
+        ("/etc/os-release", "/etc/os-release", True),
+        ("/etc/os-release", "/etc/os-release2", False),
+        ("/etc/os-release", "/etc", False),
+        ("/etc/os-release", "/ETC/os-release", False),  # case matters
+        ("/var/log/*.log", "/var/log/dpkg.log", True),
+        ("/var/log/*.log", "/var/log/.hidden.log", True),  # unlike a shell
+        ("/var/log/*.log", "/var/log/.log", True),  # * may be empty
+        ("/var/log/*.log", "/var/log/apt/history.log", False),  # * stays in one component
+        ("/var/log/*.log", "/var/log/dpkg.log.1", False),
+        ("/var/log/?.log", "/var/log/a.log", True),
+        ("/var/log/?.log", "/var/log/ab.log", False),
+        ("/var/log/**", "/var/log", True),  # ** may be zero components
+        ("/var/log/**", "/var/log/apt/history.log", True),
+        ("/var/log/**", "/var/logs/x", False),
+        ("/var/**/*.log", "/var/log.log", True),
+        ("/var/**/*.log", "/var/a/b/c/d.log", True),
+        ("/var/**/*.log", "/var/a/b/c/d.txt", False),
+        ("**/*.key", "/server.key", True),
+        ("**/*.key", "/etc/ssl/private/server.key", True),
+        ("**/*.key", "/etc/ssl/private/server.key.pub", False),
+        ("**/id_*", "/home/carol/.ssh/id_ed25519", True),
+        ("**", "/", True),
+        ("**", "/anything/at/all", True),
+        ("/", "/", True),
+        ("/", "/etc", False),
+        ("~/.ssh/**", "/home/carol/.ssh/id_rsa", True),
+        ("~/.ssh/**", "/home/carol/.ssh", True),
+        ("~/.ssh/**", "/home/carol/.sshx/id_rsa", False),
+        ("~/.local/share/*/logs/**", "/home/carol/.local/share/app/logs/a/b.log", True),
+        ("~/.local/share/*/logs/**", "/home/carol/.local/share/a/b/logs/x", False),
+        ("~/.*_history", "/home/carol/.bash_history", True),
+        ("~", "/home/carol", True),
+        ("/a/**/**/b", "/a/b", True),
+        ("/a/**/b/**/c", "/a/x/b/y/b/z/c", True),
+        ("/a/[ab]", "/a/[ab]", True),  # brackets are literal
+        ("/a/[ab]", "/a/a", False),
+        ("/a/b.c", "/a/bxc", False),  # dots are literal
+        ("/a//b/", "/a/b", True),  # extra slashes collapse
+        ("/a/*", "/a/line\nbreak", True),
+    ],
+)
+def test_matching(pattern: str, path: str, expected: bool) -> None:
+    assert matches(pattern, path) is expected
+
+
+def test_home_is_literal_even_with_glob_characters() -> None:
+    pattern = FilePattern.parse("~/x", "/home/we*ird?")
+    assert PatternSet([pattern]).matches("/home/we*ird?/x")
+    assert not PatternSet([pattern]).matches("/home/weXXird!/x")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "directory", "expected"),
+    [
+        ("/var/log/*.log", "/", True),
+        ("/var/log/*.log", "/var", True),
+        ("/var/log/*.log", "/var/log", True),
+        ("/var/log/*.log", "/var/lib", False),
+        ("/var/log/*.log", "/var/log/apt", False),
+        ("/var/log/**", "/var/log/apt/deep", True),
+        ("~/.local/share/*/logs/**", "/home/carol/.local/share/anything", True),
+        ("~/.local/share/*/logs/**", "/home/carol/.local/share/app/cache", False),
+        ("**/*.log", "/any/where", True),
+        ("/etc/os-release", "/etc/os-release", False),  # nothing below a file pattern's end
+    ],
+)
+def test_leads_to(pattern: str, directory: str, expected: bool) -> None:
+    assert PatternSet([FilePattern.parse(pattern, HOME)]).leads_to(directory) is expected
+
+
+def test_empty_pattern_set_matches_nothing() -> None:
+    empty = PatternSet([])
+    assert not empty and not empty.matches("/") and not empty.leads_to("/")
+
+
+def test_symlinked_literal_directories_are_resolved_when_matching(tmp_path: Path) -> None:
+    root = tmp_path.resolve()
+    (root / "real" / "dir").mkdir(parents=True)
+    (root / "link").symlink_to(root / "real")
+    pattern = FilePattern.parse(f"{root}/link/dir/*.txt", HOME)
+    assert PatternSet([pattern]).matches(f"{root}/real/dir/a.txt")
+    assert PatternSet([pattern]).matches(f"{root}/link/dir/a.txt")  # as written, too
+
+
+def test_the_last_component_is_not_resolved(tmp_path: Path) -> None:
+    # allowing a name that is a symlink does not allow its target
+    root = tmp_path.resolve()
+    (root / "target.txt").write_text("x")
+    (root / "name.txt").symlink_to("target.txt")
+    pattern = FilePattern.parse(f"{root}/name.txt", HOME)
+    assert not PatternSet([pattern]).matches(f"{root}/target.txt")
+
+
+def test_resolution_happens_at_match_time_not_load_time(tmp_path: Path) -> None:
+    root = tmp_path.resolve()
+    pattern = FilePattern.parse(f"{root}/later/**", HOME)
+    (root / "elsewhere").mkdir()
+    (root / "later").symlink_to(root / "elsewhere")  # made after the policy was loaded
+    assert PatternSet([pattern]).matches(f"{root}/elsewhere/secret")
+
+
+def test_split_path() -> None:
+    assert split_path("/") == ()
+    assert split_path("/a/b") == ("a", "b")
+
+
+# -- bind mount aliases ------------------------------------------------------------
+
+MOUNTS = (
+    Mount("8:1", "/", "/"),
+    Mount("8:2", "/", "/home"),
+    Mount("8:2", "/carol/.ssh", "/var/log/app"),  # mount --bind /home/carol/.ssh /var/log/app
+    Mount("8:1", "/etc/shadow", "/srv/shadow-copy"),  # a bound file
+    Mount("0:5", "/", "/proc"),
+)
+
+
+def test_aliases_through_a_bind_mount() -> None:
+    assert aliases("/var/log/app/id_rsa", MOUNTS) == ("/home/carol/.ssh/id_rsa",)
+    assert aliases("/var/log/app", MOUNTS) == ("/home/carol/.ssh",)
+    assert aliases("/srv/shadow-copy", MOUNTS) == ("/etc/shadow",)
+
+
+def test_ordinary_paths_have_no_aliases() -> None:
+    assert aliases("/home/carol/notes.txt", MOUNTS) == ()
+    assert aliases("/etc/hosts", MOUNTS) == ()
+    assert aliases("/proc/loadavg", MOUNTS) == ()
+    assert aliases("/x", ()) == ()
+
+
+def test_the_whole_file_system_bound_elsewhere() -> None:
+    mounts = (Mount("8:1", "/", "/"), Mount("8:1", "/", "/mnt/rootfs"))
+    assert aliases("/mnt/rootfs/etc/shadow", mounts) == ("/etc/shadow",)
+    assert aliases("/etc/shadow", mounts) == ("/mnt/rootfs/etc/shadow",)
+
+
+def test_mountinfo_is_parsed_with_escapes(tmp_path: Path) -> None:
+    info = tmp_path / "mountinfo"
+    info.write_bytes(
+        b"22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+        b"23 22 8:1 /with\\040space /mnt/a\\011tab rw shared:1 - ext4 /dev/sda1 rw\n"
+    )
+    assert read_mounts(str(info)) == (
+        Mount("8:1", "/", "/"),
+        Mount("8:1", "/with space", "/mnt/a\ttab"),
+    )
+    assert read_mounts(str(tmp_path / "missing")) == ()
+    assert read_mounts()  # this system's table parses
