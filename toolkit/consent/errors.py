@@ -1,0 +1,188 @@
+"""Why a consent handshake was refused, in words for the person who reads it.
+
+Every refusal is a :class:`~toolkit.errors.ConsentRefused` (exit code 3). As
+in magic-wormhole, the class docstring is the user's explanation: what may
+have happened and what to do next. ``diagnostics()`` prints the specific
+message first, then that explanation. No message ever holds the consent code,
+a key or a MAC; the only numbers in them are tries left.
+
+Each refusal the agent can tell the technician about has a ``reason``: the
+word that travels in the agent's notice (see docs/consent.md), so both sides
+raise the same class.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import ClassVar
+
+from toolkit.errors import ConsentRefused, UsageError
+
+
+class ConsentError(ConsentRefused):
+    """The consent handshake did not complete."""
+
+    #: The word for this refusal in the agent's notice to the technician.
+    reason: ClassVar[str] = "refused"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint if hint is not None else _explain(type(self)))
+
+
+def _explain(cls: type) -> str:
+    """The docstring after its summary line, each paragraph on one line."""
+    paragraphs = (inspect.getdoc(cls) or "").split("\n\n")[1:]
+    return "\n".join(" ".join(p.split()) for p in paragraphs)
+
+
+class WrongCode(ConsentError):
+    """The one-time code did not match.
+
+    The code was probably mistyped or misheard over the phone. It may also be
+    someone else guessing it, or a connection that passes through something
+    that changed it on the way: the check covers the agent's host key and the
+    technician's key too, so a man-in-the-middle fails it exactly like a wrong
+    code. Each wrong try uses up one of the code's 3 tries; after the last one
+    the code is burned and the customer has to make a new one. Check the
+    digits with the customer and try again.
+    """
+
+    reason = "wrong-code"
+
+    def __init__(self, message: str, *, tries_left: int) -> None:
+        super().__init__(message)
+        self.tries_left = tries_left
+
+
+class CodeBurned(ConsentError):
+    """The one-time code is burned: it had 3 wrong tries.
+
+    Someone may have been guessing it. It cannot be used any more, whoever
+    tries it. The customer makes a new code (toolkit share offers one) and
+    reads it out again.
+    """
+
+    reason = "burned"
+
+
+class CodeExpired(ConsentError):
+    """The one-time code expired, or the customer replaced it with a new one.
+
+    A code is valid for a few minutes only (10 by default). Ask the customer
+    for the code toolkit share shows now.
+    """
+
+    reason = "expired"
+
+
+class CodeUsed(ConsentError):
+    """The one-time code was already used.
+
+    A code works once. If that was not you, someone else connected with it:
+    the customer should check who is connected and make a new code.
+    """
+
+    reason = "used"
+
+
+class ConfirmationFailed(ConsentError):
+    """The customer's agent could not prove it knows the code: possible man-in-the-middle.
+
+    The code you typed was accepted by whoever answered, but the key
+    confirmation that should come back from the customer's agent did not
+    match what this side saw. Something between you and the customer may be
+    impersonating the customer's machine (a man-in-the-middle), or the host
+    key you saw is not the agent's. Nothing was sent that lets it use your
+    code or your key. Do not retry over the same path: call the customer,
+    check the host key fingerprint toolkit share shows, and connect directly.
+    """
+
+    reason = "confirmation"
+
+
+class MalformedMessage(ConsentError):
+    """The other side sent a consent message that does not follow the protocol.
+
+    This is a bug in one of the two programs, mismatched toolkit versions, or
+    someone tampering with the connection. On the agent's side a malformed
+    answer costs a try, like a wrong code. Check that both sides run the same
+    toolkit version and try again with a new code.
+    """
+
+    reason = "malformed"
+
+    def __init__(self, message: str, *, tries_left: int | None = None) -> None:
+        super().__init__(message)
+        self.tries_left = tries_left
+
+
+class IdentityProofFailed(ConsentError):
+    """The technician knew the code but could not prove it holds the key it named.
+
+    The consent message is signed with the technician's key so that the
+    customer approves the key that will actually be used. This signature was
+    missing or wrong: someone who learned the code may be trying to pass as
+    another technician. The code is used up; the customer should make a new
+    one and read it only to the technician they called.
+    """
+
+    reason = "identity"
+
+
+class Declined(ConsentError):
+    """The customer did not approve the session.
+
+    The customer answered no, closed toolkit share, or did not answer. Nothing
+    was run on their machine. Talk to the customer before trying again.
+    """
+
+    reason = "declined"
+
+
+class CodeFormatError(UsageError):
+    """The text typed is not a consent code.
+
+    Dashes and spaces are optional. Type the code exactly as toolkit share
+    shows it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "That is not a consent code: it is 9 digits in three groups, like 417-093-552.",
+            hint=_explain(CodeFormatError) or None,
+        )
+
+
+class HandshakeOutOfOrder(RuntimeError):
+    """A caller used a consent machine against its contract (a bug, not a refusal)."""
+
+
+#: Refusals the agent may name in a notice, by their wire word.
+NOTICE_ERRORS: dict[str, type[ConsentError]] = {
+    cls.reason: cls
+    for cls in (
+        WrongCode,
+        CodeBurned,
+        CodeExpired,
+        CodeUsed,
+        MalformedMessage,
+        IdentityProofFailed,
+        Declined,
+    )
+}
+
+
+__all__ = [
+    "NOTICE_ERRORS",
+    "CodeBurned",
+    "CodeExpired",
+    "CodeFormatError",
+    "CodeUsed",
+    "ConfirmationFailed",
+    "ConsentError",
+    "Declined",
+    "HandshakeOutOfOrder",
+    "IdentityProofFailed",
+    "MalformedMessage",
+    "WrongCode",
+]
