@@ -98,7 +98,8 @@ def rechain(
         digest = hashlib.sha256(out).hexdigest()
         key = (checkpoint_signers or {}).get(seq, signer)
         unsigned = Checkpoint(seq=seq, offset=len(out), events=index, sha256=digest, sig="")
-        sig = sshsig.sign(key, unsigned.statement(session), checkpoint_namespace)
+        time_field = line[1 : line.index(CHECKPOINT_MARK)].decode()
+        sig = sshsig.sign(key, unsigned.statement(session, time_field), checkpoint_namespace)
         checkpoint = Checkpoint(
             seq=seq,
             offset=len(out),

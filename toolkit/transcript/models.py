@@ -196,8 +196,10 @@ class Checkpoint:
         if not _HEX64.match(self.sha256):
             raise ValueError("checkpoint sha256 is not 64 hex digits")
 
-    def statement(self, session_id: str) -> bytes:
-        return checkpoint_statement(session_id, self.seq, self.offset, self.events, self.sha256)
+    def statement(self, session_id: str, time: str) -> bytes:
+        return checkpoint_statement(
+            session_id, time, self.seq, self.offset, self.events, self.sha256
+        )
 
     def to_data(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -215,11 +217,18 @@ class Checkpoint:
         return cls(**raw)
 
 
-def checkpoint_statement(session_id: str, seq: int, offset: int, events: int, sha256: str) -> bytes:
-    """The text a checkpoint signs (namespace A); see docs/transcript-format.md."""
+def checkpoint_statement(
+    session_id: str, time: str, seq: int, offset: int, events: int, sha256: str
+) -> bytes:
+    """The text a checkpoint signs (namespace A); see docs/transcript-format.md.
+
+    ``time`` is the checkpoint line's own time field exactly as written, so
+    that every byte of a checkpoint line is covered by its signature.
+    """
     return (
         "toolkit transcript checkpoint\n"
-        f"session {session_id}\nseq {seq}\noffset {offset}\nevents {events}\nsha256 {sha256}\n"
+        f"session {session_id}\ntime {time}\nseq {seq}\noffset {offset}\nevents {events}\n"
+        f"sha256 {sha256}\n"
     ).encode()
 
 

@@ -53,7 +53,12 @@ from toolkit.transcript.models import (
 _quote: Callable[[str], str] = json.encoder.encode_basestring
 _FLUSH_BYTES = 1 << 16
 _MAX_CHUNK = 1 << 16  # bytes of output per event line; larger writes are split
-_SECRET_FIELD = re.compile(r"(^|_)(code|passphrase|password|secret|private_key|token|pin)$")
+# Field names that name secrets, after camelCase is folded to snake_case.
+# `code` alone is the consent code; exit_code and the like are fine.
+_SECRET_FIELD = re.compile(
+    r"^(code|pin|otp)$|(^|_)(consent_code|passphrase|password|passwd|secret|private_key"
+    r"|token|api_key|apikey|credentials?)$"
+)
 REDACTED = "[redacted]"
 
 
@@ -67,12 +72,16 @@ def _refuse(value: object) -> Any:
     )
 
 
-def _check_fields(fields: dict[str, Any]) -> None:
-    for name, value in fields.items():
-        if _SECRET_FIELD.search(name.lower()):
-            raise ValueError(f"field {name!r} names a secret; transcripts never hold secrets")
-        if isinstance(value, dict):
-            _check_fields(value)
+def _check_fields(value: Any) -> None:
+    if isinstance(value, dict):
+        for name, item in value.items():
+            folded = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", str(name)).lower()
+            if _SECRET_FIELD.search(folded):
+                raise ValueError(f"field {name!r} names a secret; transcripts never hold secrets")
+            _check_fields(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_fields(item)
 
 
 class Recorder:
@@ -146,10 +155,12 @@ class Recorder:
         if not valid_event_type(type):
             raise ValueError(f"event type {type!r} is not a lower-case identifier")
         _check_fields(fields)
+        if self._redact:  # scrub values, not the JSON text, so the event stays valid JSON
+            fields = self._scrub_values(fields)
         text = json.dumps(
             {"type": type, **fields}, separators=(",", ":"), ensure_ascii=False, default=_refuse
         )
-        self._line(EVENT, self._scrub(text))
+        self._line(EVENT, text)
 
     def redact(self, secret: Secret) -> None:
         """Replace this secret's value wherever it would be written from now on."""
@@ -214,6 +225,15 @@ class Recorder:
 
     # -- internals --------------------------------------------------------------
 
+    def _scrub_values(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self._scrub(value)
+        if isinstance(value, dict):
+            return {k: self._scrub_values(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._scrub_values(v) for v in value]
+        return value
+
     def _scrub(self, text: str) -> str:
         for value in self._redact:
             if value in text:
@@ -264,8 +284,9 @@ class Recorder:
         self._drain()
         self._seq += 1
         digest = self._sha256.hexdigest()
+        time_field = f"{t:.6f}"
         statement = checkpoint_statement(
-            self.header.session_id, self._seq, self._offset, self._events, digest
+            self.header.session_id, time_field, self._seq, self._offset, self._events, digest
         )
         sig = sshsig.sign(self._signer, statement, NAMESPACE_CHECKPOINT)
         checkpoint = Checkpoint(
@@ -275,7 +296,7 @@ class Recorder:
             sha256=digest,
             sig=base64.b64encode(sig.to_bytes()).decode("ascii"),
         )
-        line = f'[{t:.6f}, "{CHECKPOINT}", {_quote(checkpoint.to_data())}]\n'
+        line = f'[{time_field}, "{CHECKPOINT}", {_quote(checkpoint.to_data())}]\n'
         self._write_bytes(line.encode("ascii"))
         self._events += 1
         self._since_checkpoint = 0

@@ -20,6 +20,7 @@ import base64
 import binascii
 import enum
 import hashlib
+import json
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from toolkit.transcript.models import (
 )
 
 _CHUNK = 8 << 20
+_quote = json.encoder.encode_basestring
 _MAX_HEADER = 1 << 20
 _MAX_LINE = 16 << 20
 # Inside a JSON string every '"' is escaped, so these byte sequences can only
@@ -269,6 +271,25 @@ def _locate(path: Path, start: int, end: int, first_line: int) -> int | None:
     return None
 
 
+def _hidden_checkpoint(path: Path, start: int, end: int) -> bool:
+    """Whether the uncovered tail holds a checkpoint the fast scan did not see.
+
+    A crash leaves ordinary events after the last checkpoint; a checkpoint
+    there means a line was rewritten so that the scan would miss it.
+    """
+    if end - start > _MAX_LINE:
+        return False
+    with path.open("rb") as f:
+        f.seek(start)
+        for line in f.read(end - start).split(b"\n")[:-1]:  # whole lines only
+            try:
+                if Event.from_line(line).code == CHECKPOINT:
+                    return True
+            except (ValueError, UnicodeDecodeError):
+                continue
+    return False
+
+
 def _check_checkpoint(found: _Found, seq: int, session: str) -> tuple[Checkpoint, bytes]:
     """Parse and verify one checkpoint line; raise ValueError or SignatureError."""
     event = Event.from_line(found.raw)
@@ -287,7 +308,14 @@ def _check_checkpoint(found: _Found, seq: int, session: str) -> tuple[Checkpoint
         blob = base64.b64decode(cp.sig, validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("checkpoint signature is not base64") from None
-    key = sshsig.verify(sshsig.SSHSig.from_bytes(blob), cp.statement(session), NAMESPACE_CHECKPOINT)
+    # Every byte of the line must be covered: the time field is in the signed
+    # statement, and the rest must be exactly what the recorder writes.
+    time_field = found.raw[1 : found.raw.index(b",")].decode("ascii")
+    canonical = f'[{time_field}, "{CHECKPOINT}", {_quote(cp.to_data())}]\n'.encode()
+    if found.raw != canonical or base64.b64encode(blob).decode() != cp.sig:
+        raise ValueError("checkpoint line is not in canonical form")
+    statement = cp.statement(session, time_field)
+    key = sshsig.verify(sshsig.SSHSig.from_bytes(blob), statement, NAMESPACE_CHECKPOINT)
     return cp, key
 
 
@@ -307,30 +335,11 @@ def examine(path: Path, trust: AllowedSigners | None) -> Report:
             "nothing after it was checked",
         )
 
-    # Stats from structured events: what was done, how it ended.
-    operations = refusals = 0
-    end_reason: str | None = None
-    duration: float | None = None
-    end_line = None
-    for found in scan.events:
-        try:
-            fields = Event.from_line(found.raw).fields()
-        except (ValueError, UnicodeDecodeError):
-            continue  # a damaged line is the checkpoints' business
-        kind = fields["type"]
-        operations += kind == "operation"
-        refusals += kind == "refusal"
-        if kind == "session_end":
-            end_line = found.line
-            end_reason = str(fields.get("reason"))
-            raw_duration = fields.get("duration")
-            duration = float(raw_duration) if isinstance(raw_duration, int | float) else None
-    base.update(operations=operations, refusals=refusals, end_reason=end_reason, duration=duration)
-
-    # 1. Checkpoints, in order: each covers every byte before its own line.
+    # 1. Checkpoints, in order: each covers every byte before its own line,
+    # the header included.
     signer_key: bytes | None = None
     valid = 0
-    valid_end = scan.header_end
+    valid_end = 0
     for seq, found in enumerate(scan.checkpoints, 1):
         try:
             _, key = _check_checkpoint(found, seq, session)
@@ -340,9 +349,9 @@ def examine(path: Path, trust: AllowedSigners | None) -> Report:
                 raise ValueError("signed by a key other than the one the header names")
         except (ValueError, SignatureError, UnicodeDecodeError) as exc:
             reason = exc.message if isinstance(exc, SignatureError) else str(exc)
-            prev_line = scan.checkpoints[seq - 2].line if seq > 1 else 1
+            prev_line = scan.checkpoints[seq - 2].line if seq > 1 else 0
             end = found.start + len(found.raw)
-            bad = _locate(path, valid_end, end, prev_line + 1)
+            bad = _locate(path, max(valid_end, scan.header_end), end, max(prev_line + 1, 2))
             return Report(
                 **base,
                 verdict=Verdict.TAMPERED,
@@ -366,6 +375,28 @@ def examine(path: Path, trust: AllowedSigners | None) -> Report:
         signer=_plain_fingerprint(signer_key) if signer_key else None,
     )
 
+    # Stats only from structured events that the valid checkpoints cover.
+    operations = refusals = 0
+    end_reason: str | None = None
+    duration: float | None = None
+    end_line = None
+    for found in scan.events:
+        if found.start + len(found.raw) > valid_end:
+            break
+        try:
+            fields = Event.from_line(found.raw).fields()
+        except (ValueError, UnicodeDecodeError):
+            continue
+        kind = fields["type"]
+        operations += kind == "operation"
+        refusals += kind == "refusal"
+        if kind == "session_end":
+            end_line = found.line
+            end_reason = str(fields.get("reason"))
+            raw_duration = fields.get("duration")
+            duration = float(raw_duration) if isinstance(raw_duration, int | float) else None
+    base.update(operations=operations, refusals=refusals, end_reason=end_reason, duration=duration)
+
     # 2. Is the file complete: session_end, then the last checkpoint, then nothing?
     last = scan.checkpoints[-1] if scan.checkpoints else None
     ended = last is not None and end_line == last.line - 1
@@ -373,6 +404,10 @@ def examine(path: Path, trust: AllowedSigners | None) -> Report:
     uncovered = (valid_end, scan.size) if scan.size > valid_end else None
 
     def unsealed(reason: str) -> Report:
+        if _hidden_checkpoint(path, valid_end if valid else scan.header_end, scan.size):
+            return tampered(
+                f"{prefix}; a checkpoint line after it is not in the form toolkit writes"
+            )
         return Report(
             **base,
             verdict=Verdict.UNSEALED,
