@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from toolkit import __version__
-from toolkit.cli import keys, verify
+from toolkit.cli import keys, tickets, verify
 from toolkit.cli._console import set_verbose
 
 EXIT_CODES = """\
@@ -46,4 +46,5 @@ def root(
 
 
 app.add_typer(keys.app, name="keys")
+app.add_typer(tickets.app, name="tickets")
 app.command(name="verify", epilog=EXIT_CODES)(verify.verify_command)
