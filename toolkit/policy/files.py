@@ -103,39 +103,37 @@ def file_rule(policy: Policy, operation: Operation, mounts: Sequence[Mount] = ()
     return AllOf(rules)
 
 
+class _StatFields:
+    """Size and mtime from the ``stat`` that Entry and Stat both carry."""
+
+    stat: os.stat_result
+
+    @property
+    def size(self) -> int:
+        return self.stat.st_size
+
+    @property
+    def mtime(self) -> float:
+        return self.stat.st_mtime
+
+
 @dataclass(frozen=True)
-class Entry:
+class Entry(_StatFields):
     """One directory entry, as ``lstat`` sees it (a symlink is shown as a symlink)."""
 
     name: str
     kind: str
     stat: os.stat_result
 
-    @property
-    def size(self) -> int:
-        return self.stat.st_size
-
-    @property
-    def mtime(self) -> float:
-        return self.stat.st_mtime
-
 
 @dataclass(frozen=True)
-class Stat:
+class Stat(_StatFields):
     """What ``stat`` tells about an allowed path: ``path`` is its real path."""
 
     name: str  # the last component of the path that was asked for
     path: str
     kind: str
     stat: os.stat_result
-
-    @property
-    def size(self) -> int:
-        return self.stat.st_size
-
-    @property
-    def mtime(self) -> float:
-        return self.stat.st_mtime
 
 
 class OpenedFile:
