@@ -135,7 +135,7 @@ class Header:
                 if signer is not None
                 else None,
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise bad(f"the header metadata is incomplete ({exc})") from None
         return header
 

@@ -236,3 +236,13 @@ def test_customer_copy_is_signed_by_the_agent_key_and_names_it(tmp_path: Path) -
     assert examine(rec.path, AllowedSigners.from_file(as_agent)).verdict is Verdict.SEALED
     as_tech = write_allowed_signers(tmp_path / "as2", technician)
     assert examine(rec.path, AllowedSigners.from_file(as_tech)).verdict is Verdict.UNTRUSTED
+
+
+def test_header_with_an_infinite_timestamp_is_not_a_transcript() -> None:
+    from toolkit.errors import TranscriptFormatError
+
+    signer = new_signer()
+    line = new_header("A", "a@example.com", signer, "T").to_line()
+    broken = line.replace(b'"timestamp":', b'"timestamp":1E999,"x":', 1)
+    with pytest.raises(TranscriptFormatError, match="incomplete"):
+        Header.from_line(broken)
