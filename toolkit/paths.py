@@ -6,6 +6,7 @@ is how tests and scripts isolate runs from each other.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import platformdirs
@@ -31,4 +32,24 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
-__all__ = ["config_dir", "data_dir", "ensure_private_dir", "state_dir"]
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write ``path`` so that a crash leaves the old file or the new one, never half.
+
+    A temporary file next to it is written and fsynced, renamed over ``path``,
+    and the directory is fsynced so that the rename itself survives a crash.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+__all__ = ["atomic_write", "config_dir", "data_dir", "ensure_private_dir", "state_dir"]

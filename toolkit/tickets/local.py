@@ -28,15 +28,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _fsync_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class LocalTickets:
     name = "local"
 
@@ -92,7 +83,8 @@ class LocalTickets:
                     )
                 )
             body = {"ticket": ticket, "attachments": [asdict(a) for a in existing + added]}
-            _fsync_write(folder / "ticket.json", (json.dumps(body, indent=2) + "\n").encode())
+            index = (json.dumps(body, indent=2) + "\n").encode()
+            paths.atomic_write(folder / "ticket.json", index, 0o600)
         except OSError as exc:
             raise TicketBackendError(
                 f"Could not attach to local ticket {ticket}: {exc.strerror or exc}."

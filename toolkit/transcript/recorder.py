@@ -17,7 +17,6 @@ replaced before anything is written.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import codecs
 import hashlib
@@ -30,6 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from toolkit import paths
 from toolkit.identity import sshsig
 from toolkit.identity.keys import blob_of, fingerprint, load_public
 from toolkit.identity.signer import Signer
@@ -193,14 +193,7 @@ class Recorder:
         self.closed = True
         sig = sshsig.sign_digest(self._signer, self._sha512.digest(), NAMESPACE_SEAL)
         sig_path = self.path.with_name(self.path.name + ".sig")
-        tmp = sig_path.with_name(sig_path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        with os.fdopen(fd, "w", encoding="ascii", newline="\n") as f:
-            f.write(sig.armor())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, sig_path)
-        _fsync_dir(sig_path.parent)
+        paths.atomic_write(sig_path, sig.armor().encode("ascii"), 0o644)
         return sig_path
 
     def abandon(self) -> None:
@@ -307,16 +300,10 @@ class Recorder:
         os.fsync(self._file.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 async def keep_checkpointing(recorder: Recorder, interval: float = 1.0) -> None:
     """Call ``tick`` until the recorder closes, so idle sessions still checkpoint."""
+    import asyncio  # here, not at the top: `toolkit verify` imports this module
+
     while not recorder.closed:
         await asyncio.sleep(interval)
         recorder.tick()
