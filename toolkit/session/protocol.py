@@ -31,6 +31,7 @@ MAX_MESSAGE = 64 * 1024  # a JSON message is small; content travels in data fram
 DATA_CHUNK = 1 << 20
 KIND_MESSAGE = 1
 KIND_DATA = 2
+KIND_BAD = 0  # FrameDecoder's report of a frame it skipped
 STDOUT, STDERR, CONTENT = 1, 2, 3
 STREAMS = frozenset({STDOUT, STDERR, CONTENT})
 
@@ -41,7 +42,7 @@ OPERATIONS: dict[str, dict[str, type]] = {
     "stat": {"path": str},
     "diag": {"name": str},
     "fix": {"name": str},
-    "hello": {},
+    "hello": {"session": str},
     "end": {"reason": str},
 }
 MAX_ARGV = 256
@@ -101,25 +102,41 @@ def data_frames(request_id: int, stream: int, data: bytes) -> Iterator[bytes]:
 
 
 class FrameDecoder:
-    """Incremental decoder: ``feed`` bytes, get frames. Oversized or unknown frames raise."""
+    """Incremental decoder: ``feed`` bytes, get ``(kind, body)`` frames.
+
+    A bad frame (length 0, over ``max_frame``, unknown kind) comes out as
+    ``(KIND_BAD, reason)`` and its declared bytes are skipped, so one hostile
+    frame costs its sender the bytes it announced and the stream stays in sync.
+    """
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buf = bytearray()
         self._max = max_frame
+        self._skip = 0  # bytes of an oversized frame still to discard
 
     def feed(self, data: bytes) -> Iterator[tuple[int, bytes]]:
+        if self._skip:
+            dropped = min(self._skip, len(data))
+            self._skip -= dropped
+            data = data[dropped:]
         self._buf += data
         while len(self._buf) >= 4:
             (length,) = struct.unpack_from(">I", self._buf)
             if length == 0 or length > self._max:
-                raise ProtocolError(f"frame of {length} bytes is outside 1..{self._max}")
+                del self._buf[:4]
+                dropped = min(length, len(self._buf))
+                del self._buf[:dropped]
+                self._skip = length - dropped
+                yield KIND_BAD, f"frame of {length} bytes is outside 1..{self._max}".encode()
+                continue
             if len(self._buf) < 4 + length:
                 return
             kind = self._buf[4]
             body = bytes(self._buf[5 : 4 + length])
             del self._buf[: 4 + length]
             if kind not in (KIND_MESSAGE, KIND_DATA):
-                raise ProtocolError(f"unknown frame kind {kind}")
+                yield KIND_BAD, f"unknown frame kind {kind}".encode()
+                continue
             yield kind, body
 
 
@@ -200,6 +217,9 @@ def parse_response(body: bytes) -> Response:
 
 __all__ = [
     "CONTENT",
+    "KIND_BAD",
+    "KIND_DATA",
+    "KIND_MESSAGE",
     "MAX_FRAME",
     "MAX_MESSAGE",
     "OPERATIONS",

@@ -36,9 +36,16 @@ def test_data_frames_split_and_reassemble_byte_by_byte() -> None:
         struct.pack(">IB", 2, 9) + b"x",
     ],
 )
-def test_bad_frames_raise(frame: bytes) -> None:
-    with pytest.raises(p.ProtocolError):
-        list(p.FrameDecoder().feed(frame))
+def test_bad_frames_are_reported_and_skipped(frame: bytes) -> None:
+    good = p.Request(5, "end", {"reason": "x"}).to_frame()
+    decoder = p.FrameDecoder()
+    bad = list(decoder.feed(frame))
+    assert [kind for kind, _ in bad] == [p.KIND_BAD]
+    # The declared length of an oversized frame is skipped, then framing resumes.
+    (length,) = struct.unpack(">I", frame[:4])
+    if length > p.MAX_FRAME:
+        assert list(decoder.feed(b"\0" * (length - len(frame) + 4))) == []
+    assert list(decoder.feed(good)) == [(p.KIND_MESSAGE, good[5:])]
 
 
 @pytest.mark.parametrize(

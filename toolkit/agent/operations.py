@@ -1,0 +1,269 @@
+"""What the agent does for each request, under the policy and the granted scopes.
+
+Nothing here knows SSH: :class:`Operations` gets a parsed request and a
+``send`` coroutine for data frames, and returns an :class:`Outcome`: the
+response for the technician, the fields for the customer's transcript, and
+one line for the customer's screen. The decisions are the policy's
+(toolkit.policy) and the catalogue's (toolkit.plugins.catalogue); this module
+only applies them and runs the processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from toolkit import policy as pol
+from toolkit.errors import PolicyRefused, ToolkitError
+from toolkit.plugins.catalogue import Catalogue, Kind, Procedure
+from toolkit.policy.commands import show_argv
+from toolkit.session.protocol import CONTENT, STDERR, STDOUT, Request, Response, data_frames
+
+Send = Callable[[bytes], Awaitable[None]]
+#: Asks the customer to approve a fix showing its exact commands; True is a yes.
+ApproveFix = Callable[[str, Sequence[Sequence[str]]], Awaitable[bool]]
+PIPE_CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Outcome:
+    response: Response
+    record: dict[str, Any] = field(default_factory=dict)  # the customer's transcript event
+    summary: str = ""  # one line for the customer's screen
+
+
+@dataclass
+class _Streams:
+    """Bytes counted and hashed as they are forwarded, per stream."""
+
+    sizes: dict[int, int] = field(default_factory=lambda: {STDOUT: 0, STDERR: 0})
+    hashes: dict[int, Any] = field(
+        default_factory=lambda: {STDOUT: hashlib.sha256(), STDERR: hashlib.sha256()}
+    )
+
+
+def _refusal(request: Request, exc: ToolkitError, record: dict[str, Any]) -> Outcome:
+    code = "refused" if isinstance(exc, PolicyRefused) else "failed"
+    record = {**record, "ok": False, "error": code, "message": exc.message}
+    return Outcome(
+        Response(request.id, False, error=code, message=exc.message, result={}),
+        record,
+        f"{code}: {exc.message}",
+    )
+
+
+class Operations:
+    """Performs one session's requests for the granted ``scopes``."""
+
+    def __init__(
+        self,
+        *,
+        policy: pol.Policy,
+        scopes: frozenset[str],
+        catalogue: Catalogue,
+        approve_fix: ApproveFix,
+        send: Send,
+        info: dict[str, Any],
+    ) -> None:
+        self._policy = policy
+        self._scopes = scopes
+        self._catalogue = catalogue
+        self._approve_fix = approve_fix
+        self._send = send
+        self._info = info
+
+    async def perform(self, request: Request) -> Outcome:
+        record: dict[str, Any] = {"id": request.id, "op": request.op, **request.args}
+        try:
+            return await getattr(self, f"_op_{request.op}")(request, record)  # type: ignore[no-any-return]
+        except ToolkitError as exc:
+            return _refusal(request, exc, record)
+
+    # -- scope -----------------------------------------------------------------
+
+    def _need(self, scope: str, what: str) -> None:
+        if scope not in self._scopes:
+            raise PolicyRefused(
+                f"refused: {what} needs the {scope} scope, which the customer did not grant"
+            )
+
+    # -- operations ------------------------------------------------------------
+
+    async def _op_hello(self, request: Request, record: dict[str, Any]) -> Outcome:
+        return Outcome(Response(request.id, True, self._info), record, "session started")
+
+    async def _op_end(self, request: Request, record: dict[str, Any]) -> Outcome:
+        return Outcome(Response(request.id, True), record, "the technician ended the session")
+
+    async def _op_run(self, request: Request, record: dict[str, Any]) -> Outcome:
+        argv: list[str] = request.args["argv"]
+        shown = show_argv(argv)
+        self._need("diagnostics", f"run {shown!r}")
+        try:
+            pol.match_command(argv, self._policy, "diagnostics")
+        except PolicyRefused as refused:
+            if "fixes" not in self._scopes or not self._policy.commands.get("fixes"):
+                raise
+            try:
+                pol.match_command(argv, self._policy, "fixes")
+            except PolicyRefused:
+                raise refused from None
+            if not await self._approve_fix(shown, [argv]):
+                raise PolicyRefused(f"refused: the customer declined to run {shown!r}") from None
+            record["approved"] = True
+        result = await self._execute(request.id, argv)
+        record.update(result)
+        return Outcome(
+            Response(request.id, True, result),
+            record,
+            f"run {shown} -> exit {result['exit_status']}",
+        )
+
+    async def _procedure(
+        self, request: Request, record: dict[str, Any], procedure: Procedure
+    ) -> Outcome:
+        commands = procedure.resolved(self._policy.home)
+        record["commands"] = [list(c) for c in commands]
+        if procedure.kind is Kind.FIX:
+            if not await self._approve_fix(procedure.name, commands):
+                raise PolicyRefused(f"refused: the customer declined the fix {procedure.name}")
+            record["approved"] = True
+        results = []
+        for argv in commands:
+            result = await self._execute(request.id, list(argv))
+            results.append({"argv": list(argv), **result})
+            # A fix stops at its first failing step; a diagnostic gathers everything.
+            if procedure.kind is Kind.FIX and result["exit_status"] != 0:
+                break
+        status = next((r["exit_status"] for r in results if r["exit_status"] != 0), 0)
+        summary = {"name": procedure.name, "exit_status": status, "steps": results}
+        record.update(summary)
+        return Outcome(
+            Response(request.id, True, summary),
+            record,
+            f"{procedure.kind.value} {procedure.name} -> exit {status}",
+        )
+
+    async def _op_diag(self, request: Request, record: dict[str, Any]) -> Outcome:
+        name: str = request.args["name"]
+        self._need("diagnostics", f"diag {name[:64]!r}")
+        return await self._procedure(request, record, self._catalogue.get(Kind.DIAGNOSTIC, name))
+
+    async def _op_fix(self, request: Request, record: dict[str, Any]) -> Outcome:
+        name: str = request.args["name"]
+        self._need("fixes", f"fix {name[:64]!r}")
+        return await self._procedure(request, record, self._catalogue.get(Kind.FIX, name))
+
+    async def _op_read(self, request: Request, record: dict[str, Any]) -> Outcome:
+        self._need("diagnostics", "read")
+        digest = hashlib.sha256()
+        size = 0
+        with pol.open_for_read(request.args["path"], self._policy) as opened:
+            for chunk in opened.chunks(PIPE_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+                for frame in data_frames(request.id, CONTENT, chunk):
+                    await self._send(frame)
+            real = opened.real_path
+        result = {"path": real, "size": size, "sha256": digest.hexdigest()}
+        record.update(result)
+        return Outcome(Response(request.id, True, result), record, f"read {real} ({size} bytes)")
+
+    async def _op_stat(self, request: Request, record: dict[str, Any]) -> Outcome:
+        self._need("diagnostics", "stat")
+        st = pol.stat_path(request.args["path"], self._policy)
+        result = {"name": st.name, "path": st.path, **_stat_fields(st.kind, st.stat)}
+        record.update(result)
+        return Outcome(Response(request.id, True, result), record, f"stat {st.path}")
+
+    async def _op_list(self, request: Request, record: dict[str, Any]) -> Outcome:
+        self._need("diagnostics", "list")
+        path = request.args["path"]
+        entries = pol.list_dir(path, self._policy)
+        # A listing can outgrow one message: it travels as JSON lines of content.
+        lines = b"".join(
+            json.dumps({"name": e.name, **_stat_fields(e.kind, e.stat)}).encode() + b"\n"
+            for e in entries
+        )
+        for frame in data_frames(request.id, CONTENT, lines):
+            await self._send(frame)
+        result = {"path": pol.stat_path(path, self._policy).path, "entries": len(entries)}
+        record.update(result)
+        return Outcome(
+            Response(request.id, True, result), record, f"list {result['path']} ({len(entries)})"
+        )
+
+    # -- processes -------------------------------------------------------------
+
+    async def _execute(self, request_id: int, argv: Sequence[str]) -> dict[str, Any]:
+        """Run ``argv`` (no shell, fixed environment), forwarding its output as data frames."""
+        started = time.monotonic()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=pol.run_environment(),
+                cwd=self._policy.home,
+                start_new_session=True,  # its own process group, killed as one
+            )
+        except OSError as exc:
+            message = f"{argv[0]}: {exc.strerror or 'cannot be started'}"
+            for frame in data_frames(request_id, STDERR, message.encode() + b"\n"):
+                await self._send(frame)
+            return {"exit_status": 127, "error": message, "stdout_bytes": 0, "stderr_bytes": 0}
+        streams = _Streams()
+        try:
+            assert process.stdout is not None and process.stderr is not None
+            await asyncio.gather(
+                self._pump(request_id, STDOUT, process.stdout, streams),
+                self._pump(request_id, STDERR, process.stderr, streams),
+            )
+            status = await process.wait()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(process.wait())
+            raise
+        result: dict[str, Any] = {
+            "exit_status": status if status >= 0 else 128 - status,
+            "stdout_bytes": streams.sizes[STDOUT],
+            "stderr_bytes": streams.sizes[STDERR],
+            "stdout_sha256": streams.hashes[STDOUT].hexdigest(),
+            "stderr_sha256": streams.hashes[STDERR].hexdigest(),
+            "seconds": round(time.monotonic() - started, 3),
+        }
+        if status < 0:
+            result["signal"] = signal.Signals(-status).name
+        return result
+
+    async def _pump(
+        self, request_id: int, stream: int, reader: asyncio.StreamReader, streams: _Streams
+    ) -> None:
+        while chunk := await reader.read(PIPE_CHUNK):
+            streams.sizes[stream] += len(chunk)
+            streams.hashes[stream].update(chunk)
+            for frame in data_frames(request_id, stream, chunk):
+                await self._send(frame)
+
+
+def _stat_fields(kind: str, st: os.stat_result) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "size": st.st_size,
+        "mtime": int(st.st_mtime),
+        "mode": st.st_mode & 0o7777,
+    }
+
+
+__all__ = ["ApproveFix", "Operations", "Outcome", "Send"]

@@ -1,0 +1,298 @@
+"""One consented session on the agent: the protocol channel, the operations, the customer's copy.
+
+:class:`SessionChannel` is the SSH side (accepts only the session subsystem,
+frames bytes, applies backpressure); :class:`AgentSession` serves requests
+through :class:`~toolkit.agent.operations.Operations`, records each one in the
+customer's transcript (sealed with the agent's host key), and ends the
+session exactly once, for whatever reason comes first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import asyncssh
+
+from toolkit import __version__
+from toolkit.agent.operations import Operations, Outcome
+from toolkit.consent import Consent, scope_names
+from toolkit.session.protocol import (
+    KIND_BAD,
+    KIND_DATA,
+    SUBSYSTEM,
+    FrameDecoder,
+    ProtocolError,
+    Request,
+    Response,
+    parse_request,
+    request_id_of,
+)
+from toolkit.transcript.recorder import Recorder, keep_checkpointing, new_header
+
+if TYPE_CHECKING:
+    from toolkit.agent.server import Agent
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SessionEnd:
+    reason: str
+    transcript: Path | None  # the customer's sealed copy, when a session ran
+
+
+#: Requests served at once; more get a "busy" error rather than queueing without bound.
+MAX_IN_FLIGHT = 8
+AGENT_PRINCIPAL = "toolkit agent"
+
+
+class SessionChannel(asyncssh.SSHServerSession[bytes]):
+    """The SSH channel of a session: the subsystem only, never a shell, exec or PTY."""
+
+    def __init__(self, session: AgentSession) -> None:
+        self._session = session
+        self._chan: asyncssh.SSHServerChannel[bytes] | None = None
+        self._decoder = FrameDecoder()
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self.closed = False
+
+    def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
+        self._chan = chan
+
+    def pty_requested(self, term_type: str, term_size: Any, term_modes: Any) -> bool:
+        return False
+
+    def shell_requested(self) -> bool:
+        return False
+
+    def exec_requested(self, command: str) -> bool:
+        return False
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        return subsystem == SUBSYSTEM
+
+    def session_started(self) -> None:
+        self._session.attach(self)
+
+    def data_received(self, data: bytes, datatype: int | None) -> None:
+        for kind, body in self._decoder.feed(data):
+            self._session.on_frame(kind, body)
+
+    def eof_received(self) -> bool:
+        asyncio.get_running_loop().create_task(
+            self._session.end("the technician closed the session")
+        )
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._writable.set()
+        why = f"the connection was lost: {exc}" if exc else "the technician disconnected"
+        asyncio.get_running_loop().create_task(self._session.end(why))
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    async def send(self, frame: bytes) -> None:
+        """Write one frame; wait while the technician's window is full."""
+        if self.closed or self._chan is None:
+            raise ConnectionResetError("the session channel is closed")
+        self._chan.write(frame)
+        await self._writable.wait()
+        if self.closed:
+            raise ConnectionResetError("the session channel is closed")
+
+    def close(self) -> None:
+        if self._chan is not None and not self.closed:
+            self._chan.close()
+
+
+class AgentSession:
+    """The session a consent opened: serves requests, records them, ends once."""
+
+    def __init__(
+        self, agent: Agent, consent: Consent, connection: asyncssh.SSHServerConnection
+    ) -> None:
+        self.agent = agent
+        self.consent = consent
+        self.connection = connection
+        self.channel: SessionChannel | None = None
+        self.started = time.monotonic()
+        settings = agent.settings
+        granted = scope_names(consent.granted)
+        header = new_header(
+            consent.name,
+            consent.email,
+            agent.host_key.signer,
+            consent.ticket,
+            scope=granted,
+            agent_host_key=agent.host_key.fingerprint,
+            customer_host=settings.hostname,
+            technician_fingerprint=consent.fingerprint,
+            signer_principal=(AGENT_PRINCIPAL, f"agent@{settings.hostname}"),
+        )
+        self.id = header.session_id
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        self.path: Path = agent.transcripts / f"{stamp}-{consent.ticket}-{self.id[:8]}.cast"
+        self.recorder = Recorder.create(self.path, header, agent.host_key.signer)
+        self.recorder.event("consent", **consent.as_event())
+        self._write_trust(header.signed_by.email)
+        self.operations = Operations(
+            policy=settings.policy,
+            scopes=frozenset(granted),
+            catalogue=settings.catalogue,
+            approve_fix=settings.approve_fix,
+            send=self._send,
+            info={
+                "agent": __version__,
+                "host": settings.hostname,
+                "session": self.id,
+                "granted": granted,
+                "procedures": settings.catalogue.describe(),
+                "commands": {
+                    scope: [str(t) for t in templates]
+                    for scope, templates in settings.policy.commands.items()
+                },
+                "max_bytes": settings.policy.max_bytes,
+            },
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ticker = asyncio.get_running_loop().create_task(keep_checkpointing(self.recorder))
+        self._ended = False
+        agent.observer.say(
+            f"session started: {consent.name} <{consent.email}> {consent.fingerprint}, "
+            f"ticket {consent.ticket}, granted {', '.join(granted)}"
+        )
+
+    def _write_trust(self, principal: str) -> None:
+        """An allowed_signers line for the host key, so the customer can verify their copy."""
+        from toolkit import paths
+        from toolkit.identity.keys import public_line
+        from toolkit.transcript.models import NAMESPACES
+
+        line = (
+            f'{principal} namespaces="{",".join(NAMESPACES)}" '
+            f"{public_line(self.agent.host_key.blob)}\n"
+        )
+        paths.atomic_write(self.trust_path, line.encode(), 0o644)
+
+    @property
+    def trust_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".allowed_signers")
+
+    def attach(self, channel: SessionChannel) -> None:
+        self.channel = channel
+
+    # -- requests --------------------------------------------------------------
+
+    def on_frame(self, kind: int, body: bytes) -> None:
+        if self._ended:
+            return
+        if kind == KIND_BAD:
+            self._reject(0, "malformed", body.decode(errors="replace"))
+        elif kind == KIND_DATA:
+            self._reject(0, "malformed", "the agent accepts no data frames")
+        else:
+            try:
+                request = parse_request(body)
+            except ProtocolError as exc:
+                self._reject(request_id_of(body), "malformed", exc.message)
+                return
+            if len(self._tasks) >= MAX_IN_FLIGHT:
+                self._reject(request.id, "busy", f"at most {MAX_IN_FLIGHT} requests at once")
+                return
+            task = asyncio.get_running_loop().create_task(self._serve(request))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _reject(self, request_id: int, code: str, message: str) -> None:
+        message = message[:500]
+        self.recorder.event("protocol_error", id=request_id, error=code, message=message)
+        self.agent.observer.say(f"rejected a {code} request: {message}")
+        self._spawn(self._send(Response(request_id, False, error=code, message=message).to_frame()))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(self._quietly(coro))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _quietly(coro: Any) -> None:
+        with contextlib.suppress(ConnectionError):
+            await coro
+
+    async def _serve(self, request: Request) -> None:
+        try:
+            outcome = await self.operations.perform(request)
+            await self._send(outcome.response.to_frame())
+        except ConnectionError:
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug must not take the agent down; the technician hears of it
+            logger.exception("operation %s failed", request.op)
+            outcome = Outcome(
+                Response(request.id, False, error="failed", message="the agent hit an error"),
+                {"id": request.id, "op": request.op, "ok": False, "error": "failed"},
+                f"{request.op} failed inside the agent",
+            )
+            with contextlib.suppress(ConnectionError):
+                await self._send(outcome.response.to_frame())
+        self._record(request, outcome)
+        if request.op == "end":
+            reason = str(request.args.get("reason") or "")[:200]
+            await self.end(f"the technician ended the session{': ' + reason if reason else ''}")
+
+    def _record(self, request: Request, outcome: Outcome) -> None:
+        if self.recorder.closed:
+            return
+        fields = dict(outcome.record)
+        if request.op == "hello":
+            fields["technician_session"] = request.args.get("session")
+        kind = "refusal" if outcome.response.error == "refused" else "operation"
+        fields.setdefault("ok", outcome.response.ok)
+        self.recorder.event(kind, **fields)
+        self.agent.observer.say(outcome.summary)
+
+    async def _send(self, frame: bytes) -> None:
+        if self.channel is None:
+            raise ConnectionResetError("no session channel")
+        await self.channel.send(frame)
+
+    # -- the end ---------------------------------------------------------------
+
+    async def end(self, reason: str, *, notify: bool = False) -> None:
+        """End once: stop operations, tell the technician (``notify``), seal, disconnect."""
+        if self._ended:
+            return
+        self._ended = True
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+        if notify and self.channel is not None:
+            with contextlib.suppress(ConnectionError):
+                await asyncio.wait_for(
+                    self.channel.send(Response(0, False, error="ended", message=reason).to_frame()),
+                    2.0,
+                )
+        self._ticker.cancel()
+        self.recorder.close(reason)
+        if self.channel is not None:
+            self.channel.close()
+        self.connection.close()
+        self.agent.observer.say(f"session ended: {reason}")
+        self.agent.finished(SessionEnd(reason, self.path))
+
+
+__all__ = ["AGENT_PRINCIPAL", "MAX_IN_FLIGHT", "AgentSession", "SessionChannel", "SessionEnd"]

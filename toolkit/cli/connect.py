@@ -1,0 +1,312 @@
+"""``toolkit connect``: the technician's audited session on a customer's machine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from toolkit.cli._console import err, out
+from toolkit.cli._identity import AgentOption, KeyOption, load_identity
+from toolkit.cli._threads import in_thread, printable
+from toolkit.cli.share import parse_address
+from toolkit.errors import ExitCode, ToolkitError, UsageError
+
+if TYPE_CHECKING:
+    from toolkit.consent import Scope
+    from toolkit.identity.store import Identity
+    from toolkit.secrets import Secret
+    from toolkit.session.commands import Command
+    from toolkit.session.technician import Result, TechnicianSession
+
+PROMPT = "toolkit> "
+
+
+def _read_batch(batch: str) -> list[Command]:
+    """Every command of the batch, checked before anything connects."""
+    from toolkit.session.commands import parse
+
+    if batch == "-":
+        text = sys.stdin.read()
+        source = "stdin"
+    else:
+        try:
+            text = Path(batch).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"Cannot read the batch file {batch}: {exc}.") from None
+        source = batch
+    commands = []
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            command = parse(line)
+        except UsageError as exc:
+            raise UsageError(f"{source}, line {number}: {exc.message}", hint=exc.hint) from None
+        if command is not None:
+            commands.append(command)
+    return commands
+
+
+def _ask_code() -> str:
+    if not sys.stdin.isatty():
+        raise UsageError("No --code given and no terminal to ask for it.", hint="Pass --code CODE.")
+    from rich.prompt import Prompt
+
+    return Prompt.ask("One-time code from the customer", password=True, console=err())
+
+
+def _show(result: Result, as_json: bool) -> None:
+    """A result for people (plain text) or scripts (one JSON line)."""
+    if as_json:
+        print(json.dumps(result.to_json(), ensure_ascii=False), flush=True)
+        return
+    stdout = sys.stdout.buffer
+    if result.status == "refused" or result.error:
+        message = printable(result.message or "")
+        if not message.startswith(f"{result.status}:"):
+            message = f"{result.status}: {message}"
+        err().print(message, markup=False, highlight=False)
+        return
+    if result.name == "ls":
+        for entry in result.result.get("entries", []):
+            line = f"{entry.get('kind', '?'):<8} {entry.get('size', 0):>12} {entry.get('name')}"
+            out().print(printable(line), markup=False, highlight=False)
+    elif result.name == "stat":
+        for key in ("path", "kind", "size", "mode", "mtime"):
+            value = result.result.get(key)
+            if key == "mode" and isinstance(value, int):
+                value = oct(value)
+            out().print(f"{key:<6} {printable(str(value))}", markup=False, highlight=False)
+    elif result.name in ("diag", "fix"):
+        offset = {"stdout": 0, "stderr": 0}
+        for step in result.result.get("steps", []):
+            argv = " ".join(str(a) for a in step.get("argv", []))
+            out().print(
+                f"== {printable(argv)} (exit {step.get('exit_status')})",
+                markup=False,
+                highlight=False,
+            )
+            for name, data in (("stdout", result.stdout), ("stderr", result.stderr)):
+                size = int(step.get(f"{name}_bytes", 0))
+                chunk = data[offset[name] : offset[name] + size]
+                offset[name] += size
+                (stdout if name == "stdout" else sys.stderr.buffer).write(chunk)
+        stdout.flush()
+    else:
+        stdout.write(result.stdout or result.content)
+        sys.stderr.buffer.write(result.stderr)
+        stdout.flush()
+    if result.exit_status not in (None, 0):
+        err().print(f"exit status {result.exit_status}", markup=False)
+
+
+def _stream(stream: int, data: bytes) -> None:
+    from toolkit.session.protocol import STDERR
+
+    target = sys.stderr.buffer if stream == STDERR else sys.stdout.buffer
+    target.write(data)
+    target.flush()
+
+
+def connect_command(
+    address: Annotated[
+        str, typer.Argument(metavar="HOST:PORT", help="What toolkit share printed.")
+    ],
+    ticket: Annotated[
+        str, typer.Option("--ticket", help="The support ticket this session is for.")
+    ],
+    code: Annotated[
+        str | None,
+        typer.Option("--code", help="The customer's one-time code [default: ask, hidden]."),
+    ] = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            help="What to ask for: diagnostics, fixes, shell (repeatable) [default: diagnostics].",
+            show_default=False,
+        ),
+    ] = None,
+    batch: Annotated[
+        str | None,
+        typer.Option(
+            "--batch", metavar="FILE", help="Run the commands in FILE (- for stdin), no prompt."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Each result as one JSON line.")] = False,
+    key: KeyOption = None,
+    agent: AgentOption = None,
+) -> None:
+    """Connect to a customer's toolkit share, with their code and consent."""
+    from toolkit.consent import parse_code, scopes
+    from toolkit.tickets.base import check_ticket_id
+
+    host, port = parse_address(address)
+    if port == 0:
+        raise UsageError(f"{address!r} has no port: use the HOST:PORT that toolkit share printed.")
+    check_ticket_id(ticket)
+    try:
+        asked = scopes(scope or ["diagnostics"])
+    except ValueError as exc:
+        raise UsageError(f"--scope: {exc}") from None
+    if batch is not None:
+        commands: list[Command] | None = _read_batch(batch)
+    elif sys.stdin.isatty():
+        commands = None  # the prompt
+    else:
+        raise UsageError(
+            "No terminal for the prompt.", hint="Use --batch FILE, or --batch - to read stdin."
+        )
+    identity = load_identity(key, agent)
+    secret = parse_code(code if code is not None else _ask_code())
+    worst = asyncio.run(_session(host, port, identity, ticket, asked, secret, commands, as_json))
+    if worst:
+        raise typer.Exit(worst)
+
+
+async def _session(
+    host: str,
+    port: int,
+    identity: Identity,
+    ticket: str,
+    asked: frozenset[Scope],
+    code: Secret,
+    commands: list[Command] | None,
+    as_json: bool,
+) -> int:
+    from toolkit.session.technician import TechnicianSession
+    from toolkit.transport.ssh import ConsentAsk, connect
+
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    ask = ConsentAsk(identity, ticket, asked, code)
+    if not as_json:
+        err().print(
+            f"Connecting to {shown}; the customer will be asked to approve...", markup=False
+        )
+    conn, consent = await connect(host, port, ask)
+    from toolkit.consent import scope_names
+
+    err().print(
+        f"Consent passed. Agent host key {consent.host_key_fingerprint}; "
+        f"granted: {', '.join(scope_names(consent.granted))}.",
+        markup=False,
+        highlight=False,
+    )
+    session = await TechnicianSession.start(conn, consent, identity, shown)
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    interrupted: list[bool] = []
+
+    def interrupt() -> None:
+        interrupted.append(True)
+        if main is not None:
+            main.cancel()
+
+    loop.add_signal_handler(signal.SIGINT, interrupt)
+    worst = ExitCode.OK
+    reason = "completed"
+    try:
+        worst, reason = await _drive(session, commands, as_json)
+    except asyncio.CancelledError:
+        if not interrupted:
+            raise
+        worst, reason = ExitCode.INTERRUPTED, "interrupted by the technician (Ctrl-C)"
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        path = await session.end(reason)
+        _attach(ticket, path, session, reason)
+    return int(worst)
+
+
+async def _drive(
+    session: TechnicianSession, commands: list[Command] | None, as_json: bool
+) -> tuple[ExitCode, str]:
+    """Run the batch (or the prompt) to its end; the worst exit code and why it ended."""
+    from toolkit.session.client import ConnectionLost, SessionEnded
+    from toolkit.session.commands import parse
+
+    worst = ExitCode.OK
+    index = 0
+    while True:
+        if commands is not None:
+            if index >= len(commands):
+                return worst, "completed"
+            command = commands[index]
+            index += 1
+        else:
+            try:
+                line = await in_thread(lambda: input(PROMPT))
+            except EOFError:
+                return worst, "the technician ended the session"
+            try:
+                parsed = parse(line)
+            except UsageError as exc:
+                err().print(exc.diagnostics(), markup=False, highlight=False)
+                continue
+            if parsed is None:
+                continue
+            command = parsed
+        if command.name == "exit":
+            return worst, "the technician ended the session"
+        streaming = not as_json and command.name in ("run", "read")
+        try:
+            result = await session.execute(command, _stream if streaming else None)
+        except SessionEnded as exc:
+            err().print(exc.message, markup=False)
+            return max(worst, ExitCode.REFUSED, key=_rank), exc.message
+        except ConnectionLost as exc:
+            err().print(exc.message, markup=False)
+            return ExitCode.NETWORK, exc.message
+        if streaming and result.status == "ok":
+            result.stdout = result.content = result.stderr = b""
+        _show(result, as_json)
+        status = {"ok": ExitCode.OK, "refused": ExitCode.REFUSED}.get(
+            result.status, ExitCode.FAILED
+        )
+        worst = max(worst, status, key=_rank)
+
+
+_STATUS = {"ok": ExitCode.OK, "refused": ExitCode.REFUSED}
+
+
+def _rank(code: ExitCode) -> int:
+    """Batch exit precedence: refused (3) over failed (1) over ok (0)."""
+    return {ExitCode.OK: 0, ExitCode.FAILED: 1, ExitCode.REFUSED: 2}.get(code, 3)
+
+
+def _attach(ticket: str, path: Path, session: TechnicianSession, reason: str) -> None:
+    from toolkit.tickets.local import LocalTickets
+    from toolkit.transcript.models import NAMESPACE_SEAL
+
+    sig = path.with_name(path.name + ".sig")
+    comment = (
+        f"toolkit session with {session.info.get('host', '?')} by {session.consent.name} "
+        f"<{session.consent.email}>, ended: {reason}"
+    )
+    try:
+        attached = LocalTickets().attach(ticket, [path, sig], comment)
+    except ToolkitError as exc:
+        err().print(
+            f"The transcript is sealed at {path} but could not be attached: {exc.message}",
+            markup=False,
+        )
+        return
+    err().print(
+        f"Transcript sealed and attached to ticket {ticket}: {attached[0].location}",
+        markup=False,
+        highlight=False,
+    )
+    err().print(f"Verify it: toolkit verify {attached[0].location}", markup=False, highlight=False)
+    err().print(
+        f"  or: ssh-keygen -Y verify -f ALLOWED_SIGNERS -I {session.consent.email} "
+        f"-n {NAMESPACE_SEAL} -s {attached[1].location} < {attached[0].location}",
+        markup=False,
+        highlight=False,
+    )
+
+
+__all__ = ["connect_command"]

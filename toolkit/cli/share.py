@@ -1,0 +1,266 @@
+"""``toolkit share``: the customer lets a technician in, for one session."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from toolkit.cli._console import err, out
+from toolkit.cli._threads import in_thread, printable
+from toolkit.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from toolkit.agent.server import Agent
+    from toolkit.consent import ApprovalRequest, Decision, OneTimeCode
+
+FIX_TIMEOUT = 120.0
+
+
+def parse_address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT``, ``HOST`` or ``:PORT``; UsageError otherwise."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = text, "0"
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise UsageError(f"{text!r} is not HOST:PORT (the port must be 0-65535).")
+    return host or default_host, int(port_text)
+
+
+class _Screen:
+    """What the customer sees: plain lines (the interactive issue makes it a live view)."""
+
+    def __init__(self, as_json: bool, code_file: Path | None) -> None:
+        self._json = as_json
+        self._code_file = code_file
+        self.agent: Agent | None = None
+
+    def new_code(self, code: OneTimeCode) -> None:
+        from toolkit import paths
+
+        shown = code.display.reveal()
+        expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=code.remaining())
+        if self._code_file is not None:
+            paths.atomic_write(self._code_file, shown.encode() + b"\n", 0o600)
+        if self._json:
+            assert self.agent is not None
+            host, port = self.agent.address
+            line = {
+                "code": shown,
+                "address": host,
+                "port": port,
+                "host_key": self.agent.host_key.fingerprint,
+                "expires": expires.isoformat(timespec="seconds"),
+            }
+            print(json.dumps(line), flush=True)
+            return
+        local = expires.astimezone().strftime("%H:%M:%S")
+        out().print(
+            f"One-time code: {shown}   (read it to your technician; valid until {local})",
+            markup=False,
+            highlight=False,
+        )
+
+    def say(self, message: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        err().print(f"[{stamp}] {printable(message)}", markup=False, highlight=False)
+
+
+def _request_text(request: ApprovalRequest) -> str:
+    from toolkit.consent import scope_names
+
+    trusted = "yes (your allowed_signers vouches for it)" if request.trusted else "NO"
+    return "\n".join(
+        [
+            "A technician asks to connect:",
+            f"  name         {printable(request.name)}",
+            f"  email        {printable(request.email)}",
+            f"  key          {request.fingerprint}",
+            f"  trusted      {trusted}",
+            f"  ticket       {printable(request.ticket)}",
+            f"  asks for     {', '.join(scope_names(request.requested))}",
+            f"  you offer    {', '.join(scope_names(request.offered))}",
+            f"  would grant  {', '.join(scope_names(request.grantable)) or '(nothing)'}",
+        ]
+    )
+
+
+class _Approver:
+    """Asks at the terminal; ``--yes`` answers for the customer, with a warning each time."""
+
+    def __init__(self, yes: bool) -> None:
+        self._yes = yes
+
+    def _confirm(self, question: str) -> bool:
+        from rich.prompt import Confirm
+
+        return Confirm.ask(question, default=False, console=err())
+
+    async def ask(self, request: ApprovalRequest) -> Decision:
+        err().print(_request_text(request), markup=False, highlight=False)
+        if not request.grantable:
+            err().print("Nothing asked for is offered: declined.", markup=False)
+            return request.decline()
+        if self._yes:
+            err().print("WARNING: --yes approves without asking.", markup=False)
+            return request.grant()
+        if not sys.stdin.isatty():
+            err().print("No terminal to ask you on (use --yes in scripts): declined.", markup=False)
+            return request.decline()
+        ok = await in_thread(lambda: self._confirm("Allow this technician in?"))
+        return request.grant() if ok else request.decline()
+
+    async def approve_fix(self, name: str, commands: Sequence[Sequence[str]]) -> bool:
+        from toolkit.policy.commands import show_argv
+
+        lines = [f"The technician asks to run {printable(name)}, which runs:"]
+        lines += [f"  $ {printable(show_argv(argv))}" for argv in commands]
+        err().print("\n".join(lines), markup=False, highlight=False)
+        if self._yes:
+            err().print("WARNING: --yes approves without asking.", markup=False)
+            return True
+        if not sys.stdin.isatty():
+            err().print("No terminal to ask you on: declined.", markup=False)
+            return False
+        try:
+            return await asyncio.wait_for(in_thread(lambda: self._confirm("Run it?")), FIX_TIMEOUT)
+        except TimeoutError:
+            err().print("No answer in time: declined.", markup=False)
+            return False
+
+
+ScopeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--scope",
+        help="What you offer at most: diagnostics, fixes, shell (repeatable) "
+        "[default: diagnostics].",
+        show_default=False,
+    ),
+]
+
+
+def share_command(
+    listen: Annotated[
+        str,
+        typer.Option(
+            "--listen",
+            metavar="HOST:PORT",
+            help="Where to listen; port 0 picks a free one. Non-loopback only when you say so.",
+        ),
+    ] = "127.0.0.1:0",
+    ttl: Annotated[
+        float, typer.Option("--ttl", min=1, help="Seconds the code stays valid.")
+    ] = 600.0,
+    code_file: Annotated[
+        Path | None,
+        typer.Option("--code-file", help="Also write the code to this file (mode 0600)."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the code and address as one JSON line.")
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Approve what is asked without asking (scripts, tests).")
+    ] = False,
+    scope: ScopeOption = None,
+    policy_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy", help="Policy TOML [default: config dir's agent.toml, else built-in]."
+        ),
+    ] = None,
+    allowed_signers: Annotated[
+        Path | None,
+        typer.Option(
+            "--allowed-signers",
+            help="Which technician keys to show as trusted [default: as toolkit verify].",
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Let a technician connect, for one session, after you approve it."""
+    from toolkit.agent.server import Agent, AgentSettings
+    from toolkit.consent import scopes, trust_from_allowed_signers, untrusted
+    from toolkit.identity.allowed_signers import AllowedSigners
+    from toolkit.policy import Policy
+    from toolkit.transcript.models import NAMESPACE_SEAL
+
+    host, port = parse_address(listen)
+    try:
+        offered = scopes(scope or ["diagnostics"])
+    except ValueError as exc:
+        raise UsageError(f"--scope: {exc}") from None
+    rules = Policy.resolve(policy_path)
+    signers_path = allowed_signers
+    if signers_path is None:
+        from toolkit.cli.verify import default_allowed_signers
+
+        signers_path = default_allowed_signers()
+    trust = (
+        trust_from_allowed_signers(AllowedSigners.from_file(signers_path), NAMESPACE_SEAL)
+        if signers_path
+        else untrusted
+    )
+    approver = _Approver(yes)
+    screen = _Screen(as_json, code_file)
+    settings = AgentSettings(
+        policy=rules,
+        approver=approver,
+        approve_fix=approver.approve_fix,
+        offered=offered,
+        trust=trust,
+        ttl=ttl,
+    )
+
+    async def main() -> int:
+        agent = Agent(settings, screen)
+        loop = asyncio.get_running_loop()
+        stopped: list[asyncio.Task[None]] = []
+
+        def stop(why: str) -> None:
+            stopped.append(loop.create_task(agent.stop(why)))
+
+        loop.add_signal_handler(signal.SIGINT, stop, "the customer ended the session (Ctrl-C)")
+        loop.add_signal_handler(signal.SIGTERM, stop, "the agent was stopped (SIGTERM)")
+        screen.agent = agent
+        bound = _bound_text(*await agent.start(host, port))
+        if not as_json:
+            err().print(
+                f"Listening on {bound}, host key {agent.host_key.fingerprint}. "
+                "Ctrl-C ends it at once.",
+                markup=False,
+                highlight=False,
+            )
+        end = await agent.wait()
+        if end.transcript is not None:
+            trust = end.transcript.with_name(end.transcript.name + ".allowed_signers")
+            err().print(
+                f"Your copy of the transcript: {end.transcript}\n"
+                f"Check it: toolkit verify --allowed-signers {trust} {end.transcript}",
+                markup=False,
+                highlight=False,
+            )
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        return int(ExitCode.INTERRUPTED) if stopped else int(ExitCode.OK)
+
+    code = asyncio.run(main())
+    if code:
+        raise typer.Exit(code)
+
+
+def _bound_text(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+__all__ = ["parse_address", "share_command"]

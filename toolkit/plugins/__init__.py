@@ -1,0 +1,1 @@
+"""Named diagnostics and fixes (and, later, ticket backends) that plug into toolkit."""

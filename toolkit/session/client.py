@@ -1,0 +1,183 @@
+"""The technician's end of the session protocol: requests with ids, replies matched back.
+
+Several requests may be in flight; data frames are routed by request id to a
+callback (streamed) or collected into the :class:`Reply`. A response with id
+0 and error ``ended`` is the agent ending the session (the customer pressed
+Ctrl-C): every waiting request then raises :class:`SessionEnded`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncssh
+
+from toolkit.errors import ConsentRefused, TransportError
+from toolkit.session.protocol import (
+    CONTENT,
+    KIND_DATA,
+    KIND_MESSAGE,
+    STDERR,
+    STDOUT,
+    SUBSYSTEM,
+    FrameDecoder,
+    ProtocolError,
+    Request,
+    Response,
+    parse_data,
+    parse_response,
+)
+
+#: Receives (stream, bytes) as data arrives, instead of collecting it.
+OnData = Callable[[int, bytes], None]
+READ_SIZE = 1 << 20
+WINDOW = 8 * 1024 * 1024
+MAX_PACKET = 256 * 1024
+
+
+class SessionEnded(ConsentRefused):
+    """The agent ended the session (the customer stopped it)."""
+
+
+class ConnectionLost(TransportError):
+    """The connection to the agent went away during the session."""
+
+
+@dataclass
+class Reply:
+    response: Response
+    data: dict[int, bytearray] = field(default_factory=dict)
+
+    def stream(self, stream: int) -> bytes:
+        return bytes(self.data.get(stream, b""))
+
+    @property
+    def stdout(self) -> bytes:
+        return self.stream(STDOUT)
+
+    @property
+    def stderr(self) -> bytes:
+        return self.stream(STDERR)
+
+    @property
+    def content(self) -> bytes:
+        return self.stream(CONTENT)
+
+
+@dataclass
+class _Pending:
+    future: asyncio.Future[Response]
+    on_data: OnData | None
+    data: dict[int, bytearray] = field(default_factory=dict)
+
+
+class SessionClient:
+    """One session subsystem channel. Build it with :meth:`open`."""
+
+    def __init__(self, writer: asyncssh.SSHWriter[bytes], reader: asyncssh.SSHReader[bytes]):
+        self._writer = writer
+        self._reader = reader
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._ended: Exception | None = None
+        self._reading = asyncio.get_running_loop().create_task(self._read())
+
+    @classmethod
+    async def open(cls, conn: asyncssh.SSHClientConnection) -> SessionClient:
+        try:
+            writer, reader, _ = await conn.open_session(
+                subsystem=SUBSYSTEM, encoding=None, window=WINDOW, max_pktsize=MAX_PACKET
+            )
+        except asyncssh.ChannelOpenError as exc:
+            raise TransportError(f"The agent did not open a session: {exc.reason}.") from None
+        return cls(writer, reader)
+
+    @property
+    def ended(self) -> Exception | None:
+        """Why the session is over (SessionEnded or ConnectionLost), once it is."""
+        return self._ended
+
+    async def request(self, op: str, *, on_data: OnData | None = None, **args: Any) -> Reply:
+        """Send one request and wait for its response (SessionEnded/ConnectionLost if gone)."""
+        if self._ended is not None:
+            raise self._ended
+        request_id = next(self._ids)
+        pending = _Pending(asyncio.get_running_loop().create_future(), on_data)
+        self._pending[request_id] = pending
+        try:
+            self._writer.write(Request(request_id, op, args).to_frame())
+            await self._writer.drain()
+            response = await pending.future
+        except (OSError, asyncssh.Error) as exc:
+            self._end(ConnectionLost(f"The connection to the agent was lost: {exc}."))
+            assert self._ended is not None
+            raise self._ended from None
+        finally:
+            self._pending.pop(request_id, None)
+        return Reply(response, pending.data)
+
+    async def _read(self) -> None:
+        decoder = FrameDecoder()
+        why: Exception = ConnectionLost("The agent closed the connection.")
+        try:
+            while chunk := await self._reader.read(READ_SIZE):
+                for kind, body in decoder.feed(chunk):
+                    if kind == KIND_DATA:
+                        self._data(body)
+                    elif kind == KIND_MESSAGE:
+                        self._message(body)
+                    else:
+                        raise ProtocolError(f"the agent sent a bad frame: {body.decode()}")
+                if self._ended is not None:
+                    return
+        except ProtocolError as exc:
+            why = ConnectionLost(f"The agent broke the protocol: {exc.message}")
+        except (OSError, asyncssh.Error) as exc:
+            why = ConnectionLost(f"The connection to the agent was lost: {exc}.")
+        self._end(why)
+
+    def _data(self, body: bytes) -> None:
+        data = parse_data(body)
+        pending = self._pending.get(data.id)
+        if pending is None:
+            return  # data for a request that gave up waiting
+        if pending.on_data is not None:
+            pending.on_data(data.stream, data.data)
+        else:
+            pending.data.setdefault(data.stream, bytearray()).extend(data.data)
+
+    def _message(self, body: bytes) -> None:
+        response = parse_response(body)
+        if response.id == 0:
+            if response.error == "ended":
+                self._end(SessionEnded(f"The customer ended the session: {response.message}"))
+                return
+            raise ProtocolError(f"the agent reported: {response.message}")
+        pending = self._pending.get(response.id)
+        if pending is not None and not pending.future.done():
+            pending.future.set_result(response)
+
+    def _end(self, why: Exception) -> None:
+        if self._ended is None:
+            self._ended = why
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(self._ended)
+                # Retrieved by the waiting request; this keeps asyncio from warning otherwise.
+                pending.future.exception()
+
+    async def close(self) -> None:
+        self._end(ConnectionLost("The session was closed."))
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        self._reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._reading
+
+
+__all__ = ["ConnectionLost", "OnData", "Reply", "SessionClient", "SessionEnded"]

@@ -1,0 +1,116 @@
+"""The technician's session commands: one line each, as typed at the prompt or in --batch.
+
+``run CMD [ARGS...]``, ``read PATH``, ``ls PATH``, ``stat PATH``, ``diag NAME``,
+``fix NAME``, ``help [COMMAND]``, ``exit``. Words are split like a POSIX shell
+does (quotes, backslashes) but nothing is expanded: no globbing, no
+variables. Blank lines and lines starting with ``#`` are skipped.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from toolkit.errors import UsageError
+
+MAX_LINE = 16 * 1024
+
+
+@dataclass(frozen=True)
+class Spec:
+    op: str | None  # the protocol operation; None for commands handled locally
+    usage: str
+    summary: str
+    min_args: int
+    max_args: int | None
+
+
+COMMANDS: dict[str, Spec] = {
+    "run": Spec(
+        "run",
+        "run CMD [ARGS...]",
+        "Run a command matching one of the agent's templates.",
+        1,
+        None,
+    ),
+    "read": Spec(
+        "read", "read PATH", "Print an allowlisted file (size and sha256 are recorded).", 1, 1
+    ),
+    "ls": Spec("list", "ls PATH", "List a directory's entries that the policy lets you see.", 1, 1),
+    "stat": Spec(
+        "stat", "stat PATH", "Show type, size, mode and time of an allowlisted path.", 1, 1
+    ),
+    "diag": Spec(
+        "diag", "diag NAME", "Run a named diagnostic (the agent fixes its commands).", 1, 1
+    ),
+    "fix": Spec("fix", "fix NAME", "Run a named fix; the customer sees its commands first.", 1, 1),
+    "help": Spec(None, "help [COMMAND]", "List the commands, or explain one.", 0, 1),
+    "exit": Spec(None, "exit", "End the session: seal the transcript, attach it.", 0, 0),
+}
+
+
+@dataclass(frozen=True)
+class Command:
+    text: str  # the line as typed, for the transcript and the results
+    name: str
+    words: tuple[str, ...]
+    args: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def op(self) -> str | None:
+        return COMMANDS[self.name].op
+
+
+def parse(line: str) -> Command | None:
+    """The command on ``line``; None for a blank or comment line; UsageError if it is wrong."""
+    text = line.strip()
+    if not text or text.startswith("#"):
+        return None
+    if len(text) > MAX_LINE:
+        raise UsageError(f"The command line is longer than {MAX_LINE} characters.")
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise UsageError(f"Cannot split {text[:80]!r}: {exc}.") from None
+    name, rest = words[0], tuple(words[1:])
+    spec = COMMANDS.get(name)
+    if spec is None:
+        raise UsageError(
+            f"Unknown command {name[:40]!r}.", hint=f"Commands: {', '.join(COMMANDS)}."
+        )
+    if len(rest) < spec.min_args or (spec.max_args is not None and len(rest) > spec.max_args):
+        raise UsageError(f"Usage: {spec.usage}")
+    args: dict[str, Any] = {}
+    if spec.op == "run":
+        args = {"argv": list(rest)}
+    elif spec.op in ("read", "list", "stat"):
+        args = {"path": rest[0]}
+    elif spec.op in ("diag", "fix"):
+        args = {"name": rest[0]}
+    return Command(text, name, rest, args)
+
+
+def help_text(topic: str | None = None, info: dict[str, Any] | None = None) -> str:
+    """The help for one command, or all of them plus what this agent offers."""
+    if topic is not None:
+        spec = COMMANDS.get(topic)
+        if spec is None:
+            raise UsageError(f"No help for {topic[:40]!r}: it is not a command.")
+        return f"{spec.usage}\n  {spec.summary}"
+    lines = [f"  {spec.usage:<20} {spec.summary}" for spec in COMMANDS.values()]
+    if info:
+        procedures = info.get("procedures") or {}
+        for scope in ("diagnostics", "fixes"):
+            named = procedures.get(scope) or {}
+            if named:
+                lines.append(f"{scope} on this machine:")
+                lines += [f"  {name:<20} {p.get('summary', '')!s}" for name, p in named.items()]
+        for scope, templates in (info.get("commands") or {}).items():
+            if templates:
+                lines.append(f"commands `run` allows ({scope}):")
+                lines += [f"  {t}" for t in templates]
+    return "\n".join(lines)
+
+
+__all__ = ["COMMANDS", "Command", "help_text", "parse"]

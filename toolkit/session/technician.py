@@ -1,0 +1,232 @@
+"""The technician's session: commands in, results out, everything into the signed transcript.
+
+:class:`TechnicianSession` sits between the CLI (which reads commands and
+shows results) and :class:`~toolkit.session.client.SessionClient` (which
+speaks the protocol). It records the consent, every command with its
+outcome, and the end; :meth:`end` seals the transcript. Tests drive it
+directly, without the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from toolkit import paths
+from toolkit.consent import Consent, scope_names
+from toolkit.errors import TransportError
+from toolkit.identity.store import Identity
+from toolkit.session.client import OnData, Reply, SessionClient
+from toolkit.session.commands import Command, help_text
+from toolkit.session.protocol import CONTENT, STDERR, STDOUT
+from toolkit.transcript.recorder import Recorder, keep_checkpointing, new_header
+
+END_TIMEOUT = 5.0
+
+
+@dataclass
+class Result:
+    """What one command did, for the screen, for --json, and for the exit code."""
+
+    command: str
+    name: str
+    status: str  # ok | failed | refused
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    message: str | None = None
+    stdout: bytes = b""
+    stderr: bytes = b""
+    content: bytes = b""
+
+    @property
+    def exit_status(self) -> int | None:
+        value = self.result.get("exit_status")
+        return value if isinstance(value, int) else None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "command": self.command,
+            "status": self.status,
+            "exit_status": self.exit_status,
+            "result": self.result,
+        }
+        if self.error is not None:
+            body["error"] = {"code": self.error, "message": self.message}
+        for name in ("stdout", "stderr", "content"):
+            data: bytes = getattr(self, name)
+            if data:
+                try:
+                    body[name] = data.decode("utf-8")
+                except UnicodeDecodeError:
+                    import base64
+
+                    body[f"{name}_base64"] = base64.b64encode(data).decode("ascii")
+        return body
+
+
+def transcript_path(ticket: str, session_id: str) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return paths.data_dir() / "transcripts" / f"{stamp}-{ticket}-{session_id[:8]}.cast"
+
+
+class TechnicianSession:
+    """A running session. Build it with :meth:`start`; finish with :meth:`end`."""
+
+    def __init__(
+        self,
+        conn: asyncssh.SSHClientConnection,
+        client: SessionClient,
+        recorder: Recorder,
+        consent: Consent,
+        info: dict[str, Any],
+    ) -> None:
+        self.conn = conn
+        self.client = client
+        self.recorder = recorder
+        self.consent = consent
+        self.info = info
+        self.path = recorder.path
+        self._ticker = asyncio.get_running_loop().create_task(keep_checkpointing(recorder))
+
+    @classmethod
+    async def start(
+        cls,
+        conn: asyncssh.SSHClientConnection,
+        consent: Consent,
+        identity: Identity,
+        address: str,
+        *,
+        path: Path | None = None,
+    ) -> TechnicianSession:
+        """Open the session channel, greet the agent, start the transcript."""
+        header = new_header(
+            identity.name,
+            identity.email,
+            identity.signer,
+            consent.ticket,
+            scope=scope_names(consent.granted),
+            agent_host_key=consent.host_key_fingerprint,
+        )
+        client = await SessionClient.open(conn)
+        reply = await client.request("hello", session=header.session_id)
+        if not reply.response.ok:
+            await client.close()
+            raise TransportError(
+                f"The agent refused to start the session: {reply.response.message}"
+            )
+        info = reply.response.result
+        host = info.get("host")
+        header = dataclasses.replace(header, customer_host=str(host)[:255] if host else None)
+        recorder = Recorder.create(
+            path or transcript_path(consent.ticket, header.session_id), header, identity.signer
+        )
+        recorder.event("consent", **consent.as_event())
+        recorder.event(
+            "session_start",
+            agent=address,
+            agent_session=str(info.get("session", ""))[:64],
+            agent_version=str(info.get("agent", ""))[:64],
+            granted=scope_names(consent.granted),
+        )
+        return cls(conn, client, recorder, consent, info)
+
+    @property
+    def ended(self) -> Exception | None:
+        return self.client.ended
+
+    async def execute(self, command: Command, on_data: OnData | None = None) -> Result:
+        """Run one command; ``on_data`` streams run/read output instead of collecting it.
+
+        Raises SessionEnded or ConnectionLost when the session is gone.
+        """
+        if command.name == "help":
+            text = help_text(command.words[0] if command.words else None, self.info)
+            return Result(command.text, command.name, "ok", stdout=text.encode() + b"\n")
+        assert command.op is not None
+        rec = self.recorder
+        rec.output(f"$ {command.text}\r\n".encode())
+        content = hashlib.sha256()
+
+        def sink(stream: int, data: bytes) -> None:
+            if stream == CONTENT:
+                content.update(data)
+            else:
+                rec.output(data)
+            if streaming:
+                assert on_data is not None
+                on_data(stream, data)
+            else:
+                collected.setdefault(stream, bytearray()).extend(data)
+
+        streaming = on_data is not None and command.op in ("run", "read")
+        collected: dict[int, bytearray] = {}
+        reply: Reply = await self.client.request(command.op, on_data=sink, **command.args)
+        response = reply.response
+        fields: dict[str, Any] = {"command": command.text, "op": command.op, **command.args}
+        result = Result(
+            command.text,
+            command.name,
+            "ok",
+            result=dict(response.result),
+            stdout=bytes(collected.get(STDOUT, b"")),
+            stderr=bytes(collected.get(STDERR, b"")),
+            content=bytes(collected.get(CONTENT, b"")),
+        )
+        if not response.ok:
+            result.status = "refused" if response.error == "refused" else "failed"
+            result.error, result.message = response.error, response.message
+            fields.update(ok=False, error=response.error, message=response.message)
+        else:
+            fields.update(ok=True, **_recordable(command.op, response.result))
+            if command.op == "read" and content.hexdigest() != response.result.get("sha256"):
+                result.status, result.error = "failed", "integrity"
+                result.message = "the file's content does not match the sha256 the agent sent"
+                fields.update(ok=False, error="integrity")
+            elif command.op == "list":
+                result.result["entries"] = _entries(result.content)
+                result.content = b""
+            elif result.exit_status not in (None, 0):
+                result.status = "failed"
+        rec.event("refusal" if result.status == "refused" else "operation", **fields)
+        return result
+
+    async def end(self, reason: str) -> Path:
+        """Tell the agent (when it is still there), seal the transcript; returns its path."""
+        if self.client.ended is None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.client.request("end", reason=reason), END_TIMEOUT)
+        await self.client.close()
+        self.conn.close()
+        self._ticker.cancel()
+        if not self.recorder.closed:
+            self.recorder.close(reason)
+        return self.path
+
+
+def _recordable(op: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The agent's result fields worth keeping in the transcript (not the hello catalogue)."""
+    if op == "hello":
+        return {}
+    return {k: v for k, v in result.items() if k not in ("ok", "op", "command")}
+
+
+def _entries(data: bytes) -> list[dict[str, Any]]:
+    entries = []
+    for line in data.splitlines():
+        with contextlib.suppress(ValueError):
+            value = json.loads(line)
+            if isinstance(value, dict) and isinstance(value.get("name"), str):
+                entries.append(value)
+    return entries
+
+
+__all__ = ["Result", "TechnicianSession", "transcript_path"]

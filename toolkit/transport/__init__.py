@@ -1,0 +1,1 @@
+"""How the technician reaches an agent: directly, or (later) through a relay."""

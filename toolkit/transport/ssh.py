@@ -1,0 +1,162 @@
+"""The technician's SSH connection to an agent, authenticated by the consent handshake.
+
+The agent's host key is not looked up in known_hosts: it is ephemeral, and
+the consent handshake binds it instead (both confirmation MACs cover the host
+key as each side saw it, so a man-in-the-middle with its own key fails). The
+technician's ~/.ssh/config, keys and ssh-agent are not offered to the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncssh
+
+from toolkit.consent import (
+    KBDINT_NAME,
+    Consent,
+    ConsentError,
+    Scope,
+    TechnicianHandshake,
+)
+from toolkit.errors import ConsentRefused, TransportError
+from toolkit.identity.store import Identity
+from toolkit.secrets import Secret
+
+#: Same preference as the agent: AES-GCM first for bulk output.
+CIPHERS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes128-ctr",
+    "aes256-ctr",
+)
+WINDOW = 8 * 1024 * 1024
+MAX_PACKET = 256 * 1024
+CONNECT_TIMEOUT = 30.0
+#: How long the technician waits for the customer's yes (the agent gives up first).
+LOGIN_TIMEOUT = 600.0
+
+
+@dataclass(frozen=True)
+class ConsentAsk:
+    """What the technician asks for: who, which ticket, which scopes, with which code."""
+
+    identity: Identity
+    ticket: str
+    scopes: frozenset[Scope]
+    code: Secret
+
+
+class _ConsentClient(asyncssh.SSHClient):
+    """Answers the agent's keyboard-interactive rounds with the technician's handshake."""
+
+    def __init__(self, ask: ConsentAsk) -> None:
+        self._ask = ask
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._handshake: TechnicianHandshake | None = None
+        self.consent: Consent | None = None
+        self.error: ConsentError | None = None
+
+    def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
+        self._conn = conn
+
+    def password_auth_requested(self) -> None:
+        return None
+
+    def public_key_auth_requested(self) -> None:
+        return None
+
+    def kbdint_auth_requested(self) -> str:
+        return ""
+
+    def kbdint_challenge_received(
+        self, name: str, instructions: str, lang: str, prompts: Sequence[tuple[str, bool]]
+    ) -> list[str] | None:
+        if name != KBDINT_NAME or len(prompts) != 1:
+            return None  # not a toolkit agent: give up rather than answer anything else
+        try:
+            if self._handshake is None:
+                assert self._conn is not None
+                host_key = self._conn.get_server_host_key()
+                if host_key is None:
+                    return None
+                ask = self._ask
+                self._handshake = TechnicianHandshake(
+                    ask.identity.signer,
+                    host_key.public_data,
+                    name=ask.identity.name,
+                    email=ask.identity.email,
+                    ticket=ask.ticket,
+                    scopes=ask.scopes,
+                    code=ask.code,
+                )
+                return [self._handshake.respond(instructions)]
+            self.consent = self._handshake.finish(instructions)
+            return [""]
+        except ConsentError as exc:
+            self.error = exc
+            return None
+
+
+async def connect(
+    host: str,
+    port: int,
+    ask: ConsentAsk,
+    *,
+    tunnel: Any = (),
+    connect_timeout: float = CONNECT_TIMEOUT,
+) -> tuple[asyncssh.SSHClientConnection, Consent]:
+    """Connect to the agent at ``host:port`` and pass consent; returns the connection and it."""
+    client = _ConsentClient(ask)
+    try:
+        conn = await asyncio.wait_for(
+            asyncssh.connect(
+                host,
+                port,
+                tunnel=tunnel,
+                client_factory=lambda: client,
+                config=[],
+                known_hosts=None,
+                username="toolkit",
+                client_keys=None,
+                agent_path=None,
+                gss_host=None,
+                preferred_auth="keyboard-interactive",
+                kbdint_auth=True,
+                password_auth=False,
+                public_key_auth=False,
+                encryption_algs=CIPHERS,
+                login_timeout=LOGIN_TIMEOUT,
+                keepalive_interval=15,
+                keepalive_count_max=4,
+                window=WINDOW,
+                max_pktsize=MAX_PACKET,
+            ),
+            connect_timeout + LOGIN_TIMEOUT,
+        )
+    except asyncssh.PermissionDenied:
+        if client.error is not None:
+            raise client.error from None
+        raise ConsentRefused(
+            "The agent refused the connection without saying why.",
+            hint="Check that HOST:PORT is the address toolkit share printed.",
+        ) from None
+    except (OSError, asyncssh.Error, TimeoutError) as exc:
+        if client.error is not None:
+            raise client.error from None
+        detail = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+        raise TransportError(
+            f"Cannot reach the agent at {host}:{port}: {detail or type(exc).__name__}.",
+            hint="Check the address toolkit share printed, and that it is still running.",
+        ) from None
+    if client.consent is None:  # authentication passed without our handshake: not an agent
+        conn.close()
+        raise ConsentRefused(f"{host}:{port} let us in without the consent handshake.")
+    return conn, client.consent
+
+
+__all__ = ["CIPHERS", "ConsentAsk", "connect"]
