@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import (
-    MiB,
     TOOLKIT,
+    MiB,
     environment,
     median,
     save,
@@ -126,8 +126,10 @@ async def _audited_cat(root: Path, share: Share, data: Path) -> tuple[float, int
         nonlocal received
         received += len(chunk)
 
+    command = parse(f"run cat {data}")
+    assert command is not None
     start = time.perf_counter()
-    result = await session.execute(parse(f"run cat {data}"), sink)
+    result = await session.execute(command, sink)
     seconds = time.perf_counter() - start
     await session.end("bench done")
     if result.status != "ok":
@@ -160,13 +162,18 @@ def bulk(mib: int, runs: int) -> dict[str, Any]:
     ssh_net = [max(t - median(setup), 1e-9) for t in ssh]
     rate_ours = size / median(ours) / 1e6
     rate_ssh = size / median(ssh_net) / 1e6
+    rate_whole = size / median(ssh) / 1e6
     ratio = rate_ours / rate_ssh
     say(
         table(
             ["what", "median s", "MB/s"],
             [
                 [f"toolkit run (audited, {mib} MiB)", f"{median(ours):.2f}", f"{rate_ours:.0f}"],
-                ["ssh host cat (whole process)", f"{median(ssh):.2f}", f"{size / median(ssh) / 1e6:.0f}"],
+                [
+                    "ssh host cat (whole process)",
+                    f"{median(ssh):.2f}",
+                    f"{size / median(ssh) / 1e6:.0f}",
+                ],
                 ["ssh, minus connection set-up", f"{median(ssh_net):.2f}", f"{rate_ssh:.0f}"],
             ],
         )
@@ -228,11 +235,11 @@ def latency(runs: int) -> dict[str, Any]:
         table(
             ["what", "median s", "min s", "max s"],
             [
-                ["toolkit share + connect + run + end", f"{median(ours):.3f}", f"{min(ours):.3f}", f"{max(ours):.3f}"],
-                ["ssh host true", f"{median(ssh):.3f}", f"{min(ssh):.3f}", f"{max(ssh):.3f}"],
+                ["toolkit share + connect + run + end", *_stats(ours)],
+                ["ssh host true", *_stats(ssh)],
             ],
         )
-    )  # fmt: skip
+    )
     say(f"ratio {ratio:.2f}x OpenSSH (goal <= {LATENCY_GOAL}x): {verdict(ratio <= LATENCY_GOAL)}")
     return {
         "toolkit_seconds": summary(ours),
@@ -240,6 +247,10 @@ def latency(runs: int) -> dict[str, Any]:
         "ratio": ratio,
         "goal": LATENCY_GOAL,
     }
+
+
+def _stats(values: list[float]) -> list[str]:
+    return [f"{median(values):.3f}", f"{min(values):.3f}", f"{max(values):.3f}"]
 
 
 def main(argv: list[str]) -> int:

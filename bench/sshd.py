@@ -99,9 +99,8 @@ def local_sshd(workdir: Path, extra_config: Sequence[str] = ()) -> Iterator[Sshd
             ]
         )
     )
-    proc = subprocess.Popen(
-        [SSHD, "-D", "-e", "-f", str(config)], stderr=open(workdir / "sshd.log", "wb")
-    )
+    with open(workdir / "sshd.log", "wb") as log:
+        proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=log)
     try:
         deadline = time.monotonic() + 10
         while True:

@@ -46,6 +46,7 @@ OPERATIONS: dict[str, dict[str, type]] = {
     "end": {"reason": str},
 }
 MAX_ARGV = 256
+MAX_ID = 0xFFFFFFFF  # request ids travel in data frames as a uint32
 MAX_ARG = 4096
 
 
@@ -88,7 +89,8 @@ class Data:
 
 
 def message_frame(body: dict[str, Any]) -> bytes:
-    payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    # ASCII with \u escapes: any str (even a lone surrogate) can be sent, the peer judges it.
+    payload = json.dumps(body, separators=(",", ":")).encode()
     if len(payload) > MAX_MESSAGE:
         raise ProtocolError("message too large")
     return struct.pack(">IB", len(payload) + 1, KIND_MESSAGE) + payload
@@ -149,12 +151,22 @@ def parse_data(body: bytes) -> Data:
     return Data(request_id, stream, body[5:])
 
 
+def _decode(body: bytes) -> str:
+    # json.loads(bytes) would also take UTF-16/32 and a BOM, and let UTF-8-encoded
+    # surrogates through: the protocol says UTF-8, so decode strictly first.
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("message is not JSON: not valid UTF-8") from None
+
+
 def _load(body: bytes) -> dict[str, Any]:
     if len(body) > MAX_MESSAGE:
         raise ProtocolError("message too large")
+    text = _decode(body)
     try:
-        value = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        value = json.loads(text)
+    except (ValueError, RecursionError):
         raise ProtocolError("message is not JSON") from None
     if not isinstance(value, dict):
         raise ProtocolError("message is not a JSON object")
@@ -166,18 +178,25 @@ def _load(body: bytes) -> dict[str, Any]:
     return value
 
 
+def _valid_request_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
+
+
 def request_id_of(body: bytes) -> int:
-    """Best effort: the id of a message that failed to parse, else 0."""
+    """Best effort: the id of a request that failed to parse, else 0."""
     try:
-        value = json.loads(body)
-        rid = value.get("id") if isinstance(value, dict) else None
-        return rid if isinstance(rid, int) and not isinstance(rid, bool) and rid >= 0 else 0
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        value = json.loads(_decode(body))
+    except (ProtocolError, ValueError, RecursionError):
         return 0
+    rid = value.get("id") if isinstance(value, dict) else None
+    return rid if _valid_request_id(rid) else 0
 
 
 def parse_request(body: bytes) -> Request:
     value = _load(body)
+    if not _valid_request_id(value["id"]):
+        # 0 answers no request, and data frames carry the id as a uint32.
+        raise ProtocolError(f"a request id must be 1..{MAX_ID}")
     op = value.get("op")
     if not isinstance(op, str) or op not in OPERATIONS:
         raise ProtocolError(f"unknown operation {op!r}"[:200])
@@ -221,6 +240,7 @@ __all__ = [
     "KIND_DATA",
     "KIND_MESSAGE",
     "MAX_FRAME",
+    "MAX_ID",
     "MAX_MESSAGE",
     "OPERATIONS",
     "STDERR",
