@@ -172,7 +172,7 @@ def bulk(mib: int, runs: int) -> dict[str, Any]:
                 [
                     "ssh host cat (whole process)",
                     f"{median(ssh):.2f}",
-                    f"{size / median(ssh) / 1e6:.0f}",
+                    f"{rate_whole:.0f}",
                 ],
                 ["ssh, minus connection set-up", f"{median(ssh_net):.2f}", f"{rate_ssh:.0f}"],
             ],

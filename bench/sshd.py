@@ -109,8 +109,8 @@ def local_sshd(workdir: Path, extra_config: Sequence[str] = ()) -> Iterator[Sshd
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    log = (workdir / "sshd.log").read_text(errors="replace")
-                    raise RuntimeError(f"sshd did not start: {log}") from None
+                    why = (workdir / "sshd.log").read_text(errors="replace")
+                    raise RuntimeError(f"sshd did not start: {why}") from None
                 time.sleep(0.05)
         yield Sshd(port, workdir / "client_key")
     finally:
