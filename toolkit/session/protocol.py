@@ -20,7 +20,7 @@ import json
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from toolkit.errors import ToolkitError
 
@@ -178,7 +178,7 @@ def _load(body: bytes) -> dict[str, Any]:
     return value
 
 
-def _valid_request_id(value: Any) -> bool:
+def _valid_request_id(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
 
 
