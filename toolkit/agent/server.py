@@ -291,7 +291,14 @@ class AgentConnection(asyncssh.SSHServer):
 
     def get_kbdint_challenge(self, username: str, lang: str, submethods: str) -> Any:
         if self._handshake is not None:
-            return False  # one consent attempt per connection
+            # One consent attempt per connection. Refusing only this round would let a
+            # client retry for the whole login timeout, so hang up (as OpenSSH's
+            # MaxAuthTries does).
+            assert self._conn is not None
+            self._conn.disconnect(
+                asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, "one consent attempt per connection"
+            )
+            return False
         self._handshake = handshake = self._agent.handshake()
         try:
             return _challenge(handshake.challenge())
@@ -339,9 +346,33 @@ class AgentConnection(asyncssh.SSHServer):
 
     def session_requested(self) -> Any:
         session = self._session
-        if session is None or session.channel is not None:
+        if session is None:
+            return False
+        if session.channel is not None:
+            session.refuse_channel("a second session channel")
             return False
         return SessionChannel(session)
+
+    # Nothing else is offered; asyncssh refuses these by default, the agent also records them.
+
+    def _refuse(self, what: str) -> bool:
+        if self._session is not None:
+            self._session.refuse_channel(what)
+        return False
+
+    def connection_requested(
+        self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
+    ) -> Any:
+        return self._refuse("port forwarding (direct-tcpip)")
+
+    def server_requested(self, listen_host: str, listen_port: int) -> Any:
+        return self._refuse("remote port forwarding (tcpip-forward)")
+
+    def unix_connection_requested(self, dest_path: str) -> Any:
+        return self._refuse("socket forwarding (direct-streamlocal)")
+
+    def unix_server_requested(self, listen_path: str) -> Any:
+        return self._refuse("remote socket forwarding (streamlocal-forward)")
 
 
 __all__ = ["Agent", "AgentConnection", "AgentSettings", "HostKey", "Observer", "SessionEnd"]

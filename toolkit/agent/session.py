@@ -67,33 +67,47 @@ class SessionChannel(asyncssh.SSHServerSession[bytes]):
         self._chan = chan
 
     def pty_requested(self, term_type: str, term_size: Any, term_modes: Any) -> bool:
+        self._session.refuse_channel("a PTY")
         return False
 
     def shell_requested(self) -> bool:
+        self._session.refuse_channel("a shell")
         return False
 
     def exec_requested(self, command: str) -> bool:
+        self._session.refuse_channel("a command channel (exec)")
         return False
 
     def subsystem_requested(self, subsystem: str) -> bool:
-        return subsystem == SUBSYSTEM
+        if subsystem != SUBSYSTEM:
+            self._session.refuse_channel(f"the subsystem {subsystem[:64]!r}")
+            return False
+        # Claimed here, not in session_started: two channels opened at once must
+        # not both get the subsystem.
+        return self._session.attach(self)
 
-    def session_started(self) -> None:
-        self._session.attach(self)
+    @property
+    def attached(self) -> bool:
+        return self._session.channel is self
 
     def data_received(self, data: bytes, datatype: int | None) -> None:
+        if not self.attached:
+            return
         for kind, body in self._decoder.feed(data):
             self._session.on_frame(kind, body)
 
     def eof_received(self) -> bool:
-        asyncio.get_running_loop().create_task(
-            self._session.end("the technician closed the session")
-        )
+        if self.attached:
+            asyncio.get_running_loop().create_task(
+                self._session.end("the technician closed the session")
+            )
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._writable.set()
+        if not self.attached:
+            return  # a refused channel closing ends nothing
         why = f"the connection was lost: {exc}" if exc else "the technician disconnected"
         asyncio.get_running_loop().create_task(self._session.end(why))
 
@@ -166,7 +180,8 @@ class AgentSession:
                 "max_bytes": settings.policy.max_bytes,
             },
         )
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # requests served, and error replies sent
+        self._serving: dict[int, asyncio.Task[None]] = {}  # requests in flight, by id
         self._ticker = asyncio.get_running_loop().create_task(keep_checkpointing(self.recorder))
         self._ended = False
         agent.observer.say(
@@ -190,8 +205,20 @@ class AgentSession:
     def trust_path(self) -> Path:
         return self.path.with_name(self.path.name + ".allowed_signers")
 
-    def attach(self, channel: SessionChannel) -> None:
+    def attach(self, channel: SessionChannel) -> bool:
+        """Make ``channel`` the session's one protocol channel; False if there is one."""
+        if self.channel is not None or self._ended:
+            self.refuse_channel("a second session channel")
+            return False
         self.channel = channel
+        return True
+
+    def refuse_channel(self, what: str) -> None:
+        """Record a channel or request the agent never offers; the session goes on."""
+        message = f"refused: {what} is not offered"
+        if not self.recorder.closed:
+            self.recorder.event("refusal", op="channel", ok=False, error="refused", message=message)
+        self.agent.observer.say(message)
 
     # -- requests --------------------------------------------------------------
 
@@ -208,12 +235,19 @@ class AgentSession:
             except ProtocolError as exc:
                 self._reject(request_id_of(body), "malformed", exc.message)
                 return
-            if len(self._tasks) >= MAX_IN_FLIGHT:
+            if request.id in self._serving:
+                # Its data frames and response could not be told apart from the first one's.
+                message = f"request id {request.id} is already in flight"
+                self._reject(request.id, "malformed", message)
+                return
+            if len(self._serving) >= MAX_IN_FLIGHT:
                 self._reject(request.id, "busy", f"at most {MAX_IN_FLIGHT} requests at once")
                 return
             task = asyncio.get_running_loop().create_task(self._serve(request))
+            self._serving[request.id] = task
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(lambda _: self._serving.pop(request.id, None))
 
     def _reject(self, request_id: int, code: str, message: str) -> None:
         message = message[:500]
