@@ -53,10 +53,12 @@ class _Streams:
 def _refusal(request: Request, exc: ToolkitError, record: dict[str, Any]) -> Outcome:
     code = "refused" if isinstance(exc, PolicyRefused) else "failed"
     record = {**record, "ok": False, "error": code, "message": exc.message}
+    # Policy refusals already start with "refused:"; say it once on the customer's screen.
+    summary = exc.message if exc.message.startswith(f"{code}:") else f"{code}: {exc.message}"
     return Outcome(
         Response(request.id, False, error=code, message=exc.message, result={}),
         record,
-        f"{code}: {exc.message}",
+        summary,
     )
 
 
