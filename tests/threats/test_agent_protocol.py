@@ -1,0 +1,441 @@
+"""Threat: a technician who passed consent and then speaks the session protocol by hand.
+
+Everything a hostile client can put on the wire gets an error response with
+the right id (0 when none can be read), the agent keeps serving on the same
+channel, and the customer's copy records a ``protocol_error`` event and stays
+sealed. No other channel opens after consent; nothing opens before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import pytest
+
+from tests.session_support import Customer, code_of, connect_to, identity, start_agent
+from tests.threats.agent_support import (
+    RawChannel,
+    assert_never_written,
+    assert_sealed,
+    echo,
+    frame,
+    hostile_session,
+    request,
+)
+from toolkit.agent.session import MAX_IN_FLIGHT
+from toolkit.consent import Scope
+from toolkit.session.protocol import KIND_DATA, MAX_FRAME, MAX_MESSAGE, SUBSYSTEM
+from toolkit.transport import ssh as transport
+
+SURROGATE = "\ud800"  # a lone surrogate: valid JSON (as an escape), not valid UTF-8
+
+
+def _raw(text: str) -> bytes:
+    return frame(text.encode())
+
+
+# (bytes sent, the id the error must carry, the error code)
+HOSTILE: dict[str, tuple[bytes, int, str]] = {
+    "truncated JSON": (_raw('{"v":1,"id":3,"op":"run","argv":["echo"'), 0, "malformed"),
+    "not JSON at all": (_raw("GET / HTTP/1.1"), 0, "malformed"),
+    "empty message": (frame(b""), 0, "malformed"),
+    "JSON array": (_raw('[{"v":1,"id":3,"op":"end","reason":"x"}]'), 0, "malformed"),
+    "JSON string": (_raw('"hello"'), 0, "malformed"),
+    "JSON number": (_raw("3"), 0, "malformed"),
+    "JSON null": (_raw("null"), 0, "malformed"),
+    "version 2": (request(3, "run", v=2, argv=["echo", "x"]), 3, "malformed"),
+    "version missing": (_raw('{"id":3,"op":"run","argv":["echo","x"]}'), 3, "malformed"),
+    "version as a string": (_raw('{"v":"1","id":3,"op":"end","reason":"x"}'), 3, "malformed"),
+    "unknown op": (request(4, "shell"), 4, "malformed"),
+    "op missing": (_raw('{"v":1,"id":4,"path":"/etc/passwd"}'), 4, "malformed"),
+    "op not a string": (_raw('{"v":1,"id":4,"op":["read"],"path":"/x"}'), 4, "malformed"),
+    "op with a lone surrogate": (_raw('{"v":1,"id":4,"op":"\\ud800"}'), 4, "malformed"),
+    "field missing": (request(5, "read"), 5, "malformed"),
+    "extra field": (request(5, "read", path="/x", follow=True), 5, "malformed"),
+    "run with env": (
+        request(5, "run", argv=["echo", "x"], env={"LD_PRELOAD": "x"}),
+        5,
+        "malformed",
+    ),
+    "path not a string": (request(6, "read", path=5), 6, "malformed"),
+    "path null": (request(6, "stat", path=None), 6, "malformed"),
+    "argv a string": (request(6, "run", argv="echo hi"), 6, "malformed"),
+    "argv empty": (request(6, "run", argv=[]), 6, "malformed"),
+    "argv of numbers": (request(6, "run", argv=["echo", 1]), 6, "malformed"),
+    "argv too long": (request(6, "run", argv=["echo"] * 257), 6, "malformed"),
+    "argument too long": (request(6, "run", argv=["echo", "x" * 4097]), 6, "malformed"),
+    "name an object": (request(6, "diag", name={"name": "hello"}), 6, "malformed"),
+    "id negative": (request(-1, "run", argv=["echo", "x"]), 0, "malformed"),
+    "id true": (request(True, "run", argv=["echo", "x"]), 0, "malformed"),
+    "id false": (request(False, "run", argv=["echo", "x"]), 0, "malformed"),
+    "id a float": (request(1.5, "run", argv=["echo", "x"]), 0, "malformed"),
+    "id a string": (request("7", "run", argv=["echo", "x"]), 0, "malformed"),
+    "id missing": (_raw('{"v":1,"op":"run","argv":["echo","x"]}'), 0, "malformed"),
+    "id 0 (reserved)": (request(0, "run", argv=["echo", "x"]), 0, "malformed"),
+    "id over uint32": (request(2**32, "run", argv=["echo", "x"]), 0, "malformed"),
+    "id with 5000 digits": (_raw('{"v":1,"id":' + "9" * 5000 + "}"), 0, "malformed"),
+    "data frame": (struct.pack(">IBIB", 8, KIND_DATA, 7, 1) + b"hi", 0, "malformed"),
+    "unknown frame kind": (struct.pack(">IB", 3, 7) + b"ab", 0, "malformed"),
+    "frame kind 0": (struct.pack(">IB", 3, 0) + b"ab", 0, "malformed"),
+    "zero-length frame": (struct.pack(">I", 0), 0, "malformed"),
+    "message over MAX_MESSAGE": (
+        request(8, "read", path="/" + "x" * MAX_MESSAGE),
+        8,
+        "malformed",
+    ),
+    "deep nesting": (
+        _raw('{"v":1,"id":9,"op":"run","argv":' + "[" * 30000 + "]" * 30000 + "}"),
+        0,
+        "malformed",
+    ),
+    "deep nesting at the top": (_raw("[" * 32000 + "]" * 32000), 0, "malformed"),
+    "invalid UTF-8": (frame(b'{"v":1,"id":10,"op":"read","path":"/tmp/\xff"}'), 0, "malformed"),
+    "UTF-8 encoded surrogate": (
+        frame(b'{"v":1,"id":10,"op":"read","path":"\xed\xa0\x80"}'),
+        0,
+        "malformed",
+    ),
+    "UTF-16": (
+        frame('{"v":1,"id":10,"op":"run","argv":["echo","x"]}'.encode("utf-16-le")),
+        0,
+        "malformed",
+    ),
+    "UTF-8 with a BOM": (
+        frame(b'\xef\xbb\xbf{"v":1,"id":10,"op":"run","argv":["echo","x"]}'),
+        0,
+        "malformed",
+    ),
+    "NaN id": (_raw('{"v":1,"id":NaN,"op":"end","reason":"x"}'), 0, "malformed"),
+}
+
+
+def run(coro: Awaitable[None]) -> None:
+    asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def protocol_errors(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in events if e["type"] == "protocol_error"]
+
+
+@pytest.mark.parametrize("case", list(HOSTILE), ids=list(HOSTILE))
+def test_hostile_message_gets_an_error_and_the_agent_keeps_serving(
+    tmp_path: Path, case: str
+) -> None:
+    sent, want_id, want_code = HOSTILE[case]
+
+    async def main() -> None:
+        async with hostile_session(tmp_path) as h:
+            await h.channel.still_serves(1)  # the channel works before
+            h.channel.send(sent)
+            answer = await h.channel.answer()
+            assert answer.message["ok"] is False
+            assert (answer.id, answer.error) == (want_id, want_code), answer.message
+            assert answer.data == {}  # nothing ran
+            await h.channel.still_serves()
+            events = assert_sealed(await h.end())
+            [error] = protocol_errors(events)
+            assert (error["id"], error["error"]) == (want_id, want_code)
+            assert [e["id"] for e in events if e["type"] == "operation"][:2] == [1, 4242]
+            assert_never_written([h.code], h.screen.lines, tmp_path / "customer-transcripts")
+
+    run(main())
+
+
+def test_oversized_frame_is_skipped_whole_and_nothing_inside_it_runs(tmp_path: Path) -> None:
+    # The announced bytes are read and dropped, even when they hold valid requests.
+    inner = echo(77, "smuggled")
+    body = inner * (MAX_FRAME // len(inner) + 2)
+
+    async def main() -> None:
+        async with hostile_session(tmp_path) as h:
+            h.channel.send(struct.pack(">I", len(body)))
+            for start in range(0, len(body), 100_000):  # in pieces, as a network would
+                h.channel.send(body[start : start + 100_000])
+            answer = await h.channel.answer()
+            assert (answer.id, answer.error) == (0, "malformed")
+            assert str(len(body)) in answer.message["error"]["message"]
+            await h.channel.still_serves()  # the next answer is ours: nothing smuggled ran
+            events = assert_sealed(await h.end())
+            assert len(protocol_errors(events)) == 1
+            assert not [e for e in events if e.get("id") == 77]
+
+    run(main())
+
+
+def test_frame_split_byte_by_byte_and_many_frames_in_one_write(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with hostile_session(tmp_path) as h:
+            for byte in echo(5, "slow"):
+                h.channel.send(bytes([byte]))
+                await asyncio.sleep(0)
+            answer = await h.channel.answer()
+            assert answer.id == 5 and answer.data == {1: b"slow\n"}
+            h.channel.send(b"".join([echo(6, "a"), struct.pack(">I", 0), echo(7, "b")]))
+            got = {a.id: a for a in await h.channel.answers(3)}
+            assert got[0].error == "malformed"
+            assert got[6].data == {1: b"a\n"} and got[7].data == {1: b"b\n"}
+            assert_sealed(await h.end())
+
+    run(main())
+
+
+def test_more_requests_than_max_in_flight_get_busy(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with hostile_session(tmp_path) as h:
+            slow = [request(i, "run", argv=["sleep", "1"]) for i in range(1, MAX_IN_FLIGHT + 1)]
+            extra = [echo(i) for i in range(100, 103)]
+            h.channel.send(b"".join(slow + extra))  # one write: all arrive at once
+            answers = await h.channel.answers(len(slow) + len(extra))
+            busy = sorted(a.id for a in answers if a.error == "busy")
+            assert busy == [100, 101, 102]
+            done = sorted(a.id for a in answers if a.message["ok"])
+            assert done == list(range(1, MAX_IN_FLIGHT + 1))
+            await h.channel.still_serves()  # once they finish, there is room again
+            events = assert_sealed(await h.end())
+            assert sorted(e["id"] for e in protocol_errors(events)) == [100, 101, 102]
+
+    run(main())
+
+
+def test_an_id_already_in_flight_is_refused(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with hostile_session(tmp_path) as h:
+            h.channel.send(request(5, "run", argv=["sleep", "1"]) + echo(5, "twin"))
+            first, second = await h.channel.answers(2)
+            assert (first.id, first.error) == (5, "malformed")
+            assert "in flight" in first.message["error"]["message"]
+            assert second.id == 5 and second.message["ok"] and second.data == {}
+            await h.channel.still_serves()
+            assert_sealed(await h.end())
+
+    run(main())
+
+
+def test_lone_surrogates_in_strings_are_answered_and_the_copy_still_seals(
+    tmp_path: Path,
+) -> None:
+    # JSON escapes can carry a lone surrogate even in valid UTF-8; it must reach
+    # neither a crash nor an unsealable transcript.
+    async def main() -> None:
+        cases: list[tuple[str, dict[str, Any]]] = [
+            ("read", {"path": SURROGATE}),
+            ("stat", {"path": "/tmp/" + SURROGATE}),
+            ("list", {"path": SURROGATE}),
+            ("run", {"argv": ["echo", SURROGATE]}),
+            ("diag", {"name": SURROGATE}),
+            ("fix", {"name": SURROGATE}),
+            ("hello", {"session": SURROGATE}),
+        ]
+        async with hostile_session(tmp_path) as h:
+            for i, (op, fields) in enumerate(cases, start=1):
+                h.channel.send(request(i, op, **fields))
+                answer = await h.channel.answer()
+                assert answer.id == i
+                if op != "hello":
+                    assert answer.error == "refused", answer.message
+            await h.channel.still_serves()
+            events = assert_sealed(await h.end())
+            assert len([e for e in events if e["type"] in ("operation", "refusal")]) >= 8
+
+    run(main())
+
+
+# -- nothing but the session subsystem after consent ----------------------------------------
+
+Attempt = Callable[[asyncssh.SSHClientConnection], Awaitable[Any]]
+
+
+async def _second_subsystem_channel(conn: asyncssh.SSHClientConnection) -> Any:
+    return await conn.open_session(subsystem=SUBSYSTEM, encoding=None)
+
+
+REFUSED: dict[str, Attempt] = {
+    "shell": lambda conn: conn.open_session(encoding=None),
+    "exec": lambda conn: conn.open_session(command="id", encoding=None),
+    "pty with the subsystem": lambda conn: conn.open_session(
+        subsystem=SUBSYSTEM, term_type="xterm", encoding=None
+    ),
+    "pty with a shell": lambda conn: conn.open_session(term_type="xterm", encoding=None),
+    "sftp subsystem": lambda conn: conn.open_session(subsystem="sftp", encoding=None),
+    "second session channel": _second_subsystem_channel,
+    "direct-tcpip": lambda conn: conn.open_connection("127.0.0.1", 22),
+    "remote port forwarding": lambda conn: conn.forward_remote_port(
+        "127.0.0.1", 0, "localhost", 22
+    ),
+    "direct-streamlocal": lambda conn: conn.open_unix_connection("/run/dbus/system_bus_socket"),
+    "remote socket forwarding": lambda conn: conn.forward_remote_path("/tmp/toolkit-x", "/tmp/y"),
+}
+
+
+@pytest.mark.parametrize("what", list(REFUSED), ids=list(REFUSED))
+def test_no_other_channel_opens_after_consent(tmp_path: Path, what: str) -> None:
+    async def main() -> None:
+        async with hostile_session(tmp_path) as h:
+            with pytest.raises((asyncssh.ChannelOpenError, asyncssh.ChannelListenError)):
+                await asyncio.wait_for(REFUSED[what](h.conn), 10)
+            # A refused channel ends nothing: the session channel still serves.
+            await h.channel.still_serves()
+            events = assert_sealed(await h.end())
+            refusals = [e for e in events if e["type"] == "refusal" and e["op"] == "channel"]
+            assert refusals and all(e["message"].startswith("refused:") for e in refusals)
+
+    run(main())
+
+
+def test_a_refused_shell_before_the_subsystem_does_not_end_the_session(tmp_path: Path) -> None:
+    async def main() -> None:
+        agent, screen, _ = await start_agent(tmp_path)
+        conn, _ = await connect_to(agent)
+        try:
+            with pytest.raises(asyncssh.ChannelOpenError):
+                await conn.open_session(encoding=None)
+            await asyncio.sleep(0.05)
+            assert agent.session is not None and agent.session.channel is None
+            channel = await RawChannel.open(conn)
+            await channel.still_serves()
+        finally:
+            conn.close()
+            await agent.stop("test over")
+        assert not any("disconnected" in line for line in screen.lines[:-1])
+
+    run(main())
+
+
+def test_two_subsystem_channels_opened_at_once_get_one_session(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with hostile_session(tmp_path) as h:
+            results = await asyncio.gather(
+                _second_subsystem_channel(h.conn),
+                _second_subsystem_channel(h.conn),
+                return_exceptions=True,
+            )
+            assert all(isinstance(r, asyncssh.ChannelOpenError) for r in results)
+            await h.channel.still_serves()
+            assert_sealed(await h.end())
+
+    run(main())
+
+
+# -- nothing opens before consent -------------------------------------------------------------
+
+
+async def _plain_connect(port: int, **options: Any) -> asyncssh.SSHClientConnection:
+    return await asyncssh.connect(
+        "127.0.0.1",
+        port,
+        config=[],
+        known_hosts=None,
+        agent_path=None,
+        username="root",
+        login_timeout=10,
+        **options,
+    )
+
+
+NOT_CONSENT: dict[str, dict[str, Any]] = {
+    "none": {
+        "client_keys": None,
+        "password_auth": False,
+        "kbdint_auth": False,
+        "public_key_auth": False,
+    },
+    "password": {"client_keys": None, "password": "hunter2", "preferred_auth": "password"},
+    "publickey": {
+        "client_keys": [asyncssh.generate_private_key("ssh-ed25519")],
+        "preferred_auth": "publickey",
+    },
+    "kbdint with a non-consent answer": {
+        "client_factory": lambda: _AnswersAnything(),
+        "client_keys": None,
+        "password_auth": False,
+        "preferred_auth": "keyboard-interactive",
+    },
+}
+
+
+class _AnswersAnything(asyncssh.SSHClient):
+    """Answers every keyboard-interactive prompt as if it asked for a password."""
+
+    def kbdint_auth_requested(self) -> str:
+        return ""
+
+    def kbdint_challenge_received(
+        self, name: str, instructions: str, lang: str, prompts: Any
+    ) -> list[str]:
+        return ["123456789"] * len(prompts)
+
+
+@pytest.mark.parametrize("method", list(NOT_CONSENT), ids=list(NOT_CONSENT))
+def test_other_authentication_opens_nothing(tmp_path: Path, method: str) -> None:
+    async def main() -> None:
+        agent, _, customer = await start_agent(tmp_path)
+        try:
+            with pytest.raises(asyncssh.PermissionDenied):
+                await _plain_connect(agent.address[1], **NOT_CONSENT[method])
+        finally:
+            await agent.stop("test over")
+        assert agent.session is None and customer.asked == []
+        # Only an answer to the consent challenge is a try; others cost nothing.
+        tries = agent.codes.current.tries_left
+        assert tries == (2 if method.startswith("kbdint") else 3)
+
+    run(main())
+
+
+def test_a_channel_opened_during_consent_drops_the_connection(tmp_path: Path) -> None:
+    # A client that sends CHANNEL_OPEN while the customer is still deciding.
+    # (asyncssh holds such packets back until authentication succeeds; this client
+    # tells its connection that it has, so the packet really goes out.)
+    opened: list[BaseException | None] = []
+
+    class Early(transport._ConsentClient):
+        def kbdint_challenge_received(self, *args: Any) -> list[str] | None:
+            first = self._handshake is None
+            answer = super().kbdint_challenge_received(*args)
+            if first:
+                asyncio.get_running_loop().create_task(self._open_early())
+            return answer
+
+        async def _open_early(self) -> None:
+            assert self._conn is not None
+            assert hasattr(self._conn, "_auth_complete"), "asyncssh changed: update this test"
+            self._conn._auth_complete = True
+            try:
+                await self._conn.open_session(subsystem=SUBSYSTEM, encoding=None)
+                opened.append(None)
+            except (asyncssh.Error, OSError) as exc:
+                opened.append(exc)
+
+    class SlowCustomer(Customer):
+        async def ask(self, request: Any) -> Any:  # type: ignore[override]
+            await asyncio.sleep(0.3)
+            return super().ask(request)
+
+    async def main() -> None:
+        agent, _, _ = await start_agent(tmp_path, customer=SlowCustomer())
+        ask = transport.ConsentAsk(
+            identity(), "T-1", frozenset({Scope.DIAGNOSTICS}), code_of(agent)
+        )
+        client = Early(ask)
+        try:
+            with pytest.raises((asyncssh.Error, OSError)):
+                await _plain_connect(
+                    agent.address[1],
+                    client_factory=lambda: client,
+                    client_keys=None,
+                    password_auth=False,
+                    public_key_auth=False,
+                )
+            await asyncio.sleep(0.5)  # the customer's late yes changes nothing
+        finally:
+            await agent.stop("test over")
+        assert agent.session is None
+        assert opened and opened[0] is not None
+        assert not (tmp_path / "customer-transcripts").exists()
+
+    run(main())
