@@ -1,0 +1,358 @@
+"""Threat: getting past consent over real SSH on loopback.
+
+Wrong codes burn the code after three tries, an expired or used code is
+refused, a declined request starts nothing, and a man-in-the-middle that
+terminates SSH with its own host key fails even though it relays every
+keyboard-interactive round faithfully. The code never crosses the wire and is
+never written to a transcript or to the customer's screen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import pytest
+
+from tests.session_support import (
+    Customer,
+    code_of,
+    connect_to,
+    open_session,
+    start_agent,
+)
+from tests.threats.agent_support import assert_never_written, assert_sealed
+from toolkit.agent.server import Agent, HostKey
+from toolkit.consent import (
+    CodeBurned,
+    CodeExpired,
+    CodeState,
+    CodeUsed,
+    ConfirmationFailed,
+    ConsentError,
+    Declined,
+    Scope,
+    WrongCode,
+    parse_code,
+)
+from toolkit.consent._messages import Confirm
+from toolkit.secrets import Secret
+from toolkit.transport import ssh as transport
+
+
+def run(coro: Awaitable[None]) -> None:
+    asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def wrong_code(agent: Agent) -> Secret:
+    digits = agent.codes.current.display.reveal().replace("-", "")
+    return parse_code(f"{(int(digits) + 1) % 10**9:09d}")
+
+
+async def eventually(condition: Any, seconds: float = 5.0) -> None:
+    for _ in range(int(seconds / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the condition never held")
+
+
+def assert_no_session(agent: Agent, root: Path) -> None:
+    assert agent.session is None
+    assert not (root / "customer-transcripts").exists()
+
+
+class PausedClient(transport._ConsentClient):
+    """The real technician client, holding its first answer until released."""
+
+    challenged: asyncio.Event
+    release: asyncio.Event
+
+    async def kbdint_challenge_received(  # type: ignore[override]
+        self, name: str, instructions: str, lang: str, prompts: Sequence[tuple[str, bool]]
+    ) -> list[str] | None:
+        if self._handshake is None:
+            self.challenged.set()
+            await self.release.wait()
+        return super().kbdint_challenge_received(name, instructions, lang, prompts)
+
+
+async def paused_connect(agent: Agent) -> tuple[asyncio.Task[Any], asyncio.Event]:
+    """A technician with the right code whose handshake has begun but not answered."""
+    challenged, release = asyncio.Event(), asyncio.Event()
+
+    def factory(ask: transport.ConsentAsk) -> PausedClient:
+        client = PausedClient(ask)
+        client.challenged, client.release = challenged, release
+        return client
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(transport, "_ConsentClient", factory)
+        task = asyncio.create_task(connect_to(agent))
+        await asyncio.wait_for(challenged.wait(), 10)
+    return task, release
+
+
+# -- wrong, burned, expired, used, declined ---------------------------------------------------
+
+
+def test_three_wrong_codes_burn_it_and_the_customer_gets_a_fresh_one(tmp_path: Path) -> None:
+    async def main() -> None:
+        agent, screen, customer = await start_agent(tmp_path)
+        first = agent.codes.current
+        right = code_of(agent)
+        try:
+            for left in (2, 1, 0):
+                with pytest.raises(WrongCode) as caught:
+                    await connect_to(agent, code=wrong_code(agent))
+                assert caught.value.tries_left == left
+            assert first.state is CodeState.BURNED
+            assert screen.codes == [first, agent.codes.current]
+            assert any("burned" in line for line in screen.lines)
+            # The burned code is gone for good: the agent can only test the code it
+            # shows now, so the old digits are one more wrong try against that one.
+            with pytest.raises(WrongCode) as caught:
+                await connect_to(agent, code=right)
+            assert caught.value.tries_left == 2
+            assert_no_session(agent, tmp_path)
+            assert customer.asked == []
+            # The fresh code works.
+            conn, consent = await connect_to(agent)
+            conn.close()
+            assert consent.granted == {Scope.DIAGNOSTICS}
+        finally:
+            await agent.stop("test over")
+        assert_never_written(screen.codes, screen.lines, tmp_path)
+
+    run(main())
+
+
+def test_a_handshake_begun_before_the_burn_gets_code_burned(tmp_path: Path) -> None:
+    async def main() -> None:
+        agent, screen, _ = await start_agent(tmp_path)
+        try:
+            waiting, release = await paused_connect(agent)
+            for _ in range(3):
+                with pytest.raises(WrongCode):
+                    await connect_to(agent, code=wrong_code(agent))
+            release.set()
+            with pytest.raises(CodeBurned):
+                await waiting
+            assert_no_session(agent, tmp_path)
+            assert agent.codes.current.tries_left == 3  # the fresh code is untouched
+        finally:
+            await agent.stop("test over")
+        assert_never_written(screen.codes, screen.lines, tmp_path)
+
+    run(main())
+
+
+def test_a_used_code_is_refused_while_its_session_runs(tmp_path: Path) -> None:
+    async def main() -> None:
+        agent, screen, customer = await start_agent(tmp_path)
+        code = code_of(agent)
+        try:
+            waiting, release = await paused_connect(agent)
+            session = await open_session(agent, tmp_path)
+            # Reused from the start...
+            with pytest.raises(CodeUsed):
+                await connect_to(agent, code=code)
+            # ... or by a handshake that had begun before the code was used.
+            release.set()
+            with pytest.raises(CodeUsed):
+                await waiting
+            assert len(customer.asked) == 1  # the customer was asked once, for the first
+            assert screen.codes == [agent.codes.current]  # no new code while a session runs
+            await session.end("test done")
+            end = await asyncio.wait_for(agent.wait(), 10)
+        finally:
+            await agent.stop("test over")
+        events = assert_sealed(end)
+        assert [e["type"] for e in events].count("consent") == 1
+        assert_never_written(screen.codes, screen.lines, tmp_path)
+
+    run(main())
+
+
+def test_an_expired_code_is_refused_and_replaced(tmp_path: Path) -> None:
+    async def main() -> None:
+        agent, screen, customer = await start_agent(tmp_path, ttl=0.001)
+        try:
+            await asyncio.sleep(0.01)
+            with pytest.raises(CodeExpired):
+                await connect_to(agent)
+            assert customer.asked == [] and agent.codes.current.tries_left == 3
+            await eventually(lambda: len(screen.codes) >= 2)  # toolkit share offers a new one
+            assert any("expired" in line for line in screen.lines)
+            assert_no_session(agent, tmp_path)
+        finally:
+            await agent.stop("test over")
+        assert_never_written(screen.codes, screen.lines, tmp_path)
+
+    run(main())
+
+
+def test_declined_gives_declined_and_a_fresh_code(tmp_path: Path) -> None:
+    async def main() -> None:
+        customer = Customer(approve=False)
+        agent, screen, _ = await start_agent(tmp_path, customer=customer)
+        first = agent.codes.current
+        try:
+            with pytest.raises(Declined):
+                await connect_to(agent)
+            assert len(customer.asked) == 1
+            assert first.state is not CodeState.ACTIVE
+            assert screen.codes == [first, agent.codes.current]
+            assert_no_session(agent, tmp_path)
+            # The declined code stays dead; the fresh one works once the customer agrees.
+            customer.approve = True
+            with pytest.raises(WrongCode):
+                await connect_to(agent, code=parse_code(first.display.reveal()))
+            conn, _ = await connect_to(agent)
+            conn.close()
+        finally:
+            await agent.stop("test over")
+        assert_never_written(screen.codes, screen.lines, tmp_path)
+
+    run(main())
+
+
+def test_concurrent_wrong_guesses_each_cost_a_try(tmp_path: Path) -> None:
+    # No lock on the code (docs/consent.md): parallel guesses are each checked and counted.
+    async def main() -> None:
+        agent, screen, _ = await start_agent(tmp_path)
+        first = agent.codes.current
+        try:
+            guesses = [connect_to(agent, code=wrong_code(agent)) for _ in range(3)]
+            results = await asyncio.gather(*guesses, return_exceptions=True)
+            assert all(isinstance(r, WrongCode) for r in results), results
+            assert first.state is CodeState.BURNED and len(screen.codes) == 2
+        finally:
+            await agent.stop("test over")
+
+    run(main())
+
+
+# -- a man in the middle ----------------------------------------------------------------------
+
+
+class _Upstream(asyncssh.SSHClient):
+    """The MITM's client leg to the real agent: hands each challenge down, waits for answers."""
+
+    def __init__(self, mitm: _MitmConnection) -> None:
+        self._mitm = mitm
+
+    def kbdint_auth_requested(self) -> str:
+        return ""
+
+    async def kbdint_challenge_received(
+        self, name: str, instructions: str, lang: str, prompts: Sequence[tuple[str, bool]]
+    ) -> list[str] | None:
+        self._mitm.seen.append(instructions)
+        self._mitm.challenges.put_nowait((name, instructions, lang, prompts))
+        answer: list[str] | None = await self._mitm.answers.get()
+        return answer
+
+
+class _MitmConnection(asyncssh.SSHServer):
+    """Terminates the technician's SSH with its own host key; relays consent to the agent."""
+
+    def __init__(self, agent_port: int, seen: list[str], forge: bool) -> None:
+        self._agent_port = agent_port
+        self._forge = forge
+        self.seen = seen
+        self.challenges: asyncio.Queue[Any] = asyncio.Queue()
+        self.answers: asyncio.Queue[list[str] | None] = asyncio.Queue()
+        self._upstream: asyncio.Task[asyncssh.SSHClientConnection] | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._upstream is not None:
+            self._upstream.cancel()
+        self.answers.put_nowait(None)
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def kbdint_auth_supported(self) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+    def public_key_auth_supported(self) -> bool:
+        return False
+
+    async def _next(self) -> Any:
+        """The agent's next challenge, relayed (or forged) for the technician."""
+        assert self._upstream is not None
+        get = asyncio.ensure_future(self.challenges.get())
+        await asyncio.wait({get, self._upstream}, return_when=asyncio.FIRST_COMPLETED)
+        if not get.done():
+            get.cancel()
+            return False  # the agent ended authentication (it never lets a MITM in)
+        name, instructions, lang, prompts = get.result()
+        if self._forge and json.loads(instructions).get("type") == "refused":
+            # Hide the refusal; hand the technician a confirmation made up on the spot.
+            instructions = Confirm(frozenset({Scope.DIAGNOSTICS}), bytes(32)).encode()
+        return name, instructions, lang, prompts
+
+    async def get_kbdint_challenge(self, username: str, lang: str, submethods: str) -> Any:
+        if self._upstream is not None:
+            return False
+        self._upstream = asyncio.ensure_future(
+            asyncssh.connect(
+                "127.0.0.1",
+                self._agent_port,
+                client_factory=lambda: _Upstream(self),
+                config=[],
+                known_hosts=None,
+                client_keys=None,
+                agent_path=None,
+                password_auth=False,
+                username=username,
+            )
+        )
+        return await self._next()
+
+    async def validate_kbdint_response(self, username: str, responses: Sequence[str]) -> Any:
+        self.seen += responses
+        self.answers.put_nowait(list(responses))
+        return await self._next()
+
+
+@pytest.mark.parametrize("forge", [False, True], ids=["relays-everything", "forges-confirm"])
+def test_mitm_with_its_own_host_key_fails_and_costs_a_try(tmp_path: Path, forge: bool) -> None:
+    async def main() -> None:
+        agent, screen, customer = await start_agent(tmp_path)
+        seen: list[str] = []
+        mitm = await asyncssh.create_server(
+            lambda: _MitmConnection(agent.address[1], seen, forge),
+            "127.0.0.1",
+            0,
+            server_host_keys=[HostKey().ssh_key],
+            kbdint_auth=True,
+            password_auth=False,
+            public_key_auth=False,
+        )
+        port = mitm.sockets[0].getsockname()[1]
+        try:
+            with pytest.raises(ConsentError) as caught:
+                await connect_to(agent, port=port)  # the right code, through the MITM
+            assert type(caught.value) is (ConfirmationFailed if forge else WrongCode)
+            await eventually(lambda: any("refused" in line for line in screen.lines))
+            assert agent.codes.current.tries_left == 2
+            assert customer.asked == []
+            assert_no_session(agent, tmp_path)
+            # The relay saw both rounds, and nothing it saw holds the code.
+            types = [json.loads(s)["type"] for s in seen if s.startswith("{")]
+            assert types[:3] == ["pake", "response", "refused"]
+        finally:
+            mitm.close()
+            await agent.stop("test over")
+        assert_never_written(screen.codes, screen.lines, seen, tmp_path)
+
+    run(main())
