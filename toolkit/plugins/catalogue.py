@@ -97,7 +97,7 @@ class Catalogue:
         for procedure in procedures:
             key = (procedure.kind, procedure.name)
             if key in self._by_key:
-                raise ValueError(f"two {procedure.kind.value}s are named {procedure.name}")
+                raise ValueError(f"two {procedure.kind.scope} are named {procedure.name}")
             self._by_key[key] = procedure
 
     def get(self, kind: Kind, name: str) -> Procedure:
