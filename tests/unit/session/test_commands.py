@@ -150,5 +150,10 @@ def test_help_text_lists_every_command_and_what_the_agent_offers() -> None:
 
 def test_help_text_survives_an_agent_that_sends_odd_info() -> None:
     # The hello reply comes from the agent: missing or empty parts are skipped.
-    for info in ({}, {"procedures": None, "commands": None}, {"procedures": {"fixes": {}}}):
+    odd: list[dict[str, Any]] = [
+        {},
+        {"procedures": None, "commands": None},
+        {"procedures": {"fixes": {}}},
+    ]
+    for info in odd:
         assert help_text(info=info) == help_text()
