@@ -232,11 +232,13 @@ class Operations:
             )
             status = await process.wait()
         except BaseException:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
+            _kill_group(process.pid)
             with contextlib.suppress(BaseException):
                 await asyncio.shield(process.wait())
             raise
+        # Whatever it left running in its group (a child sent to the background with
+        # its output elsewhere) would outlive the session: nothing else tracks it.
+        _kill_group(process.pid)
         result: dict[str, Any] = {
             "exit_status": status if status >= 0 else 128 - status,
             "stdout_bytes": streams.sizes[STDOUT],
@@ -257,6 +259,11 @@ class Operations:
             streams.hashes[stream].update(chunk)
             for frame in data_frames(request_id, stream, chunk):
                 await self._send(frame)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def _stat_fields(kind: str, st: os.stat_result) -> dict[str, Any]:

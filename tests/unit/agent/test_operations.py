@@ -281,6 +281,14 @@ def test_cancelling_the_task_kills_the_whole_process_group(tmp_path: Path) -> No
     assert_gone(*pids)  # the shell and the child it left in the background
 
 
+def test_nothing_is_left_running_in_the_group_when_the_command_exits(tmp_path: Path) -> None:
+    # The child has its output elsewhere, so the command's pipes close while it runs on.
+    stray = ["sh", "-c", "sleep 30 </dev/null >/dev/null 2>&1 & echo $!"]
+    s = setup(tmp_path, policy=policy_with(tmp_path, stray))
+    assert perform(s, "run", argv=stray).response.result["exit_status"] == 0
+    assert_gone(int(s.wire.data()[STDOUT]))
+
+
 def test_ending_the_session_kills_running_processes(tmp_path: Path) -> None:
     async def main() -> tuple[list[int], object]:
         agent, _, _ = await start_agent(tmp_path, policy=policy_with(tmp_path, TREE))
