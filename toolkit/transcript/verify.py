@@ -7,26 +7,30 @@ first. ``verify(path, trust)`` returns the report only when it is SEALED and
 raises otherwise, so there is no result to forget to check. A file that is
 not a transcript at all raises TranscriptFormatError.
 
-One streaming pass does all the hashing: SHA-512 of the whole file (for the
-final SSHSIG) runs in a second thread while this one keeps the running
-SHA-256 for the checkpoints and picks out checkpoint and event lines, so a
-large transcript takes about as long as ``ssh-keygen -Y verify`` needs to hash
-it. Only when something fails does a slower pass find the first bad line.
+One pass over the file does all the work. A second thread reads the file in
+large chunks and hashes all of it with SHA-512 (for the final SSHSIG); this
+thread keeps the running SHA-256 for the checkpoints, finds checkpoint and
+event lines with one search, and parses the event lines as it finds them.
+Hashing and reading let go of the GIL, so a large transcript takes about as
+long as ``ssh-keygen -Y verify`` needs to read and hash it. Only when
+something fails does a slower pass find the first bad line.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import enum
 import hashlib
 import json
 import queue
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from toolkit.errors import SignatureError, TranscriptFormatError, TranscriptVerificationError
 from toolkit.identity import sshsig
@@ -49,6 +53,10 @@ _MAX_LINE = 16 << 20
 # occur where a line's code field is "c" or "e".
 _CHECKPOINT_MARK = b', "c", "'
 _EVENT_MARK = b', "e", "'
+_ANY_MARK = re.compile(rb', "[ce]", "')
+# Lines at least this long on average are counted by stepping over them.
+_STEP_MIN_LINE = 1024
+_PIECE = 1 << 20
 
 
 class Verdict(enum.StrEnum):
@@ -156,6 +164,17 @@ class _Found:
     prefix_sha256: str = ""
 
 
+@dataclass(slots=True)
+class _EventLine:
+    """A line with an event mark, parsed as the scan finds it."""
+
+    line: int  # 1-based line number
+    end: int  # byte offset just past the line
+    kind: str | None = None  # its type; None when it is not a well-formed event
+    fields: dict[str, Any] | None = None  # all of its fields, kept for session_end only
+    error: Exception | None = None  # parsing failed in a way only the stats may report
+
+
 @dataclass
 class _Scan:
     header: Header
@@ -164,16 +183,31 @@ class _Scan:
     lines: int = 1  # complete lines, header included
     tail: int = 0  # bytes after the last newline (a crash mid-write), or past an overlong line
     checkpoints: list[_Found] = field(default_factory=list)
-    events: list[_Found] = field(default_factory=list)
+    events: list[_EventLine] = field(default_factory=list)
     sha512: bytes = b""
     overlong_line: int | None = None
 
 
-def _hash_worker(jobs: queue.Queue[bytes | None], out: list[bytes]) -> None:
-    h = hashlib.sha512()
-    while (data := jobs.get()) is not None:
-        h.update(data)
-    out.append(h.digest())
+def _read_and_hash(
+    f: BinaryIO,
+    first: bytes,
+    chunks: queue.Queue[bytes | BaseException | None],
+    stop: threading.Event,
+    digest: list[bytes],
+) -> None:
+    """Read the rest of the file in chunks, hand each on, and hash the whole file with SHA-512.
+
+    Reading and hashing let go of the GIL, so this thread runs beside the scan.
+    """
+    try:
+        sha512 = hashlib.sha512(first)
+        while not stop.is_set() and (chunk := f.read(_CHUNK)):
+            chunks.put(chunk)
+            sha512.update(chunk)
+        digest.append(sha512.digest())
+        chunks.put(None)
+    except BaseException as exc:  # handed to the scan, which raises it
+        chunks.put(exc)
 
 
 def _scan(path: Path) -> _Scan:
@@ -188,72 +222,139 @@ def _scan(path: Path) -> _Scan:
                 f"This is not a toolkit transcript: {path} has no header line."
             )
         scan = _Scan(Header.from_line(first), len(first))
-        jobs: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=4)
+        stop = threading.Event()
         digest: list[bytes] = []
-        worker = threading.Thread(target=_hash_worker, args=(jobs, digest), daemon=True)
-        worker.start()
+        reader = threading.Thread(
+            target=_read_and_hash, args=(f, first, chunks, stop, digest), daemon=True
+        )
+        reader.start()
         try:
-            jobs.put(first)
             sha256 = hashlib.sha256(first)
-            offset = len(first)
-            carry = b""
-            while chunk := f.read(_CHUNK):
-                data = carry + chunk if carry else chunk
-                cut = data.rfind(b"\n") + 1
-                carry = data[cut:]
-                if cut:
-                    region = data[:cut]
-                    jobs.put(region)
-                    _scan_region(scan, region, offset, sha256)
-                    offset += cut
-                if len(carry) > _MAX_LINE:
-                    # No event line is this long: hash the rest as an uncovered
-                    # tail without holding it in memory.
+            offset = len(first)  # the first byte not scanned yet
+            partial: list[bytes] = []  # the line that the chunks so far end inside
+            partial_len = 0
+            overlong = False
+            while (chunk := chunks.get()) is not None:
+                if isinstance(chunk, BaseException):
+                    raise chunk
+                if overlong:
+                    scan.tail += len(chunk)
+                    continue
+                lo = 0
+                if partial:
+                    lo = chunk.find(b"\n") + 1 or len(chunk)
+                    partial.append(chunk[:lo])
+                    partial_len += lo
+                    if chunk[lo - 1] == 10:  # that line is complete
+                        line = b"".join(partial)
+                        _scan_lines(scan, line, 0, len(line), offset, sha256)
+                        offset += len(line)
+                        partial, partial_len = [], 0
+                hi = chunk.rfind(b"\n", lo) + 1
+                if hi > lo:
+                    _scan_lines(scan, chunk, lo, hi, offset, sha256)
+                    offset += hi - lo
+                    lo = hi
+                if lo < len(chunk):
+                    partial.append(chunk[lo:])
+                    partial_len += len(chunk) - lo
+                if partial_len > _MAX_LINE:
+                    # No event line is this long: the rest is an uncovered tail,
+                    # hashed but not held in memory.
                     scan.overlong_line = scan.lines + 1
-                    jobs.put(carry)
-                    scan.tail += len(carry)
-                    carry = b""
-                    while chunk := f.read(_CHUNK):
-                        jobs.put(chunk)
-                        scan.tail += len(chunk)
-            jobs.put(carry)
-            scan.tail += len(carry)
+                    scan.tail, partial, partial_len = partial_len, [], 0
+                    overlong = True
+            scan.tail += partial_len
             scan.size = offset + scan.tail
         finally:
-            jobs.put(None)
-            worker.join()
+            stop.set()
+            while reader.is_alive():  # it may wait to hand on a chunk
+                with contextlib.suppress(queue.Empty):
+                    chunks.get(timeout=0.01)
         scan.sha512 = digest[0]
     return scan
 
 
-def _scan_region(scan: _Scan, region: bytes, offset: int, sha256: Any) -> None:
-    view = memoryview(region)
-    pos = 0
+def _scan_lines(scan: _Scan, buf: bytes, lo: int, hi: int, offset: int, sha256: Any) -> None:
+    """Scan ``buf[lo:hi]``, whole lines that start at file offset ``offset``.
+
+    In pieces of about ``_PIECE`` bytes: hashing a piece lets go of the GIL,
+    so the SHA-512 thread never waits long for it.
+    """
+    while lo < hi:
+        cut = buf.find(b"\n", lo + _PIECE, hi) + 1 or hi
+        _scan_piece(scan, buf, lo, cut, offset, sha256)
+        offset += cut - lo
+        lo = cut
+
+
+def _scan_piece(scan: _Scan, buf: bytes, lo: int, hi: int, offset: int, sha256: Any) -> None:
+    """Feed whole lines ``buf[lo:hi]`` to ``sha256`` and record the marked ones.
+
+    Records every line that holds a checkpoint mark (with the SHA-256 of all
+    bytes before it) and every line that holds an event mark; a line holding
+    both (only a damaged line can) is recorded as both. One regular
+    expression finds either mark, so each byte is searched once; newlines are
+    counted only between the lines it finds.
+    """
+    view = memoryview(buf)
+    base = offset - lo  # the file offset of buf[0]
+    hashed = counted = lo
     lines = scan.lines
-    i = region.find(_CHECKPOINT_MARK)
-    while i != -1:
-        start = region.rfind(b"\n", 0, i) + 1
-        end = region.index(b"\n", i) + 1
-        sha256.update(view[pos:start])
-        lines += region.count(b"\n", pos, start)
-        scan.checkpoints.append(
-            _Found(lines + 1, offset + start, region[start:end], sha256.hexdigest())
-        )
-        sha256.update(view[start:end])
-        lines += 1
-        pos = end
-        i = region.find(_CHECKPOINT_MARK, end)
-    sha256.update(view[pos:])
-    counted, line = 0, scan.lines
-    i = region.find(_EVENT_MARK)
-    while i != -1:
-        start = region.rfind(b"\n", 0, i) + 1
-        end = region.index(b"\n", i) + 1
-        line += region.count(b"\n", counted, start)
+    search = _ANY_MARK.search
+    found = search(buf, lo, hi)
+    while found is not None:
+        mark = found.start()
+        start = max(lo, buf.rfind(b"\n", lo, mark) + 1)
+        end = buf.index(b"\n", mark, hi) + 1
+        lines += _newlines(buf, counted, start)
         counted = start
-        scan.events.append(_Found(line + 1, offset + start, region[start:end]))
-        i = region.find(_EVENT_MARK, end)
-    scan.lines += region.count(b"\n")
+        raw = buf[start:end]
+        if _CHECKPOINT_MARK in raw:
+            sha256.update(view[hashed:start])
+            scan.checkpoints.append(_Found(lines + 1, base + start, raw, sha256.hexdigest()))
+            sha256.update(view[start:end])
+            hashed = end
+        if _EVENT_MARK in raw:
+            scan.events.append(_parse_event(raw, lines + 1, base + end))
+        found = search(buf, end, hi)
+    sha256.update(view[hashed:hi])
+    scan.lines = lines + _newlines(buf, counted, hi)
+
+
+def _newlines(buf: bytes, lo: int, hi: int) -> int:
+    """How many newlines ``buf[lo:hi]`` holds.
+
+    Stepping from newline to newline with ``find`` (memchr) is much faster
+    than ``count`` over long lines, such as terminal output; once the lines
+    turn out to be short, ``count`` does the rest.
+    """
+    n = 0
+    start = lo
+    find = buf.find
+    while (i := find(b"\n", lo, hi)) >= 0:
+        n += 1
+        lo = i + 1
+        if not n % 16 and lo - start < n * _STEP_MIN_LINE:
+            return n + buf.count(b"\n", lo, hi)
+    return n
+
+
+def _parse_event(raw: bytes, line: int, end: int) -> _EventLine:
+    """Parse an event line while the scan has it at hand.
+
+    Whether the stats count it is decided later, when the checkpoints are
+    verified; so an unexpected error is kept for then, not raised now.
+    """
+    try:
+        fields = Event.from_line(raw).fields()
+    except (ValueError, UnicodeDecodeError):
+        return _EventLine(line, end)
+    except Exception as exc:  # raised only if the stats reach this line
+        return _EventLine(line, end, error=exc)
+    kind = fields["type"]
+    return _EventLine(line, end, kind, fields if kind == "session_end" else None)
 
 
 def _locate(path: Path, start: int, end: int, first_line: int) -> int | None:
@@ -380,20 +481,20 @@ def examine(path: Path, trust: AllowedSigners | None) -> Report:
     end_reason: str | None = None
     duration: float | None = None
     end_line = None
-    for found in scan.events:
-        if found.start + len(found.raw) > valid_end:
+    for event in scan.events:
+        if event.end > valid_end:
             break
-        try:
-            fields = Event.from_line(found.raw).fields()
-        except (ValueError, UnicodeDecodeError):
+        if event.error is not None:
+            raise event.error
+        kind = event.kind
+        if kind is None:
             continue
-        kind = fields["type"]
         operations += kind == "operation"
         refusals += kind == "refusal"
-        if kind == "session_end":
-            end_line = found.line
-            end_reason = str(fields.get("reason"))
-            raw_duration = fields.get("duration")
+        if event.fields is not None:  # session_end
+            end_line = event.line
+            end_reason = str(event.fields.get("reason"))
+            raw_duration = event.fields.get("duration")
             duration = float(raw_duration) if isinstance(raw_duration, int | float) else None
     base.update(operations=operations, refusals=refusals, end_reason=end_reason, duration=duration)
 
