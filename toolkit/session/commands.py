@@ -8,7 +8,9 @@ variables. Blank lines and lines starting with ``#`` are skipped.
 
 from __future__ import annotations
 
+import json
 import shlex
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,18 +101,35 @@ def help_text(topic: str | None = None, info: dict[str, Any] | None = None) -> s
             raise UsageError(f"No help for {topic[:40]!r}: it is not a command.")
         return f"{spec.usage}\n  {spec.summary}"
     lines = [f"  {spec.usage:<20} {spec.summary}" for spec in COMMANDS.values()]
-    if info:
-        procedures = info.get("procedures") or {}
-        for scope in ("diagnostics", "fixes"):
-            named = procedures.get(scope) or {}
-            if named:
-                lines.append(f"{scope} on this machine:")
-                lines += [f"  {name:<20} {p.get('summary', '')!s}" for name, p in named.items()]
-        for scope, templates in (info.get("commands") or {}).items():
-            if templates:
-                lines.append(f"commands `run` allows ({scope}):")
-                lines += [f"  {t}" for t in templates]
+    # ``info`` is the agent's hello reply: take only what has the expected shape, and
+    # never let its text put a control sequence on the technician's terminal.
+    info = _mapping(info)
+    procedures = _mapping(info.get("procedures"))
+    for scope in ("diagnostics", "fixes"):
+        named = _mapping(procedures.get(scope))
+        if named:
+            lines.append(f"{scope} on this machine:")
+            for name, procedure in named.items():
+                summary = _mapping(procedure).get("summary", "")
+                lines.append(f"  {_printable(name):<20} {_printable(summary)}")
+    for scope, templates in _mapping(info.get("commands")).items():
+        if templates and isinstance(templates, list):
+            lines.append(f"commands `run` allows ({_printable(scope)}):")
+            lines += [f"  {_printable(t)}" for t in templates]
     return "\n".join(lines)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _printable(value: Any) -> str:
+    """``value`` as text with control and format characters escaped, cut short."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    text = "".join(
+        c if c == " " or unicodedata.category(c)[0] not in "CZ" else repr(c)[1:-1] for c in text
+    )
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 __all__ = ["COMMANDS", "Command", "help_text", "parse"]

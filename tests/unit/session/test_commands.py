@@ -150,10 +150,34 @@ def test_help_text_lists_every_command_and_what_the_agent_offers() -> None:
 
 def test_help_text_survives_an_agent_that_sends_odd_info() -> None:
     # The hello reply comes from the agent: missing or empty parts are skipped.
-    odd: list[dict[str, Any]] = [
+    odd: list[Any] = [
         {},
+        [1, 2],
+        "hello",
         {"procedures": None, "commands": None},
         {"procedures": {"fixes": {}}},
+        {"procedures": [1], "commands": [1]},
+        {"procedures": {"diagnostics": [1], "fixes": "x"}},
+        {"commands": {"diagnostics": 5, "fixes": {"a": 1}}},
     ]
     for info in odd:
         assert help_text(info=info) == help_text()
+
+
+def test_help_text_takes_what_has_the_right_shape_and_skips_the_rest() -> None:
+    info = {"procedures": {"diagnostics": {"disk": 5, "net": {"summary": 7}}}}
+    text = help_text(info=info)
+    assert "  disk" in text and "  net                  7" in text
+
+
+def test_help_text_never_puts_a_control_sequence_on_the_terminal() -> None:
+    # Names, summaries and templates come from the agent, which the technician does
+    # not control: escapes, bidi overrides and odd spaces are shown escaped.
+    evil = "\x1b]0;pwned\x07\x1b[2J\u202e\u200b\u2028\xa0"
+    info = {
+        "procedures": {"diagnostics": {"disk" + evil: {"summary": "Disk" + evil}}},
+        "commands": {"diagnostics" + evil: ["uptime" + evil]},
+    }
+    text = help_text(info=info)
+    assert all(c == "\n" or c.isprintable() for c in text)
+    assert "\\x1b]0;pwned\\x07" in text and "\\u202e" in text
