@@ -17,7 +17,14 @@ from typing import Any
 import asyncssh
 import pytest
 
-from tests.session_support import Customer, code_of, connect_to, identity, start_agent
+from tests.session_support import (
+    Customer,
+    code_of,
+    connect_to,
+    identity,
+    open_session,
+    start_agent,
+)
 from tests.threats.agent_support import (
     RawChannel,
     assert_never_written,
@@ -27,9 +34,19 @@ from tests.threats.agent_support import (
     hostile_session,
     request,
 )
+from toolkit.agent.operations import Operations, Outcome
 from toolkit.agent.session import MAX_IN_FLIGHT
 from toolkit.consent import Scope
-from toolkit.session.protocol import KIND_DATA, MAX_FRAME, MAX_MESSAGE, SUBSYSTEM
+from toolkit.session.commands import parse
+from toolkit.session.protocol import (
+    KIND_DATA,
+    MAX_FRAME,
+    MAX_ID,
+    MAX_MESSAGE,
+    SUBSYSTEM,
+    Request,
+    Response,
+)
 from toolkit.transport import ssh as transport
 
 SURROGATE = "\ud800"  # a lone surrogate: valid JSON (as an escape), not valid UTF-8
@@ -77,7 +94,7 @@ HOSTILE: dict[str, tuple[bytes, int, str]] = {
     "id a string": (request("7", "run", argv=["echo", "x"]), 0, "malformed"),
     "id missing": (_raw('{"v":1,"op":"run","argv":["echo","x"]}'), 0, "malformed"),
     "id 0 (reserved)": (request(0, "run", argv=["echo", "x"]), 0, "malformed"),
-    "id over uint32": (request(2**32, "run", argv=["echo", "x"]), 0, "malformed"),
+    "id over uint32": (request(MAX_ID + 1, "run", argv=["echo", "x"]), 0, "malformed"),
     "id with 5000 digits": (_raw('{"v":1,"id":' + "9" * 5000 + "}"), 0, "malformed"),
     "data frame": (struct.pack(">IBIB", 8, KIND_DATA, 7, 1) + b"hi", 0, "malformed"),
     "unknown frame kind": (struct.pack(">IB", 3, 7) + b"ab", 0, "malformed"),
@@ -437,5 +454,37 @@ def test_a_channel_opened_during_consent_drops_the_connection(tmp_path: Path) ->
         assert agent.session is None
         assert opened and opened[0] is not None
         assert not (tmp_path / "customer-transcripts").exists()
+
+    run(main())
+
+
+# -- the technician's side of the protocol ------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="TechnicianSession.execute records the agent's result keys as keyword arguments "
+    "of Recorder.event: a result holding 'type' raises TypeError, and one holding 'code', "
+    "'token' or 'password' raises ValueError (a secret field name), so an agent's reply "
+    "crashes the technician's session instead of being recorded or refused",
+)
+@pytest.mark.parametrize("key", ["type", "code", "token"])
+def test_an_agent_result_with_any_field_names_does_not_crash_the_technician(
+    tmp_path: Path, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def odd_stat(self: Operations, request: Request, record: dict[str, Any]) -> Outcome:
+        return Outcome(Response(request.id, True, {key: "x", "size": 1}), record, "stat")
+
+    monkeypatch.setattr(Operations, "_op_stat", odd_stat)
+
+    async def main() -> None:
+        agent, _, _ = await start_agent(tmp_path)
+        try:
+            session = await open_session(agent, tmp_path)
+            result = await session.execute(parse("stat /tmp"))
+            assert result.status == "ok"
+            await session.end("test done")
+        finally:
+            await agent.stop("test over")
 
     run(main())
