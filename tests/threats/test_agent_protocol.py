@@ -481,7 +481,9 @@ def test_an_agent_result_with_any_field_names_does_not_crash_the_technician(
         agent, _, _ = await start_agent(tmp_path)
         try:
             session = await open_session(agent, tmp_path)
-            result = await session.execute(parse("stat /tmp"))
+            command = parse("stat /tmp")
+            assert command is not None
+            result = await session.execute(command)
             assert result.status == "ok"
             await session.end("test done")
         finally:
