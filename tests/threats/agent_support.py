@@ -125,6 +125,19 @@ class Hostile:
 
 
 @asynccontextmanager
+async def running_agent(
+    root: Path, **options: Any
+) -> AsyncIterator[tuple[Agent, Collector, Customer]]:
+    """:func:`start_agent`, stopped after; then no code it showed is written under ``root``."""
+    agent, screen, customer = await start_agent(root, **options)
+    try:
+        yield agent, screen, customer
+    finally:
+        await agent.stop("test over")
+    assert_never_written(screen.codes, screen.lines, root)
+
+
+@asynccontextmanager
 async def hostile_session(
     root: Path,
     *,
@@ -133,17 +146,14 @@ async def hostile_session(
 ) -> AsyncIterator[Hostile]:
     """A technician who passed consent, holding the raw session channel."""
     offered = tuple(scopes)
-    agent, screen, customer = await start_agent(root, customer=customer, offered=offered)
-    try:
+    async with running_agent(root, customer=customer, offered=offered) as (agent, screen, who):
         code = agent.codes.current.display.reveal()
         conn, _ = await connect_to(agent, scopes=offered)
         try:
             channel = await RawChannel.open(conn)
-            yield Hostile(agent, screen, customer, conn, channel, code)
+            yield Hostile(agent, screen, who, conn, channel, code)
         finally:
             conn.close()
-    finally:
-        await agent.stop("test over")
 
 
 def customer_report(end: SessionEnd) -> Report:

@@ -23,7 +23,6 @@ from tests.session_support import (
     connect_to,
     identity,
     open_session,
-    start_agent,
 )
 from tests.threats.agent_support import (
     RawChannel,
@@ -33,6 +32,7 @@ from tests.threats.agent_support import (
     frame,
     hostile_session,
     request,
+    running_agent,
 )
 from toolkit.agent.operations import Operations, Outcome
 from toolkit.agent.session import MAX_IN_FLIGHT
@@ -306,18 +306,15 @@ def test_no_other_channel_opens_after_consent(tmp_path: Path, what: str) -> None
 
 def test_a_refused_shell_before_the_subsystem_does_not_end_the_session(tmp_path: Path) -> None:
     async def main() -> None:
-        agent, screen, _ = await start_agent(tmp_path)
-        conn, _ = await connect_to(agent)
-        try:
+        async with running_agent(tmp_path) as (agent, screen, _):
+            conn, _ = await connect_to(agent)
             with pytest.raises(asyncssh.ChannelOpenError):
                 await conn.open_session(encoding=None)
             await asyncio.sleep(0.05)
             assert agent.session is not None and agent.session.channel is None
             channel = await RawChannel.open(conn)
             await channel.still_serves()
-        finally:
             conn.close()
-            await agent.stop("test over")
         assert not any("disconnected" in line for line in screen.lines[:-1])
 
     run(main())
@@ -390,12 +387,9 @@ class _AnswersAnything(asyncssh.SSHClient):
 @pytest.mark.parametrize("method", list(NOT_CONSENT), ids=list(NOT_CONSENT))
 def test_other_authentication_opens_nothing(tmp_path: Path, method: str) -> None:
     async def main() -> None:
-        agent, _, customer = await start_agent(tmp_path)
-        try:
+        async with running_agent(tmp_path) as (agent, _, customer):
             with pytest.raises(asyncssh.PermissionDenied):
                 await _plain_connect(agent.address[1], **NOT_CONSENT[method])
-        finally:
-            await agent.stop("test over")
         assert agent.session is None and customer.asked == []
         # Only an answer to the consent challenge is a try; others cost nothing.
         tries = agent.codes.current.tries_left
@@ -434,12 +428,11 @@ def test_a_channel_opened_during_consent_drops_the_connection(tmp_path: Path) ->
             return super().ask(request)
 
     async def main() -> None:
-        agent, _, _ = await start_agent(tmp_path, customer=SlowCustomer())
-        ask = transport.ConsentAsk(
-            identity(), "T-1", frozenset({Scope.DIAGNOSTICS}), code_of(agent)
-        )
-        client = Early(ask)
-        try:
+        async with running_agent(tmp_path, customer=SlowCustomer()) as (agent, _, _):
+            ask = transport.ConsentAsk(
+                identity(), "T-1", frozenset({Scope.DIAGNOSTICS}), code_of(agent)
+            )
+            client = Early(ask)
             with pytest.raises((asyncssh.Error, OSError)):
                 await _plain_connect(
                     agent.address[1],
@@ -449,8 +442,6 @@ def test_a_channel_opened_during_consent_drops_the_connection(tmp_path: Path) ->
                     public_key_auth=False,
                 )
             await asyncio.sleep(0.5)  # the customer's late yes changes nothing
-        finally:
-            await agent.stop("test over")
         assert agent.session is None
         assert opened and opened[0] is not None
         assert not (tmp_path / "customer-transcripts").exists()
@@ -478,15 +469,12 @@ def test_an_agent_result_with_any_field_names_does_not_crash_the_technician(
     monkeypatch.setattr(Operations, "_op_stat", odd_stat)
 
     async def main() -> None:
-        agent, _, _ = await start_agent(tmp_path)
-        try:
+        async with running_agent(tmp_path) as (agent, _, _):
             session = await open_session(agent, tmp_path)
             command = parse("stat /tmp")
             assert command is not None
             result = await session.execute(command)
             assert result.status == "ok"
             await session.end("test done")
-        finally:
-            await agent.stop("test over")
 
     run(main())

@@ -23,9 +23,8 @@ from tests.session_support import (
     code_of,
     connect_to,
     open_session,
-    start_agent,
 )
-from tests.threats.agent_support import assert_never_written, assert_sealed
+from tests.threats.agent_support import assert_never_written, assert_sealed, running_agent
 from toolkit.agent.server import Agent, HostKey
 from toolkit.consent import (
     CodeBurned,
@@ -102,10 +101,8 @@ async def paused_connect(agent: Agent) -> tuple[asyncio.Task[Any], asyncio.Event
 
 def test_three_wrong_codes_burn_it_and_the_customer_gets_a_fresh_one(tmp_path: Path) -> None:
     async def main() -> None:
-        agent, screen, customer = await start_agent(tmp_path)
-        first = agent.codes.current
-        right = code_of(agent)
-        try:
+        async with running_agent(tmp_path) as (agent, screen, customer):
+            first, right = agent.codes.current, code_of(agent)
             for left in (2, 1, 0):
                 with pytest.raises(WrongCode) as caught:
                     await connect_to(agent, code=wrong_code(agent))
@@ -124,17 +121,13 @@ def test_three_wrong_codes_burn_it_and_the_customer_gets_a_fresh_one(tmp_path: P
             conn, consent = await connect_to(agent)
             conn.close()
             assert consent.granted == {Scope.DIAGNOSTICS}
-        finally:
-            await agent.stop("test over")
-        assert_never_written(screen.codes, screen.lines, tmp_path)
 
     run(main())
 
 
 def test_a_handshake_begun_before_the_burn_gets_code_burned(tmp_path: Path) -> None:
     async def main() -> None:
-        agent, screen, _ = await start_agent(tmp_path)
-        try:
+        async with running_agent(tmp_path) as (agent, _, _):
             waiting, release = await paused_connect(agent)
             for _ in range(3):
                 with pytest.raises(WrongCode):
@@ -144,18 +137,14 @@ def test_a_handshake_begun_before_the_burn_gets_code_burned(tmp_path: Path) -> N
                 await waiting
             assert_no_session(agent, tmp_path)
             assert agent.codes.current.tries_left == 3  # the fresh code is untouched
-        finally:
-            await agent.stop("test over")
-        assert_never_written(screen.codes, screen.lines, tmp_path)
 
     run(main())
 
 
 def test_a_used_code_is_refused_while_its_session_runs(tmp_path: Path) -> None:
     async def main() -> None:
-        agent, screen, customer = await start_agent(tmp_path)
-        code = code_of(agent)
-        try:
+        async with running_agent(tmp_path) as (agent, screen, customer):
+            code = code_of(agent)
             waiting, release = await paused_connect(agent)
             session = await open_session(agent, tmp_path)
             # Reused from the start...
@@ -169,19 +158,15 @@ def test_a_used_code_is_refused_while_its_session_runs(tmp_path: Path) -> None:
             assert screen.codes == [agent.codes.current]  # no new code while a session runs
             await session.end("test done")
             end = await asyncio.wait_for(agent.wait(), 10)
-        finally:
-            await agent.stop("test over")
         events = assert_sealed(end)
         assert [e["type"] for e in events].count("consent") == 1
-        assert_never_written(screen.codes, screen.lines, tmp_path)
 
     run(main())
 
 
 def test_an_expired_code_is_refused_and_replaced(tmp_path: Path) -> None:
     async def main() -> None:
-        agent, screen, customer = await start_agent(tmp_path, ttl=0.001)
-        try:
+        async with running_agent(tmp_path, ttl=0.001) as (agent, screen, customer):
             await asyncio.sleep(0.01)
             with pytest.raises(CodeExpired):
                 await connect_to(agent)
@@ -189,9 +174,6 @@ def test_an_expired_code_is_refused_and_replaced(tmp_path: Path) -> None:
             await eventually(lambda: len(screen.codes) >= 2)  # toolkit share offers a new one
             assert any("expired" in line for line in screen.lines)
             assert_no_session(agent, tmp_path)
-        finally:
-            await agent.stop("test over")
-        assert_never_written(screen.codes, screen.lines, tmp_path)
 
     run(main())
 
@@ -199,9 +181,8 @@ def test_an_expired_code_is_refused_and_replaced(tmp_path: Path) -> None:
 def test_declined_gives_declined_and_a_fresh_code(tmp_path: Path) -> None:
     async def main() -> None:
         customer = Customer(approve=False)
-        agent, screen, _ = await start_agent(tmp_path, customer=customer)
-        first = agent.codes.current
-        try:
+        async with running_agent(tmp_path, customer=customer) as (agent, screen, _):
+            first = agent.codes.current
             with pytest.raises(Declined):
                 await connect_to(agent)
             assert len(customer.asked) == 1
@@ -214,9 +195,6 @@ def test_declined_gives_declined_and_a_fresh_code(tmp_path: Path) -> None:
                 await connect_to(agent, code=parse_code(first.display.reveal()))
             conn, _ = await connect_to(agent)
             conn.close()
-        finally:
-            await agent.stop("test over")
-        assert_never_written(screen.codes, screen.lines, tmp_path)
 
     run(main())
 
@@ -224,15 +202,12 @@ def test_declined_gives_declined_and_a_fresh_code(tmp_path: Path) -> None:
 def test_concurrent_wrong_guesses_each_cost_a_try(tmp_path: Path) -> None:
     # No lock on the code (docs/consent.md): parallel guesses are each checked and counted.
     async def main() -> None:
-        agent, screen, _ = await start_agent(tmp_path)
-        first = agent.codes.current
-        try:
+        async with running_agent(tmp_path) as (agent, screen, _):
+            first = agent.codes.current
             guesses = [connect_to(agent, code=wrong_code(agent)) for _ in range(3)]
             results = await asyncio.gather(*guesses, return_exceptions=True)
             assert all(isinstance(r, WrongCode) for r in results), results
             assert first.state is CodeState.BURNED and len(screen.codes) == 2
-        finally:
-            await agent.stop("test over")
 
     run(main())
 
@@ -326,33 +301,31 @@ class _MitmConnection(asyncssh.SSHServer):
 
 @pytest.mark.parametrize("forge", [False, True], ids=["relays-everything", "forges-confirm"])
 def test_mitm_with_its_own_host_key_fails_and_costs_a_try(tmp_path: Path, forge: bool) -> None:
+    seen: list[str] = []  # every consent message that passed through the MITM
+
     async def main() -> None:
-        agent, screen, customer = await start_agent(tmp_path)
-        seen: list[str] = []
-        mitm = await asyncssh.create_server(
-            lambda: _MitmConnection(agent.address[1], seen, forge),
-            "127.0.0.1",
-            0,
-            server_host_keys=[HostKey().ssh_key],
-            kbdint_auth=True,
-            password_auth=False,
-            public_key_auth=False,
-        )
-        port = mitm.sockets[0].getsockname()[1]
-        try:
-            with pytest.raises(ConsentError) as caught:
-                await connect_to(agent, port=port)  # the right code, through the MITM
+        async with running_agent(tmp_path) as (agent, screen, customer):
+            mitm = await asyncssh.create_server(
+                lambda: _MitmConnection(agent.address[1], seen, forge),
+                "127.0.0.1",
+                0,
+                server_host_keys=[HostKey().ssh_key],
+                kbdint_auth=True,
+                password_auth=False,
+                public_key_auth=False,
+            )
+            try:
+                with pytest.raises(ConsentError) as caught:  # the right code, through the MITM
+                    await connect_to(agent, port=mitm.sockets[0].getsockname()[1])
+            finally:
+                mitm.close()
             assert type(caught.value) is (ConfirmationFailed if forge else WrongCode)
             await eventually(lambda: any("refused" in line for line in screen.lines))
             assert agent.codes.current.tries_left == 2
             assert customer.asked == []
             assert_no_session(agent, tmp_path)
-            # The relay saw both rounds, and nothing it saw holds the code.
             types = [json.loads(s)["type"] for s in seen if s.startswith("{")]
-            assert types[:3] == ["pake", "response", "refused"]
-        finally:
-            mitm.close()
-            await agent.stop("test over")
-        assert_never_written(screen.codes, screen.lines, seen, tmp_path)
+            assert types[:3] == ["pake", "response", "refused"]  # it relayed both ways
+            assert_never_written(screen.codes, seen)  # and nothing it saw holds the code
 
     run(main())
