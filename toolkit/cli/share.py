@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import json
 import signal
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -32,9 +33,25 @@ def parse_address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]
         host, port_text = text, "0"
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
+    elif ":" in host:  # "::1:22" could be [::1]:22 or the address ::1:22 with no port
+        raise UsageError(
+            f"{text!r} is ambiguous: put an IPv6 address in brackets, like [::1]:PORT."
+        )
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise UsageError(f"{text!r} is not HOST:PORT (the port must be 0-65535).")
     return host or default_host, int(port_text)
+
+
+def _check_listen(text: str, host: str, port: int) -> None:
+    """A host name that does not resolve is a mistake in --listen (exit 2), not a network error."""
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        detail = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+        raise UsageError(
+            f"--listen {text!r}: {host!r} is not a host name or address that resolves ({detail}).",
+            hint="Give HOST:PORT, e.g. 127.0.0.1:0 (port 0 picks a free one).",
+        ) from None
 
 
 class _Screen:
@@ -189,13 +206,13 @@ def share_command(
     ] = None,
 ) -> None:
     """Let a technician connect, for one session, after you approve it."""
-    from toolkit.agent.server import Agent, AgentSettings
     from toolkit.consent import scopes, trust_from_allowed_signers, untrusted
     from toolkit.identity.allowed_signers import AllowedSigners
     from toolkit.policy import Policy
     from toolkit.transcript.models import NAMESPACE_SEAL
 
     host, port = parse_address(listen)
+    _check_listen(listen, host, port)
     try:
         offered = scopes(scope or ["diagnostics"])
     except ValueError as exc:
@@ -211,6 +228,9 @@ def share_command(
         if signers_path
         else untrusted
     )
+    # Imported after the checks above, so that a usage error comes without the wait.
+    from toolkit.agent.server import Agent, AgentSettings
+
     approver = _Approver(yes)
     screen = _Screen(as_json, code_file)
     settings = AgentSettings(
