@@ -27,10 +27,18 @@ if TYPE_CHECKING:
 PROMPT = "toolkit> "
 
 
+def _parse(line: str) -> Command | None:
+    """One command line, checked whole (``help NOSUCH`` too); UsageError if it is wrong."""
+    from toolkit.session.commands import help_text, parse
+
+    command = parse(line)
+    if command is not None and command.name == "help" and command.words:
+        help_text(command.words[0])
+    return command
+
+
 def _read_batch(batch: str) -> list[Command]:
     """Every command of the batch, checked before anything connects."""
-    from toolkit.session.commands import parse
-
     if batch == "-":
         text = sys.stdin.read()
         source = "stdin"
@@ -43,7 +51,7 @@ def _read_batch(batch: str) -> list[Command]:
     commands = []
     for number, line in enumerate(text.splitlines(), 1):
         try:
-            command = parse(line)
+            command = _parse(line)
         except UsageError as exc:
             raise UsageError(f"{source}, line {number}: {exc.message}", hint=exc.hint) from None
         if command is not None:
@@ -208,7 +216,7 @@ async def _session(
 
     loop.add_signal_handler(signal.SIGINT, interrupt)
     worst = ExitCode.OK
-    reason = "completed"
+    reason = "the technician's toolkit stopped on an error"  # unless _drive returns
     try:
         worst, reason = await _drive(session, commands, as_json)
     except asyncio.CancelledError:
@@ -227,7 +235,6 @@ async def _drive(
 ) -> tuple[ExitCode, str]:
     """Run the batch (or the prompt) to its end; the worst exit code and why it ended."""
     from toolkit.session.client import ConnectionLost, SessionEnded
-    from toolkit.session.commands import parse
 
     worst = ExitCode.OK
     index = 0
@@ -243,7 +250,7 @@ async def _drive(
             except EOFError:
                 return worst, "the technician ended the session"
             try:
-                parsed = parse(line)
+                parsed = _parse(line)
             except UsageError as exc:
                 err().print(exc.diagnostics(), markup=False, highlight=False)
                 continue

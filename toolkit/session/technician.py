@@ -23,7 +23,7 @@ import asyncssh
 
 from toolkit import paths
 from toolkit.consent import Consent, scope_names
-from toolkit.errors import TransportError
+from toolkit.errors import TransportError, UsageError
 from toolkit.identity.store import Identity
 from toolkit.session.client import OnData, Reply, SessionClient
 from toolkit.session.commands import Command, help_text
@@ -149,7 +149,12 @@ class TechnicianSession:
         Raises SessionEnded or ConnectionLost when the session is gone.
         """
         if command.name == "help":
-            text = help_text(command.words[0] if command.words else None, self.info)
+            try:
+                text = help_text(command.words[0] if command.words else None, self.info)
+            except UsageError as exc:  # `help NOSUCH` at the prompt: say so, go on
+                return Result(
+                    command.text, command.name, "failed", error="usage", message=exc.message
+                )
             return Result(command.text, command.name, "ok", stdout=text.encode() + b"\n")
         assert command.op is not None
         rec = self.recorder
