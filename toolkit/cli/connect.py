@@ -13,8 +13,8 @@ import typer
 
 from toolkit.cli._console import err, out
 from toolkit.cli._identity import AgentOption, KeyOption, load_identity
-from toolkit.cli._threads import in_thread, printable
-from toolkit.cli.share import parse_address
+from toolkit.cli._threads import printable
+from toolkit.cli.share import TerminalLines, parse_address
 from toolkit.errors import ExitCode, ToolkitError, UsageError
 
 if TYPE_CHECKING:
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from toolkit.session.technician import Result, TechnicianSession
 
 PROMPT = "toolkit> "
+#: How often the prompt checks whether the customer ended the session meanwhile.
+ENDED_POLL = 0.1
 
 
 def _parse(line: str) -> Command | None:
@@ -237,44 +239,56 @@ async def _drive(
     from toolkit.session.client import ConnectionLost, SessionEnded
 
     worst = ExitCode.OK
-    index = 0
-    while True:
-        if commands is not None:
-            if index >= len(commands):
-                return worst, "completed"
-            command = commands[index]
-            index += 1
-        else:
-            try:
-                line = await in_thread(lambda: input(PROMPT))
-            except EOFError:
+    pending = iter(commands) if commands is not None else None
+    lines = TerminalLines(sys.stdin.fileno()) if pending is None else None
+    try:
+        while True:
+            if pending is not None:
+                command = next(pending, None)
+                if command is None:
+                    return worst, "completed"
+            else:
+                assert lines is not None
+                try:
+                    line = await _typed(session, lines)
+                except EOFError:
+                    return worst, "the technician ended the session"
+                try:
+                    command = _parse(line)
+                except UsageError as exc:
+                    err().print(exc.diagnostics(), markup=False, highlight=False)
+                    continue
+                if command is None:
+                    continue
+            if command.name == "exit":
                 return worst, "the technician ended the session"
-            try:
-                parsed = _parse(line)
-            except UsageError as exc:
-                err().print(exc.diagnostics(), markup=False, highlight=False)
-                continue
-            if parsed is None:
-                continue
-            command = parsed
-        if command.name == "exit":
-            return worst, "the technician ended the session"
-        streaming = not as_json and command.name in ("run", "read")
-        try:
+            streaming = not as_json and command.name in ("run", "read")
             result = await session.execute(command, _stream if streaming else None)
-        except SessionEnded as exc:
-            err().print(exc.message, markup=False)
-            return max(worst, ExitCode.REFUSED, key=_rank), exc.message
-        except ConnectionLost as exc:
-            err().print(exc.message, markup=False)
-            return ExitCode.NETWORK, exc.message
-        if streaming and result.status == "ok":
-            result.stdout = result.content = result.stderr = b""
-        _show(result, as_json)
-        status = {"ok": ExitCode.OK, "refused": ExitCode.REFUSED}.get(
-            result.status, ExitCode.FAILED
-        )
-        worst = max(worst, status, key=_rank)
+            if streaming and result.status == "ok":
+                result.stdout = result.content = result.stderr = b""
+            _show(result, as_json)
+            worst = max(worst, _STATUS.get(result.status, ExitCode.FAILED), key=_rank)
+    except SessionEnded as exc:
+        err().print(exc.message, markup=False)
+        return max(worst, ExitCode.REFUSED, key=_rank), exc.message
+    except ConnectionLost as exc:
+        err().print(exc.message, markup=False)
+        return ExitCode.NETWORK, exc.message
+
+
+async def _typed(session: TechnicianSession, lines: TerminalLines) -> str:
+    """The next line typed at the prompt, unless the session ends first (the customer's Ctrl-C)."""
+    sys.stdout.write(PROMPT)
+    sys.stdout.flush()
+    typed = asyncio.ensure_future(lines.line())
+    try:
+        while not typed.done():
+            if session.ended is not None:
+                raise session.ended
+            await asyncio.wait({typed}, timeout=ENDED_POLL)
+    finally:
+        typed.cancel()
+    return typed.result()
 
 
 _STATUS = {"ok": ExitCode.OK, "refused": ExitCode.REFUSED}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import os
 import signal
 import socket
 import sys
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from toolkit.cli._console import err, out
-from toolkit.cli._threads import in_thread, printable
+from toolkit.cli._threads import printable
 from toolkit.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
@@ -52,6 +53,48 @@ def _check_listen(text: str, host: str, port: int) -> None:
             f"--listen {text!r}: {host!r} is not a host name or address that resolves ({detail}).",
             hint="Give HOST:PORT, e.g. 127.0.0.1:0 (port 0 picks a free one).",
         ) from None
+
+
+class TerminalLines:
+    """Lines typed at the terminal, read on the event loop: a wait that can be cancelled.
+
+    A prompt in a thread (input(), rich's Prompt) cannot be taken back: when Ctrl-C
+    or the other side ends things while it waits, the thread still holds stdin as
+    Python exits, a fatal error at shutdown. Reading the file descriptor when the
+    loop says it is readable leaves nothing behind; the terminal's own line editing
+    still applies. Used for the customer's approvals and the technician's prompt.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = bytearray()
+        self._eof = False
+
+    async def line(self) -> str:
+        """The next line, without its newline; EOFError at the end of input."""
+        loop = asyncio.get_running_loop()
+        while b"\n" not in self._buffer:
+            if self._eof:
+                if not self._buffer:
+                    raise EOFError
+                break
+            readable: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(self._fd, _settle, readable)
+            try:
+                await readable
+            finally:
+                loop.remove_reader(self._fd)
+            chunk = os.read(self._fd, 4096)
+            self._eof = not chunk
+            self._buffer += chunk
+        line, _, rest = bytes(self._buffer).partition(b"\n")
+        self._buffer = bytearray(rest)
+        return line.decode("utf-8", errors="replace")
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class _Screen:
@@ -117,11 +160,24 @@ class _Approver:
 
     def __init__(self, yes: bool) -> None:
         self._yes = yes
+        self._lines: TerminalLines | None = None  # made when first asked: --yes needs no stdin
 
-    def _confirm(self, question: str) -> bool:
-        from rich.prompt import Confirm
-
-        return Confirm.ask(question, default=False, console=err())
+    async def _confirm(self, question: str) -> bool:
+        """y or n at the terminal (no answer, or the end of input, is a no)."""
+        if self._lines is None:
+            self._lines = TerminalLines(sys.stdin.fileno())
+        while True:
+            err().print(f"{question} [y/n] (n): ", end="", markup=False, highlight=False)
+            try:
+                answer = (await self._lines.line()).strip().lower()
+            except EOFError:
+                err().print("", markup=False)
+                return False
+            if answer in ("y", "yes"):
+                return True
+            if answer in ("", "n", "no"):
+                return False
+            err().print("Please answer y or n.", markup=False)
 
     async def ask(self, request: ApprovalRequest) -> Decision:
         err().print(_request_text(request), markup=False, highlight=False)
@@ -134,7 +190,7 @@ class _Approver:
         if not sys.stdin.isatty():
             err().print("No terminal to ask you on (use --yes in scripts): declined.", markup=False)
             return request.decline()
-        ok = await in_thread(lambda: self._confirm("Allow this technician in?"))
+        ok = await self._confirm("Allow this technician in?")
         return request.grant() if ok else request.decline()
 
     async def approve_fix(self, name: str, commands: Sequence[Sequence[str]]) -> bool:
@@ -150,7 +206,7 @@ class _Approver:
             err().print("No terminal to ask you on: declined.", markup=False)
             return False
         try:
-            return await asyncio.wait_for(in_thread(lambda: self._confirm("Run it?")), FIX_TIMEOUT)
+            return await asyncio.wait_for(self._confirm("Run it?"), FIX_TIMEOUT)
         except TimeoutError:
             err().print("No answer in time: declined.", markup=False)
             return False
@@ -283,4 +339,4 @@ def _bound_text(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-__all__ = ["parse_address", "share_command"]
+__all__ = ["TerminalLines", "parse_address", "share_command"]
