@@ -18,21 +18,21 @@ replaced before anything is written.
 from __future__ import annotations
 
 import base64
-import codecs
+import functools
 import hashlib
 import json
 import os
 import re
 import time
+from codecs import BufferedIncrementalDecoder
 from collections.abc import Callable, Iterable
+from encodings.utf_8 import IncrementalDecoder as Utf8Decoder
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from toolkit import paths
 from toolkit.identity import sshsig
 from toolkit.identity.keys import blob_of, fingerprint, load_public
-from toolkit.identity.signer import Signer
 from toolkit.secrets import Secret
 from toolkit.transcript.models import (
     CHECKPOINT,
@@ -49,6 +49,9 @@ from toolkit.transcript.models import (
     valid_event_type,
 )
 
+if TYPE_CHECKING:
+    from toolkit.identity.signer import Signer
+
 # json's C string encoder: quotes and escapes a str, keeping non-ASCII as is.
 _quote: Callable[[str], str] = json.encoder.encode_basestring
 _FLUSH_BYTES = 1 << 16
@@ -59,6 +62,7 @@ _SECRET_FIELD = re.compile(
     r"^(code|pin|otp)$|(^|_)(consent_code|passphrase|password|passwd|secret|private_key"
     r"|token|api_key|apikey|credentials?)$"
 )
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 REDACTED = "[redacted]"
 
 
@@ -72,16 +76,31 @@ def _refuse(value: object) -> Any:
     )
 
 
+# Events are compact JSON, non-ASCII kept as is; one encoder serves every event.
+_encode_event = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_refuse).encode
+
+
+@functools.lru_cache(maxsize=1024)  # sessions use a few field names, over and over
+def _names_a_secret(name: str) -> bool:
+    return bool(_SECRET_FIELD.search(_CAMEL_HUMP.sub("_", name).lower()))
+
+
+@functools.lru_cache(maxsize=256)
+def _valid_event_type(name: str) -> bool:
+    return valid_event_type(name)
+
+
 def _check_fields(value: Any) -> None:
     if isinstance(value, dict):
         for name, item in value.items():
-            folded = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", str(name)).lower()
-            if _SECRET_FIELD.search(folded):
+            if _names_a_secret(str(name)):
                 raise ValueError(f"field {name!r} names a secret; transcripts never hold secrets")
-            _check_fields(item)
+            if isinstance(item, dict | list | tuple):
+                _check_fields(item)
     elif isinstance(value, list | tuple):
         for item in value:
-            _check_fields(item)
+            if isinstance(item, dict | list | tuple):
+                _check_fields(item)
 
 
 class Recorder:
@@ -118,9 +137,9 @@ class Recorder:
         self._since_checkpoint = 0
         self._seq = 0
         self._last_checkpoint = 0.0
-        self._decoders = {
-            OUTPUT: codecs.getincrementaldecoder("utf-8")("replace"),
-            INPUT: codecs.getincrementaldecoder("utf-8")("replace"),
+        self._decoders: dict[str, BufferedIncrementalDecoder] = {
+            OUTPUT: Utf8Decoder("replace"),
+            INPUT: Utf8Decoder("replace"),
         }
         self.closed = False
         self._start = clock()
@@ -152,15 +171,12 @@ class Recorder:
 
     def event(self, type: str, **fields: Any) -> None:
         """A structured event: ``{"type": type, **fields}`` as compact JSON."""
-        if not valid_event_type(type):
+        if not (_valid_event_type(type) if isinstance(type, str) else valid_event_type(type)):
             raise ValueError(f"event type {type!r} is not a lower-case identifier")
         _check_fields(fields)
         if self._redact:  # scrub values, not the JSON text, so the event stays valid JSON
             fields = self._scrub_values(fields)
-        text = json.dumps(
-            {"type": type, **fields}, separators=(",", ":"), ensure_ascii=False, default=_refuse
-        )
-        self._line(EVENT, text)
+        self._line(EVENT, _encode_event({"type": type, **fields}))
 
     def redact(self, secret: Secret) -> None:
         """Replace this secret's value wherever it would be written from now on."""
@@ -193,6 +209,8 @@ class Recorder:
         self.closed = True
         sig = sshsig.sign_digest(self._signer, self._sha512.digest(), NAMESPACE_SEAL)
         sig_path = self.path.with_name(self.path.name + ".sig")
+        from toolkit import paths  # here, not at the top: `toolkit verify` imports this module
+
         paths.atomic_write(sig_path, sig.armor().encode("ascii"), 0o644)
         return sig_path
 
@@ -234,9 +252,21 @@ class Recorder:
         return text
 
     def _stream(self, code: str, data: bytes) -> None:
+        decoder = self._decoders[code]
+        if (
+            type(data) is bytes
+            and data.isascii()
+            and len(data) <= _MAX_CHUNK
+            and not decoder.buffer
+        ):
+            # What the decoder would return, without its Python layers: the
+            # common case of a short ASCII read with no character pending.
+            if data:
+                text = data.decode("ascii")
+                self._line(code, self._scrub(text) if self._redact else text)
+            return
         if not isinstance(data, bytes | bytearray | memoryview):
             _refuse(data)
-        decoder = self._decoders[code]
         view = memoryview(data)
         for start in range(0, len(view), _MAX_CHUNK):
             text = decoder.decode(view[start : start + _MAX_CHUNK])

@@ -1,0 +1,85 @@
+"""The recorder's bytes, pinned: speed-ups must not change a single one.
+
+A fixed key (Ed25519 signs deterministically), a fixed header and a fake
+clock make the whole file and its .sig reproducible. The session goes
+through every path the recorder has: ASCII and non-ASCII reads, a character
+split across reads, invalid UTF-8, bytearray and memoryview input, reads
+longer than one line holds, empty reads, redaction, events with nested and
+non-ASCII fields, markers, resizes, checkpoints by count and by time, and
+the seal. The digests were taken from the recorder as it was before it had
+a fast path for short ASCII reads and a shared JSON encoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from tests.helpers import FakeClock
+from toolkit.identity.keys import blob_of, fingerprint
+from toolkit.identity.signer import KeySigner
+from toolkit.secrets import Secret
+from toolkit.transcript.models import Header, Technician
+from toolkit.transcript.recorder import Recorder
+
+FILE_SHA256 = "91b6643f3fad3420a4fd00d4b71bf8d712b7a55e71a19b74051420cb49142b94"
+SIG_SHA256 = "5a637eeb74b413dd7c308dcabc1087718e53e7a2e054a68c2a76bd641ef38d98"
+
+
+def record(path: Path, recorder: type[Recorder] = Recorder) -> Path:
+    key = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+    signer = KeySigner(key)
+    fp = fingerprint(blob_of(key.public_key()))
+    header = Header(
+        technician=Technician("Alice Tech", "alice@example.com", fp),
+        ticket="T-1",
+        timestamp=1_790_000_000,
+        session_id="6f1c3c5e-2a8b-4d47-9a0e-0d6f9f1f2a3b",
+        customer_host="pc-42",
+        scope=("diagnostics", "fixes"),
+        tool_version="0.1.0",
+    )
+    clock = FakeClock()
+    rec = recorder(path, header, signer, clock=clock, checkpoint_events=7)
+    rec.event("consent", method="spake2", result="ok", scope=["diagnostics"])
+    rec.redact(Secret("417-093-552"))
+    snowman = "\u2603".encode()
+    for i in range(30):
+        clock.now += 0.013 * (i % 5)
+        rec.input(b"l")
+        rec.input(b"s\r")
+        rec.output(b"total 42 files\r\n")
+        rec.output(f"caf\xe9 {i} \x1b[1mbold\x1b[0m\r\n".encode())
+        rec.output(b"x" + snowman[:2])
+        rec.output(snowman[2:] + b"y")
+        rec.output(b"")
+        rec.output(bytearray(b"from a bytearray\r\n"))  # type: ignore[arg-type]
+        rec.output(memoryview(b"from a memoryview\r\n"))  # type: ignore[arg-type]
+        rec.output(b"\xff\xfe not UTF-8 \xc3")
+        rec.output(b"code 417-093-552\r\n")
+        rec.event(
+            "operation",
+            op="run",
+            argv=["ls", "-l", "caf\xe9"],
+            exitStatus=0,
+            index=i,
+            detail={"nested": [1, 2.5, None, True, {"k": "v\u2603"}], "why": 'a "quote"'},
+        )
+        if i % 10 == 3:
+            rec.marker(f"step {i} 417-093-552")
+            rec.resize(100 + i, 30)
+            clock.now += 6.0  # a checkpoint by time
+            rec.tick()
+    rec.output(b"a" * 70_000)  # ASCII, longer than one line holds
+    rec.output(("\u2603" * 30_000).encode())
+    clock.now += 1.5
+    rec.close("completed")
+    return path
+
+
+def test_the_file_and_its_sig_are_byte_for_byte_what_they_were(tmp_path: Path) -> None:
+    path = record(tmp_path / "s.cast")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == FILE_SHA256
+    assert hashlib.sha256(Path(f"{path}.sig").read_bytes()).hexdigest() == SIG_SHA256
