@@ -6,10 +6,16 @@ Nothing outside this package imports typer or rich. Every command goes through
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import sys
 from collections.abc import Sequence
 
 from toolkit.errors import ExitCode, ToolkitError
+
+# The variable that switches typer into shell-completion mode for `toolkit`.
+_COMPLETE_VAR = "_TOOLKIT_COMPLETE"
 
 
 def _normalise(argv: list[str]) -> list[str]:
@@ -24,12 +30,87 @@ def _normalise(argv: list[str]) -> list[str]:
     return out
 
 
+def _plain_verify(args: list[str]) -> tuple[list[str], str | None, bool] | None:
+    """``verify FILE... [--allowed-signers F] [--json]`` as (files, F, json), else None.
+
+    None unless typer would accept the line without a word and call
+    verify_command with these values: any other option, ``--help``, ``--``,
+    a repeated option, a path typer refuses (a directory for
+    ``--allowed-signers``, an unreadable file) or completion mode is left
+    to typer.
+    """
+    if not args or args[0] != "verify" or os.environ.get(_COMPLETE_VAR):
+        return None
+    files: list[str] = []
+    signers: str | None = None
+    as_json = False
+    rest = iter(args[1:])
+    for arg in rest:
+        if arg == "--json" and not as_json:
+            as_json = True
+        elif arg.partition("=")[0] == "--allowed-signers" and signers is None:
+            value = arg.partition("=")[2] if "=" in arg else next(rest, "")
+            if not value or value.startswith("-") or not _plain_path(value, dir_ok=False):
+                return None
+            signers = value
+        elif arg.startswith("-") or not _plain_path(arg, dir_ok=True):
+            return None
+        else:
+            files.append(arg)
+    return (files, signers, as_json) if files else None
+
+
+def _plain_path(value: str, *, dir_ok: bool) -> bool:
+    """Whether typer takes this path as it is: it refuses an existing one it cannot read."""
+    try:
+        value.encode()
+        st = os.stat(value)
+    except OSError:
+        return True  # typer does not require the path to exist
+    except ValueError:  # a NUL byte or a lone surrogate: typer's affair
+        return False
+    return os.access(value, os.R_OK) and (dir_ok or not stat.S_ISDIR(st.st_mode))
+
+
+def _verify(files: list[str], signers: str | None, as_json: bool) -> int:
+    """``toolkit verify`` without typer's start-up: exit codes and output as typer's.
+
+    The command itself is :func:`toolkit.cli.verify.verify_files`; what typer
+    adds around it in standalone mode is repeated here.
+    """
+    from pathlib import Path
+
+    from toolkit.cli._console import set_verbose
+    from toolkit.cli.verify import verify_files
+
+    set_verbose(False)  # what the root callback does without --verbose
+    try:
+        paths = [Path(f) for f in files]
+        return int(verify_files(paths, Path(signers) if signers else None, as_json))
+    except EOFError:
+        print(file=sys.stderr)
+        print("Aborted!", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        if exc.errno != errno.EPIPE:
+            raise
+        from typer._click.utils import PacifyFlushWrapper
+
+        sys.stdout = PacifyFlushWrapper(sys.stdout)
+        sys.stderr = PacifyFlushWrapper(sys.stderr)
+        return 1
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Run one command line and return its exit code; never raises for user errors."""
     from toolkit.cli._console import err, verbose
 
     args = _normalise(list(sys.argv[1:] if argv is None else argv))
     try:
+        if (plain := _plain_verify(args)) is not None:
+            return _verify(*plain)
         from toolkit.cli.app import app
 
         app(args=args, prog_name="toolkit", standalone_mode=True)

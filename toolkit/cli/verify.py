@@ -1,18 +1,35 @@
-"""``toolkit verify``: the supervisor's verdict on transcripts."""
+"""``toolkit verify``: the supervisor's verdict on transcripts.
+
+:func:`verify_files` does the work without typer, so that ``toolkit verify``
+can skip typer's start-up (see toolkit/cli/__init__.py); :func:`verify_command`
+is the typer command around it.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
-
-import typer
+from typing import TYPE_CHECKING, Annotated, Any
 
 from toolkit.cli._console import err, out
 from toolkit.errors import ExitCode, ToolkitError, TranscriptFormatError
 
 if TYPE_CHECKING:
+    import typer
+
     from toolkit.transcript.verify import Report
+else:
+
+    class _Typer:
+        """typer, imported on first use: when typer builds the command from the
+        annotations below, or when the command exits with a failure."""
+
+        def __getattr__(self, name: str) -> Any:
+            import typer
+
+            return getattr(typer, name)
+
+    typer = _Typer()
 
 _STYLE = {"SEALED": "bold green", "UNSEALED": "bold yellow"}
 
@@ -94,6 +111,13 @@ def verify_command(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file.")] = False,
 ) -> None:
     """Verify transcripts: SEALED (exit 0), or UNSEALED, TAMPERED, UNTRUSTED (exit 1)."""
+    code = verify_files(files, allowed_signers, as_json)
+    if code is not ExitCode.OK:
+        raise typer.Exit(int(code))
+
+
+def verify_files(files: list[Path], allowed_signers: Path | None, as_json: bool) -> ExitCode:
+    """Verify and report each file; return the exit code (the worst verdict's)."""
     from toolkit.identity.allowed_signers import AllowedSigners
     from toolkit.transcript.verify import Verdict, examine
 
@@ -122,8 +146,7 @@ def verify_command(
             markup=False,
             highlight=False,
         )
-    if worst is not ExitCode.OK:
-        raise typer.Exit(int(worst))
+    return worst
 
 
-__all__ = ["ToolkitError", "verify_command"]
+__all__ = ["ToolkitError", "verify_command", "verify_files"]
