@@ -177,6 +177,7 @@ class TechnicianSession:
         reply: Reply = await self.client.request(command.op, on_data=sink, **command.args)
         response = reply.response
         fields: dict[str, Any] = {"command": command.text, "op": command.op, **command.args}
+        reported: dict[str, Any] = {}  # what the agent says it did, recorded beside ours
         result = Result(
             command.text,
             command.name,
@@ -191,7 +192,8 @@ class TechnicianSession:
             result.error, result.message = response.error, response.message
             fields.update(ok=False, error=response.error, message=response.message)
         else:
-            fields.update(ok=True, **_recordable(command.op, response.result))
+            fields["ok"] = True
+            reported = _recordable(command.op, response.result)
             if command.op == "read" and content.hexdigest() != response.result.get("sha256"):
                 result.status, result.error = "failed", "integrity"
                 result.message = "the file's content does not match the sha256 the agent sent"
@@ -201,7 +203,11 @@ class TechnicianSession:
                 result.content = b""
             elif result.exit_status not in (None, 0):
                 result.status = "failed"
-        rec.event("refusal" if result.status == "refused" else "operation", **fields)
+        kind = "refusal" if result.status == "refused" else "operation"
+        try:
+            rec.event(kind, **{**reported, **fields})  # our own fields win over the agent's
+        except (TypeError, ValueError) as exc:  # a field name the recorder refuses (a secret's)
+            rec.event(kind, **fields, unrecorded=f"the agent's result was not recorded: {exc}")
         return result
 
     async def end(self, reason: str) -> Path:
@@ -221,7 +227,11 @@ def _recordable(op: str, result: dict[str, Any]) -> dict[str, Any]:
     """The agent's result fields worth keeping in the transcript (not the hello catalogue)."""
     if op == "hello":
         return {}
-    return {k: v for k, v in result.items() if k not in ("ok", "op", "command")}
+    return {k: v for k, v in result.items() if k not in _OURS}
+
+
+#: Fields of a recorded operation that the technician's side writes, never the agent.
+_OURS = frozenset({"type", "ok", "op", "command", "error", "message"})
 
 
 def _entries(data: bytes) -> list[dict[str, Any]]:
