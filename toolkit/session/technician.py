@@ -205,7 +205,8 @@ class TechnicianSession:
                 result.status = "failed"
         kind = "refusal" if result.status == "refused" else "operation"
         try:
-            rec.event(kind, **{**reported, **fields})  # our own fields win over the agent's
+            # The agent's result may say more than we asked (the real path); _OURS stay ours.
+            rec.event(kind, **{**fields, **reported})
         except (TypeError, ValueError) as exc:  # a field name the recorder refuses (a secret's)
             rec.event(kind, **fields, unrecorded=f"the agent's result was not recorded: {exc}")
         return result
