@@ -38,6 +38,7 @@ from toolkit.identity.allowed_signers import AllowedSigners, UntrustedSigner
 from toolkit.identity.keys import blob_of, fingerprint, load_public
 from toolkit.transcript.models import (
     CHECKPOINT,
+    CODES,
     NAMESPACE_CHECKPOINT,
     NAMESPACE_SEAL,
     Checkpoint,
@@ -54,6 +55,8 @@ _MAX_LINE = 16 << 20
 _CHECKPOINT_MARK = b', "c", "'
 _EVENT_MARK = b', "e", "'
 _ANY_MARK = re.compile(rb', "[ce]", "')
+_json = json.JSONDecoder()
+_JSON_SPACE = " \t\n\r"  # what json.loads skips around a document
 # Lines at least this long on average are counted by stepping over them.
 _STEP_MIN_LINE = 1024
 _PIECE = 1 << 20
@@ -348,13 +351,54 @@ def _parse_event(raw: bytes, line: int, end: int) -> _EventLine:
     verified; so an unexpected error is kept for then, not raised now.
     """
     try:
-        fields = Event.from_line(raw).fields()
-    except (ValueError, UnicodeDecodeError):
-        return _EventLine(line, end)
+        fields = _event_fields(raw)
     except Exception as exc:  # raised only if the stats reach this line
         return _EventLine(line, end, error=exc)
+    if fields is None:
+        return _EventLine(line, end)
     kind = fields["type"]
     return _EventLine(line, end, kind, fields if kind == "session_end" else None)
+
+
+def _event_fields(raw: bytes) -> dict[str, Any] | None:
+    """``Event.from_line(raw).fields()``, or None where that raises ValueError.
+
+    The same steps and checks in the same order, without building an Event
+    or going through json.loads's layers twice: on a session with many
+    operations, parsing event lines is most of the scan's own work.
+    tests/unit/transcript/test_scan.py holds the two to agreeing.
+    """
+    try:
+        event = _json_document(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+    except ValueError:  # UnicodeDecodeError too
+        return None
+    if (
+        not isinstance(event, list)
+        or len(event) != 3
+        or not isinstance(event[0], int | float)
+        or isinstance(event[0], bool)
+        or not isinstance(event[1], str)
+        or not isinstance(event[2], str)
+    ):
+        return None
+    time = float(event[0])
+    if event[1] not in CODES or time < 0:
+        return None
+    try:
+        fields = _json_document(event[2])
+    except ValueError:
+        return None
+    if not isinstance(fields, dict) or not isinstance(fields.get("type"), str):
+        return None
+    return fields
+
+
+def _json_document(text: str) -> Any:
+    """``json.loads(text)`` for a str, without its Python layers: the same value or ValueError."""
+    value, end = _json.raw_decode(text, len(text) - len(text.lstrip(_JSON_SPACE)))
+    if len(text.rstrip(_JSON_SPACE)) != end:
+        raise ValueError("extra data after the JSON document")
+    return value
 
 
 def _locate(path: Path, start: int, end: int, first_line: int) -> int | None:

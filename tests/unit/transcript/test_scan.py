@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,6 +250,89 @@ def test_every_line_of_a_sample_split_at_every_chunk_size(
     assert_same_scan(path, chunk, max_line)
     path.write_bytes(b"".join(sample_lines)[:-3])  # a crash mid-line
     assert_same_scan(path, chunk, max_line)
+
+
+def model_outcome(raw: bytes) -> object:
+    try:
+        return Event.from_line(raw).fields()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    except Exception as exc:
+        return type(exc)
+
+
+def fast_outcome(raw: bytes) -> object:
+    try:
+        return verify_module._event_fields(raw)
+    except Exception as exc:
+        return type(exc)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=12,
+)
+EVENT_LINES = [
+    b'[0.5, "e", "{\\"type\\":\\"operation\\",\\"argv\\":[\\"ls\\"],\\"n\\":1}"]\n',
+    b'[12.000001, "e", "{\\"type\\":\\"session_end\\",\\"reason\\":\\"ok\\"}"]\r\n',
+    b'\xef\xbb\xbf[1, "e", "{\\"type\\":\\"x\\"}"]',
+    b'[1, "e", "\\ufeff{\\"type\\":\\"x\\"}"]',
+    b'[1, "e", " {\\"type\\":\\"x\\"} \\n"]',
+    b'[1, "e", "{\\"type\\":\\"x\\"}\\u0000"]',
+    b'[-0.0, "c", "{\\"type\\":\\"x\\"}"]',
+    b'[1e999, "e", "{\\"type\\":\\"x\\"}"]',
+    b"[" + b"9" * 400 + b', "e", "{\\"type\\":\\"x\\"}"]',
+    b'[true, "e", "{\\"type\\":\\"x\\"}"]',
+    b'[1, "e", "{\\"type\\":\\"x\\"}", 4]',
+    b'[1, "e", "{\\"type\\":\\"x\\"} {}"]',
+    b'[1, "e", "{\\"type\\":' + b"[" * 3000 + b'"]',
+]
+
+
+@SETTINGS
+@given(
+    line=st.sampled_from(EVENT_LINES),
+    edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(-1, 255)), max_size=3),
+)
+def test_event_fields_agree_with_the_model_on_damaged_lines(
+    line: bytes, edits: list[tuple[int, int]]
+) -> None:
+    raw = bytearray(line)
+    for pos, value in edits:  # -1 deletes a byte, anything else replaces one
+        if raw:
+            pos %= len(raw)
+            if value < 0:
+                del raw[pos]
+            else:
+                raw[pos] = value
+    assert fast_outcome(bytes(raw)) == model_outcome(bytes(raw))
+
+
+@SETTINGS
+@given(
+    time=json_values,
+    code=json_values,
+    fields=json_values,
+    extra=st.lists(json_values, max_size=1),
+    space=st.sampled_from(["", " ", "\t\n", "\r\n  "]),
+    prefix=st.sampled_from([b"", b"\xef\xbb\xbf", b"\x00", b"\xff\xfe", b" "]),
+    encoding=st.sampled_from(["utf-8", "utf-16-le", "utf-16-be", "utf-32"]),
+)
+def test_event_fields_agree_with_the_model_on_any_json(
+    time: object,
+    code: object,
+    fields: object,
+    extra: list[object],
+    space: str,
+    prefix: bytes,
+    encoding: str,
+) -> None:
+    data = fields if isinstance(fields, str) else json.dumps(fields)
+    text = space + json.dumps([time, code, data, *extra]) + space
+    raw = prefix + text.encode(encoding, "surrogatepass")
+    assert fast_outcome(raw) == model_outcome(raw)
+    assert fast_outcome(text.encode()) == model_outcome(text.encode())
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 5, 16, 17])
