@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import enum
+import functools
 import hashlib
+import io
 import json
 import queue
 import re
@@ -30,7 +31,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from toolkit.errors import SignatureError, TranscriptFormatError, TranscriptVerificationError
 from toolkit.identity import sshsig
@@ -60,6 +61,7 @@ _JSON_SPACE = " \t\n\r"  # what json.loads skips around a document
 # Lines at least this long on average are counted by stepping over them.
 _STEP_MIN_LINE = 1024
 _PIECE = 1 << 20
+_BUFFERS = 4  # chunks read ahead of the scan, at most
 
 
 class Verdict(enum.StrEnum):
@@ -192,21 +194,34 @@ class _Scan:
 
 
 def _read_and_hash(
-    f: BinaryIO,
+    f: io.BufferedReader,
     first: bytes,
-    chunks: queue.Queue[bytes | BaseException | None],
-    stop: threading.Event,
+    chunks: queue.Queue[tuple[bytearray, int] | BaseException | None],
+    free: queue.Queue[bytearray | None],
     digest: list[bytes],
 ) -> None:
     """Read the rest of the file in chunks, hand each on, and hash the whole file with SHA-512.
 
-    Reading and hashing let go of the GIL, so this thread runs beside the scan.
+    Reading and hashing let go of the GIL, so this thread runs beside the
+    scan. Chunks are read into a few buffers that the scan hands back when
+    it is done with them, not into fresh memory each time.
     """
     try:
         sha512 = hashlib.sha512(first)
-        while not stop.is_set() and (chunk := f.read(_CHUNK)):
-            chunks.put(chunk)
-            sha512.update(chunk)
+        made = 0
+        while True:
+            buf: bytearray | None
+            if made < _BUFFERS and free.empty():
+                buf = bytearray(_CHUNK)
+                made += 1
+            else:
+                buf = free.get()
+            if buf is None:  # the scan stopped early
+                return
+            if not (n := f.readinto(buf)):
+                break
+            chunks.put((buf, n))
+            sha512.update(memoryview(buf)[:n])
         digest.append(sha512.digest())
         chunks.put(None)
     except BaseException as exc:  # handed to the scan, which raises it
@@ -225,28 +240,30 @@ def _scan(path: Path) -> _Scan:
                 f"This is not a toolkit transcript: {path} has no header line."
             )
         scan = _Scan(Header.from_line(first), len(first))
-        chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=4)
-        stop = threading.Event()
+        chunks: queue.Queue[tuple[bytearray, int] | BaseException | None] = queue.Queue()
+        free: queue.Queue[bytearray | None] = queue.Queue()
         digest: list[bytes] = []
         reader = threading.Thread(
-            target=_read_and_hash, args=(f, first, chunks, stop, digest), daemon=True
+            target=_read_and_hash, args=(f, first, chunks, free, digest), daemon=True
         )
         reader.start()
         try:
             sha256 = hashlib.sha256(first)
             offset = len(first)  # the first byte not scanned yet
-            partial: list[bytes] = []  # the line that the chunks so far end inside
+            partial: list[bytes | bytearray] = []  # the line the chunks so far end inside
             partial_len = 0
             overlong = False
-            while (chunk := chunks.get()) is not None:
-                if isinstance(chunk, BaseException):
-                    raise chunk
+            while (item := chunks.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                chunk, n = item
                 if overlong:
-                    scan.tail += len(chunk)
+                    scan.tail += n
+                    free.put(chunk)
                     continue
                 lo = 0
                 if partial:
-                    lo = chunk.find(b"\n") + 1 or len(chunk)
+                    lo = chunk.find(b"\n", 0, n) + 1 or n
                     partial.append(chunk[:lo])
                     partial_len += lo
                     if chunk[lo - 1] == 10:  # that line is complete
@@ -254,14 +271,15 @@ def _scan(path: Path) -> _Scan:
                         _scan_lines(scan, line, 0, len(line), offset, sha256)
                         offset += len(line)
                         partial, partial_len = [], 0
-                hi = chunk.rfind(b"\n", lo) + 1
+                hi = chunk.rfind(b"\n", lo, n) + 1
                 if hi > lo:
                     _scan_lines(scan, chunk, lo, hi, offset, sha256)
                     offset += hi - lo
                     lo = hi
-                if lo < len(chunk):
-                    partial.append(chunk[lo:])
-                    partial_len += len(chunk) - lo
+                if lo < n:
+                    partial.append(chunk[lo:n])
+                    partial_len += n - lo
+                free.put(chunk)
                 if partial_len > _MAX_LINE:
                     # No event line is this long: the rest is an uncovered tail,
                     # hashed but not held in memory.
@@ -271,15 +289,15 @@ def _scan(path: Path) -> _Scan:
             scan.tail += partial_len
             scan.size = offset + scan.tail
         finally:
-            stop.set()
-            while reader.is_alive():  # it may wait to hand on a chunk
-                with contextlib.suppress(queue.Empty):
-                    chunks.get(timeout=0.01)
+            free.put(None)  # the reader may wait for a buffer
+            reader.join()
         scan.sha512 = digest[0]
     return scan
 
 
-def _scan_lines(scan: _Scan, buf: bytes, lo: int, hi: int, offset: int, sha256: Any) -> None:
+def _scan_lines(
+    scan: _Scan, buf: bytes | bytearray, lo: int, hi: int, offset: int, sha256: Any
+) -> None:
     """Scan ``buf[lo:hi]``, whole lines that start at file offset ``offset``.
 
     In pieces of about ``_PIECE`` bytes: hashing a piece lets go of the GIL,
@@ -292,7 +310,9 @@ def _scan_lines(scan: _Scan, buf: bytes, lo: int, hi: int, offset: int, sha256: 
         lo = cut
 
 
-def _scan_piece(scan: _Scan, buf: bytes, lo: int, hi: int, offset: int, sha256: Any) -> None:
+def _scan_piece(
+    scan: _Scan, buf: bytes | bytearray, lo: int, hi: int, offset: int, sha256: Any
+) -> None:
     """Feed whole lines ``buf[lo:hi]`` to ``sha256`` and record the marked ones.
 
     Records every line that holds a checkpoint mark (with the SHA-256 of all
@@ -316,7 +336,7 @@ def _scan_piece(scan: _Scan, buf: bytes, lo: int, hi: int, offset: int, sha256: 
         raw = buf[start:end]
         if _CHECKPOINT_MARK in raw:
             sha256.update(view[hashed:start])
-            scan.checkpoints.append(_Found(lines + 1, base + start, raw, sha256.hexdigest()))
+            scan.checkpoints.append(_Found(lines + 1, base + start, bytes(raw), sha256.hexdigest()))
             sha256.update(view[start:end])
             hashed = end
         if _EVENT_MARK in raw:
@@ -326,7 +346,7 @@ def _scan_piece(scan: _Scan, buf: bytes, lo: int, hi: int, offset: int, sha256: 
     scan.lines = lines + _newlines(buf, counted, hi)
 
 
-def _newlines(buf: bytes, lo: int, hi: int) -> int:
+def _newlines(buf: bytes | bytearray, lo: int, hi: int) -> int:
     """How many newlines ``buf[lo:hi]`` holds.
 
     Stepping from newline to newline with ``find`` (memchr) is much faster
@@ -344,7 +364,7 @@ def _newlines(buf: bytes, lo: int, hi: int) -> int:
     return n
 
 
-def _parse_event(raw: bytes, line: int, end: int) -> _EventLine:
+def _parse_event(raw: bytes | bytearray, line: int, end: int) -> _EventLine:
     """Parse an event line while the scan has it at hand.
 
     Whether the stats count it is decided later, when the checkpoints are
@@ -360,7 +380,7 @@ def _parse_event(raw: bytes, line: int, end: int) -> _EventLine:
     return _EventLine(line, end, kind, fields if kind == "session_end" else None)
 
 
-def _event_fields(raw: bytes) -> dict[str, Any] | None:
+def _event_fields(raw: bytes | bytearray) -> dict[str, Any] | None:
     """``Event.from_line(raw).fields()``, or None where that raises ValueError.
 
     The same steps and checks in the same order, without building an Event
@@ -464,6 +484,7 @@ def _check_checkpoint(found: _Found, seq: int, session: str) -> tuple[Checkpoint
     return cp, key
 
 
+@functools.lru_cache(maxsize=16)  # every checkpoint of a file names the same key
 def _plain_fingerprint(blob: bytes) -> str:
     return fingerprint(blob_of(load_public(blob)))
 
