@@ -22,8 +22,8 @@ demo:
 	sh scripts/demo.sh
 
 lint: $(BIN)/toolkit
-	$(BIN)/ruff check toolkit tests bench scripts
-	$(BIN)/ruff format --check toolkit tests bench scripts
+	$(BIN)/ruff check toolkit tests bench
+	$(BIN)/ruff format --check toolkit tests bench
 
 typecheck: $(BIN)/toolkit
 	$(BIN)/mypy

@@ -531,7 +531,7 @@ def test_prompt_hears_at_once_when_the_customer_ends_it(
     assert "Fatal Python error" not in stderr
     assert share.wait(5) == 130
     report = verified(technician, technician_transcript(technician), signers)
-    assert "the customer ended the session (Ctrl-C)" in report["end_reason"]
+    assert "the customer ended the session (ctrl-c)" in report["end_reason"].lower()
 
 
 QUESTION = "Allow this technician in? [y/n] (n): "
@@ -712,9 +712,9 @@ def test_ctrl_c_to_share_ends_the_session_for_both(
     why = "the customer ended the session (Ctrl-C)"
     transcript = technician_transcript(technician)
     report = verified(technician, transcript, signers)
-    assert why in report["end_reason"]
+    assert why.lower() in report["end_reason"].lower()
     last = events(transcript)[-1]
-    assert last["type"] == "session_end" and why in last["reason"]
+    assert last["type"] == "session_end" and why.lower() in last["reason"].lower()
     copy = customer_copy(share.stderr())
     signers = copy.with_name(copy.name + ".allowed_signers")
     assert verified(customer, copy, signers)["end_reason"] == why

@@ -452,13 +452,6 @@ def test_a_channel_opened_during_consent_drops_the_connection(tmp_path: Path) ->
 # -- the technician's side of the protocol ------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TechnicianSession.execute records the agent's result keys as keyword arguments "
-    "of Recorder.event: a result holding 'type' raises TypeError, and one holding 'code', "
-    "'token' or 'password' raises ValueError (a secret field name), so an agent's reply "
-    "crashes the technician's session instead of being recorded or refused",
-)
 @pytest.mark.parametrize("key", ["type", "code", "token"])
 def test_an_agent_result_with_any_field_names_does_not_crash_the_technician(
     tmp_path: Path, key: str, monkeypatch: pytest.MonkeyPatch

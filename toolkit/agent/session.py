@@ -285,7 +285,11 @@ class AgentSession:
         self._record(request, outcome)
         if request.op == "end":
             reason = str(request.args.get("reason") or "")[:200]
-            await self.end(f"the technician ended the session{': ' + reason if reason else ''}")
+            prefix = "the technician ended the session"
+            if reason.lower().startswith(prefix):
+                await self.end(reason)
+            else:
+                await self.end(f"{prefix}{': ' + reason if reason else ''}")
 
     def _record(self, request: Request, outcome: Outcome) -> None:
         if self.recorder.closed:

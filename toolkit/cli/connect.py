@@ -13,8 +13,8 @@ import typer
 
 from toolkit.cli._console import err, out
 from toolkit.cli._identity import AgentOption, KeyOption, load_identity
-from toolkit.cli._threads import printable
-from toolkit.cli.share import TerminalLines, parse_address
+from toolkit.cli._terminal import TerminalLines, printable
+from toolkit.cli.share import parse_address
 from toolkit.errors import ExitCode, ToolkitError, UsageError
 
 if TYPE_CHECKING:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-import os
 import signal
 import socket
 import sys
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from toolkit.cli._console import err, out
-from toolkit.cli._threads import printable
+from toolkit.cli._terminal import TerminalLines, printable
 from toolkit.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
@@ -53,48 +52,6 @@ def _check_listen(text: str, host: str, port: int) -> None:
             f"--listen {text!r}: {host!r} is not a host name or address that resolves ({detail}).",
             hint="Give HOST:PORT, e.g. 127.0.0.1:0 (port 0 picks a free one).",
         ) from None
-
-
-class TerminalLines:
-    """Lines typed at the terminal, read on the event loop: a wait that can be cancelled.
-
-    A prompt in a thread (input(), rich's Prompt) cannot be taken back: when Ctrl-C
-    or the other side ends things while it waits, the thread still holds stdin as
-    Python exits, a fatal error at shutdown. Reading the file descriptor when the
-    loop says it is readable leaves nothing behind; the terminal's own line editing
-    still applies. Used for the customer's approvals and the technician's prompt.
-    """
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._buffer = bytearray()
-        self._eof = False
-
-    async def line(self) -> str:
-        """The next line, without its newline; EOFError at the end of input."""
-        loop = asyncio.get_running_loop()
-        while b"\n" not in self._buffer:
-            if self._eof:
-                if not self._buffer:
-                    raise EOFError
-                break
-            readable: asyncio.Future[None] = loop.create_future()
-            loop.add_reader(self._fd, _settle, readable)
-            try:
-                await readable
-            finally:
-                loop.remove_reader(self._fd)
-            chunk = os.read(self._fd, 4096)
-            self._eof = not chunk
-            self._buffer += chunk
-        line, _, rest = bytes(self._buffer).partition(b"\n")
-        self._buffer = bytearray(rest)
-        return line.decode("utf-8", errors="replace")
-
-
-def _settle(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 class _Screen:
@@ -339,4 +296,4 @@ def _bound_text(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-__all__ = ["TerminalLines", "parse_address", "share_command"]
+__all__ = ["parse_address", "share_command"]

@@ -76,6 +76,13 @@ class _Pending:
     data: dict[int, bytearray] = field(default_factory=dict)
 
 
+def _ended_message(why: str) -> str:
+    """The agent's reason as one sentence, without saying "the customer ended" twice."""
+    if why.lower().startswith("the customer"):
+        return why[0].upper() + why[1:].rstrip(".") + "."
+    return f"The customer ended the session: {why}." if why else "The customer ended the session."
+
+
 class SessionClient:
     """One session subsystem channel. Build it with :meth:`open`."""
 
@@ -155,7 +162,7 @@ class SessionClient:
         response = parse_response(body)
         if response.id == 0:
             if response.error == "ended":
-                self._end(SessionEnded(f"The customer ended the session: {response.message}"))
+                self._end(SessionEnded(_ended_message(response.message or "")))
                 return
             raise ProtocolError(f"the agent reported: {response.message}")
         pending = self._pending.get(response.id)

@@ -1,0 +1,63 @@
+"""Reading from and writing to the person at the terminal, safely.
+
+A prompt in a thread (input(), rich's Prompt) cannot be taken back: when
+Ctrl-C or the other side ends things while it waits, the thread still holds
+stdin as Python exits. :class:`TerminalLines` reads on the event loop instead.
+:func:`printable` makes a peer's text safe to show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+
+class TerminalLines:
+    """Lines typed at the terminal, read on the event loop: a wait that can be cancelled.
+
+    A prompt in a thread (input(), rich's Prompt) cannot be taken back: when Ctrl-C
+    or the other side ends things while it waits, the thread still holds stdin as
+    Python exits, a fatal error at shutdown. Reading the file descriptor when the
+    loop says it is readable leaves nothing behind; the terminal's own line editing
+    still applies. Used for the customer's approvals and the technician's prompt.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = bytearray()
+        self._eof = False
+
+    async def line(self) -> str:
+        """The next line, without its newline; EOFError at the end of input."""
+        loop = asyncio.get_running_loop()
+        while b"\n" not in self._buffer:
+            if self._eof:
+                if not self._buffer:
+                    raise EOFError
+                break
+            readable: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(self._fd, _settle, readable)
+            try:
+                await readable
+            finally:
+                loop.remove_reader(self._fd)
+            chunk = os.read(self._fd, 4096)
+            self._eof = not chunk
+            self._buffer += chunk
+        line, _, rest = bytes(self._buffer).partition(b"\n")
+        self._buffer = bytearray(rest)
+        return line.decode("utf-8", errors="replace")
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def printable(text: str, limit: int = 500) -> str:
+    """A peer's text made safe for a terminal: control characters escaped, length capped."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
+    return shown + ("..." if len(text) > limit else "")
+
+
+__all__ = ["TerminalLines", "printable"]
