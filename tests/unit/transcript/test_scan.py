@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import new_signer, record_sample
+from toolkit.errors import TranscriptFormatError
 from toolkit.transcript.models import Event, Header
 
 # The package re-exports a function named verify; this is the module.
@@ -378,3 +380,15 @@ def test_an_error_parsing_an_uncovered_event_line_is_not_raised(
     report = verify_module.examine(path, None)
     assert report.verdict.value == "TAMPERED"
     assert any(e.error is not None for e in verify_module._scan(path).events)
+
+
+def test_the_switch_interval_is_restored(sample_lines: list[bytes], tmp_path: Path) -> None:
+    path = tmp_path / "t.cast"
+    path.write_bytes(b"".join(sample_lines))
+    before = sys.getswitchinterval()
+    verify_module._scan(path)
+    assert sys.getswitchinterval() == before
+    path.write_bytes(b"not a transcript\n")
+    with pytest.raises(TranscriptFormatError):
+        verify_module._scan(path)
+    assert sys.getswitchinterval() == before
