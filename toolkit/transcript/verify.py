@@ -417,25 +417,18 @@ def _event_fields(raw: bytes | bytearray) -> dict[str, Any] | None:
         event = _json_document(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except ValueError:  # UnicodeDecodeError too
         return None
-    if (
-        not isinstance(event, list)
-        or len(event) != 3
-        or not isinstance(event[0], int | float)
-        or isinstance(event[0], bool)
-        or not isinstance(event[1], str)
-        or not isinstance(event[2], str)
-    ):
-        return None
-    time = float(event[0])
-    if event[1] not in CODES or time < 0:
-        return None
-    try:
-        fields = _json_document(event[2])
-    except ValueError:
-        return None
-    if not isinstance(fields, dict) or not isinstance(fields.get("type"), str):
-        return None
-    return fields
+    match event:  # json gives lists, never tuples, for arrays
+        case [int() | float() as when, str() as code, str() as data] if type(when) is not bool:
+            # float() first: an integer too large for a float raises OverflowError there
+            if float(when) < 0 or code not in CODES:
+                return None
+            try:
+                fields = _json_document(data)
+            except ValueError:
+                return None
+            if isinstance(fields, dict) and isinstance(fields.get("type"), str):
+                return fields
+    return None
 
 
 def _json_document(text: str) -> Any:
