@@ -4,6 +4,13 @@ A code is 9 random digits from :mod:`secrets`, shown in three groups
 (``417-093-552``) so that it reads well over the phone. It is held only as a
 :class:`~toolkit.secrets.Secret`; nothing here formats, logs or raises it.
 
+Through a relay (docs/relay.md) the first group is the rendezvous name, the
+*nameplate*: the relay hands it out among the rendezvous active at that
+moment, 3 digits while they last, then 4, then 5 (``4170-093-552``). It is
+not secret. The last two groups are always 6 random digits and stay secret;
+the PAKE is keyed with the whole code either way. A code is therefore 9 to
+11 digits, and its first group is whatever comes before the last six.
+
 :class:`OneTimeCode` is the machine for one code: ACTIVE until it is used once
 (CONSUMED), gets its 3rd wrong try (BURNED), or passes its deadline or is
 replaced (EXPIRED). :class:`CodeBook` holds the code toolkit share currently
@@ -31,22 +38,40 @@ from toolkit.consent.errors import CodeBurned, CodeExpired, CodeFormatError, Cod
 from toolkit.secrets import Secret
 
 CODE_DIGITS = 9
+#: The last two groups: random, secret, whatever the first group is.
+SECRET_DIGITS = 6
+#: A nameplate (a relay's first group) is 3 digits, widened up to 5 when names run out.
+NAMEPLATE_WIDTHS = (3, 4, 5)
 DEFAULT_TTL = 600.0
 DEFAULT_TRIES = 3
 
 Clock = Callable[[], float]
 
 _SEPARATORS = re.compile(r"[\s-]+")
-_DIGITS = re.compile(rf"[0-9]{{{CODE_DIGITS}}}")
+_DIGITS = re.compile(
+    rf"[0-9]{{{NAMEPLATE_WIDTHS[0] + SECRET_DIGITS},{NAMEPLATE_WIDTHS[-1] + SECRET_DIGITS}}}"
+)
+#: No leading zero, so that a nameplate's width is part of its value (and it fits a port).
+_NAMEPLATE = re.compile(rf"[1-9][0-9]{{{NAMEPLATE_WIDTHS[0] - 1},{NAMEPLATE_WIDTHS[-1] - 1}}}")
 
 
-def new_code() -> Secret:
-    """A fresh code: 9 uniformly random digits."""
-    return Secret(f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}")
+def new_code(nameplate: str | None = None) -> Secret:
+    """A fresh code: 9 uniformly random digits, or ``nameplate`` and 6 random digits."""
+    if nameplate is None:
+        return Secret(f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}")
+    check_nameplate(nameplate)
+    return Secret(f"{nameplate}{secrets.randbelow(10**SECRET_DIGITS):0{SECRET_DIGITS}d}")
+
+
+def check_nameplate(name: str) -> str:
+    """``name`` if it can be a code's first group at a relay (100 to 99999); else ValueError."""
+    if not _NAMEPLATE.fullmatch(name):
+        raise ValueError("a rendezvous name is 3 to 5 digits, not starting with 0")
+    return name
 
 
 def parse_code(text: str) -> Secret:
-    """The code a person typed, with or without dashes and spaces, as 9 digits.
+    """The code a person typed, with or without dashes and spaces, as 9 to 11 digits.
 
     Raises CodeFormatError (which never repeats what was typed).
     """
@@ -56,10 +81,17 @@ def parse_code(text: str) -> Secret:
     return Secret(digits)
 
 
+def nameplate_of(code: Secret) -> str:
+    """The code's first group: the rendezvous name at a relay (not secret)."""
+    digits = parse_code(code.reveal()).reveal()
+    return digits[: len(digits) - SECRET_DIGITS]
+
+
 def grouped(code: Secret) -> Secret:
-    """The code as shown to the customer: ``417-093-552``."""
+    """The code as shown to the customer: ``417-093-552`` (``4170-093-552`` when wider)."""
     d = parse_code(code.reveal()).reveal()
-    return Secret(f"{d[0:3]}-{d[3:6]}-{d[6:9]}")
+    n = len(d) - SECRET_DIGITS
+    return Secret(f"{d[:n]}-{d[n : n + 3]}-{d[n + 3 :]}")
 
 
 class CodeSource(Protocol):
@@ -274,12 +306,16 @@ __all__ = [
     "CODE_DIGITS",
     "DEFAULT_TRIES",
     "DEFAULT_TTL",
+    "NAMEPLATE_WIDTHS",
+    "SECRET_DIGITS",
     "Clock",
     "CodeBook",
     "CodeSource",
     "CodeState",
     "OneTimeCode",
+    "check_nameplate",
     "grouped",
+    "nameplate_of",
     "new_code",
     "parse_code",
 ]

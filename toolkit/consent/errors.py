@@ -148,7 +148,8 @@ class CodeFormatError(UsageError):
 
     def __init__(self) -> None:
         super().__init__(
-            "That is not a consent code: it is 9 digits in three groups, like 417-093-552.",
+            "That is not a consent code: it is 9 digits in three groups, like 417-093-552"
+            " (through a relay the first group may have 4 or 5 digits).",
             hint=_explain(CodeFormatError) or None,
         )
 

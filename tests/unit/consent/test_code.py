@@ -16,7 +16,9 @@ from toolkit.consent import (
     CodeState,
     CodeUsed,
     OneTimeCode,
+    check_nameplate,
     grouped,
+    nameplate_of,
     new_code,
     parse_code,
 )
@@ -62,7 +64,7 @@ def test_parse_accepts_groups_dashes_and_spaces(typed: str) -> None:
     [
         "",
         "41709355",
-        "4170935520",
+        "417093552012",  # 12 digits: wider than any relay's name
         "530_271_846",
         "530.271.846",
         "abc-def-ghi",
@@ -83,6 +85,55 @@ def test_parse_refuses_anything_else_without_echoing_it(typed: str) -> None:
 def test_grouped_is_three_groups() -> None:
     assert grouped(Secret(DIGITS)).reveal() == GROUPED
     assert make().display.reveal() == GROUPED
+
+
+# --- a relay's nameplate as the first group ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("417", "417-xxx-xxx"), ("4170", "4170-xxx-xxx"), ("65535", "65535-xxx-xxx")],
+)
+def test_relay_codes_are_the_nameplate_and_six_secret_digits(name: str, shown: str) -> None:
+    codes = [new_code(name) for _ in range(200)]
+    for code in codes:
+        digits = code.reveal()
+        assert digits.startswith(name) and len(digits) == len(name) + 6 and digits.isdigit()
+        assert nameplate_of(code) == name
+        assert grouped(code).reveal()[: len(name) + 1] == shown[: len(name) + 1]
+        assert len(grouped(code).reveal()) == len(shown)
+    # The secret part is uniformly random: every digit in every one of its columns.
+    columns = list(zip(*(c.reveal()[len(name) :] for c in codes), strict=True))
+    assert all(len(set(col)) == 10 for col in columns)
+    assert len({c.reveal() for c in codes}) > 190
+
+
+@pytest.mark.parametrize("typed", ["4170-093-552", "4170093552", "4170 093 552", " 41700-93-552 "])
+def test_wider_first_groups_parse_and_regroup(typed: str) -> None:
+    code = parse_code(typed)
+    digits = "".join(ch for ch in typed if ch.isdigit())
+    assert code.reveal() == digits
+    name = digits[:-6]
+    assert nameplate_of(code) == name
+    assert grouped(code).reveal() == f"{name}-{digits[-6:-3]}-{digits[-3:]}"
+
+
+def test_a_wide_code_keys_the_whole_machine_like_a_short_one() -> None:
+    code = OneTimeCode(Secret("41700093552"), clock=FakeClock())
+    assert code.display.reveal() == "41700-093-552"
+    assert code.begin().reveal() == "41700093552"
+    assert [code.failed(), code.failed(), code.failed()] == [2, 1, 0]
+    assert state(code) is CodeState.BURNED  # a wider name buys no extra tries
+
+
+@pytest.mark.parametrize("bad", ["", "41", "017", "0417", "123456", "12a", "\u0664\u0661\u0667"])
+def test_nameplates_are_three_to_five_digits_without_a_leading_zero(bad: str) -> None:
+    with pytest.raises(ValueError):
+        check_nameplate(bad)
+    with pytest.raises(ValueError):
+        new_code(bad)
+    assert check_nameplate("100") == "100"
+    assert check_nameplate("99999") == "99999"
 
 
 def test_repr_never_shows_the_digits() -> None:
