@@ -169,6 +169,9 @@ class _Found:
     start: int  # byte offset of the line
     raw: bytes
     prefix_sha256: str = ""
+    # What _check_checkpoint made of it during the scan: the signing key, or
+    # the error to raise when examine() reaches this checkpoint.
+    outcome: bytes | Exception = b""
 
 
 @dataclass(slots=True)
@@ -361,7 +364,9 @@ def _scan_piece(
         raw = buf[start:end]
         if _CHECKPOINT_MARK in raw:
             sha256.update(view[hashed:start])
-            scan.checkpoints.append(_Found(lines + 1, base + start, bytes(raw), sha256.hexdigest()))
+            checkpoint = _Found(lines + 1, base + start, bytes(raw), sha256.hexdigest())
+            scan.checkpoints.append(checkpoint)
+            checkpoint.outcome = _outcome(checkpoint, len(scan.checkpoints), scan.header.session_id)
             sha256.update(view[start:end])
             hashed = end
         if _EVENT_MARK in raw:
@@ -502,6 +507,18 @@ def _check_checkpoint(found: _Found, seq: int, session: str) -> tuple[Checkpoint
     return cp, key
 
 
+def _outcome(found: _Found, seq: int, session: str) -> bytes | Exception:
+    """Verify a checkpoint as the scan finds it, while the reader thread still hashes.
+
+    examine() goes through the outcomes in order and stops at the first
+    failure, as if it verified each checkpoint only then.
+    """
+    try:
+        return _check_checkpoint(found, seq, session)[1]
+    except Exception as exc:
+        return exc.with_traceback(None)
+
+
 @functools.lru_cache(maxsize=16)  # every checkpoint of a file names the same key
 def _plain_fingerprint(blob: bytes) -> str:
     return fingerprint(blob_of(load_public(blob)))
@@ -511,7 +528,6 @@ def examine(path: Path, trust: AllowedSigners | None) -> Report:
     """Check a transcript and its ``.sig``; return the verdict and where it fails."""
     scan = _scan(path)
     header = scan.header
-    session = header.session_id
     base: dict[str, Any] = {"path": path, "header": header, "size": scan.size}
     if scan.overlong_line is not None:
         base["notes"] = (
@@ -526,7 +542,9 @@ def examine(path: Path, trust: AllowedSigners | None) -> Report:
     valid_end = 0
     for seq, found in enumerate(scan.checkpoints, 1):
         try:
-            _, key = _check_checkpoint(found, seq, session)
+            if isinstance(found.outcome, Exception):
+                raise found.outcome
+            key = found.outcome
             if signer_key is not None and key != signer_key:
                 raise ValueError("signed by a different key than the checkpoints before it")
             if _plain_fingerprint(key) != header.signed_by.fingerprint:
