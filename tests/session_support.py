@@ -33,12 +33,24 @@ class Collector:
 
     codes: list[OneTimeCode] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
+    mirrored: bytearray = field(default_factory=bytearray)
+    shells_ended: int = 0
+    sizes: list[tuple[int, int]] = field(default_factory=list)
 
     def new_code(self, code: OneTimeCode) -> None:
         self.codes.append(code)
 
     def say(self, message: str) -> None:
         self.lines.append(message)
+
+    def shell_size(self, width: int, height: int) -> None:
+        self.sizes.append((width, height))
+
+    def shell_output(self, data: bytes) -> None:
+        self.mirrored += data
+
+    def shell_ended(self) -> None:
+        self.shells_ended += 1
 
 
 @dataclass

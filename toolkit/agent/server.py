@@ -5,8 +5,9 @@ its rounds carry the consent handshake (toolkit.consent, docs/consent.md).
 Authentication succeeds only when the code checked out and the customer said
 yes, so no channel can open before. After that, one channel is accepted: the
 ``toolkit-session-v1`` subsystem (no shell, exec, PTY or forwarding), served
-by :class:`toolkit.agent.session.AgentSession`. One agent serves one session,
-then stops.
+by :class:`toolkit.agent.session.AgentSession`; with the shell scope, one more
+session channel per ``shell`` request, with a PTY (toolkit.agent.shell). One
+agent serves one session, then stops.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from toolkit import paths
 from toolkit.agent.operations import ApproveFix
 from toolkit.agent.session import AgentSession, SessionChannel, SessionEnd
+from toolkit.agent.shell import ShellChannel
 from toolkit.consent import (
     KBDINT_NAME,
     KBDINT_PROMPT,
@@ -75,6 +77,15 @@ class Observer(Protocol):
 
     def say(self, message: str) -> None:
         """One line about what happens: connections, refusals, operations, the end."""
+
+    def shell_size(self, width: int, height: int) -> None:
+        """A shell opened, or its window changed size: the mirror's screen size."""
+
+    def shell_output(self, data: bytes) -> None:
+        """What the technician's shell printed, to mirror read-only."""
+
+    def shell_ended(self) -> None:
+        """The shell closed (its mirror can go)."""
 
 
 @dataclass
@@ -127,6 +138,7 @@ class Agent:
         self.host_key = HostKey()
         self.codes = CodeBook(ttl=settings.ttl)
         self.session: AgentSession | None = None
+        self.session_started = asyncio.Event()  # set once consent opened a session
         self._server: asyncssh.SSHAcceptor | None = None
         self._ended: asyncio.Future[SessionEnd] | None = None
         self._watch: asyncio.Task[None] | None = None
@@ -150,7 +162,10 @@ class Agent:
                 password_auth=False,
                 public_key_auth=False,
                 gss_host=None,
-                allow_pty=False,
+                # A PTY only where the customer may grant a shell; even then only the
+                # channel of an armed shell accepts one (AgentConnection.session_requested).
+                allow_pty=Scope.SHELL in self.settings.offered,
+                line_editor=False,
                 agent_forwarding=False,
                 x11_forwarding=False,
                 login_timeout=self.settings.approval_timeout + 60,
@@ -241,6 +256,7 @@ class Agent:
         if self.session is not None:  # cannot happen: the code was consumed once
             raise UsageError("this agent already serves a session")
         self.session = AgentSession(self, consent, connection)
+        self.session_started.set()
         return self.session
 
 
@@ -348,10 +364,15 @@ class AgentConnection(asyncssh.SSHServer):
         session = self._session
         if session is None:
             return False
-        if session.channel is not None:
-            session.refuse_channel("a second session channel")
-            return False
-        return SessionChannel(session)
+        if session.channel is None:
+            return SessionChannel(session)
+        shell = session.shell_channel()
+        if shell is not None:
+            channel = ShellChannel(shell)
+            if shell.claim(channel):
+                return channel
+        session.refuse_channel("a second session channel")
+        return False
 
     # Nothing else is offered; asyncssh refuses these by default, the agent also records them.
 

@@ -21,7 +21,8 @@ import asyncssh
 
 from toolkit import __version__
 from toolkit.agent.operations import Operations, Outcome
-from toolkit.consent import Consent, scope_names
+from toolkit.agent.shell import AgentShell, ShellError
+from toolkit.consent import Consent, Scope, scope_names
 from toolkit.session.protocol import (
     KIND_BAD,
     KIND_DATA,
@@ -117,6 +118,11 @@ class SessionChannel(asyncssh.SSHServerSession[bytes]):
     def resume_writing(self) -> None:
         self._writable.set()
 
+    def write_now(self, frame: bytes) -> None:
+        """Write one small frame without waiting for the window (shell verdicts)."""
+        if not self.closed and self._chan is not None:
+            self._chan.write(frame)
+
     async def send(self, frame: bytes) -> None:
         """Write one frame; wait while the technician's window is full."""
         if self.closed or self._chan is None:
@@ -182,6 +188,8 @@ class AgentSession:
         )
         self._tasks: set[asyncio.Task[None]] = set()  # requests served, and error replies sent
         self._serving: dict[int, asyncio.Task[None]] = {}  # requests in flight, by id
+        self._cancelled: set[int] = set()  # ids the technician cancelled, still in flight
+        self.shell: AgentShell | None = None  # the armed or running shell (one at a time)
         self._ticker = asyncio.get_running_loop().create_task(keep_checkpointing(self.recorder))
         self._ended = False
         agent.observer.say(
@@ -240,6 +248,9 @@ class AgentSession:
                 message = f"request id {request.id} is already in flight"
                 self._reject(request.id, "malformed", message)
                 return
+            if request.op == "cancel":
+                self._cancel(request)
+                return
             if len(self._serving) >= MAX_IN_FLIGHT:
                 self._reject(request.id, "busy", f"at most {MAX_IN_FLIGHT} requests at once")
                 return
@@ -248,6 +259,28 @@ class AgentSession:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             task.add_done_callback(lambda _: self._serving.pop(request.id, None))
+
+    def _cancel(self, request: Request) -> None:
+        """Stop a request in flight; it answers ``cancelled``, the cancel answers at once."""
+        target = request.args["target"]
+        task = self._serving.get(target)
+        found = task is not None and not task.done() and target not in self._cancelled
+        if task is not None and found:
+            self._cancelled.add(target)
+            task.cancel()
+        self._record(
+            request,
+            Outcome(
+                Response(request.id, True, {"cancelled": found}),
+                {"id": request.id, "op": "cancel", "target": target, "cancelled": found},
+                f"the technician cancelled request {target}" if found else "",
+            ),
+        )
+        self._spawn(self._send(Response(request.id, True, {"cancelled": found}).to_frame()))
+
+    def write_now(self, frame: bytes) -> None:
+        if self.channel is not None:
+            self.channel.write_now(frame)
 
     def _reject(self, request_id: int, code: str, message: str) -> None:
         message = message[:500]
@@ -267,12 +300,26 @@ class AgentSession:
 
     async def _serve(self, request: Request) -> None:
         try:
-            outcome = await self.operations.perform(request)
+            if request.op == "shell":
+                outcome = await self._serve_shell(request)
+            else:
+                outcome = await self.operations.perform(request)
             await self._send(outcome.response.to_frame())
         except ConnectionError:
             return
         except asyncio.CancelledError:
-            raise
+            if self._ended or request.id not in self._cancelled:
+                raise
+            self._cancelled.discard(request.id)
+            message = "cancelled by the technician"
+            outcome = Outcome(
+                Response(request.id, False, error="cancelled", message=message),
+                {"id": request.id, "op": request.op, **request.args, "ok": False,
+                 "error": "cancelled", "message": message},
+                f"{request.op} cancelled by the technician",
+            )  # fmt: skip
+            with contextlib.suppress(ConnectionError):
+                await self._send(outcome.response.to_frame())
         except Exception:  # a bug must not take the agent down; the technician hears of it
             logger.exception("operation %s failed", request.op)
             outcome = Outcome(
@@ -291,6 +338,49 @@ class AgentSession:
             else:
                 await self.end(f"{prefix}{': ' + reason if reason else ''}")
 
+    async def _serve_shell(self, request: Request) -> Outcome:
+        """A PTY on the next session channel, only with the shell scope; answered at its end."""
+        record: dict[str, Any] = {"id": request.id, "op": "shell"}
+        if Scope.SHELL not in self.consent.granted:
+            message = "refused: a shell needs the shell scope, which the customer did not grant"
+            return Outcome(
+                Response(request.id, False, error="refused", message=message),
+                {**record, "ok": False, "error": "refused", "message": message},
+                message,
+            )
+        if self.shell is not None:
+            message = "a shell is already open in this session"
+            return Outcome(
+                Response(request.id, False, error="failed", message=message),
+                {**record, "ok": False, "error": "failed", "message": message},
+                f"failed: {message}",
+            )
+        shell = self.shell = AgentShell(self, request.id)
+        try:
+            result = await shell.run()
+        except ShellError as exc:
+            return Outcome(
+                Response(request.id, False, error="failed", message=str(exc)),
+                {**record, **shell.result(None), "ok": False, "error": "failed"},
+                f"failed: {exc}",
+            )
+        finally:
+            await shell.close()
+            self.shell = None
+            self.agent.observer.shell_ended()
+        return Outcome(
+            Response(request.id, True, result),
+            {**record, **result},
+            f"shell ended (exit {result['exit_status']})",
+        )
+
+    def shell_channel(self) -> AgentShell | None:
+        """The armed shell a new session channel belongs to, if the consent granted one."""
+        shell = self.shell
+        if self._ended or shell is None or Scope.SHELL not in self.consent.granted:
+            return None
+        return shell if shell.awaiting_channel else None
+
     def _record(self, request: Request, outcome: Outcome) -> None:
         if self.recorder.closed:
             return
@@ -300,7 +390,8 @@ class AgentSession:
         kind = "refusal" if outcome.response.error == "refused" else "operation"
         fields.setdefault("ok", outcome.response.ok)
         self.recorder.event(kind, **fields)
-        self.agent.observer.say(outcome.summary)
+        if outcome.summary:
+            self.agent.observer.say(outcome.summary)
 
     async def _send(self, frame: bytes) -> None:
         if self.channel is None:

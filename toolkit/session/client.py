@@ -73,6 +73,7 @@ class Reply:
 class _Pending:
     future: asyncio.Future[Response]
     on_data: OnData | None
+    op: str = ""
     data: dict[int, bytearray] = field(default_factory=dict)
 
 
@@ -92,6 +93,7 @@ class SessionClient:
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._ended: Exception | None = None
+        self._ended_event = asyncio.Event()
         self._reading = asyncio.get_running_loop().create_task(self._read())
 
     @classmethod
@@ -114,7 +116,7 @@ class SessionClient:
         if self._ended is not None:
             raise self._ended
         request_id = next(self._ids)
-        pending = _Pending(asyncio.get_running_loop().create_future(), on_data)
+        pending = _Pending(asyncio.get_running_loop().create_future(), on_data, op)
         self._pending[request_id] = pending
         try:
             self._writer.write(Request(request_id, op, args).to_frame())
@@ -127,6 +129,18 @@ class SessionClient:
         finally:
             self._pending.pop(request_id, None)
         return Reply(response, pending.data)
+
+    def in_flight(self, *ops: str) -> list[int]:
+        """The ids of the requests waiting for their response (of these ``ops``, if given)."""
+        return [rid for rid, p in self._pending.items() if not ops or p.op in ops]
+
+    async def cancel(self, target: int) -> bool:
+        """Ask the agent to stop request ``target``; True if it was still running there.
+
+        The target then answers with the error ``cancelled``.
+        """
+        reply = await self.request("cancel", target=target)
+        return bool(reply.response.ok and reply.response.result.get("cancelled"))
 
     async def _read(self) -> None:
         decoder = FrameDecoder()
@@ -169,9 +183,16 @@ class SessionClient:
         if pending is not None and not pending.future.done():
             pending.future.set_result(response)
 
+    async def wait_ended(self) -> Exception:
+        """Until the session is over; why (SessionEnded or ConnectionLost)."""
+        await self._ended_event.wait()
+        assert self._ended is not None
+        return self._ended
+
     def _end(self, why: Exception) -> None:
         if self._ended is None:
             self._ended = why
+            self._ended_event.set()
         for pending in self._pending.values():
             if not pending.future.done():
                 pending.future.set_exception(self._ended)

@@ -1,9 +1,9 @@
 """The technician's session commands: one line each, as typed at the prompt or in --batch.
 
 ``run CMD [ARGS...]``, ``read PATH``, ``ls PATH``, ``stat PATH``, ``diag NAME``,
-``fix NAME``, ``help [COMMAND]``, ``exit``. Words are split like a POSIX shell
-does (quotes, backslashes) but nothing is expanded: no globbing, no
-variables. Blank lines and lines starting with ``#`` are skipped.
+``fix NAME``, ``shell`` (at a terminal only), ``help [COMMAND]``, ``exit``.
+Words are split like a POSIX shell does (quotes, backslashes) but nothing is
+expanded: no globbing, no variables. Blank lines and lines starting with ``#`` are skipped.
 """
 
 from __future__ import annotations
@@ -47,6 +47,13 @@ COMMANDS: dict[str, Spec] = {
         "diag", "diag NAME", "Run a named diagnostic (the agent fixes its commands).", 1, 1
     ),
     "fix": Spec("fix", "fix NAME", "Run a named fix; the customer sees its commands first.", 1, 1),
+    "shell": Spec(
+        "shell",
+        "shell",
+        "Open a shell on the customer's machine (shell scope only); ~. comes back here.",
+        0,
+        0,
+    ),
     "help": Spec(None, "help [COMMAND]", "List the commands, or explain one.", 0, 1),
     "exit": Spec(None, "exit", "End the session: seal the transcript, attach it.", 0, 0),
 }

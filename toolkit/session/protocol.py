@@ -33,7 +33,9 @@ KIND_MESSAGE = 1
 KIND_DATA = 2
 KIND_BAD = 0  # FrameDecoder's report of a frame it skipped
 STDOUT, STDERR, CONTENT = 1, 2, 3
-STREAMS = frozenset({STDOUT, STDERR, CONTENT})
+#: Events of a running ``shell`` request: JSON objects, one per line (docs/protocol.md).
+SHELL_EVENTS = 4
+STREAMS = frozenset({STDOUT, STDERR, CONTENT, SHELL_EVENTS})
 
 OPERATIONS: dict[str, dict[str, type]] = {
     "run": {"argv": list},
@@ -44,6 +46,8 @@ OPERATIONS: dict[str, dict[str, type]] = {
     "fix": {"name": str},
     "hello": {"session": str},
     "end": {"reason": str},
+    "cancel": {"target": int},
+    "shell": {},
 }
 MAX_ARGV = 256
 MAX_ID = 0xFFFFFFFF  # request ids travel in data frames as a uint32
@@ -207,6 +211,8 @@ def parse_request(body: bytes) -> Request:
     for name, kind in schema.items():
         if not isinstance(args[name], kind):
             raise ProtocolError(f"{op}: {name} must be a {kind.__name__}")
+    if op == "cancel" and not _valid_request_id(args["target"]):
+        raise ProtocolError(f"cancel: target must be a request id 1..{MAX_ID}")
     if op == "run":
         argv = args["argv"]
         if not argv or len(argv) > MAX_ARGV:
@@ -243,6 +249,7 @@ __all__ = [
     "MAX_ID",
     "MAX_MESSAGE",
     "OPERATIONS",
+    "SHELL_EVENTS",
     "STDERR",
     "STDOUT",
     "SUBSYSTEM",

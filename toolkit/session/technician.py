@@ -15,22 +15,27 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
 from toolkit import paths
 from toolkit.consent import Consent, scope_names
-from toolkit.errors import TransportError, UsageError
+from toolkit.errors import ConsentRefused, TransportError, UsageError
 from toolkit.identity.store import Identity
 from toolkit.session.client import OnData, Reply, SessionClient
 from toolkit.session.commands import Command, help_text
 from toolkit.session.protocol import CONTENT, STDERR, STDOUT
 from toolkit.transcript.recorder import Recorder, keep_checkpointing, new_header
 
+if TYPE_CHECKING:
+    from toolkit.session.shell import ShellClient
+
 END_TIMEOUT = 5.0
+OnOutput = Callable[[bytes], None]
 
 
 @dataclass
@@ -211,6 +216,41 @@ class TechnicianSession:
             rec.event(kind, **fields, unrecorded=f"the agent's result was not recorded: {exc}")
         return result
 
+    async def cancel_running(self) -> int:
+        """Cancel every operation in flight (Ctrl-C at the prompt); how many the agent stopped."""
+        stopped = 0
+        for request_id in self.client.in_flight(*_CANCELLABLE):
+            with contextlib.suppress(TransportError, ConsentRefused):
+                stopped += await self.client.cancel(request_id)
+        return stopped
+
+    async def list_names(self, directory: str) -> list[dict[str, Any]]:
+        """Entries of ``directory`` for tab completion, as far as the agent's policy lists them.
+
+        Each listing is an operation like any other in both transcripts (op ``list``,
+        ``purpose: completion``), but prints nothing and adds no output lines.
+        """
+        reply = await self.client.request("list", path=directory)
+        response = reply.response
+        fields: dict[str, Any] = {"op": "list", "path": directory, "purpose": "completion"}
+        if not response.ok:
+            fields.update(ok=False, error=response.error, message=response.message)
+            kind = "refusal" if response.error == "refused" else "operation"
+            self.recorder.event(kind, **fields)
+            return []
+        self.recorder.event("operation", **fields, ok=True, **_recordable("list", response.result))
+        return _entries(reply.content)
+
+    async def open_shell(
+        self, term: str, width: int, height: int, on_output: OnOutput | None = None
+    ) -> ShellClient:
+        """The granted shell (PolicyRefused without the shell scope); see toolkit.session.shell."""
+        from toolkit.session.shell import ShellClient
+
+        return await ShellClient.open(
+            self, term=term, width=width, height=height, on_output=on_output
+        )
+
     async def end(self, reason: str) -> Path:
         """Tell the agent (when it is still there), seal the transcript; returns its path."""
         if self.client.ended is None:
@@ -231,6 +271,8 @@ def _recordable(op: str, result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if k not in _OURS}
 
 
+#: Operations that Ctrl-C at the prompt cancels (not hello, end, or a cancel).
+_CANCELLABLE = ("run", "read", "list", "stat", "diag", "fix", "shell")
 #: Fields of a recorded operation that the technician's side writes, never the agent.
 _OURS = frozenset({"type", "ok", "op", "command", "error", "message"})
 
@@ -245,4 +287,4 @@ def _entries(data: bytes) -> list[dict[str, Any]]:
     return entries
 
 
-__all__ = ["Result", "TechnicianSession", "transcript_path"]
+__all__ = ["OnOutput", "Result", "TechnicianSession", "transcript_path"]

@@ -26,6 +26,7 @@ def parsed(line: str) -> Command:
         ("stat ~/.bashrc", "stat", "stat", {"path": "~/.bashrc"}),
         ("diag system", "diag", "diag", {"name": "system"}),
         ("fix flush-dns", "fix", "fix", {"name": "flush-dns"}),
+        ("shell", "shell", "shell", {}),
         ("help", "help", None, {}),
         ("help run", "help", None, {}),
         ("exit", "exit", None, {}),
@@ -39,7 +40,7 @@ def test_each_command(line: str, name: str, op: str | None, args: dict[str, Any]
 
 
 def test_every_command_is_covered_and_has_help() -> None:
-    assert set(COMMANDS) == {"run", "read", "ls", "stat", "diag", "fix", "help", "exit"}
+    assert set(COMMANDS) == {"run", "read", "ls", "stat", "diag", "fix", "shell", "help", "exit"}
     for name, spec in COMMANDS.items():
         assert spec.usage.split()[0] == name and spec.summary.endswith(".")
 
@@ -84,6 +85,7 @@ def test_blank_and_comment_lines_are_skipped(line: str) -> None:
         ("fix a b", "fix NAME"),
         ("help run read", "help [COMMAND]"),
         ("exit now", "exit"),
+        ("shell bash", "shell"),
     ],
 )
 def test_wrong_arity_shows_the_usage(line: str, usage: str) -> None:
@@ -92,7 +94,7 @@ def test_wrong_arity_shows_the_usage(line: str, usage: str) -> None:
     assert caught.value.message == f"Usage: {usage}"
 
 
-@pytest.mark.parametrize("line", ["shell", "rm -rf /", "RUN uptime", "''", "cat /etc/passwd"])
+@pytest.mark.parametrize("line", ["bash", "rm -rf /", "RUN uptime", "''", "cat /etc/passwd"])
 def test_an_unknown_command_is_a_usage_error_that_lists_the_commands(line: str) -> None:
     with pytest.raises(UsageError, match="Unknown command") as caught:
         parse(line)
@@ -127,7 +129,7 @@ def test_surrounding_whitespace_does_not_count_towards_the_limit() -> None:
 def test_help_text_for_one_command() -> None:
     assert help_text("read") == f"read PATH\n  {COMMANDS['read'].summary}"
     with pytest.raises(UsageError, match="not a command"):
-        help_text("shell")
+        help_text("bash")
 
 
 def test_help_text_lists_every_command_and_what_the_agent_offers() -> None:
