@@ -418,8 +418,10 @@ def _event_fields(raw: bytes | bytearray) -> dict[str, Any] | None:
     operations, parsing event lines is most of the scan's own work.
     tests/unit/transcript/test_scan.py holds the two to agreeing.
     """
+    # What json.detect_encoding says of a line that starts with "[" and no NUL.
+    encoding = "utf-8" if raw[0] == 0x5B and raw[1] else json.detect_encoding(raw)
     try:
-        event = _json_document(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+        event = _json_document(raw.decode(encoding, "surrogatepass"))
     except ValueError:  # UnicodeDecodeError too
         return None
     match event:  # json gives lists, never tuples, for arrays

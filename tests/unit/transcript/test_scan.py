@@ -287,6 +287,11 @@ EVENT_LINES = [
     b"[" + b"9" * 400 + b', "e", "{\\"type\\":\\"x\\"}"]',
     b"[" + b"9" * 400 + b', "x", "{\\"type\\":\\"x\\"}"]',  # OverflowError first
     b"[-" + b"9" * 400 + b', "e", "{}"]',
+    # UTF-16 whose bytes hold the event mark: json.loads detects the encoding.
+    json.dumps(
+        [1, "e", json.dumps({"type": "\u202c\u6522\u2c22\u2220"}, ensure_ascii=False)],
+        ensure_ascii=False,
+    ).encode("utf-16-le"),
     b'[true, "e", "{\\"type\\":\\"x\\"}"]',
     b'[1, "e", "{\\"type\\":\\"x\\"}", 4]',
     b'[1, "e", "{\\"type\\":\\"x\\"} {}"]',
