@@ -74,7 +74,9 @@ class Operations:
         approve_fix: ApproveFix,
         send: Send,
         info: dict[str, Any],
+        ask_out_of_scope: ApproveFix | None = None,
     ) -> None:
+        self._ask_out_of_scope = ask_out_of_scope  # None: outside the scope is refused
         self._policy = policy
         self._scopes = scopes
         self._catalogue = catalogue
@@ -112,15 +114,19 @@ class Operations:
         try:
             pol.match_command(argv, self._policy, "diagnostics")
         except PolicyRefused as refused:
-            if "fixes" not in self._scopes or not self._policy.commands.get("fixes"):
+            granted = "fixes" in self._scopes
+            ask = self._approve_fix if granted else self._ask_out_of_scope
+            if ask is None or not self._policy.commands.get("fixes"):
                 raise
             try:
                 pol.match_command(argv, self._policy, "fixes")
             except PolicyRefused:
                 raise refused from None
-            if not await self._approve_fix(shown, [argv]):
+            if not await ask(shown, [argv]):
                 raise PolicyRefused(f"refused: the customer declined to run {shown!r}") from None
             record["approved"] = True
+            if not granted:
+                record["out_of_scope"] = True
         result = await self._execute(request.id, argv)
         record.update(result)
         return Outcome(
@@ -134,7 +140,9 @@ class Operations:
     ) -> Outcome:
         commands = procedure.resolved(self._policy.home)
         record["commands"] = [list(c) for c in commands]
-        if procedure.kind is Kind.FIX:
+        if procedure.kind is Kind.FIX and record.get("out_of_scope"):
+            pass  # the customer approved these very commands outside the scope
+        elif procedure.kind is Kind.FIX:
             if not await self._approve_fix(procedure.name, commands):
                 raise PolicyRefused(f"refused: the customer declined the fix {procedure.name}")
             record["approved"] = True
@@ -161,6 +169,21 @@ class Operations:
 
     async def _op_fix(self, request: Request, record: dict[str, Any]) -> Outcome:
         name: str = request.args["name"]
+        ask = self._ask_out_of_scope
+        if "fixes" not in self._scopes and ask is not None:
+            # Outside the approved scope: the customer may still allow this one fix,
+            # seeing exactly what it runs.
+            procedure = self._catalogue.get(Kind.FIX, name)
+            if not await ask(
+                f"{procedure.name} (outside the approved scope)",
+                procedure.resolved(self._policy.home),
+            ):
+                raise PolicyRefused(
+                    f"refused: the customer declined the fix {procedure.name}, "
+                    "which is outside the approved scope"
+                )
+            record.update(approved=True, out_of_scope=True)
+            return await self._procedure(request, record, procedure)
         self._need("fixes", f"fix {name[:64]!r}")
         return await self._procedure(request, record, self._catalogue.get(Kind.FIX, name))
 

@@ -96,6 +96,8 @@ class AgentSettings:
     approver: Approver
     approve_fix: ApproveFix
     offered: frozenset[Scope] = frozenset({Scope.DIAGNOSTICS})
+    #: Asks the customer about a fix outside the granted scope; None refuses it outright.
+    ask_out_of_scope: ApproveFix | None = None
     trust: TrustCheck = untrusted
     ttl: float = 600.0
     approval_timeout: float = APPROVAL_TIMEOUT

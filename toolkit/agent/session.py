@@ -172,6 +172,7 @@ class AgentSession:
             scopes=frozenset(granted),
             catalogue=settings.catalogue,
             approve_fix=settings.approve_fix,
+            ask_out_of_scope=settings.ask_out_of_scope,
             send=self._send,
             info={
                 "agent": __version__,

@@ -216,7 +216,10 @@ async def _session(
         if main is not None:
             main.cancel()
 
-    loop.add_signal_handler(signal.SIGINT, interrupt)
+    # At the interactive prompt Ctrl-C cancels the running command (toolkit.cli.prompt);
+    # in a batch or the plain prompt it ends the session.
+    if not _interactive(commands):
+        loop.add_signal_handler(signal.SIGINT, interrupt)
     worst = ExitCode.OK
     reason = "the technician's toolkit stopped on an error"  # unless _drive returns
     try:
@@ -238,6 +241,10 @@ async def _drive(
     """Run the batch (or the prompt) to its end; the worst exit code and why it ended."""
     from toolkit.session.client import ConnectionLost, SessionEnded
 
+    if _interactive(commands):
+        from toolkit.cli.prompt import interactive
+
+        return await interactive(session)
     worst = ExitCode.OK
     pending = iter(commands) if commands is not None else None
     lines = TerminalLines(sys.stdin.fileno()) if pending is None else None
@@ -262,6 +269,13 @@ async def _drive(
                     continue
             if command.name == "exit":
                 return worst, "the technician ended the session"
+            if command.name == "shell":
+                err().print(
+                    "shell: needs the interactive prompt (a terminal on stdin and stdout).",
+                    markup=False,
+                )
+                worst = max(worst, ExitCode.FAILED, key=_rank)
+                continue
             streaming = not as_json and command.name in ("run", "read")
             result = await session.execute(command, _stream if streaming else None)
             if streaming and result.status == "ok":
@@ -274,6 +288,11 @@ async def _drive(
     except ConnectionLost as exc:
         err().print(exc.message, markup=False)
         return ExitCode.NETWORK, exc.message
+
+
+def _interactive(commands: list[Command] | None) -> bool:
+    """The full prompt: no batch, and a terminal to draw on (else the plain prompt)."""
+    return commands is None and sys.stdin.isatty() and sys.stdout.isatty()
 
 
 async def _typed(session: TechnicianSession, lines: TerminalLines) -> str:

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,7 +20,10 @@ from toolkit.cli._terminal import TerminalLines, printable
 from toolkit.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
-    from toolkit.agent.server import Agent
+    from collections.abc import Callable
+
+    from toolkit.agent.server import Agent, SessionEnd
+    from toolkit.cli.live import LiveView
     from toolkit.consent import ApprovalRequest, Decision, OneTimeCode
 
 FIX_TIMEOUT = 120.0
@@ -55,12 +58,13 @@ def _check_listen(text: str, host: str, port: int) -> None:
 
 
 class _Screen:
-    """What the customer sees: plain lines (the interactive issue makes it a live view)."""
+    """What the customer sees: plain lines, then the live view while a session runs."""
 
     def __init__(self, as_json: bool, code_file: Path | None) -> None:
         self._json = as_json
         self._code_file = code_file
         self.agent: Agent | None = None
+        self.live: LiveView | None = None
 
     def new_code(self, code: OneTimeCode) -> None:
         from toolkit import paths
@@ -89,8 +93,23 @@ class _Screen:
         )
 
     def say(self, message: str) -> None:
+        if self.live is not None:
+            self.live.say(message)
+            return
         stamp = time.strftime("%H:%M:%S")
         err().print(f"[{stamp}] {printable(message)}", markup=False, highlight=False)
+
+    def shell_size(self, width: int, height: int) -> None:
+        if self.live is not None:
+            self.live.shell_size(width, height)
+
+    def shell_output(self, data: bytes) -> None:
+        if self.live is not None:
+            self.live.shell_output(data)
+
+    def shell_ended(self) -> None:
+        if self.live is not None:
+            self.live.shell_ended()
 
 
 def _request_text(request: ApprovalRequest) -> str:
@@ -118,6 +137,7 @@ class _Approver:
     def __init__(self, yes: bool) -> None:
         self._yes = yes
         self._lines: TerminalLines | None = None  # made when first asked: --yes needs no stdin
+        self.live: LiveView | None = None  # asks in the live view while a session runs
 
     async def _confirm(self, question: str) -> bool:
         """y or n at the terminal (no answer, or the end of input, is a no)."""
@@ -153,9 +173,11 @@ class _Approver:
     async def approve_fix(self, name: str, commands: Sequence[Sequence[str]]) -> bool:
         from toolkit.policy.commands import show_argv
 
-        lines = [f"The technician asks to run {printable(name)}, which runs:"]
-        lines += [f"  $ {printable(show_argv(argv))}" for argv in commands]
-        err().print("\n".join(lines), markup=False, highlight=False)
+        lines = [f"  $ {printable(show_argv(argv))}" for argv in commands]
+        title = f"The technician asks to run {printable(name)}, which runs:"
+        if self.live is not None and not self._yes:
+            return await self.live.ask(title, lines, FIX_TIMEOUT)
+        err().print("\n".join([title, *lines]), markup=False, highlight=False)
         if self._yes:
             err().print("WARNING: --yes approves without asking.", markup=False)
             return True
@@ -167,6 +189,12 @@ class _Approver:
         except TimeoutError:
             err().print("No answer in time: declined.", markup=False)
             return False
+
+    async def ask_out_of_scope(self, name: str, commands: Sequence[Sequence[str]]) -> bool:
+        """A fix outside the granted scope: only a person at the live view can allow it."""
+        if self.live is None or not self.live.keys:
+            return False  # --yes approves what the consent asked for, never more
+        return await self.approve_fix(name, commands)
 
 
 ScopeOption = Annotated[
@@ -250,6 +278,7 @@ def share_command(
         policy=rules,
         approver=approver,
         approve_fix=approver.approve_fix,
+        ask_out_of_scope=approver.ask_out_of_scope,
         offered=offered,
         trust=trust,
         ttl=ttl,
@@ -274,7 +303,9 @@ def share_command(
                 markup=False,
                 highlight=False,
             )
-        end = await agent.wait()
+        ended = asyncio.ensure_future(agent.wait())
+        await _live_view(agent, ended, screen, approver, stop)
+        end = await ended
         if end.transcript is not None:
             trust = end.transcript.with_name(end.transcript.name + ".allowed_signers")
             err().print(
@@ -290,6 +321,39 @@ def share_command(
     code = asyncio.run(main())
     if code:
         raise typer.Exit(code)
+
+
+async def _live_view(
+    agent: Agent,
+    ended: asyncio.Future[SessionEnd],
+    screen: _Screen,
+    approver: _Approver,
+    stop: Callable[[str], None],
+) -> None:
+    """Once a session starts, the live view until it ends (with a terminal to show or ask on)."""
+    started = asyncio.ensure_future(agent.session_started.wait())
+    waiting: set[asyncio.Future[Any]] = {started, ended}
+    try:
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        started.cancel()
+    console = err()
+    keys = sys.stdin.isatty()
+    if ended.done() or not (keys or console.is_terminal):
+        return
+    from toolkit.cli.live import LiveView
+
+    live = LiveView(agent, console, keys=keys)
+    live.on_quit = lambda: stop("the customer ended the session (q)")
+    screen.live = approver.live = live
+    try:
+        await live.run(ended)
+    finally:
+        screen.live = approver.live = None
+    if not ended.cancelled() and ended.exception() is None:
+        console.print(
+            f"The session ended: {printable(ended.result().reason)}", markup=False, highlight=False
+        )
 
 
 def _bound_text(host: str, port: int) -> str:

@@ -1,0 +1,285 @@
+"""The technician's prompt on a terminal: line editing, history, completion, a status line.
+
+prompt_toolkit edits the line (history in the state dir, kept across
+sessions; Tab completes commands, ``diag``/``fix`` names from the agent's
+catalogue, and paths the agent lists under its policy); rich draws the
+results (toolkit.cli.render). The bottom line shows ticket, customer host,
+granted scope and the session's elapsed time.
+
+Ctrl-C while a command runs cancels that command on the agent (a ``cancel``
+request); Ctrl-C at the prompt clears the line; ``exit`` or Ctrl-D ends the
+session. When the customer ends it, or the connection drops, the prompt
+stops at once and says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import posixpath
+import signal
+import time
+from collections.abc import AsyncGenerator, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+from prompt_toolkit.document import Document
+from prompt_toolkit.formatted_text import HTML
+from prompt_toolkit.history import FileHistory
+
+from toolkit.cli._console import err, out
+from toolkit.cli._terminal import printable
+from toolkit.errors import ExitCode, ToolkitError, UsageError
+from toolkit.session.commands import COMMANDS, Command
+
+if TYPE_CHECKING:
+    from toolkit.session.technician import Result, TechnicianSession
+
+PROMPT = "toolkit> "
+#: Directory listings for completion are reused this long (seconds).
+LIST_TTL = 10.0
+PATH_COMMANDS = frozenset({"read", "ls", "stat"})
+MAX_HISTORY_LINE = 4096
+
+
+def history_path() -> Path:
+    from toolkit import paths
+
+    directory = paths.state_dir()
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return directory / "history"
+
+
+def _names(info: dict[str, Any], scope: str) -> list[str]:
+    procedures = info.get("procedures")
+    named = procedures.get(scope) if isinstance(procedures, dict) else None
+    return sorted(str(n) for n in named) if isinstance(named, dict) else []
+
+
+class SessionCompleter(Completer):
+    """Commands, then diag/fix names, then paths as far as the agent lists them."""
+
+    def __init__(self, session: TechnicianSession) -> None:
+        self._session = session
+        self._listings: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+
+    def get_completions(
+        self, document: Document, complete_event: CompleteEvent
+    ) -> Iterable[Completion]:
+        # Everything but paths is known locally; paths need the agent (the async variant).
+        yield from self._local(document)
+
+    def _local(self, document: Document) -> Iterable[Completion]:
+        text = document.text_before_cursor
+        words = text.split()
+        if not words or (len(words) == 1 and not text.endswith(" ")):
+            word = words[0] if words else ""
+            for name in COMMANDS:
+                if name.startswith(word):
+                    yield Completion(name + " ", -len(word), display=name)
+            return
+        if len(words) > 2 or (len(words) == 2 and text.endswith(" ")):
+            return
+        command, word = words[0], (words[1] if len(words) == 2 else "")
+        candidates: list[str] = []
+        if command == "diag":
+            candidates = _names(self._session.info, "diagnostics")
+        elif command == "fix":
+            candidates = _names(self._session.info, "fixes")
+        elif command == "help":
+            candidates = list(COMMANDS)
+        for name in candidates:
+            if name.startswith(word):
+                yield Completion(name, -len(word), display=printable(name, 80))
+
+    async def get_completions_async(
+        self, document: Document, complete_event: CompleteEvent
+    ) -> AsyncGenerator[Completion, None]:
+        for completion in self._local(document):
+            yield completion
+        text = document.text_before_cursor
+        words = text.split(" ")
+        if (
+            len(words) != 2
+            or words[0] not in PATH_COMMANDS
+            or not complete_event.completion_requested
+        ):
+            return
+        typed = words[1]
+        if not typed.startswith(("/", "~")):
+            return
+        directory, _, stem = typed.rpartition("/")
+        directory = directory or "/"
+        for entry in await self._list(directory):
+            name = entry.get("name")
+            if not isinstance(name, str) or not name.startswith(stem) or "/" in name:
+                continue
+            if any(not c.isprintable() for c in name) or " " in name:
+                continue  # cannot be typed back as one word here
+            is_dir = entry.get("kind") == "dir"
+            full = posixpath.join(directory, name) + ("/" if is_dir else "")
+            yield Completion(full, -len(typed), display=name + ("/" if is_dir else ""))
+
+    async def _list(self, directory: str) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        cached = self._listings.get(directory)
+        if cached is not None and now - cached[0] < LIST_TTL:
+            return cached[1]
+        try:
+            entries = await self._session.list_names(directory)
+        except Exception:  # a completion must never break the prompt
+            entries = []
+        self._listings[directory] = (now, entries)
+        return entries
+
+
+def _elapsed(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def status_line(session: TechnicianSession, started: float) -> HTML:
+    from html import escape
+
+    from toolkit.consent import scope_names
+
+    host = printable(str(session.info.get("host") or "?"), 60)
+    scope = ", ".join(scope_names(session.consent.granted))
+    return HTML(
+        f" ticket <b>{escape(printable(session.consent.ticket, 60))}</b>"
+        f" | host <b>{escape(host)}</b> | scope <b>{escape(scope)}</b>"
+        f" | {_elapsed(time.monotonic() - started)}"
+        " | Tab, Ctrl-C cancels, Ctrl-D ends "
+    )
+
+
+async def _run(session: TechnicianSession, command: Command) -> Result | None:
+    """One command, with Ctrl-C cancelling it on the agent (not ending the session)."""
+    from toolkit.cli import render
+    from toolkit.cli.connect import _stream
+
+    if command.name == "shell":
+        from toolkit.cli.shell import interactive_shell
+
+        try:
+            response = await interactive_shell(session)
+        except ToolkitError as exc:
+            err().print(printable(exc.message), style="red", highlight=False, markup=False)
+            return None
+        if response is not None:
+            how = f"exited {response.result.get('exit_status')}" if response.ok else "ended"
+            err().print(
+                f"[back at the toolkit prompt; the shell {how}]",
+                style="dim",
+                highlight=False,
+                markup=False,
+            )
+        return None
+    loop = asyncio.get_running_loop()
+    cancelling: list[asyncio.Task[int]] = []
+
+    def interrupt() -> None:
+        err().print("^C cancelling...", style="yellow", highlight=False, markup=False)
+        cancelling.append(loop.create_task(session.cancel_running()))
+
+    streaming = command.name == "run"
+    loop.add_signal_handler(signal.SIGINT, interrupt)
+    try:
+        result = await session.execute(command, _stream if streaming else None)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        for task in cancelling:
+            with contextlib.suppress(Exception):
+                await task
+    if streaming:
+        result.stdout = b""
+    if result.error == "cancelled":
+        err().print("cancelled", style="yellow", highlight=False)
+        return result
+    render.show(result, out(), err())
+    return result
+
+
+async def interactive(session: TechnicianSession) -> tuple[ExitCode, str]:
+    """The prompt until ``exit``, Ctrl-D, the customer's end or a lost connection."""
+    from toolkit.cli.connect import _STATUS, _parse, _rank
+    from toolkit.session.client import ConnectionLost, SessionEnded
+
+    started = time.monotonic()
+    prompt: PromptSession[str] = PromptSession(
+        history=_history(),
+        completer=SessionCompleter(session),
+        complete_while_typing=False,
+        bottom_toolbar=lambda: status_line(session, started),
+        refresh_interval=1.0,
+        enable_history_search=True,
+    )
+    err().print(
+        "Type help for the commands, Tab to complete, exit or Ctrl-D to end.",
+        style="dim",
+        highlight=False,
+    )
+    worst = ExitCode.OK
+    ended = asyncio.ensure_future(session.client.wait_ended())
+    try:
+        while True:
+            asking = asyncio.ensure_future(_ask(prompt))
+            await asyncio.wait({asking, ended}, return_when=asyncio.FIRST_COMPLETED)
+            if ended.done():
+                if prompt.app.is_running:
+                    prompt.app.exit(exception=EOFError())
+                with contextlib.suppress(BaseException):
+                    await asking
+                raise ended.result()
+            try:
+                line = asking.result()
+            except EOFError:
+                return worst, "the technician ended the session"
+            if line is None:
+                continue  # Ctrl-C at the prompt: a fresh line
+            try:
+                command = _parse(line)
+            except UsageError as exc:
+                err().print(exc.diagnostics(), markup=False, highlight=False, style="red")
+                continue
+            if command is None:
+                continue
+            if command.name == "exit":
+                return worst, "the technician ended the session"
+            result = await _run(session, command)
+            if result is not None:
+                worst = max(worst, _STATUS.get(result.status, ExitCode.FAILED), key=_rank)
+    except SessionEnded as exc:
+        err().print(exc.message, markup=False, style="bold red")
+        return max(worst, ExitCode.REFUSED, key=_rank), exc.message
+    except ConnectionLost as exc:
+        err().print(exc.message, markup=False, style="bold red")
+        return ExitCode.NETWORK, exc.message
+    finally:
+        ended.cancel()
+
+
+def _history() -> FileHistory | None:
+    import os
+
+    try:
+        path = history_path()
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        return FileHistory(str(path))
+    except OSError:
+        return None
+
+
+async def _ask(prompt: PromptSession[str]) -> str | None:
+    """One line; None for Ctrl-C; EOFError for Ctrl-D."""
+    try:
+        line = await prompt.prompt_async(PROMPT)
+    except KeyboardInterrupt:
+        return None
+    return line[:MAX_HISTORY_LINE]
+
+
+__all__ = ["SessionCompleter", "history_path", "interactive", "status_line"]

@@ -1,0 +1,189 @@
+"""Results for people at a terminal: tables for ``ls``/``stat``, coloured files, ``run`` set apart.
+
+Batch runs and pipes keep the plain output of :func:`toolkit.cli.connect._show`;
+these renderers are for the interactive prompt. Every name, path and message
+that comes from the agent goes through :func:`printable` or rich's Text, so
+the agent's text can never move the technician's cursor or change colours.
+"""
+
+from __future__ import annotations
+
+import datetime
+import stat as stat_module
+import sys
+from typing import TYPE_CHECKING, Any
+
+from toolkit.cli._terminal import printable
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from toolkit.session.technician import Result
+
+#: Larger files, or files that are not UTF-8, are written as they are, not highlighted.
+HIGHLIGHT_LIMIT = 512 * 1024
+
+
+def safe_text(data: bytes) -> str:
+    """The agent's bytes as text to print: lines and tabs kept, other control bytes escaped."""
+    text = data.decode("utf-8", errors="replace").rstrip("\n")
+    return "\n".join(
+        "\t".join(printable(part, limit=len(part)) for part in line.split("\t"))
+        for line in text.replace("\r\n", "\n").split("\n")
+    )
+
+
+def _mode(kind: str, mode: Any) -> str:
+    if not isinstance(mode, int):
+        return "?"
+    prefix = {"dir": "d", "symlink": "l"}.get(kind, "-")
+    return prefix + stat_module.filemode(mode)[1:]
+
+
+def _when(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "?"
+    try:
+        return datetime.datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, OSError, ValueError):
+        return "?"
+
+
+def _size(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else "?"
+
+
+def _status(console: Console, result: Result) -> None:
+    status = result.exit_status
+    if status is None:
+        return
+    style = "green" if status == 0 else "bold red"
+    console.print(f"exit {status}", style=style, highlight=False)
+
+
+def _stderr(console: Console, data: bytes, title: str = "stderr") -> None:
+    from rich.rule import Rule
+    from rich.text import Text
+
+    if not data:
+        return
+    console.print(Rule(title, style="red", align="left"))
+    console.print(Text(safe_text(data), style="red"))
+
+
+def show(result: Result, out: Console, err: Console) -> None:
+    """One result, drawn for a person."""
+    from rich.table import Table
+    from rich.text import Text
+
+    if result.status == "refused" or result.error:
+        message = printable(result.message or "")
+        if not message.startswith(f"{result.status}:"):
+            message = f"{result.status}: {message}"
+        err.print(Text(message, style="bold red" if result.status == "refused" else "red"))
+        return
+    if result.name == "ls":
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for column, justify in (("mode", "left"), ("size", "right"), ("modified", "left")):
+            table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        table.add_column("name")
+        for entry in result.result.get("entries", []):
+            kind = str(entry.get("kind", "?"))
+            name = Text(
+                printable(str(entry.get("name"))), style="bold blue" if kind == "dir" else ""
+            )
+            table.add_row(
+                _mode(kind, entry.get("mode")),
+                _size(entry.get("size")),
+                _when(entry.get("mtime")),
+                name,
+            )
+        out.print(table)
+        if not result.result.get("entries"):
+            err.print("(no entries the policy lets you see)", style="dim")
+    elif result.name == "stat":
+        table = Table(box=None, show_header=False, pad_edge=False)
+        table.add_column(style="bold")
+        table.add_column()
+        fields = result.result
+        kind = str(fields.get("kind", "?"))
+        for label, value in (
+            ("path", printable(str(fields.get("path")))),
+            ("kind", printable(kind)),
+            ("size", _size(fields.get("size"))),
+            ("mode", _mode(kind, fields.get("mode"))),
+            ("modified", _when(fields.get("mtime"))),
+        ):
+            table.add_row(label, Text(value))
+        out.print(table)
+    elif result.name == "read":
+        _read(result, out, err)
+    elif result.name in ("diag", "fix"):
+        _steps(result, out, err)
+    elif result.name == "run":
+        # stdout was streamed as it came; stderr is set apart after it.
+        if result.stdout:
+            sys.stdout.buffer.write(result.stdout)
+            sys.stdout.flush()
+        _stderr(err, result.stderr)
+        _status(err, result)
+    else:
+        out.print(Text(safe_text(result.stdout)))
+
+
+def _read(result: Result, out: Console, err: Console) -> None:
+    from rich.syntax import Syntax
+    from rich.text import Text
+
+    data = result.content
+    path = str(result.result.get("path", ""))
+    try:
+        text = data.decode("utf-8") if len(data) <= HIGHLIGHT_LIMIT else None
+    except UnicodeDecodeError:
+        text = None
+    if text is None or not out.is_terminal:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        out.print(Syntax(text, _lexer(path), line_numbers=True, word_wrap=False, theme="ansi_dark"))
+    size = result.result.get("size")
+    err.print(
+        Text(f"{printable(path)}: {_size(size)} bytes, sha256 {result.result.get('sha256')}"),
+        style="dim",
+    )
+
+
+def _lexer(path: str) -> str:
+    """A lexer by the file's name only: guessing from the content is slow and often wrong."""
+    from pygments.lexers import get_lexer_for_filename  # type: ignore[import-untyped]
+    from pygments.util import ClassNotFound  # type: ignore[import-untyped]
+
+    try:
+        return str(get_lexer_for_filename(path.rsplit("/", 1)[-1]).aliases[0])
+    except (ClassNotFound, IndexError):
+        return "text"
+
+
+def _steps(result: Result, out: Console, err: Console) -> None:
+    from rich.rule import Rule
+    from rich.text import Text
+
+    offset = {"stdout": 0, "stderr": 0}
+    for step in result.result.get("steps", []):
+        argv = " ".join(str(a) for a in step.get("argv", []))
+        status = step.get("exit_status")
+        style = "green" if status == 0 else "red"
+        out.print(Rule(Text(f"{printable(argv)}  exit {status}"), style=style, align="left"))
+        chunks: dict[str, bytes] = {}
+        for name, data in (("stdout", result.stdout), ("stderr", result.stderr)):
+            size = int(step.get(f"{name}_bytes", 0))
+            chunks[name] = data[offset[name] : offset[name] + size]
+            offset[name] += size
+        if chunks["stdout"]:
+            sys.stdout.buffer.write(chunks["stdout"])
+            sys.stdout.flush()
+        _stderr(err, chunks["stderr"])
+    _status(err, result)
+
+
+__all__ = ["safe_text", "show"]
