@@ -7,10 +7,10 @@ BIN    := $(VENV)/bin
 
 .PHONY: demo test lint typecheck pytest bench clean deps
 
-$(BIN)/toolkit: pyproject.toml
+$(BIN)/toolkit: pyproject.toml plugins/tickets/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test]' -e plugins/tickets
 	touch $@
 
 deps:
@@ -22,8 +22,8 @@ demo:
 	sh scripts/demo.sh
 
 lint: $(BIN)/toolkit
-	$(BIN)/ruff check toolkit tests bench
-	$(BIN)/ruff format --check toolkit tests bench
+	$(BIN)/ruff check toolkit tests bench plugins
+	$(BIN)/ruff format --check toolkit tests bench plugins
 
 typecheck: $(BIN)/toolkit
 	$(BIN)/mypy

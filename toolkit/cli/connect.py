@@ -172,6 +172,9 @@ def connect_command(
             "No terminal for the prompt.", hint="Use --batch FILE, or --batch - to read stdin."
         )
     identity = load_identity(key, agent)
+    from toolkit.cli.tickets import sync_once_quietly
+
+    sync_once_quietly()  # transcripts left in the outbox: one try before this session
     secret = parse_code(code if code is not None else _ask_code())
     worst = asyncio.run(_session(host, port, identity, ticket, asked, secret, commands, as_json))
     if worst:
@@ -319,31 +322,21 @@ def _rank(code: ExitCode) -> int:
 
 
 def _attach(ticket: str, path: Path, session: TechnicianSession, reason: str) -> None:
-    from toolkit.tickets.local import LocalTickets
+    """Through the outbox onto the ticket (docs/tickets.md); if that fails, it waits there."""
+    from toolkit.cli.tickets import attach_transcript
     from toolkit.transcript.models import NAMESPACE_SEAL
 
-    sig = path.with_name(path.name + ".sig")
-    comment = (
-        f"toolkit session with {session.info.get('host', '?')} by {session.consent.name} "
-        f"<{session.consent.email}>, ended: {reason}"
-    )
+    # The key that sealed the transcript also signs a SHA256SUMS manifest when one is needed.
+    signer = session.recorder._signer
     try:
-        attached = LocalTickets().attach(ticket, [path, sig], comment)
+        cast, sig = attach_transcript(ticket, path, signer)
     except ToolkitError as exc:
-        err().print(
-            f"The transcript is sealed at {path} but could not be attached: {exc.message}",
-            markup=False,
-        )
+        err().print(exc.diagnostics(), markup=False, highlight=False)
         return
-    err().print(
-        f"Transcript sealed and attached to ticket {ticket}: {attached[0].location}",
-        markup=False,
-        highlight=False,
-    )
-    err().print(f"Verify it: toolkit verify {attached[0].location}", markup=False, highlight=False)
+    err().print(f"Verify it: toolkit verify {cast}", markup=False, highlight=False)
     err().print(
         f"  or: ssh-keygen -Y verify -f ALLOWED_SIGNERS -I {session.consent.email} "
-        f"-n {NAMESPACE_SEAL} -s {attached[1].location} < {attached[0].location}",
+        f"-n {NAMESPACE_SEAL} -s {sig} < {cast}",
         markup=False,
         highlight=False,
     )

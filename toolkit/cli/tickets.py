@@ -1,21 +1,56 @@
-"""``toolkit tickets``: where session transcripts were attached."""
+"""``toolkit tickets``: ticket backends, the transcripts attached to tickets, and the outbox."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from toolkit.cli._console import out
+from toolkit.cli._console import err, out
+from toolkit.errors import ExitCode, TicketBackendError, ToolkitError, UsageError
+
+if TYPE_CHECKING:
+    from toolkit.identity.signer import Signer
+    from toolkit.tickets.base import TicketBackend
+    from toolkit.tickets.outbox import Delivered, Entry
 
 app = typer.Typer(
-    help="List tickets and the transcripts attached to them.",
+    help="Ticket backends, the transcripts attached to tickets, and the outbox.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+BackendOption = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        "-b",
+        help="Ticket backend [default: tickets.toml's default, else local].",
+        show_default=False,
+    ),
+]
+
+
+def _print(text: str) -> None:
+    out().print(text, markup=False, highlight=False)
+
+
+def _say(text: str) -> None:
+    err().print(text, markup=False, highlight=False)
+
+
+def _json(value: object) -> None:
+    _print(json.dumps(value))
+
+
+def _allowed_signers() -> Path | None:
+    from toolkit.cli.verify import default_allowed_signers
+
+    return default_allowed_signers()
 
 
 @app.command("list")
@@ -25,39 +60,343 @@ def list_tickets(as_json: JsonOption = False) -> None:
 
     tickets = LocalTickets().tickets()
     if as_json:
-        rows = [{"ticket": t.id, "attachments": len(t.attachments)} for t in tickets]
-        out().print(json.dumps(rows), markup=False, highlight=False)
+        _json([{"ticket": t.id, "attachments": len(t.attachments)} for t in tickets])
         return
     if not tickets:
-        out().print("No tickets yet.", markup=False, highlight=False)
+        _print("No tickets yet.")
     for t in tickets:
         last = t.attachments[-1].attached_at if t.attachments else "-"
-        out().print(
-            f"{t.id:<24} {len(t.attachments):>3} attachment(s)  last {last}",
-            markup=False,
-            highlight=False,
-        )
+        _print(f"{t.id:<24} {len(t.attachments):>3} attachment(s)  last {last}")
 
 
 @app.command()
 def show(
-    ticket: Annotated[str, typer.Argument(help="Ticket id.")], as_json: JsonOption = False
+    ticket: Annotated[str, typer.Argument(help="Ticket id.")],
+    backend: BackendOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Show a ticket's attached files and their paths."""
+    """Show a ticket's attached files and where they are."""
     from dataclasses import asdict
 
-    from toolkit.tickets.local import LocalTickets
+    from toolkit.tickets.base import check_ticket_id
+    from toolkit.tickets.plugins import open_backend
 
-    found = LocalTickets().ticket(ticket)
+    found = open_backend(backend).ticket(check_ticket_id(ticket))
     if as_json:
-        body = {"ticket": found.id, "attachments": [asdict(a) for a in found.attachments]}
-        out().print(json.dumps(body), markup=False, highlight=False)
+        body: dict[str, Any] = {"ticket": found.id, "attachments": []}
+        if found.title or found.url:
+            body.update(title=found.title, url=found.url)
+        body["attachments"] = [asdict(a) for a in found.attachments]
+        _json(body)
         return
-    console = out()
-    console.print(f"ticket {found.id}", markup=False, highlight=False)
+    _print(f"ticket {found.id}" + (f": {found.title}" if found.title else ""))
     for a in found.attachments:
-        console.print(
-            f"  {a.attached_at}  {a.size:>9} bytes  {a.location}", markup=False, highlight=False
-        )
+        _print(f"  {a.attached_at}  {a.size:>9} bytes  {a.location}")
         if a.comment:
-            console.print(f"      {a.comment.splitlines()[0]}", markup=False, highlight=False)
+            _print(f"      {a.comment.splitlines()[0]}")
+
+
+@app.command()
+def backends(as_json: JsonOption = False) -> None:
+    """List the installed ticket backends and which ones are set up."""
+    from toolkit.tickets.plugins import available, default_backend, plugin, read_config
+
+    config = read_config()
+    default = default_backend()
+    rows = []
+    for name, where in available().items():
+        try:
+            summary = plugin(name).summary
+        except ToolkitError as exc:
+            summary = f"(broken: {exc.message})"
+        table = config.get(name, {})
+        url = str(table.get("url", "")) if isinstance(table, dict) else ""
+        rows.append(
+            {
+                "name": name,
+                "default": name == default,
+                "url": url,
+                "summary": summary,
+                "from": where,
+            }
+        )
+    if as_json:
+        _json(rows)
+        return
+    for row in rows:
+        mark = "*" if row["default"] else " "
+        _print(f"{mark} {row['name']:<12} {row['url'] or '-':<36} {row['summary']}")
+
+
+def _read_secret(label: str, from_stdin: bool) -> str:
+    if from_stdin:
+        value = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        from rich.prompt import Prompt
+
+        value = Prompt.ask(label[:1].upper() + label[1:], password=True, console=err())
+    else:
+        raise UsageError(
+            f"No terminal to ask for the {label}.", hint="Pass --secret-stdin and pipe it in."
+        )
+    if not value:
+        raise UsageError(f"The {label} is empty; nothing was stored.")
+    return value
+
+
+def _option_value(text: str) -> tuple[str, str | int | bool]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"--option {text!r}: use KEY=VALUE.")
+    if value.isdigit():
+        return key, int(value)
+    if value in ("true", "false"):
+        return key, value == "true"
+    return key, value
+
+
+@app.command()
+def login(
+    backend: Annotated[str, typer.Argument(help="Backend name (`toolkit tickets backends`).")],
+    url: Annotated[str, typer.Option("--url", help="The ticket system's base URL.")] = "",
+    user: Annotated[
+        str | None,
+        typer.Option("--user", help="Account name or email, where the backend needs one."),
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            "-o",
+            metavar="KEY=VALUE",
+            help="A backend setting for tickets.toml (project, queue, max_attachment_bytes...).",
+        ),
+    ] = None,
+    secret_stdin: Annotated[
+        bool, typer.Option("--secret-stdin", help="Read the key or password from stdin.")
+    ] = False,
+    make_default: Annotated[
+        bool, typer.Option("--default", help="Attach session transcripts here from now on.")
+    ] = False,
+) -> None:
+    """Store a backend's URL (tickets.toml) and its key or password (OS keyring only)."""
+    from toolkit.secrets import Secret
+    from toolkit.tickets.plugins import check_name, plugin, read_config, store_secret, write_config
+
+    found = plugin(check_name(backend))
+    if found.needs_url and not url.startswith(("http://", "https://")):
+        raise UsageError(f"{backend} needs --url with an http:// or https:// URL.")
+    if found.user_label and not user:
+        raise UsageError(f"{backend} needs --user (the account's {found.user_label}).")
+    config = read_config()
+    table = dict(config.get(backend, {}) or {})
+    if url:
+        table["url"] = url.rstrip("/")
+    if user:
+        table["user"] = user
+    for text in option or []:
+        key, value = _option_value(text)
+        if key not in found.options:
+            valid = ", ".join(found.options) or "none"
+            raise UsageError(f"{backend} has no setting {key!r}.", hint=f"Its settings: {valid}.")
+        table[key] = value
+    if found.credential:
+        store_secret(backend, table["url"], Secret(_read_secret(found.credential, secret_stdin)))
+    config[backend] = table
+    if make_default:
+        config["default"] = backend
+    path = write_config(config)
+    stored = f"; its {found.credential} is in the OS keyring" if found.credential else ""
+    _say(f"{backend} settings saved in {path}{stored}.")
+    if make_default or config.get("default") == backend:
+        _say(f"Session transcripts will be attached to {backend}.")
+    else:
+        _say(f"Use it with --backend {backend}, or make it the default with --default.")
+
+
+@app.command()
+def new(
+    subject: Annotated[str, typer.Option("--subject", help="The new ticket's subject.")],
+    description: Annotated[str, typer.Option("--description", help="Its first text.")] = "",
+    backend: BackendOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Open a new ticket and print its id."""
+    from toolkit.tickets.plugins import open_backend
+
+    opened = open_backend(backend)
+    ticket = opened.create(subject, description or subject)
+    if as_json:
+        _json({"backend": opened.name, "ticket": ticket})
+    else:
+        _print(ticket)
+
+
+def _entry_json(entry: Entry) -> dict[str, object]:
+    body = entry.to_json()
+    body["folder"] = str(entry.folder)
+    return body
+
+
+@app.command()
+def outbox(as_json: JsonOption = False) -> None:
+    """List the transcripts waiting to be attached, and why they wait."""
+    from toolkit.tickets.outbox import Outbox
+
+    entries = Outbox().entries()
+    if as_json:
+        _json([_entry_json(e) for e in entries])
+        return
+    if not entries:
+        _print("The outbox is empty: every transcript is attached.")
+    for e in entries:
+        why = e.last_error or "not tried yet"
+        _print(f"{e.backend}:{e.ticket}  {e.transcript}  since {e.created}, {e.attempts} tries")
+        _print(f"    {why}")
+
+
+def _report(entry: Entry, delivered: Delivered | None, error: ToolkitError | None) -> None:
+    where = f"{entry.backend} ticket {entry.ticket}"
+    if error is not None:
+        _say(f"{entry.transcript}: still waiting for {where}: {error.message}")
+    elif delivered is None:
+        _say(f"{entry.transcript}: another toolkit is attaching it right now.")
+    else:
+        again = "" if delivered.uploaded else " (already there from an earlier try)"
+        _say(
+            f"{entry.transcript}: attached to {where}{again}; read back, SHA-256 matches "
+            f"(verdict before upload: {delivered.verdict})."
+        )
+
+
+@app.command()
+def sync(as_json: JsonOption = False) -> None:
+    """Attach every transcript waiting in the outbox; exit 5 if some still wait."""
+    from toolkit.tickets.outbox import Outbox
+    from toolkit.tickets.plugins import open_backend
+
+    results = Outbox().sync(open_backend, _allowed_signers())
+    if as_json:
+        _json(
+            [
+                {
+                    "id": entry.id,
+                    "backend": entry.backend,
+                    "ticket": entry.ticket,
+                    "transcript": entry.transcript,
+                    "attached": delivered is not None,
+                    "uploaded": list(delivered.uploaded) if delivered else [],
+                    "verdict": delivered.verdict if delivered else None,
+                    "error": error.message if error else None,
+                }
+                for entry, delivered, error in results
+            ]
+        )
+    else:
+        if not results:
+            _say("The outbox is empty: nothing to attach.")
+        for result in results:
+            _report(*result)
+    if any(error is not None for _, _, error in results):
+        raise typer.Exit(ExitCode.TICKET_BACKEND)
+
+
+@app.command()
+def download(
+    ticket: Annotated[str, typer.Argument(help="Ticket id.")],
+    to: Annotated[Path, typer.Option("--to", help="Folder to write the attachments in.")],
+    backend: BackendOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Download a ticket's attachments and rebuild compressed or split transcripts."""
+    from toolkit.tickets.base import check_ticket_id
+    from toolkit.tickets.package import reassemble
+    from toolkit.tickets.plugins import open_backend
+
+    opened = open_backend(backend)
+    found = opened.ticket(check_ticket_id(ticket))
+    to.mkdir(parents=True, exist_ok=True)
+    written = []
+    for a in found.attachments:
+        if "/" in a.name or a.name in ("", ".", ".."):
+            continue
+        dest = to / a.name
+        opened.download(found.id, a, dest)
+        written.append(dest)
+    rebuilt = reassemble(to)
+    if as_json:
+        _json({"files": [str(p) for p in written], "transcripts": [str(p) for p in rebuilt]})
+        return
+    for path in written:
+        _print(str(path))
+    for path in rebuilt:
+        _say(f"Rebuilt {path} from its parts; check it with: toolkit verify {path}")
+
+
+# -- what toolkit connect calls ---------------------------------------------------------
+
+
+def sync_once_quietly() -> None:
+    """Try the outbox once (toolkit connect, at start): one line per transcript, never an error."""
+    from toolkit.tickets.http import quick
+    from toolkit.tickets.outbox import Outbox
+    from toolkit.tickets.plugins import open_backend
+
+    box = Outbox()
+    if not box.entries():
+        return
+    try:
+        with quick(5.0):
+            results = box.sync(open_backend, _allowed_signers())
+    except Exception as exc:  # never stop a session from starting
+        _say(f"Could not try the outbox ({exc}); `toolkit tickets sync` tries again.")
+        return
+    for result in results:
+        _report(*result)
+
+
+def attach_transcript(ticket: str, cast: Path, signer: Signer) -> tuple[str, str]:
+    """The seal's last step: into the outbox, then onto the ticket now if the system answers.
+
+    Returns where the transcript and its signature can be read (the ticket's
+    copies for the local store, the sealed files for a remote system). When
+    attaching fails, the transcript waits in the outbox and TicketBackendError
+    says so.
+    """
+    from toolkit.tickets.outbox import Outbox
+    from toolkit.tickets.package import MIN_LIMIT
+    from toolkit.tickets.plugins import default_backend, open_backend
+
+    name = default_backend()
+    backend: TicketBackend | None = None
+    try:
+        backend = open_backend(name)
+        limit = backend.max_attachment_bytes
+    except ToolkitError as exc:
+        _say(f"The {name} ticket backend cannot be used: {exc.message}")
+        limit = max(MIN_LIMIT, 5 * 1024 * 1024)  # the smallest common default (Redmine's)
+    box = Outbox()
+    entry = box.enqueue(name, ticket, cast, signer, limit)
+    delivered: Delivered | None = None
+    if backend is not None:
+        try:
+            delivered = box.deliver(entry, backend, _allowed_signers())
+        except ToolkitError as exc:
+            _say(f"Could not attach the transcript to {name} ticket {ticket}: {exc.message}")
+    if delivered is None:
+        raise TicketBackendError(
+            f"The transcript is sealed at {cast} and waits in the outbox ({entry.folder}).",
+            hint="`toolkit tickets sync` attaches it; `toolkit tickets outbox` shows why it waits.",
+        )
+    by_name = {a.name: a.location for a in delivered.attachments}
+    sig = cast.name + ".sig"
+    if name == "local" and cast.name in by_name:
+        shown = (by_name[cast.name], by_name[sig])
+        _say(f"Transcript sealed and attached to ticket {ticket}: {shown[0]}")
+    else:
+        shown = (str(cast), str(cast.with_name(sig)))
+        _say(
+            f"Transcript sealed and attached to {name} ticket {ticket} "
+            f"(read back, SHA-256 matches); the sealed copy stays at {cast}"
+        )
+    return shown

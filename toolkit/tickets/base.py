@@ -1,8 +1,10 @@
 """The ticket-backend interface: what session code attaches transcripts through.
 
-A backend finds a ticket, attaches files with a comment, and lists what a
-ticket holds. The local store is the embedded default; Redmine, RT and others
-implement the same protocol as plugins, without session code changing.
+A backend finds or creates a ticket, attaches files with a comment, lists
+what a ticket holds and downloads one attachment back. The local store is
+the embedded default; Redmine, RT and the others implement the same protocol
+as plugins (see :mod:`toolkit.tickets.plugins`), without session code
+changing.
 """
 
 from __future__ import annotations
@@ -29,28 +31,47 @@ def check_ticket_id(ticket: str) -> str:
 class Attachment:
     name: str
     size: int
-    sha256: str
+    sha256: str  # "" when the ticket system does not say; the read-back check computes it
     attached_at: str  # ISO 8601, UTC
     location: str  # a path or URL where the attachment can be read back
     comment: str = ""
+    id: str = ""  # the ticket system's own id for it, when it has one
 
 
 @dataclass(frozen=True)
 class Ticket:
     id: str
     attachments: tuple[Attachment, ...]
+    title: str = ""
+    url: str = ""
 
 
 class TicketBackend(Protocol):
-    """A ticket system. Methods raise TicketBackendError when the system fails."""
+    """A ticket system. Methods raise TicketBackendError when the system fails.
+
+    ``max_attachment_bytes`` is the largest single file the system takes
+    (None: no limit known); larger transcripts are compressed or split
+    before :meth:`attach` sees them.
+    """
 
     name: str
+    max_attachment_bytes: int | None
 
-    def attach(self, ticket: str, files: list[Path], comment: str) -> list[Attachment]: ...
+    def ticket(self, ticket: str) -> Ticket:
+        """The ticket with its attachments; TicketBackendError if there is none."""
+        ...
 
-    def tickets(self) -> list[Ticket]: ...
+    def create(self, subject: str, description: str) -> str:
+        """Open a new ticket; its id."""
+        ...
 
-    def ticket(self, ticket: str) -> Ticket: ...
+    def attach(self, ticket: str, files: list[Path], comment: str) -> list[Attachment]:
+        """Attach ``files`` with one comment, in as few steps as the system allows."""
+        ...
+
+    def download(self, ticket: str, attachment: Attachment, dest: Path) -> None:
+        """Write the attachment's bytes, as the system serves them, to ``dest``."""
+        ...
 
 
 __all__ = ["Attachment", "Ticket", "TicketBackend", "check_ticket_id"]

@@ -18,6 +18,7 @@ from pathlib import Path
 from toolkit import paths
 from toolkit.errors import TicketBackendError
 from toolkit.tickets.base import Attachment, Ticket, check_ticket_id
+from toolkit.tickets.plugins import BackendConfig, TicketPlugin
 
 
 def _sha256(path: Path) -> str:
@@ -30,6 +31,8 @@ def _sha256(path: Path) -> str:
 
 class LocalTickets:
     name = "local"
+    max_attachment_bytes: int | None = None
+    creates_on_attach = True  # any ticket id: its folder appears with its first attachment
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or paths.data_dir() / "tickets"
@@ -49,6 +52,13 @@ class LocalTickets:
                 f"The local ticket index {index} is damaged ({exc}).",
                 hint="Move it aside; the attached files next to it are intact.",
             ) from None
+
+    def _subject(self, ticket: str) -> str:
+        try:
+            raw = json.loads((self._dir(ticket) / "ticket.json").read_text(encoding="utf-8"))
+            return str(raw.get("subject", ""))
+        except (OSError, ValueError, AttributeError):
+            return ""
 
     def attach(self, ticket: str, files: list[Path], comment: str) -> list[Attachment]:
         folder = self._dir(ticket)
@@ -82,7 +92,11 @@ class LocalTickets:
                         comment=comment,
                     )
                 )
-            body = {"ticket": ticket, "attachments": [asdict(a) for a in existing + added]}
+            body = {
+                "ticket": ticket,
+                "subject": self._subject(ticket),
+                "attachments": [asdict(a) for a in existing + added],
+            }
             index = (json.dumps(body, indent=2) + "\n").encode()
             paths.atomic_write(folder / "ticket.json", index, 0o600)
         except OSError as exc:
@@ -97,7 +111,31 @@ class LocalTickets:
                 f"There is no local ticket {ticket!r}.",
                 hint="`toolkit tickets list` shows the tickets that have attachments.",
             )
-        return Ticket(ticket, tuple(self._index(ticket)))
+        return Ticket(
+            ticket, tuple(self._index(ticket)), self._subject(ticket), str(self._dir(ticket))
+        )
+
+    def create(self, subject: str, description: str) -> str:
+        """A new ticket folder named L-<n>, with the subject in its index."""
+        paths.ensure_private_dir(self.root)
+        taken = {d.name for d in self.root.iterdir()}
+        n = 1
+        while f"L-{n}" in taken:
+            n += 1
+        ticket = f"L-{n}"
+        folder = paths.ensure_private_dir(self._dir(ticket))
+        body = {"ticket": ticket, "subject": subject, "attachments": []}
+        paths.atomic_write(folder / "ticket.json", (json.dumps(body, indent=2) + "\n").encode())
+        return ticket
+
+    def download(self, ticket: str, attachment: Attachment, dest: Path) -> None:
+        src = Path(attachment.location)
+        if src.parent != self._dir(ticket):
+            raise TicketBackendError(f"{attachment.name} is not an attachment of {ticket}.")
+        try:
+            shutil.copyfile(src, dest)
+        except OSError as exc:
+            raise TicketBackendError(f"Cannot read {src}: {exc.strerror or exc}.") from None
 
     def tickets(self) -> list[Ticket]:
         if not self.root.is_dir():
@@ -105,4 +143,18 @@ class LocalTickets:
         return [self.ticket(d.name) for d in sorted(self.root.iterdir()) if d.is_dir()]
 
 
-__all__ = ["LocalTickets"]
+def _make(config: BackendConfig) -> LocalTickets:
+    folder = config.options.get("folder")
+    return LocalTickets(Path(str(folder)).expanduser() if folder else None)
+
+
+plugin = TicketPlugin(
+    name="local",
+    summary="Tickets as folders under the data dir (the default; needs no set-up)",
+    make=_make,
+    credential=None,
+    needs_url=False,
+    options={"folder": "where the ticket folders live [default: <data dir>/tickets]"},
+)
+
+__all__ = ["LocalTickets", "plugin"]

@@ -1,0 +1,136 @@
+"""The comment that goes with a transcript onto the ticket.
+
+Short and plain text: who, when, what scope, every operation with its
+result, the verdict of verifying the transcript right before upload, and the
+one line that verifies it with stock OpenSSH. Everything comes from the
+sealed transcript itself (whose recorder already kept secrets out).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import ToolkitError
+from toolkit.identity import sshsig
+from toolkit.identity.allowed_signers import AllowedSigners
+from toolkit.identity.keys import public_line
+from toolkit.tickets.package import GZIP, MANIFEST_NAMESPACE, PARTS, Package, manifest_name
+from toolkit.transcript.models import NAMESPACE_CHECKPOINT, NAMESPACE_SEAL, Event
+from toolkit.transcript.verify import Report, examine
+
+#: Operations listed one by one; the rest are counted.
+MAX_LISTED = 60
+_FIELD = 120
+
+
+def _trust(cast: Path, allowed_signers: Path | None) -> tuple[AllowedSigners | None, str]:
+    """The trust to verify with, and how to describe it in the comment."""
+    if allowed_signers is not None and allowed_signers.is_file():
+        return AllowedSigners.from_file(allowed_signers), f"checked against {allowed_signers}"
+    try:  # no allowed_signers here: the seal's own key, so integrity still shows
+        sig = sshsig.SSHSig.from_bytes(
+            sshsig.dearmor(cast.with_name(cast.name + ".sig").read_bytes())
+        )
+    except (OSError, ToolkitError):
+        return None, "no allowed_signers file on the technician's machine"
+    from toolkit.transcript.models import Header
+
+    with cast.open("rb") as f:
+        email = Header.from_line(f.readline()).signed_by.email
+    line = (
+        f'{email} namespaces="{NAMESPACE_CHECKPOINT},{NAMESPACE_SEAL}" '
+        f"{public_line(sig.public_key)}\n"
+    )
+    return AllowedSigners.from_text(line, "the seal's own key"), (
+        "integrity checked against the seal's own key; a supervisor checks trust"
+    )
+
+
+def verdict(cast: Path, allowed_signers: Path | None) -> tuple[Report, str]:
+    """Verify ``cast`` now; the report and a one-line description of the verdict."""
+    trust, how = _trust(cast, allowed_signers)
+    report = examine(cast, trust)
+    line = report.verdict.value
+    if report.failure is not None:
+        line += f": {report.failure.reason}"
+    return report, f"{line} ({how})"
+
+
+def _clip(value: object) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= _FIELD else text[: _FIELD - 3] + "..."
+
+
+def _operation(fields: dict[str, Any], kind: str) -> str:
+    what = fields.get("command") or " ".join(
+        str(fields.get(k, "")) for k in ("op", "name", "path") if fields.get(k)
+    )
+    if kind == "refusal":
+        result = "refused"
+    elif fields.get("ok") is False:
+        result = f"failed ({fields.get('error', 'error')})"
+    elif fields.get("exit_status") not in (None, 0):
+        result = f"exit {fields.get('exit_status')}"
+    else:
+        result = "ok"
+    return f"  {result:<10} {_clip(what)}"
+
+
+def comment(package: Package, allowed_signers: Path | None) -> tuple[str, Report]:
+    """The comment text for ``package``, verifying its transcript first."""
+    cast = package.transcript
+    report, verdict_line = verdict(cast, allowed_signers)
+    h = report.header
+    listed: list[str] = []
+    operations = refusals = 0
+    with cast.open("rb") as f:
+        f.readline()
+        for raw in f:
+            if b', "e", ' not in raw:
+                continue
+            try:
+                event = Event.from_line(raw)
+                fields = event.fields()
+            except (ValueError, ToolkitError):
+                continue
+            kind = fields.get("type")
+            if kind not in ("operation", "refusal") or fields.get("purpose") == "completion":
+                continue
+            operations += kind == "operation"
+            refusals += kind == "refusal"
+            if len(listed) < MAX_LISTED:
+                listed.append(_operation(fields, str(kind)))
+    more = operations + refusals - len(listed)
+    started = datetime.fromtimestamp(h.timestamp, UTC).isoformat(timespec="seconds")
+    ended = report.ended.isoformat(timespec="seconds") if report.ended else "not recorded"
+    lines = [
+        f"toolkit session transcript {cast.name}",
+        f"Technician: {h.technician.name} <{h.technician.email}> ({h.technician.fingerprint})",
+        f"Customer host: {h.customer_host or '?'}; agent host key {h.agent_host_key or '?'}",
+        f"Session {h.session_id}, ticket {h.ticket}",
+        f"Started {started}, ended {ended}; end: {report.end_reason or 'not recorded'}",
+        f"Scope: {', '.join(h.scope) or 'none'}",
+        f"Operations: {operations}, refusals: {refusals}",
+        *listed,
+        *([f"  ... and {more} more (all in the transcript)"] if more > 0 else []),
+        f"Verified right before upload: {verdict_line}",
+        "Verify it: ssh-keygen -Y verify -f allowed_signers "
+        f"-I {h.signed_by.email} -n {NAMESPACE_SEAL} -s {cast.name}.sig < {cast.name}",
+    ]
+    if package.form in (GZIP, PARTS):
+        pieces = "one gzip file" if package.form == GZIP else f"{len(package.files) - 3} parts"
+        manifest = manifest_name(cast)
+        lines += [
+            f"The transcript is too large for this system, so it is attached as {pieces}: "
+            f"rebuild it with `cat {cast.name}.gz* | gunzip > {cast.name}` "
+            "(or `toolkit tickets download`).",
+            f"{manifest} lists every file's SHA-256; its signature: ssh-keygen -Y verify "
+            f"-f allowed_signers -I {h.signed_by.email} -n {MANIFEST_NAMESPACE} "
+            f"-s {manifest}.sig < {manifest}",
+        ]
+    return "\n".join(lines) + "\n", report
+
+
+__all__ = ["MAX_LISTED", "comment", "verdict"]
