@@ -7,15 +7,19 @@ is the typer command around it.
 
 from __future__ import annotations
 
+import builtins
 import json
+import os
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 from toolkit.cli._console import err, out
 from toolkit.errors import ExitCode, ToolkitError, TranscriptFormatError
 
 if TYPE_CHECKING:
     import typer
+    from rich.console import Console
 
     from toolkit.transcript.verify import Report
 else:
@@ -51,11 +55,70 @@ def _duration(seconds: float | None) -> str:
     return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
 
 
+class _Lines:
+    """Prints to stdout or stderr as a rich ``Console(soft_wrap=True)`` does.
+
+    Off a terminal, rich writes a line of printable text as it is, apart
+    from replacing emoji codes such as ``:smile:``: such a line is written
+    here directly, with rich's own replacement, and a Console (most of
+    rich's start-up time) is made only for a line that needs one: a
+    terminal (styles), markup holding a "[", control characters.
+    tests/unit/transcript/test_verify_command.py compares both ways.
+    """
+
+    def __init__(self, *, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def print(self, text: str, *, markup: bool = False, plain: str = "") -> None:
+        """Print ``text``; with ``markup``, ``plain`` is the same line without its tags."""
+        stream = sys.stderr if self._stderr else sys.stdout
+        line = plain if markup else text
+        if "[" not in line and _not_a_terminal(stream):
+            from rich._emoji_replace import _emoji_replace
+
+            line = _emoji_replace(line)
+            if line.isprintable() and (line.isascii() or _utf8(stream)):
+                try:
+                    stream.write(line + "\n")
+                    stream.flush()
+                except BrokenPipeError:  # what rich's Console.on_broken_pipe does
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                    raise SystemExit(1) from None
+                return
+        if self._console is None:
+            self._console = err() if self._stderr else out()
+        self._console.print(text, markup=markup, highlight=markup)
+
+
+def _not_a_terminal(stream: TextIO) -> bool:
+    """Whether rich surely takes ``stream`` for something other than a terminal."""
+    if sys.platform == "win32" or hasattr(builtins, "get_ipython"):  # rich's own cases
+        return False
+    if "TTY_COMPATIBLE" in os.environ or "FORCE_COLOR" in os.environ:
+        return False
+    try:
+        return not stream.isatty()
+    except ValueError:
+        return False
+
+
+def _utf8(stream: TextIO) -> bool:
+    return (getattr(stream, "encoding", None) or "").lower().replace("_", "-") in {
+        "utf-8",
+        "utf8",
+    }
+
+
 def _render(report: Report, signers: Path | None) -> None:
-    console = out()
+    console = _Lines(stderr=False)
     h = report.header
     verdict = report.verdict.value
-    console.print(f"[{_STYLE.get(verdict, 'bold red')}]{verdict}[/] {report.path}")
+    console.print(
+        f"[{_STYLE.get(verdict, 'bold red')}]{verdict}[/] {report.path}",
+        markup=True,
+        plain=f"{verdict} {report.path}",
+    )
     rows = [
         ("technician", f"{h.technician.name} <{h.technician.email}> {h.technician.fingerprint}"),
         ("ticket", h.ticket),
@@ -71,10 +134,10 @@ def _render(report: Report, signers: Path | None) -> None:
     if report.trusted_as:
         rows.append(("signer", f"trusted as {report.trusted_as} by {signers}"))
     for label, value in rows:
-        console.print(f"  {label:<12} {value}", markup=False, highlight=False)
+        console.print(f"  {label:<12} {value}")
     if report.failure:
         f = report.failure
-        console.print(f"  {'problem':<12} {f.reason}", markup=False, highlight=False)
+        console.print(f"  {'problem':<12} {f.reason}")
         where = []
         if f.byte_range:
             where.append(f"bytes {f.byte_range[0]}-{f.byte_range[1]}")
@@ -83,18 +146,16 @@ def _render(report: Report, signers: Path | None) -> None:
         if f.line:
             where.append(f"first malformed line {f.line}")
         if where:
-            console.print(f"  {'where':<12} {', '.join(where)}", markup=False, highlight=False)
+            console.print(f"  {'where':<12} {', '.join(where)}")
     for note in report.notes:
-        console.print(f"  {'note':<12} {note}", markup=False, highlight=False)
+        console.print(f"  {'note':<12} {note}")
     if report.verdict.value == "TAMPERED":
         console.print(
             "  This transcript was modified after it was signed, maybe maliciously: "
-            "do not rely on what it shows after the last valid checkpoint.",
-            markup=False,
-            highlight=False,
+            "do not rely on what it shows after the last valid checkpoint."
         )
     cmd = report.ssh_keygen_command(str(signers) if signers else "ALLOWED_SIGNERS")
-    console.print(f"  {'ssh-keygen':<12} {cmd}", markup=False, highlight=False)
+    console.print(f"  {'ssh-keygen':<12} {cmd}")
 
 
 def verify_command(
@@ -123,6 +184,7 @@ def verify_files(files: list[Path], allowed_signers: Path | None, as_json: bool)
 
     signers = allowed_signers or default_allowed_signers()
     trust = AllowedSigners.from_file(signers) if signers else None
+    stdout, stderr = _Lines(stderr=False), _Lines(stderr=True)
     worst = ExitCode.OK
     for path in files:
         try:
@@ -130,21 +192,19 @@ def verify_files(files: list[Path], allowed_signers: Path | None, as_json: bool)
         except TranscriptFormatError as exc:
             if as_json:
                 out().print_json(json.dumps({"path": str(path), "error": exc.message}))
-            err().print(exc.diagnostics(), markup=False, highlight=False)
+            stderr.print(exc.diagnostics())
             worst = ExitCode.USAGE
             continue
         if as_json:
-            out().print(json.dumps(report.to_json()), markup=False, highlight=False)
+            stdout.print(json.dumps(report.to_json()))
         else:
             _render(report, signers)
         if report.verdict is not Verdict.SEALED and worst is ExitCode.OK:
             worst = ExitCode.FAILED
     if trust is None and not as_json:
-        err().print(
+        stderr.print(
             "No allowed_signers file was found, so no signer can be trusted. "
-            "Pass --allowed-signers FILE (see `toolkit keys allowed-signers`).",
-            markup=False,
-            highlight=False,
+            "Pass --allowed-signers FILE (see `toolkit keys allowed-signers`)."
         )
     return worst
 
