@@ -150,14 +150,22 @@ class Agent:
     def transcripts(self) -> Path:
         return self.settings.transcripts or paths.data_dir() / "transcripts"
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
-        """Listen on ``host:port`` (0: a free port); returns the address really bound."""
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, tunnel: Any = None
+    ) -> tuple[str, int]:
+        """Listen on ``host:port`` (0: a free port); returns the address really bound.
+
+        ``tunnel``: listen through a relay instead (a
+        :class:`toolkit.transport.relay.AgentRendezvous`); its ``new_code`` makes the
+        codes, whose first group is the rendezvous name, and the address is the relay's.
+        """
         self._ended = asyncio.get_running_loop().create_future()
         try:
             self._server = await asyncssh.create_server(
                 lambda: AgentConnection(self),
                 host,
                 port,
+                tunnel=tunnel if tunnel is not None else (),
                 server_host_keys=[self.host_key.ssh_key],
                 encryption_algs=CIPHERS,
                 kbdint_auth=True,
@@ -183,8 +191,12 @@ class Agent:
                 f"Cannot listen on {host}:{port}: {exc.strerror or exc}.",
                 hint="Choose another address with --listen HOST:PORT (port 0 picks a free one).",
             ) from None
-        sockname = self._server.sockets[0].getsockname()
-        self.address = (str(sockname[0]), int(sockname[1]))
+        if tunnel is not None:
+            self.codes = CodeBook(ttl=self.settings.ttl, generate=tunnel.new_code)
+            self.address = tunnel.address
+        else:
+            sockname = self._server.sockets[0].getsockname()
+            self.address = (str(sockname[0]), int(sockname[1]))
         self.observer.new_code(self.codes.current)
         self._watch = asyncio.create_task(self._watch_code())
         return self.address

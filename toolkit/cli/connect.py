@@ -13,6 +13,14 @@ import typer
 
 from toolkit.cli._console import err, out
 from toolkit.cli._identity import AgentOption, KeyOption, load_identity
+from toolkit.cli._relay import (
+    DEFAULT_RELAY_DIR,
+    RelayDirOption,
+    RelayOption,
+    connect_relayed,
+    relay_route,
+    relay_shown,
+)
 from toolkit.cli._terminal import TerminalLines, printable
 from toolkit.cli.share import parse_address
 from toolkit.errors import ExitCode, ToolkitError, UsageError
@@ -23,6 +31,7 @@ if TYPE_CHECKING:
     from toolkit.secrets import Secret
     from toolkit.session.commands import Command
     from toolkit.session.technician import Result, TechnicianSession
+    from toolkit.transport.relay import RelayRoute
 
 PROMPT = "toolkit> "
 #: How often the prompt checks whether the customer ended the session meanwhile.
@@ -124,8 +133,10 @@ def _stream(stream: int, data: bytes) -> None:
 
 def connect_command(
     address: Annotated[
-        str, typer.Argument(metavar="HOST:PORT", help="What toolkit share printed.")
-    ],
+        str | None,
+        typer.Argument(metavar="HOST:PORT", help="What toolkit share printed (not with --relay)."),
+    ] = None,
+    *,
     ticket: Annotated[
         str, typer.Option("--ticket", help="The support ticket this session is for.")
     ],
@@ -150,13 +161,26 @@ def connect_command(
     as_json: Annotated[bool, typer.Option("--json", help="Each result as one JSON line.")] = False,
     key: KeyOption = None,
     agent: AgentOption = None,
+    relay: RelayOption = None,
+    relay_dir: RelayDirOption = DEFAULT_RELAY_DIR,
 ) -> None:
     """Connect to a customer's toolkit share, with their code and consent."""
     from toolkit.consent import parse_code, scopes
     from toolkit.tickets.base import check_ticket_id
 
-    host, port = parse_address(address)
-    if port == 0:
+    route = relay_route(relay, relay_dir)
+    if route is not None:
+        if address is not None:
+            raise UsageError("Give HOST:PORT or --relay, not both.")
+        host, port = str(route.address), 0
+    elif address is None:
+        raise UsageError(
+            "Where is the customer's toolkit share?",
+            hint="Give the HOST:PORT it printed, or --relay [USER@]HOST[:PORT] and its code.",
+        )
+    else:
+        host, port = parse_address(address)
+    if port == 0 and route is None:
         raise UsageError(f"{address!r} has no port: use the HOST:PORT that toolkit share printed.")
     check_ticket_id(ticket)
     try:
@@ -176,7 +200,9 @@ def connect_command(
 
     sync_once_quietly()  # transcripts left in the outbox: one try before this session
     secret = parse_code(code if code is not None else _ask_code())
-    worst = asyncio.run(_session(host, port, identity, ticket, asked, secret, commands, as_json))
+    worst = asyncio.run(
+        _session(host, port, identity, ticket, asked, secret, commands, as_json, route=route)
+    )
     if worst:
         raise typer.Exit(worst)
 
@@ -190,17 +216,24 @@ async def _session(
     code: Secret,
     commands: list[Command] | None,
     as_json: bool,
+    *,
+    route: RelayRoute | None = None,
 ) -> int:
     from toolkit.session.technician import TechnicianSession
     from toolkit.transport.ssh import ConsentAsk, connect
 
     shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if route is not None:
+        shown = relay_shown(route, code)
     ask = ConsentAsk(identity, ticket, asked, code)
     if not as_json:
         err().print(
             f"Connecting to {shown}; the customer will be asked to approve...", markup=False
         )
-    conn, consent = await connect(host, port, ask)
+    if route is not None:
+        conn, consent = await connect_relayed(route, ask)
+    else:
+        conn, consent = await connect(host, port, ask)
     from toolkit.consent import scope_names
 
     err().print(

@@ -16,6 +16,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from toolkit.cli._console import err, out
+from toolkit.cli._relay import (
+    DEFAULT_RELAY_DIR,
+    RelayDirOption,
+    RelayOption,
+    relay_route,
+    start_relayed,
+)
 from toolkit.cli._terminal import TerminalLines, printable
 from toolkit.errors import ExitCode, UsageError
 
@@ -245,6 +252,8 @@ def share_command(
             dir_okay=False,
         ),
     ] = None,
+    relay: RelayOption = None,
+    relay_dir: RelayDirOption = DEFAULT_RELAY_DIR,
 ) -> None:
     """Let a technician connect, for one session, after you approve it."""
     from toolkit.consent import scopes, trust_from_allowed_signers, untrusted
@@ -253,6 +262,7 @@ def share_command(
     from toolkit.transcript.models import NAMESPACE_SEAL
 
     host, port = parse_address(listen)
+    route = relay_route(relay, relay_dir)
     _check_listen(listen, host, port)
     try:
         offered = scopes(scope or ["diagnostics"])
@@ -295,7 +305,10 @@ def share_command(
         loop.add_signal_handler(signal.SIGINT, stop, "the customer ended the session (Ctrl-C)")
         loop.add_signal_handler(signal.SIGTERM, stop, "the agent was stopped (SIGTERM)")
         screen.agent = agent
-        bound = _bound_text(*await agent.start(host, port))
+        if route is not None:
+            bound = await start_relayed(agent, route, screen.say)
+        else:
+            bound = _bound_text(*await agent.start(host, port))
         if not as_json:
             err().print(
                 f"Listening on {bound}, host key {agent.host_key.fingerprint}. "

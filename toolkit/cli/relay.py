@@ -1,0 +1,121 @@
+"""``toolkit relay``: a rendezvous point for agents behind NAT (docs/relay.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TextIO
+
+import typer
+
+from toolkit.cli._console import err
+from toolkit.cli.share import parse_address
+from toolkit.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from toolkit.relay.server import Relay
+
+STATS_INTERVAL = 60.0
+
+
+def relay_command(
+    listen: Annotated[
+        str,
+        typer.Option("--listen", metavar="HOST:PORT", help="Where to accept SSH connections."),
+    ],
+    host_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--host-key",
+            help="The relay's SSH host key [default: made once in the data dir].",
+            dir_okay=False,
+        ),
+    ] = None,
+    technicians: Annotated[
+        Path | None,
+        typer.Option(
+            "--technicians",
+            help="Only these keys (allowed_signers or authorized_keys) may reach a rendezvous.",
+            dir_okay=False,
+        ),
+    ] = None,
+    max_ttl: Annotated[
+        float, typer.Option("--max-ttl", min=1, help="Longest life of a rendezvous, in seconds.")
+    ] = 3600.0,
+    lookup_rate: Annotated[
+        float,
+        typer.Option("--lookup-rate", min=0.001, help="Lookups per second per source address."),
+    ] = 1.0,
+    lookup_burst: Annotated[
+        int, typer.Option("--lookup-burst", min=1, help="Lookups at once per source address.")
+    ] = 20,
+    log: Annotated[
+        Path | None,
+        typer.Option(
+            "--log", help="Append the JSON-lines log here [default: stdout].", dir_okay=False
+        ),
+    ] = None,
+) -> None:
+    """Run a relay: agents register a rendezvous, technicians reach it; nothing else."""
+    host, port = parse_address(listen, default_host="0.0.0.0")  # noqa: S104 (a server)
+    if port == 0 and not listen.rstrip().endswith(":0"):
+        raise UsageError(f"--listen {listen!r} needs a port, e.g. 0.0.0.0:2222.")
+    from toolkit.relay._log import EventLog
+    from toolkit.relay.server import Relay, RelayOptions, read_technicians
+
+    options = RelayOptions(
+        host=host,
+        port=port,
+        host_key=host_key,
+        technicians=read_technicians(technicians) if technicians else None,
+        max_ttl=max_ttl,
+        lookup_rate=lookup_rate,
+        lookup_burst=lookup_burst,
+    )
+    stream: TextIO = log.open("a", encoding="utf-8") if log else sys.stdout
+    try:
+        code = asyncio.run(_serve(Relay(options, EventLog(stream)), log is None))
+    finally:
+        if log:
+            stream.close()
+    if code:
+        raise typer.Exit(code)
+
+
+async def _serve(relay: Relay, logs_on_stdout: bool) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    why: list[int] = []
+
+    def stopping(code: int) -> None:
+        why.append(code)
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGINT, stopping, int(ExitCode.INTERRUPTED))
+    loop.add_signal_handler(signal.SIGTERM, stopping, int(ExitCode.OK))
+    host, port = await relay.start()
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    err().print(
+        f"Relay listening on {shown}, host key {relay.host_key_fingerprint}."
+        + ("" if logs_on_stdout else " Logging to the --log file."),
+        markup=False,
+        highlight=False,
+    )
+    ticker = loop.create_task(_stats(relay))
+    try:
+        await stop.wait()
+    finally:
+        ticker.cancel()
+        await relay.close()
+    return why[0] if why else 0
+
+
+async def _stats(relay: Relay) -> None:
+    while True:
+        await asyncio.sleep(STATS_INTERVAL)
+        relay.log.emit("stats", **relay.stats())
+
+
+__all__ = ["relay_command"]

@@ -1,0 +1,214 @@
+"""The relay's rendezvous table: nameplates handed out, renewed, looked up, expired.
+
+No I/O and no asyncssh: the server feeds it registrations, lookups and lost
+connections, with a clock it can fake. A rendezvous is one of:
+
+- ACTIVE: its agent's connection is up and its deadline has not passed;
+  technicians reach the agent through it.
+- WAITING: its agent's connection dropped before the deadline. The name
+  stays reserved for that agent (the same key) so that it can reconnect and
+  keep showing the same code; lookups are refused meanwhile.
+- EXPIRED: the deadline passed. The name stays out of circulation for a
+  cool-down, so that a technician holding an old code does not reach a new
+  customer's agent (and cost it a try); only the same agent may renew it.
+
+Names are 3 digits while any is free, then 4, then 5 (up to 65535, since a
+name travels as a port number in ``tcpip-forward``), chosen at random among
+the free ones, never with a leading zero.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+import time
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field
+
+from toolkit.consent._code import NAMEPLATE_WIDTHS, check_nameplate
+
+Clock = Callable[[], float]
+#: The highest name: a name is a port number in ``tcpip-forward``.
+MAX_NAME = 65535
+DEFAULT_COOLDOWN = 60.0
+DEFAULT_MAX_TTL = 3600.0
+#: Random draws before falling back to a scan of the width (when it is nearly full).
+_DRAWS = 32
+
+
+class State(enum.Enum):
+    ACTIVE = "active"
+    WAITING = "waiting"
+    EXPIRED = "expired"
+
+
+class Refused(Exception):
+    """A registration or lookup the table refuses; ``reason`` is short and safe to log and send."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(eq=False)
+class Rendezvous:
+    name: str
+    owner: str  # the agent's key fingerprint at the relay
+    deadline: float
+    holder: Hashable | None  # the agent's live connection; None while it reconnects
+    route: str = ""  # what the server needs to reach the agent (the forward's listen host)
+    created: float = 0.0
+    lookups: int = field(default=0)
+
+    def state(self, now: float) -> State:
+        if now >= self.deadline:
+            return State.EXPIRED
+        return State.ACTIVE if self.holder is not None else State.WAITING
+
+
+def _widths() -> list[range]:
+    return [range(10 ** (w - 1), min(10**w, MAX_NAME + 1)) for w in NAMEPLATE_WIDTHS]
+
+
+class Table:
+    """Every rendezvous the relay knows, by name."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock = time.monotonic,
+        cooldown: float = DEFAULT_COOLDOWN,
+        max_ttl: float = DEFAULT_MAX_TTL,
+        per_holder: int = 4,
+        draw: Callable[[int], int] = secrets.randbelow,
+    ) -> None:
+        self._clock = clock
+        self._cooldown = cooldown
+        self._max_ttl = max_ttl
+        self._per_holder = per_holder
+        self._draw = draw
+        self._names: dict[str, Rendezvous] = {}
+        self._by_holder: dict[Hashable, set[str]] = {}
+        self._ranges = _widths()
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __iter__(self) -> Iterator[Rendezvous]:
+        return iter(list(self._names.values()))
+
+    def get(self, name: str) -> Rendezvous | None:
+        return self._names.get(name)
+
+    # -- the agent's side ------------------------------------------------------------
+
+    def register(
+        self, owner: str, holder: Hashable, ttl: float, name: str | None = None, route: str = ""
+    ) -> tuple[Rendezvous, bool]:
+        """Hand out a name (``name`` None) or claim/renew ``name``; (rendezvous, renewed).
+
+        Raises Refused: the name is malformed, someone else's, or no name is free.
+        """
+        now = self._clock()
+        ttl = min(max(ttl, 1.0), self._max_ttl)
+        if name is not None:
+            try:
+                check_nameplate(name)
+            except ValueError:
+                raise Refused("not a rendezvous name") from None
+            if int(name) > MAX_NAME:
+                raise Refused("not a rendezvous name")
+            held = self._names.get(name)
+            if held is not None:
+                if held.owner != owner:
+                    raise Refused("the name is in use")
+                self._move(held, holder)
+                held.deadline, held.route = now + ttl, route
+                return held, True
+        self._check_room(holder)
+        chosen = name if name is not None else self._free_name()
+        rendezvous = Rendezvous(chosen, owner, now + ttl, holder, route, created=now)
+        self._names[chosen] = rendezvous
+        self._by_holder.setdefault(holder, set()).add(chosen)
+        return rendezvous, False
+
+    def _check_room(self, holder: Hashable) -> None:
+        if len(self._by_holder.get(holder, ())) >= self._per_holder:
+            raise Refused(f"at most {self._per_holder} rendezvous per connection")
+
+    def _move(self, rendezvous: Rendezvous, holder: Hashable) -> None:
+        if rendezvous.holder == holder:
+            return
+        if rendezvous.holder is not None:
+            self._by_holder.get(rendezvous.holder, set()).discard(rendezvous.name)
+        self._check_room(holder)
+        rendezvous.holder = holder
+        self._by_holder.setdefault(holder, set()).add(rendezvous.name)
+
+    def _free_name(self) -> str:
+        for names in self._ranges:
+            for _ in range(_DRAWS):
+                candidate = str(names[self._draw(len(names))])
+                if candidate not in self._names:
+                    return candidate
+            start = self._draw(len(names))
+            for i in range(len(names)):
+                candidate = str(names[(start + i) % len(names)])
+                if candidate not in self._names:
+                    return candidate
+        raise Refused("no rendezvous name is free")
+
+    def release(self, holder: Hashable) -> list[Rendezvous]:
+        """The agent's connection is gone: its rendezvous wait for it until their deadline."""
+        names = self._by_holder.pop(holder, set())
+        dropped = [self._names[n] for n in sorted(names) if n in self._names]
+        for rendezvous in dropped:
+            rendezvous.holder = None
+        return dropped
+
+    def cancel(self, holder: Hashable, name: str) -> Rendezvous | None:
+        """The agent gave the name up: it goes into its cool-down at once."""
+        rendezvous = self._names.get(name)
+        if rendezvous is None or rendezvous.holder != holder:
+            return None
+        self._by_holder.get(holder, set()).discard(name)
+        rendezvous.holder = None
+        rendezvous.deadline = min(rendezvous.deadline, self._clock())
+        return rendezvous
+
+    # -- the technician's side ---------------------------------------------------------
+
+    def lookup(self, name: str) -> Rendezvous:
+        """The ACTIVE rendezvous called ``name``; else Refused saying why."""
+        rendezvous = self._names.get(name)
+        if rendezvous is None:
+            raise Refused("no such rendezvous")
+        state = rendezvous.state(self._clock())
+        if state is State.EXPIRED:
+            raise Refused("the rendezvous expired")
+        if state is State.WAITING:
+            raise Refused("the customer's agent is reconnecting to the relay; try again shortly")
+        rendezvous.lookups += 1
+        return rendezvous
+
+    # -- time --------------------------------------------------------------------------
+
+    def sweep(self) -> list[Rendezvous]:
+        """Forget rendezvous whose cool-down is over; returns them."""
+        now = self._clock()
+        gone = [r for r in self._names.values() if now >= r.deadline + self._cooldown]
+        for rendezvous in gone:
+            del self._names[rendezvous.name]
+            if rendezvous.holder is not None:
+                self._by_holder.get(rendezvous.holder, set()).discard(rendezvous.name)
+        return gone
+
+    def counts(self) -> dict[str, int]:
+        now = self._clock()
+        counts = {state.value: 0 for state in State}
+        for rendezvous in self._names.values():
+            counts[rendezvous.state(now).value] += 1
+        return counts
+
+
+__all__ = ["MAX_NAME", "Refused", "Rendezvous", "State", "Table"]

@@ -1,0 +1,63 @@
+"""What an agent, a technician and a relay agree on (docs/relay.md, "Protocol").
+
+- An agent registers at ``toolkit relay`` with ``tcpip-forward``: listen host
+  ``toolkit-rendezvous;ttl=SECONDS``, port 0 for a new name or the name
+  itself to keep one (after a reconnect, or for a new code). The port in the
+  reply is the name.
+- At a stock OpenSSH server the agent binds ``streamlocal-forward`` on
+  ``DIR/NAME`` itself (it picks a free name; see ``transport/relay.py``).
+- A technician opens ``direct-streamlocal@openssh.com`` to ``DIR/NAME`` at
+  either; ``toolkit relay`` reads only the last path component.
+- ``toolkit relay`` says ``SSH-2.0-toolkit-relay_1`` in its banner; that is
+  how an agent tells it from OpenSSH.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+SERVER_VERSION = "toolkit-relay_1"
+REGISTER_HOST = "toolkit-rendezvous"
+#: Where rendezvous sockets live on an OpenSSH relay unless --relay-dir says otherwise.
+DEFAULT_SOCKET_DIR = "/run/toolkit-relay"
+#: Channel window and packet size on every relay hop: 8 MiB keeps bulk output moving.
+WINDOW = 8 * 1024 * 1024
+MAX_PACKET = 256 * 1024
+
+
+def is_toolkit_relay(server_version: str | None) -> bool:
+    return bool(server_version) and str(server_version).startswith(f"SSH-2.0-{SERVER_VERSION}")
+
+
+def register_host(ttl: float) -> str:
+    return f"{REGISTER_HOST};ttl={max(1, int(ttl + 0.999))}"
+
+
+def parse_register_host(host: str) -> float | None:
+    """The TTL an agent asked for, or None if ``host`` is not a registration."""
+    prefix, sep, rest = host.partition(";ttl=")
+    if prefix != REGISTER_HOST or not sep or not rest.isdigit() or len(rest) > 9:
+        return None
+    return float(rest)
+
+
+def socket_path(directory: str, name: str) -> str:
+    return posixpath.join(directory, name)
+
+
+def name_of_path(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+__all__ = [
+    "DEFAULT_SOCKET_DIR",
+    "MAX_PACKET",
+    "REGISTER_HOST",
+    "SERVER_VERSION",
+    "WINDOW",
+    "is_toolkit_relay",
+    "name_of_path",
+    "parse_register_host",
+    "register_host",
+    "socket_path",
+]

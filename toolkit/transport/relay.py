@@ -1,0 +1,605 @@
+"""Reaching an agent through a relay: ``toolkit relay`` or any stock OpenSSH server.
+
+Both sides dial the relay as ordinary SSH clients: the relay's host key is
+checked against known_hosts (never accepted silently), ``~/.ssh/config``
+applies, and the keys offered are the user's own and ssh-agent's, then a
+throwaway key (enough for ``toolkit relay``; an OpenSSH relay wants a key it
+lists). Then:
+
+- the agent (:class:`AgentRendezvous`) registers a rendezvous, a forward back
+  to itself, and serves its consent-gated SSH server over each forwarded
+  channel (asyncssh's ``create_server(..., tunnel=...)``). Until a session
+  starts it keeps the rendezvous through drops, reconnecting with backoff
+  under the same name, so the code it shows keeps working;
+- the technician (:func:`connect_through`) opens a ``direct-streamlocal``
+  channel to the rendezvous and runs the same end-to-end SSH connection and
+  consent handshake inside it (``connect(..., tunnel=...)``).
+
+The relay carries the inner connection's ciphertext only. docs/relay.md
+describes the protocol and the OpenSSH configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from toolkit.consent._code import NAMEPLATE_WIDTHS, nameplate_of, new_code
+from toolkit.errors import TransportError, UsageError
+from toolkit.identity.keys import fingerprint
+from toolkit.relay._wire import (
+    DEFAULT_SOCKET_DIR,
+    MAX_PACKET,
+    WINDOW,
+    is_toolkit_relay,
+    register_host,
+    socket_path,
+)
+from toolkit.secrets import Secret
+
+CONNECT_TIMEOUT = 20.0
+#: Seconds between reconnect attempts: doubling from the first to the last, with jitter.
+BACKOFF = (0.5, 30.0)
+#: The relay keeps a rendezvous this much longer than the code, so that a renewal for
+#: the next code (made within a second of the old one's end) always arrives in time.
+TTL_GRACE = 5.0
+#: Names an agent tries at each width on an OpenSSH relay before it widens.
+PROBES_PER_WIDTH = 8
+PROBE_TIMEOUT = 5.0
+_PROBE = b"toolkit-probe "
+_HOST = re.compile(r"^[A-Za-z0-9._-]{1,253}$|^\[[0-9A-Fa-f:.]{2,45}\]$")
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RelayAddress:
+    """``[USER@]HOST[:PORT]``; what is left out comes from ~/.ssh/config, then defaults."""
+
+    host: str
+    user: str | None = None
+    port: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> RelayAddress:
+        user, at, rest = text.rpartition("@")
+        if at and not user:
+            raise UsageError(f"--relay {text!r}: the user before @ is empty.")
+        host, port_text = rest, ""
+        if rest.startswith("["):
+            end = rest.find("]")
+            host, port_text = rest[: end + 1], rest[end + 1 :].removeprefix(":")
+        elif rest.count(":") == 1:
+            host, port_text = rest.split(":")
+        if not _HOST.match(host) or (port_text and not port_text.isdigit()):
+            raise UsageError(
+                f"--relay {text!r} is not [USER@]HOST[:PORT].",
+                hint="For example: --relay support@relay.example.com:2222",
+            )
+        port = int(port_text) if port_text else None
+        if port is not None and not 0 < port < 65536:
+            raise UsageError(f"--relay {text!r}: the port must be 1-65535.")
+        return cls(host.strip("[]"), user or None, port)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        text = f"{self.user}@{host}" if self.user else host
+        return f"{text}:{self.port}" if self.port else text
+
+
+@dataclass(frozen=True)
+class RelayRoute:
+    """Which relay, and where rendezvous sockets live if it is OpenSSH."""
+
+    address: RelayAddress
+    socket_dir: str = DEFAULT_SOCKET_DIR
+    connect_timeout: float = CONNECT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if not self.socket_dir.startswith("/"):
+            raise UsageError(f"--relay-dir {self.socket_dir!r} must be an absolute path.")
+
+
+class _RelayLogin(asyncssh.SSHClient):
+    """After the user's keys and ssh-agent's: one throwaway key (enough for toolkit relay)."""
+
+    def __init__(self, spare: asyncssh.SSHKey) -> None:
+        self._spare: asyncssh.SSHKey | None = spare
+
+    def public_key_auth_requested(self) -> asyncssh.SSHKey | None:
+        spare, self._spare = self._spare, None
+        return spare
+
+    def password_auth_requested(self) -> None:
+        return None
+
+    def kbdint_auth_requested(self) -> None:
+        return None
+
+
+def _known_hosts(address: RelayAddress) -> Any:
+    """The known_hosts to check against: ~/.ssh/config's, never "none" (no check at all)."""
+    options = asyncssh.SSHClientConnectionOptions(
+        host=address.host, port=address.port or (), username=address.user or ()
+    )
+    if options.known_hosts is not None:
+        return options.known_hosts
+    default = Path("~/.ssh/known_hosts").expanduser()
+    return str(default) if default.is_file() else b""
+
+
+async def dial(
+    route: RelayRoute, spare: asyncssh.SSHKey | None = None
+) -> asyncssh.SSHClientConnection:
+    """An SSH connection to the relay; TransportError (exit 4) saying what to do if not."""
+    address = route.address
+    spare = spare or asyncssh.generate_private_key("ssh-ed25519")
+    try:
+        return await asyncio.wait_for(
+            asyncssh.connect(
+                address.host,
+                port=address.port or (),
+                username=address.user or (),
+                known_hosts=_known_hosts(address),
+                client_factory=lambda: _RelayLogin(spare),
+                preferred_auth="publickey",
+                password_auth=False,
+                kbdint_auth=False,
+                gss_host=None,
+                keepalive_interval=15,
+                keepalive_count_max=3,
+                encoding=None,
+            ),
+            route.connect_timeout,
+        )
+    except asyncssh.HostKeyNotVerifiable:
+        raise await _unknown_host_key(route) from None
+    except asyncssh.PermissionDenied:
+        raise TransportError(
+            f"The relay {address} refused every key we offered.",
+            hint="An OpenSSH relay needs your public key in its relay user's authorized_keys "
+            "(docs/relay.md); load your key into ssh-agent or name it with IdentityFile "
+            "in ~/.ssh/config.",
+        ) from None
+    except (OSError, asyncssh.Error, TimeoutError) as exc:
+        detail = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+        raise TransportError(
+            f"Cannot reach the relay {address}: {detail or type(exc).__name__}.",
+            hint="Check the relay's address, and that it is running and reachable from here.",
+        ) from None
+
+
+async def _unknown_host_key(route: RelayRoute) -> TransportError:
+    address = route.address
+    where = f"-p {address.port} {address.host}" if address.port else address.host
+    offered = ""
+    with contextlib.suppress(Exception):
+        key = await asyncio.wait_for(
+            asyncssh.get_server_host_key(address.host, address.port or ()), route.connect_timeout
+        )
+        if key is not None:
+            offered = f" It offered the host key {fingerprint(key.public_data)}."
+    return TransportError(
+        f"The relay {address} is not in your known_hosts, or its host key changed.{offered}",
+        hint="Nothing was sent to it. Ask the relay's operator for its fingerprint; if it "
+        f"matches, add the key with: ssh-keyscan {where} >> ~/.ssh/known_hosts "
+        "(if the key changed, remove the old line first: ssh-keygen -R HOST).",
+    )
+
+
+class _Hop(asyncssh.SSHTCPSession[bytes]):
+    """A relay channel carrying an inner SSH connection; the relay's loss is named as such.
+
+    With ``probes`` (an agent on an OpenSSH relay), the first line may instead be a
+    ``toolkit-probe NONCE`` that an agent sends to find out who holds a name: it is
+    answered by ``probes`` and the channel closed, before any SSH starts.
+    """
+
+    def __init__(
+        self,
+        make: Callable[[], Any],
+        relay: str,
+        peername: tuple[str, int] | None = None,
+        probes: Callable[[bytes], None] | None = None,
+    ) -> None:
+        self._make = make
+        self._relay = relay
+        self._peername = peername
+        self._probes = probes
+        self._chan: Any = None
+        self._head = b""
+        self.inner: Any = None if probes is not None else make()
+
+    def connection_made(self, chan: Any) -> None:
+        self._chan = chan
+        if self._peername is not None:
+            chan.set_extra_info(peername=self._peername)
+        if self.inner is not None:
+            self.inner.connection_made(chan)
+
+    def data_received(self, data: bytes, datatype: int | None) -> None:
+        if self.inner is not None:
+            self.inner.data_received(data, datatype)
+            return
+        self._head += data
+        line, newline, _ = self._head.partition(b"\n")
+        if not newline and len(self._head) < 256:
+            return
+        if line.startswith(_PROBE):
+            assert self._probes is not None
+            self._probes(line[len(_PROBE) :])
+            self._chan.close()
+            return
+        self.inner = self._make()
+        self.inner.connection_made(self._chan)
+        head, self._head = self._head, b""
+        self.inner.data_received(head, datatype)
+
+    def eof_received(self) -> bool:
+        if self.inner is None:
+            return False
+        return bool(self.inner.eof_received())
+
+    def pause_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.inner is None:
+            return
+        if exc is not None:
+            exc = asyncssh.ConnectionLost(f"the relay connection ({self._relay}) was lost")
+        self.inner.connection_lost(exc)
+
+
+# -- the technician's side --------------------------------------------------------------
+
+
+class _Channel:
+    """asyncssh's tunnel protocol: the technician's connection runs in a relay channel."""
+
+    def __init__(self, relay: asyncssh.SSHClientConnection, route: RelayRoute, name: str):
+        self._relay = relay
+        self._route = route
+        self._name = name
+
+    async def create_connection(
+        self, session_factory: Callable[[], Any], host: str, port: int
+    ) -> tuple[Any, Any]:
+        path = socket_path(self._route.socket_dir, self._name)
+        hop = _Hop(session_factory, str(self._route.address))
+        try:
+            factory: Any = lambda: hop  # noqa: E731 (asyncssh's session type, not ours)
+            chan, _ = await self._relay.create_unix_connection(
+                factory, path, window=WINDOW, max_pktsize=MAX_PACKET
+            )
+        except asyncssh.ChannelOpenError as exc:
+            raise TransportError(
+                f"The relay {self._route.address} cannot reach rendezvous {self._name}: "
+                f"{exc.reason or 'refused'}.",
+                hint="Check the code's first group with the customer: their toolkit share may "
+                "have stopped, or shows a new code now.",
+            ) from None
+        return chan, hop.inner
+
+
+async def connect_through(route: RelayRoute, ask: Any) -> tuple[asyncssh.SSHClientConnection, Any]:
+    """Connect to the agent behind rendezvous ``nameplate_of(ask.code)`` and pass consent."""
+    from toolkit.transport.ssh import connect
+
+    name = nameplate_of(ask.code)
+    relay = await dial(route)
+    try:
+        conn, consent = await connect(
+            str(route.address), int(name), ask, tunnel=_Channel(relay, route, name)
+        )
+    except BaseException:
+        relay.close()
+        raise
+    conn.set_tunnel(relay)  # closing the session's connection closes the relay's
+    return conn, consent
+
+
+# -- the agent's side -------------------------------------------------------------------
+
+
+class _Listener(asyncssh.SSHListener):
+    """What the agent's SSH server listens on: the rendezvous, across reconnects."""
+
+    def __init__(self, rendezvous: AgentRendezvous) -> None:
+        super().__init__()
+        self._rendezvous = rendezvous
+
+    def get_port(self) -> int:
+        return int(self._rendezvous.name)
+
+    def close(self) -> None:
+        self._rendezvous.close()
+
+    async def wait_closed(self) -> None:
+        await self._rendezvous.wait_closed()
+
+
+class AgentRendezvous:
+    """The agent's end of a relay: dial out, hold a rendezvous, keep it until a session starts.
+
+    Give it to ``Agent.start(tunnel=...)``; its :meth:`new_code` makes the codes
+    (the name, then 6 random digits). ``in_session`` says whether a session
+    runs (then a drop is not repaired: the session ends); ``renamed`` is
+    called when a reconnect could not keep the name, so the agent shows a
+    fresh code.
+    """
+
+    def __init__(
+        self,
+        route: RelayRoute,
+        *,
+        ttl: float,
+        say: Say,
+        in_session: Callable[[], bool] = lambda: False,
+        renamed: Callable[[], None] | None = None,
+        backoff: tuple[float, float] = BACKOFF,
+    ) -> None:
+        self.route = route
+        self.ttl = ttl
+        self.say = say
+        self.in_session = in_session
+        self.renamed = renamed
+        self.backoff = backoff
+        self.name = ""
+        self.toolkit_relay = False
+        self.reconnects = 0
+        self._spare = asyncssh.generate_private_key("ssh-ed25519")
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._factory: Callable[[str, int], Any] | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
+        self._closed = asyncio.Event()
+        self._registered_now = False
+        self._probes: dict[bytes, asyncio.Future[None]] = {}
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.route.address.host, self.route.address.port or 22)
+
+    async def open(self) -> None:
+        """Dial the relay (raises TransportError); the rendezvous comes with create_server."""
+        self._conn = await dial(self.route, self._spare)
+        self.toolkit_relay = is_toolkit_relay(self._conn.get_extra_info("server_version"))
+
+    # -- asyncssh's tunnel protocol (create_server(..., tunnel=self)) -----------------
+
+    async def create_server(
+        self, session_factory: Callable[[str, int], Any], host: str, port: int
+    ) -> asyncssh.SSHListener:
+        if self._conn is None:
+            await self.open()
+        self._factory = session_factory
+        await self._register()
+        self._keeper = asyncio.get_running_loop().create_task(self._keep())
+        return _Listener(self)
+
+    # -- codes -------------------------------------------------------------------------
+
+    def new_code(self) -> Secret:
+        """A code for the agent's CodeBook: this rendezvous's name and 6 secret digits.
+
+        Each new code renews the rendezvous at the relay for the code's lifetime.
+        """
+        if self._registered_now:
+            self._registered_now = False  # the registration that just happened covers it
+        elif self.toolkit_relay and self._conn is not None:
+            self._spawn(self._renew())
+        return new_code(self.name)
+
+    async def _renew(self) -> None:
+        with contextlib.suppress(asyncssh.Error, OSError, TransportError):
+            await self._register_toolkit(self.name)
+
+    # -- registration ------------------------------------------------------------------
+
+    async def _register(self, keep: str | None = None) -> None:
+        """Register ``keep`` if it is still ours (else a new name); sets ``self.name``."""
+        if self.toolkit_relay:
+            name = await self._register_toolkit(keep) if keep else None
+            if name is None:
+                name = await self._register_toolkit(None)
+            if name is None:
+                raise TransportError(
+                    f"The relay {self.route.address} gave no rendezvous.",
+                    hint="It may be full, or allow fewer rendezvous per connection; "
+                    "try again later or ask its operator.",
+                )
+        else:
+            name = await self._bind_openssh(keep)
+        self.name = name
+        self._registered_now = True
+
+    async def _register_toolkit(self, name: str | None) -> str | None:
+        assert self._conn is not None and self._factory is not None
+        factory = self._factory
+        relay = str(self.route.address)
+
+        def forwarded(orig_host: str, orig_port: int) -> _Hop:
+            return _Hop(lambda: factory(orig_host, orig_port), relay, (orig_host, orig_port))
+
+        try:
+            listener = await self._conn.create_server(
+                forwarded,
+                register_host(self.ttl + TTL_GRACE),
+                int(name) if name else 0,
+                window=WINDOW,
+                max_pktsize=MAX_PACKET,
+            )
+        except asyncssh.ChannelListenError:
+            return None
+        return str(listener.get_port())
+
+    async def _bind_openssh(self, keep: str | None) -> str:
+        """Pick a name nobody listens on, bind it, and check it is really ours."""
+        candidates: list[str] = [keep] if keep else []
+        for width in NAMEPLATE_WIDTHS:
+            low = 10 ** (width - 1)
+            candidates += [str(low + secrets.randbelow(9 * low)) for _ in range(PROBES_PER_WIDTH)]
+        for name in candidates:
+            path = socket_path(self.route.socket_dir, name)
+            if await self._probe(path):
+                continue  # someone listens there
+            try:
+                await self._conn_checked().create_unix_server(
+                    self._unix_factory, path, window=WINDOW, max_pktsize=MAX_PACKET
+                )
+            except asyncssh.ChannelListenError:
+                raise TransportError(
+                    f"The relay {self.route.address} refused to forward {path} back to us.",
+                    hint="The relay needs AllowStreamLocalForwarding and AllowTcpForwarding, "
+                    "and the rendezvous directory must exist and belong to the relay user "
+                    "(docs/relay.md); --relay-dir names another directory.",
+                ) from None
+            if await self._owned(path):
+                return name
+        raise TransportError(
+            f"The relay {self.route.address} has no free rendezvous name.",
+            hint="Try again in a minute.",
+        )
+
+    def _conn_checked(self) -> asyncssh.SSHClientConnection:
+        if self._conn is None:
+            raise TransportError(f"The connection to the relay {self.route.address} is gone.")
+        return self._conn
+
+    def _unix_factory(self) -> _Hop:
+        assert self._factory is not None
+        factory = self._factory
+        relay = self.route.address
+        return _Hop(
+            lambda: factory("", 0),
+            str(relay),
+            (str(relay), relay.port or 22),
+            probes=self._probed,
+        )
+
+    async def _probe(self, path: str) -> bool:
+        """True when something listens at ``path`` on the relay (a live rendezvous)."""
+        try:
+            chan, _ = await asyncio.wait_for(
+                self._conn_checked().create_unix_connection(asyncssh.SSHUNIXSession, path),
+                PROBE_TIMEOUT,
+            )
+        except (asyncssh.ChannelOpenError, TimeoutError):
+            return False
+        chan.close()
+        return True
+
+    async def _owned(self, path: str) -> bool:
+        """After binding: a probe with a nonce comes back to us, or another agent took the name."""
+        nonce = secrets.token_hex(16).encode()
+        arrived: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._probes[nonce] = arrived
+        try:
+            chan, _ = await self._conn_checked().create_unix_connection(
+                asyncssh.SSHUNIXSession, path
+            )
+            chan.write(_PROBE + nonce + b"\n")
+            await asyncio.wait_for(arrived, PROBE_TIMEOUT)
+            chan.close()
+            return True
+        except (asyncssh.ChannelOpenError, TimeoutError):
+            return False
+        finally:
+            self._probes.pop(nonce, None)
+
+    def _probed(self, nonce: bytes) -> None:
+        arrived = self._probes.get(nonce)
+        if arrived is not None and not arrived.done():
+            arrived.set_result(None)
+
+    # -- keeping it ----------------------------------------------------------------------
+
+    async def _keep(self) -> None:
+        while not self._closing:
+            conn = self._conn
+            assert conn is not None
+            await conn.wait_closed()
+            if self._closing:
+                return
+            self._conn = None
+            if self.in_session():
+                self.say(f"the connection to the relay {self.route.address} was lost")
+                return
+            self.say(f"the connection to the relay {self.route.address} was lost; reconnecting")
+            await self._reconnect()
+
+    async def _reconnect(self) -> None:
+        delay, longest = self.backoff
+        while not self._closing:
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            try:
+                self._conn = await dial(self.route, self._spare)
+                self.toolkit_relay = is_toolkit_relay(self._conn.get_extra_info("server_version"))
+                before = self.name
+                await self._register(keep=before)
+            except TransportError as exc:
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+                delay = min(delay * 2, longest)
+                self.say(f"{exc.message} Next try in {delay:.0f} s.")
+                continue
+            self.reconnects += 1
+            if self.name == before:
+                self._registered_now = False
+                self.say(f"reconnected to the relay {self.route.address}; the same code works")
+            else:
+                self.say(f"reconnected to the relay; rendezvous {before} was taken meanwhile")
+                self._registered_now = True
+                if self.renamed is not None:
+                    self.renamed()
+            return
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def close(self) -> None:
+        """Give the rendezvous up and hang up (the agent is done)."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._keeper is not None and self._keeper is not asyncio.current_task():
+            self._keeper.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._conn is not None:
+            self._conn.close()
+        self._closed.set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.wait_closed()
+
+
+__all__ = [
+    "AgentRendezvous",
+    "RelayAddress",
+    "RelayRoute",
+    "connect_through",
+    "dial",
+]
