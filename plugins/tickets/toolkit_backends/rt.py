@@ -110,7 +110,8 @@ class RequestTracker:
     def download(self, ticket: str, attachment: Attachment, dest: Path) -> None:
         found = self.http.json("GET", attachment.location, what=f"downloading {attachment.name}")
         try:
-            data = base64.b64decode(str(found.get("Content", "")), validate=True)
+            # MIME base64: lines of 76 characters.
+            data = base64.b64decode("".join(str(found.get("Content", "")).split()), validate=True)
         except (binascii.Error, ValueError):
             raise TicketBackendError(
                 f"rt sent {attachment.name} back in a form that is not base64."
