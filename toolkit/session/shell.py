@@ -87,7 +87,7 @@ class ShellClient:
         shell._request.add_done_callback(shell._answered)
         waiters: set[asyncio.Future[Any]] = {shell._ready, shell._request}
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        if not shell._ready.done():
+        if not shell._ready.done() or shell._ready.cancelled():
             reply = shell._request.result()  # raises SessionEnded/ConnectionLost
             shell._record_end(reply.response)
             message = reply.response.message or "the agent did not start a shell"
