@@ -199,15 +199,8 @@ class Http:
         if content_type:
             extra["Content-Type"] = content_type
         url = self.url(path, params)
-        try:
-            with self._open(method, url, data, extra) as resp:
-                return Response(resp.status, resp.headers, resp.read())
-        except urllib.error.HTTPError as exc:
-            body = exc.read()
-            exc.close()
-            raise self._refused(exc.code, body, what or f"{method} {path}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise self._unreachable(exc) from None
+        with self._errors(what or f"{method} {path}"), self._open(method, url, data, extra) as resp:
+            return Response(resp.status, resp.headers, resp.read())
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.request(method, path, **kwargs).json()
@@ -216,17 +209,23 @@ class Http:
         self, path: str, dest: Path, *, headers: Mapping[str, str] | None = None, what: str = ""
     ) -> None:
         """Stream a GET response body into ``dest``."""
+        with (
+            self._errors(what or f"downloading {path}"),
+            self._open("GET", self.url(path), None, dict(headers or {})) as resp,
+            dest.open("wb") as f,
+        ):
+            while chunk := resp.read(_CHUNK):
+                f.write(chunk)
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """HTTP errors as BackendRefused, network errors as BackendUnreachable."""
         try:
-            with (
-                self._open("GET", self.url(path), None, dict(headers or {})) as resp,
-                dest.open("wb") as f,
-            ):
-                while chunk := resp.read(_CHUNK):
-                    f.write(chunk)
+            yield
         except urllib.error.HTTPError as exc:
             body = exc.read()
             exc.close()
-            raise self._refused(exc.code, body, what or f"downloading {path}") from None
+            raise self._refused(exc.code, body, what) from None
         except (urllib.error.URLError, OSError) as exc:
             raise self._unreachable(exc) from None
 

@@ -9,24 +9,24 @@ import pytest
 from tests.integration.tickets.systems import System, start_system
 
 
-@pytest.fixture(scope="session")
-def redmine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    """Redmine (Debian's package, SQLite, a database of its own) for the whole test run."""
-    system = start_system("redmine", tmp_path_factory.mktemp("ticket-systems"))
+def _running(name: str, factory: pytest.TempPathFactory) -> Iterator[System]:
+    system = start_system(name, factory.mktemp("ticket-systems"))
     try:
         yield system
     finally:
         system.stop()
+
+
+@pytest.fixture(scope="session")
+def redmine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    """Redmine (Debian's package, SQLite, a database of its own) for the whole test run."""
+    yield from _running("redmine", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     """Request Tracker 5 (Debian's package, SQLite, its standalone server) for the whole run."""
-    system = start_system("rt", tmp_path_factory.mktemp("ticket-systems"))
-    try:
-        yield system
-    finally:
-        system.stop()
+    yield from _running("rt", tmp_path_factory)
 
 
 @pytest.fixture
