@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import posixpath
 import signal
 import time
 from collections.abc import AsyncGenerator, Iterable
@@ -110,8 +109,8 @@ class SessionCompleter(Completer):
         typed = words[1]
         if not typed.startswith(("/", "~")):
             return
-        directory, _, stem = typed.rpartition("/")
-        directory = directory or "/"
+        cut = typed.rfind("/") + 1
+        directory, stem = typed[:cut], typed[cut:]  # "~/" keeps its slash: "~" alone is no path
         for entry in await self._list(directory):
             name = entry.get("name")
             if not isinstance(name, str) or not name.startswith(stem) or "/" in name:
@@ -119,7 +118,7 @@ class SessionCompleter(Completer):
             if any(not c.isprintable() for c in name) or " " in name:
                 continue  # cannot be typed back as one word here
             is_dir = entry.get("kind") == "dir"
-            full = posixpath.join(directory, name) + ("/" if is_dir else "")
+            full = directory + name + ("/" if is_dir else "")
             yield Completion(full, -len(typed), display=name + ("/" if is_dir else ""))
 
     async def _list(self, directory: str) -> list[dict[str, Any]]:

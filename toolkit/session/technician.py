@@ -238,7 +238,8 @@ class TechnicianSession:
             kind = "refusal" if response.error == "refused" else "operation"
             self.recorder.event(kind, **fields)
             return []
-        self.recorder.event("operation", **fields, ok=True, **_recordable("list", response.result))
+        reported = _recordable("list", response.result)
+        self.recorder.event("operation", **{**fields, "ok": True, **reported})
         return _entries(reply.content)
 
     async def open_shell(
