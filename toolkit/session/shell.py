@@ -135,11 +135,11 @@ class ShellClient:
         self.session.recorder.resize(width, height)
 
     def _output(self, data: bytes) -> None:
+        if self._on_output is not None:  # the screen first: recording is not on the echo's path
+            self._on_output(data)
         rec = self.session.recorder
         if not rec.closed:
             rec.output(data)
-        if self._on_output is not None:
-            self._on_output(data)
 
     def _event(self, stream: int, data: bytes) -> None:
         if stream != SHELL_EVENTS:
