@@ -17,26 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench._common import (
-    TOOLKIT,
-    environment,
-    median,
-    save,
-    say,
-    scratch_dir,
-    summary,
-    table,
-    verdict,
-)
+from bench._common import environment, median, save, say, scratch_dir, summary, table, verdict
+from bench.session import POLICY, Share
 from bench.sshd import available, local_sshd
 
 GOAL = 1.2  # toolkit median / OpenSSH median, at most
@@ -95,47 +83,15 @@ async def keystrokes(send: Callable[[bytes], None], screen: Terminal, count: int
     return latencies
 
 
-def _homes(root: Path, who: str) -> dict[str, str]:
-    home = root / who
-    home.mkdir(parents=True, exist_ok=True)
-    return {
-        **os.environ,
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_DATA_HOME": str(home / ".local/share"),
-        "XDG_STATE_HOME": str(home / ".local/state"),
-        "NO_COLOR": "1",
-    }
-
-
 class ToolkitShell:
     """``toolkit share`` with the shell scope, and the technician's shell open on it."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.screen = Terminal()
-        self.proc = subprocess.Popen(
-            [
-                str(TOOLKIT),
-                "share",
-                "--yes",
-                "--json",
-                "--scope",
-                "diagnostics",
-                "--scope",
-                "shell",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=_homes(root, "customer"),
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("toolkit share did not start")
-        shown = json.loads(line)
-        self.code: str = shown["code"]
-        self.port: int = shown["port"]
+        policy = root / "policy.toml"
+        policy.write_text(POLICY)
+        self.share = Share(root, policy, "--scope", "diagnostics", "--scope", "shell")
 
     async def open(self) -> Callable[[bytes], None]:
         from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -153,8 +109,8 @@ class ToolkitShell:
             "bench",
         )
         scopes = frozenset({Scope.DIAGNOSTICS, Scope.SHELL})
-        ask = ConsentAsk(who, "BENCH-2", scopes, parse_code(self.code))
-        conn, consent = await connect("127.0.0.1", self.port, ask)
+        ask = ConsentAsk(who, "BENCH-2", scopes, parse_code(self.share.code))
+        conn, consent = await connect("127.0.0.1", self.share.port, ask)
         cast = self.root / "technician.cast"
         self.session = await TechnicianSession.start(conn, consent, who, "bench", path=cast)
         self.shell = await self.session.open_shell("xterm-256color", 80, 24, self.screen.feed)
@@ -164,11 +120,7 @@ class ToolkitShell:
     async def close(self) -> int:
         await self.shell.close()
         await self.session.end("bench done")
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        self.share.wait()
         return self.session.path.stat().st_size
 
 

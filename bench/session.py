@@ -69,11 +69,11 @@ def _homes(root: Path, who: str) -> dict[str, str]:
 
 
 class Share:
-    """A ``toolkit share --yes --json`` process; ``code`` and ``port`` once it is up."""
+    """A ``toolkit share --yes --json [ARGS]`` process; ``code`` and ``port`` once it is up."""
 
-    def __init__(self, root: Path, policy: Path) -> None:
+    def __init__(self, root: Path, policy: Path, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [str(TOOLKIT), "share", "--yes", "--json", "--policy", str(policy)],
+            [str(TOOLKIT), "share", "--yes", "--json", "--policy", str(policy), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=_homes(root, "customer"),

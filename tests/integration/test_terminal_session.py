@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import tool
-from tests.integration.share_process import EMAIL, NAME, sharing
+from tests.integration.share_process import EMAIL, NAME, Person, sharing
 from tests.integration.terminal import Tmux
 from tests.integration.test_share_connect import (
     NOTES,
@@ -59,6 +59,12 @@ def tmux(tmp_path: Path) -> Iterator[Tmux]:
         terminals.kill()
 
 
+@pytest.fixture
+def people(tmp_path: Path, identity: Path) -> tuple[Person, Person]:  # noqa: F811
+    """The technician (with the identity) and the customer (with the test policy)."""
+    return make_technician(tmp_path / "technician", identity), make_customer(tmp_path / "customer")
+
+
 def lines_of(path: Path, code: str) -> str:
     return "".join(
         Event.from_line(line).data
@@ -84,12 +90,11 @@ def asciinema_cat(path: Path) -> str:
 
 def test_prompt_shell_and_passwords_on_a_real_terminal(
     tmp_path: Path,
-    identity: Path,  # noqa: F811  (the fixture imported above)
-    signers: Path,  # noqa: F811
+    people: tuple[Person, Person],
+    signers: Path,  # noqa: F811  (the fixture imported above)
     tmux: Tmux,
 ) -> None:
-    technician = make_technician(tmp_path / "technician", identity)
-    customer = make_customer(tmp_path / "customer")
+    technician, customer = people
     policy = customer.root / "policy.toml"
     scopes = ("--scope", "diagnostics", "--scope", "shell")
     with sharing(customer, "--policy", policy, *scopes, logs=tmp_path) as share:
@@ -147,6 +152,8 @@ def test_prompt_shell_and_passwords_on_a_real_terminal(
 
     for secret in (READ_SECRET, SUDO_SECRET):
         assert secret not in shown  # never echoed on the technician's screen either
+    history = (technician.root / "state" / "toolkit" / "history").read_text()
+    assert "run uname -a" in history and "shell" in history  # for the next session
     mine = technician_transcript(technician)
     theirs = customer_copy(share.stderr())
     verified(technician, mine, signers)
@@ -173,12 +180,9 @@ def test_prompt_shell_and_passwords_on_a_real_terminal(
 
 
 def test_customer_sees_the_session_declines_a_fix_and_q_ends_it_for_both(
-    tmp_path: Path,
-    identity: Path,  # noqa: F811  (the fixture imported above)
-    tmux: Tmux,
+    people: tuple[Person, Person], tmux: Tmux
 ) -> None:
-    technician = make_technician(tmp_path / "technician", identity)
-    customer = make_customer(tmp_path / "customer")
+    technician, customer = people
     code_file = customer.root / "code"
     scopes = ("--scope", "diagnostics", "--scope", "shell")
     tmux.start(

@@ -173,8 +173,15 @@ class AgentShell:
         """Record what has a verdict, in order; tell the technician; wake up for the rest."""
         loop = asyncio.get_running_loop()
         self._judge.expire(loop.time())
+        self._apply(self._judge.take())
+        deadline = self._judge.next_deadline()
+        if deadline is not None and self._expiry is None:
+            self._expiry = loop.call_at(deadline, self._expired)
+
+    def _apply(self, verdicts: list[tuple[bytes, bool]]) -> None:
+        """Record the input kept, mark where withheld input begins, tell the technician."""
         rec = self.session.recorder
-        for data, recorded in self._judge.take():
+        for data, recorded in verdicts:
             if recorded:
                 self.recorded_bytes += len(data)
                 if not rec.closed:
@@ -185,9 +192,6 @@ class AgentShell:
                     rec.event("input_withheld", id=self.request_id, reason="echo off")
             self._last_recorded = recorded
             self._verdict_for(len(data), recorded)
-        deadline = self._judge.next_deadline()
-        if deadline is not None and self._expiry is None:
-            self._expiry = loop.call_at(deadline, self._expired)
 
     def _expired(self) -> None:
         self._expiry = None
@@ -215,14 +219,7 @@ class AgentShell:
         """Whatever happened: no shell, no channel, no verdict left unsent."""
         if self._expiry is not None:
             self._expiry.cancel()
-        rec = self.session.recorder
-        for data, _ in self._judge.give_up():
-            if self._last_recorded:
-                self.withheld_spans += 1
-                if not rec.closed:
-                    rec.event("input_withheld", id=self.request_id, reason="echo off")
-            self._last_recorded = False
-            self._verdict_for(len(data), False)
+        self._apply(self._judge.give_up())
         self.flush_verdicts()
         if self.pty is not None:
             await self.pty.close()

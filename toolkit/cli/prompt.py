@@ -162,9 +162,12 @@ async def _run(session: TechnicianSession, command: Command) -> Result | None:
 
     if command.name == "shell":
         from toolkit.cli.shell import interactive_shell
+        from toolkit.session.client import ConnectionLost, SessionEnded
 
         try:
             response = await interactive_shell(session)
+        except (SessionEnded, ConnectionLost):
+            raise  # the session is over: the prompt says so once
         except ToolkitError as exc:
             err().print(printable(exc.message), style="red", highlight=False, markup=False)
             return None

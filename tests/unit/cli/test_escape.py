@@ -2,39 +2,27 @@
 
 from __future__ import annotations
 
+import pytest
+
 from toolkit.cli.shell import HELP, EscapeReader
 
 
-def test_tilde_dot_at_the_start_leaves() -> None:
+@pytest.mark.parametrize(
+    ("typed", "sent", "shown", "left"),
+    [
+        ([b"~."], b"", b"", True),  # at the very start
+        ([b"ls\r", b"~", b"."], b"ls\r", b"", True),  # after Enter, key by key
+        ([b"cd ~."], b"cd ~.", b"", False),  # inside a line: just a tilde
+        ([b"~~."], b"~.", b"", False),  # ~~ sends one ~
+        ([b"~x"], b"~x", b"", False),  # any other key: both go
+        ([b"\n~?"], b"\n", HELP, False),  # help, shown locally only
+        ([b"~.ls"], b"", b"", True),  # nothing after the escape is sent
+    ],
+)
+def test_escapes(typed: list[bytes], sent: bytes, shown: bytes, left: bool) -> None:
     reader = EscapeReader()
-    assert reader.feed(b"~.") == (b"", b"")
-    assert reader.left
-
-
-def test_tilde_dot_after_enter_leaves_and_sends_what_came_before() -> None:
-    reader = EscapeReader()
-    assert reader.feed(b"ls\r") == (b"ls\r", b"")
-    assert not reader.left
-    assert reader.feed(b"~") == (b"", b"")  # held: it may start an escape
-    assert reader.feed(b".") == (b"", b"")
-    assert reader.left
-
-
-def test_tilde_inside_a_line_is_just_a_tilde() -> None:
-    reader = EscapeReader()
-    assert reader.feed(b"cd ~.") == (b"cd ~.", b"")
-    assert not reader.left
-
-
-def test_double_tilde_sends_one_and_other_keys_send_both() -> None:
-    reader = EscapeReader()
-    assert reader.feed(b"~~.") == (b"~.", b"")
-    reader = EscapeReader()
-    assert reader.feed(b"~x") == (b"~x", b"")
-    assert not reader.left
-
-
-def test_tilde_question_mark_shows_help_locally() -> None:
-    reader = EscapeReader()
-    assert reader.feed(b"\n~?") == (b"\n", HELP)
-    assert not reader.left
+    out, local = b"", b""
+    for chunk in typed:
+        send, show = reader.feed(chunk)
+        out, local = out + send, local + show
+    assert (out, local, reader.left) == (sent, shown, left)
