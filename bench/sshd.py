@@ -122,4 +122,66 @@ def local_sshd(workdir: Path, extra_config: Sequence[str] = ()) -> Iterator[Sshd
             proc.wait()
 
 
-__all__ = ["Sshd", "available", "local_sshd"]
+@dataclass(frozen=True)
+class Bastion:
+    """An sshd set up as a toolkit relay (docs/relay.md): who logs in, where names live."""
+
+    sshd: Sshd
+    user: str
+    socket_dir: Path
+    host_key_line: str  # "ssh-ed25519 AAAA...", for known_hosts
+
+    @property
+    def port(self) -> int:
+        return self.sshd.port
+
+    def known_hosts_line(self) -> str:
+        return f"[127.0.0.1]:{self.port} {self.host_key_line}\n"
+
+    def ssh_config(self, alias: str, identity: Path | None = None) -> str:
+        lines = [f"Host {alias}", "    HostName 127.0.0.1", f"    Port {self.port}"]
+        lines.append(f"    User {self.user}")
+        if identity is not None:
+            lines.append(f"    IdentityFile {identity}")
+        return "\n".join(lines) + "\n"
+
+
+def bastion_user() -> str:
+    """Who logs in to the bastion: OpenSSH forwards no sockets for root, so not root."""
+    import getpass
+
+    return "nobody" if os.geteuid() == 0 else getpass.getuser()
+
+
+@contextmanager
+def bastion_sshd(public_keys: Sequence[str], user: str | None = None) -> Iterator[Bastion]:
+    """A loopback sshd with docs/relay.md's relay block for ``user``, and these keys.
+
+    Its files live in a fresh directory under /tmp that ``user`` can read (sshd
+    reads authorized_keys as that user); the rendezvous directory is theirs.
+    """
+    import pwd
+    import tempfile
+
+    from toolkit.relay.openssh import bastion_config
+
+    user = user or bastion_user()
+    base = Path(tempfile.mkdtemp(prefix="toolkit-bastion-"))
+    try:
+        base.chmod(0o755)
+        socket_dir = base / "rendezvous"
+        socket_dir.mkdir(mode=0o700)
+        account = pwd.getpwnam(user)
+        os.chown(socket_dir, account.pw_uid, account.pw_gid)
+        keys = base / "authorized_keys"
+        keys.write_text("".join(f"restrict,port-forwarding {k.strip()}\n" for k in public_keys))
+        keys.chmod(0o644)
+        block = bastion_config(user, str(socket_dir)).splitlines()
+        with local_sshd(base / "sshd", [*block, f"    AuthorizedKeysFile {keys}"]) as sshd:
+            line = " ".join((base / "sshd" / "host_key.pub").read_text().split()[:2])
+            yield Bastion(sshd, user, socket_dir, line)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+__all__ = ["Bastion", "Sshd", "available", "bastion_sshd", "bastion_user", "local_sshd"]

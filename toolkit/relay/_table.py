@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import secrets
 import time
+from array import array
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 
@@ -32,8 +33,6 @@ Clock = Callable[[], float]
 MAX_NAME = 65535
 DEFAULT_COOLDOWN = 60.0
 DEFAULT_MAX_TTL = 3600.0
-#: Random draws before falling back to a scan of the width (when it is nearly full).
-_DRAWS = 32
 
 
 class State(enum.Enum):
@@ -66,8 +65,49 @@ class Rendezvous:
         return State.ACTIVE if self.holder is not None else State.WAITING
 
 
-def _widths() -> list[range]:
-    return [range(10 ** (w - 1), min(10**w, MAX_NAME + 1)) for w in NAMEPLATE_WIDTHS]
+class _FreeNames:
+    """The names nobody holds, per width: a random one, or a given one, taken in O(1)."""
+
+    def __init__(self) -> None:
+        self._free = [
+            array("I", range(10 ** (w - 1), min(10**w, MAX_NAME + 1))) for w in NAMEPLATE_WIDTHS
+        ]
+        self._at = array("i", [-1]) * (MAX_NAME + 1)  # name -> its index in its width's list
+        for names in self._free:
+            for i, name in enumerate(names):
+                self._at[name] = i
+
+    @staticmethod
+    def _width(name: int) -> int:
+        return len(str(name)) - NAMEPLATE_WIDTHS[0]
+
+    def take(self, name: int) -> bool:
+        """Mark ``name`` held; False if it already was."""
+        i = self._at[name]
+        if i < 0:
+            return False
+        names = self._free[self._width(name)]
+        last = names.pop()
+        if last != name:
+            names[i] = last
+            self._at[last] = i
+        self._at[name] = -1
+        return True
+
+    def give_back(self, name: int) -> None:
+        if self._at[name] < 0:
+            names = self._free[self._width(name)]
+            self._at[name] = len(names)
+            names.append(name)
+
+    def draw(self, draw: Callable[[int], int]) -> int | None:
+        """A random free name of the narrowest width that has one, taken."""
+        for names in self._free:
+            if names:
+                name = names[draw(len(names))]
+                self.take(name)
+                return name
+        return None
 
 
 class Table:
@@ -89,7 +129,7 @@ class Table:
         self._draw = draw
         self._names: dict[str, Rendezvous] = {}
         self._by_holder: dict[Hashable, set[str]] = {}
-        self._ranges = _widths()
+        self._free = _FreeNames()
 
     def __len__(self) -> int:
         return len(self._names)
@@ -126,7 +166,14 @@ class Table:
                 held.deadline, held.route = now + ttl, route
                 return held, True
         self._check_room(holder)
-        chosen = name if name is not None else self._free_name()
+        if name is not None:
+            self._free.take(int(name))
+            chosen = name
+        else:
+            drawn = self._free.draw(self._draw)
+            if drawn is None:
+                raise Refused("no rendezvous name is free")
+            chosen = str(drawn)
         rendezvous = Rendezvous(chosen, owner, now + ttl, holder, route, created=now)
         self._names[chosen] = rendezvous
         self._by_holder.setdefault(holder, set()).add(chosen)
@@ -144,19 +191,6 @@ class Table:
         self._check_room(holder)
         rendezvous.holder = holder
         self._by_holder.setdefault(holder, set()).add(rendezvous.name)
-
-    def _free_name(self) -> str:
-        for names in self._ranges:
-            for _ in range(_DRAWS):
-                candidate = str(names[self._draw(len(names))])
-                if candidate not in self._names:
-                    return candidate
-            start = self._draw(len(names))
-            for i in range(len(names)):
-                candidate = str(names[(start + i) % len(names)])
-                if candidate not in self._names:
-                    return candidate
-        raise Refused("no rendezvous name is free")
 
     def release(self, holder: Hashable) -> list[Rendezvous]:
         """The agent's connection is gone: its rendezvous wait for it until their deadline."""
@@ -199,6 +233,7 @@ class Table:
         gone = [r for r in self._names.values() if now >= r.deadline + self._cooldown]
         for rendezvous in gone:
             del self._names[rendezvous.name]
+            self._free.give_back(int(rendezvous.name))
             if rendezvous.holder is not None:
                 self._by_holder.get(rendezvous.holder, set()).discard(rendezvous.name)
         return gone

@@ -126,11 +126,31 @@ class _RelayLogin(asyncssh.SSHClient):
         return None
 
 
-def _known_hosts(address: RelayAddress) -> Any:
-    """The known_hosts to check against: ~/.ssh/config's, never "none" (no check at all)."""
-    options = asyncssh.SSHClientConnectionOptions(
-        host=address.host, port=address.port or (), username=address.user or ()
+def _options(address: RelayAddress) -> asyncssh.SSHClientConnectionOptions:
+    """The options ~/.ssh/config gives this address (its HostName, Port, known_hosts...)."""
+    config = Path("~/.ssh/config").expanduser()
+    return asyncssh.SSHClientConnectionOptions(
+        host=address.host,
+        port=address.port or (),
+        username=address.user or (),
+        client_keys=None,
+        config=[str(config)] if config.is_file() else [],
     )
+
+
+def _loadable_keys() -> list[asyncssh.SSHKey]:
+    """The default ~/.ssh keys that load without a passphrase, skipping any that do not."""
+    keys = []
+    for name in ("id_ed25519_sk", "id_ecdsa_sk", "id_ed448", "id_ed25519", "id_ecdsa", "id_rsa"):
+        path = Path("~/.ssh").expanduser() / name
+        if path.is_file():
+            with contextlib.suppress(Exception):
+                keys.append(asyncssh.read_private_key(str(path)))
+    return keys
+
+
+def _known_hosts(options: asyncssh.SSHClientConnectionOptions) -> Any:
+    """The known_hosts to check against: ~/.ssh/config's, never "none" (no check at all)."""
     if options.known_hosts is not None:
         return options.known_hosts
     default = Path("~/.ssh/known_hosts").expanduser()
@@ -143,24 +163,32 @@ async def dial(
     """An SSH connection to the relay; TransportError (exit 4) saying what to do if not."""
     address = route.address
     spare = spare or asyncssh.generate_private_key("ssh-ed25519")
+    options: dict[str, Any] = {
+        "port": address.port or (),
+        "username": address.user or (),
+        "known_hosts": _known_hosts(_options(address)),
+        "client_factory": lambda: _RelayLogin(spare),
+        "preferred_auth": "publickey",
+        "ignore_encrypted": True,
+        "password_auth": False,
+        "kbdint_auth": False,
+        "gss_host": None,
+        "keepalive_interval": 15,
+        "keepalive_count_max": 3,
+        "encoding": None,
+    }
     try:
-        return await asyncio.wait_for(
-            asyncssh.connect(
-                address.host,
-                port=address.port or (),
-                username=address.user or (),
-                known_hosts=_known_hosts(address),
-                client_factory=lambda: _RelayLogin(spare),
-                preferred_auth="publickey",
-                password_auth=False,
-                kbdint_auth=False,
-                gss_host=None,
-                keepalive_interval=15,
-                keepalive_count_max=3,
-                encoding=None,
-            ),
-            route.connect_timeout,
-        )
+        try:
+            return await asyncio.wait_for(
+                asyncssh.connect(address.host, **options), route.connect_timeout
+            )
+        except asyncssh.KeyImportError:
+            # A file in ~/.ssh that does not load as a key: use the others rather than
+            # fail on it, as ssh does.
+            return await asyncio.wait_for(
+                asyncssh.connect(address.host, client_keys=_loadable_keys() or None, **options),
+                route.connect_timeout,
+            )
     except asyncssh.HostKeyNotVerifiable:
         raise await _unknown_host_key(route) from None
     except asyncssh.PermissionDenied:
@@ -180,11 +208,13 @@ async def dial(
 
 async def _unknown_host_key(route: RelayRoute) -> TransportError:
     address = route.address
-    where = f"-p {address.port} {address.host}" if address.port else address.host
+    options = _options(address)
+    host, port = str(options.host), int(options.port)  # after ~/.ssh/config's HostName, Port
+    where = f"-p {port} {host}" if port != 22 else host
     offered = ""
     with contextlib.suppress(Exception):
         key = await asyncio.wait_for(
-            asyncssh.get_server_host_key(address.host, address.port or ()), route.connect_timeout
+            asyncssh.get_server_host_key(host, port), route.connect_timeout
         )
         if key is not None:
             offered = f" It offered the host key {fingerprint(key.public_data)}."
@@ -260,9 +290,14 @@ class _Hop(asyncssh.SSHTCPSession[bytes]):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.inner is None:
             return
+        # Whatever asyncssh says of the hop, the inner connection hears it was the relay:
+        # lost (the relay or the network failed) or closed (by the relay, whose other
+        # side went away). An inner connection that ended first ignores this.
         if exc is not None:
-            exc = asyncssh.ConnectionLost(f"the relay connection ({self._relay}) was lost")
-        self.inner.connection_lost(exc)
+            why = f"the relay connection ({self._relay}) was lost"
+        else:
+            why = f"the relay ({self._relay}) closed the connection"
+        self.inner.connection_lost(asyncssh.ConnectionLost(why))
 
 
 # -- the technician's side --------------------------------------------------------------

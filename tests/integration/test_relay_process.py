@@ -1,0 +1,189 @@
+"""``toolkit relay``, ``toolkit share --relay`` and ``toolkit connect --relay`` as real processes.
+
+Three people, each in a HOME of their own: the relay's operator, the customer
+and the technician. The customer and the technician trust the relay's host
+key through their ~/.ssh/known_hosts, as they would for a real one.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from bench.sshd import free_port
+from tests.integration.share_process import Person, Share, end, sharing
+from tests.integration.test_share_connect import (
+    NOTES,
+    SLEEP,
+    customer_copy,
+    identity,  # noqa: F401 (a fixture)
+    make_customer,
+    make_technician,
+    technician_transcript,
+    verified,
+)
+from tests.relay_support import host_key, trust
+
+START = 15.0
+
+
+class RelayProcess:
+    def __init__(self, proc: subprocess.Popen[str], log: Path) -> None:
+        self.proc = proc
+        self.log = log
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"toolkit relay did not start: {log.read_text()}")
+        self.listening = json.loads(line)
+        self.port = int(self.listening["port"])
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+
+@contextmanager
+def relay_process(operator: Person, key: Path, port: int = 0) -> Iterator[RelayProcess]:
+    log = operator.root / f"relay-{time.monotonic_ns()}.err"
+    with log.open("w") as stderr:
+        proc = operator.popen(
+            "relay", "--listen", f"127.0.0.1:{port}", "--host-key", key, stderr=stderr
+        )
+    try:
+        yield RelayProcess(proc, log)
+    finally:
+        end(proc)
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> Path:
+    return host_key(tmp_path / "operator" / "host_key")
+
+
+@pytest.fixture
+def operator(tmp_path: Path) -> Person:
+    return Person.make(tmp_path / "operator")
+
+
+@pytest.fixture
+def customer(tmp_path: Path) -> Person:
+    return make_customer(tmp_path / "customer")
+
+
+@pytest.fixture
+def technician(tmp_path: Path, identity: Path) -> Person:  # noqa: F811
+    return make_technician(tmp_path / "technician", identity)
+
+
+def trusting(port: int, key: Path, *people: Person) -> None:
+    for person in people:
+        trust(port, key, person.home)
+
+
+def connect_args(port: int, code: str) -> list[str]:
+    return ["connect", "--relay", f"127.0.0.1:{port}", "--code", code, "--ticket", "T-1"]
+
+
+def test_whole_session_through_toolkit_relay_as_processes(
+    operator: Person, customer: Person, technician: Person, key: Path, tmp_path: Path
+) -> None:
+    with relay_process(operator, key) as relay:
+        assert relay.listening["event"] == "listening"
+        trusting(relay.port, key, customer, technician)
+        policy = customer.root / "policy.toml"
+        with sharing(customer, "--policy", policy, "--relay", f"127.0.0.1:{relay.port}",
+                     logs=tmp_path) as share:  # fmt: skip
+            code = share.code
+            assert share.line()["port"] == relay.port
+            done = technician.toolkit(
+                *connect_args(relay.port, code), "--batch", "-",
+                stdin="run uname -a\nread ~/notes.txt\n",
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            assert NOTES in done.stdout
+            assert share.wait() == 0
+            shown = share.stderr()
+        relay.proc.send_signal(signal.SIGTERM)
+        assert relay.proc.wait(10) == 0
+        log = [json.loads(line) for line in relay.proc.stdout or []]
+    assert [e["name"] for e in log if e["event"] == "register"] == [code[:3]]
+    kinds = [e["event"] for e in log]
+    assert "join" in kinds and "part" in kinds and kinds[-1] == "stopped"
+    assert code.replace("-", "")[3:] not in json.dumps(log)
+    assert customer_copy(shown).is_file()
+
+
+def test_relay_killed_mid_session_both_sides_end_sealed_with_the_reason(
+    operator: Person,
+    customer: Person,
+    technician: Person,
+    key: Path,
+    tmp_path: Path,
+    signers: Path,
+) -> None:
+    policy = customer.root / "policy.toml"
+    with relay_process(operator, key) as relay:
+        trusting(relay.port, key, customer, technician)
+        with sharing(customer, "--policy", policy, "--relay", f"127.0.0.1:{relay.port}",
+                     logs=tmp_path) as share:  # fmt: skip
+            batch = technician.root / "batch"
+            batch.write_text(f"run true\nrun sleep {SLEEP}\n")
+            running = technician.popen(*connect_args(relay.port, share.code), "--batch", batch)
+            try:
+                share.wait_for_stderr("run true -> exit 0")
+                relay.kill()
+                assert running.wait(15) == 4
+                tech_err = running.stderr.read() if running.stderr else ""
+                assert share.wait(15) == 0
+            finally:
+                end(running)
+            shown = share.stderr()
+    assert "relay" in tech_err
+    report = verified(technician, technician_transcript(technician), signers)
+    assert "relay" in report["end_reason"]
+    copy = customer_copy(shown)
+    allowed = copy.with_name(copy.name + ".allowed_signers")
+    mine = verified(customer, copy, allowed)
+    assert "relay" in mine["end_reason"]
+
+
+def test_relay_restart_before_the_technician_joins_the_same_code_works(
+    operator: Person, customer: Person, technician: Person, key: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    trusting(port, key, customer, technician)
+    with relay_process(operator, key, port) as first:
+        share_cm = sharing(customer, "--relay", f"127.0.0.1:{port}", logs=tmp_path)
+        share: Share = share_cm.__enter__()
+        try:
+            code = share.code
+            first.kill()
+            share.wait_for_stderr("reconnecting")
+            with relay_process(operator, key, port):
+                share.wait_for_stderr("the same code works", timeout=START)
+                done = technician.toolkit(
+                    *connect_args(port, code), "--batch", "-", stdin="run uname -a\n"
+                )
+                assert done.returncode == 0, done.stderr
+                assert share.wait() == 0
+                assert len(share.lines) == 1  # one code, read out once
+        finally:
+            share_cm.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def signers(identity: Path) -> Path:  # noqa: F811
+    person = Person(identity.parent.parent)
+    done = person.toolkit("keys", "allowed-signers")
+    assert done.returncode == 0, done.stderr
+    path = person.root / "allowed_signers"
+    path.write_text(done.stdout)
+    return path

@@ -1,0 +1,220 @@
+"""Threat: the relay. It forwards everything, so it must learn nothing and grant nothing else.
+
+- It sees every byte of the session, yet none of the content: the inner SSH
+  connection runs end to end, so a marker the customer's command prints, a
+  file read, and the secret digits of the code never cross it in the clear.
+- A relay (or whoever answers in its place) that is not in known_hosts gets
+  nothing: the agent registers nothing and the technician opens nothing.
+- A relay that terminates the inner connection with its own key cannot pass
+  consent (the agent's host key is bound by the handshake): see
+  test_consent_mitm.py; here, a relay that splices to the wrong agent fails
+  the PAKE the same way.
+- The relay grants no shell, exec, TCP forward or socket forward, and admits
+  only listed technicians when told to; lookups are rate-limited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from tests.relay_support import (
+    command,
+    consent_through,
+    host_key,
+    relayed_agent,
+    running_relay,
+    session_through,
+)
+from tests.session_support import MARKER
+from toolkit.consent import WrongCode, parse_code
+from toolkit.errors import ExitCode, TransportError
+from toolkit.relay.server import read_technicians
+from toolkit.transport.relay import dial
+
+
+def run(coro: object) -> None:
+    asyncio.run(asyncio.wait_for(coro, 60))  # type: ignore[arg-type]
+
+
+def test_the_relay_learns_nothing_of_the_session(tmp_path: Path) -> None:
+    content = b"file-content-seen-only-end-to-end-" + MARKER.encode() + b"-c0ffee"
+    (tmp_path / "allowed").mkdir()
+    (tmp_path / "allowed" / "notes.txt").write_bytes(content)
+    seen: dict[str, bytearray] = {"up": bytearray(), "down": bytearray()}
+
+    async def main() -> None:
+        async with running_relay(tmp_path) as relay:
+            relay.relay.tap = lambda name, direction, data: seen[direction].extend(data)
+            agent = await relayed_agent(tmp_path, relay.route)
+            code = agent.code
+            session = await session_through(relay.route, code, tmp_path / "tech.cast")
+            ran = await session.execute(command(f"run echo {MARKER}-printed"))
+            read = await session.execute(command(f"read {tmp_path / 'allowed' / 'notes.txt'}"))
+            await session.end("done")
+            await asyncio.wait_for(agent.agent.wait(), 10)
+            assert ran.stdout == f"{MARKER}-printed\n".encode()
+            assert read.content == content
+            digits = code.reveal()
+            relay_log = relay.log.getvalue()
+
+        wire = bytes(seen["up"]) + b"\n" + bytes(seen["down"])
+        assert len(seen["up"]) > 1000 and len(seen["down"]) > 1000  # the session did cross it
+        secret = digits[-6:]
+        for needle in (MARKER.encode(), content, secret.encode(), digits.encode()):
+            assert needle not in wire
+        assert b"SSH-2.0-" in wire  # the inner connection's banners: all it can read
+        for text in (MARKER, secret, digits, "notes.txt"):
+            assert text not in relay_log
+        # The transcripts on both ends did see it all.
+        assert MARKER.encode() in (tmp_path / "tech.cast").read_bytes()
+
+    run(main())
+
+
+def test_an_unknown_relay_host_key_stops_both_sides_before_anything_is_sent(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        async with running_relay(tmp_path, trusted=False) as relay:
+            with pytest.raises(TransportError) as info:
+                await relayed_agent(tmp_path, relay.route)
+            text = info.value.diagnostics()
+            assert info.value.exit_code is ExitCode.NETWORK
+            assert "known_hosts" in text and "ssh-keyscan -p" in text
+            assert relay.relay.host_key_fingerprint in text  # what to compare with the operator
+            with pytest.raises(TransportError):
+                await consent_through(relay.route, parse_code("417-093-552"))
+            assert relay.log.events("register") == [] and relay.log.events("auth") == []
+
+    run(main())
+
+
+def test_a_relay_key_that_changed_is_refused_like_an_unknown_one(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running_relay(tmp_path) as first:
+            port = first.port
+        other = host_key(tmp_path / "impostor" / "host_key")
+        async with running_relay(tmp_path, port=port, key=other, trusted=False) as impostor:
+            with pytest.raises(TransportError, match="not in your known_hosts, or its host key"):
+                await relayed_agent(tmp_path, impostor.route)
+            assert impostor.log.events("auth") == []
+
+    run(main())
+
+
+def test_a_splice_to_the_wrong_agent_fails_the_code_check(tmp_path: Path) -> None:
+    # A relay that sends the technician to another customer's agent learns nothing
+    # either: the code does not match there, and the technician is told so.
+    async def main() -> None:
+        async with running_relay(tmp_path) as relay:
+            one = await relayed_agent(tmp_path / "one", relay.route)
+            two = await relayed_agent(tmp_path / "two", relay.route)
+            digits = one.code.reveal()
+            crossed = parse_code(two.rendezvous.name + digits[-6:])
+            with pytest.raises(WrongCode):
+                await consent_through(relay.route, crossed)
+            assert two.agent.codes.current.tries_left == 2
+            assert one.agent.codes.current.tries_left == 3
+            for agent in (one, two):
+                await agent.agent.stop("test over")
+
+    run(main())
+
+
+def test_the_relay_grants_no_shell_exec_or_other_forwarding(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running_relay(tmp_path) as relay:
+            conn = await dial(relay.route)
+            async with conn:
+                with pytest.raises(asyncssh.ChannelOpenError):
+                    await conn.run("id", check=True)
+                with pytest.raises(asyncssh.ChannelOpenError):
+                    await conn.open_connection("127.0.0.1", relay.port)
+                with pytest.raises(asyncssh.ChannelListenError):
+                    await conn.start_unix_server(lambda: None, str(tmp_path / "sock"))
+                with pytest.raises(asyncssh.ChannelListenError):  # not a rendezvous
+                    await conn.forward_remote_port("127.0.0.1", 0, "127.0.0.1", 22)
+            refused = {e["what"] for e in relay.log.events("refused")}
+            assert {"session", "direct-tcpip", "streamlocal-forward"} <= refused
+            assert relay.log.events("register_refused")
+
+    run(main())
+
+
+def test_only_listed_technicians_reach_a_rendezvous(tmp_path: Path) -> None:
+    listed = tmp_path / "id_listed"
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    listed.write_bytes(key.export_private_key())
+    listed.chmod(0o600)
+    signers = tmp_path / "technicians"
+    signers.write_text(f'alice@example.com namespaces="toolkit" {key.export_public_key().decode()}')
+    technicians = read_technicians(signers)
+
+    async def main() -> None:
+        async with running_relay(tmp_path, technicians=technicians) as relay:
+            agent = await relayed_agent(tmp_path, relay.route)  # anyone may register
+            with pytest.raises(TransportError, match="admits listed technicians only"):
+                await consent_through(relay.route, agent.code)
+            ssh = Path.home() / ".ssh"
+            (ssh / "id_ed25519").write_bytes(listed.read_bytes())
+            (ssh / "id_ed25519").chmod(0o600)
+            conn, _ = await consent_through(relay.route, agent.code)
+            conn.close()
+            await agent.agent.stop("test over")
+
+    run(main())
+
+
+def test_technician_files_take_authorized_keys_or_allowed_signers(tmp_path: Path) -> None:
+    key = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
+    (tmp_path / "a").write_text(f'# a comment\nrestrict,port-forwarding,from="10.0.0.0/8" {key}\n')
+    (tmp_path / "b").write_text(f'alice@example.com,bob@example.com namespaces="x,y" {key}\n')
+    assert read_technicians(tmp_path / "a") == read_technicians(tmp_path / "b")
+    (tmp_path / "c").write_text("# nobody\n")
+    from toolkit.errors import UsageError
+
+    with pytest.raises(UsageError):
+        read_technicians(tmp_path / "c")
+
+
+def test_lookups_are_rate_limited_per_source_address(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running_relay(tmp_path, lookup_burst=3, lookup_rate=0.01) as relay:
+            reasons = []
+            for name in ("901", "902", "903", "904"):
+                with pytest.raises(TransportError) as info:
+                    await consent_through(relay.route, parse_code(f"{name}-000-000"))
+                reasons.append(info.value.message)
+            assert all("no such rendezvous" in r for r in reasons[:3])
+            assert "too many lookups" in reasons[3]
+            misses = [e for e in relay.log.events("lookup") if not e["ok"]]
+            assert [e["why"] for e in misses][-1] == "rate limited"
+
+    run(main())
+
+
+def test_what_the_relay_logs_is_about_connections_never_content(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running_relay(tmp_path) as relay:
+            agent = await relayed_agent(tmp_path, relay.route)
+            session = await session_through(relay.route, agent.code, tmp_path / "t.cast")
+            await session.execute(command(f"run echo {MARKER}"))
+            await session.end("done")
+            await asyncio.wait_for(agent.agent.wait(), 10)
+            kinds = [e["event"] for e in relay.log.events()]
+            for expected in ("listening", "connect", "auth", "register", "join", "part"):
+                assert expected in kinds
+            part = relay.log.events("part")[0]
+            assert part["bytes_up"] > 0 and part["bytes_down"] > 0
+            for event in relay.log.events():
+                assert set(event) <= {
+                    "ts", "event", "conn", "peer", "key", "technician", "name", "ttl", "asked",
+                    "agent", "bytes_up", "bytes_down", "why", "ok", "what", "address", "port",
+                    "host_key", "host_key_file", "technicians",
+                }  # fmt: skip
+
+    run(main())
