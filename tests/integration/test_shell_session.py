@@ -284,3 +284,32 @@ def test_a_fix_outside_the_scope_is_asked_and_can_be_declined(tmp_path: Path) ->
 
 def _no() -> Any:
     raise AssertionError("the command line did not parse")
+
+
+def test_an_agent_that_calls_a_password_echoed_cannot_get_it_into_the_technicians_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hostile agent marks every byte "recorded"; the technician keeps only what it saw."""
+    monkeypatch.setattr("toolkit.agent.pty.PtyShell.input_mode", lambda self: "echoed")
+
+    async def script(shell: ShellClient, screen: Screen) -> None:
+        await typed(shell, "read -s X; echo got ${#X} chars\r")
+        await asyncio.sleep(0.2)
+        await typed(shell, SECRET + "\r")
+        await screen.shows(f"got {len(SECRET)} chars")
+        await asyncio.sleep(0.2)  # the agent's verdicts come in batches: not with the next line
+        await typed(shell, "echo after-marker\r")
+        await screen.shows("after-marker\r\n")
+
+    async def main() -> None:
+        async with live_session(tmp_path) as live:
+            await shell_session(live, script)
+            technician = await live.session.end("done")
+            end = await asyncio.wait_for(live.agent.wait(), 10)
+        assert end.transcript is not None
+        assert SECRET in input_text(end.transcript)  # the lying agent's own copy has it
+        assert SECRET not in technician.read_text()
+        assert "echo after-marker" in input_text(technician)
+        assert any(f["type"] == "input_withheld" for f in fields(technician))
+
+    run(main())

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
-from toolkit.agent._echo import EchoJudge
 from toolkit.agent.pty import PtyShell
+from toolkit.session.echo import EchoJudge
 from toolkit.session.protocol import SHELL_EVENTS, data_frames
 
 if TYPE_CHECKING:

@@ -4,10 +4,13 @@
 ``ready``, then opens a second SSH session channel with a PTY (``pty-req``,
 ``shell``). Output is recorded (``o``) and handed to ``on_output`` as it
 arrives. Input goes out at once, but is recorded (``i``) only when the
-agent's verdict for those bytes says the PTY echoed them: until then it waits
-here, and whatever has no verdict when the shell ends is not recorded. So
-the technician's copy withholds exactly what the customer's copy withholds
-(docs/transcript-format.md, "Terminal input and echo").
+agent's verdict for those bytes says the PTY echoed them, *and* the
+characters came back in the output this side received (toolkit.session.echo,
+checked here, so that no agent can have the technician's typing recorded
+without showing it): until both are known it waits here, and whatever lacks
+either when the shell ends is not recorded. So the technician's copy
+withholds what the customer's copy withholds (docs/transcript-format.md,
+"Terminal input and echo").
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
 from toolkit.errors import PolicyRefused, TransportError
 from toolkit.session.client import OnData, Reply
+from toolkit.session.echo import characters
 from toolkit.session.protocol import SHELL_EVENTS, Response
 
 if TYPE_CHECKING:
@@ -31,8 +37,36 @@ if TYPE_CHECKING:
 WINDOW = 2 * 1024 * 1024
 MAX_PACKET = 32 * 1024
 READY_TIMEOUT = 15.0
+#: How long this side waits to see typed characters come back before it withholds them
+#: (the echo normally arrives before the agent's verdict: same connection, sent first).
+LOCAL_WINDOW = 1.0
+#: Output kept to look for echoes in.
+OUTPUT_LOG = 256 * 1024
 #: How long closing waits for the agent's account of the shell.
 CLOSE_TIMEOUT = 5.0
+
+
+@dataclass
+class _Check:
+    """Bytes the agent says it recorded, until this side has seen them echoed."""
+
+    data: bytes
+    mark: int  # the output offset when they were typed: their echo comes after it
+    deadline: float
+    seen: bool | None  # None: not yet
+
+
+def _in_order(needed: bytes, output: bytes | bytearray, start: int) -> bool:
+    """Whether ``needed`` appears in ``output[start:]`` in order (other bytes between)."""
+    if start < 0:
+        return False  # the output it came back in is no longer kept
+    pos = start
+    for byte in needed:
+        pos = output.find(byte, pos)
+        if pos < 0:
+            return False
+        pos += 1
+    return True
 
 
 class _Channel(asyncssh.SSHClientSession[bytes]):
@@ -57,7 +91,13 @@ class ShellClient:
     ) -> None:
         self.session = session
         self._on_output = on_output
-        self._unjudged = bytearray()  # sent, waiting for the agent's verdict
+        self._sent = bytearray()  # typed, waiting for the agent's verdict
+        self._marks: deque[int] = deque()  # per byte of _sent: output received before it
+        self._output_log = bytearray()  # recent output, to look for echoes in
+        self._log_start = 0  # the output offset of _output_log[0]
+        self._output_total = 0
+        self._checks: deque[_Check] = deque()  # kept by the agent, waiting to be seen here
+        self._expiry: asyncio.TimerHandle | None = None
         self._events = bytearray()  # a partial SHELL_EVENTS line
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._closed = asyncio.Event()
@@ -125,8 +165,9 @@ class ShellClient:
         """Typed input: sent now, recorded once the agent says it was echoed."""
         if self._chan is None or self._closed.is_set() or not data:
             return
-        self._unjudged += data
         self._chan.write(data)
+        self._sent += data
+        self._marks.extend([self._output_total] * len(data))
 
     def resize(self, width: int, height: int) -> None:
         if self._chan is None or self._closed.is_set() or width <= 0 or height <= 0:
@@ -140,6 +181,14 @@ class ShellClient:
         rec = self.session.recorder
         if not rec.closed:
             rec.output(data)
+        self._output_total += len(data)
+        self._output_log += data
+        if len(self._output_log) > OUTPUT_LOG:
+            cut = len(self._output_log) - OUTPUT_LOG
+            del self._output_log[:cut]
+            self._log_start += cut
+        if self._checks:
+            self._settle()
 
     def _event(self, stream: int, data: bytes) -> None:
         if stream != SHELL_EVENTS:
@@ -160,16 +209,47 @@ class ShellClient:
         count = event.get("input")
         if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
             return
-        judged = bytes(self._unjudged[:count])
-        del self._unjudged[:count]
+        judged = bytes(self._sent[:count])
+        del self._sent[:count]
+        mark = self._marks[0] if self._marks else self._output_total
+        for _ in range(min(count, len(self._marks))):
+            self._marks.popleft()
+        deadline = asyncio.get_running_loop().time() + LOCAL_WINDOW
+        kept = event.get("recorded") is True
+        self._checks.append(_Check(judged, mark, deadline, None if kept else False))
+        self._settle()
+
+    def _settle(self, final: bool = False) -> None:
+        """Record, in order, what has both verdicts; wake up for the next deadline."""
+        now = asyncio.get_running_loop().time()
+        while self._checks:
+            check = self._checks[0]
+            if check.seen is None:
+                needed = characters(check.data)
+                check.seen = _in_order(needed, self._output_log, check.mark - self._log_start)
+                if not check.seen and not final and now < check.deadline:
+                    check.seen = None
+                    break
+            self._checks.popleft()
+            self._record_input(check.data, bool(check.seen))
+        if self._checks and self._expiry is None and not final:
+            self._expiry = asyncio.get_running_loop().call_at(
+                self._checks[0].deadline, self._expired
+            )
+
+    def _expired(self) -> None:
+        self._expiry = None
+        self._settle()
+
+    def _record_input(self, data: bytes, kept: bool) -> None:
         rec = self.session.recorder
         if rec.closed:
             return
-        if event.get("recorded") is True:
-            rec.input(judged)
+        if kept:
+            rec.input(data)
             self._last_recorded = True
             return
-        self.withheld_bytes += len(judged)
+        self.withheld_bytes += len(data)
         if self._last_recorded:
             rec.event("input_withheld", reason="echo off")
         self._last_recorded = False
@@ -199,7 +279,10 @@ class ShellClient:
             error = self._request.exception()
             if error is not None:
                 raise error
-        self._unjudged.clear()  # no verdict came: not recorded, as if the echo was off
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._settle(final=True)
+        self._sent.clear()  # no verdict came: not recorded, as if the echo was off
         if self.result is not None:
             self._record_end(self.result)
         return self.result

@@ -16,6 +16,12 @@ Each chunk of input is judged in the terminal mode it arrived in
 
 Verdicts come out in the order the input came in, so a later chunk never
 overtakes one that still waits for its echo.
+
+The agent judges by this rule with the PTY's real mode (toolkit.agent.shell).
+The technician's side keeps only what the agent kept *and* whose characters
+it saw come back in its own output (toolkit.session.shell): an agent that
+calls a password "echoed" without showing it cannot get it into the
+technician's copy.
 """
 
 from __future__ import annotations
