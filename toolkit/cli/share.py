@@ -138,6 +138,14 @@ def _request_text(request: ApprovalRequest) -> str:
     )
 
 
+def _fix_question(name: str, commands: Sequence[Sequence[str]]) -> tuple[str, list[str]]:
+    """What the customer is asked about a fix: its name, then each exact command."""
+    from toolkit.policy.commands import show_argv
+
+    lines = [f"  $ {printable(show_argv(argv))}" for argv in commands]
+    return f"The technician asks to run {printable(name)}, which runs:", lines
+
+
 class _Approver:
     """Asks at the terminal; ``--yes`` answers for the customer, with a warning each time."""
 
@@ -178,10 +186,7 @@ class _Approver:
         return request.grant() if ok else request.decline()
 
     async def approve_fix(self, name: str, commands: Sequence[Sequence[str]]) -> bool:
-        from toolkit.policy.commands import show_argv
-
-        lines = [f"  $ {printable(show_argv(argv))}" for argv in commands]
-        title = f"The technician asks to run {printable(name)}, which runs:"
+        title, lines = _fix_question(name, commands)
         if self.live is not None and not self._yes:
             return await self.live.ask(title, lines, FIX_TIMEOUT)
         err().print("\n".join([title, *lines]), markup=False, highlight=False)
@@ -201,7 +206,8 @@ class _Approver:
         """A fix outside the granted scope: only a person at the live view can allow it."""
         if self.live is None or not self.live.keys:
             return False  # --yes approves what the consent asked for, never more
-        return await self.approve_fix(name, commands)
+        # Asked even under --yes: the person at the view decides, never the flag.
+        return await self.live.ask(*_fix_question(name, commands), FIX_TIMEOUT)
 
 
 ScopeOption = Annotated[

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import sys
 import termios
@@ -69,8 +68,14 @@ class EscapeReader:
 
 
 def terminal_size() -> tuple[int, int]:
-    size = shutil.get_terminal_size((80, 24))
-    return size.columns, size.lines
+    """The terminal's own size (not $COLUMNS/$LINES, which may be stale), else 80x24."""
+    for fd in (sys.stdout.fileno(), sys.stdin.fileno()):
+        try:
+            size = os.get_terminal_size(fd)
+        except OSError:
+            continue
+        return size.columns or 80, size.lines or 24
+    return 80, 24
 
 
 async def interactive_shell(session: TechnicianSession) -> Response | None:

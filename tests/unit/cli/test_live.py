@@ -61,3 +61,23 @@ def test_mirror_shows_the_screen_not_the_escape_sequences() -> None:
     mirror.resize(40, 10)
     mirror.feed(b"\r\n" + b"y" * 30)
     assert mirror.rows()[-1] == "y" * 30
+
+
+def test_yes_never_answers_for_a_fix_outside_the_scope() -> None:
+    """share --yes approves what the consent asked for; outside it, only the person decides."""
+    from toolkit.cli.share import _Approver
+
+    live, text, _ = view()
+    approver = _Approver(yes=True)
+
+    async def main() -> tuple[bool, bool]:
+        approver.live = None  # no one at a terminal: declined
+        alone = await approver.ask_out_of_scope("mark", [["touch", "x"]])
+        approver.live = live
+        asking = asyncio.ensure_future(approver.ask_out_of_scope("mark", [["touch", "x"]]))
+        await asyncio.sleep(0.01)
+        live._key("n")
+        return alone, await asking
+
+    assert asyncio.run(main()) == (False, False)
+    assert "$ touch x" in text.getvalue()
