@@ -111,9 +111,10 @@ def fields(path: Path) -> list[dict[str, Any]]:
     return [e.fields() for e in events(path) if e.code == "e"]
 
 
-async def shell_session(
-    live: Live, script: Callable[[ShellClient, Screen], Awaitable[None]]
-) -> Any:
+Script = Callable[[ShellClient, "Screen"], Awaitable[None]]
+
+
+async def shell_session(live: Live, script: Script) -> Any:
     screen = Screen()
     shell = await live.session.open_shell("xterm-256color", 80, 24, screen)
     await screen.shows("~")  # the prompt: user@host:~# (HOME is the working directory)
@@ -121,6 +122,17 @@ async def shell_session(
     await typed(shell, "exit\r")
     await asyncio.wait_for(shell.wait(), 10)
     return await shell.close(), screen
+
+
+async def shell_then_end(root: Path, script: Script) -> tuple[Path, Path, Live, Any]:
+    """One shell running ``script``, then the end: both transcripts, the session, the result."""
+    async with live_session(root) as live:
+        response, screen = await shell_session(live, script)
+        technician = await live.session.end("done")
+        end = await asyncio.wait_for(live.agent.wait(), 10)
+    assert end.transcript is not None
+    assert_sealed(end)
+    return technician, end.transcript, live, (response, screen)
 
 
 def test_password_input_is_in_neither_transcript_while_echoed_input_is_in_both(
@@ -142,14 +154,8 @@ def test_password_input_is_in_neither_transcript_while_echoed_input_is_in_both(
         await screen.shows("after-marker\r\n")
 
     async def main() -> None:
-        async with live_session(tmp_path) as live:
-            response, screen = await shell_session(live, script)
-            assert response is not None and response.ok, response
-            technician = await live.session.end("done")
-            end = await asyncio.wait_for(live.agent.wait(), 10)
-        customer = end.transcript
-        assert customer is not None
-        assert_sealed(end)
+        technician, customer, _, (response, screen) = await shell_then_end(tmp_path, script)
+        assert response is not None and response.ok, response
         for path in (technician, customer):
             text = path.read_text()
             assert SECRET not in text and SUDO_SECRET not in text, path
@@ -177,15 +183,11 @@ def test_resizes_reach_the_shell_and_both_transcripts(tmp_path: Path) -> None:
         await screen.shows("43 132")
 
     async def main() -> None:
-        async with live_session(tmp_path) as live:
-            await shell_session(live, script)
-            technician = await live.session.end("done")
-            end = await asyncio.wait_for(live.agent.wait(), 10)
-            assert live.screen.sizes == [(80, 24), (132, 43)]
-            assert b"43 132" in live.screen.mirrored  # the customer's mirror saw it too
-            assert live.screen.shells_ended == 1
-        assert end.transcript is not None
-        for path in (technician, end.transcript):
+        technician, customer, live, _ = await shell_then_end(tmp_path, script)
+        assert live.screen.sizes == [(80, 24), (132, 43)]
+        assert b"43 132" in live.screen.mirrored  # the customer's mirror saw it too
+        assert live.screen.shells_ended == 1
+        for path in (technician, customer):
             assert [e.data for e in events(path) if e.code == "r"] == ["80x24", "132x43"]
 
     run(main())
@@ -302,12 +304,8 @@ def test_an_agent_that_calls_a_password_echoed_cannot_get_it_into_the_technician
         await screen.shows("after-marker\r\n")
 
     async def main() -> None:
-        async with live_session(tmp_path) as live:
-            await shell_session(live, script)
-            technician = await live.session.end("done")
-            end = await asyncio.wait_for(live.agent.wait(), 10)
-        assert end.transcript is not None
-        assert SECRET in input_text(end.transcript)  # the lying agent's own copy has it
+        technician, customer, _, _ = await shell_then_end(tmp_path, script)
+        assert SECRET in input_text(customer)  # the lying agent's own copy has it
         assert SECRET not in technician.read_text()
         assert "echo after-marker" in input_text(technician)
         assert any(f["type"] == "input_withheld" for f in fields(technician))
