@@ -180,7 +180,9 @@ def test_prompt_shell_and_passwords_on_a_real_terminal(
 
 
 def test_customer_sees_the_session_declines_a_fix_and_q_ends_it_for_both(
-    people: tuple[Person, Person], tmux: Tmux
+    people: tuple[Person, Person],
+    signers: Path,  # noqa: F811  (the fixture imported above)
+    tmux: Tmux,
 ) -> None:
     technician, customer = people
     code_file = customer.root / "code"
@@ -224,8 +226,11 @@ def test_customer_sees_the_session_declines_a_fix_and_q_ends_it_for_both(
     assert "Your copy of the transcript:" in cust_screen
     why = "the customer ended the session (q)"
     mine = technician_transcript(technician, "T-7")
+    assert why in verified(technician, mine, signers)["end_reason"].lower()
     assert why in events(mine)[-1]["reason"].lower()
     theirs = customer_copy(cust_screen)
+    trust = theirs.with_name(theirs.name + ".allowed_signers")
+    assert verified(customer, theirs, trust)["end_reason"] == why
     assert events(theirs)[-1]["reason"] == why
     assert any(e.get("op") == "fix" and e["type"] == "refusal" for e in events(theirs))
     assert "mirrored-42" in lines_of(theirs, "o")
