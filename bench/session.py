@@ -25,6 +25,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ from bench._common import (
 )
 from bench.sshd import available, local_sshd
 
+#: How a benchmark reaches the agent instead: ConsentAsk -> (connection, consent).
+Connector = Callable[[Any], Awaitable[tuple[Any, Any]]]
 BULK_GOAL = 0.8  # toolkit MB/s / OpenSSH MB/s, at least
 LATENCY_GOAL = 2.0  # toolkit time / ssh true time, at most
 POLICY = """\
@@ -102,8 +105,13 @@ def _text_file(path: Path, size: int) -> Path:
     return path
 
 
-async def _audited_cat(root: Path, share: Share, data: Path) -> tuple[float, int, int]:
-    """Time one audited ``run cat FILE`` through the library; (seconds, bytes, file bytes)."""
+async def _audited_cat(
+    root: Path, share: Share, data: Path, connector: Connector | None = None
+) -> tuple[float, int, int]:
+    """Time one audited ``run cat FILE`` through the library; (seconds, bytes, file bytes).
+
+    ``connector`` reaches the agent another way (bench.relay: through a relay).
+    """
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
     from toolkit.consent import Scope, parse_code
@@ -117,7 +125,10 @@ async def _audited_cat(root: Path, share: Share, data: Path) -> tuple[float, int
         "Bench Tech", "bench@example.com", KeySigner(ed25519.Ed25519PrivateKey.generate()), "bench"
     )
     ask = ConsentAsk(who, "BENCH-1", frozenset({Scope.DIAGNOSTICS}), parse_code(share.code))
-    conn, consent = await connect("127.0.0.1", share.port, ask)
+    if connector is None:
+        conn, consent = await connect("127.0.0.1", share.port, ask)
+    else:
+        conn, consent = await connector(ask)
     cast = root / "technician.cast"
     session = await TechnicianSession.start(conn, consent, who, "bench", path=cast)
     received = 0

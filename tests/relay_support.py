@@ -19,8 +19,8 @@ from typing import Any
 
 import asyncssh
 
-from tests.session_support import Collector, Customer, identity, make_catalogue, make_policy
-from toolkit.agent.server import Agent, AgentSettings
+from tests.session_support import Collector, Customer, identity, start_agent
+from toolkit.agent.server import Agent
 from toolkit.consent import Consent, Scope, parse_code
 from toolkit.identity.store import Identity
 from toolkit.relay._log import EventLog
@@ -115,32 +115,25 @@ async def relayed_agent(
     ttl: float = 600.0,
 ) -> RelayedAgent:
     """An agent behind a rendezvous at ``route``, as toolkit share --relay starts one."""
-    customer = customer or Customer()
-    screen = Collector()
-    agent = Agent(
-        AgentSettings(
-            policy=make_policy(root),
-            approver=customer,
-            approve_fix=customer.approve_fix,
-            offered=frozenset(offered),
-            ttl=ttl,
-            catalogue=make_catalogue(),
-            transcripts=root / "customer-transcripts",
-            hostname="customer-pc",
-        ),
-        screen,
+    made: list[AgentRendezvous] = []
+
+    def rendezvous(agent: Agent) -> AgentRendezvous:
+        made.append(
+            AgentRendezvous(
+                route,
+                ttl=ttl,
+                say=agent.observer.say,
+                in_session=lambda: agent.session is not None,
+                renamed=lambda: agent.fresh_code("the relay gave this share a new rendezvous"),
+                backoff=FAST_BACKOFF,
+            )
+        )
+        return made[0]
+
+    agent, screen, customer = await start_agent(
+        root, customer=customer, offered=offered, ttl=ttl, tunnel=rendezvous
     )
-    rendezvous = AgentRendezvous(
-        route,
-        ttl=ttl,
-        say=screen.say,
-        in_session=lambda: agent.session is not None,
-        renamed=lambda: agent.fresh_code("the relay gave this share a new rendezvous"),
-        backoff=FAST_BACKOFF,
-    )
-    await rendezvous.open()
-    await agent.start(tunnel=rendezvous)
-    return RelayedAgent(agent, rendezvous, screen, customer)
+    return RelayedAgent(agent, made[0], screen, customer)
 
 
 async def consent_through(

@@ -8,9 +8,10 @@ that hostile clients, MITM proxies and refusals can be staged precisely.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 
@@ -116,7 +117,9 @@ async def start_agent(
     offered: Sequence[Scope] = (Scope.DIAGNOSTICS,),
     ttl: float = 600.0,
     policy: Policy | None = None,
+    tunnel: Callable[[Agent], Any] | None = None,
 ) -> tuple[Agent, Collector, Customer]:
+    """An agent on loopback, or behind ``tunnel(agent)`` (a relay's rendezvous)."""
     customer = customer or Customer()
     screen = Collector()
     agent = Agent(
@@ -132,7 +135,10 @@ async def start_agent(
         ),
         screen,
     )
-    await agent.start("127.0.0.1", 0)
+    if tunnel is None:
+        await agent.start("127.0.0.1", 0)
+    else:
+        await agent.start(tunnel=tunnel(agent))
     return agent, screen, customer
 
 

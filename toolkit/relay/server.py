@@ -41,15 +41,8 @@ from toolkit.relay._wire import (
     name_of_path,
     parse_register_host,
 )
+from toolkit.transport.ssh import CIPHERS
 
-#: Ciphers in order of preference, as the agent's: AES-GCM first for bulk.
-CIPHERS = (
-    "aes128-gcm@openssh.com",
-    "aes256-gcm@openssh.com",
-    "chacha20-poly1305@openssh.com",
-    "aes128-ctr",
-    "aes256-ctr",
-)
 SWEEP_INTERVAL = 5.0
 #: (rendezvous name, "up" technician to agent | "down" agent to technician, bytes): tests only.
 Tap = Callable[[str, str, bytes], None]
@@ -500,7 +493,6 @@ class Relay:
 
 
 __all__ = [
-    "CIPHERS",
     "Relay",
     "RelayConnection",
     "RelayOptions",

@@ -45,6 +45,7 @@ from toolkit.relay._wire import (
     socket_path,
 )
 from toolkit.secrets import Secret
+from toolkit.transport.ssh import CIPHERS
 
 CONNECT_TIMEOUT = 20.0
 #: Seconds between reconnect attempts: doubling from the first to the last, with jitter.
@@ -169,6 +170,8 @@ async def dial(
         "known_hosts": _known_hosts(_options(address)),
         "client_factory": lambda: _RelayLogin(spare),
         "preferred_auth": "publickey",
+        # AES-GCM first, as on the inner connection: every byte is encrypted twice.
+        "encryption_algs": CIPHERS,
         "ignore_encrypted": True,
         "password_auth": False,
         "kbdint_auth": False,

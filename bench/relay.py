@@ -1,0 +1,492 @@
+"""Relay benchmarks, in one run on this machine (docs/relay.md, issue 5).
+
+``bulk``: an audited ``run cat FILE`` (N MiB, default 256, terminal-like text)
+through ``toolkit relay`` and through an OpenSSH bastion (docs/relay.md's
+exact configuration), against plain OpenSSH through the same bastion: the
+customer's ``ssh -R SOCKET:127.0.0.1:SSHD`` exposes an sshd, and the
+technician's ``ssh -L PORT:SOCKET bastion`` and ``ssh -p PORT customer cat FILE``
+run the same command through it (OpenSSH 9.2's ``-W`` takes no socket path).
+The agent is a real ``toolkit share --relay`` process; the technician side
+runs in this process through the library (recording every byte into a signed
+transcript) and is timed from the request to the response. ``ssh`` is timed
+as a whole process, minus its set-up (the median of the same chain running
+``true``).
+
+``idle``: a ``toolkit relay`` process holding 1,000 idle rendezvous (agents
+that registered and wait), then 100 active sessions on top (agents and
+technicians in a client process, each session running a command every
+second): the relay's RSS per rendezvous and its CPU use.
+
+    .venv/bin/python -m bench.relay [bulk|idle] [--quick] [--mib N] [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import socket as socketlib
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, cast
+
+from bench._common import (
+    TOOLKIT,
+    MiB,
+    environment,
+    median,
+    save,
+    say,
+    scratch_dir,
+    summary,
+    table,
+    terminal_block,
+    verdict,
+)
+from bench.session import Share, _audited_cat
+from bench.sshd import Bastion, available, bastion_sshd, free_port, local_sshd
+
+BULK_GOAL = 1.5  # toolkit MB/s / plain OpenSSH MB/s through the same relay, at least
+IDLE_GOAL_MB = 200.0  # relay RSS with 1,000 idle rendezvous, at most
+POLICY = """\
+[commands]
+diagnostics = [["cat", "{file}"], ["true"], ["head", "-c", "{n}", "/dev/zero"]]
+[placeholders]
+file = "^/[A-Za-z0-9._/-]{1,4000}$"
+n = "^[0-9]{1,9}$"
+"""
+ALIAS = "bench-bastion"
+
+
+# -- people and processes ------------------------------------------------------------
+
+
+def _home(root: Path, who: str) -> dict[str, str]:
+    home = root / who
+    (home / ".ssh").mkdir(parents=True, exist_ok=True, mode=0o700)
+    return {
+        **{k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"},
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local/share"),
+        "XDG_STATE_HOME": str(home / ".local/state"),
+        "NO_COLOR": "1",
+    }
+
+
+def _ssh_key(env: dict[str, str]) -> tuple[Path, str]:
+    path = Path(env["HOME"]) / ".ssh" / "id_ed25519"
+    if not path.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path, path.with_name("id_ed25519.pub").read_text()
+
+
+def _trust(env: dict[str, str], line: str) -> None:
+    with (Path(env["HOME"]) / ".ssh" / "known_hosts").open("a") as f:
+        f.write(line)
+
+
+@contextmanager
+def toolkit_relay(env: dict[str, str], key: Path, *extra: str) -> Iterator[tuple[int, int]]:
+    """A ``toolkit relay`` process on loopback; (port, pid)."""
+    proc = subprocess.Popen(
+        [str(TOOLKIT), "relay", "--listen", "127.0.0.1:0", "--host-key", str(key), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    assert proc.stdout is not None
+    try:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError("toolkit relay did not start")
+        # Nobody reads the log from here on: keep it from filling the pipe.
+        drain = subprocess.Popen(["cat"], stdin=proc.stdout, stdout=subprocess.DEVNULL)
+        yield int(json.loads(line)["port"]), proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        drain.wait(10)
+
+
+def _through(
+    root: Path, technician: dict[str, str], relay: list[str], route: Any, data: Path, runs: int
+) -> list[float]:
+    """Audited runs through one relay: a fresh share each time, the technician here."""
+    from toolkit.transport.relay import connect_through
+
+    times = []
+    saved = {k: os.environ.get(k) for k in ("HOME", "SSH_AUTH_SOCK")}
+    os.environ["HOME"] = technician["HOME"]  # its known_hosts, its ssh key
+    os.environ.pop("SSH_AUTH_SOCK", None)
+
+    async def through(ask: Any) -> tuple[Any, Any]:
+        return await connect_through(route, ask)
+
+    try:
+        for _ in range(runs):
+            share = Share(root, root / "policy.toml", *relay)
+            try:
+                seconds, received, _ = asyncio.run(_audited_cat(root, share, data, through))
+            finally:
+                share.wait()
+            if received != data.stat().st_size:
+                raise RuntimeError(f"received {received} bytes of {data.stat().st_size}")
+            times.append(seconds)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return times
+
+
+def _timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed: {done.stderr.decode(errors='replace')}")
+    return time.perf_counter() - start
+
+
+@contextmanager
+def _plain_openssh(root: Path, bastion: Bastion, key: Path) -> Iterator[list[str]]:
+    """An sshd behind ``ssh -R SOCKET`` at the bastion, reached with ``ssh -L``: its ssh argv."""
+    socket = bastion.socket_dir / "plain-ssh"
+    common = [
+        "-F",
+        "/dev/null",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        f"UserKnownHostsFile={root / 'bastion_known_hosts'}",
+        "-i",
+        str(key),
+    ]
+    (root / "bastion_known_hosts").write_text(bastion.known_hosts_line())
+    with local_sshd(root / "customer-sshd") as customer:
+
+        def forwarding(flag: str, spec: str) -> subprocess.Popen[bytes]:
+            argv = ["ssh", *common, "-N", "-o", "ExitOnForwardFailure=yes"]
+            return subprocess.Popen(
+                [*argv, "-p", str(bastion.port), flag, spec, f"{bastion.user}@127.0.0.1"]
+            )
+
+        reverse = forwarding("-R", f"{socket}:127.0.0.1:{customer.port}")
+        try:
+            for _ in range(100):
+                if socket.exists():
+                    break
+                time.sleep(0.05)
+            else:
+                raise RuntimeError("ssh -R did not bind its socket at the bastion")
+            local = free_port()
+            forward = forwarding("-L", f"127.0.0.1:{local}:{socket}")
+            try:
+                for _ in range(100):
+                    with contextlib.suppress(OSError):
+                        socketlib.create_connection(("127.0.0.1", local), timeout=1).close()
+                        break
+                    time.sleep(0.05)
+                argv = customer.ssh_argv()
+                at = argv.index("-p")
+                argv[at + 1] = str(local)  # the customer's sshd, through the bastion
+                yield argv
+            finally:
+                forward.terminate()
+                forward.wait(10)
+        finally:
+            reverse.terminate()
+            reverse.wait(10)
+
+
+def bulk(mib: int, runs: int) -> dict[str, Any]:
+    from toolkit.transport.relay import RelayAddress, RelayRoute
+
+    size = mib * MiB
+    with scratch_dir("relay") as root:
+        root.chmod(0o755)
+        data = root / "output.txt"
+        block = terminal_block(MiB)
+        with data.open("wb") as f:
+            for _ in range(mib):
+                f.write(block)
+        (root / "policy.toml").write_text(POLICY)
+        # "customer" is where bench.session's Share keeps the customer's HOME.
+        technician, customer, operator = (_home(root, w) for w in ("tech", "customer", "oper"))
+        keys = [_ssh_key(technician), _ssh_key(customer)]
+        results: dict[str, list[float]] = {}
+        relay_key = root / "relay_host_key"
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(relay_key)], check=True
+        )
+        public = " ".join(relay_key.with_name("relay_host_key.pub").read_text().split()[:2])
+        with toolkit_relay(operator, relay_key) as (port, _):
+            relay = ["--relay", f"127.0.0.1:{port}"]
+            route = RelayRoute(RelayAddress("127.0.0.1", port=port))
+            for env in (technician, customer):
+                _trust(env, f"[127.0.0.1]:{port} {public}\n")
+            results["toolkit relay"] = _through(root, technician, relay, route, data, runs)
+        with bastion_sshd([k[1] for k in keys]) as bastion:
+            relay = ["--relay", ALIAS, "--relay-dir", str(bastion.socket_dir)]
+            route = RelayRoute(RelayAddress(ALIAS), socket_dir=str(bastion.socket_dir))
+            for env in (technician, customer):
+                _trust(env, bastion.known_hosts_line())
+                (Path(env["HOME"]) / ".ssh" / "config").write_text(bastion.ssh_config(ALIAS))
+            results["OpenSSH relay"] = _through(root, technician, relay, route, data, runs)
+            with _plain_openssh(root, bastion, keys[0][0]) as ssh:
+                setup = [_timed([*ssh, "true"]) for _ in range(5)]
+                plain = [_timed([*ssh, "cat", str(data)]) for _ in range(runs)]
+    plain_net = [max(t - median(setup), 1e-9) for t in plain]
+    rate_plain = size / median(plain_net) / 1e6
+    rows: list[list[str]] = []
+    report: dict[str, dict[str, Any]] = {}
+    for name, times in results.items():
+        rate = size / median(times) / 1e6
+        ratio = rate / rate_plain
+        rows.append(
+            [
+                f"toolkit run, audited, via {name}",
+                f"{median(times):.2f}",
+                f"{rate:.0f}",
+                f"{ratio:.2f}x",
+            ]
+        )
+        report[name] = {"seconds": summary(times), "mb_s": rate, "ratio": ratio}
+    rows.append(
+        [
+            "ssh -R + ssh -L: ssh host cat (whole)",
+            f"{median(plain):.2f}",
+            f"{size / median(plain) / 1e6:.0f}",
+            "",
+        ]
+    )
+    rows.append(
+        [
+            "  minus its set-up (ssh host true)",
+            f"{median(plain_net):.2f}",
+            f"{rate_plain:.0f}",
+            "1.00x",
+        ]
+    )
+    say(table(["what", "median s", "MB/s", "vs ssh"], rows))
+    for name, numbers in report.items():
+        ok = numbers["ratio"] >= BULK_GOAL
+        say(f"{name}: {numbers['ratio']:.2f}x plain OpenSSH (goal >= {BULK_GOAL}x): {verdict(ok)}")
+    return {
+        "mib": mib,
+        "runs": runs,
+        "plain_ssh_seconds": summary(plain),
+        "plain_ssh_setup_seconds": summary(setup),
+        "plain_ssh_net_mb_s": rate_plain,
+        "relays": report,
+        "goal": BULK_GOAL,
+    }
+
+
+# -- idle rendezvous and active sessions ----------------------------------------------
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def _cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _hold(route: Any, idle: int, active: int, root: Path, measure: Any) -> dict[str, Any]:
+    """``idle`` registrations that wait, then ``active`` sessions; measure() at each stage."""
+    import asyncssh
+
+    from toolkit.agent.server import Agent, AgentSettings
+    from toolkit.consent import ApprovalRequest, Decision, Scope, parse_code
+    from toolkit.identity.signer import KeySigner
+    from toolkit.identity.store import Identity
+    from toolkit.policy import Policy
+    from toolkit.relay._wire import register_host
+    from toolkit.session.commands import parse
+    from toolkit.session.technician import TechnicianSession
+    from toolkit.transport.relay import AgentRendezvous, connect_through, dial
+    from toolkit.transport.ssh import ConsentAsk
+
+    stages: dict[str, Any] = {"empty": measure()}
+    idle_conns = []
+    for i in range(0, idle, 50):  # in batches, as agents would arrive
+        batch = await asyncio.gather(*(dial(route) for _ in range(min(50, idle - i))))
+        for conn in batch:
+            await conn.create_server(lambda *_: None, register_host(600), 0)
+        idle_conns += batch
+    await asyncio.sleep(2)
+    stages["idle"] = measure()
+    await asyncio.sleep(10)
+    stages["idle_10s"] = measure()
+
+    class Quiet:
+        """Shows the customer nothing (every Observer method does nothing)."""
+
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kwargs: None
+
+    class Yes:
+        def ask(self, request: ApprovalRequest) -> Decision:
+            return request.grant()
+
+    policy = Policy.from_toml(POLICY, source="bench")
+
+    async def session(i: int, stop: asyncio.Event) -> int:
+        agent = Agent(
+            AgentSettings(
+                policy=policy,
+                approver=Yes(),
+                approve_fix=_no,
+                transcripts=root / "agents",
+                hostname=f"pc-{i}",
+            ),
+            cast(Any, Quiet()),
+        )
+        rendezvous = AgentRendezvous(
+            route, ttl=600, say=lambda _: None, in_session=lambda: agent.session is not None
+        )
+        await rendezvous.open()
+        await agent.start(tunnel=rendezvous)
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        who = Identity(
+            "Bench", "b@example.com", KeySigner(ed25519.Ed25519PrivateKey.generate()), "bench"
+        )
+        code = parse_code(agent.codes.current.display.reveal())
+        conn, consent = await connect_through(
+            route, ConsentAsk(who, f"B-{i}", frozenset({Scope.DIAGNOSTICS}), code)
+        )
+        tech = await TechnicianSession.start(conn, consent, who, "b", path=root / f"t{i}.cast")
+        command = parse("run head -c 65536 /dev/zero")
+        assert command is not None
+        ran = 0
+        while not stop.is_set():
+            await tech.execute(command)
+            ran += 1
+            await asyncio.sleep(1.0)
+        await tech.end("bench done")
+        await asyncio.wait_for(agent.wait(), 10)
+        return ran
+
+    stop = asyncio.Event()
+    tasks = [asyncio.ensure_future(session(i, stop)) for i in range(active)]
+    await asyncio.sleep(8)
+    stages["active_start"] = measure()
+    await asyncio.sleep(10)
+    stages["active_10s"] = measure()
+    stop.set()
+    ran = await asyncio.gather(*tasks)
+    stages["operations"] = sum(ran)
+    for conn in idle_conns:
+        conn.close()
+    del asyncssh
+    return stages
+
+
+async def _no(name: str, commands: Any) -> bool:
+    return False
+
+
+def idle(count: int, active: int) -> dict[str, Any]:
+    from toolkit.transport.relay import RelayAddress, RelayRoute
+
+    with scratch_dir("relay-idle") as root:
+        operator, client = _home(root, "oper"), _home(root, "client")
+        key = root / "relay_host_key"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        public = " ".join(key.with_name("relay_host_key.pub").read_text().split()[:2])
+        extra = ["--lookup-burst", str(active * 4)]
+        with toolkit_relay(operator, key, *extra) as (port, pid):
+            _trust(client, f"[127.0.0.1]:{port} {public}\n")
+            route = RelayRoute(RelayAddress("127.0.0.1", port=port))
+
+            def measure() -> dict[str, float]:
+                return {"rss": _rss(pid), "cpu": _cpu(pid), "t": time.monotonic()}
+
+            os.environ["HOME"] = client["HOME"]
+            os.environ["XDG_DATA_HOME"] = client["XDG_DATA_HOME"]
+            os.environ.pop("SSH_AUTH_SOCK", None)
+            stages = asyncio.run(_hold(route, count, active, root, measure))
+    base, held = stages["empty"], stages["idle"]
+    per = (held["rss"] - base["rss"]) / count
+    idle_cpu = (stages["idle_10s"]["cpu"] - held["cpu"]) / (stages["idle_10s"]["t"] - held["t"])
+    act0, act1 = stages["active_start"], stages["active_10s"]
+    active_cpu = (act1["cpu"] - act0["cpu"]) / (act1["t"] - act0["t"])
+    mb = 1e6
+    say(
+        table(
+            ["relay process", "RSS MB", "CPU %"],
+            [
+                ["empty", f"{base['rss'] / mb:.1f}", ""],
+                [f"{count} idle rendezvous", f"{held['rss'] / mb:.1f}", f"{idle_cpu * 100:.2f}"],
+                [
+                    f"+ {active} active sessions",
+                    f"{act1['rss'] / mb:.1f}",
+                    f"{active_cpu * 100:.1f}",
+                ],
+            ],
+        )
+    )
+    say(
+        f"RSS per idle rendezvous: {per / 1024:.1f} KiB; "
+        f"{count} in {held['rss'] / mb:.0f} MB (goal < {IDLE_GOAL_MB:.0f} MB): "
+        f"{verdict(held['rss'] / mb < IDLE_GOAL_MB)}"
+    )
+    say(f"{stages['operations']} operations in the active sessions")
+    return {
+        "rendezvous": count,
+        "active": active,
+        "stages": stages,
+        "rss_per_rendezvous": per,
+        "idle_cpu": idle_cpu,
+        "active_cpu": active_cpu,
+        "goal_mb": IDLE_GOAL_MB,
+    }
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.relay", description=__doc__)
+    p.add_argument("which", nargs="*", help="bulk, idle (default: both)")
+    p.add_argument("--quick", action="store_true", help="64 MiB, 2 runs; 200 idle, 20 active")
+    p.add_argument("--mib", type=int, help="bulk output in MiB (default 256)")
+    p.add_argument("--runs", type=int, help="bulk runs per path (default 3)")
+    p.add_argument("--rendezvous", type=int, help="idle rendezvous (default 1000)")
+    p.add_argument("--active", type=int, help="active sessions (default 100)")
+    args = p.parse_args(argv)
+    why = available()
+    if why is not None or shutil.which("ssh") is None:
+        say(f"cannot compare with OpenSSH: {why}")
+        return 1
+    which = args.which or ["bulk", "idle"]
+    result: dict[str, Any] = {"environment": environment()}
+    if "bulk" in which:
+        say("== bulk output of an audited run through a relay vs ssh -R + ssh -L")
+        mib = args.mib or (64 if args.quick else 256)
+        result["bulk"] = bulk(mib, args.runs or (2 if args.quick else 3))
+    if "idle" in which:
+        say("== toolkit relay holding idle rendezvous, then active sessions")
+        count = args.rendezvous or (200 if args.quick else 1000)
+        result["idle"] = idle(count, args.active or (20 if args.quick else 100))
+    say(f"results: {save('relay', result)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
