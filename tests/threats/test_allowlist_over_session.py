@@ -150,6 +150,13 @@ def test_every_trick_is_refused_over_the_wire(tmp_path: Path) -> None:
         if name not in INSIDE:
             for op in ("stat", "list"):
                 assert by_op[op].status == "refused", (name, op, by_op[op])
+    # The technician's copy shows each refusal where the command was typed, for playback.
+    shown = [
+        json.loads(line)[2]
+        for line in technician_cast.read_bytes().splitlines()[1:]
+        if json.loads(line)[1] == "o"
+    ]
+    assert sum(text.startswith("refused:") for text in shown) >= len(TRICKS)
     secret = SECRET_CONTENT.strip()
     for cast in (technician_cast, customer_cast):
         text = cast.read_bytes()

@@ -196,6 +196,9 @@ class TechnicianSession:
             result.status = "refused" if response.error == "refused" else "failed"
             result.error, result.message = response.error, response.message
             fields.update(ok=False, error=response.error, message=response.message)
+            # Shown on playback too, where the technician saw it.
+            shown = response.message or response.error or "failed"
+            rec.output(shown.encode("utf-8", "replace") + b"\r\n")
         else:
             fields["ok"] = True
             reported = _recordable(command.op, response.result)
