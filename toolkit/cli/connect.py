@@ -360,7 +360,7 @@ def _attach(ticket: str, path: Path, session: TechnicianSession, reason: str) ->
     from toolkit.transcript.models import NAMESPACE_SEAL
 
     # The key that sealed the transcript also signs a SHA256SUMS manifest when one is needed.
-    signer = session.recorder._signer
+    signer = session.recorder.signer
     try:
         cast, sig = attach_transcript(ticket, path, signer)
     except ToolkitError as exc:

@@ -146,6 +146,11 @@ class Recorder:
         self._write_bytes(header.to_line())
         self._sync()
 
+    @property
+    def signer(self) -> Signer:
+        """The key that seals this transcript (e.g. to sign files that go with it)."""
+        return self._signer
+
     @classmethod
     def create(cls, path: Path, header: Header, signer: Signer, **options: Any) -> Recorder:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
