@@ -346,7 +346,12 @@ def test_code_file_has_mode_0600(happy: Session) -> None:
 
 def test_technician_transcript_is_attached_and_sealed(happy: Session, signers: Path) -> None:
     files = happy.attachments
-    assert sorted(p.suffix for p in files) == [".cast", ".sig"]
+    assert sorted(p.name.split(".", 1)[1] for p in files) == [
+        "SHA256SUMS",
+        "SHA256SUMS.sig",
+        "cast",
+        "cast.sig",
+    ]
     assert all(p.is_file() and p.is_relative_to(happy.technician.data) for p in files)
     transcript = happy.transcript
     assert f"Verify it: toolkit verify {transcript}" in happy.connect.stderr
@@ -619,7 +624,8 @@ def test_three_wrong_codes_burn_it_and_share_prints_a_fresh_one(
         assert share.wait(10) == 0
         for code in (old, fresh["code"], *(wrong(old, by) for by in (1, 2, 3))):
             assert code not in share.stderr()
-    assert len(attached(technician)) == 2  # one session: its transcript and signature
+    # One session: its transcript, its seal, and the signed manifest of the two.
+    assert len(attached(technician)) == 4
     for code in (old, fresh["code"]):
         assert_code_nowhere(code, customer.root, technician.root)
 

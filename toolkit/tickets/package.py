@@ -3,8 +3,7 @@
 Three forms, chosen by the largest file the ticket system takes:
 
 ``plain``
-    ``NAME.cast`` and ``NAME.cast.sig``, as sealed. The .sig verifies the one
-    file that carries the transcript, so no manifest is added.
+    ``NAME.cast`` and ``NAME.cast.sig``, as sealed.
 ``gzip``
     ``NAME.cast.gz`` (gzip, deterministic: no name, no time) instead of the
     .cast, when the .cast is over the limit and its compressed form is not.
@@ -12,10 +11,11 @@ Three forms, chosen by the largest file the ticket system takes:
     ``NAME.cast.gz.001``, ``.002``, ... each at most the limit, when even the
     compressed form is over it.
 
-In both of the last two, the signature stays the seal's own ``NAME.cast.sig``
-over the original bytes (so the decompressed file verifies with toolkit or
-ssh-keygen unchanged), and ``NAME.SHA256SUMS`` lists the SHA-256 of the
-original .cast, its .sig and every attached piece, signed on its own in
+In the last two, the signature stays the seal's own ``NAME.cast.sig`` over
+the original bytes (so the decompressed file verifies with toolkit or
+ssh-keygen unchanged). In every form, since more than one file is attached,
+``NAME.SHA256SUMS`` lists the SHA-256 of the original .cast, its .sig and
+every attached piece, signed on its own in
 ``NAME.SHA256SUMS.sig`` (SSHSIG, namespace ``toolkit-manifest``, the same
 key). ``cat NAME.cast.gz* | gunzip > NAME.cast`` rebuilds the transcript;
 :func:`reassemble` does that and checks everything on the way.
@@ -97,21 +97,24 @@ def prepare(cast: Path, sig: Path, limit: int | None, signer: Signer) -> Package
             hint=f"Set max_attachment_bytes to at least {MIN_LIMIT} in tickets.toml.",
         )
     size = cast.stat().st_size
+    pieces: list[Path]
     if limit is None or size <= limit:
-        return Package(PLAIN, (cast, sig), cast, sig)
-    gz = cast.with_name(cast.name + ".gz")
-    _gzip(cast, gz)
-    if gz.stat().st_size <= limit:
-        form, pieces = GZIP, [gz]
+        form, pieces = PLAIN, []
     else:
-        form, pieces = PARTS, _split(gz, limit)
+        gz = cast.with_name(cast.name + ".gz")
+        _gzip(cast, gz)
+        if gz.stat().st_size <= limit:
+            form, pieces = GZIP, [gz]
+        else:
+            form, pieces = PARTS, _split(gz, limit)
     manifest = cast.with_name(manifest_name(cast))
     lines = [f"{sha256_file(p)}  {p.name}\n" for p in (cast, sig, *pieces)]
     data = "".join(lines).encode()
     manifest.write_bytes(data)
     signed = manifest.with_name(manifest.name + ".sig")
     signed.write_text(sshsig.sign(signer, data, MANIFEST_NAMESPACE).armor())
-    return Package(form, (*pieces, sig, manifest, signed), cast, sig)
+    carried = pieces or [cast]  # plain: the .cast itself goes up
+    return Package(form, (*carried, sig, manifest, signed), cast, sig)
 
 
 def read_manifest(path: Path) -> dict[str, str]:
@@ -159,10 +162,12 @@ def reassemble(folder: Path) -> list[Path]:
                 "the attachments may have been replaced on the ticket."
             )
         pieces = sorted(name for name in sums if _PART.match(name) or name.endswith(".cast.gz"))
-        for name in [*pieces, sig.name]:
+        for name in [*pieces, sig.name] if pieces else [cast.name, sig.name]:
             path = folder / name
             if not path.is_file() or sha256_file(path) != sums[name]:
                 raise TicketBackendError(f"{name} is missing or does not match {manifest.name}.")
+        if not pieces:
+            continue  # plain: the .cast was attached as it is and matches
         tmp = cast.with_name(cast.name + ".tmp")
         joined: IO[bytes] = _Concat(folder, pieces)  # type: ignore[assignment]
         with tmp.open("wb") as out, gzip.GzipFile(mode="rb", fileobj=joined) as gz:

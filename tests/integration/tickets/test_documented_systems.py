@@ -55,7 +55,12 @@ def test_attached_read_back_and_downloaded(
     delivered = Outbox().deliver(entry, open_backend())
     assert delivered is not None and delivered.verdict == "SEALED", fake.refusals
     record = fake.records[number]
-    assert sorted(f["name"] for f in record.files) == ["s.cast", "s.cast.sig"]
+    assert sorted(f["name"] for f in record.files) == [
+        "s.SHA256SUMS",
+        "s.SHA256SUMS.sig",
+        "s.cast",
+        "s.cast.sig",
+    ]
     said = [
         json.dumps(c["body"] if isinstance(c, dict) and "files" in c else c)
         for c in record.comments
@@ -68,7 +73,7 @@ def test_attached_read_back_and_downloaded(
     again = Outbox().enqueue(fake.system, number, cast, signer, None)
     redo = Outbox().deliver(again, open_backend())
     assert redo is not None and redo.uploaded == ()
-    assert len(record.files) == 2
+    assert len(record.files) == 4  # .cast, .sig and the signed manifest, once
 
 
 def test_a_wrong_secret_is_refused_and_the_transcript_waits(

@@ -131,9 +131,9 @@ def test_transcript_attached_read_back_and_downloaded_byte_exact(
     entry = Outbox().enqueue(system.name, ticket, cast, signer, backend.max_attachment_bytes)
     delivered = Outbox().deliver(entry, backend)
     assert delivered is not None and delivered.verdict == "SEALED"
-    assert sorted(delivered.uploaded) == sorted([cast.name, cast.name + ".sig"])
+    assert sorted(delivered.uploaded) == _attached(cast)
     assert Outbox().entries() == []
-    assert system.attachment_names(ticket) == sorted([cast.name, cast.name + ".sig"])
+    assert system.attachment_names(ticket) == _attached(cast)
     out = tmp_path / "down"
     assert toolkit(["tickets", "download", ticket, "--to", str(out)]) == 0
     assert (out / cast.name).read_bytes() == cast.read_bytes()
@@ -218,14 +218,14 @@ def test_kill_9_after_the_system_committed_attaches_exactly_once(
         finally:
             os.killpg(sync.pid, signal.SIGKILL)
             sync.wait(10)
-        assert system.attachment_names(ticket) == sorted([cast.name, cast.name + ".sig"])
+        assert system.attachment_names(ticket) == _attached(cast)
         assert len(Outbox().entries()) == 1  # nothing lost
         proxy.release()
         done = tool("tickets", "sync")
         assert done.returncode == 0, done.stderr
         assert "already there from an earlier try" in done.stderr
     assert Outbox().entries() == []
-    assert system.attachment_names(ticket) == sorted([cast.name, cast.name + ".sig"])
+    assert system.attachment_names(ticket) == _attached(cast)
 
 
 # -- whole sessions ---------------------------------------------------------------------
@@ -261,13 +261,14 @@ def test_whole_session_attached_downloaded_and_sealed(
         connect.stderr
     )
     names = system.attachment_names(ticket)
-    assert len(names) == 2 and names[0].endswith(".cast")
+    (name,) = [n for n in names if n.endswith(".cast")]
+    assert len(names) == 4
     out = tmp_path / "down"
     assert toolkit(["tickets", "download", ticket, "--to", str(out)]) == 0
-    local = Path(os.environ["XDG_DATA_HOME"]) / "toolkit" / "transcripts" / names[0]
-    assert (out / names[0]).read_bytes() == local.read_bytes()
+    local = Path(os.environ["XDG_DATA_HOME"]) / "toolkit" / "transcripts" / name
+    assert (out / name).read_bytes() == local.read_bytes()
     capsys.readouterr()
-    checked = ["verify", "--json", "--allowed-signers", str(signers), str(out / names[0])]
+    checked = ["verify", "--json", "--allowed-signers", str(signers), str(out / name)]
     assert toolkit(checked) == 0
     assert json.loads(capsys.readouterr().out)["verdict"] == "SEALED"
 
@@ -295,4 +296,10 @@ def test_backend_down_then_session_then_sync_attaches_once(
     assert done.returncode == 0, done.stderr
     assert tool("tickets", "sync").stderr.startswith("The outbox is empty")
     names = redmine.attachment_names(ticket)
-    assert len(names) == 2 and names[0] == waiting[0]["transcript"]
+    assert len(names) == 4 and waiting[0]["transcript"] in names
+
+
+def _attached(cast: Path) -> list[str]:
+    """What a plain transcript puts on a ticket: itself, its seal, the signed manifest."""
+    stem = cast.name.removesuffix(".cast")
+    return sorted([cast.name, cast.name + ".sig", f"{stem}.SHA256SUMS", f"{stem}.SHA256SUMS.sig"])
