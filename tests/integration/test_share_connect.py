@@ -382,6 +382,30 @@ def test_technician_transcript_verifies_with_ssh_keygen(
     assert "Good" in done.stdout + done.stderr
 
 
+def test_ticket_manifest_verifies_with_ssh_keygen_and_lists_the_files(
+    happy: Session, signers: Path, ssh_keygen: str
+) -> None:
+    (manifest,) = [p for p in happy.attachments if p.name.endswith(".SHA256SUMS")]
+    argv = [ssh_keygen, "-Y", "verify", "-f", str(signers), "-I", EMAIL, "-n", "toolkit-manifest"]
+    with manifest.open("rb") as data:
+        done = subprocess.run(
+            [*argv, "-s", f"{manifest}.sig"],
+            stdin=data,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+    assert done.returncode == 0, done.stdout + done.stderr
+    listed: dict[str, str] = {}
+    for line in manifest.read_text().splitlines():
+        digest, name = line.split("  ", 1)
+        listed[name] = digest
+    transcript = happy.transcript
+    for path in (transcript, Path(f"{transcript}.sig")):
+        assert listed[path.name] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def test_customer_copy_is_sealed_by_the_agent_host_key(happy: Session) -> None:
     copy = happy.copy
     assert copy.is_relative_to(happy.customer.data)

@@ -115,8 +115,10 @@ def show(key: KeyOption = None, agent: AgentOption = None, as_json: JsonOption =
 @app.command("allowed-signers")
 def allowed_signers(key: KeyOption = None, agent: AgentOption = None) -> None:
     """Print this identity's allowed_signers line, for toolkit verify and ssh-keygen."""
+    from toolkit.tickets.package import MANIFEST_NAMESPACE
     from toolkit.transcript.models import NAMESPACES
 
     view = _view(key, agent)
-    namespaces = ",".join(NAMESPACES)
+    # The manifest's namespace too, so ssh-keygen can check what goes onto a ticket.
+    namespaces = ",".join((*NAMESPACES, MANIFEST_NAMESPACE))
     out().print(f'{view["email"]} namespaces="{namespaces}" {view["public_key"]}', highlight=False)
