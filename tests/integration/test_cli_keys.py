@@ -35,7 +35,8 @@ def test_init_without_keyring_uses_encrypted_file_and_says_so(
     assert toolkit(["keys", "allowed-signers"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(
-        'alice@example.com namespaces="toolkit-transcript-checkpoint,toolkit-transcript,toolkit-manifest" '
+        'alice@example.com namespaces="toolkit-transcript-checkpoint,toolkit-transcript,'
+        'toolkit-manifest" '
     )
     assert line.endswith(view["public_key"])
 

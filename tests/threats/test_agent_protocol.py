@@ -35,7 +35,7 @@ from tests.threats.agent_support import (
     running_agent,
 )
 from toolkit.agent.operations import Operations, Outcome
-from toolkit.agent.session import MAX_IN_FLIGHT
+from toolkit.agent.session import MAX_IN_FLIGHT, MAX_REJECTS
 from toolkit.consent import Scope
 from toolkit.session.commands import parse
 from toolkit.session.protocol import (
@@ -472,5 +472,23 @@ def test_an_agent_result_with_any_field_names_does_not_crash_the_technician(
             result = await session.execute(command)
             assert result.status == "ok"
             await session.end("test done")
+
+    run(main())
+
+
+def test_a_flood_of_bad_messages_ends_the_session_instead_of_growing_the_transcript(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        async with hostile_session(tmp_path) as h:
+            h.channel.send(_raw("not json") * (MAX_REJECTS + 50))
+            answers = await h.channel.answers(MAX_REJECTS)
+            assert all(a.error == "malformed" for a in answers)
+            ended = await h.channel.answer()  # id 0: the agent says why it ends
+            assert (ended.id, ended.error) == (0, "ended")
+            end = await asyncio.wait_for(h.agent.wait(), 10)
+            assert f"over {MAX_REJECTS} bad" in end.reason
+            events = assert_sealed(end)
+            assert len(protocol_errors(events)) == MAX_REJECTS  # bounded, and sealed
 
     run(main())

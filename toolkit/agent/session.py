@@ -50,6 +50,9 @@ class SessionEnd:
 
 #: Requests served at once; more get a "busy" error rather than queueing without bound.
 MAX_IN_FLIGHT = 8
+#: Malformed or refused-as-busy messages a session tolerates before it ends: a
+#: broken or hostile client must not grow the customer's transcript without bound.
+MAX_REJECTS = 200
 AGENT_PRINCIPAL = "toolkit agent"
 
 
@@ -193,6 +196,7 @@ class AgentSession:
         self.shell: AgentShell | None = None  # the armed or running shell (one at a time)
         self._ticker = asyncio.get_running_loop().create_task(keep_checkpointing(self.recorder))
         self._ended = False
+        self._rejects = 0
         agent.observer.say(
             f"session started: {consent.name} <{consent.email}> {consent.fingerprint}, "
             f"ticket {consent.ticket}, granted {', '.join(granted)}"
@@ -284,6 +288,12 @@ class AgentSession:
             self.channel.write_now(frame)
 
     def _reject(self, request_id: int, code: str, message: str) -> None:
+        self._rejects += 1
+        if self._rejects > MAX_REJECTS:
+            if self._rejects == MAX_REJECTS + 1:
+                why = f"the technician's client sent over {MAX_REJECTS} bad or excess messages"
+                self._spawn(self.end(why, notify=True))
+            return
         message = message[:500]
         self.recorder.event("protocol_error", id=request_id, error=code, message=message)
         self.agent.observer.say(f"rejected a {code} request: {message}")
