@@ -57,7 +57,7 @@ _MAX_LINE = 16 << 20
 _CHECKPOINT_MARK = b', "c", "'
 _EVENT_MARK = b', "e", "'
 _ANY_MARK = re.compile(rb', "[ce]", "')
-_json = json.JSONDecoder()
+_json_decoder = json.JSONDecoder()
 _JSON_SPACE = " \t\n\r"  # what json.loads skips around a document
 # Lines at least this long on average are counted by stepping over them.
 _STEP_MIN_LINE = 1024
@@ -329,7 +329,7 @@ def _scan_lines(
     """Scan ``buf[lo:hi]``, whole lines that start at file offset ``offset``.
 
     In pieces of about ``_PIECE`` bytes: hashing a piece lets go of the GIL,
-    so the SHA-512 thread never waits long for it.
+    so the reader thread never waits long for it.
     """
     while lo < hi:
         cut = buf.find(b"\n", lo + _PIECE, hi) + 1 or hi
@@ -403,7 +403,7 @@ def _parse_event(raw: bytes | bytearray, line: int, end: int) -> _EventLine:
     try:
         fields = _event_fields(raw)
     except Exception as exc:  # raised only if the stats reach this line
-        return _EventLine(line, end, error=exc)
+        return _EventLine(line, end, error=exc.with_traceback(None))
     if fields is None:
         return _EventLine(line, end)
     kind = fields["type"]
@@ -440,7 +440,7 @@ def _event_fields(raw: bytes | bytearray) -> dict[str, Any] | None:
 
 def _json_document(text: str) -> Any:
     """``json.loads(text)`` for a str, without its Python layers: the same value or ValueError."""
-    value, end = _json.raw_decode(text, len(text) - len(text.lstrip(_JSON_SPACE)))
+    value, end = _json_decoder.raw_decode(text, len(text) - len(text.lstrip(_JSON_SPACE)))
     if len(text.rstrip(_JSON_SPACE)) != end:
         raise ValueError("extra data after the JSON document")
     return value
