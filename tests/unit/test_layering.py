@@ -29,7 +29,7 @@ def test_help_does_not_import_heavy_modules() -> None:
     code = (
         "import sys; from toolkit.cli import run; run(['--help']);"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'asyncssh','cryptography','keyring','rich','spake2'}))"
+        "{'asyncio','asyncssh','cryptography','keyring','rich','spake2'}))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"

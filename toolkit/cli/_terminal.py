@@ -8,8 +8,11 @@ stdin as Python exits. :class:`TerminalLines` reads on the event loop instead.
 
 from __future__ import annotations
 
-import asyncio
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 class TerminalLines:
@@ -29,6 +32,8 @@ class TerminalLines:
 
     async def line(self) -> str:
         """The next line, without its newline; EOFError at the end of input."""
+        import asyncio
+
         loop = asyncio.get_running_loop()
         while b"\n" not in self._buffer:
             if self._eof:

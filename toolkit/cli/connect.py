@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import sys
@@ -165,6 +164,8 @@ def connect_command(
     relay_dir: RelayDirOption = DEFAULT_RELAY_DIR,
 ) -> None:
     """Connect to a customer's toolkit share, with their code and consent."""
+    import asyncio
+
     from toolkit.consent import parse_code, scopes
     from toolkit.tickets.base import check_ticket_id
 
@@ -219,6 +220,8 @@ async def _session(
     *,
     route: RelayRoute | None = None,
 ) -> int:
+    import asyncio
+
     from toolkit.session.technician import TechnicianSession
     from toolkit.transport.ssh import ConsentAsk, connect
 
@@ -333,6 +336,8 @@ def _interactive(commands: list[Command] | None) -> bool:
 
 async def _typed(session: TechnicianSession, lines: TerminalLines) -> str:
     """The next line typed at the prompt, unless the session ends first (the customer's Ctrl-C)."""
+    import asyncio
+
     sys.stdout.write(PROMPT)
     sys.stdout.flush()
     typed = asyncio.ensure_future(lines.line())

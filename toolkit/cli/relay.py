@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sys
 from pathlib import Path
@@ -59,6 +58,8 @@ def relay_command(
     ] = None,
 ) -> None:
     """Run a relay: agents register a rendezvous, technicians reach it; nothing else."""
+    import asyncio
+
     host, port = parse_address(listen, default_host="0.0.0.0")  # noqa: S104 (a server)
     if port == 0 and not listen.rstrip().endswith(":0"):
         raise UsageError(f"--listen {listen!r} needs a port, e.g. 0.0.0.0:2222.")
@@ -85,6 +86,8 @@ def relay_command(
 
 
 async def _serve(relay: Relay, logs_on_stdout: bool) -> int:
+    import asyncio
+
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     why: list[int] = []
@@ -113,6 +116,8 @@ async def _serve(relay: Relay, logs_on_stdout: bool) -> int:
 
 
 async def _stats(relay: Relay) -> None:
+    import asyncio
+
     while True:
         await asyncio.sleep(STATS_INTERVAL)
         relay.log.emit("stats", **relay.stats())

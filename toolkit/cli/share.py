@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import json
 import signal
@@ -27,6 +26,7 @@ from toolkit.cli._terminal import TerminalLines, printable
 from toolkit.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Callable
 
     from toolkit.agent.server import Agent, SessionEnd
@@ -186,6 +186,8 @@ class _Approver:
         return request.grant() if ok else request.decline()
 
     async def approve_fix(self, name: str, commands: Sequence[Sequence[str]]) -> bool:
+        import asyncio
+
         title, lines = _fix_question(name, commands)
         if self.live is not None and not self._yes:
             return await self.live.ask(title, lines, FIX_TIMEOUT)
@@ -262,6 +264,8 @@ def share_command(
     relay_dir: RelayDirOption = DEFAULT_RELAY_DIR,
 ) -> None:
     """Let a technician connect, for one session, after you approve it."""
+    import asyncio
+
     from toolkit.consent import scopes, trust_from_allowed_signers, untrusted
     from toolkit.identity.allowed_signers import AllowedSigners
     from toolkit.policy import Policy
@@ -350,6 +354,8 @@ async def _live_view(
     stop: Callable[[str], None],
 ) -> None:
     """Once a session starts, the live view until it ends (with a terminal to show or ask on)."""
+    import asyncio
+
     started = asyncio.ensure_future(agent.session_started.wait())
     waiting: set[asyncio.Future[Any]] = {started, ended}
     try:
