@@ -844,14 +844,6 @@ def test_lines_appended_after_the_seal_ending_in_a_session_end_are_tampering(
     assert report.end_reason == "completed", report.end_reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="since a header may name a signer other than the technician, any key that "
-    "allowed_signers trusts for the transcript namespaces, under any principal, seals a "
-    "transcript that names another technician (name, email and fingerprint copied): an "
-    "insider's forgery of a colleague's session verifies as SEALED",
-)
 def test_an_insider_cannot_seal_a_session_in_a_colleagues_name(
     small: Sample, tmp_path: Path
 ) -> None:
@@ -873,4 +865,33 @@ def test_an_insider_cannot_seal_a_session_in_a_colleagues_name(
     )
     report = examine(path, trust)
     assert report.header.technician == Technician("Alice Tech", EMAIL, victim_fp)
-    assert report.verdict is not Verdict.SEALED, report.trusted_as
+    assert report.verdict is Verdict.UNTRUSTED, report.trusted_as
+    assert report.failure is not None and "mallory@example.com" in report.failure.reason
+    # Posing as an agent does not help: Mallory's key is trusted only as Mallory.
+    posing = new_header(
+        "Alice Tech",
+        EMAIL,
+        mallory,
+        "T-1",
+        technician_fingerprint=victim_fp,
+        signer_principal=("toolkit agent", "agent@pc-42"),
+    )
+    path = tmp_path / "posing.cast"
+    with Recorder.create(path, posing, mallory) as rec:
+        rec.event("operation", op="run", argv=["rm", "-rf", "/srv/data"], exit_status=0)
+    assert examine(path, trust).verdict is Verdict.UNTRUSTED
+    # A real agent's copy, trusted as its agent principal, still verifies.
+    agent = new_signer()
+    copy = new_header(
+        "Alice Tech",
+        EMAIL,
+        agent,
+        "T-1",
+        technician_fingerprint=victim_fp,
+        signer_principal=("toolkit agent", "agent@pc-42"),
+    )
+    path = tmp_path / "copy.cast"
+    with Recorder.create(path, copy, agent) as rec:
+        rec.event("operation", op="run", argv=["uptime"], exit_status=0)
+    own = AllowedSigners.from_text(allowed_signers_line(agent, "agent@pc-42"))
+    assert examine(path, own).verdict is Verdict.SEALED

@@ -34,6 +34,7 @@ from toolkit.session.protocol import (
     parse_request,
     request_id_of,
 )
+from toolkit.transcript.models import AGENT_PRINCIPAL_PREFIX
 from toolkit.transcript.recorder import Recorder, keep_checkpointing, new_header
 
 if TYPE_CHECKING:
@@ -162,7 +163,7 @@ class AgentSession:
             agent_host_key=agent.host_key.fingerprint,
             customer_host=settings.hostname,
             technician_fingerprint=consent.fingerprint,
-            signer_principal=(AGENT_PRINCIPAL, f"agent@{settings.hostname}"),
+            signer_principal=(AGENT_PRINCIPAL, f"{AGENT_PRINCIPAL_PREFIX}{settings.hostname}"),
         )
         self.id = header.session_id
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

@@ -22,6 +22,9 @@ HEADER_KEY = "toolkit"
 NAMESPACE_CHECKPOINT = "toolkit-transcript-checkpoint"
 NAMESPACE_SEAL = "toolkit-transcript"
 NAMESPACES = (NAMESPACE_CHECKPOINT, NAMESPACE_SEAL)
+#: The only principals that may seal a transcript naming another technician:
+#: agents sealing the customer's own copy (``agent@HOST``).
+AGENT_PRINCIPAL_PREFIX = "agent@"
 
 OUTPUT, INPUT, RESIZE, MARKER, EVENT, CHECKPOINT = "o", "i", "r", "m", "e", "c"
 CODES = frozenset({OUTPUT, INPUT, RESIZE, MARKER, EVENT, CHECKPOINT})
@@ -233,6 +236,7 @@ def checkpoint_statement(
 
 
 __all__ = [
+    "AGENT_PRINCIPAL_PREFIX",
     "CHECKPOINT",
     "CODES",
     "EVENT",

@@ -39,6 +39,7 @@ from toolkit.identity import sshsig
 from toolkit.identity.allowed_signers import AllowedSigners, UntrustedSigner
 from toolkit.identity.keys import blob_of, fingerprint, load_public
 from toolkit.transcript.models import (
+    AGENT_PRINCIPAL_PREFIX,
     CHECKPOINT,
     CODES,
     NAMESPACE_CHECKPOINT,
@@ -672,6 +673,20 @@ def examine(path: Path, trust: AllowedSigners | None) -> Report:
 
     # 4. Trust: is this key allowed to sign transcripts as this technician?
     email = header.signed_by.email
+    signer = header.signer
+    if signer is not None and not signer.email.startswith(AGENT_PRINCIPAL_PREFIX):
+        # Only a customer's copy is sealed by a key other than the technician's,
+        # and agents seal as agent@HOST: anything else would let any trusted key
+        # seal a session in a colleague's name.
+        return Report(
+            **base,
+            verdict=Verdict.UNTRUSTED,
+            failure=Failure(
+                reason=f"it names {header.technician.email} as the technician but is sealed "
+                f"by {signer.email}; only an agent's copy ({AGENT_PRINCIPAL_PREFIX}HOST) may "
+                "be sealed by a key other than the technician's"
+            ),
+        )
     if trust is None:
         return Report(
             **base,
