@@ -807,12 +807,6 @@ def test_a_changed_final_checkpoint_time_has_a_byte_range(small: Sample, tmp_pat
     assert failure.byte_range[0] <= pos < failure.byte_range[1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="verify._locate only checks that a line is a [time, code, data] event, so a "
-    "checkpoint whose data is not JSON is never named as the first malformed line",
-)
 def test_a_checkpoint_with_malformed_data_is_the_malformed_line(
     small: Sample, tmp_path: Path
 ) -> None:

@@ -455,8 +455,10 @@ def _locate(path: Path, start: int, end: int, first_line: int) -> int | None:
         while f.tell() < end:
             line = f.readline(_MAX_LINE)
             try:
-                Event.from_line(line)
-            except (ValueError, UnicodeDecodeError):
+                event = Event.from_line(line)
+                if event.code == CHECKPOINT:  # its data must be a checkpoint too
+                    Checkpoint.from_data(event.data)
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 return number
             number += 1
     return None
