@@ -123,3 +123,20 @@ def test_bad_allowed_signers_file_is_a_usage_error(
     bad.write_text("alice@example.com ssh-ed25519 notbase64!!\n")
     assert toolkit(["verify", str(path), "--allowed-signers", str(bad)]) == 2
     assert "allowed_signers line 1" in capsys.readouterr().err
+
+
+def test_json_for_a_file_that_is_not_a_transcript_is_one_line(
+    sealed: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, signers = sealed
+    junk = tmp_path / "junk.cast"
+    junk.write_text("hello\n")
+    code = toolkit(["verify", str(junk), str(path), "--allowed-signers", str(signers), "--json"])
+    assert code == 2
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2  # one JSON object per file, each on one line
+    assert json.loads(lines[0]) == {
+        "path": str(junk),
+        "error": "This is not a toolkit transcript: the first line is not a JSON header.",
+    }
+    assert json.loads(lines[1])["verdict"] == "SEALED"

@@ -191,7 +191,7 @@ def verify_files(files: list[Path], allowed_signers: Path | None, as_json: bool)
             report = examine(path, trust)
         except TranscriptFormatError as exc:
             if as_json:
-                out().print_json(json.dumps({"path": str(path), "error": exc.message}))
+                stdout.print(json.dumps({"path": str(path), "error": exc.message}))
             stderr.print(exc.diagnostics())
             worst = ExitCode.USAGE
             continue
