@@ -111,6 +111,25 @@ def _keyring_backend() -> Any | None:
     return backend
 
 
+def _stored_in(path: Path) -> str | None:
+    """Where the identity at ``path`` keeps its key, if there is a readable one."""
+    try:
+        return str(json.loads(path.read_text())["store"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _forget_keyring_key() -> None:
+    """Best effort: delete the replaced key from the keyring (it may be locked or gone)."""
+    import keyring.errors
+
+    backend = _keyring_backend()
+    if backend is None:
+        return
+    with contextlib.suppress(keyring.errors.KeyringError):
+        backend.delete_password(KEYRING_SERVICE, KEYRING_USER)
+
+
 def _write_private(path: Path, data: bytes) -> None:
     paths.ensure_private_dir(path.parent)
     paths.atomic_write(path, data, 0o600)
@@ -133,6 +152,7 @@ def init(
             f"A technician key already exists ({profile_path()}).",
             hint="Use it, or pass --force to replace it (signatures by the old key stay valid).",
         )
+    replaced = _stored_in(profile_path())
     key = ed25519.Ed25519PrivateKey.generate()
     line = public_line(blob_of(key.public_key()), email)
     backend = _keyring_backend() if use_keyring else None
@@ -168,6 +188,8 @@ def init(
         key_file = str(key_path())
     elif key_path().exists():
         key_path().unlink()  # an older file key must not linger once replaced
+    if store != STORE_KEYRING and replaced == STORE_KEYRING:
+        _forget_keyring_key()  # nor an older keyring key
     profile = Profile(
         name=name.strip(),
         email=email,

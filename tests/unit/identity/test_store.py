@@ -92,6 +92,19 @@ def test_short_passphrase_and_bad_email_are_refused() -> None:
     assert not store.profile_path().exists()
 
 
+def test_forced_init_into_a_file_deletes_the_old_keyring_key(
+    file_keyring: FileKeyring,
+) -> None:
+    store.init("Alice Tech", "alice@example.com", never)
+    assert file_keyring.get_password(store.KEYRING_SERVICE, store.KEYRING_USER) is not None
+    profile = store.init(
+        "Alice Tech", "alice@example.com", never, no_passphrase=True, use_keyring=False, force=True
+    )
+    assert profile.store == store.STORE_PLAIN
+    assert file_keyring.get_password(store.KEYRING_SERVICE, store.KEYRING_USER) is None
+    assert store.load(never).public_blob == blob_from_line(profile.public_key)
+
+
 def test_existing_identity_is_kept_unless_forced() -> None:
     first = store.init("A", "a@example.com", never, no_passphrase=True)
     with pytest.raises(IdentityError, match="already exists"):
