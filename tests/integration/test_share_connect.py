@@ -367,11 +367,16 @@ def test_technician_transcript_is_attached_and_sealed(happy: Session, signers: P
 def test_technician_transcript_verifies_with_ssh_keygen(
     happy: Session, signers: Path, ssh_keygen: str
 ) -> None:
-    transcript = happy.transcript
-    argv = [ssh_keygen, "-Y", "verify", "-f", str(signers), "-I", EMAIL, "-n", NAMESPACE_SEAL]
-    with transcript.open("rb") as data:
+    said = _ssh_keygen_verify(ssh_keygen, signers, NAMESPACE_SEAL, happy.transcript)
+    assert "Good" in said
+
+
+def _ssh_keygen_verify(ssh_keygen: str, signers: Path, namespace: str, signed: Path) -> str:
+    """``ssh-keygen -Y verify`` of ``signed`` with ``signed.sig``; its output (must pass)."""
+    argv = [ssh_keygen, "-Y", "verify", "-f", str(signers), "-I", EMAIL, "-n", namespace]
+    with signed.open("rb") as data:
         done = subprocess.run(
-            [*argv, "-s", f"{transcript}.sig"],
+            [*argv, "-s", f"{signed}.sig"],
             stdin=data,
             capture_output=True,
             text=True,
@@ -379,24 +384,14 @@ def test_technician_transcript_verifies_with_ssh_keygen(
             timeout=30,
         )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Good" in done.stdout + done.stderr
+    return done.stdout + done.stderr
 
 
 def test_ticket_manifest_verifies_with_ssh_keygen_and_lists_the_files(
     happy: Session, signers: Path, ssh_keygen: str
 ) -> None:
     (manifest,) = [p for p in happy.attachments if p.name.endswith(".SHA256SUMS")]
-    argv = [ssh_keygen, "-Y", "verify", "-f", str(signers), "-I", EMAIL, "-n", "toolkit-manifest"]
-    with manifest.open("rb") as data:
-        done = subprocess.run(
-            [*argv, "-s", f"{manifest}.sig"],
-            stdin=data,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=30,
-        )
-    assert done.returncode == 0, done.stdout + done.stderr
+    _ssh_keygen_verify(ssh_keygen, signers, "toolkit-manifest", manifest)
     listed: dict[str, str] = {}
     for line in manifest.read_text().splitlines():
         digest, name = line.split("  ", 1)

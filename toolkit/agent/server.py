@@ -52,20 +52,10 @@ from toolkit.identity.keys import fingerprint
 from toolkit.identity.signer import KeySigner
 from toolkit.plugins.catalogue import Catalogue
 from toolkit.policy import Policy
+from toolkit.transport.tuning import CIPHERS, MAX_PACKET, WINDOW
 
 logger = logging.getLogger(__name__)
 
-#: Ciphers in order of preference: AES-GCM runs on AES instructions, about twice
-#: chacha20's speed here (docs/protocol.md); OpenSSH's defaults follow.
-CIPHERS = (
-    "aes128-gcm@openssh.com",
-    "aes256-gcm@openssh.com",
-    "chacha20-poly1305@openssh.com",
-    "aes128-ctr",
-    "aes256-ctr",
-)
-WINDOW = 8 * 1024 * 1024
-MAX_PACKET = 256 * 1024
 APPROVAL_TIMEOUT = 300.0
 
 

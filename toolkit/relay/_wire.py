@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import posixpath
 
+from toolkit.transport.tuning import MAX_PACKET, WINDOW
+
 SERVER_VERSION = "toolkit-relay_1"
 REGISTER_HOST = "toolkit-rendezvous"
 #: Where rendezvous sockets live on an OpenSSH relay unless --relay-dir says otherwise.
 DEFAULT_SOCKET_DIR = "/run/toolkit-relay"
-#: Channel window and packet size on every relay hop: 8 MiB keeps bulk output moving.
-WINDOW = 8 * 1024 * 1024
-MAX_PACKET = 256 * 1024
 
 
 def is_toolkit_relay(server_version: str | None) -> bool:

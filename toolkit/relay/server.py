@@ -41,7 +41,7 @@ from toolkit.relay._wire import (
     name_of_path,
     parse_register_host,
 )
-from toolkit.transport.ssh import CIPHERS
+from toolkit.transport.tuning import CIPHERS
 
 SWEEP_INTERVAL = 5.0
 #: (rendezvous name, "up" technician to agent | "down" agent to technician, bytes): tests only.

@@ -32,12 +32,11 @@ from toolkit.session.protocol import (
     parse_data,
     parse_response,
 )
+from toolkit.transport.tuning import MAX_PACKET, WINDOW
 
 #: Receives (stream, bytes) as data arrives, instead of collecting it.
 OnData = Callable[[int, bytes], None]
 READ_SIZE = 1 << 20
-WINDOW = 8 * 1024 * 1024
-MAX_PACKET = 256 * 1024
 
 
 class SessionEnded(ConsentRefused):

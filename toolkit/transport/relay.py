@@ -45,7 +45,7 @@ from toolkit.relay._wire import (
     socket_path,
 )
 from toolkit.secrets import Secret
-from toolkit.transport.ssh import CIPHERS
+from toolkit.transport.tuning import CIPHERS
 
 CONNECT_TIMEOUT = 20.0
 #: Seconds between reconnect attempts: doubling from the first to the last, with jitter.

@@ -25,17 +25,8 @@ from toolkit.consent import (
 from toolkit.errors import ConsentRefused, TransportError
 from toolkit.identity.store import Identity
 from toolkit.secrets import Secret
+from toolkit.transport.tuning import CIPHERS, MAX_PACKET, WINDOW
 
-#: Same preference as the agent: AES-GCM first for bulk output.
-CIPHERS = (
-    "aes128-gcm@openssh.com",
-    "aes256-gcm@openssh.com",
-    "chacha20-poly1305@openssh.com",
-    "aes128-ctr",
-    "aes256-ctr",
-)
-WINDOW = 8 * 1024 * 1024
-MAX_PACKET = 256 * 1024
 CONNECT_TIMEOUT = 30.0
 #: How long the technician waits for the customer's yes (the agent gives up first).
 LOGIN_TIMEOUT = 600.0
