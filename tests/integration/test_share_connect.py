@@ -38,7 +38,8 @@ from tests.integration.share_process import (
 from toolkit.transcript.models import NAMESPACE_SEAL, Event
 
 NOTES = "hello from the customer\n"
-SECRET_KEY = "-----BEGIN OPENSSH PRIVATE KEY----- do-not-leak-5f1e\n"
+# Stands in for a private key: only the marker matters, which must never leave the agent.
+SECRET_KEY = "customer-private-key-material do-not-leak-5f1e\n"
 #: A sleep whose argument no other process on the machine is likely to have.
 SLEEP = "29"
 POLICY = f"""\
