@@ -50,7 +50,7 @@ from bench._common import (
     terminal_block,
     verdict,
 )
-from bench.session import Share, _audited_cat
+from bench.session import Share, _audited_cat, _homes
 from bench.sshd import Bastion, available, bastion_sshd, free_port, local_sshd
 
 BULK_GOAL = 1.5  # toolkit MB/s / plain OpenSSH MB/s through the same relay, at least
@@ -66,19 +66,6 @@ ALIAS = "bench-bastion"
 
 
 # -- people and processes ------------------------------------------------------------
-
-
-def _home(root: Path, who: str) -> dict[str, str]:
-    home = root / who
-    (home / ".ssh").mkdir(parents=True, exist_ok=True, mode=0o700)
-    return {
-        **{k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"},
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_DATA_HOME": str(home / ".local/share"),
-        "XDG_STATE_HOME": str(home / ".local/state"),
-        "NO_COLOR": "1",
-    }
 
 
 def _ssh_key(env: dict[str, str]) -> tuple[Path, str]:
@@ -223,7 +210,7 @@ def bulk(mib: int, runs: int) -> dict[str, Any]:
                 f.write(block)
         (root / "policy.toml").write_text(POLICY)
         # "customer" is where bench.session's Share keeps the customer's HOME.
-        technician, customer, operator = (_home(root, w) for w in ("tech", "customer", "oper"))
+        technician, customer, operator = (_homes(root, w) for w in ("tech", "customer", "oper"))
         keys = [_ssh_key(technician), _ssh_key(customer)]
         results: dict[str, list[float]] = {}
         relay_key = root / "relay_host_key"
@@ -408,7 +395,7 @@ def idle(count: int, active: int) -> dict[str, Any]:
     from toolkit.transport.relay import RelayAddress, RelayRoute
 
     with scratch_dir("relay-idle") as root:
-        operator, client = _home(root, "oper"), _home(root, "client")
+        operator, client = _homes(root, "oper"), _homes(root, "client")
         key = root / "relay_host_key"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
         public = " ".join(key.with_name("relay_host_key.pub").read_text().split()[:2])

@@ -59,10 +59,11 @@ file = "^/[A-Za-z0-9._/-]{1,4000}$"
 
 
 def _homes(root: Path, who: str) -> dict[str, str]:
+    """The environment of one person: their own home and XDG dirs, no ssh-agent."""
     home = root / who
-    home.mkdir(parents=True, exist_ok=True)
+    (home / ".ssh").mkdir(parents=True, exist_ok=True, mode=0o700)
     return {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"},
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / ".config"),
         "XDG_DATA_HOME": str(home / ".local/share"),

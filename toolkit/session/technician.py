@@ -211,13 +211,17 @@ class TechnicianSession:
                 result.content = b""
             elif result.exit_status not in (None, 0):
                 result.status = "failed"
-        kind = "refusal" if result.status == "refused" else "operation"
+        self._record("refusal" if result.status == "refused" else "operation", fields, reported)
+        return result
+
+    def _record(self, kind: str, fields: dict[str, Any], reported: dict[str, Any]) -> None:
+        """One operation's event: our fields, beside what the agent reported it did."""
         try:
             # The agent's result may say more than we asked (the real path); _OURS stay ours.
-            rec.event(kind, **{**fields, **reported})
+            self.recorder.event(kind, **{**fields, **reported})
         except (TypeError, ValueError) as exc:  # a field name the recorder refuses (a secret's)
-            rec.event(kind, **fields, unrecorded=f"the agent's result was not recorded: {exc}")
-        return result
+            unrecorded = f"the agent's result was not recorded: {exc}"
+            self.recorder.event(kind, **fields, unrecorded=unrecorded)
 
     async def cancel_running(self) -> int:
         """Cancel every operation in flight (Ctrl-C at the prompt); how many the agent stopped."""
@@ -238,11 +242,10 @@ class TechnicianSession:
         fields: dict[str, Any] = {"op": "list", "path": directory, "purpose": "completion"}
         if not response.ok:
             fields.update(ok=False, error=response.error, message=response.message)
-            kind = "refusal" if response.error == "refused" else "operation"
-            self.recorder.event(kind, **fields)
+            self._record("refusal" if response.error == "refused" else "operation", fields, {})
             return []
-        reported = _recordable("list", response.result)
-        self.recorder.event("operation", **{**fields, "ok": True, **reported})
+        fields["ok"] = True
+        self._record("operation", fields, _recordable("list", response.result))
         return _entries(reply.content)
 
     async def open_shell(
