@@ -331,6 +331,18 @@ def test_any_byte_insertion_or_deletion_is_caught_and_located(
     assert_caught(large, modified, tmp_path)
 
 
+def test_a_checkpoint_line_the_scan_cannot_see_is_named(large: Sample, tmp_path: Path) -> None:
+    """Found by the test above: `[T,"c", ...` (one space deleted) is still a valid
+    checkpoint event, but not in the form the fast scan looks for. The report
+    must name that checkpoint and its line, not only the last valid one."""
+    last = large.checkpoints[-1]
+    cut = large.data.index(b", ", last.start) + 1
+    report = assert_caught(large, large.data[:cut] + large.data[cut + 1 :], tmp_path)
+    assert report is not None and report.failure is not None
+    assert report.failure.checkpoint == len(large.checkpoints)
+    assert report.failure.lines == (large.checkpoints[-2].number + 1, last.number)
+
+
 def test_every_single_bit_flip_in_the_sig_is_caught(small: Sample, tmp_path: Path) -> None:
     path = write_variant(tmp_path, small.data, small.sig)
     original_blob = sshsig.dearmor(small.sig)

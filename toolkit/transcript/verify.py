@@ -464,23 +464,23 @@ def _locate(path: Path, start: int, end: int, first_line: int) -> int | None:
     return None
 
 
-def _hidden_checkpoint(path: Path, start: int, end: int) -> bool:
-    """Whether the uncovered tail holds a checkpoint the fast scan did not see.
+def _hidden_checkpoint(path: Path, start: int, end: int) -> int | None:
+    """The line (counted from 0 at ``start``) of a checkpoint the fast scan did not see.
 
     A crash leaves ordinary events after the last checkpoint; a checkpoint
     there means a line was rewritten so that the scan would miss it.
     """
     if end - start > _MAX_LINE:
-        return False
+        return None
     with path.open("rb") as f:
         f.seek(start)
-        for line in f.read(end - start).split(b"\n")[:-1]:  # whole lines only
+        for number, line in enumerate(f.read(end - start).split(b"\n")[:-1]):  # whole lines
             try:
                 if Event.from_line(line).code == CHECKPOINT:
-                    return True
+                    return number
             except (ValueError, UnicodeDecodeError):
                 continue
-    return False
+    return None
 
 
 def _check_checkpoint(found: _Found, seq: int, session: str) -> tuple[Checkpoint, bytes]:
@@ -611,9 +611,20 @@ def examine(path: Path, trust: AllowedSigners | None) -> Report:
     uncovered = (valid_end, scan.size) if scan.size > valid_end else None
 
     def unsealed(reason: str) -> Report:
-        if _hidden_checkpoint(path, valid_end if valid else scan.header_end, scan.size):
-            return tampered(
-                f"{prefix}; a checkpoint line after it is not in the form toolkit writes"
+        hidden = _hidden_checkpoint(path, valid_end if valid else scan.header_end, scan.size)
+        if hidden is not None:
+            # All found checkpoints are valid here: the hidden one is the next.
+            first = last.line + 1 if last else 2
+            return Report(
+                **base,
+                verdict=Verdict.TAMPERED,
+                failure=Failure(
+                    reason=f"{prefix}; checkpoint {valid + 1} (line {first + hidden}) "
+                    "is not in the form toolkit writes",
+                    checkpoint=valid + 1,
+                    byte_range=uncovered,
+                    lines=(first, first + hidden),
+                ),
             )
         return Report(
             **base,
