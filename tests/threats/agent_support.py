@@ -22,6 +22,7 @@ from toolkit.session.protocol import (
     KIND_DATA,
     KIND_MESSAGE,
     SUBSYSTEM,
+    Body,
     FrameDecoder,
     parse_data,
 )
@@ -66,7 +67,7 @@ class RawChannel:
         self.writer = writer
         self.reader = reader
         self._decoder = FrameDecoder()
-        self._frames: list[tuple[int, bytes]] = []
+        self._frames: list[tuple[int, Body]] = []
         self._data: dict[int, dict[int, bytearray]] = {}
 
     @classmethod
@@ -88,7 +89,7 @@ class RawChannel:
                     streams.setdefault(data.stream, bytearray()).extend(data.data)
                     continue
                 assert kind == KIND_MESSAGE, f"the agent sent a bad frame: {body!r}"
-                message = json.loads(body)
+                message = json.loads(bytes(body))
                 got = self._data.pop(message["id"], {})
                 return Answer(message, {k: bytes(v) for k, v in got.items()})
             chunk = await asyncio.wait_for(self.reader.read(1 << 20), TIMEOUT)

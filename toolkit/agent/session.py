@@ -27,6 +27,7 @@ from toolkit.session.protocol import (
     KIND_BAD,
     KIND_DATA,
     SUBSYSTEM,
+    Body,
     FrameDecoder,
     ProtocolError,
     Request,
@@ -236,11 +237,11 @@ class AgentSession:
 
     # -- requests --------------------------------------------------------------
 
-    def on_frame(self, kind: int, body: bytes) -> None:
+    def on_frame(self, kind: int, body: Body) -> None:
         if self._ended:
             return
         if kind == KIND_BAD:
-            self._reject(0, "malformed", body.decode(errors="replace"))
+            self._reject(0, "malformed", bytes(body).decode(errors="replace"))
         elif kind == KIND_DATA:
             self._reject(0, "malformed", "the agent accepts no data frames")
         else:

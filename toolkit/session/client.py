@@ -25,6 +25,7 @@ from toolkit.session.protocol import (
     STDERR,
     STDOUT,
     SUBSYSTEM,
+    Body,
     FrameDecoder,
     ProtocolError,
     Request,
@@ -152,7 +153,7 @@ class SessionClient:
                     elif kind == KIND_MESSAGE:
                         self._message(body)
                     else:
-                        raise ProtocolError(f"the agent sent a bad frame: {body.decode()}")
+                        raise ProtocolError(f"the agent sent a bad frame: {bytes(body).decode()}")
                 if self._ended is not None:
                     return
         except ProtocolError as exc:
@@ -161,7 +162,7 @@ class SessionClient:
             why = ConnectionLost(f"The connection to the agent was lost: {exc}.")
         self._end(why)
 
-    def _data(self, body: bytes) -> None:
+    def _data(self, body: Body) -> None:
         data = parse_data(body)
         pending = self._pending.get(data.id)
         if pending is None:
@@ -171,7 +172,7 @@ class SessionClient:
         else:
             pending.data.setdefault(data.stream, bytearray()).extend(data.data)
 
-    def _message(self, body: bytes) -> None:
+    def _message(self, body: Body) -> None:
         response = parse_response(body)
         if response.id == 0:
             if response.error == "ended":

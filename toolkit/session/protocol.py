@@ -107,12 +107,18 @@ def data_frames(request_id: int, stream: int, data: bytes) -> Iterator[bytes]:
         yield struct.pack(">IBIB", len(chunk) + 6, KIND_DATA, request_id, stream) + chunk
 
 
+#: A frame's body as the decoder hands it out: a view into the bytes fed, or a copy.
+Body = bytes | memoryview
+
+
 class FrameDecoder:
     """Incremental decoder: ``feed`` bytes, get ``(kind, body)`` frames.
 
     A bad frame (length 0, over ``max_frame``, unknown kind) comes out as
     ``(KIND_BAD, reason)`` and its declared bytes are skipped, so one hostile
     frame costs its sender the bytes it announced and the stream stays in sync.
+    Whole frames in what was fed come out as views into those (immutable)
+    bytes, so bulk output is copied once, by :func:`parse_data`.
     """
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
@@ -120,51 +126,59 @@ class FrameDecoder:
         self._max = max_frame
         self._skip = 0  # bytes of an oversized frame still to discard
 
-    def feed(self, data: bytes) -> Iterator[tuple[int, bytes]]:
+    def feed(self, data: bytes) -> Iterator[tuple[int, Body]]:
         if self._skip:
             dropped = min(self._skip, len(data))
             self._skip -= dropped
             data = data[dropped:]
-        self._buf += data
-        while len(self._buf) >= 4:
-            (length,) = struct.unpack_from(">I", self._buf)
+        if self._buf:  # a frame straddles two chunks: join them once
+            self._buf += data
+            data = bytes(self._buf)
+            self._buf.clear()
+        view = memoryview(data)
+        frames: list[tuple[int, Body]] = []
+        pos, end = 0, len(view)
+        while end - pos >= 4:
+            (length,) = struct.unpack_from(">I", view, pos)
             if length == 0 or length > self._max:
-                del self._buf[:4]
-                dropped = min(length, len(self._buf))
-                del self._buf[:dropped]
+                dropped = min(length, end - pos - 4)
+                pos += 4 + dropped
                 self._skip = length - dropped
-                yield KIND_BAD, f"frame of {length} bytes is outside 1..{self._max}".encode()
+                frames.append(
+                    (KIND_BAD, f"frame of {length} bytes is outside 1..{self._max}".encode())
+                )
                 continue
-            if len(self._buf) < 4 + length:
-                return
-            kind = self._buf[4]
-            body = bytes(self._buf[5 : 4 + length])
-            del self._buf[: 4 + length]
-            if kind not in (KIND_MESSAGE, KIND_DATA):
-                yield KIND_BAD, f"unknown frame kind {kind}".encode()
-                continue
-            yield kind, body
+            if end - pos < 4 + length:
+                break
+            kind = view[pos + 4]
+            if kind in (KIND_MESSAGE, KIND_DATA):
+                frames.append((kind, view[pos + 5 : pos + 4 + length]))
+            else:
+                frames.append((KIND_BAD, f"unknown frame kind {kind}".encode()))
+            pos += 4 + length
+        self._buf += view[pos:]  # the start of a frame still to come
+        return iter(frames)
 
 
-def parse_data(body: bytes) -> Data:
+def parse_data(body: Body) -> Data:
     if len(body) < 5:
         raise ProtocolError("data frame too short")
     request_id, stream = struct.unpack_from(">IB", body)
     if stream not in STREAMS:
         raise ProtocolError(f"unknown data stream {stream}")
-    return Data(request_id, stream, body[5:])
+    return Data(request_id, stream, bytes(body[5:]))
 
 
-def _decode(body: bytes) -> str:
+def _decode(body: Body) -> str:
     # json.loads(bytes) would also take UTF-16/32 and a BOM, and let UTF-8-encoded
     # surrogates through: the protocol says UTF-8, so decode strictly first.
     try:
-        return body.decode("utf-8")
+        return bytes(body).decode("utf-8")
     except UnicodeDecodeError:
         raise ProtocolError("message is not JSON: not valid UTF-8") from None
 
 
-def _load(body: bytes) -> dict[str, Any]:
+def _load(body: Body) -> dict[str, Any]:
     if len(body) > MAX_MESSAGE:
         raise ProtocolError("message too large")
     text = _decode(body)
@@ -186,7 +200,7 @@ def _valid_request_id(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
 
 
-def request_id_of(body: bytes) -> int:
+def request_id_of(body: Body) -> int:
     """Best effort: the id of a request that failed to parse, else 0."""
     try:
         value = json.loads(_decode(body))
@@ -196,7 +210,7 @@ def request_id_of(body: bytes) -> int:
     return rid if _valid_request_id(rid) else 0
 
 
-def parse_request(body: bytes) -> Request:
+def parse_request(body: Body) -> Request:
     value = _load(body)
     if not _valid_request_id(value["id"]):
         # 0 answers no request, and data frames carry the id as a uint32.
@@ -222,7 +236,7 @@ def parse_request(body: bytes) -> Request:
     return Request(value["id"], op, args)
 
 
-def parse_response(body: bytes) -> Response:
+def parse_response(body: Body) -> Response:
     value = _load(body)
     ok = value.get("ok")
     if not isinstance(ok, bool):
@@ -253,6 +267,7 @@ __all__ = [
     "STDERR",
     "STDOUT",
     "SUBSYSTEM",
+    "Body",
     "Data",
     "FrameDecoder",
     "ProtocolError",

@@ -28,6 +28,23 @@ def test_data_frames_split_and_reassemble_byte_by_byte() -> None:
     assert b"".join(d.data for d in got) == payload
 
 
+def test_frame_bodies_stay_valid_after_later_feeds() -> None:
+    """Bodies are views into what was fed (no copy until parse_data): the next
+    feed, which completes a frame begun in this one, must not change them."""
+    first = b"".join(p.data_frames(1, p.STDOUT, b"a" * 100))
+    second = b"".join(p.data_frames(2, p.STDERR, b"b" * 100))
+    third = p.Request(9, "end", {"reason": "x"}).to_frame()
+    decoder = p.FrameDecoder()
+    kept = list(decoder.feed(first + second + third[:7]))
+    rest = list(decoder.feed(third[7:] + first))
+    assert [p.parse_data(body) for _, body in kept] == [
+        p.Data(1, p.STDOUT, b"a" * 100),
+        p.Data(2, p.STDERR, b"b" * 100),
+    ]
+    assert p.parse_request(rest[0][1]) == p.Request(9, "end", {"reason": "x"})
+    assert p.parse_data(rest[1][1]) == p.Data(1, p.STDOUT, b"a" * 100)
+
+
 @pytest.mark.parametrize(
     "frame",
     [

@@ -246,3 +246,17 @@ def test_header_with_an_infinite_timestamp_is_not_a_transcript() -> None:
     broken = line.replace(b'"timestamp":', b'"timestamp":1E999,"x":', 1)
     with pytest.raises(TranscriptFormatError, match="incomplete"):
         Header.from_line(broken)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\ud800" * 2000,  # a lone surrogate: orjson refuses it, json writes it as "?"
+        "".join(map(chr, range(0x20))) * 64 + '"\\\x7f\u2028caf\xe9\u2603',
+    ],
+)
+def test_bulk_text_is_quoted_exactly_as_json_would(text: str) -> None:
+    from toolkit.transcript.recorder import _quote_bytes
+
+    assert len(text) >= 1024  # the orjson path
+    assert _quote_bytes(text) == json.encoder.encode_basestring(text).encode("utf-8", "replace")

@@ -7,7 +7,8 @@ split across reads, invalid UTF-8, bytearray and memoryview input, reads
 longer than one line holds, empty reads, redaction, events with nested and
 non-ASCII fields, markers, resizes, checkpoints by count and by time, and
 the seal. The digests were taken from the recorder as it was before it had
-a fast path for short ASCII reads and a shared JSON encoder.
+a fast path for short ASCII reads and a shared JSON encoder, and (for the
+bulk output with every escaped character) before orjson quoted bulk output.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from toolkit.secrets import Secret
 from toolkit.transcript.models import Header, Technician
 from toolkit.transcript.recorder import Recorder
 
-FILE_SHA256 = "91b6643f3fad3420a4fd00d4b71bf8d712b7a55e71a19b74051420cb49142b94"
-SIG_SHA256 = "5a637eeb74b413dd7c308dcabc1087718e53e7a2e054a68c2a76bd641ef38d98"
+FILE_SHA256 = "567c0a733a34558d35302421c42fe67ae71b30f56635dbf0bb48ba2af97e9637"
+SIG_SHA256 = "146d5010f322c7865f9b83529c720b6a7481f1d095c02f4bc3d5792a0bddf73f"
 
 
 def record(path: Path, recorder: type[Recorder] = Recorder) -> Path:
@@ -74,6 +75,10 @@ def record(path: Path, recorder: type[Recorder] = Recorder) -> Path:
             rec.tick()
     rec.output(b"a" * 70_000)  # ASCII, longer than one line holds
     rec.output(("\u2603" * 30_000).encode())
+    # Bulk output (quoted by orjson) with every character JSON escapes, and some it does not.
+    every = "".join(map(chr, range(0x20))) + '"\\ \x7f \u2028 caf\xe9 \u2603 '
+    rec.output((every * 100).encode())
+    rec.output(b"\r\n" * 4000)
     clock.now += 1.5
     rec.close("completed")
     return path
