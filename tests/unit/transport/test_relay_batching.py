@@ -1,0 +1,88 @@
+"""The inner connection's writes through a relay channel go out batched per loop turn."""
+
+from __future__ import annotations
+
+import asyncio
+
+from toolkit.transport.relay import _Batched
+from toolkit.transport.tuning import MAX_PACKET
+
+
+class Channel:
+    """What _Batched uses of an asyncssh channel, recording the calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bytes]] = []
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.calls.append(("write", data))
+
+    def write_eof(self) -> None:
+        self.calls.append(("eof", b""))
+
+    def close(self) -> None:
+        self.closing = True
+        self.calls.append(("close", b""))
+
+    def abort(self) -> None:
+        self.closing = True
+        self.calls.append(("abort", b""))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_extra_info(self, name: str) -> str:
+        return f"info:{name}"
+
+
+def test_writes_of_one_loop_turn_become_one_channel_write() -> None:
+    async def main() -> Channel:
+        chan = Channel()
+        batched = _Batched(chan)
+        batched.write(b"ignore")
+        batched.write(b"packet")
+        assert chan.calls == []  # nothing until the loop turns
+        await asyncio.sleep(0)
+        batched.write(b"next")
+        await asyncio.sleep(0)
+        return chan
+
+    chan = asyncio.run(main())
+    assert chan.calls == [("write", b"ignorepacket"), ("write", b"next")]
+
+
+def test_a_full_packet_goes_at_once_and_close_sends_what_waits() -> None:
+    async def main() -> Channel:
+        chan = Channel()
+        batched = _Batched(chan)
+        batched.write(b"x" * (MAX_PACKET - 1))
+        batched.write(b"y")
+        assert chan.calls == [("write", b"x" * (MAX_PACKET - 1) + b"y")]
+        batched.write(b"last")
+        batched.write_eof()
+        batched.close()
+        await asyncio.sleep(0)  # the scheduled flush finds nothing left
+        return chan
+
+    chan = asyncio.run(main())
+    assert [c[0] for c in chan.calls] == ["write", "write", "eof", "close"]
+    assert chan.calls[1] == ("write", b"last")
+
+
+def test_abort_drops_what_waits_and_a_closed_channel_gets_no_write() -> None:
+    async def main() -> tuple[Channel, Channel]:
+        aborted, closed = Channel(), Channel()
+        first = _Batched(aborted)
+        first.write(b"lost")
+        first.abort()
+        second = _Batched(closed)
+        second.write(b"late")
+        closed.closing = True  # the relay channel went away before the loop turned
+        await asyncio.sleep(0)
+        assert second.get_extra_info("peername") == "info:peername"
+        return aborted, closed
+
+    aborted, closed = asyncio.run(main())
+    assert aborted.calls == [("abort", b"")]
+    assert closed.calls == []
