@@ -10,7 +10,7 @@ import errno
 import os
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from toolkit.errors import ExitCode, ToolkitError
 
@@ -75,18 +75,38 @@ def _plain_path(value: str, *, dir_ok: bool) -> bool:
 def _verify(files: list[str], signers: str | None, as_json: bool) -> int:
     """``toolkit verify`` without typer's start-up: exit codes and output as typer's.
 
-    The command itself is :func:`toolkit.cli.verify.verify_files`; what typer
-    adds around it in standalone mode is repeated here.
+    The command itself is :func:`toolkit.cli.verify.verify_files`.
     """
     from pathlib import Path
 
-    from toolkit.cli._console import set_verbose
     from toolkit.cli.verify import verify_files
+
+    paths = [Path(f) for f in files]
+    trust = Path(signers) if signers else None
+    return _standalone(lambda: int(verify_files(paths, trust, as_json)))
+
+
+def _run_direct(call: Callable[[], object]) -> int:
+    """A typer command function called straight (toolkit.cli._direct): its typer.Exit too."""
+    import typer
+
+    def command() -> int:
+        try:
+            call()
+        except typer.Exit as exc:
+            return int(exc.exit_code)
+        return int(ExitCode.OK)
+
+    return _standalone(command)
+
+
+def _standalone(command: Callable[[], int]) -> int:
+    """What typer adds around a command in standalone mode, without typer's start-up."""
+    from toolkit.cli._console import set_verbose
 
     set_verbose(False)  # what the root callback does without --verbose
     try:
-        paths = [Path(f) for f in files]
-        return int(verify_files(paths, Path(signers) if signers else None, as_json))
+        return command()
     except EOFError:
         print(file=sys.stderr)
         print("Aborted!", file=sys.stderr)
@@ -111,6 +131,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         if (plain := _plain_verify(args)) is not None:
             return _verify(*plain)
+        from toolkit.cli._direct import plain_call
+
+        if (call := plain_call(args, _COMPLETE_VAR)) is not None:
+            return _run_direct(call)
         from toolkit.cli.app import app
 
         app(args=args, prog_name="toolkit", standalone_mode=True)
