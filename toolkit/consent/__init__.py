@@ -32,13 +32,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from toolkit.consent._agent import (
-        AgentHandshake,
-        AgentState,
-        TrustCheck,
-        trust_from_allowed_signers,
-        untrusted,
-    )
+    from toolkit.consent._agent import AgentHandshake, AgentState
     from toolkit.consent._approval import (
         ApprovalRequest,
         Approver,
@@ -64,6 +58,7 @@ if TYPE_CHECKING:
     from toolkit.consent._confirm import CONSENT_NAMESPACE
     from toolkit.consent._messages import MAX_MESSAGE_BYTES
     from toolkit.consent._technician import TechnicianHandshake, TechnicianState
+    from toolkit.consent._trust import TrustCheck, trust_from_allowed_signers, untrusted
     from toolkit.consent.errors import (
         CodeBurned,
         CodeExpired,
@@ -107,7 +102,7 @@ _LAZY = {
     "Scope": "toolkit.consent._approval",
     "TechnicianHandshake": "toolkit.consent._technician",
     "TechnicianState": "toolkit.consent._technician",
-    "TrustCheck": "toolkit.consent._agent",
+    "TrustCheck": "toolkit.consent._trust",
     "WrongCode": "toolkit.consent.errors",
     "get_decision": "toolkit.consent._approval",
     "check_nameplate": "toolkit.consent._code",
@@ -117,8 +112,8 @@ _LAZY = {
     "parse_code": "toolkit.consent._code",
     "scope_names": "toolkit.consent._approval",
     "scopes": "toolkit.consent._approval",
-    "trust_from_allowed_signers": "toolkit.consent._agent",
-    "untrusted": "toolkit.consent._agent",
+    "trust_from_allowed_signers": "toolkit.consent._trust",
+    "untrusted": "toolkit.consent._trust",
 }
 
 

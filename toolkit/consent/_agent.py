@@ -15,13 +15,12 @@ and ``validate_kbdint_response`` drive it.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import NoReturn
 
 from toolkit.consent._approval import ApprovalRequest, Consent, Decision, Scope
 from toolkit.consent._code import CodeSource
 from toolkit.consent._confirm import (
-    CONSENT_NAMESPACE,
     AgentConfirmation,
     Transcript,
     verify_transcript_signature,
@@ -37,32 +36,8 @@ from toolkit.consent._messages import (
 )
 from toolkit.consent._outputs import Outputs
 from toolkit.consent._pake import Pake, Side
+from toolkit.consent._trust import TrustCheck, trust_from_allowed_signers, untrusted
 from toolkit.consent.errors import ConsentError, Declined, MalformedMessage, WrongCode
-from toolkit.errors import SignatureError
-from toolkit.identity.allowed_signers import AllowedSigners
-
-#: Decides whether the customer's trust settings vouch for a key (blob) as an email.
-TrustCheck = Callable[[bytes, str], bool]
-
-
-def untrusted(key: bytes, email: str) -> bool:
-    """The default trust: nobody is vouched for; the customer judges the fingerprint."""
-    return False
-
-
-def trust_from_allowed_signers(
-    signers: AllowedSigners, namespace: str = CONSENT_NAMESPACE
-) -> TrustCheck:
-    """Trust a key as an email when an allowed_signers line (or CA) says so for ``namespace``."""
-
-    def check(key: bytes, email: str) -> bool:
-        try:
-            signers.check(email, key, namespace)
-        except SignatureError:
-            return False
-        return True
-
-    return check
 
 
 class AgentState(enum.Enum):

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Protocol
 from toolkit.consent._approval import Scope, scope_names
 from toolkit.consent._machine import Input, Machine, bug, move, stay, table
 from toolkit.consent._pake import PakeKey
+from toolkit.consent._trust import CONSENT_NAMESPACE
 from toolkit.consent.errors import HandshakeOutOfOrder, IdentityProofFailed
 from toolkit.errors import SignatureError
 from toolkit.identity import sshsig
@@ -38,7 +39,6 @@ from toolkit.identity._wire import string
 if TYPE_CHECKING:
     from toolkit.identity.signer import Signer
 
-CONSENT_NAMESPACE = "toolkit-consent"
 TRANSCRIPT_LABEL = b"toolkit consent v1 transcript"
 PURPOSE_CONFIRM_TECHNICIAN = b"toolkit consent v1 confirm technician"
 PURPOSE_CONFIRM_AGENT = b"toolkit consent v1 confirm agent"
