@@ -16,29 +16,20 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import asyncssh
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from toolkit import paths
-from toolkit.agent.operations import ApproveFix
-from toolkit.agent.session import AgentSession, SessionChannel, SessionEnd
-from toolkit.agent.shell import ShellChannel
 from toolkit.consent import (
-    KBDINT_NAME,
-    KBDINT_PROMPT,
-    AgentHandshake,
-    AgentState,
     ApprovalRequest,
     Approver,
     CodeBook,
     CodeState,
-    Consent,
     ConsentError,
     Decision,
     OneTimeCode,
@@ -54,9 +45,35 @@ from toolkit.plugins.catalogue import Catalogue
 from toolkit.policy import Policy
 from toolkit.transport.tuning import CIPHERS, MAX_PACKET, WINDOW
 
+# asyncssh, SPAKE2 and the session's modules load in Agent.start, once the code
+# can be shown: they are most of toolkit share's start-up.
+if TYPE_CHECKING:
+    import asyncssh
+
+    from toolkit.agent.connection import AgentConnection
+    from toolkit.agent.operations import ApproveFix
+    from toolkit.agent.session import AgentSession, SessionEnd
+    from toolkit.consent import AgentHandshake, Consent
+else:
+
+    def __getattr__(name: str) -> Any:
+        """``AgentConnection`` and ``SessionEnd``, still importable from here."""
+        if name == "AgentConnection":
+            from toolkit.agent.connection import AgentConnection
+
+            return AgentConnection
+        if name == "SessionEnd":
+            from toolkit.agent.session import SessionEnd
+
+            return SessionEnd
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 logger = logging.getLogger(__name__)
 
 APPROVAL_TIMEOUT = 300.0
+#: asyncssh's default listen backlog.
+BACKLOG = 100
 
 
 class Observer(Protocol):
@@ -96,29 +113,25 @@ class AgentSettings:
     hostname: str = field(default_factory=socket.gethostname)
 
 
-def _challenge(instruction: str) -> tuple[str, str, str, Sequence[tuple[str, bool]]]:
-    return (KBDINT_NAME, instruction, "", [(KBDINT_PROMPT, False)])
-
-
-def _state(handshake: AgentHandshake) -> AgentState:
-    """The state now (a function call, so type checkers do not carry it across an await)."""
-    return handshake.state
-
-
 class HostKey:
     """The agent's ephemeral Ed25519 host key, for asyncssh and for sealing its transcript."""
 
     def __init__(self) -> None:
-        private = ed25519.Ed25519PrivateKey.generate()
-        self.signer = KeySigner(private)
+        self._private = ed25519.Ed25519PrivateKey.generate()
+        self.signer = KeySigner(self._private)
         self.blob = self.signer.public_blob
         self.fingerprint = fingerprint(self.blob)
-        pem = private.private_bytes(
+
+    @cached_property
+    def ssh_key(self) -> asyncssh.SSHKey:
+        import asyncssh
+
+        pem = self._private.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.OpenSSH,
             serialization.NoEncryption(),
         )
-        self.ssh_key = asyncssh.import_private_key(pem)
+        return asyncssh.import_private_key(pem)
 
 
 class Agent:
@@ -150,11 +163,26 @@ class Agent:
         codes, whose first group is the rendezvous name, and the address is the relay's.
         """
         self._ended = asyncio.get_running_loop().create_future()
+        sock = None
+        if tunnel is None:
+            sock = _listening_socket(host, port)
+        if sock is not None:
+            # The code is shown as soon as the address is known. The SSH server below is
+            # ready long before anyone can type the code (its modules are most of its
+            # start-up); a connection that comes sooner waits in the listen backlog.
+            sockname = sock.getsockname()
+            self.address = (str(sockname[0]), int(sockname[1]))
+            self.observer.new_code(self.codes.current)
+        import asyncssh
+
+        from toolkit.agent.connection import AgentConnection
+
         try:
             self._server = await asyncssh.create_server(
                 lambda: AgentConnection(self),
-                host,
-                port,
+                host if sock is None else "",
+                port if sock is None else (),
+                sock=sock,
                 tunnel=tunnel if tunnel is not None else (),
                 server_host_keys=[self.host_key.ssh_key],
                 encryption_algs=CIPHERS,
@@ -177,17 +205,17 @@ class Agent:
                 encoding=None,
             )
         except OSError as exc:
-            raise TransportError(
-                f"Cannot listen on {host}:{port}: {exc.strerror or exc}.",
-                hint="Choose another address with --listen HOST:PORT (port 0 picks a free one).",
-            ) from None
+            if sock is not None:
+                sock.close()
+            raise _cannot_listen(host, port, exc) from None
         if tunnel is not None:
             self.codes = CodeBook(ttl=self.settings.ttl, generate=tunnel.new_code)
             self.address = tunnel.address
-        else:
+        elif sock is None:
             sockname = self._server.sockets[0].getsockname()
             self.address = (str(sockname[0]), int(sockname[1]))
-        self.observer.new_code(self.codes.current)
+        if sock is None:
+            self.observer.new_code(self.codes.current)
         self._watch = asyncio.create_task(self._watch_code())
         return self.address
 
@@ -204,6 +232,8 @@ class Agent:
         if self.session is not None:
             await self.session.end(reason, notify=True)
         else:
+            from toolkit.agent.session import SessionEnd
+
             self.finished(SessionEnd(reason, None))
 
     def finished(self, end: SessionEnd) -> None:
@@ -233,6 +263,8 @@ class Agent:
     # -- consent -------------------------------------------------------------------
 
     def handshake(self) -> AgentHandshake:
+        from toolkit.consent import AgentHandshake
+
         return AgentHandshake(
             self.codes.current,
             self.host_key.blob,
@@ -259,145 +291,53 @@ class Agent:
     def begin(self, consent: Consent, connection: asyncssh.SSHServerConnection) -> AgentSession:
         if self.session is not None:  # cannot happen: the code was consumed once
             raise UsageError("this agent already serves a session")
+        from toolkit.agent.session import AgentSession
+
         self.session = AgentSession(self, consent, connection)
         self.session_started.set()
         return self.session
 
 
-class AgentConnection(asyncssh.SSHServer):
-    """One SSH connection: consent in keyboard-interactive rounds, then the session."""
+def _listening_socket(host: str, port: int) -> socket.socket | None:
+    """A socket listening on ``host:port`` as asyncio would make it; None for several addresses.
 
-    def __init__(self, agent: Agent) -> None:
-        self._agent = agent
-        self._conn: asyncssh.SSHServerConnection | None = None
-        self._handshake: AgentHandshake | None = None
-        self._session: AgentSession | None = None
-        self._peer = "a connection"
-
-    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
-        self._conn = conn
-        peer = conn.get_extra_info("peername")
-        if peer:
-            self._peer = f"{peer[0]}:{peer[1]}"
-        self._agent.observer.say(f"connection from {self._peer}")
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        handshake = self._handshake
-        if handshake is not None and handshake.state in (
-            AgentState.AWAITING_RESPONSE,
-            AgentState.AWAITING_APPROVAL,
-            AgentState.AWAITING_ACK,
-        ):
-            consumed = handshake.state is not AgentState.AWAITING_RESPONSE
-            handshake.refused()
-            self._agent.observer.say(f"{self._peer} left before the session started")
-            if consumed and self._agent.session is None:
-                self._agent.fresh_code("the code was used")
-        if self._session is not None:
-            why = f"the connection was lost: {exc}" if exc else "the technician disconnected"
-            asyncio.get_running_loop().create_task(self._session.end(why))
-
-    def begin_auth(self, username: str) -> bool:
-        return True  # every connection must go through consent
-
-    def password_auth_supported(self) -> bool:
-        return False
-
-    def public_key_auth_supported(self) -> bool:
-        return False
-
-    def kbdint_auth_supported(self) -> bool:
-        return True
-
-    def get_kbdint_challenge(self, username: str, lang: str, submethods: str) -> Any:
-        if self._handshake is not None:
-            # One consent attempt per connection. Refusing only this round would let a
-            # client retry for the whole login timeout, so hang up (as OpenSSH's
-            # MaxAuthTries does).
-            assert self._conn is not None
-            self._conn.disconnect(
-                asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, "one consent attempt per connection"
-            )
-            return False
-        self._handshake = handshake = self._agent.handshake()
+    asyncio's create_server makes one socket per address a host name resolves
+    to; that case is left to it (then the code is shown once all listen).
+    """
+    try:
+        infos = set(
+            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        )
+    except OSError as exc:
+        raise _cannot_listen(host, port, exc) from None
+    if len(infos) != 1:
+        return None
+    ((family, kind, proto, _, address),) = infos
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, True)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, True)
         try:
-            return _challenge(handshake.challenge())
-        except ConsentError as exc:
-            return self._notice(exc)
+            sock.bind(address)
+        except OSError as exc:  # worded as asyncio words it
+            why = (exc.strerror or "").lower()
+            raise OSError(
+                exc.errno, f"error while attempting to bind on address {address!r}: {why}"
+            ) from None
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise _cannot_listen(host, port, exc) from None
+    return sock
 
-    def _notice(self, exc: ConsentError) -> Any:
-        self._agent.refused(exc, self._peer)
-        assert self._handshake is not None
-        notice = self._handshake.notice()
-        return _challenge(notice) if notice is not None else False
 
-    async def validate_kbdint_response(self, username: str, responses: Sequence[str]) -> Any:
-        handshake = self._handshake
-        if handshake is None or len(responses) != 1:
-            return False
-        answer = responses[0]
-        if handshake.state is AgentState.AWAITING_RESPONSE:
-            try:
-                request = handshake.receive_response(answer)
-            except ConsentError as exc:
-                return self._notice(exc)
-            self._agent.observer.say(
-                f"{request.name} <{request.email}> asks for {', '.join(sorted(request.requested))}"
-                f" on ticket {request.ticket}"
-            )
-            decision = await self._agent.decide(request)
-            if _state(handshake) is not AgentState.AWAITING_APPROVAL:
-                return False  # the connection went away while the customer decided
-            try:
-                return _challenge(handshake.approved(decision))
-            except ConsentError as exc:
-                reply = self._notice(exc)
-                self._agent.fresh_code("the session was declined")
-                return reply
-        if handshake.state is AgentState.AWAITING_ACK:
-            try:
-                consent = handshake.receive_ack(answer)
-            except ConsentError as exc:
-                return self._notice(exc)
-            assert self._conn is not None
-            self._session = self._agent.begin(consent, self._conn)
-            return True
-        return False  # a notice was answered, or anything out of turn
-
-    def session_requested(self) -> Any:
-        session = self._session
-        if session is None:
-            return False
-        if session.channel is None:
-            return SessionChannel(session)
-        shell = session.shell_channel()
-        if shell is not None:
-            channel = ShellChannel(shell)
-            if shell.claim(channel):
-                return channel
-        session.refuse_channel("a second session channel")
-        return False
-
-    # Nothing else is offered; asyncssh refuses these by default, the agent also records them.
-
-    def _refuse(self, what: str) -> bool:
-        if self._session is not None:
-            self._session.refuse_channel(what)
-        return False
-
-    def connection_requested(
-        self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
-    ) -> Any:
-        return self._refuse("port forwarding (direct-tcpip)")
-
-    def server_requested(self, listen_host: str, listen_port: int) -> Any:
-        return self._refuse("remote port forwarding (tcpip-forward)")
-
-    def unix_connection_requested(self, dest_path: str) -> Any:
-        return self._refuse("socket forwarding (direct-streamlocal)")
-
-    def unix_server_requested(self, listen_path: str) -> Any:
-        return self._refuse("remote socket forwarding (streamlocal-forward)")
+def _cannot_listen(host: str, port: int, exc: OSError) -> TransportError:
+    return TransportError(
+        f"Cannot listen on {host}:{port}: {exc.strerror or exc}.",
+        hint="Choose another address with --listen HOST:PORT (port 0 picks a free one).",
+    )
 
 
 __all__ = ["Agent", "AgentConnection", "AgentSettings", "HostKey", "Observer", "SessionEnd"]

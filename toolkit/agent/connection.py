@@ -1,0 +1,174 @@
+"""One SSH connection to the agent: consent in keyboard-interactive rounds, then the session.
+
+Split from toolkit.agent.server, which loads this module (asyncssh, SPAKE2
+and the session's modules) only once toolkit share has shown its code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import asyncssh
+
+from toolkit.agent.session import AgentSession, SessionChannel
+from toolkit.agent.shell import ShellChannel
+from toolkit.consent import (
+    KBDINT_NAME,
+    KBDINT_PROMPT,
+    AgentHandshake,
+    AgentState,
+    ConsentError,
+)
+
+if TYPE_CHECKING:
+    from toolkit.agent.server import Agent
+
+
+def _challenge(instruction: str) -> tuple[str, str, str, Sequence[tuple[str, bool]]]:
+    return (KBDINT_NAME, instruction, "", [(KBDINT_PROMPT, False)])
+
+
+def _state(handshake: AgentHandshake) -> AgentState:
+    """The state now (a function call, so type checkers do not carry it across an await)."""
+    return handshake.state
+
+
+class AgentConnection(asyncssh.SSHServer):
+    """One SSH connection: consent in keyboard-interactive rounds, then the session."""
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+        self._conn: asyncssh.SSHServerConnection | None = None
+        self._handshake: AgentHandshake | None = None
+        self._session: AgentSession | None = None
+        self._peer = "a connection"
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
+        peer = conn.get_extra_info("peername")
+        if peer:
+            self._peer = f"{peer[0]}:{peer[1]}"
+        self._agent.observer.say(f"connection from {self._peer}")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        handshake = self._handshake
+        if handshake is not None and handshake.state in (
+            AgentState.AWAITING_RESPONSE,
+            AgentState.AWAITING_APPROVAL,
+            AgentState.AWAITING_ACK,
+        ):
+            consumed = handshake.state is not AgentState.AWAITING_RESPONSE
+            handshake.refused()
+            self._agent.observer.say(f"{self._peer} left before the session started")
+            if consumed and self._agent.session is None:
+                self._agent.fresh_code("the code was used")
+        if self._session is not None:
+            why = f"the connection was lost: {exc}" if exc else "the technician disconnected"
+            asyncio.get_running_loop().create_task(self._session.end(why))
+
+    def begin_auth(self, username: str) -> bool:
+        return True  # every connection must go through consent
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+    def public_key_auth_supported(self) -> bool:
+        return False
+
+    def kbdint_auth_supported(self) -> bool:
+        return True
+
+    def get_kbdint_challenge(self, username: str, lang: str, submethods: str) -> Any:
+        if self._handshake is not None:
+            # One consent attempt per connection. Refusing only this round would let a
+            # client retry for the whole login timeout, so hang up (as OpenSSH's
+            # MaxAuthTries does).
+            assert self._conn is not None
+            self._conn.disconnect(
+                asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, "one consent attempt per connection"
+            )
+            return False
+        self._handshake = handshake = self._agent.handshake()
+        try:
+            return _challenge(handshake.challenge())
+        except ConsentError as exc:
+            return self._notice(exc)
+
+    def _notice(self, exc: ConsentError) -> Any:
+        self._agent.refused(exc, self._peer)
+        assert self._handshake is not None
+        notice = self._handshake.notice()
+        return _challenge(notice) if notice is not None else False
+
+    async def validate_kbdint_response(self, username: str, responses: Sequence[str]) -> Any:
+        handshake = self._handshake
+        if handshake is None or len(responses) != 1:
+            return False
+        answer = responses[0]
+        if handshake.state is AgentState.AWAITING_RESPONSE:
+            try:
+                request = handshake.receive_response(answer)
+            except ConsentError as exc:
+                return self._notice(exc)
+            self._agent.observer.say(
+                f"{request.name} <{request.email}> asks for {', '.join(sorted(request.requested))}"
+                f" on ticket {request.ticket}"
+            )
+            decision = await self._agent.decide(request)
+            if _state(handshake) is not AgentState.AWAITING_APPROVAL:
+                return False  # the connection went away while the customer decided
+            try:
+                return _challenge(handshake.approved(decision))
+            except ConsentError as exc:
+                reply = self._notice(exc)
+                self._agent.fresh_code("the session was declined")
+                return reply
+        if handshake.state is AgentState.AWAITING_ACK:
+            try:
+                consent = handshake.receive_ack(answer)
+            except ConsentError as exc:
+                return self._notice(exc)
+            assert self._conn is not None
+            self._session = self._agent.begin(consent, self._conn)
+            return True
+        return False  # a notice was answered, or anything out of turn
+
+    def session_requested(self) -> Any:
+        session = self._session
+        if session is None:
+            return False
+        if session.channel is None:
+            return SessionChannel(session)
+        shell = session.shell_channel()
+        if shell is not None:
+            channel = ShellChannel(shell)
+            if shell.claim(channel):
+                return channel
+        session.refuse_channel("a second session channel")
+        return False
+
+    # Nothing else is offered; asyncssh refuses these by default, the agent also records them.
+
+    def _refuse(self, what: str) -> bool:
+        if self._session is not None:
+            self._session.refuse_channel(what)
+        return False
+
+    def connection_requested(
+        self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
+    ) -> Any:
+        return self._refuse("port forwarding (direct-tcpip)")
+
+    def server_requested(self, listen_host: str, listen_port: int) -> Any:
+        return self._refuse("remote port forwarding (tcpip-forward)")
+
+    def unix_connection_requested(self, dest_path: str) -> Any:
+        return self._refuse("socket forwarding (direct-streamlocal)")
+
+    def unix_server_requested(self, listen_path: str) -> Any:
+        return self._refuse("remote socket forwarding (streamlocal-forward)")
+
+
+__all__ = ["AgentConnection"]
