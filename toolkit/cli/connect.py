@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from toolkit.cli._console import err, out
+from toolkit.cli._console import err, say
 from toolkit.cli._identity import AgentOption, KeyOption, load_identity
 from toolkit.cli._relay import (
     DEFAULT_RELAY_DIR,
@@ -87,26 +87,25 @@ def _show(result: Result, as_json: bool) -> None:
         message = printable(result.message or "")
         if not message.startswith(f"{result.status}:"):
             message = f"{result.status}: {message}"
-        err().print(message, markup=False, highlight=False)
+        say(message)
         return
     if result.name == "ls":
         for entry in result.result.get("entries", []):
             line = f"{entry.get('kind', '?'):<8} {entry.get('size', 0):>12} {entry.get('name')}"
-            out().print(printable(line), markup=False, highlight=False)
+            say(printable(line), stderr=False)
     elif result.name == "stat":
         for key in ("path", "kind", "size", "mode", "mtime"):
             value = result.result.get(key)
             if key == "mode" and isinstance(value, int):
                 value = oct(value)
-            out().print(f"{key:<6} {printable(str(value))}", markup=False, highlight=False)
+            say(f"{key:<6} {printable(str(value))}", stderr=False)
     elif result.name in ("diag", "fix"):
         offset = {"stdout": 0, "stderr": 0}
         for step in result.result.get("steps", []):
             argv = " ".join(str(a) for a in step.get("argv", []))
-            out().print(
+            say(
                 f"== {printable(argv)} (exit {step.get('exit_status')})",
-                markup=False,
-                highlight=False,
+                stderr=False,
             )
             for name, data in (("stdout", result.stdout), ("stderr", result.stderr)):
                 size = int(step.get(f"{name}_bytes", 0))
@@ -119,7 +118,7 @@ def _show(result: Result, as_json: bool) -> None:
         sys.stderr.buffer.write(result.stderr)
         stdout.flush()
     if result.exit_status not in (None, 0):
-        err().print(f"exit status {result.exit_status}", markup=False)
+        say(f"exit status {result.exit_status}", highlight=True)
 
 
 def _stream(stream: int, data: bytes) -> None:
@@ -230,20 +229,16 @@ async def _session(
         shown = relay_shown(route, code)
     ask = ConsentAsk(identity, ticket, asked, code)
     if not as_json:
-        err().print(
-            f"Connecting to {shown}; the customer will be asked to approve...", markup=False
-        )
+        say(f"Connecting to {shown}; the customer will be asked to approve...", highlight=True)
     if route is not None:
         conn, consent = await connect_relayed(route, ask)
     else:
         conn, consent = await connect(host, port, ask)
     from toolkit.consent import scope_names
 
-    err().print(
+    say(
         f"Consent passed. Agent host key {consent.host_key_fingerprint}; "
         f"granted: {', '.join(scope_names(consent.granted))}.",
-        markup=False,
-        highlight=False,
     )
     session = await TechnicianSession.start(conn, consent, identity, shown)
     loop = asyncio.get_running_loop()
@@ -302,16 +297,16 @@ async def _drive(
                 try:
                     command = _parse(line)
                 except UsageError as exc:
-                    err().print(exc.diagnostics(), markup=False, highlight=False)
+                    say(exc.diagnostics())
                     continue
                 if command is None:
                     continue
             if command.name == "exit":
                 return worst, "the technician ended the session"
             if command.name == "shell":
-                err().print(
+                say(
                     "shell: needs the interactive prompt (a terminal on stdin and stdout).",
-                    markup=False,
+                    highlight=True,
                 )
                 worst = max(worst, ExitCode.FAILED, key=_rank)
                 continue
@@ -322,10 +317,10 @@ async def _drive(
             _show(result, as_json)
             worst = max(worst, _STATUS.get(result.status, ExitCode.FAILED), key=_rank)
     except SessionEnded as exc:
-        err().print(exc.message, markup=False)
+        say(exc.message, highlight=True)
         return max(worst, ExitCode.REFUSED, key=_rank), exc.message
     except ConnectionLost as exc:
-        err().print(exc.message, markup=False)
+        say(exc.message, highlight=True)
         return ExitCode.NETWORK, exc.message
 
 
@@ -369,14 +364,12 @@ def _attach(ticket: str, path: Path, session: TechnicianSession, reason: str) ->
     try:
         cast, sig = attach_transcript(ticket, path, signer)
     except ToolkitError as exc:
-        err().print(exc.diagnostics(), markup=False, highlight=False)
+        say(exc.diagnostics())
         return
-    err().print(f"Verify it: toolkit verify {cast}", markup=False, highlight=False)
-    err().print(
+    say(f"Verify it: toolkit verify {cast}")
+    say(
         f"  or: ssh-keygen -Y verify -f ALLOWED_SIGNERS -I {session.consent.email} "
         f"-n {NAMESPACE_SEAL} -s {sig} < {cast}",
-        markup=False,
-        highlight=False,
     )
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from toolkit.cli._console import err, out
+from toolkit.cli._console import err, say, surely_not_a_terminal
 from toolkit.cli._relay import (
     DEFAULT_RELAY_DIR,
     RelayDirOption,
@@ -93,10 +93,9 @@ class _Screen:
             print(json.dumps(line), flush=True)
             return
         local = expires.astimezone().strftime("%H:%M:%S")
-        out().print(
+        say(
             f"One-time code: {shown}   (read it to your technician; valid until {local})",
-            markup=False,
-            highlight=False,
+            stderr=False,
         )
 
     def say(self, message: str) -> None:
@@ -104,7 +103,7 @@ class _Screen:
             self.live.say(message)
             return
         stamp = time.strftime("%H:%M:%S")
-        err().print(f"[{stamp}] {printable(message)}", markup=False, highlight=False)
+        say(f"[{stamp}] {printable(message)}")
 
     def shell_size(self, width: int, height: int) -> None:
         if self.live is not None:
@@ -163,24 +162,24 @@ class _Approver:
             try:
                 answer = (await self._lines.line()).strip().lower()
             except EOFError:
-                err().print("", markup=False)
+                say("", highlight=True)
                 return False
             if answer in ("y", "yes"):
                 return True
             if answer in ("", "n", "no"):
                 return False
-            err().print("Please answer y or n.", markup=False)
+            say("Please answer y or n.", highlight=True)
 
     async def ask(self, request: ApprovalRequest) -> Decision:
-        err().print(_request_text(request), markup=False, highlight=False)
+        say(_request_text(request))
         if not request.grantable:
-            err().print("Nothing asked for is offered: declined.", markup=False)
+            say("Nothing asked for is offered: declined.", highlight=True)
             return request.decline()
         if self._yes:
-            err().print("WARNING: --yes approves without asking.", markup=False)
+            say("WARNING: --yes approves without asking.", highlight=True)
             return request.grant()
         if not sys.stdin.isatty():
-            err().print("No terminal to ask you on (use --yes in scripts): declined.", markup=False)
+            say("No terminal to ask you on (use --yes in scripts): declined.", highlight=True)
             return request.decline()
         ok = await self._confirm("Allow this technician in?")
         return request.grant() if ok else request.decline()
@@ -191,17 +190,17 @@ class _Approver:
         title, lines = _fix_question(name, commands)
         if self.live is not None and not self._yes:
             return await self.live.ask(title, lines, FIX_TIMEOUT)
-        err().print("\n".join([title, *lines]), markup=False, highlight=False)
+        say("\n".join([title, *lines]))
         if self._yes:
-            err().print("WARNING: --yes approves without asking.", markup=False)
+            say("WARNING: --yes approves without asking.", highlight=True)
             return True
         if not sys.stdin.isatty():
-            err().print("No terminal to ask you on: declined.", markup=False)
+            say("No terminal to ask you on: declined.", highlight=True)
             return False
         try:
             return await asyncio.wait_for(self._confirm("Run it?"), FIX_TIMEOUT)
         except TimeoutError:
-            err().print("No answer in time: declined.", markup=False)
+            say("No answer in time: declined.", highlight=True)
             return False
 
     async def ask_out_of_scope(self, name: str, commands: Sequence[Sequence[str]]) -> bool:
@@ -320,22 +319,18 @@ def share_command(
         else:
             bound = _bound_text(*await agent.start(host, port))
         if not as_json:
-            err().print(
+            say(
                 f"Listening on {bound}, host key {agent.host_key.fingerprint}. "
                 "Ctrl-C ends it at once.",
-                markup=False,
-                highlight=False,
             )
         ended = asyncio.ensure_future(agent.wait())
         await _live_view(agent, ended, screen, approver, stop)
         end = await ended
         if end.transcript is not None:
             trust = end.transcript.with_name(end.transcript.name + ".allowed_signers")
-            err().print(
+            say(
                 f"Your copy of the transcript: {end.transcript}\n"
                 f"Check it: toolkit verify --allowed-signers {trust} {end.transcript}",
-                markup=False,
-                highlight=False,
             )
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
@@ -362,9 +357,11 @@ async def _live_view(
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     finally:
         started.cancel()
-    console = err()
     keys = sys.stdin.isatty()
-    if ended.done() or not (keys or console.is_terminal):
+    if ended.done() or (not keys and surely_not_a_terminal(sys.stderr)):
+        return  # without a Console: the session runs meanwhile
+    console = err()
+    if not (keys or console.is_terminal):
         return
     from toolkit.cli.live import LiveView
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from toolkit.cli._console import err, out
+from toolkit.cli._console import err, say
 from toolkit.errors import ExitCode, TicketBackendError, ToolkitError, UsageError
 
 if TYPE_CHECKING:
@@ -36,11 +36,11 @@ BackendOption = Annotated[
 
 
 def _print(text: str) -> None:
-    out().print(text, markup=False, highlight=False)
+    say(text, stderr=False)
 
 
 def _say(text: str) -> None:
-    err().print(text, markup=False, highlight=False)
+    say(text)
 
 
 def _json(value: object) -> None:

@@ -7,19 +7,15 @@ is the typer command around it.
 
 from __future__ import annotations
 
-import builtins
 import json
-import os
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TextIO
+from typing import TYPE_CHECKING, Annotated, Any
 
-from toolkit.cli._console import err, out
+from toolkit.cli._console import Lines
 from toolkit.errors import ExitCode, ToolkitError, TranscriptFormatError
 
 if TYPE_CHECKING:
     import typer
-    from rich.console import Console
 
     from toolkit.transcript.verify import Report
 else:
@@ -55,63 +51,8 @@ def _duration(seconds: float | None) -> str:
     return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
 
 
-class _Lines:
-    """Prints to stdout or stderr as a rich ``Console(soft_wrap=True)`` does.
-
-    Off a terminal, rich writes a line of printable text as it is, apart
-    from replacing emoji codes such as ``:smile:``: such a line is written
-    here directly, with rich's own replacement, and a Console (most of
-    rich's start-up time) is made only for a line that needs one: a
-    terminal (styles), markup holding a "[", control characters.
-    tests/unit/transcript/test_verify_command.py compares both ways.
-    """
-
-    def __init__(self, *, stderr: bool) -> None:
-        self._stderr = stderr
-        self._console: Console | None = None
-
-    def print(self, text: str, *, markup: bool = False, plain: str = "") -> None:
-        """Print ``text``; with ``markup``, ``plain`` is the same line without its tags."""
-        stream = sys.stderr if self._stderr else sys.stdout
-        line = plain if markup else text
-        if "[" not in line and _not_a_terminal(stream):
-            from rich._emoji_replace import _emoji_replace
-
-            line = _emoji_replace(line)
-            if line.isprintable() and (line.isascii() or _utf8(stream)):
-                try:
-                    stream.write(line + "\n")
-                    stream.flush()
-                except BrokenPipeError:  # what rich's Console.on_broken_pipe does
-                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-                    raise SystemExit(1) from None
-                return
-        if self._console is None:
-            self._console = err() if self._stderr else out()
-        self._console.print(text, markup=markup, highlight=markup)
-
-
-def _not_a_terminal(stream: TextIO) -> bool:
-    """Whether rich surely takes ``stream`` for something other than a terminal."""
-    if sys.platform == "win32" or hasattr(builtins, "get_ipython"):  # rich's own cases
-        return False
-    if "TTY_COMPATIBLE" in os.environ or "FORCE_COLOR" in os.environ:
-        return False
-    try:
-        return not stream.isatty()
-    except ValueError:
-        return False
-
-
-def _utf8(stream: TextIO) -> bool:
-    return (getattr(stream, "encoding", None) or "").lower().replace("_", "-") in {
-        "utf-8",
-        "utf8",
-    }
-
-
 def _render(report: Report, signers: Path | None) -> None:
-    console = _Lines(stderr=False)
+    console = Lines(stderr=False)
     h = report.header
     verdict = report.verdict.value
     console.print(
@@ -184,7 +125,7 @@ def verify_files(files: list[Path], allowed_signers: Path | None, as_json: bool)
 
     signers = allowed_signers or default_allowed_signers()
     trust = AllowedSigners.from_file(signers) if signers else None
-    stdout, stderr = _Lines(stderr=False), _Lines(stderr=True)
+    stdout, stderr = Lines(stderr=False), Lines(stderr=True)
     worst = ExitCode.OK
     for path in files:
         try:

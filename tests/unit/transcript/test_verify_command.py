@@ -185,7 +185,7 @@ def _both(text: str, markup: bool) -> tuple[str, str, bool]:
     """What _Lines prints, what rich prints, and whether _Lines needed rich."""
     from rich.console import Console
 
-    from toolkit.cli.verify import _Lines
+    from toolkit.cli._console import Lines as _Lines
 
     results = []
     used_rich = False
@@ -226,7 +226,7 @@ def test_lines_are_printed_as_rich_prints_them(text: str, markup: bool) -> None:
 
 
 def _both_lines_only(text: str, markup: bool) -> None:
-    from toolkit.cli.verify import _Lines
+    from toolkit.cli._console import Lines as _Lines
 
     with contextlib.redirect_stdout(io.TextIOWrapper(io.BytesIO(), encoding="utf-8")):
         _Lines(stderr=False).print(f"[b]X[/] {text}", markup=markup, plain=f"X {text}")

@@ -1,0 +1,94 @@
+"""Plain lines printed without rich come out exactly as rich's Console prints them."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from toolkit.cli._console import Lines, say
+
+FRAGMENTS = [
+    ":smile:", ":100:", ":a:", "12:30:45", "SHA256:x/y+z", "[", "]", "[bold]", "[/]", "\\[",
+    "\\", "\t", "\x07", "\r", "\n", "\n\n", "\x1b[1m", "\u2028", "\u200d", "é", "☃", "漢字",
+    " ", "  ", "x", ":", "127.0.0.1:41327", "'quoted'", "123", "None", "True",
+]  # fmt: skip
+
+
+def _both(text: str, *, stderr: bool, highlight: bool) -> tuple[str, str, bool]:
+    """What Lines prints, what rich prints, and whether Lines needed rich."""
+    from rich.console import Console
+
+    results = []
+    used_rich = False
+    for way in ("lines", "rich"):
+        raw = io.BytesIO()
+        stream = io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
+        redirect = contextlib.redirect_stderr if stderr else contextlib.redirect_stdout
+        with redirect(stream):
+            if way == "lines":
+                lines = Lines(stderr=stderr)
+                lines.print(text, highlight=highlight)
+                used_rich = lines._console is not None
+            else:
+                Console(stderr=stderr, soft_wrap=True).print(
+                    text, markup=False, highlight=highlight
+                )
+        results.append(raw.getvalue().decode())
+    return results[0], results[1], used_rich
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    text=st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=4), max_size=8).map("".join),
+    stderr=st.booleans(),
+    highlight=st.booleans(),
+)
+def test_text_is_printed_as_rich_prints_it(text: str, stderr: bool, highlight: bool) -> None:
+    mine, rich_, _ = _both(text, stderr=stderr, highlight=highlight)
+    assert mine == rich_
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[00:10:14] connection from 127.0.0.1:41327",
+        "Consent passed. Agent host key SHA256:H9nU+/x; granted: diagnostics.",
+        "A technician asks to connect:\n  name         Alice\n  ticket       T-1",
+        "café ☃ :100:",
+        "",
+    ],
+)
+def test_ordinary_text_does_not_need_rich(text: str) -> None:
+    mine, rich_, used_rich = _both(text, stderr=True, highlight=False)
+    assert mine == rich_ and not used_rich
+
+
+@pytest.mark.parametrize("env", ["FORCE_COLOR", "TTY_COMPATIBLE"])
+def test_forced_terminals_are_left_to_rich(env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(env, "1")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    mine, rich_, used_rich = _both("exit status 3", stderr=True, highlight=True)
+    assert mine == rich_ and used_rich and "\x1b[" in mine
+
+
+def test_say_prints_to_stderr_by_default(capsys: pytest.CaptureFixture[str]) -> None:
+    say("to stderr")
+    say("to stdout", stderr=False)
+    say()
+    assert capsys.readouterr() == ("to stdout\n", "to stderr\n\n")
+
+
+def test_plain_lines_do_not_import_rich_console() -> None:
+    code = (
+        "import sys; from toolkit.cli._console import say;"
+        "say('[12:00:00] connection from 127.0.0.1:5'); say('a line', stderr=False);"
+        "print(sorted(m for m in sys.modules if m.startswith('rich.console')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == "[]"
