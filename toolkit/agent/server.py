@@ -173,6 +173,9 @@ class Agent:
             sockname = sock.getsockname()
             self.address = (str(sockname[0]), int(sockname[1]))
             self.observer.new_code(self.codes.current)
+        from toolkit.transport._asyncssh import load
+
+        load()  # before the modules below import it
         import asyncssh
 
         from toolkit.agent.connection import AgentConnection

@@ -221,6 +221,9 @@ async def _session(
 ) -> int:
     import asyncio
 
+    from toolkit.transport._asyncssh import load
+
+    load()  # before the modules below import it
     from toolkit.session.technician import TechnicianSession
     from toolkit.transport.ssh import ConsentAsk, connect
 
