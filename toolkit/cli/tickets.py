@@ -338,13 +338,14 @@ def download(
 
 def sync_once_quietly() -> None:
     """Try the outbox once (toolkit connect, at start): one line per transcript, never an error."""
-    from toolkit.tickets.http import quick
     from toolkit.tickets.outbox import Outbox
-    from toolkit.tickets.plugins import open_backend
 
     box = Outbox()
     if not box.entries():
         return
+    from toolkit.tickets.http import quick
+    from toolkit.tickets.plugins import open_backend
+
     try:
         with quick(5.0):
             results = box.sync(open_backend, _allowed_signers())
