@@ -45,6 +45,7 @@ from toolkit.relay._wire import (
     socket_path,
 )
 from toolkit.secrets import Secret
+from toolkit.transport.batching import Batched
 from toolkit.transport.tuning import CIPHERS
 
 CONNECT_TIMEOUT = 20.0
@@ -229,57 +230,6 @@ async def _unknown_host_key(route: RelayRoute) -> TransportError:
     )
 
 
-class _Batched:
-    """A relay channel as the inner connection's transport, its writes batched per loop turn.
-
-    asyncssh writes each SSH packet, and an empty MSG_IGNORE before each one,
-    as a write of its own; on a channel every write becomes a packet of the
-    outer connection, which costs Python at the agent, the relay and the
-    technician alike. Writes made in one turn of the event loop go out as one
-    (up to one outer packet's worth), which more than halves the packets a
-    bulk session puts through a relay.
-    """
-
-    def __init__(self, chan: Any) -> None:
-        self._chan = chan
-        self._pending: list[bytes] = []
-        self._size = 0
-        self._scheduled = False
-
-    def write(self, data: bytes) -> None:
-        self._pending.append(data)
-        self._size += len(data)
-        if self._size >= MAX_PACKET:
-            self._flush()
-        elif not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        if not self._pending:
-            return
-        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-        self._pending, self._size = [], 0
-        if not self._chan.is_closing():
-            self._chan.write(data)
-
-    def write_eof(self) -> None:
-        self._flush()
-        self._chan.write_eof()
-
-    def close(self) -> None:
-        self._flush()
-        self._chan.close()
-
-    def abort(self) -> None:
-        self._pending, self._size = [], 0
-        self._chan.abort()
-
-    def __getattr__(self, name: str) -> Any:  # get_extra_info, is_closing, ...
-        return getattr(self._chan, name)
-
-
 class _Hop(asyncssh.SSHTCPSession[bytes]):
     """A relay channel carrying an inner SSH connection; the relay's loss is named as such.
 
@@ -308,7 +258,7 @@ class _Hop(asyncssh.SSHTCPSession[bytes]):
         if self._peername is not None:
             chan.set_extra_info(peername=self._peername)
         if self.inner is not None:
-            self.inner.connection_made(_Batched(chan))
+            self.inner.connection_made(Batched(chan))
 
     def data_received(self, data: bytes, datatype: int | None) -> None:
         if self.inner is not None:
@@ -324,7 +274,7 @@ class _Hop(asyncssh.SSHTCPSession[bytes]):
             self._chan.close()
             return
         self.inner = self._make()
-        self.inner.connection_made(_Batched(self._chan))
+        self.inner.connection_made(Batched(self._chan))
         head, self._head = self._head, b""
         self.inner.data_received(head, datatype)
 

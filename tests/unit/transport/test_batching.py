@@ -1,10 +1,10 @@
-"""The inner connection's writes through a relay channel go out batched per loop turn."""
+"""An SSH connection's writes go out batched per loop turn (toolkit.transport.batching)."""
 
 from __future__ import annotations
 
 import asyncio
 
-from toolkit.transport.relay import _Batched
+from toolkit.transport.batching import Batched
 from toolkit.transport.tuning import MAX_PACKET
 
 
@@ -39,7 +39,7 @@ class Channel:
 def test_writes_of_one_loop_turn_become_one_channel_write() -> None:
     async def main() -> Channel:
         chan = Channel()
-        batched = _Batched(chan)
+        batched = Batched(chan)
         batched.write(b"ignore")
         batched.write(b"packet")
         assert chan.calls == []  # nothing until the loop turns
@@ -55,7 +55,7 @@ def test_writes_of_one_loop_turn_become_one_channel_write() -> None:
 def test_a_full_packet_goes_at_once_and_close_sends_what_waits() -> None:
     async def main() -> Channel:
         chan = Channel()
-        batched = _Batched(chan)
+        batched = Batched(chan)
         batched.write(b"x" * (MAX_PACKET - 1))
         batched.write(b"y")
         assert chan.calls == [("write", b"x" * (MAX_PACKET - 1) + b"y")]
@@ -73,10 +73,10 @@ def test_a_full_packet_goes_at_once_and_close_sends_what_waits() -> None:
 def test_abort_drops_what_waits_and_a_closed_channel_gets_no_write() -> None:
     async def main() -> tuple[Channel, Channel]:
         aborted, closed = Channel(), Channel()
-        first = _Batched(aborted)
+        first = Batched(aborted)
         first.write(b"lost")
         first.abort()
-        second = _Batched(closed)
+        second = Batched(closed)
         second.write(b"late")
         closed.closing = True  # the relay channel went away before the loop turned
         await asyncio.sleep(0)

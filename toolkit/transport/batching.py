@@ -1,0 +1,126 @@
+"""SSH connections whose writes go out batched, one per event-loop turn.
+
+asyncssh writes every SSH packet, and an empty MSG_IGNORE before each one
+(a traffic-analysis countermeasure it always applies), as a write of its own.
+On a TCP socket that is a send() each, and for a keystroke the peer wakes for
+the ignore before the key; on a relay channel every write becomes a packet of
+the outer connection, which costs Python at the agent, the relay and the
+technician alike. :class:`Batched` stands between an SSH connection and its
+transport and sends what was written in one turn of the event loop as one
+write (at most about one packet's worth at a time). The bytes and their order
+are the same; only the number of writes changes.
+
+:class:`DirectTCP` is asyncssh's tunnel protocol over plain TCP with batched
+writes: give it as ``tunnel=`` to ``asyncssh.connect`` or ``asyncssh.listen``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from toolkit.transport.tuning import MAX_PACKET
+
+
+class Batched:
+    """A transport (a socket's, or an SSH channel) whose writes are joined per loop turn."""
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self._pending: list[bytes] = []
+        self._size = 0
+        self._scheduled = False
+
+    def write(self, data: bytes) -> None:
+        self._pending.append(data)
+        self._size += len(data)
+        if self._size >= MAX_PACKET:
+            self._flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if not self._pending:
+            return
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending, self._size = [], 0
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending, self._size = [], 0
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:  # get_extra_info, is_closing, ...
+        return getattr(self._transport, name)
+
+
+class _Protocol(asyncio.Protocol):
+    """Hands a TCP connection to an SSH connection through :class:`Batched`."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.inner.connection_made(Batched(transport))
+
+    def data_received(self, data: bytes) -> None:
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()  # type: ignore[no-any-return]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
+class DirectTCP:
+    """asyncssh's tunnel protocol, over plain TCP, with batched writes.
+
+    ``sock`` is a listening socket the server side already bound.
+    """
+
+    def __init__(self, sock: socket.socket | None = None) -> None:
+        self._sock = sock
+
+    async def create_connection(
+        self, session_factory: Callable[[], Any], host: str, port: int
+    ) -> tuple[asyncio.BaseTransport, Any]:
+        inner = session_factory()
+        transport, _ = await asyncio.get_running_loop().create_connection(
+            lambda: _Protocol(inner), host, port
+        )
+        return transport, inner
+
+    async def create_server(
+        self, session_factory: Callable[[str, int], Any], host: str, port: int
+    ) -> asyncio.AbstractServer:
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> _Protocol:
+            return _Protocol(session_factory("", 0))
+
+        if self._sock is not None:
+            return await loop.create_server(protocol, sock=self._sock)
+        return await loop.create_server(protocol, host, port)
+
+
+__all__ = ["Batched", "DirectTCP"]
