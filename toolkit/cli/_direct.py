@@ -26,7 +26,6 @@ import re
 import stat
 import types
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
@@ -59,13 +58,15 @@ _INT = re.compile(r"[0-9]{1,18}")
 _FLOAT = re.compile(r"[0-9]{1,15}(\.[0-9]{1,15})?")
 
 
-@dataclass(frozen=True)
 class _Param:
-    name: str
-    kind: type  # str, int, float, Path or bool
-    multiple: bool
-    default: Any
-    info: Any  # typer.models.OptionInfo or ArgumentInfo
+    __slots__ = ("default", "info", "kind", "multiple", "name")
+
+    def __init__(self, name: str, kind: type, multiple: bool, default: Any, info: Any) -> None:
+        self.name = name
+        self.kind = kind  # str, int, float, Path or bool
+        self.multiple = multiple
+        self.default = default
+        self.info = info  # typer.models.OptionInfo or ArgumentInfo
 
 
 def plain_call(args: list[str], complete_var: str) -> Callable[[], Any] | None:
