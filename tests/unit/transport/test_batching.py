@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from toolkit.transport.batching import Batched
+import asyncssh
+import pytest
+
+from toolkit.transport.batching import Batched, DirectTCP
 from toolkit.transport.tuning import MAX_PACKET
 
 
@@ -86,3 +89,63 @@ def test_abort_drops_what_waits_and_a_closed_channel_gets_no_write() -> None:
     aborted, closed = asyncio.run(main())
     assert aborted.calls == [("abort", b"")]
     assert closed.calls == []
+
+
+class _Echo(asyncssh.SSHServer):
+    def begin_auth(self, username: str) -> bool:
+        return False  # no authentication: this test is about the bytes, not who sends them
+
+
+def test_an_ssh_session_over_direct_tcp_carries_every_byte_in_fewer_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A real asyncssh client and server, both through DirectTCP: the session's
+    bytes arrive intact, and the sockets see fewer writes than asyncssh made."""
+    writes = {"asyncssh": 0, "socket": 0}
+    real_write = Batched.write
+    real_flush = Batched._flush
+
+    def count_write(self: Batched, data: bytes) -> None:
+        writes["asyncssh"] += 1
+        real_write(self, data)
+
+    def count_flush(self: Batched) -> None:
+        writes["socket"] += bool(self._pending)
+        real_flush(self)
+
+    async def echo(process: asyncssh.SSHServerProcess[bytes]) -> None:
+        while data := await process.stdin.read(1 << 16):
+            process.stdout.write(data)
+        process.exit(0)
+
+    async def main() -> None:
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        server = await asyncssh.listen(
+            "127.0.0.1",
+            0,
+            tunnel=DirectTCP(),
+            server_host_keys=[key],
+            server_factory=_Echo,
+            process_factory=echo,
+            encoding=None,
+        )
+        port = server.get_port()
+        async with asyncssh.connect(
+            "127.0.0.1",
+            port,
+            tunnel=DirectTCP(),
+            known_hosts=None,
+            username="t",
+        ) as conn:
+            process = await conn.create_process(encoding=None)
+            sent = bytes(range(256)) * 4096 + b"k"
+            process.stdin.write(sent)
+            process.stdin.write_eof()
+            got = await process.stdout.read()
+        server.close()
+        assert got == sent
+
+    monkeypatch.setattr(Batched, "write", count_write)
+    monkeypatch.setattr(Batched, "_flush", count_flush)
+    asyncio.run(main())
+    assert 0 < writes["socket"] < writes["asyncssh"], writes
