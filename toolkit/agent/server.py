@@ -12,7 +12,6 @@ agent serves one session, then stops.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import socket
@@ -45,9 +44,11 @@ from toolkit.plugins.catalogue import Catalogue
 from toolkit.policy import Policy
 from toolkit.transport.tuning import CIPHERS, MAX_PACKET, WINDOW
 
-# asyncssh, SPAKE2 and the session's modules load in Agent.start, once the code
-# can be shown: they are most of toolkit share's start-up.
+# asyncio, asyncssh, SPAKE2 and the session's modules load once the code can be
+# shown (Agent.listen): they are most of toolkit share's start-up.
 if TYPE_CHECKING:
+    import asyncio
+
     import asyncssh
 
     from toolkit.agent.connection import AgentConnection
@@ -143,36 +144,57 @@ class Agent:
         self.host_key = HostKey()
         self.codes = CodeBook(ttl=settings.ttl)
         self.session: AgentSession | None = None
-        self.session_started = asyncio.Event()  # set once consent opened a session
+        self._sock: socket.socket | None = None
         self._server: asyncssh.SSHAcceptor | None = None
         self._ended: asyncio.Future[SessionEnd] | None = None
         self._watch: asyncio.Task[None] | None = None
         self.address: tuple[str, int] = ("", 0)
 
+    @cached_property
+    def session_started(self) -> asyncio.Event:
+        """Set once consent opened a session."""
+        import asyncio
+
+        return asyncio.Event()
+
     @property
     def transcripts(self) -> Path:
         return self.settings.transcripts or paths.data_dir() / "transcripts"
 
+    def listen(self, host: str = "127.0.0.1", port: int = 0) -> bool:
+        """Listen on ``host:port`` (0: a free port) and show the code; :meth:`start` serves.
+
+        The code is shown as soon as the address is known: the SSH server (its
+        modules are most of the agent's start-up) is ready long before anyone
+        can type the code, and a connection that comes sooner waits in the
+        listen backlog. False for a host name with several addresses, one
+        socket each: then :meth:`start` listens, and shows the code after.
+        """
+        if self._sock is None:
+            self._sock = _listening_socket(host, port)
+            if self._sock is None:
+                return False
+            sockname = self._sock.getsockname()
+            self.address = (str(sockname[0]), int(sockname[1]))
+            self.observer.new_code(self.codes.current)
+        return True
+
     async def start(
         self, host: str = "127.0.0.1", port: int = 0, *, tunnel: Any = None
     ) -> tuple[str, int]:
-        """Listen on ``host:port`` (0: a free port); returns the address really bound.
+        """Listen on ``host:port`` (0: a free port), unless :meth:`listen` did; serve.
 
-        ``tunnel``: listen through a relay instead (a
-        :class:`toolkit.transport.relay.AgentRendezvous`); its ``new_code`` makes the
-        codes, whose first group is the rendezvous name, and the address is the relay's.
+        Returns the address really bound. ``tunnel``: listen through a relay
+        instead (a :class:`toolkit.transport.relay.AgentRendezvous`); its
+        ``new_code`` makes the codes, whose first group is the rendezvous name,
+        and the address is the relay's.
         """
+        import asyncio
+
         self._ended = asyncio.get_running_loop().create_future()
-        sock = None
         if tunnel is None:
-            sock = _listening_socket(host, port)
-        if sock is not None:
-            # The code is shown as soon as the address is known. The SSH server below is
-            # ready long before anyone can type the code (its modules are most of its
-            # start-up); a connection that comes sooner waits in the listen backlog.
-            sockname = sock.getsockname()
-            self.address = (str(sockname[0]), int(sockname[1]))
-            self.observer.new_code(self.codes.current)
+            self.listen(host, port)
+        sock, self._sock = self._sock, None
         from toolkit.transport._asyncssh import load
 
         load()  # before the modules below import it
@@ -244,6 +266,9 @@ class Agent:
             self._ended.set_result(end)
 
     async def _close(self) -> None:
+        if self._sock is not None:  # listened, never served
+            self._sock.close()
+            self._sock = None
         if self._watch is not None:
             self._watch.cancel()
         if self._server is not None:
@@ -253,6 +278,8 @@ class Agent:
             self._server = None
 
     async def _watch_code(self) -> None:
+        import asyncio
+
         # An expired code is replaced, so the customer always has one to read out.
         while True:
             await asyncio.sleep(1.0)
@@ -281,6 +308,8 @@ class Agent:
             self.fresh_code("the code is burned")
 
     async def decide(self, request: ApprovalRequest) -> Decision:
+        import asyncio
+
         try:
             return await asyncio.wait_for(
                 get_decision(self.settings.approver, request), self.settings.approval_timeout

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from toolkit.agent.server import Agent, SessionEnd
     from toolkit.cli.live import LiveView
-    from toolkit.consent import ApprovalRequest, Decision, OneTimeCode
+    from toolkit.consent import ApprovalRequest, Decision, OneTimeCode, TrustCheck
 
 FIX_TIMEOUT = 120.0
 
@@ -263,12 +263,8 @@ def share_command(
     relay_dir: RelayDirOption = DEFAULT_RELAY_DIR,
 ) -> None:
     """Let a technician connect, for one session, after you approve it."""
-    import asyncio
-
-    from toolkit.consent import scopes, trust_from_allowed_signers, untrusted
-    from toolkit.identity.allowed_signers import AllowedSigners
+    from toolkit.consent import scopes
     from toolkit.policy import Policy
-    from toolkit.transcript.models import NAMESPACE_SEAL
 
     host, port = parse_address(listen)
     route = relay_route(relay, relay_dir)
@@ -283,11 +279,7 @@ def share_command(
         from toolkit.cli.verify import default_allowed_signers
 
         signers_path = default_allowed_signers()
-    trust = (
-        trust_from_allowed_signers(AllowedSigners.from_file(signers_path), NAMESPACE_SEAL)
-        if signers_path
-        else untrusted
-    )
+    trust = _trust(signers_path)
     # Imported after the checks above, so that a usage error comes without the wait.
     from toolkit.agent.server import Agent, AgentSettings
 
@@ -303,8 +295,15 @@ def share_command(
         ttl=ttl,
     )
 
+    agent = Agent(settings, screen)
+    screen.agent = agent
+    if route is None:
+        agent.listen(host, port)  # shows the code; asyncio and the SSH server load after
+        # Until the event loop takes over (main), SIGTERM ends it at once, as Ctrl-C does.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    import asyncio
+
     async def main() -> int:
-        agent = Agent(settings, screen)
         loop = asyncio.get_running_loop()
         stopped: list[asyncio.Task[None]] = []
 
@@ -313,7 +312,6 @@ def share_command(
 
         loop.add_signal_handler(signal.SIGINT, stop, "the customer ended the session (Ctrl-C)")
         loop.add_signal_handler(signal.SIGTERM, stop, "the agent was stopped (SIGTERM)")
-        screen.agent = agent
         if route is not None:
             bound = await start_relayed(agent, route, screen.say)
         else:
@@ -339,6 +337,24 @@ def share_command(
     code = asyncio.run(main())
     if code:
         raise typer.Exit(code)
+
+
+def _trust(signers: Path | None) -> TrustCheck:
+    """Whose keys to show as trusted: what ``signers`` vouches for, for sealing transcripts."""
+    from toolkit.consent import trust_from_allowed_signers, untrusted
+    from toolkit.identity.allowed_signers import AllowedSigners
+
+    if not signers:
+        return untrusted
+    allowed = AllowedSigners.from_file(signers)  # read now: a bad file is an error before the code
+
+    def check(key: bytes, email: str) -> bool:
+        # Looked up when a technician asks: the transcript package is not loaded before.
+        from toolkit.transcript.models import NAMESPACE_SEAL
+
+        return trust_from_allowed_signers(allowed, NAMESPACE_SEAL)(key, email)
+
+    return check
 
 
 async def _live_view(

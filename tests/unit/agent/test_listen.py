@@ -33,11 +33,10 @@ def _agent(tmp_path: Path, screen: Collector) -> Agent:
     return Agent(settings, screen)
 
 
-def test_the_code_is_shown_before_asyncssh_loads() -> None:
+def test_the_code_is_shown_before_asyncio_and_asyncssh_load() -> None:
     # Not through tests.session_support: it imports asyncssh itself.
     code = """
-import asyncio, sys
-from toolkit.agent import server
+import sys
 from toolkit.agent.server import Agent, AgentSettings
 from toolkit.policy import Policy
 
@@ -45,16 +44,20 @@ loaded = []
 
 class Screen:
     def new_code(self, code):
-        loaded.append(sorted(m for m in ("asyncssh", "spake2") if m in sys.modules))
+        loaded.append(sorted(m for m in ("asyncio", "asyncssh", "spake2") if m in sys.modules))
 
     def say(self, message):
         pass
 
+settings = AgentSettings(policy=Policy.from_toml("", source="test"), approver=None,
+                         approve_fix=None)
+agent = Agent(settings, Screen())
+assert agent.listen()
+
+import asyncio
+
 async def main():
-    settings = AgentSettings(policy=Policy.from_toml("", source="test"),
-                             approver=None, approve_fix=None)
-    agent = Agent(settings, Screen())
-    await agent.start()
+    assert await agent.start() == agent.address
     await agent.stop("done")
     await agent.wait()
 
