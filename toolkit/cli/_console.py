@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import re
 import sys
 from typing import TYPE_CHECKING, TextIO
 
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 _state: dict[str, bool] = {"verbose": False}
+#: Whatever rich's emoji codes (``:name:``, ``:name-emoji:``) can match, and more.
+_MAYBE_EMOJI = re.compile(r":\S*:")
 
 
 def out() -> Console:
@@ -64,7 +67,7 @@ class Lines:
         stream = sys.stderr if self._stderr else sys.stdout
         line = plain if markup else text
         if not (markup and "[" in line) and surely_not_a_terminal(stream):
-            if line.count(":") > 1:  # an emoji code needs two
+            if _MAYBE_EMOJI.search(line):
                 from rich._emoji_replace import _emoji_replace
 
                 line = _emoji_replace(line)
