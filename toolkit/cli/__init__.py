@@ -164,7 +164,52 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def main() -> None:
-    sys.exit(run())
+    code = run()
+    _exit_without_teardown(code)
+    sys.exit(code)
+
+
+def _exit_without_teardown(code: int) -> None:
+    """Exit now, skipping the interpreter's teardown, when nothing can be lost by it.
+
+    Tearing down the modules a session loads (asyncssh, cryptography, typer:
+    some 450 modules, 45,000 objects) takes 20 to 100 ms after the command
+    has finished, on both ends of a session. The exit handlers run and the
+    standard streams are flushed as at a normal exit; the teardown itself is
+    skipped only with no other thread running and no other file open for
+    writing (whose buffer only the teardown would flush), and never in
+    Python's development mode. Otherwise this returns, for a normal exit.
+    """
+    import atexit
+    import threading
+
+    if sys.flags.dev_mode or threading.active_count() > 1 or _files_open_for_writing():
+        return
+    atexit._run_exitfuncs()
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+    except (OSError, ValueError):
+        return  # the normal exit says so, as it would have
+    os._exit(code)
+
+
+def _files_open_for_writing() -> bool:
+    """Whether a file other than stdout and stderr is still open for writing."""
+    import gc
+    import io
+
+    streams = {id(s) for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)}
+    kinds = (io.BufferedWriter, io.BufferedRandom, io.TextIOWrapper)
+    for obj in gc.get_objects():
+        if isinstance(obj, kinds) and id(obj) not in streams:
+            try:
+                if not obj.closed and obj.writable():
+                    return True
+            except ValueError:  # detached: nothing left to flush
+                continue
+    return False
 
 
 __all__ = ["main", "run"]
