@@ -201,14 +201,15 @@ class Agent:
         import asyncssh
 
         from toolkit.agent.connection import AgentConnection
+        from toolkit.transport.batching import DirectTCP
 
         try:
             self._server = await asyncssh.create_server(
                 lambda: AgentConnection(self),
                 host if sock is None else "",
-                port if sock is None else (),
-                sock=sock,
-                tunnel=tunnel if tunnel is not None else (),
+                port if sock is None else 0,
+                # Directly, too, through a tunnel: asyncssh's writes go out batched.
+                tunnel=tunnel if tunnel is not None else DirectTCP(sock),
                 server_host_keys=[self.host_key.ssh_key],
                 encryption_algs=CIPHERS,
                 kbdint_auth=True,

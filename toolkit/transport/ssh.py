@@ -25,6 +25,7 @@ from toolkit.consent import (
 from toolkit.errors import ConsentRefused, TransportError
 from toolkit.identity.store import Identity
 from toolkit.secrets import Secret
+from toolkit.transport.batching import DirectTCP
 from toolkit.transport.tuning import CIPHERS, MAX_PACKET, WINDOW
 
 CONNECT_TIMEOUT = 30.0
@@ -108,7 +109,8 @@ async def connect(
             asyncssh.connect(
                 host,
                 port,
-                tunnel=tunnel,
+                # Directly, too, through a tunnel: asyncssh's writes go out batched.
+                tunnel=tunnel if tunnel != () else DirectTCP(),
                 client_factory=lambda: client,
                 config=[],
                 known_hosts=None,
