@@ -196,14 +196,21 @@ def _exit_without_teardown(code: int) -> None:
 
 
 def _files_open_for_writing() -> bool:
-    """Whether a file other than stdout and stderr is still open for writing."""
+    """Whether a buffered or text file other than stdout and stderr is open for writing.
+
+    (``_io``'s base classes: every buffered and text stream, those written in
+    Python such as gzip's too, and a plain isinstance check on each object.)
+    """
+    import _io
     import gc
     import io
 
+    kinds = (_io._BufferedIOBase, _io._TextIOBase)
+    in_memory = (io.BytesIO, io.StringIO)
     streams = {id(s) for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)}
-    kinds = (io.BufferedWriter, io.BufferedRandom, io.TextIOWrapper)
+    streams |= {id(getattr(s, "buffer", None)) for s in (sys.__stdout__, sys.__stderr__)}
     for obj in gc.get_objects():
-        if isinstance(obj, kinds) and id(obj) not in streams:
+        if isinstance(obj, kinds) and not isinstance(obj, in_memory) and id(obj) not in streams:
             try:
                 if not obj.closed and obj.writable():
                     return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +59,18 @@ def test_another_thread_gets_the_normal_exit() -> None:
 
 def test_development_mode_gets_the_normal_exit() -> None:
     assert _run("", "-X", "dev").returncode == 4
+
+
+def test_a_binary_or_gzip_file_left_open_gets_the_normal_exit(tmp_path: Path) -> None:
+    binary, packed = tmp_path / "left.bin", tmp_path / "left.gz"
+    assert _run(f"left = open({str(binary)!r}, 'wb'); left.write(b'kept')").returncode == 4
+    assert binary.read_bytes() == b"kept"
+    setup = f"import gzip; left = gzip.open({str(packed)!r}, 'wb'); left.write(b'kept')"
+    assert _run(setup).returncode == 4
+    assert gzip.decompress(packed.read_bytes()) == b"kept"  # its trailer, written at teardown
+
+
+def test_memory_buffers_and_unbuffered_files_do_not_count(tmp_path: Path) -> None:
+    raw = tmp_path / "raw.bin"
+    setup = f"import io; memory = io.BytesIO(b'x'); left = open({str(raw)!r}, 'wb', buffering=0)"
+    assert _run(setup).returncode == 3
