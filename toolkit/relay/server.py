@@ -41,6 +41,7 @@ from toolkit.relay._wire import (
     name_of_path,
     parse_register_host,
 )
+from toolkit.transport.batching import DirectTCP
 from toolkit.transport.tuning import CIPHERS
 
 SWEEP_INTERVAL = 5.0
@@ -318,6 +319,7 @@ class Relay:
                 self._connection,
                 opts.host,
                 opts.port,
+                tunnel=DirectTCP(),  # plain TCP, with asyncssh's writes batched per loop turn
                 server_host_keys=[key],
                 server_version=SERVER_VERSION,
                 encryption_algs=CIPHERS,
