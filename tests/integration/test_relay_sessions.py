@@ -7,6 +7,8 @@ test_relay_process.py; these stage the timing precisely and stay fast.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ from toolkit.identity.allowed_signers import AllowedSigners
 from toolkit.relay._wire import register_host
 from toolkit.session.client import ConnectionLost
 from toolkit.transcript.verify import Verdict, examine
-from toolkit.transport.relay import dial
+from toolkit.transport.relay import RelayAddress, RelayRoute, dial
 
 
 def run(coro: Any, seconds: float = 60) -> None:
@@ -56,6 +58,47 @@ def test_a_whole_session_through_the_relay(tmp_path: Path) -> None:
         assert report.verdict is Verdict.SEALED and report.end_reason == "done"
 
     run(main())
+
+
+BRIDGE = """
+import os, socket, sys, threading
+host, port, marker = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+with open(marker, "a") as f:
+    f.write("proxied\\n")
+s = socket.create_connection((host, port))
+def up():
+    while data := os.read(0, 65536):
+        s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+threading.Thread(target=up, daemon=True).start()
+while data := s.recv(65536):
+    os.write(1, data)
+"""
+
+
+def test_a_proxy_command_in_ssh_config_is_followed_by_both_sides(tmp_path: Path) -> None:
+    """~/.ssh/config's ProxyCommand still carries the relay connection (toolkit's
+    own batched TCP is only for addresses the config sends nowhere else)."""
+    bridge = tmp_path / "bridge.py"
+    bridge.write_text(BRIDGE)
+    marker = tmp_path / "proxied"
+
+    async def main() -> None:
+        async with running_relay(tmp_path) as relay:
+            (Path(os.environ["HOME"]) / ".ssh" / "config").write_text(
+                f"Host proxied-relay\n  HostName 127.0.0.1\n  Port {relay.port}\n"
+                f"  ProxyCommand {sys.executable} {bridge} %h %p {marker}\n"
+            )
+            route = RelayRoute(RelayAddress("proxied-relay"))
+            agent = await relayed_agent(tmp_path, route)
+            session = await session_through(route, agent.code, tmp_path / "t.cast")
+            result = await session.execute(command(f"run echo {MARKER}"))
+            assert result.stdout == f"{MARKER}\n".encode()
+            await session.end("done")
+            await asyncio.wait_for(agent.agent.wait(), 10)
+
+    run(main())
+    assert marker.read_text() == "proxied\n" * 2  # the agent's connection and the technician's
 
 
 def test_a_wrong_rendezvous_name_is_a_network_error_that_says_so(tmp_path: Path) -> None:

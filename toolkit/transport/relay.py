@@ -45,7 +45,7 @@ from toolkit.relay._wire import (
     socket_path,
 )
 from toolkit.secrets import Secret
-from toolkit.transport.batching import Batched
+from toolkit.transport.batching import Batched, DirectTCP
 from toolkit.transport.tuning import CIPHERS
 
 CONNECT_TIMEOUT = 20.0
@@ -165,10 +165,14 @@ async def dial(
     """An SSH connection to the relay; TransportError (exit 4) saying what to do if not."""
     address = route.address
     spare = spare or asyncssh.generate_private_key("ssh-ed25519")
+    configured = _options(address)
     options: dict[str, Any] = {
         "port": address.port or (),
         "username": address.user or (),
-        "known_hosts": _known_hosts(_options(address)),
+        "known_hosts": _known_hosts(configured),
+        # Batched writes over plain TCP, unless ~/.ssh/config names a ProxyJump or
+        # ProxyCommand, which asyncssh then follows as ssh would.
+        "tunnel": () if configured.tunnel or configured.proxy_command else DirectTCP(),
         "client_factory": lambda: _RelayLogin(spare),
         "preferred_auth": "publickey",
         # AES-GCM first, as on the inner connection: every byte is encrypted twice.
