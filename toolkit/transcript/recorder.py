@@ -82,16 +82,14 @@ def _refuse(value: object) -> Any:
 _encode_event = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_refuse).encode
 
 
-def _quote_bytes(text: str) -> bytes:
-    """``_quote(text)`` as UTF-8; bulk output (most of a transcript's bytes) through orjson."""
-    if len(text) >= _ORJSON_FROM:
-        import orjson  # here, not at the top: 12 ms that `toolkit verify` does not need
+def _quote_bulk(text: str) -> bytes:
+    """``_quote(text)`` as UTF-8, by orjson: the same bytes, three times the speed."""
+    import orjson  # here, not at the top: 12 ms that `toolkit verify` does not need
 
-        try:
-            return orjson.dumps(text)
-        except TypeError:  # a lone surrogate, which only json writes (as "?", below)
-            pass
-    return _quote(text).encode("utf-8", "replace")
+    try:
+        return orjson.dumps(text)
+    except TypeError:  # a lone surrogate, which only json writes (as "?", below)
+        return _quote(text).encode("utf-8", "replace")
 
 
 @functools.lru_cache(maxsize=1024)  # sessions use a few field names, over and over
@@ -294,16 +292,23 @@ class Recorder:
     def _text(self, code: str, text: str) -> None:
         if self._redact:
             text = self._scrub(text)
-        self._append(code, _quote_bytes(text))
+        if len(text) < _ORJSON_FROM:
+            self._line(code, text)
+        else:  # bulk output, most of a transcript's bytes: no str copy of the line
+            t = self._now()
+            head = f'[{t:.6f}, "{code}", '.encode("ascii")
+            self._add(b"".join((head, _quote_bulk(text), b"]\n")), t)
 
     def _line(self, code: str, text: str) -> None:
-        self._append(code, _quote(text).encode("utf-8", "replace"))
+        t = self._now()
+        self._add(f'[{t:.6f}, "{code}", {_quote(text)}]\n'.encode("utf-8", "replace"), t)
 
-    def _append(self, code: str, quoted: bytes) -> None:
+    def _now(self) -> float:
         if self.closed:
             raise RecorderClosed("transcript already sealed")
-        t = self._clock() - self._start
-        line = b"".join((f'[{t:.6f}, "{code}", '.encode("ascii"), quoted, b"]\n"))
+        return self._clock() - self._start
+
+    def _add(self, line: bytes, t: float) -> None:
         self._buf.append(line)
         self._buf_len += len(line)
         self._events += 1

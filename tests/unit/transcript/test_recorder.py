@@ -256,7 +256,7 @@ def test_header_with_an_infinite_timestamp_is_not_a_transcript() -> None:
     ],
 )
 def test_bulk_text_is_quoted_exactly_as_json_would(text: str) -> None:
-    from toolkit.transcript.recorder import _quote_bytes
+    from toolkit.transcript.recorder import _quote_bulk
 
     assert len(text) >= 1024  # the orjson path
-    assert _quote_bytes(text) == json.encoder.encode_basestring(text).encode("utf-8", "replace")
+    assert _quote_bulk(text) == json.encoder.encode_basestring(text).encode("utf-8", "replace")
