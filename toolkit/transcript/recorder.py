@@ -278,7 +278,11 @@ class Recorder:
             except UnicodeDecodeError:
                 pass  # a character split across reads, or invalid bytes: the decoder
             else:
-                if text:
+                if not text:
+                    pass
+                elif len(text) < _ORJSON_FROM and not self._redact:
+                    self._line(code, text)  # the most common call of all, in one step
+                else:
                     self._text(code, text)
                 return
         if not isinstance(data, bytes | bytearray | memoryview):
@@ -300,7 +304,9 @@ class Recorder:
             self._add(b"".join((head, _quote_bulk(text), b"]\n")), t)
 
     def _line(self, code: str, text: str) -> None:
-        t = self._now()
+        if self.closed:
+            raise RecorderClosed("transcript already sealed")
+        t = self._clock() - self._start
         self._add(f'[{t:.6f}, "{code}", {_quote(text)}]\n'.encode("utf-8", "replace"), t)
 
     def _now(self) -> float:
