@@ -142,7 +142,8 @@ class Recorder:
         self._file = os.fdopen(fd, "wb", buffering=0)
         self._sha256 = hashlib.sha256()
         self._sha512 = hashlib.sha512()
-        self._buf: list[bytes] = []
+        self._buf: list[bytes] = []  # lines to write, encoded
+        self._lines: list[str] = []  # short lines after those, not yet encoded
         self._buf_len = 0
         self._offset = 0  # bytes written so far
         self._events = 0  # lines after the header
@@ -298,25 +299,31 @@ class Recorder:
             text = self._scrub(text)
         if len(text) < _ORJSON_FROM:
             self._line(code, text)
-        else:  # bulk output, most of a transcript's bytes: no str copy of the line
-            t = self._now()
-            head = f'[{t:.6f}, "{code}", '.encode("ascii")
-            self._add(b"".join((head, _quote_bulk(text), b"]\n")), t)
+        else:
+            self._bulk_line(code, text)
 
     def _line(self, code: str, text: str) -> None:
+        """A line kept as str: short lines are encoded together, when drained."""
         if self.closed:
             raise RecorderClosed("transcript already sealed")
         t = self._clock() - self._start
-        self._add(f'[{t:.6f}, "{code}", {_quote(text)}]\n'.encode("utf-8", "replace"), t)
+        line = f'[{t:.6f}, "{code}", {_quote(text)}]\n'
+        self._lines.append(line)
+        self._buf_len += len(line)
+        self._added(t)
 
-    def _now(self) -> float:
+    def _bulk_line(self, code: str, text: str) -> None:
+        """A line of bulk output (most of a transcript's bytes): quoted to bytes at once."""
         if self.closed:
             raise RecorderClosed("transcript already sealed")
-        return self._clock() - self._start
-
-    def _add(self, line: bytes, t: float) -> None:
+        t = self._clock() - self._start
+        self._encode_lines()  # what came before goes first
+        line = b"".join((f'[{t:.6f}, "{code}", '.encode("ascii"), _quote_bulk(text), b"]\n"))
         self._buf.append(line)
         self._buf_len += len(line)
+        self._added(t)
+
+    def _added(self, t: float) -> None:
         self._events += 1
         self._since_checkpoint += 1
         if (
@@ -327,7 +334,13 @@ class Recorder:
         elif self._buf_len >= _FLUSH_BYTES:
             self._drain()
 
+    def _encode_lines(self) -> None:
+        if self._lines:
+            self._buf.append("".join(self._lines).encode("utf-8", "replace"))
+            self._lines.clear()
+
     def _drain(self) -> None:
+        self._encode_lines()
         if self._buf:
             data = self._buf[0] if len(self._buf) == 1 else b"".join(self._buf)
             self._buf.clear()
