@@ -310,7 +310,16 @@ class Recorder:
         line = f'[{t:.6f}, "{code}", {_quote(text)}]\n'
         self._lines.append(line)
         self._buf_len += len(line)
-        self._added(t)
+        # _added(t), inline: this is the path of nearly every event a session records.
+        self._events += 1
+        self._since_checkpoint += 1
+        if (
+            self._since_checkpoint >= self._every_events
+            or t - self._last_checkpoint >= self._every_seconds
+        ):
+            self._checkpoint(t)
+        elif self._buf_len >= _FLUSH_BYTES:
+            self._drain()
 
     def _bulk_line(self, code: str, text: str) -> None:
         """A line of bulk output (most of a transcript's bytes): quoted to bytes at once."""
