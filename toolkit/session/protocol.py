@@ -131,9 +131,15 @@ class FrameDecoder:
             dropped = min(self._skip, len(data))
             self._skip -= dropped
             data = data[dropped:]
-        if self._buf:  # a frame straddles two chunks: join them once
+        if self._buf:  # a frame straddles chunks
             self._buf += data
-            data = bytes(self._buf)
+            if len(self._buf) >= 4:
+                (length,) = struct.unpack_from(">I", self._buf)
+                if 0 < length <= self._max and len(self._buf) < 4 + length:
+                    # Still incomplete: wait without copying what came so far, so a
+                    # frame sent a byte at a time costs its size, not its size squared.
+                    return iter(())
+            data = bytes(self._buf)  # complete (or bad): join once
             self._buf.clear()
         view = memoryview(data)
         frames: list[tuple[int, Body]] = []

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import struct
+import tracemalloc
 
 import pytest
 
@@ -43,6 +44,26 @@ def test_frame_bodies_stay_valid_after_later_feeds() -> None:
     ]
     assert p.parse_request(rest[0][1]) == p.Request(9, "end", {"reason": "x"})
     assert p.parse_data(rest[1][1]) == p.Data(1, p.STDOUT, b"a" * 100)
+
+
+def test_a_frame_trickled_a_byte_at_a_time_is_not_copied_at_every_byte() -> None:
+    """A peer may send a large frame in tiny pieces: each piece must cost about its
+    own size, not the size of everything buffered (which would stall the loop)."""
+    payload = b"x" * 300_000
+    frame = b"".join(p.data_frames(1, p.STDOUT, payload))
+    decoder = p.FrameDecoder()
+    assert list(decoder.feed(frame[:200_000])) == []
+    assert list(decoder.feed(frame[200_000:200_001])) == []  # the buffer grows once, here
+    tracemalloc.start()
+    try:
+        for i in range(200_001, 200_100):
+            assert list(decoder.feed(frame[i : i + 1])) == []
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 50_000  # copying the buffered 200 KB for each byte would show here
+    [(kind, body)] = list(decoder.feed(frame[200_100:]))
+    assert kind == p.KIND_DATA and p.parse_data(body).data == payload
 
 
 @pytest.mark.parametrize(
