@@ -76,9 +76,13 @@ while data := s.recv(65536):
 """
 
 
-def test_a_proxy_command_in_ssh_config_is_followed_by_both_sides(tmp_path: Path) -> None:
-    """~/.ssh/config's ProxyCommand still carries the relay connection (toolkit's
-    own batched TCP is only for addresses the config sends nowhere else)."""
+@pytest.mark.parametrize("block", ["Host proxied-relay", "Match final all"])
+def test_a_proxy_command_in_ssh_config_is_followed_by_both_sides(
+    tmp_path: Path, block: str
+) -> None:
+    """~/.ssh/config's ProxyCommand still carries the relay connection, also from a
+    ``Match final`` block (toolkit's own batched TCP is only for addresses the
+    config sends nowhere else)."""
     bridge = tmp_path / "bridge.py"
     bridge.write_text(BRIDGE)
     marker = tmp_path / "proxied"
@@ -87,7 +91,7 @@ def test_a_proxy_command_in_ssh_config_is_followed_by_both_sides(tmp_path: Path)
         async with running_relay(tmp_path) as relay:
             (Path(os.environ["HOME"]) / ".ssh" / "config").write_text(
                 f"Host proxied-relay\n  HostName 127.0.0.1\n  Port {relay.port}\n"
-                f"  ProxyCommand {sys.executable} {bridge} %h %p {marker}\n"
+                f"{block}\n  ProxyCommand {sys.executable} {bridge} %h %p {marker}\n"
             )
             route = RelayRoute(RelayAddress("proxied-relay"))
             agent = await relayed_agent(tmp_path, route)

@@ -26,6 +26,7 @@ import contextlib
 import random
 import re
 import secrets
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,25 @@ def _options(address: RelayAddress) -> asyncssh.SSHClientConnectionOptions:
     )
 
 
+def _plain_tcp(options: asyncssh.SSHClientConnectionOptions) -> bool:
+    """Whether toolkit's own TCP (batched writes, DirectTCP) may reach this relay.
+
+    Only where ~/.ssh/config asks for nothing that asyncssh applies on its own
+    connect path alone: a ProxyJump or ProxyCommand, a BindAddress or
+    AddressFamily, host name canonicalisation, or a ``Match final`` block (read
+    again after the first pass, and able to add any of these). Otherwise
+    asyncssh connects as ssh would.
+    """
+    return not (
+        options.tunnel
+        or options.proxy_command
+        or options.local_addr
+        or options.family != socket.AF_UNSPEC
+        or options.canonicalize_hostname
+        or options.config.has_match_final()
+    )
+
+
 def _loadable_keys() -> list[asyncssh.SSHKey]:
     """The default ~/.ssh keys that load without a passphrase, skipping any that do not."""
     keys = []
@@ -170,9 +190,7 @@ async def dial(
         "port": address.port or (),
         "username": address.user or (),
         "known_hosts": _known_hosts(configured),
-        # Batched writes over plain TCP, unless ~/.ssh/config names a ProxyJump or
-        # ProxyCommand, which asyncssh then follows as ssh would.
-        "tunnel": () if configured.tunnel or configured.proxy_command else DirectTCP(),
+        "tunnel": DirectTCP() if _plain_tcp(configured) else (),
         "client_factory": lambda: _RelayLogin(spare),
         "preferred_auth": "publickey",
         # AES-GCM first, as on the inner connection: every byte is encrypted twice.
