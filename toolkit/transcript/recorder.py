@@ -18,6 +18,7 @@ replaced before anything is written.
 from __future__ import annotations
 
 import base64
+import errno
 import functools
 import hashlib
 import json
@@ -359,7 +360,10 @@ class Recorder:
     def _write_bytes(self, data: bytes) -> None:
         view = memoryview(data)
         while view:  # a short write (a full disk, a signal) is legal; write the rest
-            view = view[self._file.write(view) or 0 :]
+            written = self._file.write(view)
+            if not written:  # never from a regular file; a loop here would never end
+                raise OSError(errno.EIO, f"{self.path}: the file took none of the bytes")
+            view = view[written:]
         self._sha256.update(data)
         self._sha512.update(data)
         self._offset += len(data)
