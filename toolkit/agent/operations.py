@@ -220,7 +220,7 @@ class Operations:
         )
         for frame in data_frames(request.id, CONTENT, lines):
             await self._send(frame)
-        result = {"path": pol.stat_path(path, self._policy).path, "entries": len(entries)}
+        result = {"path": entries.path, "entries": len(entries)}
         record.update(result)
         return Outcome(
             Response(request.id, True, result), record, f"list {result['path']} ({len(entries)})"

@@ -126,6 +126,14 @@ class Entry(_StatFields):
     stat: os.stat_result
 
 
+class Listing(list[Entry]):
+    """A directory's visible entries, sorted by name; ``path`` is the directory's real path."""
+
+    def __init__(self, path: str, entries: list[Entry]) -> None:
+        super().__init__(entries)
+        self.path = path
+
+
 @dataclass(frozen=True)
 class Stat(_StatFields):
     """What ``stat`` tells about an allowed path: ``path`` is its real path."""
@@ -342,7 +350,7 @@ def _visible(directory: str, name: str, st: os.stat_result, rule: FileRule) -> b
     return True
 
 
-def list_dir(path: str | bytes, policy: Policy) -> list[Entry]:
+def list_dir(path: str | bytes, policy: Policy) -> Listing:
     """The entries of a directory that is allowlisted or on the way to an allowed path.
 
     Only entries that :func:`stat_path` would allow are returned, sorted by
@@ -369,13 +377,14 @@ def list_dir(path: str | bytes, policy: Policy) -> list[Entry]:
                 entries.append(Entry(name, kind_of(st.st_mode), st))
     finally:
         os.close(dfd)
-    return entries
+    return Listing(candidate.path, entries)
 
 
 __all__ = [
     "MAX_PATH_BYTES",
     "MAX_SYMLINKS",
     "Entry",
+    "Listing",
     "OpenedFile",
     "Operation",
     "Stat",

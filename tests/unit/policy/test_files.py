@@ -210,6 +210,7 @@ def test_list_an_allowed_directory(world: World) -> None:
         ("sub", "directory"),
     ]
     assert entries[0].size == 2 and entries[0].mtime > 0
+    assert entries.path == os.path.realpath(world.allowed)  # what was opened, judged once
 
 
 def test_list_shows_only_what_leads_to_allowed_files(world: World) -> None:
