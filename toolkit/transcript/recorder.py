@@ -219,7 +219,7 @@ class Recorder:
         for code, decoder in self._decoders.items():
             tail = decoder.decode(b"", final=True)
             if tail:
-                self._text(code, tail)
+                self._line(code, self._scrub(tail))
         duration = round(self._clock() - self._start, 6)
         self.event("session_end", reason=reason, duration=duration, events=self._events + 1)
         if self._since_checkpoint:
@@ -280,12 +280,8 @@ class Recorder:
             except UnicodeDecodeError:
                 pass  # a character split across reads, or invalid bytes: the decoder
             else:
-                if not text:
-                    pass
-                elif len(text) < _ORJSON_FROM and not self._redact:
-                    self._line(code, text)  # the most common call of all, in one step
-                else:
-                    self._text(code, text)
+                if text:
+                    self._line(code, self._scrub(text) if self._redact else text)
                 return
         if not isinstance(data, bytes | bytearray | memoryview):
             _refuse(data)
@@ -293,47 +289,24 @@ class Recorder:
         for start in range(0, len(view), _MAX_CHUNK):
             text = decoder.decode(view[start : start + _MAX_CHUNK])
             if text:
-                self._text(code, text)
-
-    def _text(self, code: str, text: str) -> None:
-        if self._redact:
-            text = self._scrub(text)
-        if len(text) < _ORJSON_FROM:
-            self._line(code, text)
-        else:
-            self._bulk_line(code, text)
+                self._line(code, self._scrub(text) if self._redact else text)
 
     def _line(self, code: str, text: str) -> None:
-        """A line kept as str: short lines are encoded together, when drained."""
+        """One line. A short one stays str, encoded with the others when drained; bulk
+        output (most of a transcript's bytes) is quoted to bytes at once, by orjson."""
         if self.closed:
             raise RecorderClosed("transcript already sealed")
         t = self._clock() - self._start
-        line = f'[{t:.6f}, "{code}", {_quote(text)}]\n'
-        self._lines.append(line)
-        self._buf_len += len(line)
-        # _added(t), inline: this is the path of nearly every event a session records.
-        self._events += 1
-        self._since_checkpoint += 1
-        if (
-            self._since_checkpoint >= self._every_events
-            or t - self._last_checkpoint >= self._every_seconds
-        ):
-            self._checkpoint(t)
-        elif self._buf_len >= _FLUSH_BYTES:
-            self._drain()
-
-    def _bulk_line(self, code: str, text: str) -> None:
-        """A line of bulk output (most of a transcript's bytes): quoted to bytes at once."""
-        if self.closed:
-            raise RecorderClosed("transcript already sealed")
-        t = self._clock() - self._start
-        self._encode_lines()  # what came before goes first
-        line = b"".join((f'[{t:.6f}, "{code}", '.encode("ascii"), _quote_bulk(text), b"]\n"))
-        self._buf.append(line)
-        self._buf_len += len(line)
-        self._added(t)
-
-    def _added(self, t: float) -> None:
+        if len(text) < _ORJSON_FROM:
+            line = f'[{t:.6f}, "{code}", {_quote(text)}]\n'
+            self._lines.append(line)
+            self._buf_len += len(line)
+        else:
+            self._encode_lines()  # what came before goes first
+            head = f'[{t:.6f}, "{code}", '.encode("ascii")
+            data = b"".join((head, _quote_bulk(text), b"]\n"))
+            self._buf.append(data)
+            self._buf_len += len(data)
         self._events += 1
         self._since_checkpoint += 1
         if (
