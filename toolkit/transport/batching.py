@@ -1,17 +1,24 @@
-"""SSH connections whose writes go out batched, one per event-loop turn.
+"""SSH connections whose writes go out batched, and without needless ignores.
 
-asyncssh writes every SSH packet, and an empty MSG_IGNORE before each one
-(a traffic-analysis countermeasure it always applies), as a write of its own.
-On a TCP socket that is a send() each, and for a keystroke the peer wakes for
-the ignore before the key; on a relay channel every write becomes a packet of
-the outer connection, which costs Python at the agent, the relay and the
-technician alike. :class:`Batched` stands between an SSH connection and its
-transport and sends what was written in one turn of the event loop as one
-write (at most about one packet's worth at a time). The bytes and their order
-are the same; only the number of writes changes.
+asyncssh writes every SSH packet as a write of its own, and before each one
+an empty MSG_IGNORE: RFC 4251 section 9.3.1's countermeasure to the
+chosen-plaintext attack on CBC mode's predictable IVs. RFC 4253 section 11.2
+requires no one to send them and OpenSSH does not; toolkit's connections
+negotiate only AES-GCM, ChaCha20-Poly1305 and AES-CTR
+(:data:`toolkit.transport.tuning.CIPHERS`), which need none. They were half the
+packets either end handled: a keystroke took four packets and four ignores to
+its echo.
 
-:class:`DirectTCP` is asyncssh's tunnel protocol over plain TCP with batched
-writes: give it as ``tunnel=`` to ``asyncssh.connect`` or ``asyncssh.listen``.
+:func:`attach` gives an SSH connection its transport (a socket's, or a relay's
+SSH channel) through :class:`Batched`, which sends what was written in one
+turn of the event loop as one write (at most about one packet's worth at a
+time), and stops the connection's empty ignores unless its cipher is CBC. On
+a relay channel every write is a packet of the outer connection, which costs
+Python at the agent, the relay and the technician alike.
+
+:class:`DirectTCP` is asyncssh's tunnel protocol over plain TCP through
+:func:`attach`: give it as ``tunnel=`` to ``asyncssh.connect`` or
+``asyncssh.listen``.
 """
 
 from __future__ import annotations
@@ -22,6 +29,28 @@ from collections.abc import Callable
 from typing import Any
 
 from toolkit.transport.tuning import MAX_PACKET
+
+_MSG_IGNORE = 2  # RFC 4253 section 11.2
+_EMPTY = (b"\0\0\0\0",)  # an SSH string of no bytes: the whole ignore asyncssh sends
+
+
+def attach(conn: Any, transport: Any) -> None:
+    """Give an asyncssh connection its transport: batched, and no empty ignores unless CBC."""
+    send = conn.send_packet
+    info = conn.get_extra_info
+
+    def send_packet(pkttype: int, *args: bytes, handler: Any = None) -> None:
+        # Drop only the empty ignore asyncssh puts before each packet; CBC keeps it.
+        if (
+            pkttype == _MSG_IGNORE
+            and args == _EMPTY
+            and not info("send_cipher", "").endswith("cbc")
+        ):
+            return
+        send(pkttype, *args, handler=handler)
+
+    conn.send_packet = send_packet
+    conn.connection_made(Batched(transport))
 
 
 class Batched:
@@ -74,7 +103,7 @@ class _Protocol(asyncio.Protocol):
         self.inner = inner
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.inner.connection_made(Batched(transport))
+        attach(self.inner, transport)
 
     def data_received(self, data: bytes) -> None:
         self.inner.data_received(data)
@@ -123,4 +152,4 @@ class DirectTCP:
         return await loop.create_server(protocol, host, port)
 
 
-__all__ = ["Batched", "DirectTCP"]
+__all__ = ["Batched", "DirectTCP", "attach"]

@@ -46,7 +46,7 @@ from toolkit.relay._wire import (
     socket_path,
 )
 from toolkit.secrets import Secret
-from toolkit.transport.batching import Batched, DirectTCP
+from toolkit.transport.batching import DirectTCP, attach
 from toolkit.transport.tuning import CIPHERS
 
 CONNECT_TIMEOUT = 20.0
@@ -280,7 +280,7 @@ class _Hop(asyncssh.SSHTCPSession[bytes]):
         if self._peername is not None:
             chan.set_extra_info(peername=self._peername)
         if self.inner is not None:
-            self.inner.connection_made(Batched(chan))
+            attach(self.inner, chan)
 
     def data_received(self, data: bytes, datatype: int | None) -> None:
         if self.inner is not None:
@@ -296,7 +296,7 @@ class _Hop(asyncssh.SSHTCPSession[bytes]):
             self._chan.close()
             return
         self.inner = self._make()
-        self.inner.connection_made(Batched(self._chan))
+        attach(self.inner, self._chan)
         head, self._head = self._head, b""
         self.inner.data_received(head, datatype)
 

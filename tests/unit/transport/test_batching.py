@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import asyncssh
 import pytest
@@ -149,3 +150,66 @@ def test_an_ssh_session_over_direct_tcp_carries_every_byte_in_fewer_writes(
     monkeypatch.setattr(Batched, "_flush", count_flush)
     asyncio.run(main())
     assert 0 < writes["socket"] < writes["asyncssh"], writes
+
+
+async def _ignores_sent(tunnel: object, cipher: str, caplog: pytest.LogCaptureFixture) -> int:
+    """How many MSG_IGNORE packets client and server send for 20 writes each way."""
+
+    async def echo(process: asyncssh.SSHServerProcess[bytes]) -> None:
+        while data := await process.stdin.read(1 << 16):
+            process.stdout.write(data)
+        process.exit(0)
+
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    server = await asyncssh.listen(
+        "127.0.0.1",
+        0,
+        tunnel=tunnel,
+        server_host_keys=[key],
+        server_factory=_Echo,
+        process_factory=echo,
+        encoding=None,
+        encryption_algs=[cipher],
+    )
+    try:
+        async with asyncssh.connect(
+            "127.0.0.1",
+            server.get_port(),
+            tunnel=tunnel,
+            known_hosts=None,
+            username="t",
+            encryption_algs=[cipher],
+        ) as conn:
+            process = await conn.create_process(encoding=None)
+            with caplog.at_level(logging.DEBUG, logger="asyncssh"):
+                asyncssh.set_debug_level(3)  # packet logging: every packet's name
+                try:
+                    for i in range(20):
+                        process.stdin.write(b"key %d" % i)
+                        assert await process.stdout.read(64) == b"key %d" % i
+                finally:
+                    asyncssh.set_debug_level(1)
+            process.stdin.write_eof()
+    finally:
+        server.close()
+    return sum("Sent MSG_IGNORE" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("tunnel", "cipher", "ignores"),
+    [
+        (DirectTCP(), "aes128-gcm@openssh.com", False),
+        (DirectTCP(), "chacha20-poly1305@openssh.com", False),
+        (DirectTCP(), "aes128-ctr", False),
+        # The countermeasure stays where it protects something: CBC mode.
+        (DirectTCP(), "aes128-cbc", True),
+        # asyncssh's own TCP (a ProxyJump, say) keeps its behaviour.
+        ((), "aes128-gcm@openssh.com", True),
+    ],
+)
+def test_no_empty_ignore_before_each_packet_unless_the_cipher_is_cbc(
+    tunnel: object, cipher: str, ignores: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    sent = asyncio.run(_ignores_sent(tunnel, cipher, caplog))
+    # 20 writes each way: with the countermeasure, one ignore before each packet.
+    assert (sent >= 40) if ignores else (sent == 0), sent
