@@ -28,14 +28,19 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from toolkit.transport.tuning import MAX_PACKET
+from toolkit.transport.tuning import MAX_PACKET, tune_allocator
 
 _MSG_IGNORE = 2  # RFC 4253 section 11.2
 _EMPTY = (b"\0\0\0\0",)  # an SSH string of no bytes: the whole ignore asyncssh sends
 
 
 def attach(conn: Any, transport: Any) -> None:
-    """Give an asyncssh connection its transport: batched, and no empty ignores unless CBC."""
+    """Give an asyncssh connection its transport: batched, and no empty ignores unless CBC.
+
+    The first connection also tunes the process's allocator for packets
+    (:func:`toolkit.transport.tuning.tune_allocator`).
+    """
+    tune_allocator()
     send = conn.send_packet
     info = conn.get_extra_info
 

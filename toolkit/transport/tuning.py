@@ -7,6 +7,9 @@ and packets keep bulk output from waiting on round trips.
 
 from __future__ import annotations
 
+import functools
+import os
+
 CIPHERS = (
     "aes128-gcm@openssh.com",
     "aes256-gcm@openssh.com",
@@ -17,4 +20,33 @@ CIPHERS = (
 WINDOW = 8 * 1024 * 1024
 MAX_PACKET = 256 * 1024
 
-__all__ = ["CIPHERS", "MAX_PACKET", "WINDOW"]
+# glibc's malloc serves requests above M_MMAP_THRESHOLD (128 KiB to start) with a
+# fresh mmap, and gives the top of its heap back above M_TRIM_THRESHOLD: a
+# 256 KiB packet's every copy then page-faults in new memory. Measured here, that
+# made asyncssh's receive of 256 KiB packets six times as costly per byte as of
+# 64 KiB ones (bench/README.md, Sessions). Fixed values also stop glibc's own
+# threshold from creeping up and down with what was last freed.
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 4 * 1024 * 1024
+TRIM_THRESHOLD = 16 * 1024 * 1024
+
+
+@functools.cache
+def tune_allocator() -> bool:
+    """Keep packet-sized buffers in glibc's heap; whether it applied (False elsewhere)."""
+    try:
+        glibc = os.confstr("CS_GNU_LIBC_VERSION")
+    except (ValueError, OSError):
+        glibc = None
+    if not glibc:
+        return False  # another C library, whose allocator has its own rules
+    import ctypes
+
+    mallopt = ctypes.CDLL(None).mallopt
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )
+
+
+__all__ = ["CIPHERS", "MAX_PACKET", "MMAP_THRESHOLD", "TRIM_THRESHOLD", "WINDOW", "tune_allocator"]
