@@ -273,6 +273,7 @@ class _Hop(asyncssh.SSHTCPSession[bytes]):
         self._probes = probes
         self._chan: Any = None
         self._head = b""
+        self._incoming: list[bytes] = []
         self.inner: Any = None if probes is not None else make()
 
     def connection_made(self, chan: Any) -> None:
@@ -284,7 +285,7 @@ class _Hop(asyncssh.SSHTCPSession[bytes]):
 
     def data_received(self, data: bytes, datatype: int | None) -> None:
         if self.inner is not None:
-            self.inner.data_received(data, datatype)
+            self._deliver(data)
             return
         self._head += data
         line, newline, _ = self._head.partition(b"\n")
@@ -298,11 +299,26 @@ class _Hop(asyncssh.SSHTCPSession[bytes]):
         self.inner = self._make()
         attach(self.inner, self._chan)
         head, self._head = self._head, b""
-        self.inner.data_received(head, datatype)
+        self._deliver(head)
+
+    def _deliver(self, data: bytes) -> None:
+        # The outer packets of one read of the relay's socket reach the inner
+        # connection joined, once per loop turn: an OpenSSH relay's 32 KiB packets
+        # were otherwise each a pass of asyncssh's receive loop, which copies its
+        # growing buffer, and a reset of its keepalive timer.
+        self._incoming.append(data)
+        if len(self._incoming) == 1:
+            asyncio.get_running_loop().call_soon(self._hand_over)
+
+    def _hand_over(self) -> None:
+        parts, self._incoming = self._incoming, []
+        if parts and self.inner is not None:
+            self.inner.data_received(parts[0] if len(parts) == 1 else b"".join(parts))
 
     def eof_received(self) -> bool:
         if self.inner is None:
             return False
+        self._hand_over()
         return bool(self.inner.eof_received())
 
     def pause_writing(self) -> None:
@@ -316,6 +332,7 @@ class _Hop(asyncssh.SSHTCPSession[bytes]):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.inner is None:
             return
+        self._hand_over()
         # Whatever asyncssh says of the hop, the inner connection hears it was the relay:
         # lost (the relay or the network failed) or closed (by the relay, whose other
         # side went away). An inner connection that ended first ignores this.
