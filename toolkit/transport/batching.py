@@ -31,6 +31,7 @@ from typing import Any
 from toolkit.transport.tuning import MAX_PACKET, tune_allocator
 
 _MSG_IGNORE = 2  # RFC 4253 section 11.2
+_MSG_NEWKEYS = 21
 _EMPTY = (b"\0\0\0\0",)  # an SSH string of no bytes: the whole ignore asyncssh sends
 
 
@@ -42,16 +43,18 @@ def attach(conn: Any, transport: Any) -> None:
     """
     tune_allocator()
     send = conn.send_packet
-    info = conn.get_extra_info
+    cbc: bool | None = None  # of the cipher we send with; asked again after each NEWKEYS
 
     def send_packet(pkttype: int, *args: bytes, handler: Any = None) -> None:
+        nonlocal cbc
         # Drop only the empty ignore asyncssh puts before each packet; CBC keeps it.
-        if (
-            pkttype == _MSG_IGNORE
-            and args == _EMPTY
-            and not info("send_cipher", "").endswith("cbc")
-        ):
-            return
+        if pkttype == _MSG_IGNORE and args == _EMPTY:
+            if cbc is None:
+                cbc = conn.get_extra_info("send_cipher", "").endswith("cbc")
+            if not cbc:
+                return
+        elif pkttype == _MSG_NEWKEYS:
+            cbc = None  # the packets after it go out under the newly agreed cipher
         send(pkttype, *args, handler=handler)
 
     conn.send_packet = send_packet

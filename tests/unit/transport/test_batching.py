@@ -152,7 +152,9 @@ def test_an_ssh_session_over_direct_tcp_carries_every_byte_in_fewer_writes(
     assert 0 < writes["socket"] < writes["asyncssh"], writes
 
 
-async def _ignores_sent(tunnel: object, cipher: str, caplog: pytest.LogCaptureFixture) -> int:
+async def _ignores_sent(
+    tunnel: object, cipher: str, caplog: pytest.LogCaptureFixture, rekey_bytes: int = 1 << 30
+) -> int:
     """How many MSG_IGNORE packets client and server send for 20 writes each way."""
 
     async def echo(process: asyncssh.SSHServerProcess[bytes]) -> None:
@@ -179,6 +181,7 @@ async def _ignores_sent(tunnel: object, cipher: str, caplog: pytest.LogCaptureFi
             known_hosts=None,
             username="t",
             encryption_algs=[cipher],
+            rekey_bytes=rekey_bytes,
         ) as conn:
             process = await conn.create_process(encoding=None)
             with caplog.at_level(logging.DEBUG, logger="asyncssh"):
@@ -192,7 +195,10 @@ async def _ignores_sent(tunnel: object, cipher: str, caplog: pytest.LogCaptureFi
             process.stdin.write_eof()
     finally:
         server.close()
-    return sum("Sent MSG_IGNORE" in r.getMessage() for r in caplog.records)
+    messages = [r.getMessage() for r in caplog.records]
+    if rekey_bytes < 1 << 30:
+        assert any("Sent MSG_NEWKEYS" in m for m in messages)  # it did rekey
+    return sum("Sent MSG_IGNORE" in m for m in messages)
 
 
 @pytest.mark.parametrize(
@@ -212,4 +218,14 @@ def test_no_empty_ignore_before_each_packet_unless_the_cipher_is_cbc(
 ) -> None:
     sent = asyncio.run(_ignores_sent(tunnel, cipher, caplog))
     # 20 writes each way: with the countermeasure, one ignore before each packet.
+    assert (sent >= 40) if ignores else (sent == 0), sent
+
+
+@pytest.mark.parametrize(
+    ("cipher", "ignores"), [("aes128-gcm@openssh.com", False), ("aes128-cbc", True)]
+)
+def test_the_rule_holds_across_rekeying(
+    cipher: str, ignores: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    sent = asyncio.run(_ignores_sent(DirectTCP(), cipher, caplog, rekey_bytes=256))
     assert (sent >= 40) if ignores else (sent == 0), sent
