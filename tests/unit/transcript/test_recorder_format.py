@@ -14,8 +14,10 @@ bulk output with every escaped character) before orjson quoted bulk output.
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from tests.helpers import FakeClock
@@ -23,7 +25,7 @@ from toolkit.identity.keys import blob_of, fingerprint
 from toolkit.identity.signer import KeySigner
 from toolkit.secrets import Secret
 from toolkit.transcript.models import Header, Technician
-from toolkit.transcript.recorder import Recorder
+from toolkit.transcript.recorder import Recorder, _orjson_dumps
 
 FILE_SHA256 = "567c0a733a34558d35302421c42fe67ae71b30f56635dbf0bb48ba2af97e9637"
 SIG_SHA256 = "146d5010f322c7865f9b83529c720b6a7481f1d095c02f4bc3d5792a0bddf73f"
@@ -86,5 +88,20 @@ def record(path: Path, recorder: type[Recorder] = Recorder) -> Path:
 
 def test_the_file_and_its_sig_are_byte_for_byte_what_they_were(tmp_path: Path) -> None:
     path = record(tmp_path / "s.cast")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == FILE_SHA256
+    assert hashlib.sha256(Path(f"{path}.sig").read_bytes()).hexdigest() == SIG_SHA256
+
+
+def test_without_orjson_json_writes_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broken install without orjson still records, byte for byte the same (slower)."""
+    monkeypatch.setitem(sys.modules, "orjson", None)  # import orjson raises ImportError
+    _orjson_dumps.cache_clear()
+    try:
+        assert _orjson_dumps() is None
+        path = record(tmp_path / "s.cast")
+    finally:
+        _orjson_dumps.cache_clear()
     assert hashlib.sha256(path.read_bytes()).hexdigest() == FILE_SHA256
     assert hashlib.sha256(Path(f"{path}.sig").read_bytes()).hexdigest() == SIG_SHA256
