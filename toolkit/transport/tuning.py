@@ -34,19 +34,28 @@ TRIM_THRESHOLD = 16 * 1024 * 1024
 
 @functools.cache
 def tune_allocator() -> bool:
-    """Keep packet-sized buffers in glibc's heap; whether it applied (False elsewhere)."""
+    """Keep packet-sized buffers in glibc's heap; whether it applied (False elsewhere).
+
+    Never raises: a connection must not depend on it (asyncio would only log the
+    error from ``connection_made`` and leave the connection without a transport).
+    """
+    confstr = getattr(os, "confstr", None)  # not on Windows
     try:
-        glibc = os.confstr("CS_GNU_LIBC_VERSION")
+        glibc = confstr("CS_GNU_LIBC_VERSION") if confstr is not None else None
     except (ValueError, OSError):
         glibc = None
     if not glibc:
         return False  # another C library, whose allocator has its own rules
-    import ctypes
+    try:
+        import ctypes
 
-    mallopt = ctypes.CDLL(None).mallopt
-    return bool(
-        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-    )
+        mallopt = ctypes.CDLL(None).mallopt
+        return bool(
+            mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+            and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+        )
+    except Exception:  # no ctypes, no mallopt: run untuned
+        return False
 
 
 __all__ = ["CIPHERS", "MAX_PACKET", "MMAP_THRESHOLD", "TRIM_THRESHOLD", "WINDOW", "tune_allocator"]
