@@ -50,7 +50,7 @@ def attach(conn: Any, transport: Any) -> None:
         # Drop only the empty ignore asyncssh puts before each packet; CBC keeps it.
         if pkttype == _MSG_IGNORE and args == _EMPTY:
             if cbc is None:
-                cbc = conn.get_extra_info("send_cipher", "").endswith("cbc")
+                cbc = "cbc" in conn.get_extra_info("send_cipher", "")  # aes*-cbc, seed-cbc@ssh.com
             if not cbc:
                 return
         elif pkttype == _MSG_NEWKEYS:

@@ -8,7 +8,7 @@ import logging
 import asyncssh
 import pytest
 
-from toolkit.transport.batching import Batched, DirectTCP
+from toolkit.transport.batching import Batched, DirectTCP, attach
 from toolkit.transport.tuning import MAX_PACKET
 
 
@@ -191,10 +191,11 @@ async def _ignores_sent(
                         process.stdin.write(b"key %d" % i)
                         assert await process.stdout.read(64) == b"key %d" % i
                 finally:
-                    asyncssh.set_debug_level(1)
+                    asyncssh.set_debug_level(1)  # asyncssh's default
             process.stdin.write_eof()
     finally:
         server.close()
+        await server.wait_closed()
     messages = [r.getMessage() for r in caplog.records]
     if rekey_bytes < 1 << 30:
         assert any("Sent MSG_NEWKEYS" in m for m in messages)  # it did rekey
@@ -209,7 +210,8 @@ async def _ignores_sent(
         (DirectTCP(), "aes128-ctr", False),
         # The countermeasure stays where it protects something: CBC mode.
         (DirectTCP(), "aes128-cbc", True),
-        # asyncssh's own TCP (a ProxyJump, say) keeps its behaviour.
+        # asyncssh's own TCP (a ProxyJump, say) keeps its behaviour. Should asyncssh
+        # stop sending these ignores, this fails: attach's override is then moot.
         ((), "aes128-gcm@openssh.com", True),
     ],
 )
@@ -229,3 +231,42 @@ def test_the_rule_holds_across_rekeying(
 ) -> None:
     sent = asyncio.run(_ignores_sent(DirectTCP(), cipher, caplog, rekey_bytes=256))
     assert (sent >= 40) if ignores else (sent == 0), sent
+
+
+class _Conn:
+    """What attach uses of an asyncssh connection; its cipher changes when told."""
+
+    def __init__(self, cipher: str) -> None:
+        self.cipher = cipher
+        self.sent: list[int] = []
+
+    def send_packet(self, pkttype: int, *args: bytes, handler: object = None) -> None:
+        self.sent.append(pkttype)
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return self.cipher if name == "send_cipher" else default
+
+    def connection_made(self, transport: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [("aes128-cbc", "aes128-gcm@openssh.com"), ("aes128-gcm@openssh.com", "seed-cbc@ssh.com")],
+)
+def test_the_cipher_is_asked_again_after_each_newkeys(before: str, after: str) -> None:
+    conn = _Conn(before)
+    attach(conn, Channel())
+    ignore, newkeys, data = 2, 21, 94
+    conn.send_packet(ignore, b"\0\0\0\0")
+    conn.send_packet(data, b"x")
+    conn.send_packet(newkeys)
+    conn.cipher = after  # asyncssh switches right after our NEWKEYS
+    conn.send_packet(ignore, b"\0\0\0\0")
+    conn.send_packet(data, b"y")
+    kept = [ignore] if "cbc" in before else []
+    kept_after = [ignore] if "cbc" in after else []
+    assert conn.sent == [*kept, data, newkeys, *kept_after, data]
+    # An ignore that carries something is never the countermeasure's: it goes out.
+    conn.send_packet(ignore, b"\0\0\0\1x")
+    assert conn.sent[-1] == ignore
