@@ -42,9 +42,11 @@ from toolkit.relay._wire import (
     parse_register_host,
 )
 from toolkit.transport.batching import DirectTCP
-from toolkit.transport.tuning import CIPHERS
+from toolkit.transport.tuning import CIPHERS, release_memory
 
 SWEEP_INTERVAL = 5.0
+# How often the relay gives memory that sessions freed back to the system.
+TRIM_INTERVAL = 60.0
 #: (rendezvous name, "up" technician to agent | "down" agent to technician, bytes): tests only.
 Tap = Callable[[str, str, bytes], None]
 
@@ -308,6 +310,7 @@ class Relay:
         self._server: asyncssh.SSHAcceptor | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._expired: set[str] = set()
+        self._trimmed = time.monotonic()
         self._closed = asyncio.Event()
 
     async def start(self) -> tuple[str, int]:
@@ -485,6 +488,9 @@ class Relay:
         for rendezvous in self.table.sweep():
             self._expired.discard(rendezvous.name)
             self.log.emit("forget", name=rendezvous.name)
+        if now - self._trimmed >= TRIM_INTERVAL:
+            self._trimmed = now
+            release_memory()  # the buffers of sessions that ended, kept by tune_allocator
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Any
 
 CIPHERS = (
     "aes128-gcm@openssh.com",
@@ -32,6 +33,19 @@ MMAP_THRESHOLD = 4 * 1024 * 1024
 TRIM_THRESHOLD = 16 * 1024 * 1024
 
 
+def _glibc() -> Any | None:
+    """The C library's symbols if it is glibc, else None (never raises)."""
+    confstr = getattr(os, "confstr", None)  # not on Windows
+    try:
+        if confstr is None or not confstr("CS_GNU_LIBC_VERSION"):
+            return None  # another C library, whose allocator has its own rules
+        import ctypes
+
+        return ctypes.CDLL(None)
+    except Exception:  # no ctypes, or no symbols to load
+        return None
+
+
 @functools.cache
 def tune_allocator() -> bool:
     """Keep packet-sized buffers in glibc's heap; whether it applied (False elsewhere).
@@ -39,23 +53,36 @@ def tune_allocator() -> bool:
     Never raises: a connection must not depend on it (asyncio would only log the
     error from ``connection_made`` and leave the connection without a transport).
     """
-    confstr = getattr(os, "confstr", None)  # not on Windows
+    libc = _glibc()
     try:
-        glibc = confstr("CS_GNU_LIBC_VERSION") if confstr is not None else None
-    except (ValueError, OSError):
-        glibc = None
-    if not glibc:
-        return False  # another C library, whose allocator has its own rules
-    try:
-        import ctypes
-
-        mallopt = ctypes.CDLL(None).mallopt
-        return bool(
-            mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-            and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+        return libc is not None and bool(
+            libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+            and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
         )
-    except Exception:  # no ctypes, no mallopt: run untuned
+    except Exception:  # no mallopt: run untuned
         return False
 
 
-__all__ = ["CIPHERS", "MAX_PACKET", "MMAP_THRESHOLD", "TRIM_THRESHOLD", "WINDOW", "tune_allocator"]
+def release_memory() -> bool:
+    """Give the free pages inside glibc's heap back to the system; whether any went.
+
+    With the thresholds above, the buffers of a burst of traffic that ended are
+    kept for the next one; a long-running process (``toolkit relay``) calls this
+    now and then so that they do not stay resident for good.
+    """
+    libc = _glibc()
+    try:
+        return libc is not None and bool(libc.malloc_trim(0))
+    except Exception:
+        return False
+
+
+__all__ = [
+    "CIPHERS",
+    "MAX_PACKET",
+    "MMAP_THRESHOLD",
+    "TRIM_THRESHOLD",
+    "WINDOW",
+    "release_memory",
+    "tune_allocator",
+]
