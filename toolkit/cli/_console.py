@@ -49,8 +49,7 @@ class Lines:
     here directly, with rich's own replacement, and a Console (most of
     rich's start-up time) is made only for text that needs one: a terminal
     (styles), markup holding a "[", control characters.
-    tests/unit/cli/test_console.py and tests/unit/transcript/test_verify_command.py
-    compare both ways.
+    tests/unit/cli/test_console.py compares both ways.
     """
 
     def __init__(self, *, stderr: bool) -> None:

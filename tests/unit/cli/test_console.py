@@ -14,14 +14,21 @@ from hypothesis import strategies as st
 from toolkit.cli._console import Lines, say
 
 FRAGMENTS = [
-    ":smile:", ":100:", ":a:", "12:30:45", "SHA256:x/y+z", "[", "]", "[bold]", "[/]", "\\[",
-    "\\", "\t", "\x07", "\r", "\n", "\n\n", "\x1b[1m", "\u2028", "\u200d", "é", "☃", "漢字",
+    ":smile:", ":100:", ":a:", ":Smile-emoji:", ":thumbs_up-text:", "12:30:45", "SHA256:x/y+z",
+    "[", "]", "[bold]", "[/]", "\\[", "\\", "\t", "\x07", "\r", "\n", "\n\n", "\x1b[1m",
+    "\u2028", "\u200d", "\ufe0f", "é", "☃", "漢字",
     " ", "  ", "x", ":", "127.0.0.1:41327", "'quoted'", "123", "None", "True",
 ]  # fmt: skip
 
 
-def _both(text: str, *, stderr: bool, highlight: bool) -> tuple[str, str, bool]:
-    """What Lines prints, what rich prints, and whether Lines needed rich."""
+def _both(
+    text: str, *, stderr: bool = True, highlight: bool = False, markup: bool = False
+) -> tuple[str, str, bool]:
+    """What Lines prints, what rich prints, and whether Lines needed rich.
+
+    With ``markup``, ``text`` is printed after a ``[bold red]TAMPERED[/]`` tag
+    (the verdict line of ``toolkit verify``).
+    """
     from rich.console import Console
 
     results = []
@@ -33,8 +40,15 @@ def _both(text: str, *, stderr: bool, highlight: bool) -> tuple[str, str, bool]:
         with redirect(stream):
             if way == "lines":
                 lines = Lines(stderr=stderr)
-                lines.print(text, highlight=highlight)
+                if markup:
+                    lines.print(
+                        f"[bold red]TAMPERED[/] {text}", markup=True, plain=f"TAMPERED {text}"
+                    )
+                else:
+                    lines.print(text, highlight=highlight)
                 used_rich = lines._console is not None
+            elif markup:
+                Console(stderr=stderr, soft_wrap=True).print(f"[bold red]TAMPERED[/] {text}")
             else:
                 Console(stderr=stderr, soft_wrap=True).print(
                     text, markup=False, highlight=highlight
@@ -69,11 +83,38 @@ def test_ordinary_text_does_not_need_rich(text: str) -> None:
     assert mine == rich_ and not used_rich
 
 
+@settings(max_examples=400, deadline=None)
+@given(
+    text=st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=4), max_size=8).map("".join),
+)
+def test_marked_up_lines_are_printed_as_rich_prints_them(text: str) -> None:
+    try:
+        mine, rich_, _ = _both(text, stderr=False, markup=True)
+    except Exception as exc:  # rich refuses some markup: then so must Lines
+        stream = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+        with pytest.raises(type(exc)), contextlib.redirect_stdout(stream):
+            Lines(stderr=False).print(f"[b]X[/] {text}", markup=True, plain=f"X {text}")
+        return
+    assert mine == rich_
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["  started      2026-11-27 19:02:42 UTC", '{"ticket": ":smile:", "n": 1}', "café ☃ :100:"],
+)
+def test_ordinary_stdout_lines_do_not_need_rich(text: str) -> None:
+    mine, rich_, used_rich = _both(text, stderr=False)
+    assert mine == rich_ and not used_rich
+
+
 @pytest.mark.parametrize("env", ["FORCE_COLOR", "TTY_COMPATIBLE"])
-def test_forced_terminals_are_left_to_rich(env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("markup", [False, True])
+def test_forced_terminals_are_left_to_rich(
+    env: str, markup: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(env, "1")
     monkeypatch.delenv("NO_COLOR", raising=False)
-    mine, rich_, used_rich = _both("exit status 3", stderr=True, highlight=True)
+    mine, rich_, used_rich = _both("exit status 3", highlight=True, markup=markup)
     assert mine == rich_ and used_rich and "\x1b[" in mine
 
 

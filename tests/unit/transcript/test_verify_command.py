@@ -8,8 +8,6 @@ exit code.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import shutil
 import subprocess
@@ -17,8 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import toolkit.cli
 from tests.helpers import new_signer, record_sample, write_allowed_signers
@@ -144,105 +140,3 @@ def test_completion_mode_is_left_to_typer(
     assert toolkit.cli._plain_verify(args) is not None
     monkeypatch.setenv("_TOOLKIT_COMPLETE", "bash_complete")
     assert toolkit.cli._plain_verify(args) is None
-
-
-FRAGMENTS = [
-    ":smile:",
-    ":100:",
-    ":a:",
-    ":Smile-emoji:",
-    ":thumbs_up-text:",
-    "12:30:45",
-    "SHA256:x/y+z",
-    "[",
-    "]",
-    "[bold]",
-    "[/]",
-    "\\[",
-    "\\",
-    "\t",
-    "\x07",
-    "\r",
-    "\x1b[1m",
-    "\u2028",
-    "\u200d",
-    "\ufe0f",
-    "é",
-    "☃",
-    "漢字",
-    " ",
-    "  ",
-    "x",
-    ":",
-]
-
-
-def _printed(stdout_bytes: io.BytesIO) -> str:
-    return stdout_bytes.getvalue().decode()
-
-
-def _both(text: str, markup: bool) -> tuple[str, str, bool]:
-    """What _Lines prints, what rich prints, and whether _Lines needed rich."""
-    from rich.console import Console
-
-    from toolkit.cli._console import Lines as _Lines
-
-    results = []
-    used_rich = False
-    for way in ("lines", "rich"):
-        raw = io.BytesIO()
-        stream = io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
-        with contextlib.redirect_stdout(stream):
-            if way == "lines":
-                lines = _Lines(stderr=False)
-                if markup:
-                    lines.print(
-                        f"[bold red]TAMPERED[/] {text}", markup=True, plain=f"TAMPERED {text}"
-                    )
-                else:
-                    lines.print(text)
-                used_rich = lines._console is not None
-            elif markup:
-                Console(soft_wrap=True).print(f"[bold red]TAMPERED[/] {text}")
-            else:
-                Console(soft_wrap=True).print(text, markup=False, highlight=False)
-        results.append(raw.getvalue().decode())
-    return results[0], results[1], used_rich
-
-
-@settings(max_examples=400, deadline=None)
-@given(
-    text=st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=4), max_size=8).map("".join),
-    markup=st.booleans(),
-)
-def test_lines_are_printed_as_rich_prints_them(text: str, markup: bool) -> None:
-    try:
-        mine, rich_, _ = _both(text, markup)
-    except Exception as exc:  # rich refuses some markup: then so must _Lines
-        with pytest.raises(type(exc)):
-            _both_lines_only(text, markup)
-        return
-    assert mine == rich_
-
-
-def _both_lines_only(text: str, markup: bool) -> None:
-    from toolkit.cli._console import Lines as _Lines
-
-    with contextlib.redirect_stdout(io.TextIOWrapper(io.BytesIO(), encoding="utf-8")):
-        _Lines(stderr=False).print(f"[b]X[/] {text}", markup=markup, plain=f"X {text}")
-
-
-@pytest.mark.parametrize(
-    "text",
-    ["  started      2026-11-27 19:02:42 UTC", '{"ticket": ":smile:", "n": 1}', "café ☃ :100:"],
-)
-def test_ordinary_lines_do_not_need_rich(text: str) -> None:
-    mine, rich_, used_rich = _both(text, markup=False)
-    assert mine == rich_ and not used_rich
-
-
-@pytest.mark.parametrize("env", ["FORCE_COLOR", "TTY_COMPATIBLE"])
-def test_forced_terminals_are_left_to_rich(env: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(env, "1")
-    mine, rich_, used_rich = _both("SEALED x", markup=True)
-    assert mine == rich_ and used_rich and "\x1b[" in mine
