@@ -615,16 +615,11 @@ def examine(path: Path, trust: AllowedSigners | None) -> Report:
         if hidden is not None:
             # All found checkpoints are valid here: the hidden one is the next.
             first = last.line + 1 if last else 2
-            return Report(
-                **base,
-                verdict=Verdict.TAMPERED,
-                failure=Failure(
-                    reason=f"{prefix}; checkpoint {valid + 1} (line {first + hidden}) "
-                    "is not in the form toolkit writes",
-                    checkpoint=valid + 1,
-                    byte_range=uncovered,
-                    lines=(first, first + hidden),
-                ),
+            return tampered(
+                f"{prefix}; checkpoint {valid + 1} (line {first + hidden}) "
+                "is not in the form toolkit writes",
+                checkpoint=valid + 1,
+                lines=(first, first + hidden),
             )
         return Report(
             **base,
@@ -637,11 +632,19 @@ def examine(path: Path, trust: AllowedSigners | None) -> Report:
             ),
         )
 
-    def tampered(reason: str) -> Report:
+    def tampered(
+        reason: str, checkpoint: int | None = None, lines: tuple[int, int] | None = None
+    ) -> Report:
+        """A TAMPERED report; ``checkpoint`` names the one at fault (default: the last valid)."""
         return Report(
             **base,
             verdict=Verdict.TAMPERED,
-            failure=Failure(reason=reason, checkpoint=valid or None, byte_range=uncovered),
+            failure=Failure(
+                reason=reason,
+                checkpoint=checkpoint or valid or None,
+                byte_range=uncovered,
+                lines=lines,
+            ),
         )
 
     prefix = (
