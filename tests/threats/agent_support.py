@@ -15,7 +15,8 @@ from typing import Any
 import asyncssh
 
 from tests.session_support import Collector, Customer, connect_to, start_agent
-from toolkit.agent.server import Agent, SessionEnd
+from toolkit.agent.server import Agent
+from toolkit.agent.session import SessionEnd
 from toolkit.consent import OneTimeCode, Scope
 from toolkit.identity.allowed_signers import AllowedSigners
 from toolkit.session.protocol import (

@@ -51,24 +51,9 @@ if TYPE_CHECKING:
 
     import asyncssh
 
-    from toolkit.agent.connection import AgentConnection
     from toolkit.agent.operations import ApproveFix
     from toolkit.agent.session import AgentSession, SessionEnd
     from toolkit.consent import AgentHandshake, Consent
-else:
-
-    def __getattr__(name: str) -> Any:
-        """``AgentConnection`` and ``SessionEnd``, still importable from here."""
-        if name == "AgentConnection":
-            from toolkit.agent.connection import AgentConnection
-
-            return AgentConnection
-        if name == "SessionEnd":
-            from toolkit.agent.session import SessionEnd
-
-            return SessionEnd
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 logger = logging.getLogger(__name__)
 
@@ -373,4 +358,4 @@ def _cannot_listen(host: str, port: int, exc: OSError) -> TransportError:
     )
 
 
-__all__ = ["Agent", "AgentConnection", "AgentSettings", "HostKey", "Observer", "SessionEnd"]
+__all__ = ["Agent", "AgentSettings", "HostKey", "Observer"]

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     import asyncio
     from collections.abc import Callable
 
-    from toolkit.agent.server import Agent, SessionEnd
+    from toolkit.agent.server import Agent
+    from toolkit.agent.session import SessionEnd
     from toolkit.cli.live import LiveView
     from toolkit.consent import ApprovalRequest, Decision, OneTimeCode, TrustCheck
 
