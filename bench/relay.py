@@ -10,7 +10,8 @@ The agent is a real ``toolkit share --relay`` process; the technician side
 runs in this process through the library (recording every byte into a signed
 transcript) and is timed from the request to the response. ``ssh`` is timed
 as a whole process, minus its set-up (the median of the same chain running
-``true``).
+``true``). Each round runs the three paths in turn, so that load on this
+machine hits them alike; the medians of the rounds are compared.
 
 ``idle``: a ``toolkit relay`` process holding 1,000 idle rendezvous (agents
 that registered and wait), then 100 active sessions on top (agents and
@@ -212,28 +213,39 @@ def bulk(mib: int, runs: int) -> dict[str, Any]:
         # "customer" is where bench.session's Share keeps the customer's HOME.
         technician, customer, operator = (_homes(root, w) for w in ("tech", "customer", "oper"))
         keys = [_ssh_key(technician), _ssh_key(customer)]
-        results: dict[str, list[float]] = {}
         relay_key = root / "relay_host_key"
         subprocess.run(
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(relay_key)], check=True
         )
         public = " ".join(relay_key.with_name("relay_host_key.pub").read_text().split()[:2])
-        with toolkit_relay(operator, relay_key) as (port, _):
-            relay = ["--relay", f"127.0.0.1:{port}"]
-            route = RelayRoute(RelayAddress("127.0.0.1", port=port))
+        paths: dict[str, tuple[list[str], RelayRoute]] = {}
+        setup: list[float] = []
+        plain: list[float] = []
+        with (
+            toolkit_relay(operator, relay_key) as (port, _),
+            bastion_sshd([k[1] for k in keys]) as bastion,
+        ):
+            paths["toolkit relay"] = (
+                ["--relay", f"127.0.0.1:{port}"],
+                RelayRoute(RelayAddress("127.0.0.1", port=port)),
+            )
+            paths["OpenSSH relay"] = (
+                ["--relay", ALIAS, "--relay-dir", str(bastion.socket_dir)],
+                RelayRoute(RelayAddress(ALIAS), socket_dir=str(bastion.socket_dir)),
+            )
             for env in (technician, customer):
                 _trust(env, f"[127.0.0.1]:{port} {public}\n")
-            results["toolkit relay"] = _through(root, technician, relay, route, data, runs)
-        with bastion_sshd([k[1] for k in keys]) as bastion:
-            relay = ["--relay", ALIAS, "--relay-dir", str(bastion.socket_dir)]
-            route = RelayRoute(RelayAddress(ALIAS), socket_dir=str(bastion.socket_dir))
-            for env in (technician, customer):
                 _trust(env, bastion.known_hosts_line())
                 (Path(env["HOME"]) / ".ssh" / "config").write_text(bastion.ssh_config(ALIAS))
-            results["OpenSSH relay"] = _through(root, technician, relay, route, data, runs)
+            results: dict[str, list[float]] = {name: [] for name in paths}
             with _plain_openssh(root, bastion, keys[0][0]) as ssh:
-                setup = [_timed([*ssh, "true"]) for _ in range(5)]
-                plain = [_timed([*ssh, "cat", str(data)]) for _ in range(runs)]
+                # Rounds take each path in turn, so that this machine's load, which
+                # changes by the minute, hits all three alike.
+                for _ in range(runs):
+                    for name, (relay, route) in paths.items():
+                        results[name] += _through(root, technician, relay, route, data, 1)
+                    setup += [_timed([*ssh, "true"]) for _ in range(2)]
+                    plain.append(_timed([*ssh, "cat", str(data)]))
     plain_net = [max(t - median(setup), 1e-9) for t in plain]
     rate_plain = size / median(plain_net) / 1e6
     rows: list[list[str]] = []
@@ -453,7 +465,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("which", nargs="*", help="bulk, idle (default: both)")
     p.add_argument("--quick", action="store_true", help="64 MiB, 2 runs; 200 idle, 20 active")
     p.add_argument("--mib", type=int, help="bulk output in MiB (default 256)")
-    p.add_argument("--runs", type=int, help="bulk runs per path (default 3)")
+    p.add_argument("--runs", type=int, help="bulk rounds, each path once a round (default 5)")
     p.add_argument("--rendezvous", type=int, help="idle rendezvous (default 1000)")
     p.add_argument("--active", type=int, help="active sessions (default 100)")
     args = p.parse_args(argv)
@@ -466,7 +478,7 @@ def main(argv: list[str]) -> int:
     if "bulk" in which:
         say("== bulk output of an audited run through a relay vs ssh -R + ssh -L")
         mib = args.mib or (64 if args.quick else 256)
-        result["bulk"] = bulk(mib, args.runs or (2 if args.quick else 3))
+        result["bulk"] = bulk(mib, args.runs or (2 if args.quick else 5))
     if "idle" in which:
         say("== toolkit relay holding idle rendezvous, then active sessions")
         count = args.rendezvous or (200 if args.quick else 1000)
