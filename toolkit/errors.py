@@ -67,6 +67,10 @@ class TranscriptVerificationError(CheckFailed):
     """A transcript is not SEALED; the verdict says how and where."""
 
 
+class TranscriptWriteError(ToolkitError):
+    """A transcript (or its seal) could not be written: a full disk, a file size limit."""
+
+
 class PolicyRefused(ToolkitError):
     """The agent's policy refused an operation."""
 
@@ -102,6 +106,7 @@ __all__ = [
     "ToolkitError",
     "TranscriptFormatError",
     "TranscriptVerificationError",
+    "TranscriptWriteError",
     "TransportError",
     "UsageError",
 ]

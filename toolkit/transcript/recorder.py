@@ -9,6 +9,11 @@ the events since the last checkpoint and leaves a verifiable prefix. Time
 checkpoints need :meth:`Recorder.tick` (or :func:`keep_checkpointing`) while a
 session is idle.
 
+A write that fails (a full disk, a file size limit) stops the recorder for
+good with :class:`~toolkit.errors.TranscriptWriteError`: the bytes it did
+write are in the file but not in the hashes, so any later checkpoint would
+contradict the file. What the last checkpoint covers stays verifiable.
+
 Secrets stay out by construction: data is ``bytes`` or plain JSON values
 only, a :class:`~toolkit.secrets.Secret` or key object is refused, field names
 that name secrets are refused, and values registered with ``redact`` are
@@ -18,6 +23,7 @@ replaced before anything is written.
 from __future__ import annotations
 
 import base64
+import contextlib
 import errno
 import functools
 import hashlib
@@ -32,6 +38,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+from toolkit.errors import TranscriptWriteError
 from toolkit.identity import sshsig
 from toolkit.identity.keys import blob_of, fingerprint, load_public
 from toolkit.secrets import Secret
@@ -140,6 +147,7 @@ class Recorder:
         clock: Callable[[], float] = time.monotonic,
         checkpoint_events: int = 1000,
         checkpoint_seconds: float = 5.0,
+        on_failure: Callable[[TranscriptWriteError], None] | None = None,
     ) -> None:
         key_fp = fingerprint(blob_of(load_public(signer.public_blob)))
         if header.signed_by.fingerprint != key_fp:
@@ -151,6 +159,10 @@ class Recorder:
         self._every_events = checkpoint_events
         self._every_seconds = checkpoint_seconds
         self._redact: list[str] = []
+        #: Called once, with the error, when a write fails (before that call raises it).
+        self.on_failure = on_failure
+        #: Why the recorder stopped, if a write failed; it is then closed, and unsealed.
+        self.failure: TranscriptWriteError | None = None
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         self._file = os.fdopen(fd, "wb", buffering=0)
         self._sha256 = hashlib.sha256()
@@ -162,6 +174,7 @@ class Recorder:
         self._events = 0  # lines after the header
         self._since_checkpoint = 0
         self._seq = 0
+        self._synced_seq = 0  # the last checkpoint known to be on disk
         self._last_checkpoint = 0.0
         self._decoders: dict[str, BufferedIncrementalDecoder] = {
             OUTPUT: Utf8Decoder("replace"),
@@ -227,7 +240,7 @@ class Recorder:
     def close(self, reason: str) -> Path:
         """Seal: a session_end event, a last checkpoint, fsync, then ``<file>.sig``."""
         if self.closed:
-            raise RecorderClosed("transcript already sealed")
+            raise self.failure or RecorderClosed("transcript already sealed")
         for code, decoder in self._decoders.items():
             tail = decoder.decode(b"", final=True)
             if tail:
@@ -242,7 +255,15 @@ class Recorder:
         sig_path = self.path.with_name(self.path.name + ".sig")
         from toolkit import paths  # here, not at the top: `toolkit verify` imports this module
 
-        paths.atomic_write(sig_path, sig.armor().encode("ascii"), 0o644)
+        try:
+            paths.atomic_write(sig_path, sig.armor().encode("ascii"), 0o644)
+        except OSError as exc:
+            self.failure = TranscriptWriteError(
+                f"Cannot write the seal {sig_path}: {exc.strerror or exc}.",
+                hint=f"The transcript {self.path} is whole and checkpointed to its end, but "
+                "unsealed. Free space there before the next session.",
+            )
+            raise self.failure from exc
         return sig_path
 
     def abandon(self) -> None:
@@ -307,7 +328,7 @@ class Recorder:
         """One line. A short one stays str, encoded with the others when drained; bulk
         output (most of a transcript's bytes) is quoted to bytes at once, by orjson."""
         if self.closed:
-            raise RecorderClosed("transcript already sealed")
+            raise self.failure or RecorderClosed("transcript already sealed")
         t = self._clock() - self._start
         if len(text) < _ORJSON_FROM:
             line = f'[{t:.6f}, "{code}", {_quote(text)}]\n'
@@ -344,11 +365,14 @@ class Recorder:
 
     def _write_bytes(self, data: bytes) -> None:
         view = memoryview(data)
-        while view:  # a short write (a full disk, a signal) is legal; write the rest
-            written = self._file.write(view)
-            if not written:  # never from a regular file; a loop here would never end
-                raise OSError(errno.EIO, f"{self.path}: the file took none of the bytes")
-            view = view[written:]
+        try:
+            while view:  # a short write (a full disk, a signal) is legal; write the rest
+                written = self._file.write(view)
+                if not written:  # never from a regular file; a loop here would never end
+                    raise OSError(errno.EIO, "the file took none of the bytes")
+                view = view[written:]
+        except OSError as exc:
+            raise self._fail(exc) from exc
         self._sha256.update(data)
         self._sha512.update(data)
         self._offset += len(data)
@@ -376,9 +400,36 @@ class Recorder:
         self._since_checkpoint = 0
         self._last_checkpoint = t
         self._sync()
+        self._synced_seq = self._seq
 
     def _sync(self) -> None:
-        os.fsync(self._file.fileno())
+        try:
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            raise self._fail(exc) from exc
+
+    def _fail(self, exc: OSError) -> TranscriptWriteError:
+        """Stop for good: from here on, every checkpoint would contradict the file."""
+        if self._synced_seq:
+            held = (
+                f"What it holds up to checkpoint {self._synced_seq} stays verifiable, "
+                f"unsealed (toolkit verify {self.path})."
+            )
+        else:
+            held = "It holds no checkpoint yet, so nothing in it can be verified."
+        self.failure = TranscriptWriteError(
+            f"Cannot write the transcript {self.path}: {exc.strerror or exc}.",
+            hint=f"Nothing more is recorded in it. {held} Free space there before the "
+            "next session.",
+        )
+        self.closed = True
+        self._buf.clear()
+        self._lines.clear()
+        with contextlib.suppress(OSError):
+            self._file.close()
+        if self.on_failure is not None:
+            self.on_failure(self.failure)
+        return self.failure
 
 
 async def keep_checkpointing(recorder: Recorder, interval: float = 1.0) -> None:
@@ -387,7 +438,8 @@ async def keep_checkpointing(recorder: Recorder, interval: float = 1.0) -> None:
 
     while not recorder.closed:
         await asyncio.sleep(interval)
-        recorder.tick()
+        with contextlib.suppress(TranscriptWriteError):  # kept in recorder.failure
+            recorder.tick()
 
 
 def new_header(
