@@ -76,10 +76,21 @@ class Person:
         return person
 
     def toolkit(
-        self, *args: str | Path, stdin: str | None = None, timeout: float = RUN_TIMEOUT
+        self,
+        *args: str | Path,
+        stdin: str | None = None,
+        timeout: float = RUN_TIMEOUT,
+        max_file_size: int | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run one toolkit command to its end (its process group is killed on a timeout)."""
-        proc = self.popen(*args, stdin=subprocess.PIPE if stdin is not None else None)
+        """Run one toolkit command to its end (its process group is killed on a timeout).
+
+        ``max_file_size`` caps every file it writes (RLIMIT_FSIZE), as a full disk would.
+        """
+        proc = self.popen(
+            *args,
+            stdin=subprocess.PIPE if stdin is not None else None,
+            max_file_size=max_file_size,
+        )
         try:
             out, err = proc.communicate(stdin, timeout=timeout)
         finally:
@@ -92,7 +103,14 @@ class Person:
         stdin: int | None = None,
         stdout: int | IO[Any] = subprocess.PIPE,
         stderr: int | IO[Any] = subprocess.PIPE,
+        max_file_size: int | None = None,
     ) -> subprocess.Popen[str]:
+        def limit() -> None:  # Python ignores SIGXFSZ: a write past it fails with EFBIG
+            import resource
+
+            if max_file_size is not None:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_size, max_file_size))
+
         return subprocess.Popen(
             [*TOOLKIT, *(str(a) for a in args)],
             env=self.env(),
@@ -102,6 +120,7 @@ class Person:
             stderr=stderr,
             text=True,
             start_new_session=True,  # its own group: signals and clean-up reach only it
+            preexec_fn=limit if max_file_size is not None else None,
         )
 
 
@@ -203,14 +222,19 @@ class Share:
 
 @contextmanager
 def sharing(
-    customer: Person, *args: str | Path, logs: Path, terminal: bool = False
+    customer: Person,
+    *args: str | Path,
+    logs: Path,
+    terminal: bool = False,
+    max_file_size: int | None = None,
 ) -> Iterator[Share]:
     """``toolkit share --json ARGS`` until the block ends; its first JSON line is read.
 
     Without ``terminal`` it runs with ``--yes``; with it, its stdin is a pseudo-terminal
     that the test types the customer's answers into (:meth:`Share.type`). ``logs`` is
     where its stderr goes (outside both people's dirs, so that a search there for the
-    code does not see the file the test keeps).
+    code does not see the file the test keeps). ``max_file_size``: as for
+    :meth:`Person.toolkit`.
     """
     logs.mkdir(parents=True, exist_ok=True)
     stderr_path = logs / f"share-{time.monotonic_ns()}.err"
@@ -218,7 +242,9 @@ def sharing(
     try:
         with stderr_path.open("w", encoding="utf-8") as stderr:
             flags = ("--json",) if terminal else ("--yes", "--json")
-            proc = customer.popen("share", *flags, *args, stdin=stdin, stderr=stderr)
+            proc = customer.popen(
+                "share", *flags, *args, stdin=stdin, stderr=stderr, max_file_size=max_file_size
+            )
     except BaseException:
         if controller is not None:
             os.close(controller)

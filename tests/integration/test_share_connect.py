@@ -503,6 +503,81 @@ def test_refused_outranks_failed(technician: Person, share: Share) -> None:
     assert [r["status"] for r in json_lines(done.stdout)] == ["refused", "failed", "ok"]
 
 
+def test_a_full_disk_on_the_technician_side_ends_the_session_and_says_so(
+    technician: Person, customer: Person, tmp_path: Path
+) -> None:
+    """The technician's transcript cannot grow past 256 KiB (RLIMIT_FSIZE on connect)."""
+    big = customer.home / "big.txt"
+    big.write_bytes(b"a line of the customer's log file, long enough to add up\n" * 20_000)
+    policy = customer.root / "big-policy.toml"
+    policy.write_text(
+        f'[files]\nallow = ["~/notes.txt"]\n[commands]\ndiagnostics = [["cat", "{big}"]]\n'
+    )
+    with sharing(customer, "--policy", policy, logs=tmp_path) as share:
+        done = technician.toolkit(
+            "connect",
+            share.address,
+            "--code",
+            share.code,
+            "--ticket",
+            "T-1",
+            "--batch",
+            "-",
+            stdin=f"read ~/notes.txt\nrun cat {big}\nread ~/notes.txt\n",
+            max_file_size=256 * 1024,
+        )
+        assert share.wait(10) == 0
+        share_stderr = share.stderr()
+    assert done.returncode == 1, done.stderr
+    assert "Cannot write the transcript " in done.stderr and "File too large" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout.startswith(NOTES)  # the first read
+    assert done.stdout.count(NOTES) == 1  # nothing after the failure ran
+    # Not attached, not sealed; what its checkpoints cover still verifies.
+    casts = sorted((technician.data / "transcripts").glob("*.cast"))
+    assert len(casts) == 1 and not casts[0].with_name(casts[0].name + ".sig").exists()
+    assert casts[0].stat().st_size == 256 * 1024
+    checked = technician.toolkit("verify", "--json", casts[0])
+    assert checked.returncode == 1
+    assert json.loads(checked.stdout)["verdict"] == "UNSEALED"
+    # The customer's copy is sealed, and says why the session ended.
+    copy = customer_copy(share_stderr)
+    ended = [e for e in events(copy) if e["type"] == "session_end"]
+    assert ended[0]["reason"] == (
+        "the technician ended the session: the technician's transcript could not be written"
+    )
+    trust = copy.with_name(copy.name + ".allowed_signers")
+    assert customer.toolkit("verify", "--allowed-signers", trust, copy).returncode == 0
+
+
+def test_a_full_disk_on_the_customer_side_ends_the_session_and_says_so(
+    technician: Person, customer: Person, tmp_path: Path
+) -> None:
+    """The customer's copy cannot grow past 16 KiB; its first 64 KiB of events do not fit."""
+    policy = customer.root / "policy.toml"
+    limit = 16 * 1024
+    with sharing(customer, "--policy", policy, logs=tmp_path, max_file_size=limit) as share:
+        done = connect(technician, share, "run true\n" * 600, "--json")
+        assert share.wait(10) == 1
+        share_stderr = share.stderr()
+    assert done.returncode == 3, done.stderr
+    said = "The customer's transcript could not be written, so the session ended."
+    assert said in done.stderr, done.stderr
+    ran = json_lines(done.stdout)
+    assert 0 < len(ran) < 600 and all(r["status"] == "ok" for r in ran)
+    assert "Cannot write the transcript " in share_stderr and "File too large" in share_stderr
+    assert "Your copy of the transcript" not in share_stderr
+    assert "Traceback" not in share_stderr
+    found = re.search(r"Cannot write the transcript (\S+\.cast): File too large", share_stderr)
+    assert found, share_stderr
+    checked = customer.toolkit("verify", "--json", found.group(1))
+    assert checked.returncode == 1
+    assert json.loads(checked.stdout)["verdict"] == "UNSEALED"
+    # The technician's copy is whole and sealed, with the reason the customer's side gave.
+    ended = [e for e in events(technician_transcript(technician)) if e["type"] == "session_end"]
+    assert ended[0]["reason"] == said
+
+
 @contextmanager
 def connect_on_terminal(
     technician: Person, share: Share

@@ -24,7 +24,7 @@ from tests.session_support import Collector, Customer, open_session, start_agent
 from tests.threats.agent_support import assert_sealed
 from toolkit.agent.server import Agent
 from toolkit.consent import Scope
-from toolkit.errors import PolicyRefused
+from toolkit.errors import PolicyRefused, TranscriptWriteError
 from toolkit.session.commands import parse
 from toolkit.session.shell import ShellClient
 from toolkit.session.technician import TechnicianSession
@@ -225,6 +225,34 @@ def test_the_escape_leaves_the_shell_and_the_session_goes_on(tmp_path: Path) -> 
             result = await live.session.execute(parse("run echo after") or _no())
             assert result.stdout == b"after\n"
             await live.session.end("done")
+
+    run(main())
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_a_full_disk_on_the_technician_side_closes_the_shell_and_says_why(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        async with live_session(tmp_path) as live:
+            screen = Screen()
+            shell = await live.session.open_shell("xterm", 80, 24, screen)
+            await typed(shell, "echo in-shell\r")
+            await screen.shows("in-shell\r\n")
+            # From here every write of the technician's transcript fails with ENOSPC,
+            # the kernel's own full disk.
+            rec = live.session.recorder
+            rec._file.close()
+            rec._file = open("/dev/full", "wb", buffering=0)  # noqa: SIM115 (closed by rec)
+            await typed(shell, "head -c 300000 /dev/zero | tr '\\0' x\r", per_key=False)
+            await asyncio.wait_for(shell.wait(), 10)  # the shell does not go on unrecorded
+            with pytest.raises(TranscriptWriteError, match="No space left on device"):
+                await shell.close()
+            assert rec.closed and rec.failure is not None
+            await live.session.end("the technician's transcript could not be written")
+            end = await asyncio.wait_for(live.agent.wait(), 10)
+        assert_sealed(end)  # the customer's copy is whole, and says why it ended
+        assert end.reason.endswith("the technician's transcript could not be written")
 
     run(main())
 

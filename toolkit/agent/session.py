@@ -23,6 +23,7 @@ from toolkit import __version__
 from toolkit.agent.operations import Operations, Outcome
 from toolkit.agent.shell import AgentShell, ShellError
 from toolkit.consent import Consent, Scope, scope_names
+from toolkit.errors import TranscriptWriteError
 from toolkit.session.protocol import (
     KIND_BAD,
     KIND_DATA,
@@ -48,6 +49,8 @@ logger = logging.getLogger(__name__)
 class SessionEnd:
     reason: str
     transcript: Path | None  # the customer's sealed copy, when a session ran
+    #: Why the customer's copy stopped short, unsealed (a full disk), if it did.
+    failure: TranscriptWriteError | None = None
 
 
 #: Requests served at once; more get a "busy" error rather than queueing without bound.
@@ -197,6 +200,7 @@ class AgentSession:
         self._cancelled: set[int] = set()  # ids the technician cancelled, still in flight
         self.shell: AgentShell | None = None  # the armed or running shell (one at a time)
         self._ticker = asyncio.get_running_loop().create_task(keep_checkpointing(self.recorder))
+        self.recorder.on_failure = self._unrecordable
         self._ended = False
         self._rejects = 0
         agent.observer.say(
@@ -232,7 +236,10 @@ class AgentSession:
         """Record a channel or request the agent never offers; the session goes on."""
         message = f"refused: {what} is not offered"
         if not self.recorder.closed:
-            self.recorder.event("refusal", op="channel", ok=False, error="refused", message=message)
+            with contextlib.suppress(TranscriptWriteError):  # on_failure ends the session
+                self.recorder.event(
+                    "refusal", op="channel", ok=False, error="refused", message=message
+                )
         self.agent.observer.say(message)
 
     # -- requests --------------------------------------------------------------
@@ -297,7 +304,9 @@ class AgentSession:
                 self._spawn(self.end(why, notify=True))
             return
         message = message[:500]
-        self.recorder.event("protocol_error", id=request_id, error=code, message=message)
+        if not self.recorder.closed:
+            with contextlib.suppress(TranscriptWriteError):  # on_failure ends the session
+                self.recorder.event("protocol_error", id=request_id, error=code, message=message)
         self.agent.observer.say(f"rejected a {code} request: {message}")
         self._spawn(self._send(Response(request_id, False, error=code, message=message).to_frame()))
 
@@ -402,9 +411,16 @@ class AgentSession:
             fields["technician_session"] = request.args.get("session")
         kind = "refusal" if outcome.response.error == "refused" else "operation"
         fields.setdefault("ok", outcome.response.ok)
-        self.recorder.event(kind, **fields)
+        with contextlib.suppress(TranscriptWriteError):  # on_failure ends the session
+            self.recorder.event(kind, **fields)
         if outcome.summary:
             self.agent.observer.say(outcome.summary)
+
+    def _unrecordable(self, failure: TranscriptWriteError) -> None:
+        """The customer's copy cannot be written (a full disk): no session goes on unrecorded."""
+        self.agent.observer.say(failure.message)
+        why = "the customer's transcript could not be written, so the session ended"
+        self._spawn(self.end(why, notify=True))
 
     async def _send(self, frame: bytes) -> None:
         if self.channel is None:
@@ -429,12 +445,14 @@ class AgentSession:
                     2.0,
                 )
         self._ticker.cancel()
-        self.recorder.close(reason)
+        if not self.recorder.closed:
+            with contextlib.suppress(TranscriptWriteError):  # kept in recorder.failure
+                self.recorder.close(reason)
         if self.channel is not None:
             self.channel.close()
         self.connection.close()
         self.agent.observer.say(f"session ended: {reason}")
-        self.agent.finished(SessionEnd(reason, self.path))
+        self.agent.finished(SessionEnd(reason, self.path, self.recorder.failure))
 
 
 __all__ = ["AGENT_PRINCIPAL", "MAX_IN_FLIGHT", "AgentSession", "SessionChannel", "SessionEnd"]

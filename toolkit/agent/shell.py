@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import asyncssh
 
 from toolkit.agent.pty import PtyShell
+from toolkit.errors import TranscriptWriteError
 from toolkit.session.echo import EchoJudge
 from toolkit.session.protocol import SHELL_EVENTS, data_frames
 
@@ -144,7 +145,8 @@ class AgentShell:
             self.channel.write(data)
         rec = self.session.recorder
         if not rec.closed:
-            rec.output(data)
+            with contextlib.suppress(TranscriptWriteError):  # the session's on_failure ends it
+                rec.output(data)
         self._judge.shown(data)
         self._settle()
         self.session.agent.observer.shell_output(data)
@@ -185,11 +187,13 @@ class AgentShell:
             if recorded:
                 self.recorded_bytes += len(data)
                 if not rec.closed:
-                    rec.input(data)
+                    with contextlib.suppress(TranscriptWriteError):  # on_failure ends it
+                        rec.input(data)
             elif self._last_recorded:
                 self.withheld_spans += 1
                 if not rec.closed:
-                    rec.event("input_withheld", id=self.request_id, reason="echo off")
+                    with contextlib.suppress(TranscriptWriteError):
+                        rec.event("input_withheld", id=self.request_id, reason="echo off")
             self._last_recorded = recorded
             self._verdict_for(len(data), recorded)
 

@@ -30,7 +30,7 @@ from prompt_toolkit.history import FileHistory
 
 from toolkit.cli._console import err, out
 from toolkit.cli._terminal import printable
-from toolkit.errors import ExitCode, ToolkitError, UsageError
+from toolkit.errors import ExitCode, ToolkitError, TranscriptWriteError, UsageError
 from toolkit.session.commands import COMMANDS, Command
 
 if TYPE_CHECKING:
@@ -166,8 +166,8 @@ async def _run(session: TechnicianSession, command: Command) -> Result | None:
 
         try:
             response = await interactive_shell(session)
-        except (SessionEnded, ConnectionLost):
-            raise  # the session is over: the prompt says so once
+        except (SessionEnded, ConnectionLost, TranscriptWriteError):
+            raise  # the session is over (or can no longer be recorded): said once, above
         except ToolkitError as exc:
             err().print(printable(exc.message), style="red", highlight=False, markup=False)
             return None

@@ -325,7 +325,9 @@ def share_command(
         ended = asyncio.ensure_future(agent.wait())
         await _live_view(agent, ended, screen, approver, stop)
         end = await ended
-        if end.transcript is not None:
+        if end.failure is not None:
+            say(end.failure.diagnostics(), highlight=True)
+        elif end.transcript is not None:
             trust = end.transcript.with_name(end.transcript.name + ".allowed_signers")
             say(
                 f"Your copy of the transcript: {end.transcript}\n"
@@ -333,6 +335,8 @@ def share_command(
             )
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        if end.failure is not None:
+            return int(end.failure.exit_code)
         return int(ExitCode.INTERRUPTED) if stopped else int(ExitCode.OK)
 
     code = asyncio.run(main())

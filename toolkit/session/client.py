@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncssh
 
-from toolkit.errors import ConsentRefused, TransportError
+from toolkit.errors import ConsentRefused, ToolkitError, TransportError
 from toolkit.session.protocol import (
     CONTENT,
     KIND_DATA,
@@ -75,6 +75,10 @@ class _Pending:
     on_data: OnData | None
     op: str = ""
     data: dict[int, bytearray] = field(default_factory=dict)
+
+
+def _drop(stream: int, data: bytes) -> None:
+    """The sink of a request that already failed."""
 
 
 def _ended_message(why: str) -> str:
@@ -168,7 +172,14 @@ class SessionClient:
         if pending is None:
             return  # data for a request that gave up waiting
         if pending.on_data is not None:
-            pending.on_data(data.stream, data.data)
+            try:
+                pending.on_data(data.stream, data.data)
+            except ToolkitError as exc:  # the transcript could not take it (a full disk)
+                # That request fails with it, the rest of its data is dropped, and the
+                # session stays up: the technician's side still ends it, saying why.
+                pending.on_data = _drop
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
         else:
             pending.data.setdefault(data.stream, bytearray()).extend(data.data)
 

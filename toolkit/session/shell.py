@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
-from toolkit.errors import PolicyRefused, TransportError
+from toolkit.errors import PolicyRefused, TranscriptWriteError, TransportError
 from toolkit.session.client import OnData, Reply
 from toolkit.session.echo import characters
 from toolkit.session.protocol import SHELL_EVENTS, Response
@@ -173,14 +173,22 @@ class ShellClient:
         if self._chan is None or self._closed.is_set() or width <= 0 or height <= 0:
             return
         self._chan.change_terminal_size(width, height)
-        self.session.recorder.resize(width, height)
+        rec = self.session.recorder
+        if not rec.closed:
+            try:
+                rec.resize(width, height)
+            except TranscriptWriteError:
+                self._unrecordable()
 
     def _output(self, data: bytes) -> None:
         if self._on_output is not None:  # the screen first: recording is not on the echo's path
             self._on_output(data)
         rec = self.session.recorder
         if not rec.closed:
-            rec.output(data)
+            try:
+                rec.output(data)
+            except TranscriptWriteError:
+                self._unrecordable()
         self._output_total += len(data)
         self._output_log += data
         if len(self._output_log) > OUTPUT_LOG:
@@ -256,6 +264,11 @@ class ShellClient:
 
     # -- the end -----------------------------------------------------------------
 
+    def _unrecordable(self) -> None:
+        """The transcript failed (a full disk): no shell goes on unrecorded; close() says why."""
+        if self._chan is not None:
+            self._chan.close()
+
     def _channel_closed(self) -> None:
         # The agent answers the request right after; wait() waits for that.
         pass
@@ -285,6 +298,8 @@ class ShellClient:
         self._sent.clear()  # no verdict came: not recorded, as if the echo was off
         if self.result is not None:
             self._record_end(self.result)
+        if self.session.recorder.failure is not None:
+            raise self.session.recorder.failure
         return self.result
 
     def _record_end(self, response: Response) -> None:
