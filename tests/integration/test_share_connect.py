@@ -578,6 +578,23 @@ def test_a_full_disk_on_the_customer_side_ends_the_session_and_says_so(
     assert ended[0]["reason"] == said
 
 
+def test_a_transcript_the_customer_side_cannot_create_starts_no_session(
+    technician: Person, customer: Person, tmp_path: Path
+) -> None:
+    """Where the customer's copies go is a file, not a directory: no session, and share says so."""
+    customer.data.mkdir(parents=True, exist_ok=True)
+    (customer.data / "transcripts").write_text("in the way\n")
+    policy = customer.root / "policy.toml"
+    with sharing(customer, "--policy", policy, logs=tmp_path) as share:
+        done = connect(technician, share, "run true\n")
+        assert share.wait(10) == 1
+        share_stderr = share.stderr()
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "Cannot create the transcript " in share_stderr, share_stderr
+    assert "Traceback" not in share_stderr
+    assert not list((technician.data / "transcripts").glob("*.cast"))  # nothing ran
+
+
 @contextmanager
 def connect_on_terminal(
     technician: Person, share: Share

@@ -87,6 +87,15 @@ class Screen:
             await asyncio.sleep(0.01)
 
 
+async def shell_shown(live: Live) -> tuple[ShellClient, Screen]:
+    """A shell that answered: ``echo in-shell`` came back on its screen."""
+    screen = Screen()
+    shell = await live.session.open_shell("xterm", 80, 24, screen)
+    await typed(shell, "echo in-shell\r")
+    await screen.shows("in-shell\r\n")
+    return shell, screen
+
+
 async def typed(shell: ShellClient, text: str, *, per_key: bool = True) -> None:
     """Type like a person: one key at a time (so each key meets the PTY's current mode)."""
     keys = [text[i : i + 1] for i in range(len(text))] if per_key else [text]
@@ -210,10 +219,7 @@ def test_no_shell_without_the_shell_scope(tmp_path: Path) -> None:
 def test_the_escape_leaves_the_shell_and_the_session_goes_on(tmp_path: Path) -> None:
     async def main() -> None:
         async with live_session(tmp_path) as live:
-            screen = Screen()
-            shell = await live.session.open_shell("xterm", 80, 24, screen)
-            await typed(shell, "echo in-shell\r")
-            await screen.shows("in-shell\r\n")
+            shell, screen = await shell_shown(live)
             response = await shell.close()  # what ~. does
             assert response is not None and response.ok
             assert response.result["exit_status"] == 129  # hung up, like ssh's ~.
@@ -230,25 +236,29 @@ def test_the_escape_leaves_the_shell_and_the_session_goes_on(tmp_path: Path) -> 
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+@pytest.mark.parametrize("first_write", ["the shell's output", "the idle checkpoint"])
 def test_a_full_disk_on_the_technician_side_closes_the_shell_and_says_why(
-    tmp_path: Path,
+    tmp_path: Path, first_write: str
 ) -> None:
     async def main() -> None:
         async with live_session(tmp_path) as live:
-            screen = Screen()
-            shell = await live.session.open_shell("xterm", 80, 24, screen)
-            await typed(shell, "echo in-shell\r")
-            await screen.shows("in-shell\r\n")
+            shell, _ = await shell_shown(live)
             # From here every write of the technician's transcript fails with ENOSPC,
             # the kernel's own full disk.
             rec = live.session.recorder
             rec._file.close()
             rec._file = open("/dev/full", "wb", buffering=0)  # noqa: SIM115 (closed by rec)
-            await typed(shell, "head -c 300000 /dev/zero | tr '\\0' x\r", per_key=False)
-            await asyncio.wait_for(shell.wait(), 10)  # the shell does not go on unrecorded
+            if first_write == "the shell's output":  # over 64 KiB: written at once
+                await typed(shell, "head -c 300000 /dev/zero | tr '\\0' x\r", per_key=False)
+            # else no output: the first write is the ticker's time checkpoint, within 6 s
+            await asyncio.wait_for(shell.wait(), 15)  # the shell does not go on unrecorded
             with pytest.raises(TranscriptWriteError, match="No space left on device"):
                 await shell.close()
             assert rec.closed and rec.failure is not None
+            # Nothing else runs unrecorded either.
+            with pytest.raises(TranscriptWriteError):
+                await live.session.execute(parse("run echo after") or _no())
+            assert await live.session.client.wait_ended() is rec.failure
             await live.session.end("the technician's transcript could not be written")
             end = await asyncio.wait_for(live.agent.wait(), 10)
         assert_sealed(end)  # the customer's copy is whole, and says why it ended

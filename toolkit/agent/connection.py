@@ -21,6 +21,7 @@ from toolkit.consent import (
     AgentState,
     ConsentError,
 )
+from toolkit.errors import TranscriptWriteError
 
 if TYPE_CHECKING:
     from toolkit.agent.server import Agent
@@ -131,7 +132,10 @@ class AgentConnection(asyncssh.SSHServer):
             except ConsentError as exc:
                 return self._notice(exc)
             assert self._conn is not None
-            self._session = self._agent.begin(consent, self._conn)
+            try:
+                self._session = self._agent.begin(consent, self._conn)
+            except TranscriptWriteError:
+                return False  # share has ended, and says why
             return True
         return False  # a notice was answered, or anything out of turn
 

@@ -37,7 +37,7 @@ from toolkit.consent import (
     get_decision,
     untrusted,
 )
-from toolkit.errors import TransportError, UsageError
+from toolkit.errors import TranscriptWriteError, TransportError, UsageError
 from toolkit.identity.keys import fingerprint
 from toolkit.identity.signer import KeySigner
 from toolkit.plugins.catalogue import Catalogue
@@ -309,9 +309,13 @@ class Agent:
     def begin(self, consent: Consent, connection: asyncssh.SSHServerConnection) -> AgentSession:
         if self.session is not None:  # cannot happen: the code was consumed once
             raise UsageError("this agent already serves a session")
-        from toolkit.agent.session import AgentSession
+        from toolkit.agent.session import AgentSession, SessionEnd
 
-        self.session = AgentSession(self, consent, connection)
+        try:
+            self.session = AgentSession(self, consent, connection)
+        except TranscriptWriteError as exc:  # no session without the customer's copy
+            self.finished(SessionEnd("the customer's transcript could not be created", None, exc))
+            raise
         self.session_started.set()
         return self.session
 

@@ -245,7 +245,7 @@ class AgentSession:
     # -- requests --------------------------------------------------------------
 
     def on_frame(self, kind: int, body: Body) -> None:
-        if self._ended:
+        if self._ended or self.recorder.closed:  # nothing is served unrecorded
             return
         if kind == KIND_BAD:
             self._reject(0, "malformed", bytes(body).decode(errors="replace"))
@@ -417,8 +417,11 @@ class AgentSession:
             self.agent.observer.say(outcome.summary)
 
     def _unrecordable(self, failure: TranscriptWriteError) -> None:
-        """The customer's copy cannot be written (a full disk): no session goes on unrecorded."""
-        self.agent.observer.say(failure.message)
+        """The customer's copy cannot be written (a full disk): no session goes on unrecorded.
+
+        Nothing is printed here: the customer's screen may be a file on that same disk;
+        share shows the error once the session has ended (SessionEnd.failure).
+        """
         why = "the customer's transcript could not be written, so the session ended"
         self._spawn(self.end(why, notify=True))
 
@@ -439,7 +442,7 @@ class AgentSession:
             if task is not current:
                 task.cancel()
         if notify and self.channel is not None:
-            with contextlib.suppress(ConnectionError):
+            with contextlib.suppress(ConnectionError, TimeoutError):  # a peer not reading
                 await asyncio.wait_for(
                     self.channel.send(Response(0, False, error="ended", message=reason).to_frame()),
                     2.0,

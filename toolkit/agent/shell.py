@@ -123,15 +123,16 @@ class AgentShell:
             raise
         rec = session.recorder
         if not rec.closed:
-            rec.event(
-                "shell_start",
-                id=self.request_id,
-                shell=self.pty.shell,
-                term=term[:64],
-                width=width,
-                height=height,
-            )
-            rec.resize(max(width, 1), max(height, 1))
+            with contextlib.suppress(TranscriptWriteError):  # the session's on_failure ends it
+                rec.event(
+                    "shell_start",
+                    id=self.request_id,
+                    shell=self.pty.shell,
+                    term=term[:64],
+                    width=width,
+                    height=height,
+                )
+                rec.resize(max(width, 1), max(height, 1))
         session.agent.observer.say(f"shell started ({self.pty.shell}, {width}x{height})")
         session.agent.observer.shell_size(width, height)
         self.pty.read_into(self._output, self._pty_closed)
@@ -163,8 +164,8 @@ class AgentShell:
 
     def input(self, data: bytes) -> None:
         """The technician typed ``data``: judged in the mode the PTY is in as it arrives."""
-        if self.pty is None or not data:
-            return
+        if self.pty is None or not data or self.session.recorder.closed:
+            return  # (closed: the transcript failed; nothing reaches the shell unrecorded)
         loop = asyncio.get_running_loop()
         self._judge.typed(data, self.pty.input_mode(), loop.time())  # before the write
         self.pty.write(data)
@@ -209,7 +210,8 @@ class AgentShell:
         self.resizes += 1
         rec = self.session.recorder
         if not rec.closed:
-            rec.resize(width, height)
+            with contextlib.suppress(TranscriptWriteError):  # the session's on_failure ends it
+                rec.resize(width, height)
 
     def hang_up(self) -> None:
         """The technician closed the channel (the escape, or the session's end)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +78,9 @@ class _Pending:
     data: dict[int, bytearray] = field(default_factory=dict)
 
 
+logger = logging.getLogger(__name__)
+
+
 def _drop(stream: int, data: bytes) -> None:
     """The sink of a request that already failed."""
 
@@ -97,6 +101,7 @@ class SessionClient:
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._ended: Exception | None = None
+        self._failure: Exception | None = None  # our side cannot go on (see fail())
         self._ended_event = asyncio.Event()
         self._reading = asyncio.get_running_loop().create_task(self._read())
 
@@ -112,13 +117,15 @@ class SessionClient:
 
     @property
     def ended(self) -> Exception | None:
-        """Why the session is over (SessionEnded or ConnectionLost), once it is."""
-        return self._ended
+        """Why the session is over (SessionEnded, ConnectionLost, or what fail() gave)."""
+        return self._ended if self._ended is not None else self._failure
 
     async def request(self, op: str, *, on_data: OnData | None = None, **args: Any) -> Reply:
         """Send one request and wait for its response (SessionEnded/ConnectionLost if gone)."""
         if self._ended is not None:
             raise self._ended
+        if self._failure is not None and op != "end":
+            raise self._failure
         request_id = next(self._ids)
         pending = _Pending(asyncio.get_running_loop().create_future(), on_data, op)
         self._pending[request_id] = pending
@@ -164,6 +171,11 @@ class SessionClient:
             why = ConnectionLost(f"The agent broke the protocol: {exc.message}")
         except (OSError, asyncssh.Error) as exc:
             why = ConnectionLost(f"The connection to the agent was lost: {exc}.")
+        except ToolkitError as exc:
+            why = exc
+        except Exception as exc:  # a bug: the session must still end, not hang
+            logger.exception("the session reader failed")
+            why = ConnectionLost(f"The session stopped on an error: {exc!r}.")
         self._end(why)
 
     def _data(self, body: Body) -> None:
@@ -175,8 +187,8 @@ class SessionClient:
             try:
                 pending.on_data(data.stream, data.data)
             except ToolkitError as exc:  # the transcript could not take it (a full disk)
-                # That request fails with it, the rest of its data is dropped, and the
-                # session stays up: the technician's side still ends it, saying why.
+                # That request fails with it (fail() may have done so already), the rest
+                # of its data is dropped, and the connection stays up for the end.
                 pending.on_data = _drop
                 if not pending.future.done():
                     pending.future.set_exception(exc)
@@ -195,10 +207,21 @@ class SessionClient:
             pending.future.set_result(response)
 
     async def wait_ended(self) -> Exception:
-        """Until the session is over; why (SessionEnded or ConnectionLost)."""
+        """Until the session is over; why (SessionEnded, ConnectionLost, or fail()'s)."""
         await self._ended_event.wait()
-        assert self._ended is not None
-        return self._ended
+        assert self.ended is not None
+        return self.ended
+
+    def fail(self, why: Exception) -> None:
+        """Our side cannot go on (its transcript failed): every request in flight, and
+        every new one but ``end``, fails with ``why``, and wait_ended() returns it."""
+        if self._failure is None:
+            self._failure = why
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(why)
+                pending.future.exception()  # retrieved by its request; no asyncio warning
+        self._ended_event.set()
 
     def _end(self, why: Exception) -> None:
         if self._ended is None:

@@ -175,20 +175,16 @@ class ShellClient:
         self._chan.change_terminal_size(width, height)
         rec = self.session.recorder
         if not rec.closed:
-            try:
+            with contextlib.suppress(TranscriptWriteError):  # on_failure closes the shell
                 rec.resize(width, height)
-            except TranscriptWriteError:
-                self._unrecordable()
 
     def _output(self, data: bytes) -> None:
         if self._on_output is not None:  # the screen first: recording is not on the echo's path
             self._on_output(data)
         rec = self.session.recorder
         if not rec.closed:
-            try:
+            with contextlib.suppress(TranscriptWriteError):  # on_failure closes the shell
                 rec.output(data)
-            except TranscriptWriteError:
-                self._unrecordable()
         self._output_total += len(data)
         self._output_log += data
         if len(self._output_log) > OUTPUT_LOG:
@@ -253,18 +249,21 @@ class ShellClient:
         rec = self.session.recorder
         if rec.closed:
             return
-        if kept:
-            rec.input(data)
-            self._last_recorded = True
-            return
-        self.withheld_bytes += len(data)
-        if self._last_recorded:
-            rec.event("input_withheld", reason="echo off")
-        self._last_recorded = False
+        # Called from asyncssh's callbacks and timers: a failed write is the
+        # session's on_failure to handle (it closes the shell), not theirs.
+        with contextlib.suppress(TranscriptWriteError):
+            if kept:
+                rec.input(data)
+                self._last_recorded = True
+                return
+            self.withheld_bytes += len(data)
+            if self._last_recorded:
+                rec.event("input_withheld", reason="echo off")
+            self._last_recorded = False
 
     # -- the end -----------------------------------------------------------------
 
-    def _unrecordable(self) -> None:
+    def unrecordable(self) -> None:
         """The transcript failed (a full disk): no shell goes on unrecorded; close() says why."""
         if self._chan is not None:
             self._chan.close()

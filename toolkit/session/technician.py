@@ -24,7 +24,7 @@ import asyncssh
 
 from toolkit import paths
 from toolkit.consent import Consent, scope_names
-from toolkit.errors import ConsentRefused, TransportError, UsageError
+from toolkit.errors import ConsentRefused, TranscriptWriteError, TransportError, UsageError
 from toolkit.identity.store import Identity
 from toolkit.session.client import OnData, Reply, SessionClient
 from toolkit.session.commands import Command, help_text
@@ -100,7 +100,16 @@ class TechnicianSession:
         self.consent = consent
         self.info = info
         self.path = recorder.path
+        self.shell: ShellClient | None = None  # the open shell, if any
         self._ticker = asyncio.get_running_loop().create_task(keep_checkpointing(recorder))
+        recorder.on_failure = self._unrecordable
+
+    def _unrecordable(self, failure: TranscriptWriteError) -> None:
+        """The transcript failed (a full disk), from whichever write: nothing goes on
+        unrecorded. Requests in flight and the prompt hear why, an open shell closes."""
+        self.client.fail(failure)
+        if self.shell is not None:
+            self.shell.unrecordable()
 
     @classmethod
     async def start(
@@ -254,13 +263,14 @@ class TechnicianSession:
         """The granted shell (PolicyRefused without the shell scope); see toolkit.session.shell."""
         from toolkit.session.shell import ShellClient
 
-        return await ShellClient.open(
+        self.shell = await ShellClient.open(
             self, term=term, width=width, height=height, on_output=on_output
         )
+        return self.shell
 
     async def end(self, reason: str) -> Path:
         """Tell the agent (when it is still there), seal the transcript; returns its path."""
-        if self.client.ended is None:
+        if self.client.ended is None or self.recorder.failure is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.client.request("end", reason=reason), END_TIMEOUT)
         await self.client.close()

@@ -135,6 +135,13 @@ def _check_fields(value: Any) -> None:
                 _check_fields(item)
 
 
+def _cannot_create(path: Path, exc: OSError) -> TranscriptWriteError:
+    return TranscriptWriteError(
+        f"Cannot create the transcript {path}: {exc.strerror or exc}.",
+        hint="Free space there (or fix its permissions) before the next session.",
+    )
+
+
 class Recorder:
     """Writes one transcript. Use :meth:`create`; end with :meth:`close`."""
 
@@ -163,7 +170,10 @@ class Recorder:
         self.on_failure = on_failure
         #: Why the recorder stopped, if a write failed; it is then closed, and unsealed.
         self.failure: TranscriptWriteError | None = None
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise _cannot_create(path, exc) from exc
         self._file = os.fdopen(fd, "wb", buffering=0)
         self._sha256 = hashlib.sha256()
         self._sha512 = hashlib.sha512()
@@ -192,7 +202,10 @@ class Recorder:
 
     @classmethod
     def create(cls, path: Path, header: Header, signer: Signer, **options: Any) -> Recorder:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise _cannot_create(path, exc) from exc
         return cls(path, header, signer, **options)
 
     # -- what sessions record -------------------------------------------------
@@ -263,16 +276,20 @@ class Recorder:
                 hint=f"The transcript {self.path} is whole and checkpointed to its end, but "
                 "unsealed. Free space there before the next session.",
             )
+            self._tell(self.failure)
             raise self.failure from exc
         return sig_path
 
     def abandon(self) -> None:
         """Stop without sealing (the process is going down): flush what is there."""
         if not self.closed:
-            if self._since_checkpoint:
-                self._checkpoint(self._clock() - self._start)
-            self._file.close()
-            self.closed = True
+            # Going down already: a failed write (kept in .failure) must not hide why.
+            with contextlib.suppress(TranscriptWriteError):
+                if self._since_checkpoint:
+                    self._checkpoint(self._clock() - self._start)
+            if not self.closed:
+                self._file.close()
+                self.closed = True
 
     def __enter__(self) -> Self:
         return self
@@ -427,9 +444,14 @@ class Recorder:
         self._lines.clear()
         with contextlib.suppress(OSError):
             self._file.close()
-        if self.on_failure is not None:
-            self.on_failure(self.failure)
+        self._tell(self.failure)
         return self.failure
+
+    def _tell(self, failure: TranscriptWriteError) -> None:
+        # Whatever the callback does wrong must not hide the failure from the writer.
+        if self.on_failure is not None:
+            with contextlib.suppress(Exception):
+                self.on_failure(failure)
 
 
 async def keep_checkpointing(recorder: Recorder, interval: float = 1.0) -> None:

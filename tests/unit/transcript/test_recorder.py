@@ -10,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from tests.helpers import FakeClock, new_signer, record_sample, write_allowed_signers
+from toolkit.errors import TranscriptWriteError
 from toolkit.identity.allowed_signers import AllowedSigners
 from toolkit.secrets import Secret
 from toolkit.transcript.models import Checkpoint, Header
@@ -140,9 +141,12 @@ def test_closed_recorder_refuses_more(tmp_path: Path) -> None:
 def test_transcript_is_private_and_never_overwritten(tmp_path: Path) -> None:
     path = record_sample(tmp_path / "s.cast", new_signer())
     assert path.stat().st_mode & 0o777 == 0o600
+    before = path.read_bytes()
     signer = new_signer()
-    with pytest.raises(FileExistsError):
+    with pytest.raises(TranscriptWriteError, match="File exists") as caught:
         Recorder.create(path, new_header("A", "a@example.com", signer, "T"), signer)
+    assert isinstance(caught.value.__cause__, FileExistsError)
+    assert path.read_bytes() == before
 
 
 def test_header_must_name_the_signing_key(tmp_path: Path) -> None:
