@@ -30,6 +30,12 @@ EMAIL = "alice@example.com"
 START_TIMEOUT = 15.0
 RUN_TIMEOUT = 30.0
 TOOLKIT = [sys.executable, "-m", "toolkit"]
+# Python ignores SIGXFSZ, so past the limit a write comes up short, then fails with EFBIG.
+_LIMITED = (
+    "import os, resource, sys; n = int(sys.argv[1]); "
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (n, n)); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])"
+)
 
 
 @dataclass(frozen=True)
@@ -105,14 +111,11 @@ class Person:
         stderr: int | IO[Any] = subprocess.PIPE,
         max_file_size: int | None = None,
     ) -> subprocess.Popen[str]:
-        def limit() -> None:  # Python ignores SIGXFSZ: a write past it fails with EFBIG
-            import resource
-
-            if max_file_size is not None:
-                resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_size, max_file_size))
-
+        argv = [*TOOLKIT, *(str(a) for a in args)]
+        if max_file_size is not None:  # set in the child before exec: no preexec_fn here
+            argv = [sys.executable, "-c", _LIMITED, str(max_file_size), *argv[1:]]
         return subprocess.Popen(
-            [*TOOLKIT, *(str(a) for a in args)],
+            argv,
             env=self.env(),
             cwd=self.root,
             stdin=stdin if stdin is not None else subprocess.DEVNULL,
@@ -120,7 +123,6 @@ class Person:
             stderr=stderr,
             text=True,
             start_new_session=True,  # its own group: signals and clean-up reach only it
-            preexec_fn=limit if max_file_size is not None else None,
         )
 
 
