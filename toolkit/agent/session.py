@@ -200,7 +200,7 @@ class AgentSession:
         self._cancelled: set[int] = set()  # ids the technician cancelled, still in flight
         self.shell: AgentShell | None = None  # the armed or running shell (one at a time)
         self._ticker = asyncio.get_running_loop().create_task(keep_checkpointing(self.recorder))
-        self.recorder.on_failure = self._unrecordable
+        self.recorder.on_failure = self._unrecordable  # its writes never raise it here
         self._ended = False
         self._rejects = 0
         agent.observer.say(
@@ -236,10 +236,7 @@ class AgentSession:
         """Record a channel or request the agent never offers; the session goes on."""
         message = f"refused: {what} is not offered"
         if not self.recorder.closed:
-            with contextlib.suppress(TranscriptWriteError):  # on_failure ends the session
-                self.recorder.event(
-                    "refusal", op="channel", ok=False, error="refused", message=message
-                )
+            self.recorder.event("refusal", op="channel", ok=False, error="refused", message=message)
         self.agent.observer.say(message)
 
     # -- requests --------------------------------------------------------------
@@ -304,9 +301,7 @@ class AgentSession:
                 self._spawn(self.end(why, notify=True))
             return
         message = message[:500]
-        if not self.recorder.closed:
-            with contextlib.suppress(TranscriptWriteError):  # on_failure ends the session
-                self.recorder.event("protocol_error", id=request_id, error=code, message=message)
+        self.recorder.event("protocol_error", id=request_id, error=code, message=message)
         self.agent.observer.say(f"rejected a {code} request: {message}")
         self._spawn(self._send(Response(request_id, False, error=code, message=message).to_frame()))
 
@@ -411,8 +406,7 @@ class AgentSession:
             fields["technician_session"] = request.args.get("session")
         kind = "refusal" if outcome.response.error == "refused" else "operation"
         fields.setdefault("ok", outcome.response.ok)
-        with contextlib.suppress(TranscriptWriteError):  # on_failure ends the session
-            self.recorder.event(kind, **fields)
+        self.recorder.event(kind, **fields)
         if outcome.summary:
             self.agent.observer.say(outcome.summary)
 

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 import asyncssh
 
 from toolkit.agent.pty import PtyShell
-from toolkit.errors import TranscriptWriteError
 from toolkit.session.echo import EchoJudge
 from toolkit.session.protocol import SHELL_EVENTS, data_frames
 
@@ -123,16 +122,15 @@ class AgentShell:
             raise
         rec = session.recorder
         if not rec.closed:
-            with contextlib.suppress(TranscriptWriteError):  # the session's on_failure ends it
-                rec.event(
-                    "shell_start",
-                    id=self.request_id,
-                    shell=self.pty.shell,
-                    term=term[:64],
-                    width=width,
-                    height=height,
-                )
-                rec.resize(max(width, 1), max(height, 1))
+            rec.event(
+                "shell_start",
+                id=self.request_id,
+                shell=self.pty.shell,
+                term=term[:64],
+                width=width,
+                height=height,
+            )
+            rec.resize(max(width, 1), max(height, 1))
         session.agent.observer.say(f"shell started ({self.pty.shell}, {width}x{height})")
         session.agent.observer.shell_size(width, height)
         self.pty.read_into(self._output, self._pty_closed)
@@ -146,8 +144,7 @@ class AgentShell:
             self.channel.write(data)
         rec = self.session.recorder
         if not rec.closed:
-            with contextlib.suppress(TranscriptWriteError):  # the session's on_failure ends it
-                rec.output(data)
+            rec.output(data)
         self._judge.shown(data)
         self._settle()
         self.session.agent.observer.shell_output(data)
@@ -188,13 +185,11 @@ class AgentShell:
             if recorded:
                 self.recorded_bytes += len(data)
                 if not rec.closed:
-                    with contextlib.suppress(TranscriptWriteError):  # on_failure ends it
-                        rec.input(data)
+                    rec.input(data)
             elif self._last_recorded:
                 self.withheld_spans += 1
                 if not rec.closed:
-                    with contextlib.suppress(TranscriptWriteError):
-                        rec.event("input_withheld", id=self.request_id, reason="echo off")
+                    rec.event("input_withheld", id=self.request_id, reason="echo off")
             self._last_recorded = recorded
             self._verdict_for(len(data), recorded)
 
@@ -210,8 +205,7 @@ class AgentShell:
         self.resizes += 1
         rec = self.session.recorder
         if not rec.closed:
-            with contextlib.suppress(TranscriptWriteError):  # the session's on_failure ends it
-                rec.resize(width, height)
+            rec.resize(width, height)
 
     def hang_up(self) -> None:
         """The technician closed the channel (the escape, or the session's end)."""

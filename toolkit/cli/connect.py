@@ -22,7 +22,7 @@ from toolkit.cli._relay import (
 )
 from toolkit.cli._terminal import TerminalLines, printable
 from toolkit.cli.share import parse_address
-from toolkit.errors import ExitCode, ToolkitError, TranscriptWriteError, UsageError
+from toolkit.errors import ExitCode, ToolkitError, UsageError
 
 if TYPE_CHECKING:
     from toolkit.consent import Scope
@@ -265,11 +265,10 @@ async def _session(
         if not interrupted:
             raise
         worst, reason = ExitCode.INTERRUPTED, "interrupted by the technician (Ctrl-C)"
-    except TranscriptWriteError:
-        reason = "the technician's transcript could not be written"
-        raise
     finally:
         loop.remove_signal_handler(signal.SIGINT)
+        if session.recorder.failure is not None:  # whatever else the session ended with
+            reason = "the technician's transcript could not be written"
         path = await session.end(reason)
         if session.recorder.failure is None:  # an unsealed transcript is not attached
             _attach(ticket, path, session, reason)

@@ -81,10 +81,6 @@ class _Pending:
 logger = logging.getLogger(__name__)
 
 
-def _drop(stream: int, data: bytes) -> None:
-    """The sink of a request that already failed."""
-
-
 def _ended_message(why: str) -> str:
     """The agent's reason as one sentence, without saying "the customer ended" twice."""
     if why.lower().startswith("the customer"):
@@ -184,14 +180,7 @@ class SessionClient:
         if pending is None:
             return  # data for a request that gave up waiting
         if pending.on_data is not None:
-            try:
-                pending.on_data(data.stream, data.data)
-            except ToolkitError as exc:  # the transcript could not take it (a full disk)
-                # That request fails with it (fail() may have done so already), the rest
-                # of its data is dropped, and the connection stays up for the end.
-                pending.on_data = _drop
-                if not pending.future.done():
-                    pending.future.set_exception(exc)
+            pending.on_data(data.stream, data.data)
         else:
             pending.data.setdefault(data.stream, bytearray()).extend(data.data)
 

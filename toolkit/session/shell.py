@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
-from toolkit.errors import PolicyRefused, TranscriptWriteError, TransportError
+from toolkit.errors import PolicyRefused, TransportError
 from toolkit.session.client import OnData, Reply
 from toolkit.session.echo import characters
 from toolkit.session.protocol import SHELL_EVENTS, Response
@@ -173,18 +173,14 @@ class ShellClient:
         if self._chan is None or self._closed.is_set() or width <= 0 or height <= 0:
             return
         self._chan.change_terminal_size(width, height)
-        rec = self.session.recorder
-        if not rec.closed:
-            with contextlib.suppress(TranscriptWriteError):  # on_failure closes the shell
-                rec.resize(width, height)
+        self.session.recorder.resize(width, height)
 
     def _output(self, data: bytes) -> None:
         if self._on_output is not None:  # the screen first: recording is not on the echo's path
             self._on_output(data)
         rec = self.session.recorder
         if not rec.closed:
-            with contextlib.suppress(TranscriptWriteError):  # on_failure closes the shell
-                rec.output(data)
+            rec.output(data)
         self._output_total += len(data)
         self._output_log += data
         if len(self._output_log) > OUTPUT_LOG:
@@ -249,17 +245,14 @@ class ShellClient:
         rec = self.session.recorder
         if rec.closed:
             return
-        # Called from asyncssh's callbacks and timers: a failed write is the
-        # session's on_failure to handle (it closes the shell), not theirs.
-        with contextlib.suppress(TranscriptWriteError):
-            if kept:
-                rec.input(data)
-                self._last_recorded = True
-                return
-            self.withheld_bytes += len(data)
-            if self._last_recorded:
-                rec.event("input_withheld", reason="echo off")
-            self._last_recorded = False
+        if kept:
+            rec.input(data)
+            self._last_recorded = True
+            return
+        self.withheld_bytes += len(data)
+        if self._last_recorded:
+            rec.event("input_withheld", reason="echo off")
+        self._last_recorded = False
 
     # -- the end -----------------------------------------------------------------
 

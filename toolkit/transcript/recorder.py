@@ -10,9 +10,13 @@ checkpoints need :meth:`Recorder.tick` (or :func:`keep_checkpointing`) while a
 session is idle.
 
 A write that fails (a full disk, a file size limit) stops the recorder for
-good with :class:`~toolkit.errors.TranscriptWriteError`: the bytes it did
-write are in the file but not in the hashes, so any later checkpoint would
-contradict the file. What the last checkpoint covers stays verifiable.
+good: the bytes it did write are in the file but not in the hashes, so any
+later checkpoint would contradict the file. What the last checkpoint covers
+stays verifiable. The failure (:class:`~toolkit.errors.TranscriptWriteError`,
+kept in ``failure``) goes to ``on_failure`` when the session gave one: it is
+called once, and the write that failed and every later one return quietly,
+so that no caller needs to catch it. Without ``on_failure`` they raise it.
+``close`` always raises it: nothing was sealed.
 
 Secrets stay out by construction: data is ``bytes`` or plain JSON values
 only, a :class:`~toolkit.secrets.Secret` or key object is refused, field names
@@ -166,7 +170,7 @@ class Recorder:
         self._every_events = checkpoint_events
         self._every_seconds = checkpoint_seconds
         self._redact: list[str] = []
-        #: Called once, with the error, when a write fails (before that call raises it).
+        #: Takes a failed write, once; the writes then return quietly (see the module doc).
         self.on_failure = on_failure
         #: Why the recorder stopped, if a write failed; it is then closed, and unsealed.
         self.failure: TranscriptWriteError | None = None
@@ -248,7 +252,11 @@ class Recorder:
         if self.closed or not self._since_checkpoint:
             return
         if self._clock() - self._start - self._last_checkpoint >= self._every_seconds:
-            self._checkpoint(self._clock() - self._start)
+            try:
+                self._checkpoint(self._clock() - self._start)
+            except TranscriptWriteError:
+                if self.on_failure is None:
+                    raise
 
     def close(self, reason: str) -> Path:
         """Seal: a session_end event, a last checkpoint, fsync, then ``<file>.sig``."""
@@ -260,6 +268,8 @@ class Recorder:
                 self._line(code, self._scrub(tail))
         duration = round(self._clock() - self._start, 6)
         self.event("session_end", reason=reason, duration=duration, events=self._events + 1)
+        if self.failure is not None:  # those lines failed, reported to on_failure: no seal
+            raise self.failure
         if self._since_checkpoint:
             self._checkpoint(self._clock() - self._start)
         self._file.close()
@@ -345,6 +355,8 @@ class Recorder:
         """One line. A short one stays str, encoded with the others when drained; bulk
         output (most of a transcript's bytes) is quoted to bytes at once, by orjson."""
         if self.closed:
+            if self.failure is not None and self.on_failure is not None:
+                return  # reported once, through on_failure
             raise self.failure or RecorderClosed("transcript already sealed")
         t = self._clock() - self._start
         if len(text) < _ORJSON_FROM:
@@ -359,13 +371,17 @@ class Recorder:
             self._buf_len += len(data)
         self._events += 1
         self._since_checkpoint += 1
-        if (
-            self._since_checkpoint >= self._every_events
-            or t - self._last_checkpoint >= self._every_seconds
-        ):
-            self._checkpoint(t)
-        elif self._buf_len >= _FLUSH_BYTES:
-            self._drain()
+        try:
+            if (
+                self._since_checkpoint >= self._every_events
+                or t - self._last_checkpoint >= self._every_seconds
+            ):
+                self._checkpoint(t)
+            elif self._buf_len >= _FLUSH_BYTES:
+                self._drain()
+        except TranscriptWriteError:
+            if self.on_failure is None:
+                raise
 
     def _encode_lines(self) -> None:
         if self._lines:

@@ -32,18 +32,22 @@ from tests.helpers import FakeClock, new_signer, write_allowed_signers
 from toolkit.errors import TranscriptWriteError
 from toolkit.transcript.recorder import Recorder, new_header
 
-out, limit = Path(sys.argv[1]), int(sys.argv[2])
+out, limit, mode = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 signer = new_signer()
 write_allowed_signers(out / "as", signer)
 failures = []
 header = new_header("Alice", "alice@example.com", signer, "T-9")
-rec = Recorder.create(out / "s.cast", header, signer, on_failure=failures.append)
+told = {"on_failure": failures.append} if mode == "report" else {}
+rec = Recorder.create(out / "s.cast", header, signer, **told)
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
 report = {"error": None}
 try:
     for i in range(200_000):
         rec.output(b"line %d of the output\r\n" % i)
+        if rec.closed:  # with on_failure: reported there, the write returned quietly
+            report["error"] = rec.failure.diagnostics()
+            break
 except TranscriptWriteError as exc:
     report["error"] = exc.diagnostics()
     report["same_as_failure"] = exc is rec.failure
@@ -69,10 +73,11 @@ print(json.dumps(report))
 """
 
 
-def _record_until_full(tmp_path: Path, limit: int) -> dict[str, Any]:
+def _record_until_full(tmp_path: Path, limit: int, mode: str = "raise") -> dict[str, Any]:
+    """``mode`` "raise": no on_failure; "report": the failure goes to on_failure."""
     root = Path(__file__).resolve().parents[3]
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(tmp_path), str(limit)],
+        [sys.executable, "-c", _CHILD, str(tmp_path), str(limit), mode],
         capture_output=True,
         text=True,
         cwd=root,
@@ -90,7 +95,6 @@ def test_a_full_disk_stops_the_recorder_and_leaves_a_verifiable_prefix(tmp_path:
     assert report["error"].startswith(f"Cannot write the transcript {path}: File too large.")
     assert "up to checkpoint" in report["error"] and "toolkit verify" in report["error"]
     assert report["same_as_failure"] and report["closed"]
-    assert report["on_failure_calls"] == 1
     # Space came back: still nothing more is written, and nothing is sealed.
     assert report["output"] == report["event"] == report["close"] == "the same failure"
     assert report["size_after"] == report["size_at_failure"] == 150_000
@@ -103,6 +107,24 @@ def test_a_full_disk_stops_the_recorder_and_leaves_a_verifiable_prefix(tmp_path:
     assert verdict.checkpoints >= 2
     assert f"checkpoint {verdict.checkpoints} " in report["error"]
     assert 0 < verdict.valid_bytes < 150_000
+
+
+def test_with_on_failure_the_failure_is_told_once_and_writes_return_quietly(
+    tmp_path: Path,
+) -> None:
+    report = _record_until_full(tmp_path, 150_000, "report")
+    path = tmp_path / "s.cast"
+    assert report["error"] is not None, "the limit was never reached"
+    assert report["error"].startswith(f"Cannot write the transcript {path}: File too large.")
+    assert report["on_failure_calls"] == 1 and report["closed"]
+    # Later writes are dropped without an exception for the caller to catch;
+    # sealing still refuses, with the same failure.
+    assert report["output"] == report["event"] == "accepted"
+    assert report["close"] == "the same failure"
+    assert report["size_after"] == report["size_at_failure"] == 150_000
+    assert not report["sig"]
+    trust = AllowedSigners.from_file(tmp_path / "as")
+    assert examine(path, trust).verdict is Verdict.UNSEALED
 
 
 def test_a_failure_before_any_checkpoint_says_nothing_can_be_verified(tmp_path: Path) -> None:
