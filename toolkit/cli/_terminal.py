@@ -3,7 +3,6 @@
 A prompt in a thread (input(), rich's Prompt) cannot be taken back: when
 Ctrl-C or the other side ends things while it waits, the thread still holds
 stdin as Python exits. :class:`TerminalLines` reads on the event loop instead.
-:func:`printable` makes a peer's text safe to show.
 """
 
 from __future__ import annotations
@@ -59,10 +58,4 @@ def _settle(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def printable(text: str, limit: int = 500) -> str:
-    """A peer's text made safe for a terminal: control characters escaped, length capped."""
-    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
-    return shown + ("..." if len(text) > limit else "")
-
-
-__all__ = ["TerminalLines", "printable"]
+__all__ = ["TerminalLines"]

@@ -20,9 +20,10 @@ from toolkit.cli._relay import (
     relay_route,
     relay_shown,
 )
-from toolkit.cli._terminal import TerminalLines, printable
+from toolkit.cli._terminal import TerminalLines
 from toolkit.cli.share import parse_address
 from toolkit.errors import ExitCode, ToolkitError, UsageError
+from toolkit.text import printable
 
 if TYPE_CHECKING:
     from toolkit.consent import Scope

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from toolkit.cli._terminal import printable
+from toolkit.text import printable
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType

@@ -29,9 +29,9 @@ from prompt_toolkit.formatted_text import HTML
 from prompt_toolkit.history import FileHistory
 
 from toolkit.cli._console import err, out
-from toolkit.cli._terminal import printable
 from toolkit.errors import ExitCode, ToolkitError, TranscriptWriteError, UsageError
 from toolkit.session.commands import COMMANDS, Command
+from toolkit.text import printable
 
 if TYPE_CHECKING:
     from toolkit.session.technician import Result, TechnicianSession

@@ -2,7 +2,7 @@
 
 Batch runs and pipes keep the plain output of :func:`toolkit.cli.connect._show`;
 these renderers are for the interactive prompt. Every name, path and message
-that comes from the agent goes through :func:`printable` or rich's Text, so
+that comes from the agent goes through :func:`toolkit.text.printable`, so
 the agent's text can never move the technician's cursor or change colours.
 """
 
@@ -13,7 +13,7 @@ import stat as stat_module
 import sys
 from typing import TYPE_CHECKING, Any
 
-from toolkit.cli._terminal import printable
+from toolkit.text import printable, printable_lines
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -22,15 +22,6 @@ if TYPE_CHECKING:
 
 #: Larger files, or files that are not UTF-8, are written as they are, not highlighted.
 HIGHLIGHT_LIMIT = 512 * 1024
-
-
-def safe_text(data: bytes) -> str:
-    """The agent's bytes as text to print: lines and tabs kept, other control bytes escaped."""
-    text = data.decode("utf-8", errors="replace").rstrip("\n")
-    return "\n".join(
-        "\t".join(printable(part, limit=len(part)) for part in line.split("\t"))
-        for line in text.replace("\r\n", "\n").split("\n")
-    )
 
 
 def _mode(kind: str, mode: Any) -> str:
@@ -68,7 +59,7 @@ def _stderr(console: Console, data: bytes, title: str = "stderr") -> None:
     if not data:
         return
     console.print(Rule(title, style="red", align="left"))
-    console.print(Text(safe_text(data), style="red"))
+    console.print(Text(printable_lines(data), style="red"))
 
 
 def show(result: Result, out: Console, err: Console) -> None:
@@ -128,7 +119,7 @@ def show(result: Result, out: Console, err: Console) -> None:
         _stderr(err, result.stderr)
         _status(err, result)
     else:
-        out.print(Text(safe_text(result.stdout)))
+        out.print(Text(printable_lines(result.stdout)))
 
 
 def _read(result: Result, out: Console, err: Console) -> None:
@@ -186,4 +177,4 @@ def _steps(result: Result, out: Console, err: Console) -> None:
     _status(err, result)
 
 
-__all__ = ["safe_text", "show"]
+__all__ = ["show"]

@@ -22,8 +22,9 @@ from toolkit.cli._relay import (
     relay_route,
     start_relayed,
 )
-from toolkit.cli._terminal import TerminalLines, printable
+from toolkit.cli._terminal import TerminalLines
 from toolkit.errors import ExitCode, UsageError
+from toolkit.text import printable
 
 if TYPE_CHECKING:
     import asyncio

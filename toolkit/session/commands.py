@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import shlex
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 from toolkit.errors import UsageError
+from toolkit.text import printable
 
 MAX_LINE = 16 * 1024
 
@@ -131,12 +131,8 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 
 def _printable(value: Any) -> str:
-    """``value`` as text with control and format characters escaped, cut short."""
-    text = value if isinstance(value, str) else json.dumps(value)
-    text = "".join(
-        c if c == " " or unicodedata.category(c)[0] not in "CZ" else repr(c)[1:-1] for c in text
-    )
-    return text if len(text) <= 200 else text[:197] + "..."
+    """``value`` shown for a terminal: a string as it is, anything else as JSON."""
+    return printable(value if isinstance(value, str) else json.dumps(value), 200)
 
 
 __all__ = ["COMMANDS", "Command", "help_text", "parse"]
