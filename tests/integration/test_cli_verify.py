@@ -26,7 +26,9 @@ def test_sealed_shows_who_when_what_and_exits_0(
     path, signers = sealed
     assert toolkit(["verify", str(path), "--allowed-signers", str(signers)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"SEALED {path}")
+    # The file's own path heads the report; the verdict is the last line, after it all.
+    assert out.startswith(f"{path}\n")
+    assert out.endswith(f"\nSEALED {path}\n")
     for expected in ["Alice Tech <alice@example.com>", "T-1", "5 (0 refused)", "completed"]:
         assert expected in out
     assert f"ssh-keygen -Y verify -f {signers} -I {EMAIL} -n toolkit-transcript" in out
@@ -73,7 +75,7 @@ def test_each_verdict_has_its_exit_code(
     ]
     for args, code, verdict in cases:
         assert toolkit(["verify", *args]) == code, verdict
-        assert capsys.readouterr().out.startswith(verdict)
+        assert capsys.readouterr().out.splitlines()[-1].startswith(verdict)
     assert toolkit(["verify", str(tampered), "--allowed-signers", str(signers)]) == 1
     out = capsys.readouterr().out
     assert "checkpoint 4 (line 21) fails" in out and "lines 17-21" in out
@@ -96,7 +98,7 @@ def test_not_a_transcript_is_a_usage_error(
         ) and "Traceback" not in err
     # Several files: every one is reported, the exit code is the worst.
     assert toolkit(["verify", str(path), str(junk), "--allowed-signers", str(signers)]) == 2
-    assert capsys.readouterr().out.startswith("SEALED")
+    assert capsys.readouterr().out.endswith(f"\nSEALED {path}\n")
 
 
 def test_default_allowed_signers_locations(
@@ -112,7 +114,7 @@ def test_default_allowed_signers_locations(
     config_file.parent.mkdir(parents=True)
     config_file.write_text("")  # the config dir's file wins, and it trusts nobody
     assert toolkit(["verify", str(path)]) == 1
-    assert capsys.readouterr().out.startswith("UNTRUSTED")
+    assert capsys.readouterr().out.splitlines()[-1].startswith("UNTRUSTED")
 
 
 def test_bad_allowed_signers_file_is_a_usage_error(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from toolkit.cli._console import Lines
 from toolkit.errors import ExitCode, ToolkitError, TranscriptFormatError
+from toolkit.text import printable
 
 if TYPE_CHECKING:
     import typer
@@ -52,14 +53,17 @@ def _duration(seconds: float | None) -> str:
 
 
 def _render(report: Report, signers: Path | None) -> None:
+    """One file's report: what the file says, then the verdict, last.
+
+    Every value that comes from the file goes through :func:`printable`, and
+    the verdict line comes after all of them, so nothing the file holds can
+    be printed after the verdict, let alone over it.
+    """
     console = Lines(stderr=False)
     h = report.header
     verdict = report.verdict.value
-    console.print(
-        f"[{_STYLE.get(verdict, 'bold red')}]{verdict}[/] {report.path}",
-        markup=True,
-        plain=f"{verdict} {report.path}",
-    )
+    shown_path = printable(str(report.path), None)
+    console.print(shown_path)
     rows = [
         ("technician", f"{h.technician.name} <{h.technician.email}> {h.technician.fingerprint}"),
         ("ticket", h.ticket),
@@ -74,11 +78,9 @@ def _render(report: Report, signers: Path | None) -> None:
     ]
     if report.trusted_as:
         rows.append(("signer", f"trusted as {report.trusted_as} by {signers}"))
-    for label, value in rows:
-        console.print(f"  {label:<12} {value}")
     if report.failure:
         f = report.failure
-        console.print(f"  {'problem':<12} {f.reason}")
+        rows.append(("problem", f.reason))
         where = []
         if f.byte_range:
             where.append(f"bytes {f.byte_range[0]}-{f.byte_range[1]}")
@@ -87,16 +89,31 @@ def _render(report: Report, signers: Path | None) -> None:
         if f.line:
             where.append(f"first malformed line {f.line}")
         if where:
-            console.print(f"  {'where':<12} {', '.join(where)}")
-    for note in report.notes:
-        console.print(f"  {'note':<12} {note}")
+            rows.append(("where", ", ".join(where)))
+    rows += [("note", note) for note in report.notes]
+    rows.append(
+        ("ssh-keygen", report.ssh_keygen_command(str(signers) if signers else "ALLOWED_SIGNERS"))
+    )
+    for label, value in rows:
+        console.print(f"  {label:<12} {printable(value)}")
     if report.verdict.value == "TAMPERED":
         console.print(
             "  This transcript was modified after it was signed, maybe maliciously: "
             "do not rely on what it shows after the last valid checkpoint."
         )
-    cmd = report.ssh_keygen_command(str(signers) if signers else "ALLOWED_SIGNERS")
-    console.print(f"  {'ssh-keygen':<12} {cmd}")
+    console.print(
+        f"[{_STYLE.get(verdict, 'bold red')}]{verdict}[/] {_markup_escape(shown_path)}",
+        markup=True,
+        plain=f"{verdict} {shown_path}",
+    )
+
+
+def _markup_escape(text: str) -> str:
+    if "[" not in text:  # rich stays unloaded for the usual path
+        return text
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def verify_command(

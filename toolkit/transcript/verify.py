@@ -27,6 +27,7 @@ import io
 import json
 import queue
 import re
+import shlex
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -120,9 +121,15 @@ class Report:
         return datetime.fromtimestamp(self.header.timestamp + self.duration, UTC)
 
     def ssh_keygen_command(self, allowed_signers: str) -> str:
+        """The stock OpenSSH check of this file, quoted for a POSIX shell.
+
+        The principal comes from the file, so it is quoted like everything
+        else: a supervisor may paste this line into a shell.
+        """
+        q = shlex.quote
         return (
-            f"ssh-keygen -Y verify -f {allowed_signers} -I {self.header.signed_by.email} "
-            f"-n {NAMESPACE_SEAL} -s {self.path}.sig < {self.path}"
+            f"ssh-keygen -Y verify -f {q(allowed_signers)} -I {q(self.header.signed_by.email)} "
+            f"-n {NAMESPACE_SEAL} -s {q(f'{self.path}.sig')} < {q(str(self.path))}"
         )
 
     def to_json(self) -> dict[str, Any]:
