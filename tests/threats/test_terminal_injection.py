@@ -14,8 +14,12 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import EMAIL, new_signer, write_allowed_signers
+from tests.integration.share_process import Person, sharing
 from tests.terminal_screen import screen_of
+from toolkit.tickets.base import Attachment, Ticket
 from toolkit.transcript.recorder import Recorder, new_header
 
 ESC = "\x1b"
@@ -118,3 +122,67 @@ def test_json_output_carries_escapes_only_as_json_escapes(tmp_path: Path) -> Non
     screen = screen_of([*TOOLKIT, "verify", "--json", "--allowed-signers", signers, path])
     assert ESC.encode() not in screen.raw
     assert json.loads(screen.raw.decode())["ticket"] == "T-1" + UP_AND_ERASE
+
+
+# -- the technician's terminal: what the customer's machine sends -------------------------
+
+NOTES = f"BEFORE\n{ESC}[2J{ESC}[HFAKE PROMPT $ \n{ESC}]0;pwned\a after\n"
+
+
+def test_a_file_from_the_customers_machine_cannot_drive_the_technicians_terminal(
+    tmp_path: Path,
+) -> None:
+    # A log file on the customer's machine may hold anything anyone wrote into it.
+    customer = Person.make(tmp_path / "customer")
+    (customer.home / "notes.txt").write_text(NOTES)
+    policy = customer.root / "policy.toml"
+    policy.write_text('[files]\nallow = ["~/notes.txt"]\n')
+    technician = Person.make(tmp_path / "technician")
+    made = technician.toolkit("keys", "init", "--name", "Alice Tech", "--email", EMAIL)
+    assert made.returncode == 0, made.stderr
+    batch = technician.root / "batch"
+    batch.write_text("read ~/notes.txt\n")
+    with sharing(customer, "--policy", policy, logs=tmp_path / "logs") as share:
+        argv = [*TOOLKIT, "connect", share.address, "--code", share.code, "--ticket", "T-1"]
+        screen = screen_of([*argv, "--batch", batch], env=technician.env(), cwd=technician.root)
+
+    assert screen.code == 0, screen.text
+    assert "BEFORE" in screen.text  # the screen was not cleared
+    assert "\\x1b[2J\\x1b[HFAKE PROMPT $" in screen.text
+    assert "\\x1b]0;pwned\\x07 after" in screen.text
+    assert b"\x1b]0;" not in screen.raw and b"\x1b[2J" not in screen.raw
+
+
+# -- what a ticket system sends ---------------------------------------------------------
+
+
+class _HostileTickets:
+    """A ticket system whose every string carries escape sequences."""
+
+    name = "hostile"
+    max_attachment_bytes = None
+
+    def ticket(self, ticket: str) -> Ticket:
+        attachment = Attachment(
+            name="t.cast",
+            size=10,
+            sha256="",
+            attached_at=f"2026-12-03{ESC}[2J",
+            location=f"https://x/{ESC}]8;;https://evil/{ESC}\\link",
+            comment=f"sealed{ESC}[1A{ESC}[2K\nsecond line",
+        )
+        return Ticket(ticket, (attachment,), title=f"Printer{ESC}[H{ESC}[2Jjammed")
+
+
+def test_a_ticket_systems_strings_are_shown_escaped(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from toolkit.cli import run
+    from toolkit.tickets import plugins
+
+    monkeypatch.setattr(plugins, "open_backend", lambda name: _HostileTickets())
+    assert run(["tickets", "show", "T-1"]) == 0
+    out = capsys.readouterr().out
+    assert ESC not in out
+    assert "ticket T-1: Printer\\x1b[H\\x1b[2Jjammed" in out
+    assert "\\x1b]8;;https://evil/\\x1b\\link" in out

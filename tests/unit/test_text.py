@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from toolkit.text import LIMIT, printable, printable_lines
+from toolkit.text import LIMIT, PrintableStream, printable, printable_lines
 
 ESC = "\x1b"
 
@@ -21,8 +21,8 @@ ESC = "\x1b"
         ("separators \u2028\u2029", "separators \\u2028\\u2029"),
         ("lone \ud800 surrogate", "lone \\ud800 surrogate"),
         ("private \ue000 use", "private \\ue000 use"),
-        # A backslash is doubled: escaped text cannot pass for text sent escaped.
-        ("sent as \\x1b", "sent as \\\\x1b"),
+        # A backslash is kept: a Windows path or a source file reads as written.
+        ("C:\\Users\\x", "C:\\Users\\x"),
     ],
 )
 def test_printable_escapes_what_a_terminal_would_obey(raw: str, shown: str) -> None:
@@ -43,10 +43,26 @@ def test_printable_cuts_before_escaping_so_an_escape_is_never_split() -> None:
 
 def test_printable_takes_any_value() -> None:
     assert printable(42) == "42"
-    assert printable(["a\x1b"]) == "['a\\\\x1b']"
+    assert printable(["a\x1b"]) == "['a\\x1b']"
 
 
 def test_printable_lines_keeps_lines_and_tabs_and_escapes_the_rest() -> None:
     data = b"one\ttwo\r\nthree \x1b[31mred\x1b[0m\nbad \xff byte\n\n"
     assert printable_lines(data) == "one\ttwo\nthree \\x1b[31mred\\x1b[0m\nbad \ufffd byte"
     assert printable_lines("a\rb") == "a\\rb"
+
+
+def test_printable_stream_is_the_same_wherever_the_pieces_are_cut() -> None:
+    data = "é ok\r\n\x1b[2J日本\tx\r\nlast\n".encode()
+    whole = PrintableStream().feed(data, final=True)
+    assert whole == "é ok\n\\x1b[2J日本\tx\nlast\n"
+    for cut in range(1, len(data)):
+        stream = PrintableStream()
+        pieces = stream.feed(data[:cut]) + stream.feed(data[cut:]) + stream.feed(b"", final=True)
+        assert pieces == whole, cut
+
+
+def test_printable_stream_shows_a_lone_carriage_return_once_the_stream_ends() -> None:
+    stream = PrintableStream()
+    assert stream.feed(b"50%\r") == "50%"
+    assert stream.feed(b"", final=True) == "\\r"

@@ -142,9 +142,12 @@ def run(argv: Sequence[str] | None = None) -> int:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else ExitCode.FAILED)
     except ToolkitError as exc:
-        err().print(exc.diagnostics(), markup=False, highlight=False)
+        from toolkit.text import printable, printable_lines
+
+        # Messages quote peers, files and ticket systems: their lines, never their escapes.
+        err().print(printable_lines(exc.diagnostics()), markup=False, highlight=False)
         if verbose() and exc.__cause__ is not None:
-            err().print(f"cause: {exc.__cause__!r}", markup=False, highlight=False)
+            err().print(f"cause: {printable(repr(exc.__cause__))}", markup=False, highlight=False)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         err().print()
@@ -153,8 +156,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         if verbose():
             err().print_exception()
         else:
+            from toolkit.text import printable
+
             err().print(
-                f"toolkit hit an internal error ({type(exc).__name__}: {exc}). "
+                f"toolkit hit an internal error ({type(exc).__name__}: {printable(exc)}). "
                 "This is a bug; rerun with --verbose for the traceback and report it.",
                 markup=False,
                 highlight=False,

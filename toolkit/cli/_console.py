@@ -64,6 +64,12 @@ class Lines:
         ``highlight`` (default: as ``markup``) only matters on a terminal.
         """
         stream = sys.stderr if self._stderr else sys.stdout
+        if not markup and not _printable(text):
+            # The last line of defence: a caller that forgot toolkit.text still cannot
+            # hand a peer's escape sequence to the terminal. Lines and tabs are kept.
+            from toolkit.text import printable_lines
+
+            text = printable_lines(text)
         line = plain if markup else text
         if not (markup and "[" in line) and surely_not_a_terminal(stream):
             if _MAYBE_EMOJI.search(line):

@@ -8,7 +8,9 @@ stdin as Python exits. :class:`TerminalLines` reads on the event loop instead.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
+
+from toolkit.text import PrintableStream
 
 if TYPE_CHECKING:
     import asyncio
@@ -58,4 +60,27 @@ def _settle(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-__all__ = ["TerminalLines"]
+_streams: dict[int, PrintableStream] = {}
+
+
+def write_output(stream: TextIO, data: bytes) -> None:
+    """The agent's output bytes onto ``stream`` (stdout or stderr).
+
+    Into a pipe or a file they go as they are, byte for byte, as ssh passes
+    them; on a terminal they go through toolkit.text, so that a file or a
+    command's output on the customer's machine cannot drive the technician's
+    terminal (the granted shell, a terminal by intent, does not come here).
+    """
+    if not data:
+        return
+    if not stream.isatty():
+        stream.flush()
+        stream.buffer.write(data)
+        stream.buffer.flush()
+        return
+    decoder = _streams.setdefault(stream.fileno(), PrintableStream())
+    stream.write(decoder.feed(data))
+    stream.flush()
+
+
+__all__ = ["TerminalLines", "write_output"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -20,10 +21,10 @@ from toolkit.cli._relay import (
     relay_route,
     relay_shown,
 )
-from toolkit.cli._terminal import TerminalLines
+from toolkit.cli._terminal import TerminalLines, write_output
 from toolkit.cli.share import parse_address
 from toolkit.errors import ExitCode, ToolkitError, UsageError
-from toolkit.text import printable
+from toolkit.text import printable, printable_lines
 
 if TYPE_CHECKING:
     from toolkit.consent import Scope
@@ -81,9 +82,9 @@ def _ask_code() -> str:
 def _show(result: Result, as_json: bool) -> None:
     """A result for people (plain text) or scripts (one JSON line)."""
     if as_json:
-        print(json.dumps(result.to_json(), ensure_ascii=False), flush=True)
+        # ASCII: a C1 control or a bidi override from the agent stays a \u escape.
+        print(json.dumps(result.to_json()), flush=True)
         return
-    stdout = sys.stdout.buffer
     if result.status == "refused" or result.error:
         message = printable(result.message or "")
         if not message.startswith(f"{result.status}:"):
@@ -92,7 +93,9 @@ def _show(result: Result, as_json: bool) -> None:
         return
     if result.name == "ls":
         for entry in result.result.get("entries", []):
-            line = f"{entry.get('kind', '?'):<8} {entry.get('size', 0):>12} {entry.get('name')}"
+            # str() first: a format spec on a peer's value of another type would raise.
+            kind, length = str(entry.get("kind", "?")), str(entry.get("size", 0))
+            line = f"{kind:<8} {length:>12} {entry.get('name')}"
             say(printable(line), stderr=False)
     elif result.name == "stat":
         for key in ("path", "kind", "size", "mode", "mtime"):
@@ -101,23 +104,15 @@ def _show(result: Result, as_json: bool) -> None:
                 value = oct(value)
             say(f"{key:<6} {printable(str(value))}", stderr=False)
     elif result.name in ("diag", "fix"):
-        offset = {"stdout": 0, "stderr": 0}
-        for step in result.result.get("steps", []):
-            argv = " ".join(str(a) for a in step.get("argv", []))
-            say(
-                f"== {printable(argv)} (exit {step.get('exit_status')})",
-                stderr=False,
-            )
-            for name, data in (("stdout", result.stdout), ("stderr", result.stderr)):
-                size = int(step.get(f"{name}_bytes", 0))
-                chunk = data[offset[name] : offset[name] + size]
-                offset[name] += size
-                (stdout if name == "stdout" else sys.stderr.buffer).write(chunk)
-        stdout.flush()
+        from toolkit.cli.render import steps
+
+        for step in steps(result):
+            say(f"== {printable(step.argv)} (exit {printable(step.exit_status)})", stderr=False)
+            write_output(sys.stdout, step.stdout)
+            write_output(sys.stderr, step.stderr)
     else:
-        stdout.write(result.stdout or result.content)
-        sys.stderr.buffer.write(result.stderr)
-        stdout.flush()
+        write_output(sys.stdout, result.stdout or result.content)
+        write_output(sys.stderr, result.stderr)
     if result.exit_status not in (None, 0):
         say(f"exit status {result.exit_status}", highlight=True)
 
@@ -125,9 +120,7 @@ def _show(result: Result, as_json: bool) -> None:
 def _stream(stream: int, data: bytes) -> None:
     from toolkit.session.protocol import STDERR
 
-    target = sys.stderr.buffer if stream == STDERR else sys.stdout.buffer
-    target.write(data)
-    target.flush()
+    write_output(sys.stderr if stream == STDERR else sys.stdout, data)
 
 
 def connect_command(
@@ -306,7 +299,7 @@ async def _drive(
                 try:
                     command = _parse(line)
                 except UsageError as exc:
-                    say(exc.diagnostics())
+                    say(printable_lines(exc.diagnostics()))
                     continue
                 if command is None:
                     continue
@@ -326,10 +319,10 @@ async def _drive(
             _show(result, as_json)
             worst = max(worst, _STATUS.get(result.status, ExitCode.FAILED), key=_rank)
     except SessionEnded as exc:
-        say(exc.message, highlight=True)
+        say(printable_lines(exc.message), highlight=True)
         return max(worst, ExitCode.REFUSED, key=_rank), exc.message
     except ConnectionLost as exc:
-        say(exc.message, highlight=True)
+        say(printable_lines(exc.message), highlight=True)
         return ExitCode.NETWORK, exc.message
 
 
@@ -373,12 +366,15 @@ def _attach(ticket: str, path: Path, session: TechnicianSession, reason: str) ->
     try:
         cast, sig = attach_transcript(ticket, path, signer)
     except ToolkitError as exc:
-        say(exc.diagnostics())
+        say(printable_lines(exc.diagnostics()))
         return
-    say(f"Verify it: toolkit verify {cast}")
+    q = shlex.quote
+    say(f"Verify it: toolkit verify {printable(q(str(cast)))}")
     say(
-        f"  or: ssh-keygen -Y verify -f ALLOWED_SIGNERS -I {session.consent.email} "
-        f"-n {NAMESPACE_SEAL} -s {sig} < {cast}",
+        printable(
+            f"  or: ssh-keygen -Y verify -f ALLOWED_SIGNERS -I {q(session.consent.email)} "
+            f"-n {NAMESPACE_SEAL} -s {q(str(sig))} < {q(str(cast))}"
+        ),
     )
 
 

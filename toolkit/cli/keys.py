@@ -9,6 +9,7 @@ import typer
 
 from toolkit.cli._console import err, out
 from toolkit.cli._identity import AgentOption, KeyOption, load_identity, passphrase_source
+from toolkit.text import printable
 
 app = typer.Typer(
     help="Create and show the technician's signing identity.",
@@ -89,9 +90,10 @@ def init(
         "(no usable OS keyring was found)",
         store.STORE_PLAIN: f"in {profile.key_file}, NOT encrypted (--no-passphrase)",
     }[profile.store]
-    err().print(f"Created a signing key for {profile.name} <{profile.email}>.", highlight=False)
-    err().print(f"The private key is stored {where}.", highlight=False)
-    out().print(view["fingerprint"], highlight=False)
+    who = printable(f"{profile.name} <{profile.email}>")
+    err().print(f"Created a signing key for {who}.", highlight=False, markup=False)
+    err().print(f"The private key is stored {printable(where)}.", highlight=False, markup=False)
+    out().print(view["fingerprint"], highlight=False, markup=False)
 
 
 @app.command()
@@ -109,7 +111,9 @@ def show(key: KeyOption = None, agent: AgentOption = None, as_json: JsonOption =
         ("store", "store"),
         ("public key", "public_key"),
     ]:
-        console.print(f"{label:<12} {view[field]}", highlight=False, soft_wrap=True)
+        # A key file's profile or an ssh-agent key's comment may hold anything.
+        shown = printable(view[field], None)
+        console.print(f"{label:<12} {shown}", highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command("allowed-signers")
@@ -121,4 +125,5 @@ def allowed_signers(key: KeyOption = None, agent: AgentOption = None) -> None:
     view = _view(key, agent)
     # The manifest's namespace too, so ssh-keygen can check what goes onto a ticket.
     namespaces = ",".join((*NAMESPACES, MANIFEST_NAMESPACE))
-    out().print(f'{view["email"]} namespaces="{namespaces}" {view["public_key"]}', highlight=False)
+    line = f'{view["email"]} namespaces="{namespaces}" {view["public_key"]}'
+    out().print(printable(line, None), highlight=False, markup=False)

@@ -31,7 +31,7 @@ from prompt_toolkit.history import FileHistory
 from toolkit.cli._console import err, out
 from toolkit.errors import ExitCode, ToolkitError, TranscriptWriteError, UsageError
 from toolkit.session.commands import COMMANDS, Command
-from toolkit.text import printable
+from toolkit.text import printable, printable_lines
 
 if TYPE_CHECKING:
     from toolkit.session.technician import Result, TechnicianSession
@@ -245,7 +245,9 @@ async def interactive(session: TechnicianSession) -> tuple[ExitCode, str]:
             try:
                 command = _parse(line)
             except UsageError as exc:
-                err().print(exc.diagnostics(), markup=False, highlight=False, style="red")
+                err().print(
+                    printable_lines(exc.diagnostics()), markup=False, highlight=False, style="red"
+                )
                 continue
             if command is None:
                 continue
@@ -255,10 +257,10 @@ async def interactive(session: TechnicianSession) -> tuple[ExitCode, str]:
             if result is not None:
                 worst = max(worst, _STATUS.get(result.status, ExitCode.FAILED), key=_rank)
     except SessionEnded as exc:
-        err().print(exc.message, markup=False, style="bold red")
+        err().print(printable_lines(exc.message), markup=False, style="bold red")
         return max(worst, ExitCode.REFUSED, key=_rank), exc.message
     except ConnectionLost as exc:
-        err().print(exc.message, markup=False, style="bold red")
+        err().print(printable_lines(exc.message), markup=False, style="bold red")
         return ExitCode.NETWORK, exc.message
     finally:
         ended.cancel()

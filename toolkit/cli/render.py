@@ -11,8 +11,10 @@ from __future__ import annotations
 import datetime
 import stat as stat_module
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from toolkit.cli._terminal import write_output
 from toolkit.text import printable, printable_lines
 
 if TYPE_CHECKING:
@@ -113,9 +115,7 @@ def show(result: Result, out: Console, err: Console) -> None:
         _steps(result, out, err)
     elif result.name == "run":
         # stdout was streamed as it came; stderr is set apart after it.
-        if result.stdout:
-            sys.stdout.buffer.write(result.stdout)
-            sys.stdout.flush()
+        write_output(sys.stdout, result.stdout)
         _stderr(err, result.stderr)
         _status(err, result)
     else:
@@ -133,10 +133,17 @@ def _read(result: Result, out: Console, err: Console) -> None:
     except UnicodeDecodeError:
         text = None
     if text is None or not out.is_terminal:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
+        write_output(sys.stdout, data)
     else:
-        out.print(Syntax(text, _lexer(path), line_numbers=True, word_wrap=False, theme="ansi_dark"))
+        out.print(
+            Syntax(
+                printable_lines(text),
+                _lexer(path),
+                line_numbers=True,
+                word_wrap=False,
+                theme="ansi_dark",
+            )
+        )
     size = result.result.get("size")
     err.print(
         Text(f"{printable(path)}: {_size(size)} bytes, sha256 {result.result.get('sha256')}"),
@@ -155,26 +162,51 @@ def _lexer(path: str) -> str:
         return "text"
 
 
+@dataclass(frozen=True)
+class Step:
+    """One step of a diagnostic or fix, with its share of the result's output."""
+
+    argv: str
+    exit_status: object
+    stdout: bytes
+    stderr: bytes
+
+
+def steps(result: Result) -> list[Step]:
+    """The steps the agent reported, each with its stdout and stderr cut from the result's.
+
+    The agent's record is taken as it comes: anything not of the expected
+    shape counts as nothing, and no count reads past the output.
+    """
+    offset = {"stdout": 0, "stderr": 0}
+    found = []
+    listed = result.result.get("steps")
+    for step in listed if isinstance(listed, list) else []:
+        if not isinstance(step, dict):
+            continue
+        argv = step.get("argv")
+        chunks: dict[str, bytes] = {}
+        for name, data in (("stdout", result.stdout), ("stderr", result.stderr)):
+            size = step.get(f"{name}_bytes", 0)
+            size = size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 0
+            chunks[name] = data[offset[name] : offset[name] + size]
+            offset[name] += size
+        shown = " ".join(str(a) for a in argv) if isinstance(argv, list) else ""
+        found.append(Step(shown, step.get("exit_status"), chunks["stdout"], chunks["stderr"]))
+    return found
+
+
 def _steps(result: Result, out: Console, err: Console) -> None:
     from rich.rule import Rule
     from rich.text import Text
 
-    offset = {"stdout": 0, "stderr": 0}
-    for step in result.result.get("steps", []):
-        argv = " ".join(str(a) for a in step.get("argv", []))
-        status = step.get("exit_status")
-        style = "green" if status == 0 else "red"
-        out.print(Rule(Text(f"{printable(argv)}  exit {status}"), style=style, align="left"))
-        chunks: dict[str, bytes] = {}
-        for name, data in (("stdout", result.stdout), ("stderr", result.stderr)):
-            size = int(step.get(f"{name}_bytes", 0))
-            chunks[name] = data[offset[name] : offset[name] + size]
-            offset[name] += size
-        if chunks["stdout"]:
-            sys.stdout.buffer.write(chunks["stdout"])
-            sys.stdout.flush()
-        _stderr(err, chunks["stderr"])
+    for step in steps(result):
+        style = "green" if step.exit_status == 0 else "red"
+        title = f"{printable(step.argv)}  exit {printable(step.exit_status)}"
+        out.print(Rule(Text(title), style=style, align="left"))
+        write_output(sys.stdout, step.stdout)
+        _stderr(err, step.stderr)
     _status(err, result)
 
 
-__all__ = ["show"]
+__all__ = ["Step", "show", "steps"]

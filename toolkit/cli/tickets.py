@@ -11,6 +11,7 @@ import typer
 
 from toolkit.cli._console import err, say
 from toolkit.errors import ExitCode, TicketBackendError, ToolkitError, UsageError
+from toolkit.text import printable
 
 if TYPE_CHECKING:
     from toolkit.identity.signer import Signer
@@ -89,11 +90,13 @@ def show(
         body["attachments"] = [asdict(a) for a in found.attachments]
         _json(body)
         return
-    _print(f"ticket {found.id}" + (f": {found.title}" if found.title else ""))
+    # Every string here comes from the ticket system.
+    title = f": {printable(found.title)}" if found.title else ""
+    _print(f"ticket {printable(found.id)}{title}")
     for a in found.attachments:
-        _print(f"  {a.attached_at}  {a.size:>9} bytes  {a.location}")
+        _print(f"  {printable(a.attached_at)}  {a.size:>9} bytes  {printable(a.location)}")
         if a.comment:
-            _print(f"      {a.comment.splitlines()[0]}")
+            _print(f"      {printable(a.comment.splitlines()[0])}")
 
 
 @app.command()
@@ -229,7 +232,7 @@ def new(
     if as_json:
         _json({"backend": opened.name, "ticket": ticket})
     else:
-        _print(ticket)
+        _print(printable(ticket))
 
 
 def _entry_json(entry: Entry) -> dict[str, object]:
@@ -250,21 +253,23 @@ def outbox(as_json: JsonOption = False) -> None:
     if not entries:
         _print("The outbox is empty: every transcript is attached.")
     for e in entries:
-        why = e.last_error or "not tried yet"
-        _print(f"{e.backend}:{e.ticket}  {e.transcript}  since {e.created}, {e.attempts} tries")
+        why = printable(e.last_error or "not tried yet")
+        where = printable(f"{e.backend}:{e.ticket}  {e.transcript}")
+        _print(f"{where}  since {printable(e.created)}, {e.attempts} tries")
         _print(f"    {why}")
 
 
 def _report(entry: Entry, delivered: Delivered | None, error: ToolkitError | None) -> None:
-    where = f"{entry.backend} ticket {entry.ticket}"
+    where = printable(f"{entry.backend} ticket {entry.ticket}")
+    transcript = printable(entry.transcript)
     if error is not None:
-        _say(f"{entry.transcript}: still waiting for {where}: {error.message}")
+        _say(f"{transcript}: still waiting for {where}: {printable(error.message)}")
     elif delivered is None:
-        _say(f"{entry.transcript}: another toolkit is attaching it right now.")
+        _say(f"{transcript}: another toolkit is attaching it right now.")
     else:
         again = "" if delivered.uploaded else " (already there from an earlier try)"
         _say(
-            f"{entry.transcript}: attached to {where}{again}; read back, SHA-256 matches "
+            f"{transcript}: attached to {where}{again}; read back, SHA-256 matches "
             f"(verdict before upload: {delivered.verdict})."
         )
 
@@ -327,10 +332,11 @@ def download(
     if as_json:
         _json({"files": [str(p) for p in written], "transcripts": [str(p) for p in rebuilt]})
         return
-    for path in written:
-        _print(str(path))
+    for path in written:  # names chosen by whoever attached them
+        _print(printable(str(path), None))
     for path in rebuilt:
-        _say(f"Rebuilt {path} from its parts; check it with: toolkit verify {path}")
+        shown = printable(str(path), None)
+        _say(f"Rebuilt {shown} from its parts; check it with: toolkit verify {shown}")
 
 
 # -- what toolkit connect calls ---------------------------------------------------------
@@ -350,7 +356,7 @@ def sync_once_quietly() -> None:
         with quick(5.0):
             results = box.sync(open_backend, _allowed_signers())
     except Exception as exc:  # never stop a session from starting
-        _say(f"Could not try the outbox ({exc}); `toolkit tickets sync` tries again.")
+        _say(f"Could not try the outbox ({printable(exc)}); `toolkit tickets sync` tries again.")
         return
     for result in results:
         _report(*result)
@@ -374,7 +380,7 @@ def attach_transcript(ticket: str, cast: Path, signer: Signer) -> tuple[str, str
         backend = open_backend(name)
         limit = backend.max_attachment_bytes
     except ToolkitError as exc:
-        _say(f"The {name} ticket backend cannot be used: {exc.message}")
+        _say(f"The {name} ticket backend cannot be used: {printable(exc.message)}")
         limit = max(MIN_LIMIT, 5 * 1024 * 1024)  # the smallest common default (Redmine's)
     box = Outbox()
     entry = box.enqueue(name, ticket, cast, signer, limit)
@@ -383,7 +389,10 @@ def attach_transcript(ticket: str, cast: Path, signer: Signer) -> tuple[str, str
         try:
             delivered = box.deliver(entry, backend, _allowed_signers())
         except ToolkitError as exc:
-            _say(f"Could not attach the transcript to {name} ticket {ticket}: {exc.message}")
+            _say(
+                f"Could not attach the transcript to {name} ticket {printable(ticket)}: "
+                f"{printable(exc.message)}"
+            )
     if delivered is None:
         raise TicketBackendError(
             f"The transcript is sealed at {cast} and waits in the outbox ({entry.folder}).",
@@ -393,11 +402,11 @@ def attach_transcript(ticket: str, cast: Path, signer: Signer) -> tuple[str, str
     sig = cast.name + ".sig"
     if name == "local" and cast.name in by_name:
         shown = (by_name[cast.name], by_name[sig])
-        _say(f"Transcript sealed and attached to ticket {ticket}: {shown[0]}")
+        _say(f"Transcript sealed and attached to ticket {printable(ticket)}: {printable(shown[0])}")
     else:
         shown = (str(cast), str(cast.with_name(sig)))
         _say(
-            f"Transcript sealed and attached to {name} ticket {ticket} "
-            f"(read back, SHA-256 matches); the sealed copy stays at {cast}"
+            f"Transcript sealed and attached to {name} ticket {printable(ticket)} "
+            f"(read back, SHA-256 matches); the sealed copy stays at {printable(cast)}"
         )
     return shown

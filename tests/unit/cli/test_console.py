@@ -6,12 +6,14 @@ import contextlib
 import io
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from toolkit.cli._console import Lines, say
+from toolkit.text import printable_lines
 
 FRAGMENTS = [
     ":smile:", ":100:", ":a:", ":Smile-emoji:", ":thumbs_up-text:", "12:30:45", "SHA256:x/y+z",
@@ -50,11 +52,18 @@ def _both(
             elif markup:
                 Console(stderr=stderr, soft_wrap=True).print(f"[bold red]TAMPERED[/] {text}")
             else:
+                # Lines escapes control characters (toolkit.text) that rich would print raw.
                 Console(stderr=stderr, soft_wrap=True).print(
-                    text, markup=False, highlight=highlight
+                    _escaped(text), markup=False, highlight=highlight
                 )
         results.append(raw.getvalue().decode())
     return results[0], results[1], used_rich
+
+
+def _escaped(text: str) -> str:
+    if all(line.isprintable() for line in text.split("\n")):
+        return text
+    return printable_lines(text)
 
 
 @settings(max_examples=400, deadline=None)
@@ -66,6 +75,7 @@ def _both(
 def test_text_is_printed_as_rich_prints_it(text: str, stderr: bool, highlight: bool) -> None:
     mine, rich_, _ = _both(text, stderr=stderr, highlight=highlight)
     assert mine == rich_
+    assert "\x1b" not in mine and "\x07" not in mine  # what a terminal would obey
 
 
 @pytest.mark.parametrize(
@@ -135,3 +145,24 @@ def test_plain_lines_do_not_import_rich_console() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.splitlines()[-1] == "False []"
+
+
+def test_agent_output_goes_raw_into_a_pipe_and_printable_onto_a_terminal(tmp_path: Path) -> None:
+    import os
+    import pty
+
+    from toolkit.cli._terminal import write_output
+
+    data = "ok é\r\n\x1b[2J\x1b]0;t\x07\n".encode()
+    piped = tmp_path / "out"
+    with piped.open("w", encoding="utf-8") as stream:
+        write_output(stream, data[:5])
+        write_output(stream, data[5:])
+    assert piped.read_bytes() == data  # byte for byte, as ssh passes it
+    leader, follower = pty.openpty()
+    with os.fdopen(follower, "w", encoding="utf-8") as terminal:
+        write_output(terminal, data[:5])  # a character cut in two
+        write_output(terminal, data[5:])
+    shown = os.read(leader, 4096).decode()
+    os.close(leader)
+    assert shown.replace("\r\n", "\n") == "ok é\n\\x1b[2J\\x1b]0;t\\x07\n"
