@@ -119,3 +119,35 @@ def test_keyring_store_through_the_console_script(tmp_path: Path) -> None:
         [exe, "keys", "show", "--json"], env=env, capture_output=True, text=True, check=False
     )
     assert json.loads(shown.stdout)["store"] == "keyring (FileKeyring)"
+
+
+@pytest.mark.parametrize(
+    ("name", "email", "says"),
+    [
+        ("Al\x1b[2Jice", "alice@example.com", "The name holds a control or invisible character"),
+        ("x" * 10_000, "alice@example.com", "The name is empty or longer than 128 characters"),
+        ("Alice\u202e", "alice@example.com", "control or invisible character"),
+        ("Alice", "alice\x07@example.com", "The email holds a control or invisible character"),
+        ("Alice", "a" * 250 + "@example.com", "The email is empty or longer than 254"),
+    ],
+)
+def test_init_refuses_what_every_agent_would_refuse(
+    name: str, email: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Accepted here, such a name would make every later `toolkit connect` fail at consent.
+    assert toolkit(["keys", "init", "--name", name, "--email", email, "--no-keyring"]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "customers' agents refuse" in err
+    assert "\x1b" not in err and "Traceback" not in err
+    assert toolkit(["keys", "show"]) == 1  # nothing was made
+
+
+def test_init_trims_spaces_around_name_and_email(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOOLKIT_KEY_PASSPHRASE", "correct horse battery")
+    assert toolkit(["keys", "init", "--name", " Alice Tech ", "--email", "alice@example.com "]) == 0
+    capsys.readouterr()
+    assert toolkit(["keys", "show", "--json"]) == 0
+    view = json.loads(capsys.readouterr().out)
+    assert (view["name"], view["email"]) == ("Alice Tech", "alice@example.com")

@@ -145,8 +145,18 @@ def init(
     force: bool = False,
 ) -> Profile:
     """Make a new Ed25519 identity and store it; return its profile."""
-    if not name.strip() or "@" not in email or any(c.isspace() for c in email):
+    name, email = name.strip(), email.strip()
+    if not name or "@" not in email or any(c.isspace() for c in email):
         raise UsageError("Give a name and an email address like alice@example.com.")
+    # The customer's agent takes only names and emails it can show safely: refuse here
+    # what every consent would refuse later.
+    from toolkit.consent._messages import MAX_EMAIL, MAX_NAME, MessageError, check_label
+
+    try:
+        check_label(name, "name", MAX_NAME)
+        check_label(email, "email", MAX_EMAIL, email=True)
+    except MessageError as exc:
+        raise UsageError(f"{str(exc).capitalize()}, which customers' agents refuse.") from None
     if profile_path().exists() and not force:
         raise IdentityError(
             f"A technician key already exists ({profile_path()}).",
