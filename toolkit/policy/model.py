@@ -21,6 +21,7 @@ from typing import Any
 
 from toolkit import paths
 from toolkit.errors import UsageError
+from toolkit.inputs import UnreadableInput, read_text
 from toolkit.policy._defaults import DEFAULT_TOML
 from toolkit.policy._glob import FilePattern
 from toolkit.policy.commands import Placeholder, Template
@@ -97,10 +98,7 @@ class Policy:
     @classmethod
     def from_toml(cls, text: str, *, source: str = "<policy>", home: str | None = None) -> Policy:
         """A policy from TOML text, over the built-in defaults; ``source`` names it in errors."""
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise UsageError(f"{source}: not valid TOML: {exc}", hint=SCHEMA_HINT) from None
+        data = _parse_toml(text, source)
         unknown = sorted(set(data) - set(_TABLES))
         if unknown:
             raise UsageError(
@@ -119,19 +117,17 @@ class Policy:
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, home: str | None = None) -> Policy:
         """A policy from a TOML file."""
-        path = Path(path)
+        # A regular file of at most 4 MiB, opened without blocking: a FIFO,
+        # /dev/zero or a directory is one sentence, never a hang.
         try:
-            text = path.read_bytes().decode("utf-8")
-        except FileNotFoundError:
-            raise UsageError(
-                f"policy file {path} not found",
-                hint=f"Without --policy the agent reads {default_path()} if present, "
-                "else its built-in policy.",
-            ) from None
-        except OSError as exc:
-            raise UsageError(f"policy file {path} could not be read: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise UsageError(f"{path}: not valid UTF-8, so not a TOML file") from None
+            text = read_text(os.fspath(path), what="policy file")
+        except UnreadableInput as exc:
+            if exc.missing:
+                exc.hint = (
+                    f"Without --policy the agent reads {default_path()} if present, "
+                    "else its built-in policy."
+                )
+            raise
         return cls.from_toml(text, source=str(path), home=home)
 
     @classmethod
@@ -257,6 +253,24 @@ class _Parser:
                     raise self.error(f"{key}[{i}]", str(exc)) from None
             out[scope] = tuple(parsed)
         return out
+
+
+def _parse_toml(text: str, source: str) -> dict[str, Any]:
+    """The TOML tables of ``text``; anything tomllib cannot take is one UsageError.
+
+    Besides TOMLDecodeError, hostile input makes tomllib raise RecursionError
+    (arrays or inline tables nested a few hundred deep) and ValueError (an
+    integer of over 4,300 digits, Python's limit on converting a string).
+    """
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        why = str(exc)
+    except RecursionError:
+        why = "arrays or inline tables are nested too deeply"
+    except ValueError:
+        why = "a number has too many digits"
+    raise UsageError(f"{source}: not valid TOML: {why}", hint=SCHEMA_HINT)
 
 
 def resolve(path: str | os.PathLike[str] | None = None, *, home: str | None = None) -> Policy:

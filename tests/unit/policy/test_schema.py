@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.policy.support import make_policy
+from tests.unit.policy.support import make_policy, within
 from toolkit import paths
 from toolkit.errors import ExitCode, UsageError
+from toolkit.inputs import SMALL
 from toolkit.policy import DEFAULT_TOML, Policy, default_path, resolve
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "policy.md"
@@ -179,13 +180,14 @@ def test_invalid_toml(tmp_path: Path) -> None:
 def test_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "agent.toml"
     path.write_bytes(b"[files]\nallow = ['\xff']\n")
-    with pytest.raises(UsageError, match="not valid UTF-8"):
+    with pytest.raises(UsageError, match="not UTF-8"):
         Policy.load(path)
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="not found"):
+    with pytest.raises(UsageError, match="no such file") as caught:
         Policy.load(tmp_path / "nope.toml")
+    assert caught.value.hint is not None and "built-in policy" in caught.value.hint
 
 
 def test_from_toml_names_its_source() -> None:
@@ -233,7 +235,7 @@ def test_resolve_prefers_an_explicit_path(tmp_path: Path) -> None:
     explicit = tmp_path / "mine.toml"
     explicit.write_text("[files]\nmax_bytes = 2048\n")
     assert resolve(explicit).max_bytes == 2048
-    with pytest.raises(UsageError, match="not found"):
+    with pytest.raises(UsageError, match="no such file"):
         resolve(tmp_path / "missing.toml")  # an explicit path must exist
 
 
@@ -246,5 +248,53 @@ def test_unknown_home_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_broken_agent_toml_is_an_error_not_a_silent_fallback() -> None:
     default_path().parent.mkdir(parents=True)
     default_path().symlink_to("nowhere.toml")
-    with pytest.raises(UsageError, match="not found"):
+    with pytest.raises(UsageError, match="no such file"):
         Policy.resolve()
+
+
+# -- hostile policy files: one sentence, never a hang or a bug ------------------------
+
+DEEP = 5000
+NESTED = "arrays or inline tables are nested too deeply"
+
+
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [
+        ("[files]\nallow = " + "[" * DEEP + "]" * DEEP + "\n", NESTED),
+        ("[files]\nallow = " + "{a = " * DEEP + "1" + "}" * DEEP + "\n", NESTED),
+        ("[files]\nmax_bytes = " + "9" * DEEP + "\n", "a number has too many digits"),
+    ],
+    ids=["5000-deep arrays", "5000-deep inline tables", "5000-digit integer"],
+)
+def test_hostile_toml_is_a_usage_error_not_a_bug(tmp_path: Path, text: str, what: str) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    with pytest.raises(UsageError) as caught:
+        Policy.load(path)
+    assert caught.value.message == f"{path}: not valid TOML: {what}"
+    assert caught.value.exit_code == ExitCode.USAGE
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    os.mkfifo(path)
+    with pytest.raises(UsageError, match="it is a FIFO"):
+        within(5, lambda: Policy.load(path))
+
+
+@pytest.mark.parametrize(
+    ("path", "what"),
+    [("/dev/zero", "it is a character device"), ("/", "it is a directory")],
+)
+def test_a_device_or_directory_is_refused(path: str, what: str) -> None:
+    with pytest.raises(UsageError, match=what):
+        within(5, lambda: Policy.load(path))
+
+
+def test_a_policy_over_the_size_cap_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    with open(path, "wb") as f:
+        f.truncate(SMALL + 1)  # a hole: costs nothing unless someone reads it
+    with pytest.raises(UsageError, match="larger than 4 MiB"):
+        within(5, lambda: Policy.load(path))
