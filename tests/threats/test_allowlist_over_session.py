@@ -185,3 +185,29 @@ def test_refusal_of_a_missing_and_a_denied_file_look_the_same(op: str, tmp_path:
     assert denied.replace(str(world.key), "X") == missing.replace(
         str(world.secret / "nope.txt"), "X"
     )
+
+
+def test_key_names_in_upper_case_are_refused_over_the_wire(tmp_path: Path) -> None:
+    world = build_world(tmp_path)
+    world.policy = world.with_policy(deny=None)  # None: the built-in deny list
+    for name in ["ID_RSA", "backup.PEM"]:
+        (world.allowed / name).write_bytes(SECRET_CONTENT)
+
+    async def attack() -> dict[str, Result]:
+        agent, session = await _session(world, tmp_path)
+        results = {
+            f"{op} {name}": await session.execute(_command(op, f"{world.allowed}/{name}"))
+            for name in ["ID_RSA", "backup.PEM"]
+            for op in ("read", "stat")
+        }
+        results["ls"] = await session.execute(_command("list", str(world.allowed)))
+        await session.end("done")
+        await agent.wait()
+        return results
+
+    results = asyncio.run(attack())
+    listing = results.pop("ls")
+    assert listing.status == "ok" and [e["name"] for e in listing.result["entries"]] == ["ok.txt"]
+    for what, result in results.items():
+        assert result.status == "refused", (what, result)
+        assert SECRET_CONTENT not in result.content

@@ -128,6 +128,83 @@ def test_denied_pattern_still_holds_when_the_denied_directory_is_a_symlink(tmp_p
         open_for_read(f"{root}/elsewhere/id_ed25519", policy)
 
 
+# -- names in another case ----------------------------------------------------------
+
+UPPER_CASE_SECRETS = ["ID_RSA", "Id_Ed25519", "backup.PEM", "Server.Key", "vault.KDBX", "cert.P12"]
+
+
+def test_key_names_in_upper_case_in_an_allowed_directory(world: World) -> None:
+    policy = world.with_policy(deny=None)  # None: the built-in deny list
+    for name in UPPER_CASE_SECRETS:
+        (world.allowed / name).write_bytes(SECRET_CONTENT)
+        with pytest.raises(PolicyRefused) as caught:
+            open_for_read(f"{world.allowed}/{name}", policy)
+        assert caught.value.message.endswith(UNAVAILABLE)
+        with pytest.raises(PolicyRefused, match="not available"):
+            stat_path(f"{world.allowed}/{name}", policy)
+    assert [e.name for e in list_dir(str(world.allowed), policy)] == ["ok.txt"]
+
+
+def test_denied_directory_named_in_another_case(world: World) -> None:
+    # On a case-insensitive file system ~/.SSH is ~/.ssh; here it is another
+    # directory, and refusing it too is the safe side.
+    home = Path(os.environ["HOME"])
+    (home / ".SSH").mkdir()
+    (home / ".SSH" / "config").write_bytes(SECRET_CONTENT)
+    policy = make_policy(allow=["~/**"])
+    with pytest.raises(PolicyRefused, match="not available"):
+        open_for_read("~/.SSH/config", policy)
+    assert ".SSH" not in [e.name for e in list_dir("~", policy)]
+
+
+def _casefold_directory(root: Path) -> tuple[Path | None, str]:
+    """A directory whose names the kernel compares case-insensitively, if it can make one:
+    tmpfs or ext4 with ``casefold`` and ``chattr +F``. Returns it and its mount point."""
+    if os.geteuid() != 0 or shutil.which("mount") is None or shutil.which("chattr") is None:
+        return None, "needs root, mount(8) and chattr(1)"
+    mnt = root / "cf"
+    mnt.mkdir()
+    image = root / "cf.img"
+    attempts = [["mount", "-t", "tmpfs", "-o", "casefold", "tmpfs", str(mnt)]]
+    if shutil.which("mkfs.ext4"):
+        with open(image, "wb") as f:
+            f.truncate(16 << 20)
+        made = subprocess.run(
+            ["mkfs.ext4", "-q", "-O", "casefold", str(image)], capture_output=True, check=False
+        )
+        if made.returncode == 0:
+            attempts.append(["mount", "-o", "loop", str(image), str(mnt)])
+    for attempt in attempts:
+        if subprocess.run(attempt, capture_output=True, check=False).returncode != 0:
+            continue
+        (mnt / "home").mkdir()
+        flag = subprocess.run(["chattr", "+F", str(mnt / "home")], capture_output=True)
+        if flag.returncode == 0:
+            return mnt, ""
+        subprocess.run(["umount", str(mnt)], check=True)
+    return None, (
+        "the kernel offers no case-insensitive file system here (tmpfs and ext4 casefold "
+        "need CONFIG_UNICODE; vfat, exfat and ntfs3 are not built in)"
+    )
+
+
+def test_denied_directory_through_a_case_insensitive_file_system(tmp_path: Path) -> None:
+    mnt, why = _casefold_directory(tmp_path.resolve())
+    if mnt is None:
+        pytest.skip(why)
+    try:
+        home = mnt / "home"
+        (home / ".ssh").mkdir()
+        (home / ".ssh" / "id_ed25519").write_bytes(SECRET_CONTENT)
+        assert (home / ".SSH" / "ID_ED25519").read_bytes() == SECRET_CONTENT  # one file
+        policy = make_policy(home=str(home), allow=["~/**"])
+        for path in ["~/.SSH/ID_ED25519", "~/.Ssh/id_ed25519", "~/.ssh/id_ed25519"]:
+            with pytest.raises(PolicyRefused, match="not available"):
+                open_for_read(path, policy)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
 # -- /proc ------------------------------------------------------------------
 
 

@@ -8,8 +8,16 @@ user's home (``~/.ssh/**``) or a path anywhere (``**/*.pem``). It is split on
   so ``/var/log/**`` matches ``/var/log`` itself and everything below it;
 - ``*`` inside a component matches any run of characters, empty included, but
   never crosses a ``/``; ``?`` matches exactly one character;
-- everything else is literal: no ``[...]`` classes, no escapes, case matters.
-  Unlike a shell, ``*`` and ``**`` also match names that start with a dot.
+- everything else is literal: no ``[...]`` classes, no escapes. Unlike a
+  shell, ``*`` and ``**`` also match names that start with a dot.
+
+Case matters for allow patterns. Deny patterns (a :class:`PatternSet` made
+with ``ignore_case=True``) match a name in any case as well: ``**/*.pem``
+denies ``backup.PEM`` and ``~/.ssh/**`` denies ``~/.SSH/id_rsa``, which on a
+case-insensitive file system (vfat, exfat, ntfs3, casefolded ext4) is the key
+itself. Names are compared as such file systems compare them (:func:`fold`),
+on top of the exact match, so a deny pattern never matches less than it
+would with case mattering.
 
 Matching works on the real path of the file that was opened. So that a
 symlinked directory cannot hide a file from a pattern that names it, the
@@ -21,12 +29,35 @@ still covers the files when ``~/.ssh`` or the home itself is a symlink.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 GLOBSTAR = "**"
+
+
+def fold(text: str) -> str:
+    """``text`` as a case-insensitive file system compares names.
+
+    Full Unicode case folding of the canonical decomposition, as ext4 and
+    tmpfs casefolding do; vfat, exfat and ntfs3 map case one character at a
+    time, which this covers.
+    """
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", text).casefold())
+
+
+def _glob(text: str, flags: int = 0) -> re.Pattern[str]:
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in text)
+    return re.compile(regex, re.DOTALL | flags)
+
+
+@functools.lru_cache(maxsize=4096)
+def _any_case(text: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """A component matched in any case: as written, and folded (ß is ss, K is k)."""
+    return _glob(text, re.IGNORECASE), _glob(fold(text), re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -35,6 +66,7 @@ class _Part:
 
     text: str
     regex: re.Pattern[str] | None = None
+    any_case: bool = False
 
     @property
     def is_globstar(self) -> bool:
@@ -45,9 +77,14 @@ class _Part:
         return self.regex is None and not self.is_globstar
 
     def matches(self, name: str) -> bool:
-        if self.regex is not None:
-            return self.regex.fullmatch(name) is not None
-        return self.text == name
+        exact = self.text == name if self.regex is None else self.regex.fullmatch(name) is not None
+        if exact or not self.any_case:
+            return exact
+        simple, folded = _any_case(self.text)
+        return simple.fullmatch(name) is not None or folded.fullmatch(fold(name)) is not None
+
+    def ignoring_case(self) -> _Part:
+        return self if self.is_globstar else replace(self, any_case=True)
 
 
 def _part(text: str) -> _Part:
@@ -57,8 +94,7 @@ def _part(text: str) -> _Part:
         raise ValueError(f"'**' must be a whole path component, not part of {text!r}")
     if "*" not in text and "?" not in text:
         return _Part(text)
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in text)
-    return _Part(text, re.compile(regex, re.DOTALL))
+    return _Part(text, _glob(text))
 
 
 def split_path(path: str) -> tuple[str, ...]:
@@ -158,11 +194,19 @@ def may_match_below(parts: Sequence[_Part], names: Sequence[str]) -> bool:
 
 
 class PatternSet:
-    """Patterns with their symlinked directories resolved once, for one decision."""
+    """Patterns with their symlinked directories resolved once, for one decision.
 
-    def __init__(self, patterns: Iterable[FilePattern]) -> None:
+    With ``ignore_case`` (deny patterns), every component also matches names
+    in any case.
+    """
+
+    def __init__(self, patterns: Iterable[FilePattern], *, ignore_case: bool = False) -> None:
         self.patterns = tuple(patterns)
-        self._spellings = [s for p in self.patterns for s in p.spellings()]
+        self.ignore_case = ignore_case
+        spellings = [s for p in self.patterns for s in p.spellings()]
+        if ignore_case:
+            spellings = [tuple(part.ignoring_case() for part in s) for s in spellings]
+        self._spellings = spellings
 
     def __bool__(self) -> bool:
         return bool(self.patterns)
@@ -177,4 +221,12 @@ class PatternSet:
         return any(may_match_below(s, names) for s in self._spellings)
 
 
-__all__ = ["GLOBSTAR", "FilePattern", "PatternSet", "match_parts", "may_match_below", "split_path"]
+__all__ = [
+    "GLOBSTAR",
+    "FilePattern",
+    "PatternSet",
+    "fold",
+    "match_parts",
+    "may_match_below",
+    "split_path",
+]

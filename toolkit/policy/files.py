@@ -89,7 +89,7 @@ def file_rule(policy: Policy, operation: Operation, mounts: Sequence[Mount] = ()
       one, and a regular file has one hard link (unless ``allow_hardlinks``).
     """
     allow = PatternSet(policy.allow)
-    rules: list[FileRule] = [NotRemoved(), NotDenied(PatternSet(policy.deny), mounts)]
+    rules: list[FileRule] = [NotRemoved(), NotDenied(policy.deny, mounts)]
     if operation == "read":
         rules.append(Allowlisted(allow))
     else:

@@ -74,21 +74,29 @@ def kind_of(mode: int) -> str:
     return next((name for test, name in kinds if test(mode)), "unknown")
 
 
-def _patterns(patterns: PatternSet | Iterable[FilePattern]) -> PatternSet:
-    return patterns if isinstance(patterns, PatternSet) else PatternSet(patterns)
+def _patterns(
+    patterns: PatternSet | Iterable[FilePattern], *, ignore_case: bool = False
+) -> PatternSet:
+    if isinstance(patterns, PatternSet):
+        if patterns.ignore_case == ignore_case:
+            return patterns
+        patterns = patterns.patterns
+    return PatternSet(patterns, ignore_case=ignore_case)
 
 
 class NotDenied:
-    """Refuses a path that matches a deny pattern, under any of its names.
+    """Refuses a path that matches a deny pattern, in any case, under any of its names.
 
-    ``mounts`` is a snapshot of the mount table: the file's other names
-    through bind mounts are matched too.
+    Deny patterns ignore case: ``**/*.pem`` refuses ``backup.PEM``, and
+    ``~/.ssh/**`` refuses ``~/.SSH/id_rsa`` (the key itself on a
+    case-insensitive file system). ``mounts`` is a snapshot of the mount
+    table: the file's other names through bind mounts are matched too.
     """
 
     def __init__(
         self, deny: PatternSet | Iterable[FilePattern], mounts: Sequence[Mount] = ()
     ) -> None:
-        self.deny = _patterns(deny)
+        self.deny = _patterns(deny, ignore_case=True)
         self.mounts = mounts
 
     def check(self, candidate: Candidate) -> None:

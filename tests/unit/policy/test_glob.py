@@ -65,6 +65,58 @@ def test_matching(pattern: str, path: str, expected: bool) -> None:
     assert matches(pattern, path) is expected
 
 
+# -- case: deny patterns ignore it, allow patterns never do ------------------------
+
+
+def denies(pattern: str, path: str) -> bool:
+    return PatternSet([FilePattern.parse(pattern, HOME)], ignore_case=True).matches(path)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path"),
+    [
+        ("**/id_*", "/srv/pub/ID_RSA"),
+        ("**/*.pem", "/srv/pub/backup.PEM"),
+        ("**/*.key", "/srv/pub/Server.Key"),
+        ("**/*.key", "/srv/pub/server.\u212aey"),  # KELVIN SIGN folds to k
+        ("~/.ssh/**", "/home/carol/.SSH/id_ed25519"),  # a literal directory, too
+        ("~/.ssh/**", "/HOME/Carol/.Ssh/config"),  # and the home
+        ("/etc/shadow", "/ETC/SHADOW"),
+        ("~/.*_history", "/home/carol/.BASH_HISTORY"),
+        ("/srv/strasse/**", "/srv/STRA\u00dfE/x"),  # full case folding: \u00df is ss
+        ("/srv/caf\u00e9", "/srv/CAFE\u0301"),  # canonically equivalent spellings
+        ("**/id_?", "/x/id_\u00df"),  # never narrower than the exact match
+    ],
+)
+def test_deny_patterns_match_in_any_case(pattern: str, path: str) -> None:
+    assert denies(pattern, path)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path"),
+    [
+        ("**/id_*", "/srv/pub/ID-RSA"),
+        ("~/.ssh/**", "/home/carol/.sshx/config"),
+        ("**/*.pem", "/srv/pub/backup.PEMX"),
+    ],
+)
+def test_deny_patterns_ignore_case_and_nothing_else(pattern: str, path: str) -> None:
+    assert not denies(pattern, path)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path"),
+    [
+        ("/var/log/*.log", "/var/log/X.LOG"),
+        ("/var/log/*.log", "/VAR/log/x.log"),
+        ("~/pub/**", "/home/carol/PUB/x"),
+        ("/srv/strasse", "/srv/stra\u00dfe"),
+    ],
+)
+def test_allow_patterns_stay_case_sensitive(pattern: str, path: str) -> None:
+    assert not matches(pattern, path)
+
+
 def test_home_is_literal_even_with_glob_characters() -> None:
     pattern = FilePattern.parse("~/x", "/home/we*ird?")
     assert PatternSet([pattern]).matches("/home/we*ird?/x")

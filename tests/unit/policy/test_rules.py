@@ -99,6 +99,14 @@ def test_not_denied() -> None:
     NotDenied([]).check(candidate("/anything"))
 
 
+def test_not_denied_ignores_case_and_allowlisted_does_not() -> None:
+    for path in ["/srv/pub/ID_RSA", "/srv/pub/backup.PEM", "/home/carol/.SSH/config"]:
+        with pytest.raises(PolicyRefused, match="not available"):
+            NotDenied(patterns("**/id_*", "**/*.pem", "~/.ssh/**")).check(candidate(path))
+    with pytest.raises(PolicyRefused, match="not available"):
+        Allowlisted(patterns("/srv/pub/*.txt")).check(candidate("/srv/pub/NOTES.TXT"))
+
+
 def test_not_denied_under_another_name_through_a_bind_mount() -> None:
     mounts = [Mount("8:1", "/", "/"), Mount("8:1", "/home/carol/.ssh", "/var/log/app")]
     NotDenied(patterns("~/.ssh/**")).check(candidate("/var/log/app/id_rsa"))  # no mount table
