@@ -51,12 +51,14 @@ def record_sample(
     checkpoint_events: int = 4,
     seal: bool = True,
     body: Callable[[Recorder], None] | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> Path:
     """A transcript holding every event kind; several checkpoints by default."""
     header = new_header(
         "Alice Tech", email, signer, "T-1", scope=["diagnostics"], customer_host="pc-42"
     )
-    rec = Recorder.create(path, header, signer, checkpoint_events=checkpoint_events)
+    options = {"clock": clock} if clock is not None else {}
+    rec = Recorder.create(path, header, signer, checkpoint_events=checkpoint_events, **options)
     rec.event("consent", method="spake2", result="ok")
     rec.marker("diagnostics")
     rec.resize(100, 30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -142,3 +143,89 @@ def test_json_for_a_file_that_is_not_a_transcript_is_one_line(
         "error": "This is not a toolkit transcript: the first line is not a JSON header.",
     }
     assert json.loads(lines[1])["verdict"] == "SEALED"
+
+
+def _with_header(path: Path, **changes: object) -> Path:
+    """``path`` with top-level header fields replaced (the signatures then fail, as they should)."""
+    lines = path.read_bytes().split(b"\n", 1)
+    header = json.loads(lines[0])
+    header.update(changes)
+    path.write_bytes(json.dumps(header).encode() + b"\n" + lines[1])
+    return path
+
+
+@pytest.mark.parametrize("timestamp", [1e20, -1e15, float("nan"), "1700000000", True])
+def test_a_header_time_out_of_range_is_one_sentence_and_the_next_file_is_still_checked(
+    timestamp: object, sealed: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good, signers = sealed
+    bad = _with_header(shutil.copy(good, tmp_path / "bad.cast"), timestamp=timestamp)
+    assert toolkit(["verify", str(bad), str(good), "--allowed-signers", str(signers)]) == 2
+    captured = capsys.readouterr()
+    assert "timestamp is not" in captured.err and "internal error" not in captured.err
+    assert captured.out.endswith(f"\nSEALED {good}\n")
+
+
+def test_a_header_naming_a_key_twice_is_refused(
+    sealed: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Readers differ on which of two equal keys wins: the first, the last, an error.
+    good, signers = sealed
+    first, rest = good.read_bytes().split(b"\n", 1)
+    doubled = first.replace(b'"ticket":"T-1"', b'"ticket":"T-1","ticket":"T-2"', 1)
+    assert doubled != first
+    bad = tmp_path / "doubled.cast"
+    bad.write_bytes(doubled + b"\n" + rest)
+    assert toolkit(["verify", str(bad), "--allowed-signers", str(signers)]) == 2
+    assert "names 'ticket' twice" in capsys.readouterr().err
+
+
+def test_a_signed_duration_past_year_9999_is_shown_as_unknown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The technician signs what they like: a duration of 1e300 seconds must not crash verify.
+    signer = new_signer()
+    now = [0.0]
+
+    def later(_: object) -> None:
+        now[0] = 1e300  # from here on: the session's end, too
+
+    path = record_sample(tmp_path / "long.cast", signer, events=1, body=later, clock=lambda: now[0])
+    signers = write_allowed_signers(tmp_path / "allowed_signers", signer)
+    assert toolkit(["verify", str(path), "--allowed-signers", str(signers)]) in (0, 1)
+    out = capsys.readouterr().out
+    assert "duration     unknown" in out
+    assert toolkit(["verify", "--json", str(path), "--allowed-signers", str(signers)]) in (0, 1)
+    report = json.loads(capsys.readouterr().out)
+    assert report["duration"] is None and report["ended"] is None
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def test_fifos_and_devices_are_refused_at_once_not_waited_on(
+    sealed: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good, signers = sealed
+    fifo = _fifo(tmp_path / "fifo.cast")
+    # Nothing here may wait for a writer: a hang fails the test by its timeout.
+    assert toolkit(["verify", str(fifo), str(good), "--allowed-signers", str(signers)]) == 2
+    captured = capsys.readouterr()
+    assert "it is a FIFO (named pipe), not a regular file." in captured.err
+    assert captured.out.endswith(f"\nSEALED {good}\n")
+
+    assert toolkit(["verify", "/dev/zero", "--allowed-signers", str(signers)]) == 2
+    assert "character device" in capsys.readouterr().err
+
+    signers_fifo = _fifo(tmp_path / "signers")
+    assert toolkit(["verify", str(good), "--allowed-signers", str(signers_fifo)]) == 2
+    assert "Cannot read the allowed signers file" in capsys.readouterr().err
+
+    # A .sig that is a FIFO: the file is intact but not sealed by anything readable.
+    copy = Path(shutil.copy(good, tmp_path / "copy.cast"))
+    _fifo(tmp_path / "copy.cast.sig")
+    assert toolkit(["verify", str(copy), "--allowed-signers", str(signers)]) == 1
+    out = capsys.readouterr().out
+    assert out.endswith(f"\nUNSEALED {copy}\n") and "FIFO" in out

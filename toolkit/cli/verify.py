@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from toolkit.cli._console import Lines
 from toolkit.errors import ExitCode, ToolkitError, TranscriptFormatError
-from toolkit.text import printable
+from toolkit.text import printable, printable_lines
 
 if TYPE_CHECKING:
     import typer
@@ -150,8 +150,18 @@ def verify_files(files: list[Path], allowed_signers: Path | None, as_json: bool)
         except TranscriptFormatError as exc:
             if as_json:
                 stdout.print(json.dumps({"path": str(path), "error": exc.message}))
-            stderr.print(exc.diagnostics())
+            stderr.print(printable_lines(exc.diagnostics()))
             worst = ExitCode.USAGE
+            continue
+        except Exception as exc:  # a bug: said, and the other files are still checked
+            message = (
+                f"toolkit hit an internal error checking {printable(str(path))} "
+                f"({type(exc).__name__}: {printable(exc)}). This is a bug; please report it."
+            )
+            if as_json:
+                stdout.print(json.dumps({"path": str(path), "error": message}))
+            stderr.print(message)
+            worst = max(worst, ExitCode.FAILED)
             continue
         if as_json:
             stdout.print(json.dumps(report.to_json()))

@@ -150,6 +150,10 @@ def parse_line(line: str, lineno: int) -> SignerEntry | None:
     )
 
 
+#: An allowed_signers file for a large organisation: 100,000 lines or so.
+MAX_FILE = 16 << 20
+
+
 @dataclass(frozen=True)
 class AllowedSigners:
     """A parsed allowed_signers file. ``check`` raises or returns the matching entry."""
@@ -164,11 +168,12 @@ class AllowedSigners:
 
     @classmethod
     def from_file(cls, path: Path) -> AllowedSigners:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"Cannot read the allowed signers file {path}: {exc}.") from None
-        return cls.from_text(text, str(path))
+        """Parse a regular file of at most MAX_FILE bytes; UsageError (one sentence) otherwise."""
+        from toolkit.inputs import read_text
+
+        return cls.from_text(
+            read_text(path, what="the allowed signers file", limit=MAX_FILE), str(path)
+        )
 
     def check(
         self, principal: str, key_blob: bytes, namespace: str, at: datetime | None = None

@@ -103,8 +103,10 @@ class Header:
             )
 
         try:
-            raw = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
+            raw = json.loads(line, object_pairs_hook=_unique_keys)
+        except _DuplicateKey as exc:
+            raise bad(f"the header names {exc} twice, which readers may take differently") from None
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise bad("the first line is not a JSON header") from None
         if not isinstance(raw, dict) or raw.get("version") != 2:
             raise bad("the first line is not an asciicast v2 header")
@@ -124,7 +126,7 @@ class Header:
                     str(tech["name"]), str(tech["email"]), str(tech["fingerprint"])
                 ),
                 ticket=str(meta["ticket"]),
-                timestamp=int(raw["timestamp"]),
+                timestamp=_timestamp(raw["timestamp"]),
                 session_id=str(meta["session"]),
                 agent_host_key=meta.get("agent_host_key"),
                 customer_host=meta.get("customer_host"),
@@ -143,6 +145,40 @@ class Header:
         return header
 
 
+def _loads(text: str | bytes) -> Any:
+    """``json.loads``; arrays or objects nested too deep are a ValueError like any bad JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deep") from None
+
+
+#: The header's timestamp is a time from 1970 up to the end of year 9999.
+MAX_TIMESTAMP = 253402300799
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DuplicateKey(repr(key)[:80])
+        found[key] = value
+    return found
+
+
+def _timestamp(value: object) -> int:
+    """The header's start time: whole seconds since 1970, no later than year 9999."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("the timestamp is not a number")
+    if not 0 <= value <= MAX_TIMESTAMP:  # NaN fails this too
+        raise ValueError("the timestamp is not a time between 1970 and 9999")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Event:
     """One ``[t, code, data]`` line."""
@@ -159,7 +195,7 @@ class Event:
 
     @classmethod
     def from_line(cls, line: bytes) -> Event:
-        raw = json.loads(line)
+        raw = _loads(line)
         if (
             not isinstance(raw, list)
             or len(raw) != 3
@@ -173,7 +209,7 @@ class Event:
 
     def fields(self) -> dict[str, Any]:
         """The JSON object of an ``e`` event."""
-        value = json.loads(self.data)
+        value = _loads(self.data)
         if not isinstance(value, dict) or not isinstance(value.get("type"), str):
             raise ValueError("an e event must hold a JSON object with a type")
         return value

@@ -39,6 +39,7 @@ from toolkit.errors import SignatureError, TranscriptFormatError, TranscriptVeri
 from toolkit.identity import sshsig
 from toolkit.identity.allowed_signers import AllowedSigners, UntrustedSigner
 from toolkit.identity.keys import blob_of, fingerprint, load_public
+from toolkit.inputs import UnreadableInput, open_regular, read_regular
 from toolkit.transcript.models import (
     AGENT_PRINCIPAL_PREFIX,
     CHECKPOINT,
@@ -66,6 +67,10 @@ _STEP_MIN_LINE = 1024
 _PIECE = 1 << 20
 _BUFFERS = 4  # chunks read ahead of the scan, at most
 _SWITCH_INTERVAL = 0.0005  # seconds
+#: A .sig file is a few hundred bytes; anything far larger is not one.
+MAX_SIG_FILE = 64 << 10
+#: Longer than any session: a duration beyond it is shown as unknown.
+MAX_DURATION = 100 * 365 * 86400.0
 
 
 class Verdict(enum.StrEnum):
@@ -118,7 +123,10 @@ class Report:
     def ended(self) -> datetime | None:
         if self.duration is None:
             return None
-        return datetime.fromtimestamp(self.header.timestamp + self.duration, UTC)
+        try:
+            return datetime.fromtimestamp(self.header.timestamp + self.duration, UTC)
+        except (OverflowError, ValueError, OSError):  # past year 9999
+            return None
 
     def ssh_keygen_command(self, allowed_signers: str) -> str:
         """The stock OpenSSH check of this file, quoted for a POSIX shell.
@@ -243,9 +251,10 @@ def _read_and_hash(
 
 def _scan(path: Path) -> _Scan:
     try:
-        f = path.open("rb")
-    except OSError as exc:
-        raise TranscriptFormatError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+        # A regular file only: a FIFO would wait for a writer, a device never end.
+        f = open_regular(path, what="the transcript")
+    except UnreadableInput as exc:
+        raise TranscriptFormatError(exc.message) from None
     with f:
         first = f.readline(_MAX_HEADER)
         if not first.endswith(b"\n"):
@@ -308,6 +317,17 @@ def _scan(path: Path) -> _Scan:
             _restore_switch_interval(switch_interval)
         scan.sha512 = digest[0]
     return scan
+
+
+def _duration(value: object) -> float | None:
+    """A session_end's duration: a finite number of seconds, else unknown."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer too large for a float
+        return None
+    return seconds if 0 <= seconds < MAX_DURATION else None  # NaN and inf fail this
 
 
 def _prompt_handoffs() -> tuple[float, float]:
@@ -430,7 +450,7 @@ def _event_fields(raw: bytes | bytearray) -> dict[str, Any] | None:
     encoding = "utf-8" if raw[0] == 0x5B and raw[1] else json.detect_encoding(raw)
     try:
         event = _json_document(raw.decode(encoding, "surrogatepass"))
-    except ValueError:  # UnicodeDecodeError too
+    except (ValueError, RecursionError):  # UnicodeDecodeError too; arrays nested too deep
         return None
     match event:  # json gives lists, never tuples, for arrays
         case [int() | float() as when, str() as code, str() as data] if type(when) is not bool:
@@ -439,7 +459,7 @@ def _event_fields(raw: bytes | bytearray) -> dict[str, Any] | None:
                 return None
             try:
                 fields = _json_document(data)
-            except ValueError:
+            except (ValueError, RecursionError):
                 return None
             if isinstance(fields, dict) and isinstance(fields.get("type"), str):
                 return fields
@@ -607,8 +627,7 @@ def examine(path: Path, trust: AllowedSigners | None) -> Report:
         if event.fields is not None:  # session_end
             end_line = event.line
             end_reason = str(event.fields.get("reason"))
-            raw_duration = event.fields.get("duration")
-            duration = float(raw_duration) if isinstance(raw_duration, int | float) else None
+            duration = _duration(event.fields.get("duration"))
     base.update(operations=operations, refusals=refusals, end_reason=end_reason, duration=duration)
 
     # 2. Is the file complete: session_end, then the last checkpoint, then nothing?
@@ -668,12 +687,14 @@ def examine(path: Path, trust: AllowedSigners | None) -> Report:
     # 3. The final SSHSIG over the whole file.
     sig_path = path.with_name(path.name + ".sig")
     try:
-        sig_text = sig_path.read_bytes()
-    except FileNotFoundError:
-        why = "it has no final signature" if complete else "it was cut short (crash or truncation)"
-        return unsealed(f"{prefix}; {why}: {sig_path.name} is missing")
-    except OSError as exc:
-        return unsealed(f"{prefix}; cannot read {sig_path.name}: {exc.strerror or exc}")
+        sig_text = read_regular(sig_path, what="the signature", limit=MAX_SIG_FILE)
+    except UnreadableInput as exc:
+        if exc.missing:
+            why = "it has no final signature"
+            if not complete:
+                why = "it was cut short (crash or truncation)"
+            return unsealed(f"{prefix}; {why}: {sig_path.name} is missing")
+        return unsealed(f"{prefix}; {exc.message[:-1]}")
     try:
         sig = sshsig.SSHSig.from_bytes(sshsig.dearmor(sig_text))
         if sig.hash_algorithm != "sha512":

@@ -376,17 +376,19 @@ def test_a_line_holding_both_marks_is_a_checkpoint_and_an_event(
     assert_same_scan(path, 8 << 20, 16 << 20)
 
 
-def test_an_error_parsing_an_uncovered_event_line_is_not_raised(
+def test_json_nested_too_deep_is_a_malformed_event_not_an_error(
     sample_lines: list[bytes], tmp_path: Path
 ) -> None:
-    # json raises RecursionError here; the stats never reach this line, so
-    # the verdict stands (the streaming verifier never parsed it either).
+    # json raises RecursionError here: a line nobody can read is not an event, so a
+    # signed one cannot crash the verifier either.
     deep = b'[0.5, "e", "' + b"[" * 100_000 + b'"]\n'
     path = tmp_path / "t.cast"
     path.write_bytes(b"".join(sample_lines) + deep)
     report = verify_module.examine(path, None)
     assert report.verdict.value == "TAMPERED"
-    assert any(e.error is not None for e in verify_module._scan(path).events)
+    assert [e.kind for e in verify_module._scan(path).events][-1] is None
+    with pytest.raises(ValueError, match="nested too deep"):
+        Event.from_line(deep).fields()
 
 
 def test_the_switch_interval_is_restored(sample_lines: list[bytes], tmp_path: Path) -> None:
