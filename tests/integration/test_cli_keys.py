@@ -151,3 +151,14 @@ def test_init_trims_spaces_around_name_and_email(
     assert toolkit(["keys", "show", "--json"]) == 0
     view = json.loads(capsys.readouterr().out)
     assert (view["name"], view["email"]) == ("Alice Tech", "alice@example.com")
+
+
+def test_a_key_file_that_is_a_fifo_or_a_device_is_refused_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fifo = tmp_path / "id_ed25519"
+    os.mkfifo(fifo)
+    for key in (fifo, Path("/dev/zero")):
+        assert toolkit(["keys", "show", "--key", str(key)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("Cannot read the key file") and "not a regular file" in err

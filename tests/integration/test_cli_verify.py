@@ -159,7 +159,7 @@ def test_a_header_time_out_of_range_is_one_sentence_and_the_next_file_is_still_c
     timestamp: object, sealed: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     good, signers = sealed
-    bad = _with_header(shutil.copy(good, tmp_path / "bad.cast"), timestamp=timestamp)
+    bad = _with_header(Path(shutil.copy(good, tmp_path / "bad.cast")), timestamp=timestamp)
     assert toolkit(["verify", str(bad), str(good), "--allowed-signers", str(signers)]) == 2
     captured = capsys.readouterr()
     assert "timestamp is not" in captured.err and "internal error" not in captured.err

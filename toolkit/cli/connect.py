@@ -55,10 +55,9 @@ def _read_batch(batch: str) -> list[Command]:
         text = sys.stdin.read()
         source = "stdin"
     else:
-        try:
-            text = Path(batch).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"Cannot read the batch file {batch}: {exc}.") from None
+        from toolkit.inputs import read_text
+
+        text = read_text(batch, what="the batch file")  # a FIFO or device: refused, not awaited
         source = batch
     commands = []
     for number, line in enumerate(text.splitlines(), 1):

@@ -21,6 +21,9 @@ from toolkit.identity.keys import (
 
 PassphraseSource = Callable[[], str]
 
+#: An OpenSSH key or certificate file is a few KiB at most.
+MAX_KEY_FILE = 1 << 20
+
 
 class Signer(Protocol):
     """Something that makes SSH signatures with one key."""
@@ -106,16 +109,20 @@ def key_file_signer(path: Path, passphrase: PassphraseSource) -> KeySigner:
     cert: Path | None = None
     if path.name.endswith("-cert.pub"):
         cert, path = path, path.with_name(path.name[: -len("-cert.pub")])
+    from toolkit.inputs import UnreadableInput, read_regular, read_text
+
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise IdentityError(f"Cannot read the key file {path}: {exc.strerror or exc}.") from None
+        data = read_regular(path, what="the key file", limit=MAX_KEY_FILE)
+    except UnreadableInput as exc:
+        raise IdentityError(exc.message) from None
     key = parse_private_key(data, passphrase, f"the key file {path}")
     if cert is None:
         return KeySigner(key)
     try:
-        blob = blob_from_line(cert.read_text(encoding="ascii"))
-    except (OSError, UnicodeDecodeError, SignatureError) as exc:
+        blob = blob_from_line(read_text(cert, what="the certificate", limit=MAX_KEY_FILE))
+    except UnreadableInput as exc:
+        raise IdentityError(exc.message) from None
+    except SignatureError as exc:
         raise IdentityError(f"Cannot read the certificate {cert} ({exc}).") from None
     if blob_of(load_public(blob)) != blob_of(key.public_key()):
         raise IdentityError(f"{cert} certifies a different key than {path}.")
@@ -146,6 +153,7 @@ def agent_signer(selector: str | None = None, client: AgentClient | None = None)
 
 
 __all__ = [
+    "MAX_KEY_FILE",
     "AgentSigner",
     "KeySigner",
     "PassphraseSource",

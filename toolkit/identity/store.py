@@ -22,6 +22,7 @@ from toolkit import paths
 from toolkit.errors import IdentityError, UsageError
 from toolkit.identity.keys import blob_from_line, blob_of, fingerprint, load_public, public_line
 from toolkit.identity.signer import (
+    MAX_KEY_FILE,
     KeySigner,
     PassphraseSource,
     Signer,
@@ -29,6 +30,7 @@ from toolkit.identity.signer import (
     key_file_signer,
     parse_private_key,
 )
+from toolkit.inputs import UnreadableInput, read_regular, read_text
 
 KEYRING_SERVICE = "toolkit"
 KEYRING_USER = "technician-key"
@@ -79,10 +81,12 @@ def key_path() -> Path:
 def read_profile() -> Profile:
     path = profile_path()
     try:
-        raw: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        raw: dict[str, Any] = json.loads(read_text(path, what="the technician profile"))
         profile = Profile(**raw)
         blob_from_line(profile.public_key)
-    except FileNotFoundError:
+    except UnreadableInput as exc:
+        if not exc.missing:
+            raise IdentityError(exc.message) from None
         raise IdentityError(
             "No technician key yet.",
             hint='Create one with `toolkit keys init --name "Your Name" --email you@example.com`, '
@@ -240,11 +244,10 @@ def load(passphrase: PassphraseSource) -> Identity:
     else:
         path = Path(profile.key_file or key_path())
         try:
-            data = path.read_bytes()
-        except OSError as exc:
+            data = read_regular(path, what="the technician key file", limit=MAX_KEY_FILE)
+        except UnreadableInput as exc:
             raise IdentityError(
-                f"Cannot read the technician key file {path} ({exc.strerror or exc}).",
-                hint="Run `toolkit keys init --force` to make a new one.",
+                exc.message, hint="Run `toolkit keys init --force` to make a new one."
             ) from None
         key = parse_private_key(data, passphrase, f"the technician key {path}")
     signer = KeySigner(key)
@@ -287,8 +290,8 @@ def resolve(
         signer = key_file_signer(key, passphrase)
         store = STORE_KEY_FILE
         pub = key.with_name(key.name + ".pub")
-        if pub.exists():
-            parts = pub.read_text(errors="replace").split(None, 2)
+        with contextlib.suppress(UnreadableInput, UnicodeDecodeError):  # the comment is optional
+            parts = read_text(pub, what="the public key", limit=MAX_KEY_FILE).split(None, 2)
             comment = parts[2].strip() if len(parts) > 2 else ""
     else:
         agent_key = agent_signer(agent or None)

@@ -139,14 +139,21 @@ def config_path() -> Path:
 
 
 def read_config() -> dict[str, Any]:
+    from toolkit.inputs import UnreadableInput, read_text
+
     path = config_path()
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        return tomllib.loads(read_text(path, what="the ticket configuration"))
+    except UnreadableInput as exc:
+        if exc.missing:
+            return {}
+        raise
+    except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"Cannot read {path}: {exc}.") from None
+    except RecursionError:  # arrays or tables nested thousands deep
+        raise UsageError(
+            f"Cannot read {path}: it is nested too deep to be a configuration."
+        ) from None
 
 
 def _toml_value(value: object) -> str:
