@@ -131,6 +131,19 @@ HOSTILE: dict[str, tuple[bytes, int, str]] = {
         "malformed",
     ),
     "NaN id": (_raw('{"v":1,"id":NaN,"op":"end","reason":"x"}'), 0, "malformed"),
+    # A duplicate key is malformed, never "the last one wins".
+    "duplicate path": (
+        _raw('{"v":1,"id":11,"op":"read","path":"/etc/shadow","path":"/tmp/x"}'),
+        11,
+        "malformed",
+    ),
+    "duplicate op": (
+        _raw('{"v":1,"id":11,"op":"end","op":"stat","path":"/tmp"}'),
+        11,
+        "malformed",
+    ),
+    "duplicate version": (_raw('{"v":2,"v":1,"id":11,"op":"end","reason":"x"}'), 11, "malformed"),
+    "duplicate id": (_raw('{"v":1,"id":11,"id":12,"op":"end","reason":"x"}'), 0, "malformed"),
 }
 
 

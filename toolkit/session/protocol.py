@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
@@ -184,12 +185,28 @@ def _decode(body: Body) -> str:
         raise ProtocolError("message is not JSON: not valid UTF-8") from None
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose names are unique: a duplicate is refused, never "last one wins"."""
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        [(name, _)] = Counter(k for k, _ in pairs).most_common(1)
+        raise _DuplicateKey(name)
+    return value
+
+
 def _load(body: Body) -> dict[str, Any]:
     if len(body) > MAX_MESSAGE:
         raise ProtocolError("message too large")
     text = _decode(body)
     try:
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=_unique)
+    except _DuplicateKey as exc:
+        # Two readers of one message could each take a different value: refuse it.
+        raise ProtocolError(f"message has the key {str(exc)[:64]!r} twice") from None
     except (ValueError, RecursionError):
         raise ProtocolError("message is not JSON") from None
     if not isinstance(value, dict):
@@ -206,14 +223,18 @@ def _valid_request_id(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
 
 
+class _Members(list[tuple[str, Any]]):
+    """A JSON object's members in order, duplicates kept."""
+
+
 def request_id_of(body: Body) -> int:
-    """Best effort: the id of a request that failed to parse, else 0."""
+    """Best effort: the id of a request that failed to parse, else 0 (also when it has two)."""
     try:
-        value = json.loads(_decode(body))
+        value = json.loads(_decode(body), object_pairs_hook=_Members)
     except (ProtocolError, ValueError, RecursionError):
         return 0
-    rid = value.get("id") if isinstance(value, dict) else None
-    return rid if _valid_request_id(rid) else 0
+    ids = [v for k, v in value if k == "id"] if isinstance(value, _Members) else []
+    return ids[0] if len(ids) == 1 and _valid_request_id(ids[0]) else 0
 
 
 def parse_request(body: Body) -> Request:

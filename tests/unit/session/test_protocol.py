@@ -120,3 +120,41 @@ def test_request_id_is_recovered_for_error_replies() -> None:
 def test_oversized_message_is_refused_on_send() -> None:
     with pytest.raises(p.ProtocolError, match="too large"):
         p.message_frame({"v": 1, "id": 1, "blob": "x" * p.MAX_MESSAGE})
+
+
+# A duplicate key is refused, not "the last one wins": two readers of one message
+# (the agent's parser, a log, a proxy) could each take a different value.
+DUPLICATES = [
+    b'{"v": 1, "id": 1, "op": "read", "path": "/etc/shadow", "path": "/tmp/x"}',
+    b'{"v": 1, "id": 1, "op": "end", "op": "run", "argv": ["id"], "reason": "x"}',
+    b'{"v": 1, "v": 1, "id": 1, "op": "hello", "session": "s"}',
+    b'{"v": 1, "id": 1, "id": 2, "op": "hello", "session": "s"}',
+]
+
+
+@pytest.mark.parametrize("body", DUPLICATES)
+def test_a_request_with_a_duplicate_key_is_malformed(body: bytes) -> None:
+    with pytest.raises(p.ProtocolError, match="twice"):
+        p.parse_request(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"v": 1, "id": 1, "ok": true, "ok": false, "result": {}}',
+        b'{"v": 1, "id": 1, "ok": true, "result": {"size": 1, "size": 2}}',
+        b'{"v": 1, "id": 1, "ok": false, "error": {"code": "failed", "code": "ended"}}',
+    ],
+)
+def test_a_response_with_a_duplicate_key_is_malformed(body: bytes) -> None:
+    with pytest.raises(p.ProtocolError, match="twice"):
+        p.parse_response(body)
+
+
+def test_the_id_of_a_message_with_a_duplicate_key() -> None:
+    # The error answers the request's id when it has one, and id 0 when the id is the
+    # duplicate: which of the two would it answer?
+    assert p.request_id_of(DUPLICATES[0]) == 1
+    assert p.request_id_of(DUPLICATES[3]) == 0
+    assert p.request_id_of(b'{"v": 1, "id": 5, "op": "x", "a": {"id": 6, "id": 7}}') == 5
+    assert p.request_id_of(b'[{"id": 5}]') == 0
