@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncssh
 import pytest
+from asyncssh.packet import Boolean, String, UInt32
 
 from tests.session_support import (
     Customer,
@@ -316,6 +317,59 @@ def test_no_other_channel_opens_after_consent(tmp_path: Path, what: str) -> None
             events = assert_sealed(await h.end())
             refusals = [e for e in events if e["type"] == "refusal" and e["op"] == "channel"]
             assert refusals and all(e["message"].startswith("refused:") for e in refusals)
+
+    run(main())
+
+
+# Channel requests the protocol channel refuses: the request's name and its arguments.
+# (asyncssh's server would accept env, window-change and signal without asking.)
+CHANNEL_REQUESTS: dict[str, bytes] = {
+    "env": String("LD_PRELOAD") + String("/tmp/evil.so"),
+    "window-change": UInt32(80) + UInt32(24) + UInt32(0) + UInt32(0),
+    "signal": String("INT"),
+    "break": UInt32(100),
+    "xon-xoff": Boolean(True),
+    "x11-req": Boolean(False) + String("MIT-MAGIC-COOKIE-1") + String("ab" * 16) + UInt32(0),
+    "auth-agent-req@openssh.com": b"",
+}
+
+
+@pytest.mark.parametrize("name", list(CHANNEL_REQUESTS), ids=list(CHANNEL_REQUESTS))
+def test_a_channel_request_on_the_protocol_channel_fails_and_is_recorded(
+    tmp_path: Path, name: str
+) -> None:
+    async def main() -> None:
+        async with hostile_session(tmp_path) as h:
+            chan = h.channel.writer.channel
+            # The request really fails in SSH (want_reply: the agent answers FAILURE).
+            assert await chan._make_request(name.encode(), CHANNEL_REQUESTS[name]) is False
+            await h.channel.still_serves()
+            events = assert_sealed(await h.end())
+        [refusal] = [e for e in events if e["type"] == "refusal" and e["op"] == "channel"]
+        assert refusal["message"].startswith("refused:") and name in refusal["message"]
+
+    run(main())
+
+
+def test_env_sent_with_the_subsystem_request_is_refused_and_the_session_opens(
+    tmp_path: Path,
+) -> None:
+    # As OpenSSH's SendEnv does: env requests (no reply wanted) before the subsystem.
+    async def main() -> None:
+        async with running_agent(tmp_path) as (agent, _, _):
+            conn, _ = await connect_to(agent)
+            writer, reader, _ = await conn.open_session(
+                subsystem=SUBSYSTEM, env={"LD_PRELOAD": "/tmp/evil.so"}, encoding=None
+            )
+            channel = RawChannel(writer, reader)
+            await channel.still_serves()
+            channel.send(request(9, "end", reason="done"))
+            await channel.answer()
+            end = await asyncio.wait_for(agent.wait(), 10)
+            conn.close()
+        events = assert_sealed(end)
+        refusals = [e["message"] for e in events if e["type"] == "refusal"]
+        assert refusals == ["refused: an environment variable (env) is not offered"]
 
     run(main())
 

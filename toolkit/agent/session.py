@@ -13,11 +13,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncssh
+from asyncssh.misc import map_handler_name
 
 from toolkit import __version__
 from toolkit.agent.operations import Operations, Outcome
@@ -59,6 +61,18 @@ MAX_IN_FLIGHT = 8
 #: broken or hostile client must not grow the customer's transcript without bound.
 MAX_REJECTS = 200
 AGENT_PRINCIPAL = "toolkit agent"
+#: Channel requests the protocol channel refuses, and records. asyncssh would accept
+#: env (keeping every variable), window-change, signal and xon-xoff without asking the
+#: session; x11 and agent forwarding it refuses unrecorded.
+REFUSED_REQUESTS = {
+    "env": "an environment variable",
+    "window-change": "a terminal size change",
+    "signal": "a signal",
+    "break": "a break",
+    "xon-xoff": "flow control",
+    "x11-req": "X11 forwarding",
+    "auth-agent-req@openssh.com": "agent forwarding",
+}
 
 
 class SessionChannel(asyncssh.SSHServerSession[bytes]):
@@ -74,6 +88,17 @@ class SessionChannel(asyncssh.SSHServerSession[bytes]):
 
     def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
         self._chan = chan
+        # asyncssh looks a request's handler up on the channel by name, and some of these
+        # it handles without a session callback: each gets one that refuses and records.
+        for name, what in REFUSED_REQUESTS.items():
+            setattr(chan, f"_process_{map_handler_name(name)}_request", self._refuser(name, what))
+
+    def _refuser(self, name: str, what: str) -> Callable[[object], bool]:
+        def refuse(packet: object) -> bool:
+            self._session.refuse_channel(f"{what} ({name})")
+            return False  # a FAILURE reply, when the technician wants one
+
+        return refuse
 
     def pty_requested(self, term_type: str, term_size: Any, term_modes: Any) -> bool:
         self._session.refuse_channel("a PTY")
