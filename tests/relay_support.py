@@ -11,19 +11,24 @@ import asyncio
 import io
 import json
 import os
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncssh
 
+from tests.integration.share_process import Person, end
 from tests.session_support import Collector, Customer, identity, start_agent
 from toolkit.agent.server import Agent
 from toolkit.consent import Consent, Scope, parse_code
 from toolkit.identity.store import Identity
 from toolkit.relay._log import EventLog
+from toolkit.relay._wire import register_host
 from toolkit.relay.server import Relay, RelayOptions
 from toolkit.secrets import Secret
 from toolkit.session.commands import Command, parse
@@ -93,6 +98,47 @@ async def running_relay(
         await relay.close()
 
 
+class RelayProcess:
+    """A running ``toolkit relay`` process; its first log line (``listening``) is read."""
+
+    def __init__(self, proc: subprocess.Popen[str], stderr: Path) -> None:
+        self.proc = proc
+        self.stderr = stderr
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"toolkit relay did not start: {stderr.read_text()}")
+        self.listening = json.loads(line)
+        self.port = int(self.listening["port"])
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> tuple[str, str]:
+        """SIGTERM it; the rest of its stdout (the log) and all its stderr."""
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(10) == 0
+        assert self.proc.stdout is not None
+        return self.proc.stdout.read(), self.stderr.read_text()
+
+
+@contextmanager
+def relay_process(
+    operator: Person, key: Path, port: int = 0, *options: str
+) -> Iterator[RelayProcess]:
+    """``toolkit relay --listen 127.0.0.1:PORT --host-key KEY OPTIONS`` run by ``operator``."""
+    stderr = operator.root / f"relay-{time.monotonic_ns()}.err"
+    with stderr.open("w") as f:
+        proc = operator.popen(
+            "relay", "--listen", f"127.0.0.1:{port}", "--host-key", key, *options, stderr=f
+        )
+    try:
+        yield RelayProcess(proc, stderr)
+    finally:
+        end(proc)
+
+
 @dataclass
 class RelayedAgent:
     agent: Agent
@@ -158,6 +204,40 @@ def command(line: str) -> Command:
     return parsed
 
 
+async def raw_client(
+    port: int,
+    *,
+    source: str = "127.0.0.1",
+    key: asyncssh.SSHKey | None = None,
+    username: str = "agent",
+) -> asyncssh.SSHClientConnection:
+    """A bare SSH client of the relay at 127.0.0.1:``port``, from ``source`` (any 127.x.y.z).
+
+    What an attacker would write: it trusts whatever host key answers and offers
+    ``key`` (default: a fresh one, as a throwaway key of toolkit share is).
+    """
+    return await asyncssh.connect(
+        "127.0.0.1",
+        port,
+        local_addr=(source, 0),
+        username=username,
+        known_hosts=None,
+        client_keys=[key or asyncssh.generate_private_key("ssh-ed25519")],
+        agent_path=None,
+        config=[],
+        preferred_auth="publickey",
+    )
+
+
+async def try_register(conn: asyncssh.SSHClientConnection, name: int = 0) -> str | None:
+    """Register a rendezvous (``name`` 0: a new one); its name, or None if refused."""
+    try:
+        listener = await conn.create_server(lambda *_: None, register_host(600), name)
+    except asyncssh.ChannelListenError:
+        return None
+    return str(listener.get_port())
+
+
 async def eventually(condition: Any, seconds: float = 10.0) -> None:
     for _ in range(int(seconds / 0.02)):
         if condition():
@@ -169,14 +249,18 @@ async def eventually(condition: Any, seconds: float = 10.0) -> None:
 __all__ = [
     "FAST_BACKOFF",
     "Lines",
+    "RelayProcess",
     "RelayedAgent",
     "RunningRelay",
     "command",
     "consent_through",
     "eventually",
     "host_key",
+    "raw_client",
+    "relay_process",
     "relayed_agent",
     "running_relay",
     "session_through",
     "trust",
+    "try_register",
 ]

@@ -7,12 +7,9 @@ key through their ~/.ssh/known_hosts, as they would for a real one.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
-import subprocess
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,38 +26,9 @@ from tests.integration.test_share_connect import (
     technician_transcript,
     verified,
 )
-from tests.relay_support import host_key, trust
+from tests.relay_support import host_key, raw_client, relay_process, trust, try_register
 
 START = 15.0
-
-
-class RelayProcess:
-    def __init__(self, proc: subprocess.Popen[str], log: Path) -> None:
-        self.proc = proc
-        self.log = log
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line:
-            raise AssertionError(f"toolkit relay did not start: {log.read_text()}")
-        self.listening = json.loads(line)
-        self.port = int(self.listening["port"])
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-
-@contextmanager
-def relay_process(operator: Person, key: Path, port: int = 0) -> Iterator[RelayProcess]:
-    log = operator.root / f"relay-{time.monotonic_ns()}.err"
-    with log.open("w") as stderr:
-        proc = operator.popen(
-            "relay", "--listen", f"127.0.0.1:{port}", "--host-key", key, stderr=stderr
-        )
-    try:
-        yield RelayProcess(proc, log)
-    finally:
-        end(proc)
 
 
 @pytest.fixture
@@ -187,3 +155,27 @@ def signers(identity: Path) -> Path:  # noqa: F811
     path = person.root / "allowed_signers"
     path.write_text(done.stdout)
     return path
+
+
+def test_a_share_over_the_address_limit_is_told_why_in_one_sentence(
+    operator: Person, customer: Person, key: Path
+) -> None:
+    with relay_process(operator, key, 0, "--names-per-address", "1") as relay:
+        trusting(relay.port, key, customer)
+
+        async def another_share() -> None:  # from the same address, holding its one name
+            conn = await raw_client(relay.port)
+            assert await try_register(conn) is not None
+            conn.close()  # its name stays reserved for it, as for any dropped agent
+
+        asyncio.run(asyncio.wait_for(another_share(), 30))
+        done = customer.toolkit("share", "--yes", "--json", "--relay", f"127.0.0.1:{relay.port}")
+        log, _ = relay.stop()
+    why = "too many rendezvous from your address (at most 1 at once)"
+    assert done.returncode == 4, done.stderr
+    assert done.stderr.splitlines()[0] == (
+        f"The relay 127.0.0.1:{relay.port} refused a rendezvous: {why}."
+    )
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    refused = [e for e in map(json.loads, log.splitlines()) if e["event"] == "register_refused"]
+    assert [e["why"] for e in refused] == [why]

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import asyncssh
@@ -24,15 +25,18 @@ import pytest
 from tests.relay_support import (
     command,
     consent_through,
+    eventually,
     host_key,
+    raw_client,
     relayed_agent,
     running_relay,
     session_through,
+    try_register,
 )
 from tests.session_support import MARKER
 from toolkit.consent import WrongCode, parse_code
 from toolkit.errors import ExitCode, TransportError
-from toolkit.relay.server import read_technicians
+from toolkit.relay.server import RelayOptions, read_technicians
 from toolkit.transport.relay import dial
 
 
@@ -216,5 +220,100 @@ def test_what_the_relay_logs_is_about_connections_never_content(tmp_path: Path) 
                     "agent", "bytes_up", "bytes_down", "why", "ok", "what", "address", "port",
                     "host_key", "host_key_file", "technicians",
                 }  # fmt: skip
+
+    run(main())
+
+
+# -- one address, or one key, taking the name space -------------------------------------
+
+
+def test_one_address_registering_hundreds_of_names_gets_a_handful(tmp_path: Path) -> None:
+    # As found: one address registered 240 names in 1.1 s (here: 60 connections, a
+    # fresh key each, 4 registrations each). It gets its burst, then one every few seconds.
+    defaults = RelayOptions()
+
+    async def main() -> None:
+        async with running_relay(tmp_path) as relay:
+            started = time.monotonic()
+            conns = await asyncio.gather(*(raw_client(relay.port) for _ in range(60)))
+            names = [await try_register(conn) for conn in conns for _ in range(4)]
+            elapsed = time.monotonic() - started
+            granted = [n for n in names if n is not None]
+            most = defaults.register_burst + int(elapsed * defaults.register_rate) + 1
+            assert defaults.register_burst <= len(granted) <= most
+            refused = relay.log.events("register_refused")
+            assert len(refused) == 240 - len(granted)
+            assert {e["why"] for e in refused} == {
+                "too many new rendezvous from your address; try again in a minute"
+            }
+            # Another address (the office next door) gets a name at once.
+            other = await raw_client(relay.port, source="127.0.0.2")
+            assert await try_register(other) is not None
+            for conn in [*conns, other]:
+                conn.close()
+
+    run(main())
+
+
+def test_one_address_holds_a_bounded_share_of_names_however_slowly_it_asks(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        # The rate limit out of the way: only the number held at once is left.
+        async with running_relay(tmp_path, register_rate=1000, register_burst=1000) as relay:
+            most = relay.relay.options.names_per_address
+            conns = await asyncio.gather(*(raw_client(relay.port) for _ in range(60)))
+            names = [await try_register(conn) for conn in conns for _ in range(4)]
+            granted = [n for n in names if n is not None]
+            assert len(granted) == most
+            refused = {e["why"] for e in relay.log.events("register_refused")}
+            assert refused == {f"too many rendezvous from your address (at most {most} at once)"}
+            # Hanging up does not give them back: a dropped agent's name stays reserved.
+            for conn in conns:
+                conn.close()
+            late = await raw_client(relay.port)
+            assert await try_register(late) is None
+            late.close()
+
+    run(main())
+
+
+def test_one_key_from_many_addresses_holds_a_bounded_share_of_names(tmp_path: Path) -> None:
+    key = asyncssh.generate_private_key("ssh-ed25519")
+
+    async def main() -> None:
+        async with running_relay(tmp_path, register_rate=1000, register_burst=1000) as relay:
+            most = relay.relay.options.names_per_key
+            conns = [
+                await raw_client(relay.port, source=f"127.0.0.{i}", key=key) for i in range(2, 8)
+            ]
+            names = [await try_register(conn) for conn in conns for _ in range(4)]
+            assert len([n for n in names if n is not None]) == most
+            refused = {e["why"] for e in relay.log.events("register_refused")}
+            assert refused == {f"too many rendezvous for your key (at most {most} at once)"}
+            for conn in conns:
+                conn.close()
+
+    run(main())
+
+
+def test_an_agent_at_its_address_limit_keeps_its_name_across_a_reconnect(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        async with running_relay(tmp_path, names_per_address=1) as relay:
+            agent = await relayed_agent(tmp_path, relay.route)
+            name, code = agent.rendezvous.name, agent.code
+            intruder = await raw_client(relay.port)
+            assert await try_register(intruder) is None  # the address's one name is taken
+            conn = agent.rendezvous._conn
+            assert conn is not None
+            conn.abort()  # the customer's network blinks; the name is theirs to reclaim
+            await eventually(lambda: agent.rendezvous.reconnects == 1)
+            assert agent.rendezvous.name == name and agent.code.reveal() == code.reveal()
+            joined, _ = await consent_through(relay.route, code)
+            joined.close()
+            intruder.close()
+            await agent.agent.stop("test over")
 
     run(main())

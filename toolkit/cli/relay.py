@@ -50,6 +50,34 @@ def relay_command(
     lookup_burst: Annotated[
         int, typer.Option("--lookup-burst", min=1, help="Lookups at once per source address.")
     ] = 20,
+    names_per_address: Annotated[
+        int,
+        typer.Option(
+            "--names-per-address",
+            min=1,
+            help="Rendezvous one source address (an IPv6 /64) may hold at once.",
+        ),
+    ] = 32,
+    names_per_key: Annotated[
+        int,
+        typer.Option("--names-per-key", min=1, help="Rendezvous one agent key may hold at once."),
+    ] = 16,
+    register_rate: Annotated[
+        float,
+        typer.Option(
+            "--register-rate",
+            min=0.001,
+            help="New rendezvous per second per source address, and per key.",
+        ),
+    ] = 0.2,
+    register_burst: Annotated[
+        int,
+        typer.Option(
+            "--register-burst",
+            min=1,
+            help="New rendezvous at once per source address, and per key.",
+        ),
+    ] = 16,
     log: Annotated[
         Path | None,
         typer.Option(
@@ -74,6 +102,10 @@ def relay_command(
         max_ttl=max_ttl,
         lookup_rate=lookup_rate,
         lookup_burst=lookup_burst,
+        names_per_address=names_per_address,
+        names_per_key=names_per_key,
+        register_rate=register_rate,
+        register_burst=register_burst,
     )
     stream: TextIO = log.open("a", encoding="utf-8") if log else sys.stdout
     try:

@@ -1,14 +1,35 @@
-"""Per-source-address token buckets: how often one address may look rendezvous up."""
+"""Token buckets per source (address or key): how often one may look up or register.
+
+A source address is counted as the network its owner controls: an IPv4
+address, or the /64 of an IPv6 address (one host is given a whole /64, so
+counting its addresses one by one would count nothing); see :func:`source_of`.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 Clock = Callable[[], float]
-#: Addresses remembered at most; the fullest buckets (idle longest) are forgotten first.
+#: Sources remembered at most; the fullest buckets (idle longest) are forgotten first.
 MAX_ADDRESSES = 65536
+#: An IPv6 source is its network of this many bits.
+IPV6_PREFIX = 64
+
+
+def source_of(address: str) -> str:
+    """What limits count ``address`` as: itself (IPv4), or its /64 network (IPv6)."""
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])  # without a zone (fe80::1%eth0)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # an IPv4 client of a dual-stack socket
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False))
+    return str(ip)
 
 
 @dataclass
@@ -18,7 +39,7 @@ class _Bucket:
 
 
 class RateLimit:
-    """``burst`` lookups at once per address, refilled at ``rate`` per second."""
+    """``burst`` at once per source (address or key), refilled at ``rate`` per second."""
 
     def __init__(self, rate: float, burst: int, *, clock: Clock = time.monotonic) -> None:
         if rate <= 0 or burst < 1:
@@ -29,7 +50,7 @@ class RateLimit:
         self._buckets: dict[str, _Bucket] = {}
 
     def allow(self, address: str) -> bool:
-        """Take one token for ``address``; False when it has none left."""
+        """Take one token for ``address`` (any source); False when it has none left."""
         now = self._clock()
         bucket = self._buckets.get(address)
         if bucket is None:
@@ -58,4 +79,4 @@ class RateLimit:
         return len(self._buckets)
 
 
-__all__ = ["RateLimit"]
+__all__ = ["IPV6_PREFIX", "MAX_ADDRESSES", "RateLimit", "source_of"]

@@ -15,6 +15,12 @@ connections, with a clock it can fake. A rendezvous is one of:
 Names are 3 digits while any is free, then 4, then 5 (up to 65535, since a
 name travels as a port number in ``tcpip-forward``), chosen at random among
 the free ones, never with a leading zero.
+
+So that nobody takes the name space, one source (address) and one owner
+(key) hold at most ``per_source`` and ``per_owner`` names at once, counting
+every state: a waiting or cooling-down name is out of circulation too. A
+renewal or reclaim of one's own name is never refused for it. The counts
+exist only while a name does, so they are as bounded as the table.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import enum
 import secrets
 import time
 from array import array
+from collections import Counter
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 
@@ -57,6 +64,7 @@ class Rendezvous:
     holder: Hashable | None  # the agent's live connection; None while it reconnects
     route: str = ""  # what the server needs to reach the agent (the forward's listen host)
     created: float = 0.0
+    source: str = ""  # where it was registered from (toolkit.relay._limits.source_of)
     lookups: int = field(default=0)
 
     def state(self, now: float) -> State:
@@ -120,15 +128,21 @@ class Table:
         cooldown: float = DEFAULT_COOLDOWN,
         max_ttl: float = DEFAULT_MAX_TTL,
         per_holder: int = 4,
+        per_source: int | None = None,
+        per_owner: int | None = None,
         draw: Callable[[int], int] = secrets.randbelow,
     ) -> None:
         self._clock = clock
         self._cooldown = cooldown
         self._max_ttl = max_ttl
         self._per_holder = per_holder
+        self._per_source = per_source
+        self._per_owner = per_owner
         self._draw = draw
         self._names: dict[str, Rendezvous] = {}
         self._by_holder: dict[Hashable, set[str]] = {}
+        self._held_by_source: Counter[str] = Counter()
+        self._held_by_owner: Counter[str] = Counter()
         self._free = _FreeNames()
 
     def __len__(self) -> int:
@@ -143,11 +157,18 @@ class Table:
     # -- the agent's side ------------------------------------------------------------
 
     def register(
-        self, owner: str, holder: Hashable, ttl: float, name: str | None = None, route: str = ""
+        self,
+        owner: str,
+        holder: Hashable,
+        ttl: float,
+        name: str | None = None,
+        route: str = "",
+        source: str = "",
     ) -> tuple[Rendezvous, bool]:
         """Hand out a name (``name`` None) or claim/renew ``name``; (rendezvous, renewed).
 
-        Raises Refused: the name is malformed, someone else's, or no name is free.
+        Raises Refused: the name is malformed or someone else's, ``holder``,
+        ``source`` or ``owner`` holds as many as it may, or no name is free.
         """
         now = self._clock()
         ttl = min(max(ttl, 1.0), self._max_ttl)
@@ -166,6 +187,7 @@ class Table:
                 held.deadline, held.route = now + ttl, route
                 return held, True
         self._check_room(holder)
+        self._check_share(owner, source)
         if name is not None:
             self._free.take(int(name))
             chosen = name
@@ -174,14 +196,33 @@ class Table:
             if drawn is None:
                 raise Refused("no rendezvous name is free")
             chosen = str(drawn)
-        rendezvous = Rendezvous(chosen, owner, now + ttl, holder, route, created=now)
+        rendezvous = Rendezvous(chosen, owner, now + ttl, holder, route, now, source)
         self._names[chosen] = rendezvous
         self._by_holder.setdefault(holder, set()).add(chosen)
+        self._held_by_source[source] += 1
+        self._held_by_owner[owner] += 1
         return rendezvous, False
 
     def _check_room(self, holder: Hashable) -> None:
         if len(self._by_holder.get(holder, ())) >= self._per_holder:
             raise Refused(f"at most {self._per_holder} rendezvous per connection")
+
+    def _check_share(self, owner: str, source: str) -> None:
+        most = self._per_source
+        if most is not None and self._held_by_source[source] >= most:
+            raise Refused(f"too many rendezvous from your address (at most {most} at once)")
+        most = self._per_owner
+        if most is not None and self._held_by_owner[owner] >= most:
+            raise Refused(f"too many rendezvous for your key (at most {most} at once)")
+
+    def _uncount(self, rendezvous: Rendezvous) -> None:
+        for counts, key in (
+            (self._held_by_source, rendezvous.source),
+            (self._held_by_owner, rendezvous.owner),
+        ):
+            counts[key] -= 1
+            if counts[key] <= 0:
+                del counts[key]  # no entry without a name: bounded by the table
 
     def _move(self, rendezvous: Rendezvous, holder: Hashable) -> None:
         if rendezvous.holder == holder:
@@ -234,6 +275,7 @@ class Table:
         for rendezvous in gone:
             del self._names[rendezvous.name]
             self._free.give_back(int(rendezvous.name))
+            self._uncount(rendezvous)
             if rendezvous.holder is not None:
                 self._by_holder.get(rendezvous.holder, set()).discard(rendezvous.name)
         return gone

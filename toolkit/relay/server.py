@@ -11,8 +11,12 @@ Everything else (sessions, shells, exec, PTYs, agent and X11 forwarding, any
 other forward) is refused, as asyncssh does by default. The relay only ever
 sees the bytes of an SSH connection that runs end to end between technician
 and agent; it counts them and never looks inside. Lookups are rate-limited
-per source address; ``technicians`` (keys from an allowed_signers or
-authorized_keys file) restricts who may open a channel to a rendezvous.
+per source address; new registrations are rate-limited per source address
+and per key, and each holds a bounded number of names at once (so that
+nobody takes the name space); ``technicians`` (keys from an allowed_signers
+or authorized_keys file) restricts who may open a channel to a rendezvous.
+A refused registration's reason reaches the agent as an SSH debug message
+just before the refusal, which carries no text of its own.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import asyncssh
 
 from toolkit.errors import TransportError, UsageError
 from toolkit.identity.keys import blob_from_line, fingerprint
-from toolkit.relay._limits import RateLimit
+from toolkit.relay._limits import RateLimit, source_of
 from toolkit.relay._log import EventLog, clip
 from toolkit.relay._table import DEFAULT_COOLDOWN, DEFAULT_MAX_TTL, Refused, Rendezvous, Table
 from toolkit.relay._wire import (
@@ -45,6 +49,9 @@ from toolkit.transport.batching import DirectTCP
 from toolkit.transport.tuning import CIPHERS, release_memory
 
 SWEEP_INTERVAL = 5.0
+# Why a registration was refused: logged, and sent to the agent, which shows it.
+NEW_FROM_ADDRESS = "too many new rendezvous from your address; try again in a minute"
+NEW_FOR_KEY = "too many new rendezvous for your key; try again in a minute"
 # How often the relay gives memory that sessions freed back to the system.
 TRIM_INTERVAL = 60.0
 #: (rendezvous name, "up" technician to agent | "down" agent to technician, bytes): tests only.
@@ -64,6 +71,12 @@ class RelayOptions:
     lookup_rate: float = 1.0
     lookup_burst: int = 20
     per_connection: int = 4
+    # Registrations. An office behind one NAT address sharing 32 screens at once stays
+    # under these; one address fills 32 of the 65,436 names (docs/relay.md, "Limits").
+    names_per_address: int = 32
+    names_per_key: int = 16
+    register_rate: float = 0.2  # new names per second per address, and per key
+    register_burst: int = 16
     login_timeout: float = 30.0
     keepalive_interval: float = 30.0
 
@@ -74,6 +87,12 @@ class RelayOptions:
             )
         if self.lookup_rate <= 0 or self.lookup_burst < 1:
             raise UsageError("The relay's lookup rate must be positive and its burst at least 1.")
+        if self.register_rate <= 0 or self.register_burst < 1:
+            raise UsageError(
+                "The relay's registration rate must be positive and its burst at least 1."
+            )
+        if self.names_per_address < 1 or self.names_per_key < 1:
+            raise UsageError("The relay's names per address and per key must be at least 1.")
 
 
 def read_technicians(path: Path) -> frozenset[bytes]:
@@ -234,6 +253,7 @@ class RelayConnection(asyncssh.SSHServer):
         self.id = next(_ids)
         self.conn: asyncssh.SSHServerConnection | None = None
         self.address = "?"
+        self.source = "?"  # what per-address limits count it as (an IPv6 /64)
         self.port = 0
         self.key: str | None = None
         self.technician = False
@@ -243,6 +263,7 @@ class RelayConnection(asyncssh.SSHServer):
         peer = conn.get_extra_info("peername")
         if peer:
             self.address, self.port = str(peer[0]), int(peer[1])
+            self.source = source_of(self.address)
         self.relay.log.emit("connect", conn=self.id, peer=f"{self.address}:{self.port}")
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -300,8 +321,12 @@ class Relay:
             max_ttl=options.max_ttl,
             cooldown=options.cooldown,
             per_holder=options.per_connection,
+            per_source=options.names_per_address,
+            per_owner=options.names_per_key,
         )
         self.limit = RateLimit(options.lookup_rate, options.lookup_burst)
+        self.new_by_source = RateLimit(options.register_rate, options.register_burst)
+        self.new_by_key = RateLimit(options.register_rate, options.register_burst)
         self.tap: Tap | None = None
         self.address: tuple[str, int] = ("", 0)
         self.host_key_fingerprint = ""
@@ -394,8 +419,16 @@ class Relay:
         if ttl is None or who.key is None:
             return self._refuse_register(who, "not a rendezvous registration")
         name = str(listen_port) if listen_port else None
+        held = self.table.get(name) if name is not None else None
+        if held is None or held.owner != who.key:  # a new name: not a renewal of one's own
+            if not self.new_by_source.allow(who.source):
+                return self._refuse_register(who, NEW_FROM_ADDRESS, name)
+            if not self.new_by_key.allow(who.key):
+                return self._refuse_register(who, NEW_FOR_KEY, name)
         try:
-            rendezvous, renewed = self.table.register(who.key, who, ttl, name, route=listen_host)
+            rendezvous, renewed = self.table.register(
+                who.key, who, ttl, name, route=listen_host, source=who.source
+            )
         except Refused as exc:
             return self._refuse_register(who, exc.reason, name)
         self._expired.discard(rendezvous.name)
@@ -410,7 +443,10 @@ class Relay:
         return _Registration(self, who, rendezvous)
 
     def _refuse_register(self, who: RelayConnection, why: str, name: str | None = None) -> bool:
-        self.log.emit("register_refused", conn=who.id, asked=name, why=why)
+        self.log.emit("register_refused", conn=who.id, key=who.key, asked=name, why=why)
+        if who.conn is not None:
+            # The refusal itself carries no text: the reason goes just before it, in order.
+            who.conn.send_debug(why)
         return False
 
     def cancel(self, who: RelayConnection, name: str, route: str) -> None:
@@ -428,7 +464,7 @@ class Relay:
                 asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
                 "this relay admits listed technicians only",
             )
-        if not self.limit.allow(who.address):
+        if not self.limit.allow(who.source):
             self.log.emit("lookup", conn=who.id, name=name, ok=False, why="rate limited")
             raise asyncssh.ChannelOpenError(
                 asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,

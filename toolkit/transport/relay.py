@@ -46,6 +46,7 @@ from toolkit.relay._wire import (
     socket_path,
 )
 from toolkit.secrets import Secret
+from toolkit.text import printable
 from toolkit.transport.batching import DirectTCP, attach
 from toolkit.transport.tuning import CIPHERS
 
@@ -113,10 +114,18 @@ class RelayRoute:
 
 
 class _RelayLogin(asyncssh.SSHClient):
-    """After the user's keys and ssh-agent's: one throwaway key (enough for toolkit relay)."""
+    """After the user's keys and ssh-agent's: one throwaway key (enough for toolkit relay).
+
+    It also keeps the relay's last debug message: ``toolkit relay`` sends why it
+    refuses a registration that way, just before the refusal (which has no text).
+    """
 
     def __init__(self, spare: asyncssh.SSHKey) -> None:
         self._spare: asyncssh.SSHKey | None = spare
+        self.said: str | None = None
+
+    def debug_msg_received(self, msg: str, lang: str, always_display: bool) -> None:
+        self.said = msg
 
     def public_key_auth_requested(self) -> asyncssh.SSHKey | None:
         spare, self._spare = self._spare, None
@@ -497,20 +506,35 @@ class AgentRendezvous:
             if name is None:
                 name = await self._register_toolkit(None)
             if name is None:
-                raise TransportError(
-                    f"The relay {self.route.address} gave no rendezvous.",
-                    hint="It may be full, or allow fewer rendezvous per connection; "
-                    "try again later or ask its operator.",
-                )
+                raise self._refused()
         else:
             name = await self._bind_openssh(keep)
         self.name = name
         self._registered_now = True
 
+    def _login(self) -> _RelayLogin | None:
+        owner = self._conn.get_owner() if self._conn is not None else None
+        return owner if isinstance(owner, _RelayLogin) else None
+
+    def _refused(self) -> TransportError:
+        """Why the relay gave no rendezvous, in its words (made printable), if it said."""
+        login = self._login()
+        said = login.said if login is not None else None
+        hint = "Try again in a few minutes; if it keeps refusing, ask the relay's operator."
+        if said:
+            return TransportError(
+                f"The relay {self.route.address} refused a rendezvous: {printable(said, 200)}.",
+                hint=hint,
+            )
+        return TransportError(f"The relay {self.route.address} gave no rendezvous.", hint=hint)
+
     async def _register_toolkit(self, name: str | None) -> str | None:
         assert self._conn is not None and self._factory is not None
         factory = self._factory
         relay = str(self.route.address)
+        login = self._login()
+        if login is not None:
+            login.said = None  # what it says from now on is about this request
 
         def forwarded(orig_host: str, orig_port: int) -> _Hop:
             return _Hop(lambda: factory(orig_host, orig_port), relay, (orig_host, orig_port))
