@@ -16,26 +16,39 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncssh
 import pytest
 
+from tests.integration.share_process import Person, end
+from tests.integration.test_share_connect import (
+    identity,  # noqa: F401 (a fixture)
+    make_customer,
+    make_technician,
+)
 from tests.relay_support import (
     command,
     consent_through,
     eventually,
     host_key,
     raw_client,
+    relay_process,
     relayed_agent,
     running_relay,
     session_through,
+    trust,
     try_register,
 )
 from tests.session_support import MARKER
 from toolkit.consent import WrongCode, parse_code
 from toolkit.errors import ExitCode, TransportError
+from toolkit.relay._wire import register_host
 from toolkit.relay.server import RelayOptions, read_technicians
 from toolkit.transport.relay import dial
 
@@ -317,3 +330,116 @@ def test_an_agent_at_its_address_limit_keeps_its_name_across_a_reconnect(
             await agent.agent.stop("test over")
 
     run(main())
+
+
+# -- escape sequences from a client of the relay, or from the relay ---------------------
+
+ESCAPES = "\x1b[2J\x1b]0;title\x07"
+
+
+def raw(text: str) -> list[str]:
+    """The terminal controls in ``text`` (ESC, BEL, CSI, anything unprintable but lines)."""
+    return [c for line in text.split("\n") for c in line if not c.isprintable()]
+
+
+def strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings(v)]
+    return []
+
+
+def test_escapes_from_a_relay_client_never_reach_the_relays_output_raw(
+    tmp_path: Path,
+) -> None:
+    # The relay's log is JSON (escaped), but whoever reads a field of it (jq -r, a log
+    # viewer) prints it: what a client sent is made printable before it is logged.
+    operator = Person.make(tmp_path / "operator")
+    key = host_key(tmp_path / "operator" / "host_key")
+    comment_key = asyncssh.generate_private_key("ssh-ed25519", comment=ESCAPES)
+
+    async def attack(port: int) -> None:
+        conn = await raw_client(port, key=comment_key)  # asyncssh refuses ESC in a user name
+        with pytest.raises(asyncssh.ChannelListenError):  # a rendezvous request with escapes
+            await conn.create_server(lambda *_: None, f"toolkit-rendezvous{ESCAPES};ttl=5", 0)
+        with pytest.raises(asyncssh.ChannelOpenError):  # a lookup of a name with escapes
+            await conn.create_unix_connection(asyncssh.SSHUNIXSession, f"/run/x/{ESCAPES}")
+
+        def refuse(*_: object) -> None:
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, ESCAPES + "no")
+
+        listener = await conn.create_server(refuse, register_host(600), 0)
+        other = await raw_client(port)
+        with pytest.raises(asyncssh.ChannelOpenError):  # the "agent" refuses with escapes
+            path = f"/r/{listener.get_port()}"
+            await other.create_unix_connection(asyncssh.SSHUNIXSession, path)
+        other.close()
+        conn.disconnect(asyncssh.DISC_PROTOCOL_ERROR, ESCAPES + "bye")
+        await conn.wait_closed()
+
+    with relay_process(operator, key) as relay:
+        asyncio.run(asyncio.wait_for(attack(relay.port), 60))
+        stdout, stderr = relay.stop()
+    log = [json.loads(line) for line in stdout.splitlines()]
+    assert any(e["event"] == "disconnect" and "bye" in e["why"] for e in log)
+    assert any(e["event"] == "lookup" and "title" in e["name"] for e in log)
+    assert any(e["event"] == "lookup" and "title" in e["why"] for e in log)
+    assert raw(stdout) == [] and raw(stderr) == []
+    for event in log:
+        for text in strings(event):
+            assert raw(text) == [], event
+
+
+@pytest.fixture
+def hostile(tmp_path: Path) -> Iterator[int]:
+    """The port of a hostile relay process (tests/threats/hostile_relay.py)."""
+    key = host_key(tmp_path / "hostile" / "host_key")
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("hostile_relay.py")), str(key)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        yield port
+    finally:
+        end(proc)
+
+
+def test_escapes_from_a_hostile_relay_never_reach_the_customer_or_technician_raw(
+    tmp_path: Path,
+    hostile: int,
+    identity: Path,  # noqa: F811
+) -> None:
+    customer = make_customer(tmp_path / "customer")
+    technician = make_technician(tmp_path / "technician", identity)
+    key = tmp_path / "hostile" / "host_key"
+    for person in (customer, technician):
+        trust(hostile, key, person.home)
+    at = f"127.0.0.1:{hostile}"
+    runs = {
+        "registration refused": customer.toolkit("share", "--yes", "--relay", at),
+        "disconnected": customer.toolkit("share", "--yes", "--relay", f"evil@{at}"),
+        "lookup refused": technician.toolkit(
+            "connect",
+            "--relay",
+            at,
+            "--code",
+            "417-093-552",
+            "--ticket",
+            "T-1",
+            "--batch",
+            "-",
+            stdin="",
+        ),
+    }
+    for what, done in runs.items():
+        assert done.returncode == ExitCode.NETWORK, (what, done.stderr)
+        assert "owned" in done.stderr, what  # what the relay said is shown, escaped
+        assert "\\x1b[2J" in done.stderr, what
+        assert raw(done.stderr) == [] and raw(done.stdout) == [], (what, done.stderr)

@@ -12,13 +12,20 @@ import datetime
 import json
 from typing import Any, TextIO
 
+from toolkit.text import printable
+
 #: Longest text kept from a peer-supplied string (a name or a path a technician asked for).
 MAX_TEXT = 64
 
 
 def clip(text: str) -> str:
-    """A peer-supplied string, cut short; json.dumps escapes the rest."""
-    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "..."
+    """A peer-supplied string, cut short and made printable.
+
+    json.dumps would escape control characters anyway, but whoever reads a
+    field back (``jq -r .why``, a log viewer) prints it decoded: it must hold
+    no escape sequence then either.
+    """
+    return printable(text, MAX_TEXT)
 
 
 class EventLog:

@@ -234,9 +234,10 @@ async def dial(
             "in ~/.ssh/config.",
         ) from None
     except (OSError, asyncssh.Error, TimeoutError) as exc:
+        # A reason the relay (or whoever answers) sent: shown, never obeyed by the terminal.
         detail = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
         raise TransportError(
-            f"Cannot reach the relay {address}: {detail or type(exc).__name__}.",
+            f"Cannot reach the relay {address}: {printable(detail or type(exc).__name__)}.",
             hint="Check the relay's address, and that it is running and reachable from here.",
         ) from None
 
@@ -376,7 +377,7 @@ class _Channel:
         except asyncssh.ChannelOpenError as exc:
             raise TransportError(
                 f"The relay {self._route.address} cannot reach rendezvous {self._name}: "
-                f"{exc.reason or 'refused'}.",
+                f"{printable(exc.reason or 'refused')}.",
                 hint="Check the code's first group with the customer: their toolkit share may "
                 "have stopped, or shows a new code now.",
             ) from None
