@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -179,3 +180,15 @@ def test_a_share_over_the_address_limit_is_told_why_in_one_sentence(
     assert "Traceback" not in done.stderr and done.stdout == ""
     refused = [e for e in map(json.loads, log.splitlines()) if e["event"] == "register_refused"]
     assert [e["why"] for e in refused] == [why]
+
+
+@pytest.mark.parametrize("option", ["--technicians", "--host-key"])
+def test_a_fifo_or_a_device_for_a_relay_file_is_one_sentence_not_a_hang(
+    operator: Person, option: str
+) -> None:
+    fifo = operator.root / "fifo"
+    os.mkfifo(fifo)
+    for path, why in ((fifo, "FIFO"), (Path("/dev/zero"), "character device")):
+        done = operator.toolkit("relay", "--listen", "127.0.0.1:0", option, path, timeout=15)
+        assert done.returncode == 2, done.stderr
+        assert why in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -35,6 +35,7 @@ import asyncssh
 
 from toolkit.errors import TransportError, UsageError
 from toolkit.identity.keys import blob_from_line, fingerprint
+from toolkit.inputs import read_regular, read_text
 from toolkit.relay._limits import RateLimit, source_of
 from toolkit.relay._log import EventLog, clip
 from toolkit.relay._table import DEFAULT_COOLDOWN, DEFAULT_MAX_TTL, Refused, Rendezvous, Table
@@ -45,10 +46,13 @@ from toolkit.relay._wire import (
     name_of_path,
     parse_register_host,
 )
+from toolkit.text import printable
 from toolkit.transport.batching import DirectTCP
 from toolkit.transport.tuning import CIPHERS, release_memory
 
 SWEEP_INTERVAL = 5.0
+#: A host key file larger than this is not one (an RSA key of 16384 bits is about 12 KiB).
+HOST_KEY_LIMIT = 64 << 10
 # Why a registration was refused: logged, and sent to the agent, which shows it.
 NEW_FROM_ADDRESS = "too many new rendezvous from your address; try again in a minute"
 NEW_FOR_KEY = "too many new rendezvous for your key; try again in a minute"
@@ -97,10 +101,8 @@ class RelayOptions:
 
 def read_technicians(path: Path) -> frozenset[bytes]:
     """The public keys in an allowed_signers or authorized_keys file (either works)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"Cannot read the technicians file {path}: {exc}.") from None
+    text = read_text(path, what="the technicians file")
+    shown = printable(str(path), 200)
     keys: set[bytes] = set()
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -116,9 +118,9 @@ def read_technicians(path: Path) -> frozenset[bytes]:
             except Exception:  # noqa: S112 (not the key yet: an option or a principal)
                 continue
         else:
-            raise UsageError(f"{path}, line {lineno}: no public key on this line.")
+            raise UsageError(f"{shown}, line {lineno}: no public key on this line.")
     if not keys:
-        raise UsageError(f"{path} lists no technician keys: nobody could connect.")
+        raise UsageError(f"{shown} lists no technician keys: nobody could connect.")
     return frozenset(keys)
 
 
@@ -131,10 +133,14 @@ def load_host_key(path: Path | None) -> tuple[asyncssh.SSHKey, Path]:
         if not path.exists():
             key = asyncssh.generate_private_key("ssh-ed25519", comment="toolkit relay")
             paths.atomic_write(path, key.export_private_key(), 0o600)
+    data = read_regular(path, what="the relay's host key", limit=HOST_KEY_LIMIT)
     try:
-        return asyncssh.read_private_key(str(path)), path
-    except (OSError, asyncssh.KeyImportError) as exc:
-        raise UsageError(f"Cannot read the relay's host key {path}: {exc}.") from None
+        return asyncssh.import_private_key(data), path
+    except asyncssh.KeyImportError as exc:
+        raise UsageError(
+            f"Cannot read the relay's host key {printable(str(path), 200)}: "
+            f"{printable(str(exc) or 'not a private key')}."
+        ) from None
 
 
 class Splice(asyncssh.SSHTCPSession[bytes], asyncssh.SSHUNIXSession[bytes]):
