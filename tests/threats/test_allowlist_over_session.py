@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.session_support import Collector, Customer, code_of, identity
+from tests.threats.namespace_support import namespaces_unavailable, other_namespace
 from tests.unit.policy.support import ALLOWED_CONTENT, SECRET_CONTENT, World, build_world
 from toolkit.agent.server import Agent, AgentSettings
 from toolkit.consent import Scope
@@ -208,6 +209,31 @@ def test_key_names_in_upper_case_are_refused_over_the_wire(tmp_path: Path) -> No
     results = asyncio.run(attack())
     listing = results.pop("ls")
     assert listing.status == "ok" and [e["name"] for e in listing.result["entries"]] == ["ok.txt"]
+    for what, result in results.items():
+        assert result.status == "refused", (what, result)
+        assert SECRET_CONTENT not in result.content
+
+
+@pytest.mark.skipif(namespaces_unavailable() is not None, reason=namespaces_unavailable() or "")
+def test_another_mount_namespace_through_proc_pid_root_over_the_wire(tmp_path: Path) -> None:
+    # A sandbox binds the denied directory onto an allowed one, in its own namespace.
+    world = build_world(tmp_path)
+    (world.allowed / "nsbind").mkdir()
+
+    async def attack(pid: int) -> dict[str, Result]:
+        agent, session = await _session(world, tmp_path)
+        bound = f"/proc/{pid}/root{world.allowed}/nsbind"
+        results = {
+            f"{op} {path}": await session.execute(_command(op, path))
+            for path in (f"{bound}/key.txt", bound)
+            for op in ("read", "stat", "list")
+        }
+        await session.end("done")
+        await agent.wait()
+        return results
+
+    with other_namespace(world.secret, world.allowed / "nsbind", "key.txt") as other:
+        results = asyncio.run(attack(other.pid))
     for what, result in results.items():
         assert result.status == "refused", (what, result)
         assert SECRET_CONTENT not in result.content

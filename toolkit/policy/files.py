@@ -5,17 +5,24 @@ Every operation follows the same steps:
 1. Check the request itself: a ``str`` (or ``bytes``) that is valid UTF-8, has
    no NUL byte, is at most :data:`MAX_PATH_BYTES` long, and is absolute or
    starts with ``~/`` (the agent user's home).
-2. Open it with ``O_PATH | O_NOFOLLOW``: this gives a descriptor without
-   opening the file for reading, so a FIFO cannot block, a device is not
-   touched, and a denied file is never opened. If the last component is a
-   symlink, read the link from that descriptor and repeat with its target (at
-   most :data:`MAX_SYMLINKS` times); the kernel resolves ``..`` and symlinked
-   parent directories on the way.
-3. ``fstat`` the descriptor, and take its real path from
-   ``/proc/self/fd/N``. Match that real path, never the string that was asked
-   for, against the deny patterns (also under its other names through bind
-   mounts), then the allow patterns, then check type, hard links and size:
-   :func:`file_rule` composes these rules for each operation.
+2. Walk it one component at a time from the agent's root, each opened with
+   ``O_PATH | O_NOFOLLOW`` relative to the directory before it: this gives
+   descriptors without opening anything for reading, so a FIFO cannot block,
+   a device is not touched, and a denied file is never opened. A symlink is
+   read from its descriptor and its target walked in its place (at most
+   :data:`MAX_SYMLINKS` in all), so the kernel never follows a link for the
+   agent. That matters for /proc's "magic" links (``/proc/<pid>/root``,
+   ``cwd``, ``exe``, ``fd/N``, ``map_files/...``), which the kernel follows
+   into the process's own view of the machine, another mount namespace
+   included: those of other processes are refused, the agent's own are
+   followed by their text, in the agent's own namespace.
+3. ``fstat`` the descriptor, take its real path from ``/proc/self/fd/N`` and
+   its mount from ``/proc/self/fdinfo/N``. The mount must be one of the
+   agent's own; the real path, never the string that was asked for, is
+   matched against the deny patterns (also under its other names through
+   bind mounts and overlay layers), then the allow patterns, then type, hard
+   links and size are checked: :func:`file_rule` composes these rules for
+   each operation.
 4. Only then open the same inode for reading, through ``/proc/self/fd/N``
    (``O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY``), and check it is still
    the file that was judged. Nothing can be swapped in between: the second
@@ -43,8 +50,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
 from toolkit.errors import PolicyRefused
-from toolkit.policy._glob import PatternSet
-from toolkit.policy._mounts import Mount, read_mounts
+from toolkit.policy._glob import PatternSet, split_path
+from toolkit.policy._mounts import Mount, by_id, inside, read_mounts
 from toolkit.policy.rules import (
     AllOf,
     Allowlisted,
@@ -55,6 +62,7 @@ from toolkit.policy.rules import (
     LeadsToAllowlisted,
     NotDenied,
     NotRemoved,
+    OwnMount,
     RegularFile,
     SingleLink,
     SizeWithin,
@@ -76,11 +84,16 @@ _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 
 
-def file_rule(policy: Policy, operation: Operation, mounts: Sequence[Mount] = ()) -> FileRule:
+def file_rule(
+    policy: Policy, operation: Operation, mounts: Sequence[Mount] | None = None
+) -> FileRule:
     """The rule an operation's target must pass, in the order the checks run.
 
-    - every operation: the file still has a name, no deny pattern matches it
-      (under any of its names through ``mounts``);
+    ``mounts`` is the agent's mount table (read now when not given).
+
+    - every operation: the file still has a name, it lies on one of the
+      agent's own mounts, no deny pattern matches it (under any of its names
+      through ``mounts``);
     - ``read``: an allow pattern matches it, it is a regular file, it has one
       hard link (unless ``allow_hardlinks``), it is no bigger than ``max_bytes``;
     - ``list``: an allow pattern matches it or it is a directory on the way to
@@ -88,8 +101,10 @@ def file_rule(policy: Policy, operation: Operation, mounts: Sequence[Mount] = ()
     - ``stat``: an allow pattern matches it or it is a directory on the way to
       one, and a regular file has one hard link (unless ``allow_hardlinks``).
     """
+    if mounts is None:
+        mounts = read_mounts()
     allow = PatternSet(policy.allow)
-    rules: list[FileRule] = [NotRemoved(), NotDenied(policy.deny, mounts)]
+    rules: list[FileRule] = [NotRemoved(), OwnMount(mounts), NotDenied(policy.deny, mounts)]
     if operation == "read":
         rules.append(Allowlisted(allow))
     else:
@@ -245,44 +260,109 @@ def _request(path: str | bytes, home: str) -> tuple[str, str]:
     return _shown(text), absolute
 
 
-def _open_path(absolute: str) -> int:
-    """Step 2: an O_PATH descriptor of what ``absolute`` names, symlinks followed by hand."""
-    current = absolute
-    for _ in range(MAX_SYMLINKS + 1):
-        try:
-            fd = os.open(current, _PATH_FLAGS)
-        except (OSError, ValueError):
-            raise unavailable() from None
-        try:
-            if not stat.S_ISLNK(os.fstat(fd).st_mode):
-                return fd
-            target = os.readlink("", dir_fd=fd)  # the link as it is now, not as it was named
-            link = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            os.close(fd)
-            raise unavailable() from None
+def _open_path(absolute: str, mounts: Sequence[Mount]) -> int:
+    """Step 2: an O_PATH descriptor of what ``absolute`` names, walked by hand."""
+    names = absolute.split("/")[::-1]  # a stack: the next name last
+    fd = os.open("/", _PATH_FLAGS)  # the agent's root, even when it is chrooted
+    is_dir, links = True, 0
+    try:
+        while names:
+            name = names.pop()
+            if name in ("", "."):
+                if not is_dir:  # "file/" or "file/.", as the kernel: not a directory
+                    raise unavailable()
+                continue
+            try:
+                step = os.open(name, _PATH_FLAGS, dir_fd=fd)
+            except OSError:
+                raise unavailable() from None
+            try:
+                mode = os.fstat(step).st_mode
+            except OSError:
+                os.close(step)
+                raise unavailable() from None
+            if not stat.S_ISLNK(mode):
+                os.close(fd)
+                fd, is_dir = step, stat.S_ISDIR(mode)
+                continue
+            try:
+                links += 1
+                if links > MAX_SYMLINKS:  # a loop, or a chain too long
+                    raise unavailable()
+                _not_another_process(fd, mounts)
+                target = os.readlink("", dir_fd=step)  # the link as it is now
+            except OSError:
+                raise unavailable() from None
+            finally:
+                os.close(step)
+            if target.startswith("/"):
+                root = os.open("/", _PATH_FLAGS)
+                os.close(fd)
+                fd = root
+            names += target.split("/")[::-1]
+        return fd
+    except BaseException:
         os.close(fd)
-        if not link.startswith("/"):
-            raise unavailable()
-        current = os.path.join(os.path.dirname(link), target)
-    raise unavailable()  # a loop, or a chain too long
+        raise
+
+
+def _not_another_process(directory: int, mounts: Sequence[Mount]) -> None:
+    """Refuses a symlink in another process's ``/proc/<pid>`` directory.
+
+    Every link there is a magic link (``root``, ``cwd``, ``exe``, ``fd/N``,
+    ``map_files/...``, ``task/<tid>/...``), leading to what that process sees,
+    from its own mount namespace and root. The agent's own (``/proc/self``,
+    ``/proc/thread-self``, its pid) pass, and are then followed by their
+    text. Links elsewhere in /proc (``self``, ``mounts``) are ordinary.
+    """
+    mount = by_id(mounts, _mount_id(directory))
+    if mount is None:
+        raise unavailable()
+    if mount.fstype != "proc":
+        return
+    path = inside(os.readlink(f"/proc/self/fd/{directory}"), mount)
+    if path is None:  # not where its mount says: nothing to tell whose it is
+        raise unavailable()
+    names = split_path(path)
+    if not names or not names[0].isdigit():
+        return  # the top of /proc: its links are not any process's
+    try:  # the agent's pid as this procfs numbers it (it may be another pid namespace's)
+        own = os.readlink(os.path.join(mount.point, "self")) if mount.root == "/" else None
+    except OSError:
+        own = None
+    if names[0] != own:
+        raise unavailable()
+
+
+def _mount_id(fd: int) -> int:
+    """The id of the mount ``fd`` lies on, from /proc/self/fdinfo (as in mountinfo)."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}", "rb") as f:
+            for line in f:
+                if line.startswith(b"mnt_id:"):
+                    return int(line.split(b":", 1)[1])
+    except (OSError, ValueError):
+        pass
+    raise unavailable()
 
 
 def _candidate(fd: int) -> Candidate:
-    """Step 3: the descriptor's real path and fstat."""
+    """Step 3: the descriptor's real path, fstat and mount."""
     try:
         real = os.readlink(f"/proc/self/fd/{fd}")
         st = os.fstat(fd)
         real.encode("utf-8")
     except (OSError, UnicodeEncodeError):
         raise unavailable() from None
-    return Candidate(real, st)
+    return Candidate(real, st, _mount_id(fd))
 
 
-def _judge(absolute: str, shown: str, rule: FileRule) -> tuple[int, Candidate]:
+def _judge(
+    absolute: str, shown: str, rule: FileRule, mounts: Sequence[Mount]
+) -> tuple[int, Candidate]:
     """Steps 2 and 3: an O_PATH descriptor the rule passed, and what it decided on."""
     try:
-        fd = _open_path(absolute)
+        fd = _open_path(absolute, mounts)
     except PolicyRefused as exc:
         raise _refused(shown, exc) from None
     try:
@@ -316,32 +396,51 @@ def _reopen(fd: int, flags: int, shown: str, judged: os.stat_result) -> int:
     return new
 
 
+@dataclass(frozen=True)
+class _Request:
+    """Steps 1 to 3 of one request: the O_PATH descriptor its operation's rule passed."""
+
+    shown: str
+    absolute: str
+    fd: int
+    candidate: Candidate
+    mounts: tuple[Mount, ...]
+
+
+def _judged(path: str | bytes, policy: Policy, operation: Operation) -> _Request:
+    shown, absolute = _request(path, policy.home)
+    mounts = read_mounts()  # one snapshot per request: a mount made later has an unknown id
+    fd, candidate = _judge(absolute, shown, file_rule(policy, operation, mounts), mounts)
+    return _Request(shown, absolute, fd, candidate, mounts)
+
+
 def open_for_read(path: str | bytes, policy: Policy) -> OpenedFile:
     """Open an allowlisted regular file for reading; raises PolicyRefused otherwise."""
-    shown, absolute = _request(path, policy.home)
-    pfd, candidate = _judge(absolute, shown, file_rule(policy, "read", read_mounts()))
+    req = _judged(path, policy, "read")
     try:
-        fd = _reopen(pfd, _READ_FLAGS, shown, candidate.stat)
+        fd = _reopen(req.fd, _READ_FLAGS, req.shown, req.candidate.stat)
     finally:
-        os.close(pfd)
-    return OpenedFile(fd, candidate.path, os.fstat(fd), policy.max_bytes)
+        os.close(req.fd)
+    return OpenedFile(fd, req.candidate.path, os.fstat(fd), policy.max_bytes)
 
 
 def stat_path(path: str | bytes, policy: Policy) -> Stat:
     """``stat`` an allowlisted path (symlinks followed, then judged on the target)."""
-    shown, absolute = _request(path, policy.home)
-    fd, candidate = _judge(absolute, shown, file_rule(policy, "stat", read_mounts()))
-    os.close(fd)
-    name = os.path.basename(absolute.rstrip("/")) or "/"
-    return Stat(name, candidate.path, kind_of(candidate.stat.st_mode), candidate.stat)
+    req = _judged(path, policy, "stat")
+    os.close(req.fd)
+    name = os.path.basename(req.absolute.rstrip("/")) or "/"
+    st = req.candidate.stat
+    return Stat(name, req.candidate.path, kind_of(st.st_mode), st)
 
 
-def _visible(directory: str, name: str, st: os.stat_result, rule: FileRule) -> bool:
+def _visible(
+    directory: str, name: str, st: os.stat_result, rule: FileRule, mounts: Sequence[Mount]
+) -> bool:
     """Whether ``stat`` would allow the entry ``name`` (a symlink: its target)."""
     child = os.path.join(directory, name)
     try:
         if stat.S_ISLNK(st.st_mode):
-            fd, _ = _judge(child, "", rule)
+            fd, _ = _judge(child, "", rule, mounts)
             os.close(fd)
         else:
             rule.check(Candidate(child, st))
@@ -357,14 +456,12 @@ def list_dir(path: str | bytes, policy: Policy) -> Listing:
     name: denied and unlisted names do not appear, nor do symlinks whose
     target would be refused, nor names that are not valid UTF-8.
     """
-    shown, absolute = _request(path, policy.home)
-    mounts = read_mounts()
-    pfd, candidate = _judge(absolute, shown, file_rule(policy, "list", mounts))
+    req = _judged(path, policy, "list")
     try:
-        dfd = _reopen(pfd, _READ_FLAGS | os.O_DIRECTORY, shown, candidate.stat)
+        dfd = _reopen(req.fd, _READ_FLAGS | os.O_DIRECTORY, req.shown, req.candidate.stat)
     finally:
-        os.close(pfd)
-    rule = file_rule(policy, "stat", mounts)
+        os.close(req.fd)
+    rule = file_rule(policy, "stat", req.mounts)
     entries = []
     try:
         for name in sorted(os.listdir(dfd)):
@@ -373,11 +470,11 @@ def list_dir(path: str | bytes, policy: Policy) -> Listing:
                 st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             except (OSError, UnicodeEncodeError):
                 continue
-            if _visible(candidate.path, name, st, rule):
+            if _visible(req.candidate.path, name, st, rule, req.mounts):
                 entries.append(Entry(name, kind_of(st.st_mode), st))
     finally:
         os.close(dfd)
-    return Listing(candidate.path, entries)
+    return Listing(req.candidate.path, entries)
 
 
 __all__ = [

@@ -15,8 +15,8 @@ be specific, since by then the path is one the technician may see.
 
 Usage::
 
-    rule = AllOf([NotDenied(deny), Allowlisted(allow), RegularFile(), SizeWithin(cap)])
-    rule.check(Candidate(real_path, os.fstat(fd)))  # raises PolicyRefused
+    rule = AllOf([OwnMount(mounts), NotDenied(deny, mounts), Allowlisted(allow), RegularFile()])
+    rule.check(Candidate(real_path, os.fstat(fd), mount_id))  # raises PolicyRefused
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Protocol
 
 from toolkit.errors import PolicyRefused
 from toolkit.policy._glob import FilePattern, PatternSet
-from toolkit.policy._mounts import Mount, aliases
+from toolkit.policy._mounts import Mount, Unlocatable, aliases
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +48,17 @@ def unavailable() -> PolicyRefused:
 
 @dataclass(frozen=True)
 class Candidate:
-    """What a rule decides on: the opened file's real path and its ``fstat``."""
+    """What a rule decides on: the opened file's real path, its ``fstat`` and its mount.
+
+    ``mount`` is the id of the mount the descriptor lies on (``mnt_id`` in
+    /proc/self/fdinfo); None for a directory entry known only by its name,
+    which lies on the mount of a directory already judged or on one mounted
+    over it, so in the agent's own mount namespace.
+    """
 
     path: str
     stat: os.stat_result
+    mount: int | None = None
 
 
 class FileRule(Protocol):
@@ -102,9 +109,31 @@ class NotDenied:
     def check(self, candidate: Candidate) -> None:
         if not self.deny:
             return
-        for path in (candidate.path, *aliases(candidate.path, self.mounts)):
+        try:
+            names = aliases(candidate.path, self.mounts, candidate.mount)
+        except Unlocatable:  # a name the agent cannot know might be a denied one
+            raise unavailable() from None
+        for path in (candidate.path, *names):
             if self.deny.matches(path):
                 raise unavailable()
+
+
+class OwnMount:
+    """Refuses a file on a mount that the agent's own mount table does not show.
+
+    A descriptor reached into another mount namespace (a container's, a
+    sandbox's) lies on one of that namespace's mounts: its real path reads
+    like a path of the agent's, yet names another file. The mount id of the
+    descriptor must be one of those in ``mounts`` (/proc/self/mountinfo); an
+    empty table (unreadable) refuses everything that has a mount id.
+    """
+
+    def __init__(self, mounts: Sequence[Mount]) -> None:
+        self.ids = frozenset(m.id for m in mounts)
+
+    def check(self, candidate: Candidate) -> None:
+        if candidate.mount is not None and candidate.mount not in self.ids:
+            raise unavailable()
 
 
 class Allowlisted:
@@ -254,6 +283,7 @@ __all__ = [
     "LeadsToAllowlisted",
     "NotDenied",
     "NotRemoved",
+    "OwnMount",
     "RegularFile",
     "SingleLink",
     "SizeWithin",

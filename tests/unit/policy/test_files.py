@@ -61,7 +61,16 @@ def test_no_descriptor_leaks_on_refusal(world: World) -> None:
     (world.allowed / "link").symlink_to(world.key)
     os.mkfifo(world.allowed / "pipe")
     before = set(os.listdir("/proc/self/fd"))
-    for path in [world.key, world.allowed / "link", world.allowed / "pipe", world.allowed]:
+    (world.allowed / "loop").symlink_to("loop")
+    for path in [
+        world.key,
+        world.allowed / "link",
+        world.allowed / "pipe",
+        world.allowed,
+        world.allowed / "loop",
+        f"{world.ok}/",
+        f"/proc/1/root{world.ok}",  # another process's link
+    ]:
         with pytest.raises(PolicyRefused):
             open_for_read(str(path), world.policy)
     with pytest.raises(PolicyRefused):
@@ -77,6 +86,23 @@ def test_bytes_paths_are_accepted(world: World) -> None:
 def test_dotdot_that_stays_inside_is_judged_on_where_it_lands(world: World) -> None:
     with open_for_read(f"{world.allowed}/../allowed/./ok.txt", world.policy) as opened:
         assert opened.real_path == str(world.ok)
+
+
+def test_paths_are_walked_as_the_kernel_walks_them(world: World) -> None:
+    # a file with a trailing "/" or "/." is not a directory; ".." after a symlinked
+    # directory is taken from where the link leads; "//" is one "/"
+    for path in [f"{world.ok}/", f"{world.ok}/.", f"{world.ok}/.."]:
+        with pytest.raises(PolicyRefused, match="not available"):
+            open_for_read(path, world.policy)
+    (world.root / "deep").mkdir()
+    (world.root / "deep" / "inner").mkdir()
+    (world.allowed / "to-inner").symlink_to(world.root / "deep" / "inner")
+    (world.root / "deep" / "ok.txt").write_bytes(ALLOWED_CONTENT)
+    policy = world.with_policy(allow=[f"{world.root}/deep/*"])
+    with open_for_read(f"{world.allowed}//to-inner/../ok.txt", policy) as opened:
+        assert opened.real_path == str(world.root / "deep" / "ok.txt")
+    (world.allowed / "to-dir").symlink_to(f"{world.root}/deep/")  # a target with a slash
+    assert stat_path(f"{world.allowed}/to-dir/", policy).path == str(world.root / "deep")
 
 
 def test_symlink_to_an_allowed_file_is_followed_and_reports_the_target(world: World) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from toolkit.policy import FilePattern, PatternSet
 from toolkit.policy._glob import split_path
-from toolkit.policy._mounts import Mount, aliases, read_mounts
+from toolkit.policy._mounts import MAX_ALIASES, Mount, Unlocatable, aliases, read_mounts
 
 HOME = "/home/carol"
 
@@ -215,8 +215,73 @@ def test_mountinfo_is_parsed_with_escapes(tmp_path: Path) -> None:
         b"23 22 8:1 /with\\040space /mnt/a\\011tab rw shared:1 - ext4 /dev/sda1 rw\n"
     )
     assert read_mounts(str(info)) == (
-        Mount("8:1", "/", "/"),
-        Mount("8:1", "/with space", "/mnt/a\ttab"),
+        Mount("8:1", "/", "/", 22, "ext4", ("rw",)),
+        Mount("8:1", "/with space", "/mnt/a\ttab", 23, "ext4", ("rw",)),
     )
     assert read_mounts(str(tmp_path / "missing")) == ()
     assert read_mounts()  # this system's table parses
+
+
+# -- overlays ----------------------------------------------------------------------
+
+
+def test_overlay_layers_are_read_from_mountinfo(tmp_path: Path) -> None:
+    # as the kernel shows them: overlayfs's own backslash escapes, then mountinfo's octal ones
+    info = tmp_path / "mountinfo"
+    info.write_bytes(
+        b"47 27 0:40 / /srv/ov rw - overlay overlay "
+        b"ro,lowerdir=/tmp/a\\134\\054b\\134:c\\040d:/e::/data,upperdir=/u,workdir=/w\n"
+    )
+    (mount,) = read_mounts(str(info))
+    assert mount.fstype == "overlay" and mount.id == 47
+    assert mount.layers() == ("/tmp/a,b:c d", "/e", "/data", "/u")  # not the workdir
+
+
+OVERLAY = (
+    Mount("8:1", "/", "/", 1),
+    Mount("8:2", "/", "/home", 2),
+    Mount("0:40", "/", "/srv/ov", 3, "overlay", ("lowerdir=/home/carol/.ssh:/empty",)),
+    Mount("0:40", "/sub", "/srv/ov-sub", 4, "overlay", ("lowerdir=/home/carol/.ssh:/empty",)),
+)
+
+
+def test_aliases_through_an_overlays_layers() -> None:
+    assert set(aliases("/srv/ov/config", OVERLAY)) == {
+        "/home/carol/.ssh/config",
+        "/empty/config",
+    }
+    assert "/home/carol/.ssh/sub/x" in aliases("/srv/ov-sub/x", OVERLAY)
+    assert "/srv/ov/sub/x" in aliases("/srv/ov-sub/x", OVERLAY)  # the same overlay, elsewhere
+
+
+def test_aliases_are_followed_from_one_mount_to_the_next() -> None:
+    # the overlay's layer is itself a bind mount of ~/.ssh
+    mounts = (
+        Mount("8:1", "/", "/", 1),
+        Mount("8:1", "/home/carol/.ssh", "/mnt/keys", 2),
+        Mount("0:40", "/", "/srv/ov", 3, "overlay", ("lowerdir=/mnt/keys:/empty",)),
+    )
+    assert "/home/carol/.ssh/config" in aliases("/srv/ov/config", mounts)
+
+
+def test_the_mount_a_descriptor_lies_on_decides_over_the_deepest_mount_point() -> None:
+    # a mount over /srv/ov made after the file was opened: the file is still the overlay's
+    mounts = (*OVERLAY, Mount("8:1", "/tmp", "/srv/ov", 9))
+    assert "/home/carol/.ssh/config" not in aliases("/srv/ov/config", mounts)
+    assert "/home/carol/.ssh/config" in aliases("/srv/ov/config", mounts, 3)
+
+
+def test_an_overlay_with_a_relative_layer_cannot_be_located() -> None:
+    mounts = (
+        Mount("8:1", "/", "/", 1),
+        Mount("0:40", "/", "/srv/ov", 3, "overlay", ("lowerdir=.ssh:e",)),
+    )
+    with pytest.raises(Unlocatable):
+        aliases("/srv/ov/config", mounts)
+    assert aliases("/etc/hosts", mounts) == ()  # other mounts are unaffected
+
+
+def test_too_many_names_cannot_be_located() -> None:
+    mounts = tuple(Mount("8:1", "/", f"/m{i}", i) for i in range(MAX_ALIASES + 2))
+    with pytest.raises(Unlocatable):
+        aliases("/m0/x", mounts)

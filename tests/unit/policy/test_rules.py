@@ -21,6 +21,7 @@ from toolkit.policy import (
     LeadsToAllowlisted,
     NotDenied,
     NotRemoved,
+    OwnMount,
     RegularFile,
     SingleLink,
     SizeWithin,
@@ -112,6 +113,23 @@ def test_not_denied_under_another_name_through_a_bind_mount() -> None:
     NotDenied(patterns("~/.ssh/**")).check(candidate("/var/log/app/id_rsa"))  # no mount table
     with pytest.raises(PolicyRefused, match="not available"):
         NotDenied(patterns("~/.ssh/**"), mounts).check(candidate("/var/log/app/id_rsa"))
+
+
+def test_not_denied_refuses_what_it_cannot_locate() -> None:
+    mounts = [Mount("8:1", "/", "/", 1), Mount("0:9", "/", "/srv", 2, "overlay", ("lowerdir=x:y",))]
+    with pytest.raises(PolicyRefused, match="not available"):
+        NotDenied(patterns("~/.ssh/**"), mounts).check(candidate("/srv/config"))
+
+
+def test_own_mount() -> None:
+    rule = OwnMount([Mount("8:1", "/", "/", 21), Mount("0:5", "/", "/proc", 22)])
+    rule.check(Candidate("/etc/hosts", fake_stat(), 21))
+    rule.check(Candidate("/etc/hosts", fake_stat()))  # an entry known by name: its directory's
+    with pytest.raises(PolicyRefused) as caught:
+        rule.check(Candidate("/etc/hosts", fake_stat(), 66))  # another namespace's mount
+    assert caught.value.message == UNAVAILABLE
+    with pytest.raises(PolicyRefused):
+        OwnMount([]).check(Candidate("/etc/hosts", fake_stat(), 21))  # no table: nothing
 
 
 def test_allowlisted_and_an_empty_allowlist() -> None:
