@@ -4,7 +4,9 @@ The MITM here sees and rewrites every keyboard-interactive payload. It can
 terminate SSH only with its own host key (it lacks the agent's), so the
 technician sees that key; both confirmation MACs cover the host key as each
 side saw it and the technician's key, and the fresh PAKE messages make every
-answer good for one handshake only.
+answer good for one handshake only. Where the code was right and only the
+keys differ, both people are told that someone may be in the middle, with
+the host key fingerprint each side saw, to compare.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from toolkit.consent import (
     CodeState,
     CodeUsed,
     ConfirmationFailed,
+    KeyMismatch,
     OneTimeCode,
     Scope,
     TechnicianHandshake,
@@ -35,7 +38,8 @@ from toolkit.consent import (
     parse_code,
 )
 from toolkit.consent._confirm import Transcript, sign_transcript
-from toolkit.consent._messages import Confirm, decode_response
+from toolkit.consent._messages import Confirm, Notice, decode_response
+from toolkit.identity.keys import fingerprint
 from toolkit.secrets import Secret
 
 D = Scope.DIAGNOSTICS
@@ -59,18 +63,41 @@ def test_relay_with_its_own_host_key_fails_on_both_sides_and_costs_a_try() -> No
     mitm_host_key = host_key()
     p = make_pair(seen_host_key=mitm_host_key)
     answer = p.tech.respond(p.agent.challenge())  # relayed both ways, byte for byte
-    with pytest.raises(WrongCode):
+    with pytest.raises(KeyMismatch) as at_agent:
         p.agent.receive_response(answer)
     assert p.otc.tries_left == 2
+    # The customer hears that the code was right and someone may be in the middle,
+    # with the agent's own host key to compare.
+    assert "right code" in at_agent.value.message and "middle" in at_agent.value.message
+    assert fingerprint(p.host_key) in at_agent.value.message
     # The MITM cannot make the agent's confirmation: relaying the notice
-    # fails the technician, and so does any forgery.
-    with pytest.raises(WrongCode):
+    # fails the technician, who hears the same, with the key it saw.
+    with pytest.raises(KeyMismatch) as at_technician:
         p.tech.finish(p.agent.notice() or "")
+    told = at_technician.value.diagnostics()
+    assert "middle" in told and fingerprint(mitm_host_key) in told
+    assert "toolkit share shows" in told
     q = make_pair(seen_host_key=mitm_host_key)
     q.tech.respond(q.agent.challenge())  # this time the MITM keeps the answer to itself
-    with pytest.raises(ConfirmationFailed):
+    with pytest.raises(ConfirmationFailed) as forged:
         q.tech.finish(Confirm(frozenset({D}), bytes(32)).encode())
     assert q.otc.tries_left == 3
+    assert fingerprint(mitm_host_key) in forged.value.message
+    assert "middle" in forged.value.diagnostics()
+
+
+def test_mitm_that_rewrites_the_mismatch_notice_into_wrong_code_still_shows_the_key() -> None:
+    # The notice is not authenticated: a MITM can say "wrong code" instead. The
+    # technician's error then still names the host key it saw, to compare.
+    mitm_host_key = host_key()
+    p = make_pair(seen_host_key=mitm_host_key)
+    answer = p.tech.respond(p.agent.challenge())
+    with pytest.raises(KeyMismatch):
+        p.agent.receive_response(answer)
+    with pytest.raises(WrongCode) as caught:
+        p.tech.finish(Notice("wrong-code", 2).encode())
+    told = caught.value.diagnostics()
+    assert fingerprint(mitm_host_key) in told and "middle" in told
 
 
 def test_mitm_running_its_own_pake_on_each_side_gets_one_guess_and_fails() -> None:
@@ -130,7 +157,7 @@ def test_swapped_technician_key_fails() -> None:
         key=base64.b64encode(mallory.public_blob).decode(),
         sig=base64.b64encode(sign_transcript(mallory, transcript)).decode(),
     )
-    with pytest.raises(WrongCode):
+    with pytest.raises(KeyMismatch):  # the code was right: the key was changed on the way
         p.agent.receive_response(swapped)
     assert p.otc.tries_left == 2
     assert state(p.otc) is CodeState.ACTIVE
@@ -140,7 +167,7 @@ def test_swapped_key_alone_fails() -> None:
     p = make_pair()
     answer = p.tech.respond(p.agent.challenge())
     other = base64.b64encode(new_signer().public_blob).decode()
-    with pytest.raises(WrongCode):
+    with pytest.raises(KeyMismatch):
         p.agent.receive_response(edit(answer, key=other))
 
 
@@ -156,7 +183,7 @@ def test_swapped_key_alone_fails() -> None:
 def test_rewriting_what_the_customer_sees_fails(fields: dict[str, object]) -> None:
     p = make_pair()
     answer = p.tech.respond(p.agent.challenge())
-    with pytest.raises(WrongCode):
+    with pytest.raises(KeyMismatch):
         p.agent.receive_response(edit(answer, **fields))
     assert p.otc.tries_left == 2
 

@@ -21,8 +21,12 @@ from typing import NoReturn
 from toolkit.consent._approval import ApprovalRequest, Consent, Decision, Scope
 from toolkit.consent._code import CodeSource
 from toolkit.consent._confirm import (
+    PURPOSE_CONFIRM_CODE,
+    PURPOSE_PREVIOUS_CODE,
     AgentConfirmation,
     Transcript,
+    code_mac,
+    same_mac,
     verify_transcript_signature,
 )
 from toolkit.consent._machine import Input, Machine, bug, move, stay, table
@@ -37,7 +41,17 @@ from toolkit.consent._messages import (
 from toolkit.consent._outputs import Outputs
 from toolkit.consent._pake import Pake, Side
 from toolkit.consent._trust import TrustCheck, trust_from_allowed_signers, untrusted
-from toolkit.consent.errors import ConsentError, Declined, MalformedMessage, WrongCode
+from toolkit.consent.errors import (
+    CodeExpired,
+    ConsentError,
+    Declined,
+    KeyMismatch,
+    MalformedMessage,
+    SessionNotStarted,
+    WrongCode,
+)
+from toolkit.identity.keys import fingerprint
+from toolkit.secrets import Secret
 
 
 class AgentState(enum.Enum):
@@ -57,6 +71,7 @@ _APPROVED: Input[str] = Input("approved")
 _REFUSED: Input[None] = Input("refused")
 _ACK: Input[Consent] = Input("receive_ack")
 _NOTICE: Input[str | None] = Input("notice")
+_NOT_STARTED: Input[None] = Input("not_started")
 
 
 def _tries_text(tries_left: int) -> str:
@@ -70,7 +85,9 @@ class AgentHandshake(Machine[AgentState]):
 
     ``host_key`` is the agent's own SSH host public key blob; ``offered`` the
     scopes the customer offers at most; ``trust`` decides the ``trusted`` flag
-    of the approval request (default: nobody).
+    of the approval request (default: nobody); ``previous`` the digits of the
+    code ``code`` replaced, if any: a technician who typed that one is told it
+    is old, and ``code`` loses no try.
 
     Inputs, in protocol order::
 
@@ -79,10 +96,13 @@ class AgentHandshake(Machine[AgentState]):
         approved(decision)     -> round-2 instruction        (-> AWAITING_ACK)
         receive_ack(text)      -> Consent                    (-> DONE: let auth succeed)
         refused()              customer said no, gave up, or the connection closed
+        not_started()          after receive_ack: the session could not start (DONE -> REFUSED)
         notice()               after a refusal: the one notice to send, then None
 
     Refusals raise a ConsentError subclass after entering REFUSED; a wrong
-    MAC or a malformed answer also costs the code one try.
+    MAC or a malformed answer also costs the code one try. A right code with
+    a wrong transcript MAC (another host key: someone in the middle) is
+    KeyMismatch, which costs a try too.
     """
 
     State = AgentState
@@ -94,6 +114,7 @@ class AgentHandshake(Machine[AgentState]):
         offered: Iterable[Scope],
         *,
         trust: TrustCheck = untrusted,
+        previous: Secret | None = None,
     ) -> None:
         self._code = code
         self._host_key = host_key
@@ -101,6 +122,9 @@ class AgentHandshake(Machine[AgentState]):
         self._trust = trust
         self._out = Outputs()
         self._pake = Pake(Side.AGENT, self._out)
+        self._previous_code = previous
+        self._old = Outputs()  # the PAKE keyed with the replaced code, if any
+        self._old_pake = Pake(Side.AGENT, self._old) if previous is not None else None
         self._challenge: str | None = None
         self._confirm: AgentConfirmation | None = None
         self._request: ApprovalRequest | None = None
@@ -143,6 +167,13 @@ class AgentHandshake(Machine[AgentState]):
         """The technician's round-2 answer (empty): consent is complete, auth may succeed."""
         return self._fire(_ACK, text)
 
+    def not_started(self) -> None:
+        """Consent was complete, but the agent could not start the session: tell the technician.
+
+        The next ``notice()`` says so (SessionNotStarted), as one more challenge.
+        """
+        self._fire(_NOT_STARTED)
+
     def notice(self) -> str | None:
         """After a refusal, the notice telling the technician why; None once it was given."""
         return self._fire(_NOTICE)
@@ -170,9 +201,12 @@ class AgentHandshake(Machine[AgentState]):
         except ConsentError as exc:
             self._fail(exc)
         self._pake.got_code(secret)
+        previous, self._previous_code = self._previous_code, None
+        if self._old_pake is not None and previous is not None:
+            self._old_pake.got_code(previous)
         if self._out.message is None:  # pragma: no cover - the PAKE always answers a code
             raise RuntimeError("the PAKE produced no message")
-        self._challenge = PakeChallenge(self._out.message).encode()
+        self._challenge = PakeChallenge(self._out.message, self._old.message).encode()
         self._enter(AgentState.AWAITING_RESPONSE)
         return self._challenge
 
@@ -192,17 +226,20 @@ class AgentHandshake(Machine[AgentState]):
             msg = decode_response(text)
         except MessageError as exc:
             self._costly(str(exc))
-        # 3. SPAKE2 with the technician's message.
+        # 3. The code this one replaced, first: whoever typed it hears that it is
+        #    old, and nothing about the current code is checked, so that answer
+        #    tells a guesser nothing (whatever it put in its other fields).
+        self._check_previous(msg)
+        # 4. SPAKE2 with the technician's message.
         self._pake.got_peer_message(msg.pake)
         key = self._out.key
         if key is None:
             self._costly("its PAKE message is not a valid SPAKE2 message")
-        # 4. The technician's MAC over what this side saw.
         assert self._out.message is not None
-        transcript = self._transcript(msg, self._out.message)
-        self._confirm = AgentConfirmation(key, transcript, self._out)
-        self._confirm.check(msg.mac)
-        if not self._out.verdict:
+        # 5. The code: a wrong one is a guess, and costs a try.
+        if not same_mac(
+            code_mac(key, msg.pake, self._out.message, PURPOSE_CONFIRM_CODE), msg.code_mac
+        ):
             tries = self._code.failed()
             self._fail(
                 WrongCode(
@@ -210,9 +247,26 @@ class AgentHandshake(Machine[AgentState]):
                     tries_left=tries,
                 )
             )
-        # 5. Whoever this is knows the code: it is used up from here on.
+        # 6. The technician's MAC over what this side saw. The code was right, so a
+        #    mismatch means the two ends saw different keys or fields: someone in the
+        #    middle. It costs a try as well: that path cannot be trusted.
+        transcript = self._transcript(msg, self._out.message)
+        self._confirm = AgentConfirmation(key, transcript, self._out)
+        self._confirm.check(msg.mac)
+        if not self._out.verdict:
+            tries = self._code.failed()
+            self._fail(
+                KeyMismatch(
+                    "Someone typed the right code, but saw a host key other than this "
+                    f"agent's ({fingerprint(self._host_key)}), or what they sent was changed "
+                    "on the way: someone may be in the middle. Ask the technician which host "
+                    f"key their screen shows ({_tries_text(tries)}).",
+                    tries_left=tries,
+                )
+            )
+        # 7. Whoever this is knows the code: it is used up from here on.
         self._code.succeeded()
-        # 6. ...and must hold the key it names.
+        # 8. ...and must hold the key it names.
         try:
             verify_transcript_signature(msg.sig, transcript)
         except ConsentError as exc:
@@ -229,6 +283,26 @@ class AgentHandshake(Machine[AgentState]):
         )
         self._enter(AgentState.AWAITING_APPROVAL)
         return self._request
+
+    def _check_previous(self, msg: Response) -> None:
+        """Refuse an answer that proves the replaced code (CodeExpired, no try)."""
+        old = self._old_pake
+        if (old is None) != (msg.previous is None):
+            self._costly("its answer to the previous-code message does not match the challenge")
+        if old is None or msg.previous is None:
+            return
+        pake, mac = msg.previous
+        old.got_peer_message(pake)
+        if self._old.key is None or self._old.message is None:
+            self._costly("its previous-code PAKE message is not a valid SPAKE2 message")
+        expected = code_mac(self._old.key, pake, self._old.message, PURPOSE_PREVIOUS_CODE)
+        if same_mac(expected, mac):
+            self._fail(
+                CodeExpired(
+                    "Someone typed the code the current one replaced: they were told it is "
+                    "old (the current code lost no try)."
+                )
+            )
 
     def _transcript(self, msg: Response, agent_pake: bytes) -> Transcript:
         return Transcript(
@@ -289,6 +363,10 @@ class AgentHandshake(Machine[AgentState]):
         assert self._consent is not None
         return self._consent
 
+    def _cannot_start(self) -> None:
+        self._error = SessionNotStarted("The customer's side could not start the session.")
+        self._enter(AgentState.REFUSED)
+
     def _give_notice(self) -> str:
         error = self._error
         assert error is not None
@@ -303,7 +381,7 @@ class AgentHandshake(Machine[AgentState]):
     def _ignore(self, *_: object) -> None:
         return None
 
-    INPUTS = (_CHALLENGE, _RESPONSE, _APPROVED, _REFUSED, _ACK, _NOTICE)
+    INPUTS = (_CHALLENGE, _RESPONSE, _APPROVED, _REFUSED, _ACK, _NOTICE, _NOT_STARTED)
     INITIAL = AgentState.READY
     TRANSITIONS = table(
         {
@@ -318,17 +396,23 @@ class AgentHandshake(Machine[AgentState]):
             (_S.READY, _REFUSED): move(_give_up, _S.REFUSED, note="abandoned"),
             (_S.READY, _ACK): bug("challenge() comes first"),
             (_S.READY, _NOTICE): bug("nothing was refused"),
+            (_S.READY, _NOT_STARTED): bug("consent is not complete"),
             # AWAITING_RESPONSE: the technician's answer decides.
             (_S.AWAITING_RESPONSE, _CHALLENGE): stay(_same_challenge, "same challenge again"),
             (_S.AWAITING_RESPONSE, _RESPONSE): move(
                 _respond,
                 (_S.AWAITING_APPROVAL, "MAC and signature ok / ApprovalRequest\\n(code consumed)"),
-                (_S.REFUSED, "malformed or wrong MAC (a try less);\\nbad signature; code unusable"),
+                (
+                    _S.REFUSED,
+                    "malformed, wrong code or key mismatch (a try less);\\n"
+                    "the replaced code, bad signature, code unusable (no try)",
+                ),
             ),
             (_S.AWAITING_RESPONSE, _APPROVED): bug("nothing to approve yet"),
             (_S.AWAITING_RESPONSE, _REFUSED): move(_give_up, _S.REFUSED, note="abandoned"),
             (_S.AWAITING_RESPONSE, _ACK): bug("round 1 is not answered yet"),
             (_S.AWAITING_RESPONSE, _NOTICE): bug("nothing was refused"),
+            (_S.AWAITING_RESPONSE, _NOT_STARTED): bug("consent is not complete"),
             # AWAITING_APPROVAL: the code is used up; the customer decides.
             (_S.AWAITING_APPROVAL, _CHALLENGE): bug("the challenge was answered"),
             (_S.AWAITING_APPROVAL, _RESPONSE): move(
@@ -342,6 +426,7 @@ class AgentHandshake(Machine[AgentState]):
             (_S.AWAITING_APPROVAL, _REFUSED): move(_give_up, _S.REFUSED, note="declined"),
             (_S.AWAITING_APPROVAL, _ACK): bug("the customer has not decided"),
             (_S.AWAITING_APPROVAL, _NOTICE): bug("nothing was refused"),
+            (_S.AWAITING_APPROVAL, _NOT_STARTED): bug("consent is not complete"),
             # AWAITING_ACK: the technician checks our MAC and answers empty.
             (_S.AWAITING_ACK, _CHALLENGE): bug("the challenge was answered"),
             (_S.AWAITING_ACK, _RESPONSE): move(_out_of_turn, _S.REFUSED, note="a second answer"),
@@ -353,6 +438,7 @@ class AgentHandshake(Machine[AgentState]):
                 (_S.REFUSED, "not empty"),
             ),
             (_S.AWAITING_ACK, _NOTICE): bug("nothing was refused"),
+            (_S.AWAITING_ACK, _NOT_STARTED): bug("consent is not complete"),
             # DONE: consent complete; authentication succeeds.
             (_S.DONE, _CHALLENGE): bug("the handshake is complete"),
             (_S.DONE, _RESPONSE): stay(_late_answer, "raises MalformedMessage"),
@@ -360,6 +446,9 @@ class AgentHandshake(Machine[AgentState]):
             (_S.DONE, _REFUSED): stay(_ignore, "late: no effect"),
             (_S.DONE, _ACK): stay(_done, "same Consent"),
             (_S.DONE, _NOTICE): bug("nothing was refused"),
+            (_S.DONE, _NOT_STARTED): move(
+                _cannot_start, _S.REFUSED, note="no transcript,\\nno session"
+            ),
             # REFUSED: the refusal is decided; the notice is not yet given.
             (_S.REFUSED, _CHALLENGE): stay(_repeat, "raises the refusal"),
             (_S.REFUSED, _RESPONSE): stay(_repeat, "raises the refusal"),
@@ -367,6 +456,7 @@ class AgentHandshake(Machine[AgentState]):
             (_S.REFUSED, _REFUSED): stay(_ignore, "no effect"),
             (_S.REFUSED, _ACK): stay(_repeat, "raises the refusal"),
             (_S.REFUSED, _NOTICE): move(_give_notice, _S.CLOSED, note="/ notice"),
+            (_S.REFUSED, _NOT_STARTED): stay(_ignore, "no effect"),
             # CLOSED: the notice was given; nothing more to say.
             (_S.CLOSED, _CHALLENGE): stay(_repeat, "raises the refusal"),
             (_S.CLOSED, _RESPONSE): stay(_repeat, "raises the refusal"),
@@ -374,6 +464,7 @@ class AgentHandshake(Machine[AgentState]):
             (_S.CLOSED, _REFUSED): stay(_ignore, "no effect"),
             (_S.CLOSED, _ACK): stay(_repeat, "raises the refusal"),
             (_S.CLOSED, _NOTICE): stay(_ignore, "None"),
+            (_S.CLOSED, _NOT_STARTED): stay(_ignore, "no effect"),
         }
     )
 

@@ -167,6 +167,14 @@ class OneTimeCode(Machine[CodeState]):
         """The code in three groups, for toolkit share to show (``reveal()`` it there)."""
         return grouped(self._digits)
 
+    def spent_digits(self) -> Secret | None:
+        """The digits once the code can no longer be used (None while it is ACTIVE).
+
+        For recognising an old code (docs/consent.md, "An old code"): a live
+        code's digits leave only through :meth:`begin`.
+        """
+        return None if self.state is CodeState.ACTIVE else self._digits
+
     def remaining(self) -> float:
         """Seconds until the code expires; 0 once it cannot be used."""
         if self.state is not CodeState.ACTIVE:
@@ -267,8 +275,11 @@ class OneTimeCode(Machine[CodeState]):
 class CodeBook:
     """The code toolkit share shows now; ``fresh()`` replaces it.
 
-    The agent offers a fresh code when the current one is burned, expired or
-    used (or whenever the customer asks); the old one stops working at once.
+    toolkit share makes a fresh code only when the customer asks for one (or
+    a relay gave it a new rendezvous name), never because of what a
+    connection did; the old one stops working at once. The book remembers
+    the code it replaced last (:attr:`previous`), so that a technician who
+    types it hears that it is old instead of spending a try of the new one.
     """
 
     def __init__(
@@ -284,6 +295,8 @@ class CodeBook:
         self._clock = clock
         self._generate = generate
         self._current = self._make()
+        self._previous: Secret | None = None
+        self.made = 1
 
     def _make(self) -> OneTimeCode:
         return OneTimeCode(self._generate(), ttl=self._ttl, tries=self._tries, clock=self._clock)
@@ -292,10 +305,21 @@ class CodeBook:
     def current(self) -> OneTimeCode:
         return self._current
 
+    @property
+    def previous(self) -> Secret | None:
+        """The digits of the code the current one replaced, if any."""
+        return self._previous
+
     def fresh(self) -> OneTimeCode:
-        """Retire the current code and make a new one."""
+        """Retire the current code and make a new one (never the same digits)."""
         self._current.retire()
-        self._current = self._make()
+        self._previous = self._current.spent_digits()
+        made = self._make()
+        # 1 in 10^6 at a relay: the old code would then be taken for the new one.
+        while self._previous is not None and made._digits == self._previous:
+            made = self._make()
+        self._current = made
+        self.made += 1
         return self._current
 
     def __repr__(self) -> str:

@@ -13,6 +13,14 @@ it will produce its own (:class:`AgentConfirmation` refuses otherwise): an
 agent MAC sent to someone who has not proved the code would let them test
 every code offline. The key stays unverified until the peer's MAC checks out.
 
+Beside it, the technician sends a *code MAC* over the two PAKE messages
+alone (:func:`code_mac`): it proves the code and nothing else, so that when
+the full MAC fails the agent can tell a wrong code (a guess: a try) from a
+right code over a connection whose host key or fields differ (someone in the
+middle: the customer is told so). And when the agent also offers a PAKE keyed
+with the code the current one replaced, a MAC of the same kind over that
+exchange (purpose ``previous code``) lets it tell an old code from a wrong one.
+
 The technician also signs the transcript with its identity key (SSHSIG,
 namespace ``toolkit-consent``), so the customer approves the key that will
 actually sign the session, not just someone who knows the code.
@@ -42,6 +50,9 @@ if TYPE_CHECKING:
 TRANSCRIPT_LABEL = b"toolkit consent v1 transcript"
 PURPOSE_CONFIRM_TECHNICIAN = b"toolkit consent v1 confirm technician"
 PURPOSE_CONFIRM_AGENT = b"toolkit consent v1 confirm agent"
+PURPOSE_CONFIRM_CODE = b"toolkit consent v1 confirm code"
+PURPOSE_PREVIOUS_CODE = b"toolkit consent v1 previous code"
+CODE_LABEL = b"toolkit consent v1 code"
 DIRECTION_TECHNICIAN = b"technician"
 DIRECTION_AGENT = b"agent"
 MAC_LENGTH = 32
@@ -92,6 +103,22 @@ def agent_mac(key: PakeKey, transcript: Transcript, granted: frozenset[Scope]) -
     """HMAC-SHA256(K_agent, transcript || "agent" || granted scopes)."""
     data = transcript.to_bytes() + string(DIRECTION_AGENT) + string(_scope_bytes(granted))
     return hmac.new(key.derive(PURPOSE_CONFIRM_AGENT), data, hashlib.sha256).digest()
+
+
+def code_mac(key: PakeKey, technician_pake: bytes, agent_pake: bytes, purpose: bytes) -> bytes:
+    """HMAC-SHA256(HKDF(K, purpose), "toolkit consent v1 code" || X_A || X_B).
+
+    Proves only that the sender ran SPAKE2 with the same code; ``purpose`` is
+    :data:`PURPOSE_CONFIRM_CODE` for the current code and
+    :data:`PURPOSE_PREVIOUS_CODE` for the code it replaced.
+    """
+    data = string(CODE_LABEL) + string(technician_pake) + string(agent_pake)
+    return hmac.new(key.derive(purpose), data, hashlib.sha256).digest()
+
+
+def same_mac(expected: bytes, mac: bytes) -> bool:
+    """A constant-time comparison."""
+    return hmac.compare_digest(expected, mac)
 
 
 def sign_transcript(signer: Signer, transcript: Transcript) -> bytes:
@@ -258,13 +285,17 @@ __all__ = [
     "CONSENT_NAMESPACE",
     "MAC_LENGTH",
     "PURPOSE_CONFIRM_AGENT",
+    "PURPOSE_CONFIRM_CODE",
     "PURPOSE_CONFIRM_TECHNICIAN",
+    "PURPOSE_PREVIOUS_CODE",
     "AgentConfirmation",
     "ConfirmListener",
     "ConfirmState",
     "TechnicianConfirmation",
     "Transcript",
     "agent_mac",
+    "code_mac",
+    "same_mac",
     "sign_transcript",
     "technician_mac",
     "verify_transcript_signature",

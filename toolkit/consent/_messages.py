@@ -9,13 +9,19 @@ message or a MAC, an unknown scope, and names, emails or tickets with
 control or invisible characters (they are shown to the customer, so no
 terminal escapes, bidi overrides or zero-width tricks).
 
-Formats (docs/consent.md has the full exchange)::
+Formats (docs/consent.md has the full exchange; fields in [] are optional)::
 
-    agent, round 1:   {"v":1,"type":"pake","pake":B64}
+    agent, round 1:   {"v":1,"type":"pake","pake":B64[,"previous":B64]}
     technician:       {"v":1,"type":"response","pake":B64,"key":B64,"name":S,"email":S,
-                       "ticket":S,"scopes":[S...],"mac":B64,"sig":B64}
+                       "ticket":S,"scopes":[S...],"code_mac":B64,"mac":B64,"sig":B64
+                       [,"previous_pake":B64,"previous_mac":B64]}
     agent, round 2:   {"v":1,"type":"confirm","granted":[S...],"mac":B64}
     agent, instead:   {"v":1,"type":"refused","reason":S,"tries_left":N}
+
+``previous`` is the agent's SPAKE2 message keyed with the code the current
+one replaced; the technician answers it (``previous_*``) exactly when it is
+there, so that an old code is recognised as old instead of costing the new
+one a try.
 """
 
 from __future__ import annotations
@@ -125,9 +131,9 @@ def _load(text: object, kinds: tuple[str, ...]) -> tuple[str, dict[str, object]]
     return kind, obj
 
 
-def _fields(obj: dict[str, object], *names: str) -> None:
+def _fields(obj: dict[str, object], *names: str, optional: tuple[str, ...] = ()) -> None:
     expected = {"v", "type", *names}
-    if set(obj) - expected:
+    if set(obj) - expected - set(optional):
         _bad("the message has an unknown field")
     if expected - set(obj):
         _bad("the message lacks a field")
@@ -180,12 +186,16 @@ def _scopes(obj: dict[str, object], name: str) -> frozenset[Scope]:
 
 @dataclass(frozen=True)
 class PakeChallenge:
-    """Agent, round 1: its SPAKE2 message."""
+    """Agent, round 1: its SPAKE2 message, and one keyed with the replaced code if any."""
 
     pake: bytes
+    previous: bytes | None = None
 
     def encode(self) -> str:
-        return _dump({"type": "pake", "pake": _enc(self.pake)})
+        fields: dict[str, object] = {"type": "pake", "pake": _enc(self.pake)}
+        if self.previous is not None:
+            fields["previous"] = _enc(self.previous)
+        return _dump(fields)
 
 
 @dataclass(frozen=True)
@@ -222,23 +232,29 @@ class Response:
     email: str
     ticket: str
     scopes: frozenset[Scope]
+    code_mac: bytes
     mac: bytes
     sig: bytes
+    #: The answer to the challenge's ``previous`` PAKE message: (pake, mac), or None.
+    previous: tuple[bytes, bytes] | None = None
 
     def encode(self) -> str:
-        return _dump(
-            {
-                "type": "response",
-                "pake": _enc(self.pake),
-                "key": _enc(self.key),
-                "name": self.name,
-                "email": self.email,
-                "ticket": self.ticket,
-                "scopes": scope_names(self.scopes),
-                "mac": _enc(self.mac),
-                "sig": _enc(self.sig),
-            }
-        )
+        fields: dict[str, object] = {
+            "type": "response",
+            "pake": _enc(self.pake),
+            "key": _enc(self.key),
+            "name": self.name,
+            "email": self.email,
+            "ticket": self.ticket,
+            "scopes": scope_names(self.scopes),
+            "code_mac": _enc(self.code_mac),
+            "mac": _enc(self.mac),
+            "sig": _enc(self.sig),
+        }
+        if self.previous is not None:
+            fields["previous_pake"] = _enc(self.previous[0])
+            fields["previous_mac"] = _enc(self.previous[1])
+        return _dump(fields)
 
 
 def _enc(raw: bytes) -> str:
@@ -262,8 +278,9 @@ def decode_challenge(text: object) -> PakeChallenge | Notice:
     kind, obj = _load(text, ("pake", "refused"))
     if kind == "refused":
         return _notice(obj)
-    _fields(obj, "pake")
-    return PakeChallenge(_b64(obj, "pake", exact=MESSAGE_LENGTH))
+    _fields(obj, "pake", optional=("previous",))
+    previous = _b64(obj, "previous", exact=MESSAGE_LENGTH) if "previous" in obj else None
+    return PakeChallenge(_b64(obj, "pake", exact=MESSAGE_LENGTH), previous)
 
 
 def decode_confirm(text: object) -> Confirm | Notice:
@@ -278,7 +295,19 @@ def decode_confirm(text: object) -> Confirm | Notice:
 def decode_response(text: object) -> Response:
     """The technician's round-1 answer."""
     _, obj = _load(text, ("response",))
-    _fields(obj, "pake", "key", "name", "email", "ticket", "scopes", "mac", "sig")
+    _fields(
+        obj,
+        *("pake", "key", "name", "email", "ticket", "scopes", "code_mac", "mac", "sig"),
+        optional=("previous_pake", "previous_mac"),
+    )
+    previous = None
+    if "previous_pake" in obj or "previous_mac" in obj:
+        if not ("previous_pake" in obj and "previous_mac" in obj):
+            _bad("the message has previous_pake or previous_mac without the other")
+        previous = (
+            _b64(obj, "previous_pake", exact=MESSAGE_LENGTH),
+            _b64(obj, "previous_mac", exact=MAC_LENGTH),
+        )
     key = _b64(obj, "key", limit=MAX_KEY_BYTES)
     try:
         load_public(key)
@@ -291,8 +320,10 @@ def decode_response(text: object) -> Response:
         email=check_label(obj["email"], "email", MAX_EMAIL, email=True),
         ticket=check_label(obj["ticket"], "ticket", MAX_TICKET),
         scopes=_scopes(obj, "scopes"),
+        code_mac=_b64(obj, "code_mac", exact=MAC_LENGTH),
         mac=_b64(obj, "mac", exact=MAC_LENGTH),
         sig=_b64(obj, "sig", limit=MAX_SIG_BYTES),
+        previous=previous,
     )
 
 

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, NoReturn
 
 from toolkit.consent._approval import Consent, Scope, scopes
 from toolkit.consent._code import parse_code
-from toolkit.consent._confirm import TechnicianConfirmation, Transcript, sign_transcript
+from toolkit.consent._confirm import (
+    PURPOSE_CONFIRM_CODE,
+    PURPOSE_PREVIOUS_CODE,
+    TechnicianConfirmation,
+    Transcript,
+    code_mac,
+    sign_transcript,
+)
 from toolkit.consent._machine import Input, Machine, bug, move, stay, table
 from toolkit.consent._messages import (
     MAX_EMAIL,
@@ -42,10 +49,13 @@ from toolkit.consent.errors import (
     ConsentError,
     Declined,
     IdentityProofFailed,
+    KeyMismatch,
     MalformedMessage,
+    SessionNotStarted,
     WrongCode,
 )
 from toolkit.errors import UsageError
+from toolkit.identity.keys import fingerprint
 from toolkit.secrets import Secret
 
 if TYPE_CHECKING:
@@ -58,13 +68,32 @@ def _tries_text(tries_left: int) -> str:
     return f"{tries_left} {'try' if tries_left == 1 else 'tries'} left"
 
 
-def notice_error(notice: Notice) -> ConsentError:
-    """The error a technician raises for the agent's notice."""
+def _host_key_text(host_key: bytes) -> str:
+    return f"this side saw the host key {fingerprint(host_key)}"
+
+
+def notice_error(notice: Notice, host_key: bytes) -> ConsentError:
+    """The error a technician raises for the agent's notice; ``host_key`` as this side saw it.
+
+    The notice is not authenticated: someone in the middle can turn "the code
+    was right but the keys differ" into "wrong code". So a wrong code, too,
+    names the host key this side saw, for comparing with the customer's screen.
+    """
     cls = NOTICE_ERRORS[notice.reason]
     n = notice.tries_left
     if cls is WrongCode:
         return WrongCode(
-            f"The customer's agent did not accept the code ({_tries_text(n)}).", tries_left=n
+            f"The customer's agent did not accept the code ({_tries_text(n)}); "
+            f"{_host_key_text(host_key)}.",
+            tries_left=n,
+        )
+    if cls is KeyMismatch:
+        return KeyMismatch(
+            "The customer's agent found the code right but the handshake wrong: it did not "
+            f"see the host key this side saw ({fingerprint(host_key)}), so someone may be in "
+            "the middle. Compare it with the host key toolkit share shows on the customer's "
+            f"screen ({_tries_text(n)}).",
+            tries_left=n,
         )
     if cls is MalformedMessage:
         return MalformedMessage(
@@ -73,10 +102,12 @@ def notice_error(notice: Notice) -> ConsentError:
         )
     messages: dict[type[ConsentError], str] = {
         CodeBurned: "The code is burned after too many wrong tries.",
-        CodeExpired: "The code has expired or the customer replaced it.",
+        CodeExpired: "This code has expired or the customer replaced it: ask for a new one.",
         CodeUsed: "The code was already used.",
         IdentityProofFailed: "The customer's agent could not verify this side's signature.",
         Declined: "The customer declined the session.",
+        SessionNotStarted: "The customer's agent accepted the code but could not start "
+        "the session: its copy of the transcript could not be created.",
     }
     return cls(messages[cls])
 
@@ -147,6 +178,8 @@ class TechnicianHandshake(Machine[TechnicianState]):
         self._out = Outputs()
         self._pake = Pake(Side.TECHNICIAN, self._out)
         self._agent_pake: bytes | None = None
+        self._agent_previous: bytes | None = None
+        self._code: Secret | None = None  # kept for the previous-code PAKE, until round 1
         self._confirm: TechnicianConfirmation | None = None
         self._response: str | None = None
         self._consent: Consent | None = None
@@ -195,10 +228,12 @@ class TechnicianHandshake(Machine[TechnicianState]):
         raise error
 
     def _code_first(self, code: Secret) -> None:
+        self._code = code
         self._pake.got_code(code)
         self._enter(TechnicianState.HAVE_CODE)
 
     def _code_second(self, code: Secret) -> None:
+        self._code = code
         self._pake.got_code(code)
         self._keyed()
 
@@ -210,8 +245,9 @@ class TechnicianHandshake(Machine[TechnicianState]):
                 MalformedMessage(f"The customer's agent sent a malformed consent message ({exc}).")
             )
         if isinstance(msg, Notice):
-            self._fail(notice_error(msg))
+            self._fail(notice_error(msg, self._host_key))
         self._agent_pake = msg.pake
+        self._agent_previous = msg.previous
         self._pake.got_peer_message(msg.pake)
         if self._state is TechnicianState.START:
             self._enter(TechnicianState.HAVE_CHALLENGE)
@@ -237,6 +273,7 @@ class TechnicianHandshake(Machine[TechnicianState]):
             requested=self._scopes,
         )
         sig = sign_transcript(self._signer, transcript)  # may raise IdentityError: state stays
+        previous = self._previous_answer()
         self._confirm = TechnicianConfirmation(key, transcript, self._out)
         mac = self._confirm.send()
         self._response = Response(
@@ -246,11 +283,32 @@ class TechnicianHandshake(Machine[TechnicianState]):
             email=self._email,
             ticket=self._ticket,
             scopes=self._scopes,
+            code_mac=code_mac(key, ours, theirs, PURPOSE_CONFIRM_CODE),
             mac=mac,
             sig=sig,
+            previous=previous,
         ).encode()
+        self._code = None
         self._enter(TechnicianState.RESPONDED)
         return self._response
+
+    def _previous_answer(self) -> tuple[bytes, bytes] | None:
+        """SPAKE2 with the same code against the agent's previous-code message, if it sent one.
+
+        If the typed code is the one the current code replaced, the agent can
+        tell, and says so instead of counting a wrong try.
+        """
+        theirs, code = self._agent_previous, self._code
+        if theirs is None:
+            return None
+        assert code is not None
+        out = Outputs()
+        pake = Pake(Side.TECHNICIAN, out)
+        pake.got_code(code)
+        pake.got_peer_message(theirs)
+        if out.key is None or out.message is None:
+            self._fail(MalformedMessage("The customer's agent sent an invalid SPAKE2 message."))
+        return out.message, code_mac(out.key, out.message, theirs, PURPOSE_PREVIOUS_CODE)
 
     def _same_response(self) -> str:
         assert self._response is not None
@@ -268,13 +326,15 @@ class TechnicianHandshake(Machine[TechnicianState]):
                 MalformedMessage(f"The customer's agent sent a malformed consent message ({exc}).")
             )
         if isinstance(msg, Notice):
-            self._fail(notice_error(msg))
+            self._fail(notice_error(msg, self._host_key))
         self._confirm.check(msg.mac, msg.granted)
         if not self._out.verdict:
             self._fail(
                 ConfirmationFailed(
                     "The customer's agent did not confirm the handshake: whoever answered "
-                    "does not hold the same key, or saw a different host key."
+                    "does not hold the same key, or saw a different host key than this side "
+                    f"did ({fingerprint(self._host_key)}). Compare it with the host key "
+                    "toolkit share shows on the customer's screen."
                 )
             )
         if not msg.granted <= self._scopes:
@@ -296,6 +356,17 @@ class TechnicianHandshake(Machine[TechnicianState]):
     def _done(self, *_: object) -> Consent:
         assert self._consent is not None
         return self._consent
+
+    def _after_done(self, text: str) -> Consent:
+        # After our empty answer the agent starts the session; if it cannot, it says
+        # so in one more challenge, a notice.
+        try:
+            msg = decode_confirm(text)
+        except MessageError:
+            return self._done()
+        if isinstance(msg, Notice):
+            self._fail(notice_error(msg, self._host_key))
+        return self._done()
 
     def _repeat(self, *_: object) -> NoReturn:
         assert self._error is not None
@@ -347,7 +418,11 @@ class TechnicianHandshake(Machine[TechnicianState]):
             (_S.DONE, _CODE): stay(_ignore, "late"),
             (_S.DONE, _CHALLENGE): stay(_ignore, "late"),
             (_S.DONE, _RESPONSE): stay(_same_response, "same answer"),
-            (_S.DONE, _FINISH): stay(_done, "same Consent"),
+            (_S.DONE, _FINISH): move(
+                _after_done,
+                (_S.DONE, "same Consent"),
+                (_S.REFUSED, "a notice: the session\\ncould not start"),
+            ),
             (_S.REFUSED, _CODE): stay(_ignore, "late"),
             (_S.REFUSED, _CHALLENGE): stay(_repeat, "raises the refusal"),
             (_S.REFUSED, _RESPONSE): stay(_repeat, "raises the refusal"),

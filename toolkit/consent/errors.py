@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 from typing import ClassVar
 
-from toolkit.errors import ConsentRefused, UsageError
+from toolkit.errors import ConsentRefused, ExitCode, UsageError
 
 
 class ConsentError(ConsentRefused):
@@ -39,12 +39,12 @@ class WrongCode(ConsentError):
     """The one-time code did not match.
 
     The code was probably mistyped or misheard over the phone. It may also be
-    someone else guessing it, or a connection that passes through something
-    that changed it on the way: the check covers the agent's host key and the
-    technician's key too, so a man-in-the-middle fails it exactly like a wrong
-    code. Each wrong try uses up one of the code's 3 tries; after the last one
-    the code is burned and the customer has to make a new one. Check the
-    digits with the customer and try again.
+    someone else guessing it. Each wrong try uses up one of the code's 3
+    tries; after the last one the code is burned and the customer has to ask
+    toolkit share for a new one. Check the digits with the customer and try
+    again. If you are sure of the digits, someone in the middle may have
+    changed the agent's answer: compare the host key fingerprint above with
+    the one toolkit share shows on the customer's screen.
     """
 
     reason = "wrong-code"
@@ -58,8 +58,9 @@ class CodeBurned(ConsentError):
     """The one-time code is burned: it had 3 wrong tries.
 
     Someone may have been guessing it. It cannot be used any more, whoever
-    tries it. The customer makes a new code (toolkit share offers one) and
-    reads it out again.
+    tries it. toolkit share shows the customer where the wrong codes came
+    from; the customer asks it for a new code (it makes none on its own) and
+    reads that out.
     """
 
     reason = "burned"
@@ -68,8 +69,9 @@ class CodeBurned(ConsentError):
 class CodeExpired(ConsentError):
     """The one-time code expired, or the customer replaced it with a new one.
 
-    A code is valid for a few minutes only (10 by default). Ask the customer
-    for the code toolkit share shows now.
+    A code is valid for a few minutes only (10 by default), and toolkit share
+    makes a new one only when the customer asks for it. Ask the customer for
+    a new code. No try of the new code was used.
     """
 
     reason = "expired"
@@ -86,18 +88,36 @@ class CodeUsed(ConsentError):
 
 
 class ConfirmationFailed(ConsentError):
-    """The customer's agent could not prove it knows the code: possible man-in-the-middle.
+    """The key confirmation failed: someone may be in the middle.
 
-    The code you typed was accepted by whoever answered, but the key
-    confirmation that should come back from the customer's agent did not
-    match what this side saw. Something between you and the customer may be
-    impersonating the customer's machine (a man-in-the-middle), or the host
-    key you saw is not the agent's. Nothing was sent that lets it use your
-    code or your key. Do not retry over the same path: call the customer,
-    check the host key fingerprint toolkit share shows, and connect directly.
+    The two ends of the handshake did not see the same things: the host key
+    this side saw is not the key of the customer's agent, or what was sent
+    was changed on the way. Something between you and the customer may be
+    impersonating the customer's machine (a man-in-the-middle). Nothing was
+    sent that lets it use your code or your key. Do not retry over the same
+    path: call the customer, compare the host key fingerprint above with the
+    one toolkit share shows on their screen, and connect directly.
     """
 
     reason = "confirmation"
+
+
+class KeyMismatch(ConfirmationFailed):
+    """The code was right, but the two sides saw different keys: someone may be in the middle.
+
+    The customer's agent found that whoever answered knew the code, yet the
+    handshake did not cover the agent's own host key (or the technician's key,
+    name, ticket or scopes arrived changed). That is what a man-in-the-middle
+    that terminates SSH looks like. Compare the host key fingerprint toolkit
+    share shows with the one on the technician's screen; if they differ, do
+    not use this path. The attempt cost the code one try.
+    """
+
+    reason = "mismatch"
+
+    def __init__(self, message: str, *, tries_left: int) -> None:
+        super().__init__(message)
+        self.tries_left = tries_left
 
 
 class MalformedMessage(ConsentError):
@@ -139,6 +159,20 @@ class Declined(ConsentError):
     reason = "declined"
 
 
+class SessionNotStarted(ConsentError):
+    """The customer's agent could not start the session.
+
+    The code and the customer's yes were accepted, but the customer's side
+    could not create its own copy of the transcript (a full disk, a folder it
+    cannot write), and no session runs without it. Nothing ran on the
+    customer's machine. toolkit share shows the customer why; once that is
+    fixed, they start it again and read you a new code.
+    """
+
+    reason = "not-started"
+    exit_code = ExitCode.FAILED
+
+
 class CodeFormatError(UsageError):
     """The text typed is not a consent code.
 
@@ -169,6 +203,8 @@ NOTICE_ERRORS: dict[str, type[ConsentError]] = {
         MalformedMessage,
         IdentityProofFailed,
         Declined,
+        KeyMismatch,
+        SessionNotStarted,
     )
 }
 
@@ -184,6 +220,8 @@ __all__ = [
     "Declined",
     "HandshakeOutOfOrder",
     "IdentityProofFailed",
+    "KeyMismatch",
     "MalformedMessage",
+    "SessionNotStarted",
     "WrongCode",
 ]

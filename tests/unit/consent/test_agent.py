@@ -30,6 +30,7 @@ from toolkit.consent import (
     IdentityProofFailed,
     MalformedMessage,
     Scope,
+    SessionNotStarted,
     TechnicianHandshake,
     WrongCode,
     parse_code,
@@ -396,3 +397,35 @@ def test_response_carries_what_the_customer_sees() -> None:
 
 def test_agent_state_enum_is_exposed() -> None:
     assert AgentHandshake.State is AgentState
+
+
+def test_a_session_that_cannot_start_is_one_more_notice() -> None:
+    """Consent passed, but the agent cannot create its transcript: the technician hears it."""
+    p = make_pair()
+    request = p.agent.receive_response(round1(p))
+    consent = p.tech.finish(p.agent.approved(request.grant()))
+    p.agent.receive_ack("")
+    p.agent.not_started()
+    assert state(p.agent) is AgentState.REFUSED
+    notice = p.agent.notice() or ""
+    assert json.loads(notice) == {
+        "v": 1,
+        "type": "refused",
+        "reason": "not-started",
+        "tries_left": 0,
+    }
+    with pytest.raises(SessionNotStarted) as told:
+        p.tech.finish(notice)  # the technician's side, already DONE, hears it
+    assert "could not start the session" in told.value.diagnostics()
+    assert told.value.exit_code == 1 and consent.granted == {D}
+    p.agent.not_started()  # late: no effect
+    assert p.agent.notice() is None
+
+
+def test_not_started_before_consent_is_a_bug() -> None:
+    p = make_pair()
+    with pytest.raises(HandshakeOutOfOrder):
+        p.agent.not_started()
+    p.agent.challenge()
+    with pytest.raises(HandshakeOutOfOrder):
+        p.agent.not_started()

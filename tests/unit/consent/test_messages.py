@@ -43,6 +43,7 @@ def response_fields(**changes: object) -> dict[str, object]:
         "email": "alice@example.com",
         "ticket": "T-1",
         "scopes": ["diagnostics"],
+        "code_mac": b64(MAC),
         "mac": b64(MAC),
         "sig": b64(b"sshsig blob"),
     }
@@ -77,17 +78,25 @@ def test_exact_formats() -> None:
     assert Confirm(both, MAC).encode() == dumps(
         {"v": 1, "type": "confirm", "granted": ["diagnostics", "shell"], "mac": b64(MAC)}
     )
-    resp = Response(PAKE, KEY, "Zoë", "z@example.com", "T-1", both, MAC, b"sig")
+    resp = Response(PAKE, KEY, "Zoë", "z@example.com", "T-1", both, MAC, MAC, b"sig")
     text = resp.encode()
     assert text.isascii() and " " not in text.replace("Zo", "")  # compact, ASCII
     assert list(json.loads(text)) == [
-        "v", "type", "pake", "key", "name", "email", "ticket", "scopes", "mac", "sig",
+        "v", "type", "pake", "key", "name", "email", "ticket", "scopes", "code_mac", "mac", "sig",
     ]  # fmt: skip
     assert decode_response(text) == resp
+    # With the answer to a previous-code PAKE message, both of its fields come last.
+    old = Response(PAKE, KEY, "Zoë", "z@example.com", "T-1", both, MAC, MAC, b"sig", (PAKE, MAC))
+    assert list(json.loads(old.encode()))[-2:] == ["previous_pake", "previous_mac"]
+    assert decode_response(old.encode()) == old
+    assert PakeChallenge(PAKE, PAKE).encode() == dumps(
+        {"v": 1, "type": "pake", "pake": b64(PAKE), "previous": b64(PAKE)}
+    )
 
 
 def test_round_trips() -> None:
     assert decode_challenge(PakeChallenge(PAKE).encode()) == PakeChallenge(PAKE)
+    assert decode_challenge(PakeChallenge(PAKE, PAKE).encode()) == PakeChallenge(PAKE, PAKE)
     assert decode_challenge(Notice("burned", 0).encode()) == Notice("burned", 0)
     confirm = Confirm(frozenset({Scope.FIXES}), MAC)
     assert decode_confirm(confirm.encode()) == confirm
@@ -118,6 +127,20 @@ BAD_RESPONSES: dict[str, str] = {
     "unknown field": dumps(response_fields(extra=1)),
     "missing mac": dumps(response_fields(mac=_DROP)),
     "missing sig": dumps(response_fields(sig=_DROP)),
+    "missing code_mac": dumps(response_fields(code_mac=_DROP)),
+    "code_mac short": dumps(response_fields(code_mac=b64(MAC[:31]))),
+    "previous_pake alone": dumps(response_fields(previous_pake=b64(PAKE))),
+    "previous_mac alone": dumps(response_fields(previous_mac=b64(MAC))),
+    "previous_pake short": dumps(
+        response_fields(previous_pake=b64(PAKE[:-1]), previous_mac=b64(MAC))
+    ),
+    "previous_mac long": dumps(
+        response_fields(previous_pake=b64(PAKE), previous_mac=b64(MAC + b"\x00"))
+    ),
+    "previous duplicated": dumps(response_fields(previous_pake=b64(PAKE), previous_mac=b64(MAC)))[
+        :-1
+    ]
+    + f',"previous_mac":"{b64(MAC)}"}}',
     "name is a number": dumps(response_fields(name=5)),
     "name is a list": dumps(response_fields(name=["Alice"])),
     "scopes is a string": dumps(response_fields(scopes="diagnostics")),
@@ -179,6 +202,13 @@ BAD_AGENT_MESSAGES: dict[str, str] = {
     "confirm as challenge": Confirm(frozenset({Scope.FIXES}), MAC).encode(),
     "pake short": dumps({"v": 1, "type": "pake", "pake": b64(PAKE[:-1])}),
     "pake extra field": dumps({"v": 1, "type": "pake", "pake": b64(PAKE), "mac": b64(MAC)}),
+    "previous short": dumps({"v": 1, "type": "pake", "pake": b64(PAKE), "previous": "QQ=="}),
+    "pake twice": f'{{"v":1,"type":"pake","pake":"{b64(PAKE)}","pake":"{b64(PAKE)}"}}',
+    "previous twice": dumps({"v": 1, "type": "pake", "pake": b64(PAKE), "previous": b64(PAKE)})[:-1]
+    + f',"previous":"{b64(PAKE)}"}}',
+    "notice reason twice": '{"v":1,"type":"refused","reason":"burned","reason":"used",'
+    '"tries_left":0}',
+    "type twice": f'{{"v":1,"type":"refused","type":"pake","pake":"{b64(PAKE)}"}}',
     "notice unknown reason": dumps(
         {"v": 1, "type": "refused", "reason": "rm -rf", "tries_left": 1}
     ),
@@ -206,6 +236,9 @@ def test_malformed_challenges_are_refused(name: str) -> None:
         dumps({"v": 1, "type": "confirm", "granted": ["root"], "mac": b64(MAC)}),
         dumps({"v": 1, "type": "confirm", "granted": ["fixes"], "mac": b64(MAC[:16])}),
         dumps({"v": 1, "type": "confirm", "granted": ["fixes"]}),
+        # A granted list given twice would let a relay append the one it wants read.
+        f'{{"v":1,"type":"confirm","granted":["fixes"],"granted":["shell"],"mac":"{b64(MAC)}"}}',
+        f'{{"v":1,"type":"confirm","granted":["fixes"],"mac":"{b64(MAC)}","mac":"{b64(MAC)}"}}',
     ],
 )
 def test_malformed_confirmations_are_refused(text: str) -> None:
