@@ -1,9 +1,11 @@
 """Threat: getting past consent over real SSH on loopback.
 
 Wrong codes burn the code after three tries, an expired or used code is
-refused, a declined request starts nothing, and a man-in-the-middle that
-terminates SSH with its own host key fails even though it relays every
-keyboard-interactive round faithfully. The code never crosses the wire and is
+refused and stays so until the customer asks for a new one (an old code typed
+after that is told it is old, at no cost to the new one), a declined request
+starts nothing, and a man-in-the-middle that terminates SSH with its own host
+key fails even though it relays every keyboard-interactive round faithfully;
+both people are then told that someone may be in the middle. The code never crosses the wire and is
 never written to a transcript or to the customer's screen.
 """
 
@@ -23,9 +25,10 @@ from tests.session_support import (
     code_of,
     connect_to,
     open_session,
+    start_agent,
 )
 from tests.threats.agent_support import assert_never_written, assert_sealed, running_agent
-from toolkit.agent.server import Agent, HostKey
+from toolkit.agent.server import Agent, CodeNotice, HostKey
 from toolkit.consent import (
     CodeBurned,
     CodeExpired,
@@ -34,11 +37,14 @@ from toolkit.consent import (
     ConfirmationFailed,
     ConsentError,
     Declined,
+    KeyMismatch,
     Scope,
+    SessionNotStarted,
     WrongCode,
     parse_code,
 )
 from toolkit.consent._messages import Confirm
+from toolkit.consent._sources import Sources
 from toolkit.secrets import Secret
 from toolkit.transport import ssh as transport
 
@@ -99,25 +105,43 @@ async def paused_connect(agent: Agent) -> tuple[asyncio.Task[Any], asyncio.Event
 # -- wrong, burned, expired, used, declined ---------------------------------------------------
 
 
-def test_three_wrong_codes_burn_it_and_the_customer_gets_a_fresh_one(tmp_path: Path) -> None:
+def quick(agent: Agent) -> list[CodeNotice]:
+    """Short per-source delays (the delays have tests of their own); the notices the
+    customer's screen gets when a code cannot be used any more."""
+    agent.sources = Sources(first=0.01, cap=0.05)
+    notices: list[CodeNotice] = []
+    agent.settings.code_unusable = notices.append
+    return notices
+
+
+def test_three_wrong_codes_burn_it_and_no_new_code_comes_until_the_customer_asks(
+    tmp_path: Path,
+) -> None:
     async def main() -> None:
         async with running_agent(tmp_path) as (agent, screen, customer):
+            notices = quick(agent)
             first, right = agent.codes.current, code_of(agent)
             for left in (2, 1, 0):
                 with pytest.raises(WrongCode) as caught:
                     await connect_to(agent, code=wrong_code(agent))
                 assert caught.value.tries_left == left
             assert first.state is CodeState.BURNED
-            assert screen.codes == [first, agent.codes.current]
-            assert any("burned" in line for line in screen.lines)
-            # The burned code is gone for good: the agent can only test the code it
-            # shows now, so the old digits are one more wrong try against that one.
-            with pytest.raises(WrongCode) as caught:
+            # No new code on its own: a guesser cannot make the agent hand out codes.
+            assert screen.codes == [first] and agent.codes.current is first
+            assert notices == [CodeNotice("burned", {"127.0.0.1": 3})]
+            assert "the code is burned after 3 failed tries (3 from 127.0.0.1)" in screen.lines
+            # The right code is burned too: the technician hears it, nothing is counted.
+            with pytest.raises(CodeBurned):
                 await connect_to(agent, code=right)
-            assert caught.value.tries_left == 2
             assert_no_session(agent, tmp_path)
             assert customer.asked == []
-            # The fresh code works.
+            # The customer asks for a new code. The burned one is now an old code: it is
+            # told so, and the new code loses no try.
+            agent.fresh_code("you asked for a new code")
+            assert screen.codes == [first, agent.codes.current]
+            with pytest.raises(CodeExpired):
+                await connect_to(agent, code=right)
+            assert agent.codes.current.tries_left == 3
             conn, consent = await connect_to(agent)
             conn.close()
             assert consent.granted == {Scope.DIAGNOSTICS}
@@ -127,7 +151,8 @@ def test_three_wrong_codes_burn_it_and_the_customer_gets_a_fresh_one(tmp_path: P
 
 def test_a_handshake_begun_before_the_burn_gets_code_burned(tmp_path: Path) -> None:
     async def main() -> None:
-        async with running_agent(tmp_path) as (agent, _, _):
+        async with running_agent(tmp_path) as (agent, screen, _):
+            quick(agent)
             waiting, release = await paused_connect(agent)
             for _ in range(3):
                 with pytest.raises(WrongCode):
@@ -136,7 +161,7 @@ def test_a_handshake_begun_before_the_burn_gets_code_burned(tmp_path: Path) -> N
             with pytest.raises(CodeBurned):
                 await waiting
             assert_no_session(agent, tmp_path)
-            assert agent.codes.current.tries_left == 3  # the fresh code is untouched
+            assert len(screen.codes) == 1  # and no new code came of it
 
     run(main())
 
@@ -156,6 +181,8 @@ def test_a_used_code_is_refused_while_its_session_runs(tmp_path: Path) -> None:
                 await waiting
             assert len(customer.asked) == 1  # the customer was asked once, for the first
             assert screen.codes == [agent.codes.current]  # no new code while a session runs
+            agent.fresh_code("you asked for a new code")  # not even when asked
+            assert screen.codes == [agent.codes.current]
             await session.end("test done")
             end = await asyncio.wait_for(agent.wait(), 10)
         events = assert_sealed(end)
@@ -164,35 +191,51 @@ def test_a_used_code_is_refused_while_its_session_runs(tmp_path: Path) -> None:
     run(main())
 
 
-def test_an_expired_code_is_refused_and_replaced(tmp_path: Path) -> None:
+def test_an_expired_code_stays_expired_until_the_customer_asks(tmp_path: Path) -> None:
     async def main() -> None:
         async with running_agent(tmp_path, ttl=0.001) as (agent, screen, customer):
+            notices = quick(agent)
+            expired = code_of(agent)
             await asyncio.sleep(0.01)
-            with pytest.raises(CodeExpired):
+            with pytest.raises(CodeExpired) as caught:
                 await connect_to(agent)
+            assert "ask" in caught.value.diagnostics().lower()
             assert customer.asked == [] and agent.codes.current.tries_left == 3
-            await eventually(lambda: len(screen.codes) >= 2)  # toolkit share offers a new one
-            assert any("expired" in line for line in screen.lines)
+            await eventually(lambda: notices == [CodeNotice("expired", {})])
+            assert "the code expired" in screen.lines
+            assert len(screen.codes) == 1  # told once, and no new code on its own
             assert_no_session(agent, tmp_path)
+            # Asked for, the new code works; the expired one is told it is old.
+            agent.codes._ttl = 600.0
+            agent.fresh_code("you asked for a new code")
+            with pytest.raises(CodeExpired):
+                await connect_to(agent, code=expired)
+            assert agent.codes.current.tries_left == 3
+            conn, _ = await connect_to(agent)
+            conn.close()
 
     run(main())
 
 
-def test_declined_gives_declined_and_a_fresh_code(tmp_path: Path) -> None:
+def test_declined_gives_declined_and_a_new_code_only_when_asked(tmp_path: Path) -> None:
     async def main() -> None:
         customer = Customer(approve=False)
         async with running_agent(tmp_path, customer=customer) as (agent, screen, _):
+            notices = quick(agent)
             first = agent.codes.current
             with pytest.raises(Declined):
                 await connect_to(agent)
             assert len(customer.asked) == 1
             assert first.state is not CodeState.ACTIVE
-            assert screen.codes == [first, agent.codes.current]
+            assert screen.codes == [first] and notices == [CodeNotice("used", {})]
             assert_no_session(agent, tmp_path)
-            # The declined code stays dead; the fresh one works once the customer agrees.
+            # The declined code stays dead; a new one, asked for, works once the customer
+            # agrees, and the old one typed again costs it nothing.
+            agent.fresh_code("you asked for a new code")
             customer.approve = True
-            with pytest.raises(WrongCode):
+            with pytest.raises(CodeExpired):
                 await connect_to(agent, code=parse_code(first.display.reveal()))
+            assert agent.codes.current.tries_left == 3
             conn, _ = await connect_to(agent)
             conn.close()
 
@@ -203,11 +246,36 @@ def test_concurrent_wrong_guesses_each_cost_a_try(tmp_path: Path) -> None:
     # No lock on the code (docs/consent.md): parallel guesses are each checked and counted.
     async def main() -> None:
         async with running_agent(tmp_path) as (agent, screen, _):
+            quick(agent)
             first = agent.codes.current
             guesses = [connect_to(agent, code=wrong_code(agent)) for _ in range(3)]
             results = await asyncio.gather(*guesses, return_exceptions=True)
             assert all(isinstance(r, WrongCode) for r in results), results
-            assert first.state is CodeState.BURNED and len(screen.codes) == 2
+            assert first.state is CodeState.BURNED and len(screen.codes) == 1
+
+    run(main())
+
+
+def test_a_customer_side_that_cannot_start_the_session_says_so_to_the_technician(
+    tmp_path: Path,
+) -> None:
+    """The customer's copy cannot be created (a full disk, a file in the way): the
+    technician hears that the agent could not start the session, not a network error."""
+
+    async def main() -> None:
+        (tmp_path / "customer-transcripts").write_text("in the way\n")
+        agent, _, customer = await start_agent(tmp_path)
+        try:
+            with pytest.raises(SessionNotStarted) as caught:
+                await connect_to(agent)
+            end = await asyncio.wait_for(agent.wait(), 10)
+        finally:
+            await agent.stop("test over")
+        told = caught.value.diagnostics()
+        assert "could not start the session" in told and "transcript" in told
+        assert caught.value.exit_code == 1
+        assert len(customer.asked) == 1 and agent.session is None
+        assert end.failure is not None and "Cannot create the transcript" in end.failure.message
 
     run(main())
 
@@ -319,8 +387,14 @@ def test_mitm_with_its_own_host_key_fails_and_costs_a_try(tmp_path: Path, forge:
                     await connect_to(agent, port=mitm.sockets[0].getsockname()[1])
             finally:
                 mitm.close()
-            assert type(caught.value) is (ConfirmationFailed if forge else WrongCode)
+            # Relayed faithfully, the agent finds the right code with the wrong host key:
+            # both people hear that someone may be in the middle, each with a key to compare.
+            assert type(caught.value) is (ConfirmationFailed if forge else KeyMismatch)
+            assert "middle" in caught.value.diagnostics()
             await eventually(lambda: any("refused" in line for line in screen.lines))
+            refused = next(line for line in screen.lines if "refused" in line)
+            assert "right code" in refused and "middle" in refused
+            assert agent.host_key.fingerprint in refused
             assert agent.codes.current.tries_left == 2
             assert customer.asked == []
             assert_no_session(agent, tmp_path)

@@ -2,6 +2,10 @@
 
 Split from toolkit.agent.server, which loads this module (asyncssh, SPAKE2
 and the session's modules) only once toolkit share has shown its code.
+
+An answer to the code is checked only after its source address has waited
+its turn (toolkit.consent._sources): a source whose tries failed is slowed,
+others are not.
 """
 
 from __future__ import annotations
@@ -21,10 +25,14 @@ from toolkit.consent import (
     AgentState,
     ConsentError,
 )
+from toolkit.consent._sources import source_of
 from toolkit.errors import TranscriptWriteError
 
 if TYPE_CHECKING:
     from toolkit.agent.server import Agent
+
+#: How long a technician has to hear that the session could not start before share ends.
+NOT_STARTED_GRACE = 5.0
 
 
 def _challenge(instruction: str) -> tuple[str, str, str, Sequence[tuple[str, bool]]]:
@@ -45,12 +53,15 @@ class AgentConnection(asyncssh.SSHServer):
         self._handshake: AgentHandshake | None = None
         self._session: AgentSession | None = None
         self._peer = "a connection"
+        self._source = source_of(None)
+        self._not_started: TranscriptWriteError | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
         peer = conn.get_extra_info("peername")
         if peer:
             self._peer = f"{peer[0]}:{peer[1]}"
+            self._source = source_of(str(peer[0]))
         self._agent.observer.say(f"connection from {self._peer}")
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -63,8 +74,10 @@ class AgentConnection(asyncssh.SSHServer):
             consumed = handshake.state is not AgentState.AWAITING_RESPONSE
             handshake.refused()
             self._agent.observer.say(f"{self._peer} left before the session started")
-            if consumed and self._agent.session is None:
-                self._agent.fresh_code("the code was used")
+            if consumed:
+                self._agent.code_unusable("used")
+        if self._not_started is not None:  # the technician heard why: share can end
+            self._agent.not_started(self._not_started)
         if self._session is not None:
             why = f"the connection was lost: {exc}" if exc else "the technician disconnected"
             asyncio.get_running_loop().create_task(self._session.end(why))
@@ -98,7 +111,7 @@ class AgentConnection(asyncssh.SSHServer):
             return self._notice(exc)
 
     def _notice(self, exc: ConsentError) -> Any:
-        self._agent.refused(exc, self._peer)
+        self._agent.refused(exc, self._peer, self._source)
         assert self._handshake is not None
         notice = self._handshake.notice()
         return _challenge(notice) if notice is not None else False
@@ -109,6 +122,11 @@ class AgentConnection(asyncssh.SSHServer):
             return False
         answer = responses[0]
         if handshake.state is AgentState.AWAITING_RESPONSE:
+            wait = self._agent.sources.wait(self._source)
+            if wait > 0:  # this source's tries failed before: its answer waits its turn
+                await asyncio.sleep(wait)
+                if _state(handshake) is not AgentState.AWAITING_RESPONSE:
+                    return False  # the connection went away meanwhile
             try:
                 request = handshake.receive_response(answer)
             except ConsentError as exc:
@@ -124,7 +142,7 @@ class AgentConnection(asyncssh.SSHServer):
                 return _challenge(handshake.approved(decision))
             except ConsentError as exc:
                 reply = self._notice(exc)
-                self._agent.fresh_code("the session was declined")
+                self._agent.code_unusable("used")
                 return reply
         if handshake.state is AgentState.AWAITING_ACK:
             try:
@@ -134,8 +152,16 @@ class AgentConnection(asyncssh.SSHServer):
             assert self._conn is not None
             try:
                 self._session = self._agent.begin(consent, self._conn)
-            except TranscriptWriteError:
-                return False  # share has ended, and says why
+            except TranscriptWriteError as exc:
+                # No session without the customer's copy. The technician hears it in one
+                # more challenge; share ends once they hung up (or after a grace period).
+                self._not_started = exc
+                handshake.not_started()
+                notice = handshake.notice()
+                asyncio.get_running_loop().call_later(
+                    NOT_STARTED_GRACE, self._agent.not_started, exc
+                )
+                return _challenge(notice) if notice is not None else False
             return True
         return False  # a notice was answered, or anything out of turn
 

@@ -8,6 +8,13 @@ yes, so no channel can open before. After that, one channel is accepted: the
 by :class:`toolkit.agent.session.AgentSession`; with the shell scope, one more
 session channel per ``shell`` request, with a PTY (toolkit.agent.shell). One
 agent serves one session, then stops.
+
+The agent never makes a new code because of what a connection did: a code
+that is burned, expires or is used without a session stays so until the
+customer asks for a new one (:meth:`Agent.fresh_code`), so the guesses per
+share are bounded by the customer, not by a guesser (docs/consent.md). Each
+failed try is counted against its source address, whose next answer then
+waits longer (toolkit.consent._sources).
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -37,6 +46,7 @@ from toolkit.consent import (
     get_decision,
     untrusted,
 )
+from toolkit.consent._sources import Sources, tally
 from toolkit.errors import TranscriptWriteError, TransportError, UsageError
 from toolkit.identity.keys import fingerprint
 from toolkit.identity.signer import KeySigner
@@ -51,7 +61,7 @@ if TYPE_CHECKING:
 
     import asyncssh
 
-    from toolkit.agent.operations import ApproveFix
+    from toolkit.agent.operations import ApproveFix, AskOutOfScope
     from toolkit.agent.session import AgentSession, SessionEnd
     from toolkit.consent import AgentHandshake, Consent
 
@@ -66,7 +76,7 @@ class Observer(Protocol):
     """What the customer sees: toolkit share prints it, tests collect it."""
 
     def new_code(self, code: OneTimeCode) -> None:
-        """A code to show (the first, or a fresh one after a burn, expiry or refusal)."""
+        """A code to show: the first, or a fresh one the customer asked for."""
 
     def say(self, message: str) -> None:
         """One line about what happens: connections, refusals, operations, the end."""
@@ -81,6 +91,16 @@ class Observer(Protocol):
         """The shell closed (its mirror can go)."""
 
 
+@dataclass(frozen=True)
+class CodeNotice:
+    """The code on the customer's screen can no longer be used."""
+
+    #: "burned", "expired" or "used" (used without a session: declined, or the peer left).
+    why: str
+    #: Tries of this code that failed, by source address (toolkit.consent._sources).
+    failed: dict[str, int]
+
+
 @dataclass
 class AgentSettings:
     """What `toolkit share` decides; the defaults need no configuration at all."""
@@ -90,7 +110,9 @@ class AgentSettings:
     approve_fix: ApproveFix
     offered: frozenset[Scope] = frozenset({Scope.DIAGNOSTICS})
     #: Asks the customer about a fix outside the granted scope; None refuses it outright.
-    ask_out_of_scope: ApproveFix | None = None
+    ask_out_of_scope: AskOutOfScope | None = None
+    #: Told when the shown code can no longer be used (the customer may ask for a new one).
+    code_unusable: Callable[[CodeNotice], None] | None = None
     trust: TrustCheck = untrusted
     ttl: float = 600.0
     approval_timeout: float = APPROVAL_TIMEOUT
@@ -128,6 +150,9 @@ class Agent:
         self.observer = observer
         self.host_key = HostKey()
         self.codes = CodeBook(ttl=settings.ttl)
+        self.sources = Sources()
+        self._failed_now: Counter[str] = Counter()  # the current code's failed tries, by source
+        self._reported: OneTimeCode | None = None  # the unusable code the customer was told of
         self.session: AgentSession | None = None
         self._sock: socket.socket | None = None
         self._server: asyncssh.SSHAcceptor | None = None
@@ -266,15 +291,40 @@ class Agent:
     async def _watch_code(self) -> None:
         import asyncio
 
-        # An expired code is replaced, so the customer always has one to read out.
+        # An expired code stays expired until the customer asks for a new one; they are
+        # told once. A connection never makes a new code, so nobody can drive a loop.
         while True:
             await asyncio.sleep(1.0)
             if self.session is None and self.codes.current.state is CodeState.EXPIRED:
-                self.fresh_code("the code expired")
+                self.code_unusable("expired")
 
     def fresh_code(self, why: str) -> None:
+        """Replace the code: the customer asked (or a relay renamed the rendezvous)."""
+        if self.session is not None:
+            self.observer.say("a session is running: no new code")
+            return
+        self._failed_now.clear()
         self.observer.say(f"{why}; here is a new one")
         self.observer.new_code(self.codes.fresh())
+
+    def code_unusable(self, why: str) -> None:
+        """Tell the customer, once per code, that the code shown cannot be used any more."""
+        code = self.codes.current
+        if self.session is not None or self._reported is code:
+            return
+        self._reported = code
+        failed = dict(self._failed_now)
+        detail = f" ({tally(failed)})" if failed else ""
+        if why == "burned":
+            self.observer.say(
+                f"the code is burned after {sum(failed.values())} failed tries{detail}"
+            )
+        elif why == "expired":
+            self.observer.say(f"the code expired{detail}")
+        else:
+            self.observer.say(f"the code was used, and no session runs{detail}")
+        if self.settings.code_unusable is not None:
+            self.settings.code_unusable(CodeNotice(why, failed))
 
     # -- consent -------------------------------------------------------------------
 
@@ -286,12 +336,17 @@ class Agent:
             self.host_key.blob,
             self.settings.offered,
             trust=self.settings.trust,
+            previous=self.codes.previous,
         )
 
-    def refused(self, exc: ConsentError, peer: str) -> None:
+    def refused(self, exc: ConsentError, peer: str, source: str) -> None:
+        """A handshake was refused; one that cost the code a try counts against ``source``."""
+        if getattr(exc, "tries_left", None) is not None:
+            self.sources.failed(source)
+            self._failed_now[source] += 1
         self.observer.say(f"refused {peer}: {exc.message}")
         if self.session is None and self.codes.current.state is CodeState.BURNED:
-            self.fresh_code("the code is burned")
+            self.code_unusable("burned")
 
     async def decide(self, request: ApprovalRequest) -> Decision:
         import asyncio
@@ -307,17 +362,23 @@ class Agent:
         return request.decline()
 
     def begin(self, consent: Consent, connection: asyncssh.SSHServerConnection) -> AgentSession:
+        """The session consent opened; TranscriptWriteError if its copy cannot be made.
+
+        Then no session runs: call :meth:`not_started` once the technician was told.
+        """
         if self.session is not None:  # cannot happen: the code was consumed once
             raise UsageError("this agent already serves a session")
-        from toolkit.agent.session import AgentSession, SessionEnd
+        from toolkit.agent.session import AgentSession
 
-        try:
-            self.session = AgentSession(self, consent, connection)
-        except TranscriptWriteError as exc:  # no session without the customer's copy
-            self.finished(SessionEnd("the customer's transcript could not be created", None, exc))
-            raise
+        self.session = AgentSession(self, consent, connection)
         self.session_started.set()
         return self.session
+
+    def not_started(self, exc: TranscriptWriteError) -> None:
+        """End share: consent passed but no session could start (no customer's copy)."""
+        from toolkit.agent.session import SessionEnd
+
+        self.finished(SessionEnd("the customer's transcript could not be created", None, exc))
 
 
 def _listening_socket(host: str, port: int) -> socket.socket | None:
