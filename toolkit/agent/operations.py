@@ -28,8 +28,12 @@ from toolkit.policy.commands import show_argv
 from toolkit.session.protocol import CONTENT, STDERR, STDOUT, Request, Response, data_frames
 
 Send = Callable[[bytes], Awaitable[None]]
-#: Asks the customer to approve a fix showing its exact commands; True is a yes.
-ApproveFix = Callable[[str, Sequence[Sequence[str]]], Awaitable[bool]]
+#: Asks the customer to approve a fix showing its exact commands: True is a yes, False a
+#: no, None that nobody could be asked (no one at the screen, or ``--yes`` for something
+#: it does not cover). The transcript says which.
+ApproveFix = Callable[[str, Sequence[Sequence[str]]], Awaitable[bool | None]]
+#: The same question for a fix outside the granted scope.
+AskOutOfScope = ApproveFix
 PIPE_CHUNK = 256 * 1024
 
 
@@ -48,6 +52,12 @@ class _Streams:
     hashes: dict[int, Any] = field(
         default_factory=lambda: {STDOUT: hashlib.sha256(), STDERR: hashlib.sha256()}
     )
+
+
+def _not_asked(what: str, *, outside: bool) -> PolicyRefused:
+    """Nobody answered for the customer: say so, never "the customer declined"."""
+    why = "is outside the approved scope" if outside else "needs the customer's approval"
+    return PolicyRefused(f"refused: {what} {why}, and no one was at the customer's screen to ask")
 
 
 def _refusal(request: Request, exc: ToolkitError, record: dict[str, Any]) -> Outcome:
@@ -74,7 +84,7 @@ class Operations:
         approve_fix: ApproveFix,
         send: Send,
         info: dict[str, Any],
-        ask_out_of_scope: ApproveFix | None = None,
+        ask_out_of_scope: AskOutOfScope | None = None,
     ) -> None:
         self._ask_out_of_scope = ask_out_of_scope  # None: outside the scope is refused
         self._policy = policy
@@ -122,7 +132,10 @@ class Operations:
                 pol.match_command(argv, self._policy, "fixes")
             except PolicyRefused:
                 raise refused from None
-            if not await ask(shown, [argv]):
+            answer = await ask(shown, [argv])
+            if answer is None:
+                raise _not_asked(f"running {shown!r}", outside=not granted) from None
+            if not answer:
                 raise PolicyRefused(f"refused: the customer declined to run {shown!r}") from None
             record["approved"] = True
             if not granted:
@@ -143,7 +156,10 @@ class Operations:
         if procedure.kind is Kind.FIX and record.get("out_of_scope"):
             pass  # the customer approved these very commands outside the scope
         elif procedure.kind is Kind.FIX:
-            if not await self._approve_fix(procedure.name, commands):
+            answer = await self._approve_fix(procedure.name, commands)
+            if answer is None:
+                raise _not_asked(f"the fix {procedure.name}", outside=False)
+            if not answer:
                 raise PolicyRefused(f"refused: the customer declined the fix {procedure.name}")
             record["approved"] = True
         results = []
@@ -174,10 +190,13 @@ class Operations:
             # Outside the approved scope: the customer may still allow this one fix,
             # seeing exactly what it runs.
             procedure = self._catalogue.get(Kind.FIX, name)
-            if not await ask(
+            answer = await ask(
                 f"{procedure.name} (outside the approved scope)",
                 procedure.resolved(self._policy.home),
-            ):
+            )
+            if answer is None:
+                raise _not_asked(f"the fix {procedure.name}", outside=True)
+            if not answer:
                 raise PolicyRefused(
                     f"refused: the customer declined the fix {procedure.name}, "
                     "which is outside the approved scope"
@@ -298,4 +317,4 @@ def _stat_fields(kind: str, st: os.stat_result) -> dict[str, Any]:
     }
 
 
-__all__ = ["ApproveFix", "Operations", "Outcome", "Send"]
+__all__ = ["ApproveFix", "AskOutOfScope", "Operations", "Outcome", "Send"]

@@ -70,8 +70,8 @@ def test_yes_never_answers_for_a_fix_outside_the_scope() -> None:
     live, text, _ = view()
     approver = _Approver(yes=True)
 
-    async def main() -> tuple[bool, bool]:
-        approver.live = None  # no one at a terminal: declined
+    async def main() -> tuple[bool | None, bool | None]:
+        approver.live = None  # no one at a terminal: nobody to ask (None), not a "no"
         alone = await approver.ask_out_of_scope("mark", [["touch", "x"]])
         approver.live = live
         asking = asyncio.ensure_future(approver.ask_out_of_scope("mark", [["touch", "x"]]))
@@ -79,5 +79,5 @@ def test_yes_never_answers_for_a_fix_outside_the_scope() -> None:
         live._key("n")
         return alone, await asking
 
-    assert asyncio.run(main()) == (False, False)
+    assert asyncio.run(main()) == (None, False)
     assert "$ touch x" in text.getvalue()
