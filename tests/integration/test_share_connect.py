@@ -16,6 +16,7 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ from tests.integration.share_process import (
     Share,
     end,
     sharing,
+    stop,
 )
 from toolkit.transcript.models import NAMESPACE_SEAL, Event
 
@@ -589,10 +591,30 @@ def test_a_transcript_the_customer_side_cannot_create_starts_no_session(
         done = connect(technician, share, "run true\n")
         assert share.wait(10) == 1
         share_stderr = share.stderr()
-    assert done.returncode != 0 and "Traceback" not in done.stderr
+    # The technician hears that the customer's side could not start the session (exit 1),
+    # not that the agent could not be reached (it was told "check the address", exit 4).
+    assert done.returncode == 1, done.stderr
+    assert "could not start the session" in done.stderr, done.stderr
+    assert "Cannot reach" not in done.stderr and "Traceback" not in done.stderr
     assert "Cannot create the transcript " in share_stderr, share_stderr
     assert "Traceback" not in share_stderr
     assert not list((technician.data / "transcripts").glob("*.cast"))  # nothing ran
+
+
+def test_a_full_disk_before_the_session_tells_the_technician_the_session_could_not_start(
+    technician: Person, customer: Person, tmp_path: Path
+) -> None:
+    """No byte of the customer's copy fits: the technician hears why, exit 1, not 4."""
+    policy = customer.root / "policy.toml"
+    with scripted_share(customer, "--policy", policy, logs=tmp_path, max_file_size=64) as share:
+        done = connect(technician, share, "run true\n")
+        assert share.wait(10) == 1
+    share_stderr = share.stderr()  # all of it: its reader is done once the block is
+    assert done.returncode == 1, done.stderr
+    assert "could not start the session" in done.stderr, done.stderr
+    assert "Cannot reach" not in done.stderr and "Traceback" not in done.stderr
+    assert "File too large" in share_stderr and "Traceback" not in share_stderr
+    assert not list((technician.data / "transcripts").glob("*.cast"))
 
 
 @contextmanager
@@ -670,7 +692,10 @@ def test_customer_declines_then_approves_at_the_terminal(
         assert "declined" in declined
         for text in (NAME, EMAIL, "ticket       T-1", "asks for     diagnostics", "SHA256:"):
             assert text in shown
-        fresh = share.line(1, timeout=5)  # a declined code is used up: here is another
+        # A declined code is used up; a new one comes when the customer asks.
+        assert share.line(1, timeout=5)["event"] == "code-unusable"
+        share.type("n\n")
+        fresh = share.line(2, timeout=5)
         assert fresh["code"] != share.code
 
         second = start_connect(technician, share, "run true\n", code=fresh["code"])
@@ -706,12 +731,66 @@ def test_customer_ctrl_c_while_asked_ends_share_cleanly(
 # -- the code: tries, expiry, reuse --------------------------------------------------------
 
 
-def test_three_wrong_codes_burn_it_and_share_prints_a_fresh_one(
+@contextmanager
+def scripted_share(
+    customer: Person, *args: str | Path, logs: Path, max_file_size: int | None = None
+) -> Iterator[Share]:
+    """``toolkit share --yes --json ARGS`` run by a script: its stdin a pipe the test writes.
+
+    Its stderr goes through a pipe into a file under ``logs``, so that ``max_file_size``
+    (RLIMIT_FSIZE, as a full disk) limits what share writes, not its stderr.
+    """
+    logs.mkdir(parents=True, exist_ok=True)
+    stderr_path = logs / f"share-{time.monotonic_ns()}.err"
+    proc = customer.popen(
+        "share",
+        "--yes",
+        "--json",
+        *args,
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        max_file_size=max_file_size,
+    )
+    share = Share(proc, stderr_path)
+
+    def keep_stderr() -> None:
+        assert proc.stderr is not None
+        with stderr_path.open("w", encoding="utf-8") as kept:
+            for line in proc.stderr:
+                kept.write(line)
+                kept.flush()
+
+    readers = [
+        threading.Thread(target=share._read, daemon=True, name="share-stdout"),
+        threading.Thread(target=keep_stderr, daemon=True, name="share-stderr"),
+    ]
+    for reader in readers:
+        reader.start()
+    try:
+        share.line()
+        yield share
+    finally:
+        stop(proc)
+        for reader in readers:
+            reader.join(5)
+        end(proc)
+
+
+def ask_for_a_new_code(share: Share) -> None:
+    """What a script does after a code-unusable line: one line on share's stdin."""
+    assert share.proc.stdin is not None
+    share.proc.stdin.write("new-code\n")
+    share.proc.stdin.flush()
+
+
+def test_three_wrong_codes_burn_it_and_share_makes_a_new_one_only_when_asked(
     technician: Person, customer: Person, tmp_path: Path
 ) -> None:
     code_file = tmp_path / "code"
     policy = customer.root / "policy.toml"
-    with sharing(customer, "--policy", policy, "--code-file", code_file, logs=tmp_path) as share:
+    with scripted_share(
+        customer, "--policy", policy, "--code-file", code_file, logs=tmp_path
+    ) as share:
         old = share.code
         assert code_file.read_text().strip() == old
         messages = []
@@ -721,16 +800,31 @@ def test_three_wrong_codes_burn_it_and_share_prints_a_fresh_one(
             messages.append(done.stderr)
         assert "2 tries left" in messages[0] and "1 try left" in messages[1]
         assert "burned" in messages[2]
-        fresh = share.line(1, timeout=5)
+        burned = share.line(1, timeout=5)
+        assert burned == {
+            "event": "code-unusable",
+            "reason": "burned",
+            "failed_tries": {"127.0.0.1": 3},
+            "ask": "new-code",
+        }
+        assert "the code is burned after 3 failed tries (3 from 127.0.0.1)" in share.stderr()
+        # The burned code stays on: no new code comes unless someone asks for it.
+        again = connect(technician, share, "run true\n", code=old)
+        assert again.returncode == 3 and "burned" in again.stderr, again.stderr
+        assert len(share.lines) == 2 and code_file.read_text().strip() == old
+
+        ask_for_a_new_code(share)
+        fresh = share.line(2, timeout=5)
         assert CODE.match(fresh["code"]) and fresh["code"] != old
         assert fresh["port"] == share.line()["port"]
         assert fresh["host_key"] == share.line()["host_key"]
         assert code_file.read_text().strip() == fresh["code"]
         assert code_file.stat().st_mode & 0o777 == 0o600
-        assert "burned" in share.stderr()
 
+        # The old code now is an old code: said so, and the new one loses no try.
         refused = connect(technician, share, "run true\n", code=old)
         assert refused.returncode == 3, refused.stderr
+        assert "expired or the customer replaced it" in refused.stderr
         works = connect(technician, share, "run true\n", code=fresh["code"])
         assert works.returncode == 0, works.stderr
         assert share.wait(10) == 0
@@ -742,17 +836,27 @@ def test_three_wrong_codes_burn_it_and_share_prints_a_fresh_one(
         assert_code_nowhere(code, customer.root, technician.root)
 
 
-def test_expired_code_is_refused(technician: Person, customer: Person, tmp_path: Path) -> None:
-    with sharing(customer, "--ttl", "1", logs=tmp_path) as share:
+def test_expired_code_stays_expired_until_the_customer_asks(
+    technician: Person, customer: Person, tmp_path: Path
+) -> None:
+    with scripted_share(customer, "--ttl", "1", logs=tmp_path) as share:
         old = share.code
         time.sleep(1.0)  # the code's whole life (--ttl 1); it was made before it was printed
         done = connect(technician, share, "exit\n", code=old)
         assert done.returncode == 3, done.stderr
+        assert "expired" in done.stderr and "ask for a new one" in done.stderr
         assert "Consent passed" not in done.stderr
         assert "session started" not in share.stderr()
-        fresh = share.line(1, timeout=5)  # the agent replaces a code once it expires
-        assert fresh["code"] != old
-        assert "the code expired; here is a new one" in share.stderr()
+        expired = share.line(1, timeout=5)  # said once, and no new code on its own
+        assert expired == {
+            "event": "code-unusable",
+            "reason": "expired",
+            "failed_tries": {},
+            "ask": "new-code",
+        }
+        assert "the code expired" in share.stderr()
+        ask_for_a_new_code(share)
+        assert share.line(2, timeout=5)["code"] != old
     assert not (technician.data / "tickets").exists()
 
 
@@ -988,12 +1092,33 @@ def test_connect_without_a_port_is_a_usage_error(technician: Person, address: st
         (["--listen", "::1:0"], "brackets"),
         (["--scope", "bogus"], "bogus"),
         (["--policy", "missing.toml"], "missing.toml"),
+        (["--ttl", "inf"], "--ttl is the seconds"),
+        (["--ttl", "1e300"], "--ttl is the seconds"),
+        (["--ttl", "nan"], "--ttl is the seconds"),
+        (["--ttl", "0.5"], "--ttl is the seconds"),
+        (["--ttl", "3601"], "from 1 to 3600"),
+        (["--code-file", "no-such-dir/code"], "does not exist"),
+        (["--code-file", "."], "is a directory"),
     ],
-    ids=["listen-nonsense", "listen-port", "listen-v6-unbracketed", "scope", "policy"],
+    ids=[
+        "listen-nonsense",
+        "listen-port",
+        "listen-v6-unbracketed",
+        "scope",
+        "policy",
+        "ttl-inf",
+        "ttl-1e300",
+        "ttl-nan",
+        "ttl-under-1",
+        "ttl-over-an-hour",
+        "code-file-missing-dir",
+        "code-file-a-dir",
+    ],
 )
 def test_share_bad_input_is_a_usage_error(customer: Person, args: list[str], says: str) -> None:
     done = customer.toolkit("share", "--yes", "--json", *args, timeout=10)
     assert done.returncode == 2, done.stderr
     assert says in done.stderr
-    assert done.stdout == ""  # no code was made
-    assert "Traceback" not in done.stderr
+    assert done.stdout == ""  # no code was made, nothing listened
+    assert "Traceback" not in done.stderr and "bug" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 2  # a sentence (and what to do)

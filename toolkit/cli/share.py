@@ -1,11 +1,20 @@
-"""``toolkit share``: the customer lets a technician in, for one session."""
+"""``toolkit share``: the customer lets a technician in, for one session.
+
+New codes come only when the customer asks: a burned, expired or used code
+stays so (the agent says why, and where failed tries came from) until the
+customer types ``n`` and Enter, or a script writes the line ``new-code`` on
+share's standard input. docs/consent.md says why and what that bounds.
+"""
 
 from __future__ import annotations
 
 import datetime
 import json
+import math
+import os
 import signal
 import socket
+import stat
 import sys
 import time
 from collections.abc import Sequence
@@ -30,12 +39,17 @@ if TYPE_CHECKING:
     import asyncio
     from collections.abc import Callable
 
-    from toolkit.agent.server import Agent
+    from toolkit.agent.server import Agent, CodeNotice
     from toolkit.agent.session import SessionEnd
     from toolkit.cli.live import LiveView
     from toolkit.consent import ApprovalRequest, Decision, OneTimeCode, TrustCheck
 
 FIX_TIMEOUT = 120.0
+#: The longest a code may stay valid: it is read out during a phone call, and a
+#: relay keeps a rendezvous an hour by default (toolkit relay --max-ttl).
+MAX_TTL = 3600.0
+#: What the customer types (or a script writes on stdin) for a new code.
+NEW_CODE_WORDS = ("n", "new", "new-code")
 
 
 def parse_address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -66,6 +80,85 @@ def _check_listen(text: str, host: str, port: int) -> None:
         ) from None
 
 
+def _check_ttl(ttl: float) -> float:
+    if not math.isfinite(ttl) or not 1 <= ttl <= MAX_TTL:
+        raise UsageError(
+            f"--ttl is the seconds a code stays valid, from 1 to {int(MAX_TTL)} (an hour); "
+            "the customer can ask for a new code at any time."
+        )
+    return ttl
+
+
+def _check_code_file(path: Path | None) -> None:
+    """--code-file must name a file in a directory that exists: found before listening."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise UsageError(f"--code-file {printable(path)} is a directory, not a file.")
+    parent = path.parent
+    if not parent.is_dir():
+        raise UsageError(
+            f"--code-file {printable(path)}: the directory {printable(parent)} does not exist."
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"--code-file {printable(path)}: the directory {printable(parent)} is not writable."
+        )
+
+
+def _reads_lines(fd: int) -> bool:
+    """Whether ``fd`` can be read on the event loop: a terminal, a pipe or a socket."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return os.isatty(fd) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+class _Keyboard:
+    """The customer's lines on stdin, read by one task until a session starts.
+
+    A line answers the question being asked (the approver's y or n), if one
+    is; otherwise ``n`` (or ``new-code``) asks for a new code. One reader, so
+    that a line never goes to two places.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._lines = TerminalLines(fd)
+        self._waiting: asyncio.Future[str] | None = None
+        self.ended = False
+        self.on_command: Callable[[str], None] = lambda line: None
+
+    async def run(self) -> None:
+        """Read until the end of input (or cancelled, when the live view takes the keys)."""
+        try:
+            while True:
+                line = await self._lines.line()
+                waiting = self._waiting
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(line)
+                else:
+                    self.on_command(line.strip().lower())
+        except EOFError:
+            pass
+        finally:
+            self.ended = True
+            if self._waiting is not None and not self._waiting.done():
+                self._waiting.set_exception(EOFError())
+
+    async def answer(self) -> str:
+        """The next line typed (EOFError once input has ended)."""
+        import asyncio
+
+        if self.ended:
+            raise EOFError
+        self._waiting = asyncio.get_running_loop().create_future()
+        try:
+            return await self._waiting
+        finally:
+            self._waiting = None
+
+
 class _Screen:
     """What the customer sees: plain lines, then the live view while a session runs."""
 
@@ -74,6 +167,33 @@ class _Screen:
         self._code_file = code_file
         self.agent: Agent | None = None
         self.live: LiveView | None = None
+        self.keyboard: _Keyboard | None = None  # None: nobody can ask for a new code
+
+    def code_unusable(self, notice: CodeNotice) -> None:
+        """The code cannot be used any more: say how to get a new one (nothing happens alone)."""
+        asks = self.keyboard is not None and not self.keyboard.ended
+        if self._json:
+            line = {
+                "event": "code-unusable",
+                "reason": notice.why,
+                "failed_tries": notice.failed,
+                "ask": "new-code" if asks else None,
+            }
+            print(json.dumps(line), flush=True)
+        elif asks:
+            say("Type n and Enter for a new code (Ctrl-C ends toolkit share).", highlight=True)
+        else:
+            say("Start toolkit share again for a new code.", highlight=True)
+
+    def command(self, line: str) -> None:
+        """A line typed while nothing was asked."""
+        if not line:
+            return
+        if line in NEW_CODE_WORDS:
+            assert self.agent is not None
+            self.agent.fresh_code("you asked for a new code")
+        else:
+            say("Type n and Enter for a new code; Ctrl-C ends toolkit share.", highlight=True)
 
     def new_code(self, code: OneTimeCode) -> None:
         from toolkit import paths
@@ -152,17 +272,20 @@ class _Approver:
 
     def __init__(self, yes: bool) -> None:
         self._yes = yes
-        self._lines: TerminalLines | None = None  # made when first asked: --yes needs no stdin
+        self.keyboard: _Keyboard | None = None  # the lines typed, while no session runs
         self.live: LiveView | None = None  # asks in the live view while a session runs
+
+    async def _line(self) -> str:
+        if self.keyboard is None:
+            raise EOFError  # stdin cannot be read on the loop
+        return await self.keyboard.answer()
 
     async def _confirm(self, question: str) -> bool:
         """y or n at the terminal (no answer, or the end of input, is a no)."""
-        if self._lines is None:
-            self._lines = TerminalLines(sys.stdin.fileno())
         while True:
             err().print(f"{question} [y/n] (n): ", end="", markup=False, highlight=False)
             try:
-                answer = (await self._lines.line()).strip().lower()
+                answer = (await self._line()).strip().lower()
             except EOFError:
                 say("", highlight=True)
                 return False
@@ -186,7 +309,8 @@ class _Approver:
         ok = await self._confirm("Allow this technician in?")
         return request.grant() if ok else request.decline()
 
-    async def approve_fix(self, name: str, commands: Sequence[Sequence[str]]) -> bool:
+    async def approve_fix(self, name: str, commands: Sequence[Sequence[str]]) -> bool | None:
+        """Yes or no from the customer; None when there is no one to ask."""
         import asyncio
 
         title, lines = _fix_question(name, commands)
@@ -197,18 +321,21 @@ class _Approver:
             say("WARNING: --yes approves without asking.", highlight=True)
             return True
         if not sys.stdin.isatty():
-            say("No terminal to ask you on: declined.", highlight=True)
-            return False
+            say("No terminal to ask you on: refused.", highlight=True)
+            return None
         try:
             return await asyncio.wait_for(self._confirm("Run it?"), FIX_TIMEOUT)
         except TimeoutError:
             say("No answer in time: declined.", highlight=True)
             return False
 
-    async def ask_out_of_scope(self, name: str, commands: Sequence[Sequence[str]]) -> bool:
-        """A fix outside the granted scope: only a person at the live view can allow it."""
+    async def ask_out_of_scope(self, name: str, commands: Sequence[Sequence[str]]) -> bool | None:
+        """A fix outside the granted scope: only a person at the live view can allow it.
+
+        None when there is nobody to ask: the transcript then says so, not "declined".
+        """
         if self.live is None or not self.live.keys:
-            return False  # --yes approves what the consent asked for, never more
+            return None  # --yes approves what the consent asked for, never more
         # Asked even under --yes: the person at the view decides, never the flag.
         return await self.live.ask(*_fix_question(name, commands), FIX_TIMEOUT)
 
@@ -234,14 +361,20 @@ def share_command(
         ),
     ] = "127.0.0.1:0",
     ttl: Annotated[
-        float, typer.Option("--ttl", min=1, help="Seconds the code stays valid.")
+        float,
+        typer.Option("--ttl", help=f"Seconds each code stays valid (1 to {int(MAX_TTL)})."),
     ] = 600.0,
     code_file: Annotated[
         Path | None,
         typer.Option("--code-file", help="Also write the code to this file (mode 0600)."),
     ] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print the code and address as one JSON line.")
+        bool,
+        typer.Option(
+            "--json",
+            help="Print each code and address as a JSON line (and a line when a code "
+            "cannot be used; write new-code on stdin for a new one).",
+        ),
     ] = False,
     yes: Annotated[
         bool, typer.Option("--yes", help="Approve what is asked without asking (scripts, tests).")
@@ -269,6 +402,8 @@ def share_command(
     from toolkit.policy import Policy
 
     host, port = parse_address(listen)
+    _check_ttl(ttl)
+    _check_code_file(code_file)
     route = relay_route(relay, relay_dir)
     _check_listen(listen, host, port)
     try:
@@ -295,6 +430,7 @@ def share_command(
         offered=offered,
         trust=trust,
         ttl=ttl,
+        code_unusable=screen.code_unusable,
     )
 
     agent = Agent(settings, screen)
@@ -324,7 +460,12 @@ def share_command(
                 "Ctrl-C ends it at once.",
             )
         ended = asyncio.ensure_future(agent.wait())
-        await _live_view(agent, ended, screen, approver, stop)
+        keys = _listen_for_keys(screen, approver)
+        try:
+            await _live_view(agent, ended, screen, approver, stop, keys)
+        finally:
+            if keys is not None:
+                keys.cancel()
         end = await ended
         if end.failure is not None:
             say(end.failure.diagnostics(), highlight=True)
@@ -363,14 +504,31 @@ def _trust(signers: Path | None) -> TrustCheck:
     return check
 
 
+def _listen_for_keys(screen: _Screen, approver: _Approver) -> asyncio.Task[None] | None:
+    """Read the customer's lines (answers, new-code requests) until a session starts."""
+    import asyncio
+
+    fd = sys.stdin.fileno() if sys.stdin is not None else -1
+    if fd < 0 or not _reads_lines(fd):
+        return None  # nobody can ask for a new code: the customer is told to start again
+    keyboard = _Keyboard(fd)
+    keyboard.on_command = screen.command
+    screen.keyboard = approver.keyboard = keyboard
+    return asyncio.ensure_future(keyboard.run())
+
+
 async def _live_view(
     agent: Agent,
     ended: asyncio.Future[SessionEnd],
     screen: _Screen,
     approver: _Approver,
     stop: Callable[[str], None],
+    keyboard: asyncio.Task[None] | None = None,
 ) -> None:
-    """Once a session starts, the live view until it ends (with a terminal to show or ask on)."""
+    """Once a session starts, the live view until it ends (with a terminal to show or ask on).
+
+    ``keyboard`` reads the customer's lines until then; it stops before the view reads keys.
+    """
     import asyncio
 
     started = asyncio.ensure_future(agent.session_started.wait())
@@ -379,6 +537,9 @@ async def _live_view(
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     finally:
         started.cancel()
+    if keyboard is not None:  # the live view reads the keys from here on
+        keyboard.cancel()
+        await asyncio.gather(keyboard, return_exceptions=True)
     keys = sys.stdin.isatty()
     if ended.done() or (not keys and surely_not_a_terminal(sys.stderr)):
         return  # without a Console: the session runs meanwhile
