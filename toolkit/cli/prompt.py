@@ -172,7 +172,8 @@ async def _run(session: TechnicianSession, command: Command) -> Result | None:
             err().print(printable(exc.message), style="red", highlight=False, markup=False)
             return None
         if response is not None:
-            how = f"exited {response.result.get('exit_status')}" if response.ok else "ended"
+            status = printable(response.result.get("exit_status"))
+            how = f"exited {status}" if response.ok else "ended"
             err().print(
                 f"[back at the toolkit prompt; the shell {how}]",
                 style="dim",

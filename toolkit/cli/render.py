@@ -146,7 +146,10 @@ def _read(result: Result, out: Console, err: Console) -> None:
         )
     size = result.result.get("size")
     err.print(
-        Text(f"{printable(path)}: {_size(size)} bytes, sha256 {result.result.get('sha256')}"),
+        Text(
+            f"{printable(path)}: {_size(size)} bytes, "
+            f"sha256 {printable(result.result.get('sha256'), 64)}"
+        ),
         style="dim",
     )
 

@@ -66,8 +66,8 @@ def list_tickets(as_json: JsonOption = False) -> None:
     if not tickets:
         _print("No tickets yet.")
     for t in tickets:
-        last = t.attachments[-1].attached_at if t.attachments else "-"
-        _print(f"{t.id:<24} {len(t.attachments):>3} attachment(s)  last {last}")
+        last = printable(t.attachments[-1].attached_at) if t.attachments else "-"
+        _print(f"{printable(t.id):<24} {len(t.attachments):>3} attachment(s)  last {last}")
 
 
 @app.command()
@@ -94,7 +94,8 @@ def show(
     title = f": {printable(found.title)}" if found.title else ""
     _print(f"ticket {printable(found.id)}{title}")
     for a in found.attachments:
-        _print(f"  {printable(a.attached_at)}  {a.size:>9} bytes  {printable(a.location)}")
+        size = printable(a.size)  # a plugin's number: any type it sent
+        _print(f"  {printable(a.attached_at)}  {size:>9} bytes  {printable(a.location)}")
         if a.comment:
             _print(f"      {printable(a.comment.splitlines()[0])}")
 
@@ -128,7 +129,8 @@ def backends(as_json: JsonOption = False) -> None:
         return
     for row in rows:
         mark = "*" if row["default"] else " "
-        _print(f"{mark} {row['name']:<12} {row['url'] or '-':<36} {row['summary']}")
+        name, url, summary = (printable(row[k] or "-") for k in ("name", "url", "summary"))
+        _print(f"{mark} {name:<12} {url:<36} {summary}")
 
 
 def _read_secret(label: str, from_stdin: bool) -> str:
@@ -255,7 +257,7 @@ def outbox(as_json: JsonOption = False) -> None:
     for e in entries:
         why = printable(e.last_error or "not tried yet")
         where = printable(f"{e.backend}:{e.ticket}  {e.transcript}")
-        _print(f"{where}  since {printable(e.created)}, {e.attempts} tries")
+        _print(f"{where}  since {printable(e.created)}, {int(e.attempts)} tries")
         _print(f"    {why}")
 
 
