@@ -11,7 +11,7 @@ sees an empty directory; only ``/proc/<pid>/...`` leads into the other one.
 (dropping from root after the imports, so it needs no access to the checkout),
 or in a private mount namespace prepared by ``setup`` commands (overlay and
 procfs mounts that must be in the agent's own mount table, without touching
-the machine's).
+the machine's), and chrooted.
 """
 
 from __future__ import annotations
@@ -148,6 +148,9 @@ job = json.loads(sys.argv[1])
 for argv in job["setup"]:
     subprocess.run(argv, check=True, capture_output=True)
 policy = make_policy(allow=job["allow"])
+if job["chroot"] is not None:
+    os.chroot(job["chroot"])
+    os.chdir("/")
 if job["uid"] is not None:
     os.setgroups([])
     os.setgid(job["uid"])
@@ -185,11 +188,12 @@ def judge_elsewhere(
     uid: int | None = None,
     private: bool = False,
     home: Path | None = None,
+    chroot: Path | None = None,
 ) -> dict[str, list[object]]:
     """``read``, ``stat`` and ``list`` (and a plain ``open``, to show what is there) of each
     path, by the agent's policy functions in a subprocess: run as ``uid`` if given, in a
-    private mount namespace after the ``setup`` commands if ``private``; ``~`` is
-    ``home`` (else $HOME).
+    private mount namespace after the ``setup`` commands if ``private``, chrooted
+    into ``chroot`` if given (after the imports); ``~`` is ``home`` (else $HOME).
 
     Results map ``"<op> <path>"`` to ``["ok", value]``, ``["refused", message]`` or
     ``["error", text]``.
@@ -199,6 +203,7 @@ def judge_elsewhere(
         "allow": list(allow),
         "setup": [list(a) for a in setup],
         "uid": uid,
+        "chroot": None if chroot is None else str(chroot),
     }
     argv = [sys.executable, "-c", _AGENT, json.dumps(job)]
     if private:

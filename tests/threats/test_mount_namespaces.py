@@ -271,3 +271,31 @@ def test_a_second_procfs_under_an_allowed_directory(tree: Home) -> None:
     assert results[f"plain {paths[0]}"] == ["ok", ALLOWED_CONTENT.decode()]
     assert results[f"read {paths[0]}"][0] == "refused"
     assert results[f"read {paths[1]}"] == ["ok", ALLOWED_CONTENT.decode()]  # the agent itself
+
+
+def test_a_chrooted_agent_stays_in_its_root(tree: Home, tmp_path: Path) -> None:
+    # mountinfo leaves out the mount that holds a chrooted process's root: the jail's own
+    # files must still read, and nothing outside it may, though everything is allowed
+    jail = tmp_path / "jail"
+    _make_home(jail / "home")
+    (jail / "proc").mkdir()
+    outside = f"{tree.pub}/ok.txt"  # exists outside the jail, not inside it
+    paths = [
+        "/home/pub/ok.txt",
+        "/proc/self/root/home/pub/ok.txt",  # the agent's own root is the jail
+        "/../../../../../../.." + outside,
+        f"/proc/{os.getpid()}/root{outside}",  # another process's root: the real one
+    ]
+    results = judge_elsewhere(
+        paths,
+        allow=["/**"],
+        setup=[["mount", "-t", "proc", "proc", str(jail / "proc")]],
+        private=True,
+        chroot=jail,
+        home=Path("/home"),
+    )
+    for path in paths[:2]:
+        assert results[f"read {path}"] == ["ok", ALLOWED_CONTENT.decode()], path
+    assert results[f"plain {paths[3]}"] == ["ok", ALLOWED_CONTENT.decode()]  # it is there
+    for path in paths[2:]:
+        assert results[f"read {path}"] == ["refused", f"refused: {path!r}: {UNAVAILABLE}"]

@@ -108,6 +108,34 @@ def read_mounts(path: str = MOUNTINFO) -> tuple[Mount, ...]:
     return tuple(m for m in map(_parse, lines) if m is not None)
 
 
+def mount_id(fd: int) -> int | None:
+    """The id of the mount ``fd`` lies on (``mnt_id`` in /proc/self/fdinfo), or None."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}", "rb") as f:
+            for line in f:
+                if line.startswith(b"mnt_id:"):
+                    return int(line.split(b":", 1)[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def root_mount_id() -> int | None:
+    """The mount the agent's root directory lies on.
+
+    mountinfo lists only the mounts reachable from the process's root, so a
+    chrooted agent's table leaves out the mount that holds its root.
+    """
+    try:
+        fd = os.open("/", os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return mount_id(fd)
+    finally:
+        os.close(fd)
+
+
 def by_id(mounts: Sequence[Mount], mount_id: int | None) -> Mount | None:
     """The mount with this id, or None."""
     return next((m for m in mounts if m.id == mount_id), None)
@@ -195,6 +223,8 @@ __all__ = [
     "aliases",
     "by_id",
     "inside",
+    "mount_id",
     "read_mounts",
+    "root_mount_id",
     "under",
 ]

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Literal
 
 from toolkit.errors import PolicyRefused
 from toolkit.policy._glob import PatternSet, split_path
-from toolkit.policy._mounts import Mount, by_id, inside, read_mounts
+from toolkit.policy._mounts import Mount, by_id, inside, mount_id, read_mounts
 from toolkit.policy.rules import (
     AllOf,
     Allowlisted,
@@ -335,15 +335,10 @@ def _not_another_process(directory: int, mounts: Sequence[Mount]) -> None:
 
 
 def _mount_id(fd: int) -> int:
-    """The id of the mount ``fd`` lies on, from /proc/self/fdinfo (as in mountinfo)."""
-    try:
-        with open(f"/proc/self/fdinfo/{fd}", "rb") as f:
-            for line in f:
-                if line.startswith(b"mnt_id:"):
-                    return int(line.split(b":", 1)[1])
-    except (OSError, ValueError):
-        pass
-    raise unavailable()
+    found = mount_id(fd)
+    if found is None:
+        raise unavailable()
+    return found
 
 
 def _candidate(fd: int) -> Candidate:

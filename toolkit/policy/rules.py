@@ -30,7 +30,7 @@ from typing import Protocol
 
 from toolkit.errors import PolicyRefused
 from toolkit.policy._glob import FilePattern, PatternSet
-from toolkit.policy._mounts import Mount, Unlocatable, aliases
+from toolkit.policy._mounts import Mount, Unlocatable, aliases, root_mount_id
 
 logger = logging.getLogger(__name__)
 
@@ -124,12 +124,15 @@ class OwnMount:
     A descriptor reached into another mount namespace (a container's, a
     sandbox's) lies on one of that namespace's mounts: its real path reads
     like a path of the agent's, yet names another file. The mount id of the
-    descriptor must be one of those in ``mounts`` (/proc/self/mountinfo); an
-    empty table (unreadable) refuses everything that has a mount id.
+    descriptor must be one of those in ``mounts`` (/proc/self/mountinfo), or
+    ``root``, the mount holding the agent's root directory (found now when not
+    given), which a chrooted agent's mountinfo leaves out.
     """
 
-    def __init__(self, mounts: Sequence[Mount]) -> None:
-        self.ids = frozenset(m.id for m in mounts)
+    def __init__(self, mounts: Sequence[Mount], root: int | None = None) -> None:
+        if root is None:
+            root = root_mount_id()
+        self.ids = frozenset(m.id for m in mounts) | ({root} if root is not None else set())
 
     def check(self, candidate: Candidate) -> None:
         if candidate.mount is not None and candidate.mount not in self.ids:

@@ -122,14 +122,16 @@ def test_not_denied_refuses_what_it_cannot_locate() -> None:
 
 
 def test_own_mount() -> None:
-    rule = OwnMount([Mount("8:1", "/", "/", 21), Mount("0:5", "/", "/proc", 22)])
+    rule = OwnMount([Mount("8:1", "/", "/", 21), Mount("0:5", "/", "/proc", 22)], root=21)
     rule.check(Candidate("/etc/hosts", fake_stat(), 21))
     rule.check(Candidate("/etc/hosts", fake_stat()))  # an entry known by name: its directory's
     with pytest.raises(PolicyRefused) as caught:
         rule.check(Candidate("/etc/hosts", fake_stat(), 66))  # another namespace's mount
     assert caught.value.message == UNAVAILABLE
     with pytest.raises(PolicyRefused):
-        OwnMount([]).check(Candidate("/etc/hosts", fake_stat(), 21))  # no table: nothing
+        OwnMount([], root=21).check(Candidate("/proc/x", fake_stat(), 22))  # no table: only /
+    # a chrooted agent's table leaves out the mount holding its root
+    OwnMount([Mount("0:5", "/", "/proc", 22)], root=21).check(Candidate("/x", fake_stat(), 21))
 
 
 def test_allowlisted_and_an_empty_allowlist() -> None:
