@@ -278,10 +278,12 @@ def test_a_chrooted_agent_stays_in_its_root(tree: Home, tmp_path: Path) -> None:
     # files must still read, and nothing outside it may, though everything is allowed
     jail = tmp_path / "jail"
     _make_home(jail / "home")
+    (jail / "home" / "pub" / "link.txt").symlink_to("ok.txt")
     (jail / "proc").mkdir()
     outside = f"{tree.pub}/ok.txt"  # exists outside the jail, not inside it
     paths = [
         "/home/pub/ok.txt",
+        "/home/pub/link.txt",
         "/proc/self/root/home/pub/ok.txt",  # the agent's own root is the jail
         "/../../../../../../.." + outside,
         f"/proc/{os.getpid()}/root{outside}",  # another process's root: the real one
@@ -294,8 +296,8 @@ def test_a_chrooted_agent_stays_in_its_root(tree: Home, tmp_path: Path) -> None:
         chroot=jail,
         home=Path("/home"),
     )
-    for path in paths[:2]:
+    for path in paths[:3]:
         assert results[f"read {path}"] == ["ok", ALLOWED_CONTENT.decode()], path
-    assert results[f"plain {paths[3]}"] == ["ok", ALLOWED_CONTENT.decode()]  # it is there
-    for path in paths[2:]:
+    assert results[f"plain {paths[4]}"] == ["ok", ALLOWED_CONTENT.decode()]  # it is there
+    for path in paths[3:]:
         assert results[f"read {path}"] == ["refused", f"refused: {path!r}: {UNAVAILABLE}"]

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Literal
 
 from toolkit.errors import PolicyRefused
 from toolkit.policy._glob import PatternSet, split_path
-from toolkit.policy._mounts import Mount, by_id, inside, mount_id, read_mounts
+from toolkit.policy._mounts import Mount, by_id, inside, mount_id, read_mounts, root_mount_id
 from toolkit.policy.rules import (
     AllOf,
     Allowlisted,
@@ -315,9 +315,12 @@ def _not_another_process(directory: int, mounts: Sequence[Mount]) -> None:
     ``/proc/thread-self``, its pid) pass, and are then followed by their
     text. Links elsewhere in /proc (``self``, ``mounts``) are ordinary.
     """
-    mount = by_id(mounts, _mount_id(directory))
-    if mount is None:
-        raise unavailable()
+    here = _mount_id(directory)
+    mount = by_id(mounts, here)
+    if mount is None:  # only the mount of a chrooted agent's root is missing from its table
+        if here != root_mount_id():
+            raise unavailable()
+        return
     if mount.fstype != "proc":
         return
     path = inside(os.readlink(f"/proc/self/fd/{directory}"), mount)
