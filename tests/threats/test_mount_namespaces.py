@@ -42,32 +42,25 @@ needs_namespaces = pytest.mark.skipif(
 pytestmark = needs_namespaces
 
 
-@dataclass
+@dataclass(frozen=True)
 class Home:
     """~/.ssh/config (denied by the built-in list), ~/pub/ok.txt, empty ~/pub/nsbind."""
 
     home: Path
+    ssh: Path
+    pub: Path
+    nsbind: Path
     policy: Policy
-
-    @property
-    def ssh(self) -> Path:
-        return self.home / ".ssh"
-
-    @property
-    def pub(self) -> Path:
-        return self.home / "pub"
-
-    @property
-    def nsbind(self) -> Path:
-        return self.home / "pub" / "nsbind"
 
 
 def _make_home(home: Path) -> Home:
-    (home / ".ssh").mkdir(parents=True)
-    (home / ".ssh" / "config").write_bytes(SECRET_CONTENT)
-    (home / "pub" / "nsbind").mkdir(parents=True)
-    (home / "pub" / "ok.txt").write_bytes(ALLOWED_CONTENT)
-    return Home(home, make_policy(home=str(home), allow=["~/pub/**"]))
+    ssh, pub = home / ".ssh", home / "pub"
+    ssh.mkdir(parents=True)
+    (ssh / "config").write_bytes(SECRET_CONTENT)
+    (pub / "nsbind").mkdir(parents=True)
+    (pub / "ok.txt").write_bytes(ALLOWED_CONTENT)
+    policy = make_policy(home=str(home), allow=["~/pub/**"])
+    return Home(home, ssh, pub, pub / "nsbind", policy)
 
 
 @pytest.fixture
