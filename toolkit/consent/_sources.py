@@ -3,9 +3,10 @@
 Every try that costs the code one (a wrong code, a malformed answer, a key
 mismatch) is counted against the address it came from. The next answer from
 that address waits before it is checked: 0.5 s after one failure, then 1,
-2, 4, 8, 16, capped at 30 s, and several answers waiting at once from one address
-are checked one per delay, not together. Other addresses are not slowed:
-one guesser cannot lock the real technician out, only itself.
+2, 4, 8, 16, capped at 30 s. Several answers waiting at once from one address
+are checked one per delay, not together, and none waits more than 30 s.
+Other addresses are not slowed: a guesser cannot lock the real technician
+out, only slow down its own address.
 
 A source is an IPv4 address, or an IPv6 /64 (one host commonly holds a whole
 /64). The table keeps at most :data:`MAX_SOURCES` of them, forgetting the one
@@ -90,7 +91,10 @@ class Sources:
         if entry is None or entry.failures == 0:
             return 0.0
         now = self._clock()
-        turn = max(now, entry.next_check)
+        # Never more than the cap: answers piled up from one source (or from every
+        # technician behind one OpenSSH relay) must not push the real one past its
+        # login timeout.
+        turn = min(max(now, entry.next_check), now + self._cap)
         entry.next_check = turn + self.delay(entry.failures)
         return turn - now
 

@@ -50,6 +50,15 @@ def test_answers_waiting_at_once_are_checked_one_per_delay() -> None:
     assert [sources.wait(A) for _ in range(4)] == [1.0, 2.0, 3.0, 4.0]
 
 
+def test_no_answer_waits_longer_than_the_cap() -> None:
+    # A pile of answers from one source (or everyone behind one OpenSSH relay) must not
+    # push the real technician past the login timeout.
+    sources = Sources(clock=FakeClock())
+    for _ in range(8):
+        sources.failed(A)
+    assert max(sources.wait(A) for _ in range(100)) == MAX_DELAY
+
+
 def test_a_quiet_source_is_forgiven_but_still_counted() -> None:
     clock = FakeClock()
     sources = Sources(clock=clock)
