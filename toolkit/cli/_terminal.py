@@ -8,6 +8,7 @@ stdin as Python exits. :class:`TerminalLines` reads on the event loop instead.
 from __future__ import annotations
 
 import os
+import weakref
 from typing import TYPE_CHECKING, TextIO
 
 from toolkit.text import PrintableStream
@@ -60,7 +61,8 @@ def _settle(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-_streams: dict[int, PrintableStream] = {}
+#: Per stream object, not per descriptor number: a number is reused once its file closes.
+_streams: weakref.WeakKeyDictionary[TextIO, PrintableStream] = weakref.WeakKeyDictionary()
 
 
 def write_output(stream: TextIO, data: bytes) -> None:
@@ -78,7 +80,7 @@ def write_output(stream: TextIO, data: bytes) -> None:
         stream.buffer.write(data)
         stream.buffer.flush()
         return
-    decoder = _streams.setdefault(stream.fileno(), PrintableStream())
+    decoder = _streams.setdefault(stream, PrintableStream())
     stream.write(decoder.feed(data))
     stream.flush()
 
