@@ -112,7 +112,9 @@ class LiveView:
         while self.question is not None:  # one question at a time, in order
             with contextlib.suppress(BaseException):
                 await asyncio.shield(self.question.answer)
-        question = Question(title, list(lines), time.monotonic() + timeout)
+        # Made printable here, whoever asks: the view shows them as they are below.
+        shown = [printable(line, None) for line in lines]
+        question = Question(printable(title, None), shown, time.monotonic() + timeout)
         self.question = question
         if not self.draw:
             text = "\n".join([title, *lines, f"Allow? [y/N] (no in {int(timeout)} s): "])
@@ -144,7 +146,9 @@ class LiveView:
             return
         if not self.draw:
             self.console.print("yes" if question.answer.result() else "no", markup=False)
-        self.say(f"you answered {'yes' if question.answer.result() else 'no'}: {question.title}")
+        answer = "yes" if question.answer.result() else "no"
+        # nosemgrep: toolkit-print-untrusted -- a Question's title is printable() (ask)
+        self.say(f"you answered {answer}: {question.title}")
 
     # -- the view ----------------------------------------------------------------
 
@@ -186,10 +190,12 @@ class LiveView:
         question = self.question
         if question is not None:
             left = max(0, int(question.deadline - time.monotonic()))
+            # nosemgrep: toolkit-print-untrusted -- a Question's lines are printable() (ask)
             body = Text("\n".join([*question.lines, "", f"y = yes, n or Enter = no ({left} s)"]))
-            parts.append(
-                Panel(body, title=Text(question.title), style="bold yellow", title_align="left")
-            )
+            # nosemgrep: toolkit-print-untrusted -- and so is its title
+            title = Text(question.title)
+            # nosemgrep: toolkit-print-untrusted -- both made of printable() text, above
+            parts.append(Panel(body, title=title, style="bold yellow", title_align="left"))
         parts.append(Text("q or Ctrl-C ends the session at once", style="dim"))
         return Group(*parts)
 

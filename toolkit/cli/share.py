@@ -33,7 +33,7 @@ from toolkit.cli._relay import (
 )
 from toolkit.cli._terminal import TerminalLines
 from toolkit.errors import ExitCode, UsageError
-from toolkit.text import printable
+from toolkit.text import printable, printable_lines
 
 if TYPE_CHECKING:
     import asyncio
@@ -468,13 +468,12 @@ def share_command(
                 keys.cancel()
         end = await ended
         if end.failure is not None:
-            say(end.failure.diagnostics(), highlight=True)
+            say(printable_lines(end.failure.diagnostics()), highlight=True)
         elif end.transcript is not None:
-            trust = end.transcript.with_name(end.transcript.name + ".allowed_signers")
-            say(
-                f"Your copy of the transcript: {end.transcript}\n"
-                f"Check it: toolkit verify --allowed-signers {trust} {end.transcript}",
-            )
+            copy = printable(str(end.transcript), None)  # its name holds the ticket
+            trust = printable(f"{end.transcript}.allowed_signers", None)
+            say(f"Your copy of the transcript: {copy}")
+            say(f"Check it: toolkit verify --allowed-signers {trust} {copy}")
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         if end.failure is not None:
