@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from toolkit.identity.keys import public_line
 from toolkit.identity.signer import KeySigner, Signer
-from toolkit.transcript.models import NAMESPACES
+from toolkit.transcript.models import FORMAT_VERSION, NAMESPACES
 from toolkit.transcript.recorder import Recorder, new_header
 
 EMAIL = "alice@example.com"
@@ -52,10 +52,17 @@ def record_sample(
     seal: bool = True,
     body: Callable[[Recorder], None] | None = None,
     clock: Callable[[], float] | None = None,
+    format: int = FORMAT_VERSION,
 ) -> Path:
     """A transcript holding every event kind; several checkpoints by default."""
     header = new_header(
-        "Alice Tech", email, signer, "T-1", scope=["diagnostics"], customer_host="pc-42"
+        "Alice Tech",
+        email,
+        signer,
+        "T-1",
+        scope=["diagnostics"],
+        customer_host="pc-42",
+        format=format,
     )
     options = {"clock": clock} if clock is not None else {}
     rec = Recorder.create(path, header, signer, checkpoint_events=checkpoint_events, **options)

@@ -139,10 +139,14 @@ def write_variant(directory: Path, data: bytes, sig: bytes | str | None) -> Path
     return path
 
 
-@pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory) -> Sample:
-    """~2 KB, 11 lines, every event kind, three checkpoints (lines 5, 9 and 11)."""
-    return Sample.record(tmp_path_factory.mktemp("small"), events=1, checkpoint_events=3)
+@pytest.fixture(scope="module", params=[2, 1], ids=["format2", "format1"])
+def small(tmp_path_factory: pytest.TempPathFactory, request: Any) -> Sample:
+    """~2 KB, 11 lines, every event kind, three checkpoints (lines 5, 9 and 11).
+
+    In both formats: every attack here must fail against an old transcript too.
+    """
+    directory = tmp_path_factory.mktemp(f"small{request.param}")
+    return Sample.record(directory, events=1, checkpoint_events=3, format=request.param)
 
 
 @pytest.fixture(scope="module")

@@ -68,6 +68,7 @@ def _render(report: Report, signers: Path | None) -> None:
         ("technician", f"{h.technician.name} <{h.technician.email}> {h.technician.fingerprint}"),
         ("ticket", h.ticket),
         ("session", h.session_id),
+        ("format", f"{h.format} (signed with {h.hash_algorithm})"),
         ("customer", h.customer_host or "-"),
         ("scope", ", ".join(h.scope) or "-"),
         ("started", report.started.strftime("%Y-%m-%d %H:%M:%S UTC")),

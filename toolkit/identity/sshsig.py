@@ -1,8 +1,9 @@
 """OpenSSH's SSHSIG signatures (PROTOCOL.sshsig), on ``cryptography``.
 
 Output is byte-identical to ``ssh-keygen -Y sign`` for the same key and
-message: Ed25519 is deterministic, the hash is SHA-512 and the armour wraps
-at 70 columns with LF line ends, as ssh-keygen writes it. Signing goes through
+message: Ed25519 is deterministic, the hash is SHA-512 (or SHA-256, as with
+``-O hashalg=sha256``) and the armour wraps at 70 columns with LF line ends,
+as ssh-keygen writes it. Signing goes through
 a :class:`~toolkit.identity.signer.Signer`, so a key held by ssh-agent works
 the same as a loaded one.
 
@@ -120,8 +121,13 @@ def sign_digest(
     return SSHSig(signer.public_blob, namespace, hash_algorithm, sig)
 
 
-def sign(signer: Signer, message: bytes, namespace: str) -> SSHSig:
-    return sign_digest(signer, hashlib.sha512(message).digest(), namespace)
+def sign(
+    signer: Signer, message: bytes, namespace: str, hash_algorithm: str = DEFAULT_HASH
+) -> SSHSig:
+    """``ssh-keygen -Y sign -n NAMESPACE [-O hashalg=sha256]`` of ``message``."""
+    return sign_digest(
+        signer, HASH_ALGORITHMS[hash_algorithm](message).digest(), namespace, hash_algorithm
+    )
 
 
 def verify_digest(sig: SSHSig, digest: bytes, namespace: str) -> bytes:

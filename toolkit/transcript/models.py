@@ -14,8 +14,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from toolkit.errors import TranscriptFormatError
+from toolkit.text import printable
 
-FORMAT_VERSION = 1
+#: The format the recorder writes. Format 1 hashed the file twice (SHA-256 for
+#: checkpoints, SHA-512 for the seal); format 2 signs with SHA-256 throughout, so
+#: every byte is hashed once (docs/transcript-format.md).
+FORMAT_VERSION = 2
+FORMATS = (1, 2)
+#: The hash algorithm of each format's SSHSIG signatures, checkpoints and seal alike.
+FORMAT_HASH = {1: "sha512", 2: "sha256"}
 HEADER_KEY = "toolkit"
 # Namespace A signs each checkpoint statement, namespace B the whole file.
 # They differ so that a signature of one kind can never stand in for the other.
@@ -65,7 +72,14 @@ class Header:
     def __post_init__(self) -> None:
         if self.width <= 0 or self.height <= 0:
             raise ValueError("terminal size must be positive")
+        if self.format not in FORMATS:
+            raise ValueError(f"unknown transcript format {self.format!r}")
         uuid.UUID(self.session_id)
+
+    @property
+    def hash_algorithm(self) -> str:
+        """The SSHSIG hash of this format's checkpoints and seal."""
+        return FORMAT_HASH[self.format]
 
     def to_json(self) -> dict[str, Any]:
         meta = {
@@ -113,8 +127,9 @@ class Header:
         meta = raw.get(HEADER_KEY)
         if not isinstance(meta, dict):
             raise bad(f"the header has no {HEADER_KEY!r} metadata")
-        if meta.get("format") != FORMAT_VERSION:
-            raise bad(f"unsupported transcript format {meta.get('format')!r}")
+        format_ = meta.get("format")
+        if isinstance(format_, bool) or format_ not in FORMATS:
+            raise bad(f"unsupported transcript format {printable(repr(format_), 40)}")
         namespaces = meta.get("namespaces")
         if namespaces != {"checkpoint": NAMESPACE_CHECKPOINT, "seal": NAMESPACE_SEAL}:
             raise bad("the header names unknown signature namespaces")
@@ -134,6 +149,7 @@ class Header:
                 tool_version=str(meta.get("tool_version", "")),
                 width=int(raw["width"]),
                 height=int(raw["height"]),
+                format=int(format_),
                 signer=Technician(
                     str(signer["name"]), str(signer["email"]), str(signer["fingerprint"])
                 )
@@ -276,6 +292,8 @@ __all__ = [
     "CHECKPOINT",
     "CODES",
     "EVENT",
+    "FORMATS",
+    "FORMAT_HASH",
     "FORMAT_VERSION",
     "INPUT",
     "MARKER",

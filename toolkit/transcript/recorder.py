@@ -1,8 +1,11 @@
 """The transcript recorder: append-only, checkpointed, sealed.
 
-Each line goes to a small buffer, then to the file and into two running
-hashes (SHA-256 for checkpoints, SHA-512 for the final SSHSIG), so memory stays
-constant for a session of any length. A checkpoint is written every
+Each line goes to a small buffer, then to the file and into one running
+SHA-256, so memory stays constant for a session of any length: each checkpoint
+signs the hash of every byte before it, and the final SSHSIG (with hash
+``sha256``) signs the hash of the whole file, the same running hash at the end
+(format 2; a format 1 header, for tests and old assets, adds the SHA-512 that
+format's seal signs). A checkpoint is written every
 ``checkpoint_events`` events or ``checkpoint_seconds`` of session time,
 whichever comes first, and the file is fsynced after it: a crash loses at most
 the events since the last checkpoint and leaves a verifiable prefix. Time
@@ -49,6 +52,7 @@ from toolkit.secrets import Secret
 from toolkit.transcript.models import (
     CHECKPOINT,
     EVENT,
+    FORMAT_VERSION,
     INPUT,
     MARKER,
     NAMESPACE_CHECKPOINT,
@@ -180,7 +184,9 @@ class Recorder:
             raise _cannot_create(path, exc) from exc
         self._file = os.fdopen(fd, "wb", buffering=0)
         self._sha256 = hashlib.sha256()
-        self._sha512 = hashlib.sha512()
+        self._hash = header.hash_algorithm
+        # Format 1 only: its seal signed a second hash of the whole file.
+        self._sha512 = hashlib.sha512() if header.format == 1 else None
         self._buf: list[bytes] = []  # lines to write, encoded
         self._lines: list[str] = []  # short lines after those, not yet encoded
         self._buf_len = 0
@@ -274,7 +280,8 @@ class Recorder:
             self._checkpoint(self._clock() - self._start)
         self._file.close()
         self.closed = True
-        sig = sshsig.sign_digest(self._signer, self._sha512.digest(), NAMESPACE_SEAL)
+        whole = self._sha256 if self._sha512 is None else self._sha512
+        sig = sshsig.sign_digest(self._signer, whole.digest(), NAMESPACE_SEAL, self._hash)
         sig_path = self.path.with_name(self.path.name + ".sig")
         from toolkit import paths  # here, not at the top: `toolkit verify` imports this module
 
@@ -407,7 +414,8 @@ class Recorder:
         except OSError as exc:
             raise self._fail(exc) from exc
         self._sha256.update(data)
-        self._sha512.update(data)
+        if self._sha512 is not None:
+            self._sha512.update(data)
         self._offset += len(data)
 
     def _checkpoint(self, t: float) -> None:
@@ -419,7 +427,7 @@ class Recorder:
         statement = checkpoint_statement(
             self.header.session_id, time_field, self._seq, offset, self._events, digest
         )
-        sig = sshsig.sign(self._signer, statement, NAMESPACE_CHECKPOINT)
+        sig = sshsig.sign(self._signer, statement, NAMESPACE_CHECKPOINT, self._hash)
         checkpoint = Checkpoint(
             seq=self._seq,
             offset=offset,
@@ -493,6 +501,7 @@ def new_header(
     height: int = 24,
     technician_fingerprint: str | None = None,
     signer_principal: tuple[str, str] | None = None,
+    format: int = FORMAT_VERSION,
 ) -> Header:
     """A header for a new session, with a fresh session id and the tool version.
 
@@ -521,6 +530,7 @@ def new_header(
         tool_version=__version__,
         width=width,
         height=height,
+        format=format,
         signer=other,
     )
 

@@ -8,12 +8,14 @@ raises otherwise, so there is no result to forget to check. A file that is
 not a transcript at all raises TranscriptFormatError.
 
 One pass over the file does all the work. A second thread reads the file in
-large chunks and hashes all of it with SHA-512 (for the final SSHSIG); this
-thread keeps the running SHA-256 for the checkpoints, finds checkpoint and
-event lines with one search, and parses the event lines as it finds them.
-Hashing and reading let go of the GIL, so a large transcript takes about as
-long as ``ssh-keygen -Y verify`` needs to read and hash it. Only when
-something fails does a slower pass find the first bad line.
+large chunks (and, for format 1, hashes all of it with SHA-512 for its final
+SSHSIG); this thread keeps the running SHA-256, finds checkpoint and event
+lines with one search, and parses the event lines as it finds them. In format
+2 that running SHA-256, carried to the last byte, is also what the final
+SSHSIG signs: every byte is hashed once. Hashing and reading let go of the
+GIL, so a large transcript takes about as long as ``ssh-keygen -Y verify``
+needs to read and hash it. Only when something fails does a slower pass find
+the first bad line.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import binascii
 import enum
 import functools
 import hashlib
-import io
 import json
 import queue
 import re
@@ -33,7 +34,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from toolkit.errors import SignatureError, TranscriptFormatError, TranscriptVerificationError
 from toolkit.identity import sshsig
@@ -145,6 +146,7 @@ class Report:
         return {
             "path": str(self.path),
             "verdict": self.verdict.value,
+            "format": h.format,
             "session": h.session_id,
             "ticket": h.ticket,
             "technician": {
@@ -210,25 +212,27 @@ class _Scan:
     tail: int = 0  # bytes after the last newline (a crash mid-write), or past an overlong line
     checkpoints: list[_Found] = field(default_factory=list)
     events: list[_EventLine] = field(default_factory=list)
-    sha512: bytes = b""
+    digest: bytes = b""  # of the whole file, with the hash the format's seal signs
     overlong_line: int | None = None
 
 
 def _read_and_hash(
-    f: io.BufferedReader,
+    f: BinaryIO,
     first: bytes,
     chunks: queue.Queue[tuple[bytearray, int] | BaseException | None],
     free: queue.Queue[bytearray | None],
     digest: list[bytes],
+    sha512: Any,
 ) -> None:
-    """Read the rest of the file in chunks, hand each on, and hash the whole file with SHA-512.
+    """Read the rest of the file in chunks and hand each on; hash it all into ``sha512``.
 
-    Reading and hashing let go of the GIL, so this thread runs beside the
-    scan. Chunks are read into a few buffers that the scan hands back when
-    it is done with them, not into fresh memory each time.
+    ``sha512`` is a hashlib object (format 1's seal) or None (format 2, whose
+    seal the scan's SHA-256 serves). Reading and hashing let go of the GIL, so
+    this thread runs beside the scan. Chunks are read into a few buffers that
+    the scan hands back when it is done with them, not into fresh memory each
+    time.
     """
     try:
-        sha512 = hashlib.sha512(first)
         made = 0
         while True:
             buf: bytearray | None
@@ -242,8 +246,9 @@ def _read_and_hash(
             if not (n := f.readinto(buf)):
                 break
             chunks.put((buf, n))
-            sha512.update(memoryview(buf)[:n])
-        digest.append(sha512.digest())
+            if sha512 is not None:
+                sha512.update(memoryview(buf)[:n])
+        digest.append(sha512.digest() if sha512 is not None else b"")
         chunks.put(None)
     except BaseException as exc:  # handed to the scan, which raises it
         chunks.put(exc)
@@ -265,8 +270,11 @@ def _scan(path: Path) -> _Scan:
         chunks: queue.Queue[tuple[bytearray, int] | BaseException | None] = queue.Queue()
         free: queue.Queue[bytearray | None] = queue.Queue()
         digest: list[bytes] = []
+        sha512 = hashlib.sha512(first) if scan.header.format == 1 else None
+        # Format 2: the running SHA-256 below takes every byte, tails included.
+        whole_file = sha512 is None
         reader = threading.Thread(
-            target=_read_and_hash, args=(f, first, chunks, free, digest), daemon=True
+            target=_read_and_hash, args=(f, first, chunks, free, digest, sha512), daemon=True
         )
         reader.start()
         switch_interval = _prompt_handoffs()
@@ -282,6 +290,8 @@ def _scan(path: Path) -> _Scan:
                 chunk, n = item
                 if overlong:
                     scan.tail += n
+                    if whole_file:
+                        sha256.update(memoryview(chunk)[:n])
                     free.put(chunk)
                     continue
                 lo = 0
@@ -307,15 +317,21 @@ def _scan(path: Path) -> _Scan:
                     # No event line is this long: the rest is an uncovered tail,
                     # hashed but not held in memory.
                     scan.overlong_line = scan.lines + 1
+                    if whole_file:
+                        for piece in partial:
+                            sha256.update(piece)
                     scan.tail, partial, partial_len = partial_len, [], 0
                     overlong = True
             scan.tail += partial_len
+            if whole_file:
+                for piece in partial:
+                    sha256.update(piece)
             scan.size = offset + scan.tail
         finally:
             free.put(None)  # the reader may wait for a buffer
             reader.join()
             _restore_switch_interval(switch_interval)
-        scan.sha512 = digest[0]
+        scan.digest = sha256.digest() if whole_file else digest[0]
     return scan
 
 
@@ -394,7 +410,7 @@ def _scan_piece(
             sha256.update(view[hashed:start])
             checkpoint = _Found(lines + 1, base + start, bytes(raw), sha256.hexdigest())
             scan.checkpoints.append(checkpoint)
-            checkpoint.outcome = _outcome(checkpoint, len(scan.checkpoints), scan.header.session_id)
+            checkpoint.outcome = _outcome(checkpoint, len(scan.checkpoints), scan.header)
             sha256.update(view[start:end])
             hashed = end
         if _EVENT_MARK in raw:
@@ -510,7 +526,7 @@ def _hidden_checkpoint(path: Path, start: int, end: int) -> int | None:
     return None
 
 
-def _check_checkpoint(found: _Found, seq: int, session: str) -> tuple[Checkpoint, bytes]:
+def _check_checkpoint(found: _Found, seq: int, header: Header) -> tuple[Checkpoint, bytes]:
     """Parse and verify one checkpoint line; raise ValueError or SignatureError."""
     event = Event.from_line(found.raw)
     if event.code != CHECKPOINT:
@@ -534,19 +550,29 @@ def _check_checkpoint(found: _Found, seq: int, session: str) -> tuple[Checkpoint
     canonical = f'[{time_field}, "{CHECKPOINT}", {_quote(cp.to_data())}]\n'.encode()
     if found.raw != canonical or base64.b64encode(blob).decode() != cp.sig:
         raise ValueError("checkpoint line is not in canonical form")
-    statement = cp.statement(session, time_field)
-    key = sshsig.verify(sshsig.SSHSig.from_bytes(blob), statement, NAMESPACE_CHECKPOINT)
+    statement = cp.statement(header.session_id, time_field)
+    sig = sshsig.SSHSig.from_bytes(blob)
+    if sig.hash_algorithm != header.hash_algorithm:
+        raise ValueError(_downgrade("checkpoint", sig.hash_algorithm, header))
+    key = sshsig.verify(sig, statement, NAMESPACE_CHECKPOINT)
     return cp, key
 
 
-def _outcome(found: _Found, seq: int, session: str) -> bytes | Exception:
+def _downgrade(what: str, used: str, header: Header) -> str:
+    return (
+        f"the {what} is signed with {used}, but a format {header.format} transcript is "
+        f"signed with {header.hash_algorithm}: its format or its signature was changed"
+    )
+
+
+def _outcome(found: _Found, seq: int, header: Header) -> bytes | Exception:
     """Verify a checkpoint as the scan finds it, while the reader thread still hashes.
 
     examine() goes through the outcomes in order and stops at the first
     failure, as if it verified each checkpoint only then.
     """
     try:
-        return _check_checkpoint(found, seq, session)[1]
+        return _check_checkpoint(found, seq, header)[1]
     except Exception as exc:
         return exc.with_traceback(None)
 
@@ -697,9 +723,15 @@ def examine(path: Path, trust: AllowedSigners | None) -> Report:
         return unsealed(f"{prefix}; {exc.message[:-1]}")
     try:
         sig = sshsig.SSHSig.from_bytes(sshsig.dearmor(sig_text))
-        if sig.hash_algorithm != "sha512":
-            raise SignatureError(f"The final signature uses {sig.hash_algorithm}, not sha512.")
-        seal_key = sshsig.verify_digest(sig, scan.sha512, NAMESPACE_SEAL)
+    except SignatureError as exc:
+        return tampered(
+            f"{prefix}; the final signature {sig_path.name} is not an SSH signature ({exc.message})"
+        )
+    if sig.hash_algorithm != header.hash_algorithm:
+        # Never what toolkit writes: a seal made for another format (a downgrade).
+        return tampered(f"{prefix}; {_downgrade('final signature', sig.hash_algorithm, header)}")
+    try:
+        seal_key = sshsig.verify_digest(sig, scan.digest, NAMESPACE_SEAL)
     except SignatureError as exc:
         if not complete:
             return unsealed(

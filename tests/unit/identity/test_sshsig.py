@@ -22,8 +22,15 @@ def _no_passphrase() -> str:
     raise AssertionError("no passphrase should be asked for")
 
 
-def keygen_sign(ssh_keygen: str, key: Path, data: Path, namespace: str = NS) -> bytes:
-    subprocess.run([ssh_keygen, "-q", "-Y", "sign", "-f", key, "-n", namespace, data], check=True)
+def keygen_sign(
+    ssh_keygen: str, key: Path, data: Path, namespace: str = NS, hashalg: str = "sha512"
+) -> bytes:
+    """``ssh-keygen -Y sign`` (with ``-O hashalg=...``): the oracle."""
+    subprocess.run(
+        [ssh_keygen, "-q", "-Y", "sign", "-f", key, "-n", namespace, "-O", f"hashalg={hashalg}",
+         data],
+        check=True,
+    )  # fmt: skip
     return data.with_name(data.name + ".sig").read_bytes()
 
 
@@ -43,13 +50,15 @@ def make_key(ssh_keygen: str, path: Path, kind: str, *extra: str) -> Path:
     return path
 
 
+@pytest.mark.parametrize("hashalg", ["sha256", "sha512"])
 def test_ed25519_signature_is_byte_identical_to_ssh_keygen(
-    tmp_path: Path, ssh_keygen: str, keygen_key: Path
+    tmp_path: Path, ssh_keygen: str, keygen_key: Path, hashalg: str
 ) -> None:
     data = tmp_path / "file.txt"
     data.write_bytes(MESSAGE)
-    expected = keygen_sign(ssh_keygen, keygen_key, data)
-    ours = sshsig.sign(key_file_signer(keygen_key, _no_passphrase), MESSAGE, NS).armor()
+    expected = keygen_sign(ssh_keygen, keygen_key, data, hashalg=hashalg)
+    signer = key_file_signer(keygen_key, _no_passphrase)
+    ours = sshsig.sign(signer, MESSAGE, NS, hashalg).armor()
     assert ours.encode() == expected
     assert not ours.startswith("\n") and "\r" not in ours
 
@@ -94,8 +103,9 @@ def test_other_key_types_both_directions(
     assert keygen_verify(ssh_keygen, signers, data, sig).returncode == 0
 
 
+@pytest.mark.parametrize("hashalg", ["sha256", "sha512"])
 def test_signing_through_a_real_ssh_agent(
-    tmp_path: Path, ssh_keygen: str, ssh_agent: str, keygen_key: Path
+    tmp_path: Path, ssh_keygen: str, ssh_agent: str, keygen_key: Path, hashalg: str
 ) -> None:
     other = make_key(ssh_keygen, tmp_path / "other", "ed25519")
     for key in (keygen_key, other):
@@ -107,8 +117,9 @@ def test_signing_through_a_real_ssh_agent(
     assert signer.public_blob == want
     data = tmp_path / "file.txt"
     data.write_bytes(MESSAGE)
-    ours = sshsig.sign(signer, MESSAGE, NS).armor()
-    assert ours.encode() == keygen_sign(ssh_keygen, keygen_key, data)  # Ed25519 is deterministic
+    ours = sshsig.sign(signer, MESSAGE, NS, hashalg).armor()
+    # Ed25519 is deterministic: the same bytes as ssh-keygen's, through the agent too.
+    assert ours.encode() == keygen_sign(ssh_keygen, keygen_key, data, hashalg=hashalg)
     signers = tmp_path / "allowed_signers"
     signers.write_text(f"{EMAIL} {keygen_key.with_name('id_ed25519.pub').read_text()}")
     sig = tmp_path / "agent.sig"

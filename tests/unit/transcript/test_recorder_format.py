@@ -27,11 +27,15 @@ from toolkit.secrets import Secret
 from toolkit.transcript.models import Header, Technician
 from toolkit.transcript.recorder import Recorder, _orjson_dumps
 
+#: Format 1's bytes (SHA-512 seal), pinned before format 2 existed.
 FILE_SHA256 = "567c0a733a34558d35302421c42fe67ae71b30f56635dbf0bb48ba2af97e9637"
 SIG_SHA256 = "146d5010f322c7865f9b83529c720b6a7481f1d095c02f4bc3d5792a0bddf73f"
+#: Format 2's (SHA-256 throughout).
+FILE2_SHA256 = "dfd52621e319a8cf16365a5c3b726344c4cfc1fec00601f7144f0df4753b47e8"
+SIG2_SHA256 = "43604468f5684764bd33eacbc2042824fad2bea630952dc1fbaecdf491f34e99"
 
 
-def record(path: Path, recorder: type[Recorder] = Recorder) -> Path:
+def record(path: Path, recorder: type[Recorder] = Recorder, format: int = 1) -> Path:
     key = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
     signer = KeySigner(key)
     fp = fingerprint(blob_of(key.public_key()))
@@ -43,6 +47,7 @@ def record(path: Path, recorder: type[Recorder] = Recorder) -> Path:
         customer_host="pc-42",
         scope=("diagnostics", "fixes"),
         tool_version="0.1.0",
+        format=format,
     )
     clock = FakeClock()
     rec = recorder(path, header, signer, clock=clock, checkpoint_events=7)
@@ -86,10 +91,16 @@ def record(path: Path, recorder: type[Recorder] = Recorder) -> Path:
     return path
 
 
-def test_the_file_and_its_sig_are_byte_for_byte_what_they_were(tmp_path: Path) -> None:
-    path = record(tmp_path / "s.cast")
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == FILE_SHA256
-    assert hashlib.sha256(Path(f"{path}.sig").read_bytes()).hexdigest() == SIG_SHA256
+@pytest.mark.parametrize(
+    ("format", "file_sha256", "sig_sha256"),
+    [(1, FILE_SHA256, SIG_SHA256), (2, FILE2_SHA256, SIG2_SHA256)],
+)
+def test_the_file_and_its_sig_are_byte_for_byte_what_they_were(
+    tmp_path: Path, format: int, file_sha256: str, sig_sha256: str
+) -> None:
+    path = record(tmp_path / "s.cast", format=format)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == file_sha256
+    assert hashlib.sha256(Path(f"{path}.sig").read_bytes()).hexdigest() == sig_sha256
 
 
 def test_without_orjson_json_writes_the_same_bytes(

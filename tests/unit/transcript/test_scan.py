@@ -54,7 +54,7 @@ class RefScan:
     tail: int = 0
     checkpoints: list[RefFound] = field(default_factory=list)
     events: list[RefFound] = field(default_factory=list)
-    sha512: bytes = b""
+    digest: bytes = b""  # the whole file, with the hash its format's seal signs
     overlong_line: int | None = None
 
 
@@ -63,7 +63,7 @@ def reference_scan(path: Path, chunk_size: int, max_line: int) -> RefScan:
         first = f.readline(1 << 20)
         assert first.endswith(b"\n")
         scan = RefScan(Header.from_line(first), len(first))
-        sha512 = hashlib.sha512(first)
+        whole = hashlib.new(scan.header.hash_algorithm, first)
         sha256 = hashlib.sha256(first)
         offset = len(first)
         carry = b""
@@ -73,21 +73,21 @@ def reference_scan(path: Path, chunk_size: int, max_line: int) -> RefScan:
             carry = data[cut:]
             if cut:
                 region = data[:cut]
-                sha512.update(region)
+                whole.update(region)
                 reference_region(scan, region, offset, sha256)
                 offset += cut
             if len(carry) > max_line:
                 scan.overlong_line = scan.lines + 1
-                sha512.update(carry)
+                whole.update(carry)
                 scan.tail += len(carry)
                 carry = b""
                 while chunk := f.read(chunk_size):
-                    sha512.update(chunk)
+                    whole.update(chunk)
                     scan.tail += len(chunk)
-        sha512.update(carry)
+        whole.update(carry)
         scan.tail += len(carry)
         scan.size = offset + scan.tail
-        scan.sha512 = sha512.digest()
+        scan.digest = whole.digest()
     return scan
 
 
@@ -139,7 +139,7 @@ def assert_same_scan(path: Path, chunk_size: int, max_line: int) -> None:
     assert got.header == ref.header and got.header_end == ref.header_end
     assert (got.size, got.lines, got.tail) == (ref.size, ref.lines, ref.tail)
     assert got.overlong_line == ref.overlong_line
-    assert got.sha512 == ref.sha512
+    assert got.digest == ref.digest
     assert [(c.line, c.start, c.raw, c.prefix_sha256) for c in got.checkpoints] == [
         (c.line, c.start, c.raw, c.prefix_sha256) for c in ref.checkpoints
     ]
@@ -152,11 +152,15 @@ def assert_same_scan(path: Path, chunk_size: int, max_line: int) -> None:
         assert type(event.error) is error if error else event.error is None
 
 
-@pytest.fixture(scope="module")
-def sample_lines(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
-    """The lines of a real sealed transcript: header, every event kind, checkpoints."""
+@pytest.fixture(scope="module", params=[2, 1], ids=["format2", "format1"])
+def sample_lines(tmp_path_factory: pytest.TempPathFactory, request: Any) -> list[bytes]:
+    """The lines of a real sealed transcript: header, every event kind, checkpoints.
+
+    Both formats: format 2's whole-file hash is the scan's own SHA-256, format 1's
+    the reader thread's SHA-512.
+    """
     path = tmp_path_factory.mktemp("scan") / "sample.cast"
-    record_sample(path, new_signer(), events=3, checkpoint_events=3)
+    record_sample(path, new_signer(), events=3, checkpoint_events=3, format=request.param)
     return path.read_bytes().splitlines(keepends=True)
 
 
