@@ -2,7 +2,12 @@
 
 Run from the repository root::
 
-    .venv/bin/python -m tests.assets.make_assets [DIRECTORY]
+    .venv/bin/python -m tests.assets.make_assets [--format 1|2] [DIRECTORY]
+
+Format 2 (the default) goes to tests/assets/format2/. The format 1 files in
+tests/assets/ itself were made before format 2 existed and are kept as they
+are: a verifier must go on reading old transcripts (``--format 1`` remakes
+them, with new keys, only if they must change).
 
 Every run makes fresh Ed25519 keys in memory, records one small transcript,
 derives the deliberately broken variants from it and then forgets the keys:
@@ -19,8 +24,12 @@ with one round of events and a checkpoint every three events)::
 
 ``rechain`` is the attacker's tool, shared with tests/threats: it recomputes
 every checkpoint (offset, event count, SHA-256 and signature) and the final
-signature over edited lines, with any key and any namespace, exactly as the
-recorder would have written them.
+signature over edited lines, with any key, any namespace and any hash
+algorithm, exactly as the recorder would have written them.
+
+Format 2 adds the downgrades: a seal or checkpoints signed with the SHA-512
+of format 1 (good signatures, by the right key, over the same bytes), and a
+format 1 file sealed with format 2's SHA-256. Each is TAMPERED.
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ from toolkit.identity import sshsig
 from toolkit.identity.signer import Signer
 from toolkit.transcript.models import (
     CHECKPOINT,
+    FORMAT_VERSION,
     NAMESPACE_CHECKPOINT,
     NAMESPACE_SEAL,
     Checkpoint,
@@ -57,9 +67,13 @@ CHECKPOINT_MARK = b', "c", "'
 INJECTED_LINE = b'[0.001000, "o", "injected\\r\\n"]\n'
 
 
-def record_small(path: Path, signer: Signer) -> Path:
+#: Where each format's assets are.
+DIRECTORIES = {1: HERE, 2: HERE / "format2"}
+
+
+def record_small(path: Path, signer: Signer, format: int = FORMAT_VERSION) -> Path:
     """The 11-line, three-checkpoint sample described above, sealed."""
-    return record_sample(path, signer, events=1, checkpoint_events=3)
+    return record_sample(path, signer, events=1, checkpoint_events=3, format=format)
 
 
 def split_lines(data: bytes) -> list[bytes]:
@@ -75,6 +89,8 @@ def rechain(
     seal_namespace: str = NAMESPACE_SEAL,
     checkpoint_signers: Mapping[int, Signer] | None = None,
     seal_signer: Signer | None = None,
+    checkpoint_hash: str | None = None,
+    seal_hash: str | None = None,
 ) -> tuple[bytes, str]:
     """Re-sign a transcript's checkpoints and seal; return the file and its armoured .sig.
 
@@ -85,7 +101,10 @@ def rechain(
     (Ed25519 signatures are deterministic).
     """
     lines = split_lines(data)
-    session = Header.from_line(lines[0]).session_id
+    header = Header.from_line(lines[0])
+    session = header.session_id
+    checkpoint_hash = checkpoint_hash or header.hash_algorithm
+    seal_hash = seal_hash or header.hash_algorithm
     out = bytearray(lines[0])
     seq = 0
     for index, line in enumerate(lines[1:]):
@@ -99,7 +118,8 @@ def rechain(
         key = (checkpoint_signers or {}).get(seq, signer)
         unsigned = Checkpoint(seq=seq, offset=len(out), events=index, sha256=digest, sig="")
         time_field = line[1 : line.index(CHECKPOINT_MARK)].decode()
-        sig = sshsig.sign(key, unsigned.statement(session, time_field), checkpoint_namespace)
+        statement = unsigned.statement(session, time_field)
+        sig = sshsig.sign(key, statement, checkpoint_namespace, checkpoint_hash)
         checkpoint = Checkpoint(
             seq=seq,
             offset=len(out),
@@ -109,9 +129,8 @@ def rechain(
         )
         time_part = line[: line.index(CHECKPOINT_MARK)]
         out += time_part + b', "c", ' + json.dumps(checkpoint.to_data()).encode() + b"]\n"
-    seal = sshsig.sign_digest(
-        seal_signer or signer, hashlib.sha512(out).digest(), seal_namespace
-    ).armor()
+    digest = sshsig.HASH_ALGORITHMS[seal_hash](out).digest()
+    seal = sshsig.sign_digest(seal_signer or signer, digest, seal_namespace, seal_hash).armor()
     return bytes(out), seal
 
 
@@ -150,18 +169,20 @@ def _write(directory: Path, name: str, data: bytes, sig: bytes | str | None) -> 
     return written
 
 
-def build(directory: Path) -> list[Path]:
-    """Write every asset into ``directory``; return the paths written."""
+def build(directory: Path, format: int = FORMAT_VERSION) -> list[Path]:
+    """Write every asset of ``format`` into ``directory``; return the paths written."""
     directory.mkdir(parents=True, exist_ok=True)
     victim, stranger, attacker = new_signer(), new_signer(), new_signer()
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
-        sealed_path = record_small(work / "sealed.cast", victim)
-        other_path = record_small(work / "other.cast", victim)
-        forged_path = record_small(work / "forged.cast", attacker)
+        sealed_path = record_small(work / "sealed.cast", victim, format)
+        other_path = record_small(work / "other.cast", victim, format)
+        forged_path = record_small(work / "forged.cast", attacker, format)
+        old_path = record_small(work / "old.cast", victim, 1)
         sealed, seal = sealed_path.read_bytes(), Path(f"{sealed_path}.sig").read_bytes()
         other_seal = Path(f"{other_path}.sig").read_bytes()
         forged, forged_seal = forged_path.read_bytes(), Path(f"{forged_path}.sig").read_bytes()
+        old = old_path.read_bytes()
 
     written = [
         write_allowed_signers(directory / "allowed_signers", victim),
@@ -178,6 +199,13 @@ def build(directory: Path) -> list[Path]:
         sealed, victim, checkpoint_namespace=NAMESPACE_SEAL, seal_namespace=NAMESPACE_CHECKPOINT
     )
     resigned, resigned_seal = rechain(sealed, victim, checkpoint_signers={2: attacker})
+    downgrades: list[tuple[str, bytes, bytes | str | None]] = []
+    if format == 2:
+        downgrades = [
+            ("downgraded_seal.cast", *rechain(sealed, victim, seal_hash="sha512")),
+            ("downgraded_checkpoints.cast", *rechain(sealed, victim, checkpoint_hash="sha512")),
+            ("format1_sealed_with_sha256.cast", *rechain(old, victim, seal_hash="sha256")),
+        ]
     for name, data, sig in [
         ("sealed.cast", sealed, seal),
         ("missing_sig.cast", sealed, None),
@@ -190,6 +218,7 @@ def build(directory: Path) -> list[Path]:
         ("namespaces_swapped.cast", swapped, swapped_seal),
         ("resigned_checkpoint.cast", resigned, resigned_seal),
         ("forged_header.cast", forged, forged_seal),
+        *downgrades,
     ]:
         written += _write(directory, name, data, sig)
     # Byte-exact files: never let git convert line ends.
@@ -201,8 +230,11 @@ def build(directory: Path) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    directory = Path(args[0]) if args else HERE
-    for path in build(directory):
+    format = FORMAT_VERSION
+    if args[:1] == ["--format"]:
+        format, args = int(args[1]), args[2:]
+    directory = Path(args[0]) if args else DIRECTORIES[format]
+    for path in build(directory, format):
         print(f"{path.stat().st_size:6d}  {path}")
     return 0
 

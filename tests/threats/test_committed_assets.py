@@ -20,6 +20,8 @@ from toolkit.transcript.models import NAMESPACE_CHECKPOINT, NAMESPACE_SEAL
 from toolkit.transcript.verify import Verdict, examine
 
 ASSETS = Path(make_assets.__file__).resolve().parent
+#: Each format's committed assets: format 1's predate format 2 and stay as they were.
+FORMAT_DIRS = make_assets.DIRECTORIES
 TRUSTED = "allowed_signers"
 
 
@@ -68,9 +70,24 @@ CASES = [
 ]
 
 
-def expected_files() -> set[str]:
-    names = {".gitattributes", Path(make_assets.__file__).name}
-    for case in CASES:
+#: Format 2's own: a seal or checkpoints signed with format 1's SHA-512 (good signatures by
+#: the right key over the same bytes), and a format 1 file sealed with SHA-256.
+DOWNGRADES = [
+    Expect("downgraded_seal.cast", Verdict.TAMPERED, 3, 3, None, "sha512, but a format 2"),
+    Expect("downgraded_checkpoints.cast", Verdict.TAMPERED, 0, 1, None, "sha512, but a format 2"),
+    Expect(
+        "format1_sealed_with_sha256.cast", Verdict.TAMPERED, 3, 3, None, "sha256, but a format 1"
+    ),
+]
+CASES_BY_FORMAT = {1: CASES, 2: CASES + DOWNGRADES}
+ALL_CASES = [(f, case) for f, cases in CASES_BY_FORMAT.items() for case in cases]
+
+
+def expected_files(format: int) -> set[str]:
+    names = {".gitattributes"}
+    if format == 1:
+        names |= {Path(make_assets.__file__).name, "format2"}
+    for case in CASES_BY_FORMAT[format]:
         names |= {case.cast, case.allowed_signers}
         if case.cast != "missing_sig.cast":
             names.add(f"{case.cast}.sig")
@@ -98,35 +115,40 @@ def check(directory: Path, case: Expect) -> None:
         assert failure.byte_range[0] <= first < failure.byte_range[1]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_each_committed_asset_gets_its_verdict(case: Expect) -> None:
-    check(ASSETS, case)
+@pytest.mark.parametrize(("format", "case"), ALL_CASES, ids=[f"v{f}:{c.id}" for f, c in ALL_CASES])
+def test_each_committed_asset_gets_its_verdict(format: int, case: Expect) -> None:
+    check(FORMAT_DIRS[format], case)
+    assert examine(FORMAT_DIRS[format] / "sealed.cast", None).header.format == format
 
 
-def test_every_committed_asset_is_checked_and_nothing_else_is_there() -> None:
-    present = {p.name for p in ASSETS.iterdir() if p.name != "__pycache__"}
-    assert present == expected_files()
+@pytest.mark.parametrize("format", FORMAT_DIRS)
+def test_every_committed_asset_is_checked_and_nothing_else_is_there(format: int) -> None:
+    present = {p.name for p in FORMAT_DIRS[format].iterdir() if p.name != "__pycache__"}
+    assert present == expected_files(format)
 
 
 def test_no_private_key_is_committed_and_assets_stay_small() -> None:
-    for path in ASSETS.iterdir():
+    for path in [*ASSETS.iterdir(), *FORMAT_DIRS[2].iterdir()]:
         if path.is_file():
             data = path.read_bytes()
             assert b"PRIVATE KEY" not in data, path
             assert b"\r\n" not in data, f"{path} has CRLF line ends"
-            assert len(data) < 8192, path
+            assert len(data) < 8192 or path.suffix == ".py", path
 
 
-def test_make_assets_regenerates_files_with_the_same_verdicts(tmp_path: Path) -> None:
-    written = make_assets.build(tmp_path)
-    assert {p.name for p in written} == expected_files() - {Path(make_assets.__file__).name}
-    for case in CASES:
+@pytest.mark.parametrize("format", FORMAT_DIRS)
+def test_make_assets_regenerates_files_with_the_same_verdicts(tmp_path: Path, format: int) -> None:
+    written = make_assets.build(tmp_path, format)
+    mine = {Path(make_assets.__file__).name, "format2"}
+    assert {p.name for p in written} == expected_files(format) - mine
+    for case in CASES_BY_FORMAT[format]:
         check(tmp_path, case)
     # Fresh keys every run: nothing is reused from the committed files.
-    assert (tmp_path / TRUSTED).read_bytes() != (ASSETS / TRUSTED).read_bytes()
+    assert (tmp_path / TRUSTED).read_bytes() != (FORMAT_DIRS[format] / TRUSTED).read_bytes()
 
 
 @pytest.mark.ssh_keygen
+@pytest.mark.parametrize("format", FORMAT_DIRS)
 @pytest.mark.parametrize(
     ("cast", "namespace", "allowed_signers", "ok"),
     [
@@ -144,21 +166,23 @@ def test_make_assets_regenerates_files_with_the_same_verdicts(tmp_path: Path) ->
     ],
 )
 def test_ssh_keygen_agrees_on_the_final_signature(
-    ssh_keygen: str, cast: str, namespace: str, allowed_signers: str, ok: bool
+    ssh_keygen: str, format: int, cast: str, namespace: str, allowed_signers: str, ok: bool
 ) -> None:
-    # What a supervisor without toolkit runs (toolkit verify prints this command).
+    # What a supervisor without toolkit runs (toolkit verify prints this command); the
+    # same line for both formats: ssh-keygen reads the hash from the signature.
+    assets = FORMAT_DIRS[format]
     result = run(
         ssh_keygen,
         "-Y",
         "verify",
         "-f",
-        ASSETS / allowed_signers,
+        assets / allowed_signers,
         "-I",
         EMAIL,
         "-n",
         namespace,
         "-s",
-        ASSETS / f"{cast}.sig",
-        stdin=(ASSETS / cast).read_bytes(),
+        assets / f"{cast}.sig",
+        stdin=(assets / cast).read_bytes(),
     )
     assert (result.returncode == 0) is ok, result.stderr.decode()
