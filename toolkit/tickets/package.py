@@ -112,7 +112,7 @@ def prepare(cast: Path, sig: Path, limit: int | None, signer: Signer) -> Package
     data = "".join(lines).encode()
     manifest.write_bytes(data)
     signed = manifest.with_name(manifest.name + ".sig")
-    signed.write_text(sshsig.sign(signer, data, MANIFEST_NAMESPACE).armor())
+    signed.write_text(sshsig.sign(signer, data, MANIFEST_NAMESPACE, "sha256").armor())
     carried = pieces or [cast]  # plain: the .cast itself goes up
     return Package(form, (*carried, sig, manifest, signed), cast, sig)
 

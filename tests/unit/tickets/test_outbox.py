@@ -7,10 +7,11 @@ import pytest
 
 from tests.helpers import new_signer, record_sample
 from toolkit.errors import TicketBackendError
+from toolkit.identity import sshsig
 from toolkit.tickets.base import Attachment
 from toolkit.tickets.local import LocalTickets
 from toolkit.tickets.outbox import Outbox
-from toolkit.tickets.package import GZIP, PARTS, PLAIN, prepare, reassemble
+from toolkit.tickets.package import GZIP, MANIFEST_NAMESPACE, PARTS, PLAIN, prepare, reassemble
 
 
 class Crashing(LocalTickets):
@@ -76,6 +77,24 @@ def test_packages_rebuild_byte_exact(tmp_path: Path, limit: int | None, form: st
     rebuilt = reassemble(ticket)
     assert [p.name for p in rebuilt] == ([] if form == PLAIN else ["s.cast"])
     assert (ticket / "s.cast").read_bytes() == cast.read_bytes()
+    # Format 2 throughout: the manifest is signed with SHA-256 too, as is the seal.
+    manifest_sig = sshsig.dearmor((ticket / "s.SHA256SUMS.sig").read_bytes())
+    assert sshsig.SSHSig.from_bytes(manifest_sig).hash_algorithm == "sha256"
+
+
+def test_a_manifest_signed_with_sha512_before_format_2_still_rebuilds(tmp_path: Path) -> None:
+    # Tickets hold packages made before format 2: their SHA-512 manifests stay readable.
+    signer = new_signer()
+    cast = record_sample(tmp_path / "s.cast", signer, events=3000, format=1)
+    package = prepare(cast, cast.with_name("s.cast.sig"), 64 << 10, signer)
+    manifest = cast.with_name("s.SHA256SUMS")
+    old = sshsig.sign(signer, manifest.read_bytes(), MANIFEST_NAMESPACE, "sha512")
+    manifest.with_name("s.SHA256SUMS.sig").write_text(old.armor())
+    ticket = tmp_path / "ticket"
+    ticket.mkdir()
+    for p in package.files:
+        shutil.copy(p, ticket)
+    assert [p.name for p in reassemble(ticket)] == ["s.cast"]
 
 
 def test_a_swapped_piece_is_caught(tmp_path: Path) -> None:
