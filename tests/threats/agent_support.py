@@ -4,6 +4,7 @@ that the code stays secret and the customer's copy stays verifiable."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import struct
 from collections.abc import AsyncIterator, Iterable
@@ -14,10 +15,10 @@ from typing import Any
 
 import asyncssh
 
-from tests.session_support import Collector, Customer, connect_to, start_agent
+from tests.session_support import Collector, Customer, connect_to, identity, start_agent
 from toolkit.agent.server import Agent
 from toolkit.agent.session import SessionEnd
-from toolkit.consent import OneTimeCode, Scope
+from toolkit.consent import OneTimeCode, Scope, parse_code
 from toolkit.identity.allowed_signers import AllowedSigners
 from toolkit.session.protocol import (
     KIND_DATA,
@@ -28,6 +29,7 @@ from toolkit.session.protocol import (
     parse_data,
 )
 from toolkit.transcript.verify import Report, Verdict, examine, read_events
+from toolkit.transport.ssh import ConsentAsk, connect
 
 TIMEOUT = 10.0
 
@@ -61,23 +63,22 @@ class Answer:
         return str(error["code"]) if isinstance(error, dict) else None
 
 
-class RawChannel:
+class FrameChannel:
     """The session subsystem spoken by hand: bytes out, decoded frames in."""
 
-    def __init__(self, writer: asyncssh.SSHWriter[bytes], reader: asyncssh.SSHReader[bytes]):
-        self.writer = writer
-        self.reader = reader
+    chan: asyncssh.SSHClientChannel[bytes]
+
+    def __init__(self) -> None:
         self._decoder = FrameDecoder()
         self._frames: list[tuple[int, Body]] = []
         self._data: dict[int, dict[int, bytearray]] = {}
 
-    @classmethod
-    async def open(cls, conn: asyncssh.SSHClientConnection) -> RawChannel:
-        writer, reader, _ = await conn.open_session(subsystem=SUBSYSTEM, encoding=None)
-        return cls(writer, reader)
-
     def send(self, data: bytes) -> None:
-        self.writer.write(data)
+        self.chan.write(data)
+
+    async def _more(self) -> bytes:
+        """The next bytes the agent sent; empty once the channel closed."""
+        raise NotImplementedError
 
     async def answer(self) -> Answer:
         """The next response message, with the data frames its id got before it."""
@@ -93,7 +94,7 @@ class RawChannel:
                 message = json.loads(bytes(body))
                 got = self._data.pop(message["id"], {})
                 return Answer(message, {k: bytes(v) for k, v in got.items()})
-            chunk = await asyncio.wait_for(self.reader.read(1 << 20), TIMEOUT)
+            chunk = await asyncio.wait_for(self._more(), TIMEOUT)
             if not chunk:
                 raise ConnectionError("the agent closed the channel")
             self._frames += self._decoder.feed(chunk)
@@ -108,6 +109,90 @@ class RawChannel:
         assert answer.id == request_id and answer.message["ok"] is True, answer.message
         assert answer.data == {1: b"still-serving\n"}
 
+    async def sync(self) -> None:
+        """Until the agent has taken in everything sent so far (or the channel is gone).
+
+        A channel request is handled after the data sent before it was accepted
+        (delivered, or held by a channel that paused reading); its reply says so.
+        """
+        with contextlib.suppress(asyncssh.Error, OSError, ConnectionError):
+            await asyncio.wait_for(self.chan._make_request(b"keepalive@openssh.com"), TIMEOUT)
+
+
+class RawChannel(FrameChannel):
+    """A technician's channel that reads whatever comes."""
+
+    def __init__(self, writer: asyncssh.SSHWriter[bytes], reader: asyncssh.SSHReader[bytes]):
+        super().__init__()
+        chan = writer.channel
+        assert isinstance(chan, asyncssh.SSHClientChannel)
+        self.chan = chan
+        self.writer = writer
+        self.reader = reader
+
+    @classmethod
+    async def open(cls, conn: asyncssh.SSHClientConnection) -> RawChannel:
+        writer, reader, _ = await conn.open_session(subsystem=SUBSYSTEM, encoding=None)
+        return cls(writer, reader)
+
+    async def _more(self) -> bytes:
+        return await self.reader.read(1 << 20)
+
+
+class _Stopping(asyncssh.SSHClientSession[bytes]):
+    """Stops reading at the first data the agent sends, until told to read again."""
+
+    def __init__(self) -> None:
+        self.chan: asyncssh.SSHClientChannel[bytes] | None = None
+        self.stopped = asyncio.Event()
+        self.chunks: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def connection_made(self, chan: asyncssh.SSHClientChannel[bytes]) -> None:
+        self.chan = chan
+
+    def data_received(self, data: bytes, datatype: int | None) -> None:
+        self.chunks.put_nowait(data)
+        if not self.stopped.is_set():
+            self.stopped.set()
+            assert self.chan is not None
+            self.chan.pause_reading()  # asyncssh then sends no more window adjusts
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.chunks.put_nowait(b"")
+
+
+class StoppedReader(FrameChannel):
+    """A technician who stops reading: at the first data it gets, its channel takes no
+    more, so once its SSH window (``window`` bytes) is full the agent's answers have
+    nowhere to go. :meth:`read_again` lets them through; :meth:`answer` reads them."""
+
+    def __init__(self, chan: asyncssh.SSHClientChannel[bytes], session: _Stopping) -> None:
+        super().__init__()
+        self.chan = chan
+        self._session = session
+
+    @classmethod
+    async def open(
+        cls, conn: asyncssh.SSHClientConnection, window: int = 16 * 1024
+    ) -> StoppedReader:
+        chan, session = await conn.create_session(
+            _Stopping, subsystem=SUBSYSTEM, encoding=None, window=window
+        )
+        assert isinstance(session, _Stopping)
+        return cls(chan, session)
+
+    @property
+    def stopped(self) -> asyncio.Event:
+        """Set once the first data came, and the reading stopped."""
+        return self._session.stopped
+
+    def read_again(self) -> None:
+        self._session.stopped.set()
+        self.chan.resume_reading()
+
+    async def _more(self) -> bytes:
+        return await self._session.chunks.get()
+
 
 @dataclass
 class Hostile:
@@ -115,7 +200,7 @@ class Hostile:
     screen: Collector
     customer: Customer
     conn: asyncssh.SSHClientConnection
-    channel: RawChannel
+    channel: FrameChannel
     code: str  # the code this session consumed, as shown to the customer
 
     async def end(self) -> SessionEnd:
@@ -145,17 +230,31 @@ async def hostile_session(
     *,
     customer: Customer | None = None,
     scopes: Iterable[Scope] = (Scope.DIAGNOSTICS,),
+    stopping: bool = False,
 ) -> AsyncIterator[Hostile]:
-    """A technician who passed consent, holding the raw session channel."""
+    """A technician who passed consent, holding the raw session channel.
+
+    ``stopping``: the channel is a :class:`StoppedReader`, which stops reading at the
+    first data the agent sends.
+    """
     offered = tuple(scopes)
     async with running_agent(root, customer=customer, offered=offered) as (agent, screen, who):
         code = agent.codes.current.display.reveal()
         conn, _ = await connect_to(agent, scopes=offered)
         try:
-            channel = await RawChannel.open(conn)
+            channel = await (StoppedReader.open if stopping else RawChannel.open)(conn)
             yield Hostile(agent, screen, who, conn, channel, code)
         finally:
             conn.close()
+
+
+async def connect_with_code(
+    host: str, port: int, code: str, scopes: Iterable[Scope] = (Scope.DIAGNOSTICS,)
+) -> asyncssh.SSHClientConnection:
+    """Pass consent with toolkit's own handshake on any agent (a `toolkit share` process)."""
+    ask = ConsentAsk(identity(), "T-1", frozenset(scopes), parse_code(code))
+    conn, _ = await connect(host, port, ask)
+    return conn
 
 
 def customer_report(end: SessionEnd) -> Report:

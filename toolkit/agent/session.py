@@ -5,6 +5,13 @@ frames bytes, applies backpressure); :class:`AgentSession` serves requests
 through :class:`~toolkit.agent.operations.Operations`, records each one in the
 customer's transcript (sealed with the agent's host key), and ends the
 session exactly once, for whatever reason comes first.
+
+Every message costs a bounded amount, whatever the technician does
+(docs/protocol.md, "Bounds"): at most MAX_IN_FLIGHT requests are served at
+once; what the agent rejects (malformed, busy, a cancel of nothing in flight,
+a refused channel or request) counts against MAX_REJECTS; and answers wait for
+room in the channel's write buffer (SEND_HIGH), while the agent reads no
+more frames from a technician who does not read them.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,9 +65,17 @@ class SessionEnd:
 
 #: Requests served at once; more get a "busy" error rather than queueing without bound.
 MAX_IN_FLIGHT = 8
-#: Malformed or refused-as-busy messages a session tolerates before it ends: a
-#: broken or hostile client must not grow the customer's transcript without bound.
+#: Rejected messages (malformed, busy, a cancel of nothing in flight) and refused
+#: channels or channel requests a session tolerates before it ends: a broken or
+#: hostile client must not grow the customer's transcript without bound.
 MAX_REJECTS = 200
+#: Bytes of answers the agent holds for a technician beyond what its SSH window took:
+#: past it, answers wait and the agent reads no more frames until it drains to SEND_LOW.
+SEND_HIGH = 64 * 1024
+SEND_LOW = 16 * 1024
+#: How long the customer's end waits, at most, for the "ended" message to leave. It
+#: waits at all only when the technician's SSH window is full, so far behind reading.
+END_GRACE = 0.25
 AGENT_PRINCIPAL = "toolkit agent"
 #: Channel requests the protocol channel refuses, and records. asyncssh would accept
 #: env (keeping every variable), window-change, signal and xon-xoff without asking the
@@ -76,18 +92,31 @@ REFUSED_REQUESTS = {
 
 
 class SessionChannel(asyncssh.SSHServerSession[bytes]):
-    """The SSH channel of a session: the subsystem only, never a shell, exec or PTY."""
+    """The SSH channel of a session: the subsystem only, never a shell, exec or PTY.
+
+    Flow control: when answers have no room (the channel's send buffer is over
+    SEND_HIGH, or the connection's socket buffer is full), writers wait and the
+    channel stops reading, so what the technician sends waits in its SSH window
+    instead of in the agent. Frames decoded but not yet served (at most one
+    packet's) wait here, in order.
+    """
 
     def __init__(self, session: AgentSession) -> None:
         self._session = session
         self._chan: asyncssh.SSHServerChannel[bytes] | None = None
         self._decoder = FrameDecoder()
+        self._frames: deque[tuple[int, Body]] = deque()
+        self._full: set[str] = set()  # why answers wait: "channel", "socket"
         self._writable = asyncio.Event()
         self._writable.set()
+        self._room = asyncio.Event()  # the channel's own buffer is under its high-water mark
+        self._room.set()
+        self.reading = True
         self.closed = False
 
     def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
         self._chan = chan
+        chan.set_write_buffer_limits(SEND_HIGH, SEND_LOW)
         # asyncssh looks a request's handler up on the channel by name, and some of these
         # it handles without a session callback: each gets one that refuses and records.
         for name, what in REFUSED_REQUESTS.items():
@@ -118,17 +147,69 @@ class SessionChannel(asyncssh.SSHServerSession[bytes]):
             return False
         # Claimed here, not in session_started: two channels opened at once must
         # not both get the subsystem.
-        return self._session.attach(self)
+        if not self._session.attach(self):
+            return False
+        assert self._chan is not None
+        self._watch_socket(self._chan.get_connection())
+        return True
+
+    def _watch_socket(self, conn: Any) -> None:
+        """Make a full socket one more reason for answers to wait.
+
+        asyncssh ignores its transport's pause_writing: a technician who stops
+        reading the TCP connection (with a large SSH window) would otherwise
+        grow the socket's buffer without bound. The transport calls these on
+        the connection object, so wrapping them there is enough.
+        """
+        pause, resume = conn.pause_writing, conn.resume_writing
+
+        def paused() -> None:
+            pause()
+            self._wait("socket")
+
+        def resumed() -> None:
+            resume()
+            self._go("socket")
+
+        conn.pause_writing, conn.resume_writing = paused, resumed
 
     @property
     def attached(self) -> bool:
         return self._session.channel is self
 
+    @property
+    def writable(self) -> bool:
+        """Answers have room (else they wait, and the channel is not read)."""
+        return self._writable.is_set()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes written to the channel that its SSH window has not taken yet."""
+        return self._chan.get_write_buffer_size() if self._chan is not None else 0
+
+    # -- in ----------------------------------------------------------------------
+
     def data_received(self, data: bytes, datatype: int | None) -> None:
         if not self.attached:
             return
-        for kind, body in self._decoder.feed(data):
+        self._frames.extend(self._decoder.feed(data))
+        self._serve_frames()
+
+    def _serve_frames(self) -> None:
+        """Hand frames to the session while answers have room; then read on, or not."""
+        while self._frames and self._writable.is_set() and not self.closed:
+            kind, body = self._frames.popleft()
             self._session.on_frame(kind, body)
+        self._read(not self._frames and self._writable.is_set())
+
+    def _read(self, on: bool) -> None:
+        if on == self.reading or self._chan is None or self.closed:
+            return
+        self.reading = on
+        if on:
+            self._chan.resume_reading()  # may deliver what asyncssh held, at once
+        else:
+            self._chan.pause_reading()
 
     def eof_received(self) -> bool:
         if self.attached:
@@ -139,31 +220,64 @@ class SessionChannel(asyncssh.SSHServerSession[bytes]):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._frames.clear()
         self._writable.set()
+        self._room.set()
         if not self.attached:
             return  # a refused channel closing ends nothing
         why = f"the connection was lost: {exc}" if exc else "the technician disconnected"
         asyncio.get_running_loop().create_task(self._session.end(why))
 
+    # -- out ---------------------------------------------------------------------
+
     def pause_writing(self) -> None:
-        self._writable.clear()
+        self._room.clear()
+        self._wait("channel")
 
     def resume_writing(self) -> None:
-        self._writable.set()
+        self._room.set()
+        self._go("channel")
+
+    def _wait(self, why: str) -> None:
+        if not self._full:
+            self._writable.clear()
+            self._read(False)  # at once: asyncssh may be delivering a run of packets
+            self._session.answers_wait(True)
+        self._full.add(why)
+
+    def _go(self, why: str) -> None:
+        if why not in self._full:
+            return
+        self._full.discard(why)
+        if not self._full and not self.closed:
+            self._writable.set()
+            self._session.answers_wait(False)
+            # Not from inside asyncssh's callback: the frames waiting are served next turn.
+            asyncio.get_running_loop().call_soon(self._serve_frames)
 
     def write_now(self, frame: bytes) -> None:
-        """Write one small frame without waiting for the window (shell verdicts)."""
+        """Write one small frame without waiting for room: an answer to the frame being
+        served (frames are served only while there is room), a shell event, the end."""
         if not self.closed and self._chan is not None:
-            self._chan.write(frame)
+            with contextlib.suppress(BrokenPipeError):  # the technician closed it just now
+                self._chan.write(frame)
 
     async def send(self, frame: bytes) -> None:
-        """Write one frame; wait while the technician's window is full."""
+        """Write one frame once there is room for it (the first writer to get room may
+        fill it again: each waiter looks again)."""
+        while not self._writable.is_set():
+            await self._writable.wait()
         if self.closed or self._chan is None:
             raise ConnectionResetError("the session channel is closed")
         self._chan.write(frame)
-        await self._writable.wait()
-        if self.closed:
-            raise ConnectionResetError("the session channel is closed")
+
+    async def drained(self, timeout: float) -> None:
+        """Until what was written has left for the technician, or ``timeout`` passed."""
+        if self._chan is None or self.closed:
+            return
+        self._chan.set_write_buffer_limits(0, 0)  # from now on, room means empty
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._room.wait(), timeout)
 
     def close(self) -> None:
         if self._chan is not None and not self.closed:
@@ -220,7 +334,8 @@ class AgentSession:
                 "max_bytes": settings.policy.max_bytes,
             },
         )
-        self._tasks: set[asyncio.Task[None]] = set()  # requests served, and error replies sent
+        self._tasks: set[asyncio.Task[None]] = set()  # requests served
+        self._ending: set[asyncio.Task[None]] = set()  # end() called from callbacks
         self._serving: dict[int, asyncio.Task[None]] = {}  # requests in flight, by id
         self._cancelled: set[int] = set()  # ids the technician cancelled, still in flight
         self.shell: AgentShell | None = None  # the armed or running shell (one at a time)
@@ -258,11 +373,27 @@ class AgentSession:
         return True
 
     def refuse_channel(self, what: str) -> None:
-        """Record a channel or request the agent never offers; the session goes on."""
+        """Record a channel or request the agent never offers; the session goes on.
+
+        Each counts against MAX_REJECTS, as a rejected message does: a flood of them
+        must not grow the customer's transcript without bound.
+        """
+        if not self._rejected():
+            return
         message = f"refused: {what} is not offered"
         if not self.recorder.closed:
             self.recorder.event("refusal", op="channel", ok=False, error="refused", message=message)
         self.agent.observer.say(message)
+
+    def answers_wait(self, waiting: bool) -> None:
+        """The protocol channel has no room for answers (or has again): while it has none,
+        the shell takes no input, whose verdicts would have to go there."""
+        if self.shell is not None:
+            self.shell.hold_input(waiting)
+
+    @property
+    def answers_waiting(self) -> bool:
+        return self.channel is not None and not self.channel.writable
 
     # -- requests --------------------------------------------------------------
 
@@ -297,48 +428,51 @@ class AgentSession:
             task.add_done_callback(lambda _: self._serving.pop(request.id, None))
 
     def _cancel(self, request: Request) -> None:
-        """Stop a request in flight; it answers ``cancelled``, the cancel answers at once."""
+        """Stop a request in flight; it answers ``cancelled``, the cancel answers at once.
+
+        A cancel of anything else (an id that answered, never ran, or was cancelled
+        already) is rejected, so that cancels cost what any message costs.
+        """
         target = request.args["target"]
         task = self._serving.get(target)
-        found = task is not None and not task.done() and target not in self._cancelled
-        if task is not None and found:
-            self._cancelled.add(target)
-            task.cancel()
-        self._record(
-            request,
-            Outcome(
-                Response(request.id, True, {"cancelled": found}),
-                {"id": request.id, "op": "cancel", "target": target, "cancelled": found},
-                f"the technician cancelled request {target}" if found else "",
-            ),
-        )
-        self._spawn(self._send(Response(request.id, True, {"cancelled": found}).to_frame()))
+        if task is None or task.done() or target in self._cancelled:
+            self._reject(request.id, "unknown", f"request {target} is not in flight")
+            return
+        self._cancelled.add(target)
+        task.cancel()
+        answer = Response(request.id, True, {"cancelled": True})
+        record = {"id": request.id, "op": "cancel", "target": target, "cancelled": True}
+        self._record(request, Outcome(answer, record, f"the technician cancelled request {target}"))
+        self.write_now(answer.to_frame())
 
     def write_now(self, frame: bytes) -> None:
         if self.channel is not None:
             self.channel.write_now(frame)
 
-    def _reject(self, request_id: int, code: str, message: str) -> None:
+    def _rejected(self) -> bool:
+        """Count one rejected message or refused request; False past MAX_REJECTS, and
+        the first time past it, the session ends."""
         self._rejects += 1
-        if self._rejects > MAX_REJECTS:
-            if self._rejects == MAX_REJECTS + 1:
-                why = f"the technician's client sent over {MAX_REJECTS} bad or excess messages"
-                self._spawn(self.end(why, notify=True))
+        if self._rejects == MAX_REJECTS + 1:
+            why = f"the technician's client sent over {MAX_REJECTS} bad or excess messages"
+            self._end_soon(why)
+        return self._rejects <= MAX_REJECTS
+
+    def _reject(self, request_id: int, code: str, message: str) -> None:
+        if not self._rejected():
             return
         message = message[:500]
         self.recorder.event("protocol_error", id=request_id, error=code, message=message)
-        self.agent.observer.say(f"rejected a {code} request: {message}")
-        self._spawn(self._send(Response(request_id, False, error=code, message=message).to_frame()))
+        self.agent.observer.say(f"rejected a request ({code}): {message}")
+        # Frames are served only while the channel has room: the answer is written at once.
+        self.write_now(Response(request_id, False, error=code, message=message).to_frame())
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(self._quietly(coro))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    @staticmethod
-    async def _quietly(coro: Any) -> None:
-        with contextlib.suppress(ConnectionError):
-            await coro
+    def _end_soon(self, why: str) -> None:
+        """End from a callback, telling the technician why. Kept apart from the tasks
+        end() cancels: another end() already under way makes this one a no-op."""
+        task = asyncio.get_running_loop().create_task(self.end(why, notify=True))
+        self._ending.add(task)
+        task.add_done_callback(self._ending.discard)
 
     async def _serve(self, request: Request) -> None:
         try:
@@ -441,8 +575,7 @@ class AgentSession:
         Nothing is printed here: the customer's screen may be a file on that same disk;
         share shows the error once the session has ended (SessionEnd.failure).
         """
-        why = "the customer's transcript could not be written, so the session ended"
-        self._spawn(self.end(why, notify=True))
+        self._end_soon("the customer's transcript could not be written, so the session ended")
 
     async def _send(self, frame: bytes) -> None:
         if self.channel is None:
@@ -452,7 +585,12 @@ class AgentSession:
     # -- the end ---------------------------------------------------------------
 
     async def end(self, reason: str, *, notify: bool = False) -> None:
-        """End once: stop operations, tell the technician (``notify``), seal, disconnect."""
+        """End once: stop operations, tell the technician (``notify``), seal, disconnect.
+
+        Within about END_GRACE whatever the technician does: the customer's copy is
+        sealed first, and the "ended" message waits that long at most for a
+        technician who does not read.
+        """
         if self._ended:
             return
         self._ended = True
@@ -460,21 +598,28 @@ class AgentSession:
         for task in list(self._tasks):
             if task is not current:
                 task.cancel()
-        if notify and self.channel is not None:
-            with contextlib.suppress(ConnectionError, TimeoutError):  # a peer not reading
-                await asyncio.wait_for(
-                    self.channel.send(Response(0, False, error="ended", message=reason).to_frame()),
-                    2.0,
-                )
         self._ticker.cancel()
+        channel = self.channel
+        if notify and channel is not None:
+            channel.write_now(Response(0, False, error="ended", message=reason).to_frame())
         if not self.recorder.closed:
             with contextlib.suppress(TranscriptWriteError):  # kept in recorder.failure
                 self.recorder.close(reason)
-        if self.channel is not None:
-            self.channel.close()
+        if notify and channel is not None:
+            await channel.drained(END_GRACE)
+        if channel is not None:
+            channel.close()
         self.connection.close()
         self.agent.observer.say(f"session ended: {reason}")
         self.agent.finished(SessionEnd(reason, self.path, self.recorder.failure))
 
 
-__all__ = ["AGENT_PRINCIPAL", "MAX_IN_FLIGHT", "AgentSession", "SessionChannel", "SessionEnd"]
+__all__ = [
+    "AGENT_PRINCIPAL",
+    "MAX_IN_FLIGHT",
+    "MAX_REJECTS",
+    "SEND_HIGH",
+    "AgentSession",
+    "SessionChannel",
+    "SessionEnd",
+]

@@ -40,6 +40,8 @@ OPEN_TIMEOUT = 15.0
 #: Verdicts on input are sent in batches this often (they only feed the technician's
 #: transcript, never the screen, so they need not be fast).
 VERDICT_DELAY = 0.02
+#: Window changes are applied (and recorded) at most once per this many seconds.
+RESIZE_INTERVAL = 0.05
 
 
 class ShellError(Exception):
@@ -69,6 +71,11 @@ class AgentShell:
         self._judge = EchoJudge()
         self._expiry: asyncio.TimerHandle | None = None
         self._flush_handle: asyncio.TimerHandle | None = None
+        self._size: tuple[int, int] | None = None  # the last window size asked for
+        self._applied: tuple[int, int] | None = None  # the last one applied and recorded
+        self._resize_handle: asyncio.TimerHandle | None = None
+        #: The protocol channel has no room for verdicts: take no input meanwhile.
+        self.input_held = session.answers_waiting
 
     @property
     def awaiting_channel(self) -> bool:
@@ -131,6 +138,7 @@ class AgentShell:
                 height=height,
             )
             rec.resize(max(width, 1), max(height, 1))
+        self._size = self._applied = (width, height)
         session.agent.observer.say(f"shell started ({self.pty.shell}, {width}x{height})")
         session.agent.observer.shell_size(width, height)
         self.pty.read_into(self._output, self._pty_closed)
@@ -198,14 +206,34 @@ class AgentShell:
         self._settle()
 
     def resize(self, width: int, height: int) -> None:
+        """A window change: applied and recorded at once, then at most once per
+        RESIZE_INTERVAL (the latest size wins), so a flood of them costs nothing more."""
         if self.pty is None or width <= 0 or height <= 0:
             return
+        self._size = (width, height)
+        if self._resize_handle is None:
+            self._apply_size()
+
+    def _apply_size(self) -> None:
+        self._resize_handle = None
+        if self.pty is None or self._size is None or self._size == self._applied:
+            return
+        self._applied = (width, height) = self._size
         self.pty.resize(width, height)
         self.session.agent.observer.shell_size(width, height)
         self.resizes += 1
         rec = self.session.recorder
         if not rec.closed:
             rec.resize(width, height)
+        self._resize_handle = asyncio.get_running_loop().call_later(
+            RESIZE_INTERVAL, self._apply_size
+        )
+
+    def hold_input(self, held: bool) -> None:
+        """Take no input while ``held`` (its verdicts would have nowhere to go)."""
+        self.input_held = held
+        if self.channel is not None:
+            self.channel.hold_input(held)
 
     def hang_up(self) -> None:
         """The technician closed the channel (the escape, or the session's end)."""
@@ -217,8 +245,9 @@ class AgentShell:
 
     async def close(self) -> None:
         """Whatever happened: no shell, no channel, no verdict left unsent."""
-        if self._expiry is not None:
-            self._expiry.cancel()
+        for handle in (self._expiry, self._resize_handle):
+            if handle is not None:
+                handle.cancel()
         self._apply(self._judge.give_up())
         self.flush_verdicts()
         if self.pty is not None:
@@ -264,6 +293,7 @@ class ShellChannel(asyncssh.SSHServerSession[bytes]):
         self._shell = shell
         self._chan: asyncssh.SSHServerChannel[bytes] | None = None
         self._term: tuple[str, int, int] | None = None
+        self._running = False  # asyncssh reads the channel only once the shell started
         self._closed = False
 
     def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
@@ -290,6 +320,7 @@ class ShellChannel(asyncssh.SSHServerSession[bytes]):
 
     def session_started(self) -> None:
         assert self._term is not None
+        self._running = True
         term, width, height = self._term
         task = asyncio.get_running_loop().create_task(self._shell.start(term, width, height))
         task.add_done_callback(self._started)
@@ -301,6 +332,17 @@ class ShellChannel(asyncssh.SSHServerSession[bytes]):
     def data_received(self, data: bytes, datatype: int | None) -> None:
         if datatype is None:
             self._shell.input(data)
+        if self._shell.input_held:  # held before the shell started: asyncssh read on
+            self.hold_input(True)
+
+    def hold_input(self, held: bool) -> None:
+        """Stop reading input (it then waits in the technician's SSH window), or read on."""
+        if self._chan is None or self._closed or not self._running:
+            return
+        if held:
+            self._chan.pause_reading()
+        else:
+            self._chan.resume_reading()
 
     def terminal_size_changed(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
         self._shell.resize(width, height)
