@@ -340,7 +340,7 @@ def test_a_channel_request_on_the_protocol_channel_fails_and_is_recorded(
 ) -> None:
     async def main() -> None:
         async with hostile_session(tmp_path) as h:
-            chan = h.channel.writer.channel
+            chan = h.channel.chan
             # The request really fails in SSH (want_reply: the agent answers FAILURE).
             assert await chan._make_request(name.encode(), CHANNEL_REQUESTS[name]) is False
             await h.channel.still_serves()
