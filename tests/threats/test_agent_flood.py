@@ -37,10 +37,11 @@ from tests.threats.agent_support import (
     running_agent,
 )
 from toolkit.agent.session import MAX_IN_FLIGHT, MAX_REJECTS, SEND_HIGH
-from toolkit.agent.shell import RESIZE_INTERVAL
+from toolkit.agent.shell import PTY_INPUT_HIGH, RESIZE_INTERVAL
 from toolkit.consent import Scope
 from toolkit.session.protocol import KIND_DATA, MAX_FRAME
 from toolkit.transcript.verify import read_events
+from toolkit.transport.tuning import MAX_PACKET
 
 #: Messages in each flood: enough that anything kept per message would show.
 FLOOD = 20_000
@@ -326,6 +327,32 @@ def test_shell_input_waits_while_the_protocol_channel_is_full(tmp_path: Path) ->
             while (await channel.answer()).id != 1:
                 pass
             await _until(lambda: session.shell is not None and session.shell.input_bytes > 0)
+            assert await ctrl_c(h) < END_WITHIN
+            end = await h.agent.wait()
+        assert_sealed(end)
+
+    run(main())
+
+
+def test_input_a_busy_shell_does_not_read_waits_with_the_technician(tmp_path: Path) -> None:
+    # While the shell runs something that reads no input, typed input piles up in the
+    # agent only to a bound; the rest waits in the technician's SSH window.
+    async def main() -> None:
+        async with hostile_session(tmp_path, scopes=SHELL, stopping=True) as h:
+            channel, chan = await open_shell(h)
+            channel.read_again()
+            session = h.agent.session
+            assert session is not None and session.shell is not None
+            shell = session.shell
+            chan.write(b"sleep 30\n")
+            await _until(lambda: shell.input_bytes > 0)
+            flood = 4 << 20
+            chan.write(b"x" * flood)
+            await _until(lambda: shell.input_held)
+            await chan._make_request(b"keepalive@openssh.com")  # what it read has arrived
+            assert shell.pty is not None
+            assert shell.pty.input_waiting <= PTY_INPUT_HIGH + MAX_PACKET
+            assert shell.input_bytes < flood / 2  # the rest was never read
             assert await ctrl_c(h) < END_WITHIN
             end = await h.agent.wait()
         assert_sealed(end)

@@ -114,6 +114,8 @@ class PtyShell:
         self._reading = False
         self._closed = False
         self._pending = bytearray()  # input the PTY had no room for yet
+        #: Called when input that had to wait has all gone to the PTY.
+        self.on_input_drained: Callable[[], None] | None = None
         self._readable: Callable[[], None] = lambda: None
 
     @classmethod
@@ -155,6 +157,11 @@ class PtyShell:
             with contextlib.suppress(OSError):
                 set_size(self.master, width, height)
 
+    @property
+    def input_waiting(self) -> int:
+        """Bytes of input the PTY had no room for yet (the shell is not reading)."""
+        return len(self._pending)
+
     def write(self, data: bytes) -> None:
         """Input for the shell; what the PTY has no room for waits, in order, never dropped."""
         if self._closed:
@@ -182,6 +189,8 @@ class PtyShell:
         del self._pending[:written]
         if not self._pending:
             asyncio.get_running_loop().remove_writer(self.master)
+            if self.on_input_drained is not None:
+                self.on_input_drained()
 
     def read_into(self, on_output: Callable[[bytes], None], on_end: Callable[[], None]) -> None:
         """Call ``on_output`` with each chunk of output, then ``on_end`` once the PTY closes."""

@@ -42,6 +42,9 @@ OPEN_TIMEOUT = 15.0
 VERDICT_DELAY = 0.02
 #: Window changes are applied (and recorded) at most once per this many seconds.
 RESIZE_INTERVAL = 0.05
+#: Input the shell has not read yet, beyond which the agent reads no more from the
+#: technician (it waits in their SSH window) until the shell has taken it all.
+PTY_INPUT_HIGH = 64 * 1024
 
 
 class ShellError(Exception):
@@ -74,8 +77,10 @@ class AgentShell:
         self._size: tuple[int, int] | None = None  # the last window size asked for
         self._applied: tuple[int, int] | None = None  # the last one applied and recorded
         self._resize_handle: asyncio.TimerHandle | None = None
-        #: The protocol channel has no room for verdicts: take no input meanwhile.
-        self.input_held = session.answers_waiting
+        #: Why input is held, if it is: the protocol channel has no room for verdicts
+        #: ("answers"), or the shell has not read what it was given ("pty").
+        self._holds: set[str] = {"answers"} if session.answers_waiting else set()
+        self.input_held = bool(self._holds)
 
     @property
     def awaiting_channel(self) -> bool:
@@ -141,6 +146,7 @@ class AgentShell:
         self._size = self._applied = (width, height)
         session.agent.observer.say(f"shell started ({self.pty.shell}, {width}x{height})")
         session.agent.observer.shell_size(width, height)
+        self.pty.on_input_drained = lambda: self._hold("pty", False)
         self.pty.read_into(self._output, self._pty_closed)
         if not self._opened.done():
             self._opened.set_result(None)
@@ -175,6 +181,8 @@ class AgentShell:
         self._judge.typed(data, self.pty.input_mode(), loop.time())  # before the write
         self.pty.write(data)
         self.input_bytes += len(data)
+        if self.pty.input_waiting > PTY_INPUT_HIGH:  # a shell that does not read its input
+            self._hold("pty", True)
         self._settle()
 
     def _settle(self) -> None:
@@ -231,9 +239,17 @@ class AgentShell:
 
     def hold_input(self, held: bool) -> None:
         """Take no input while ``held`` (its verdicts would have nowhere to go)."""
-        self.input_held = held
-        if self.channel is not None:
-            self.channel.hold_input(held)
+        self._hold("answers", held)
+
+    def _hold(self, reason: str, held: bool) -> None:
+        before = self.input_held
+        if held:
+            self._holds.add(reason)
+        else:
+            self._holds.discard(reason)
+        self.input_held = bool(self._holds)
+        if self.channel is not None and self.input_held != before:
+            self.channel.hold_input(self.input_held)
 
     def hang_up(self) -> None:
         """The technician closed the channel (the escape, or the session's end)."""
