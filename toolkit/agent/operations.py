@@ -276,7 +276,12 @@ class Operations:
         except BaseException:
             _kill_group(process.pid)
             with contextlib.suppress(BaseException):
-                await asyncio.shield(process.wait())
+                # Read its pipes to their end too: a pipe paused mid-output would keep its
+                # transport past the event loop's end.
+                drained = asyncio.gather(
+                    _drain(process.stdout), _drain(process.stderr), process.wait()
+                )
+                await asyncio.shield(asyncio.wait_for(drained, 1.0))
             raise
         # Whatever it left running in its group (a child sent to the background with
         # its output elsewhere) would outlive the session: nothing else tracks it.
@@ -301,6 +306,12 @@ class Operations:
             streams.hashes[stream].update(chunk)
             for frame in data_frames(request_id, stream, chunk):
                 await self._send(frame)
+
+
+async def _drain(reader: asyncio.StreamReader | None) -> None:
+    if reader is not None:
+        while await reader.read(PIPE_CHUNK):
+            pass
 
 
 def _kill_group(pgid: int) -> None:
