@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from toolkit.identity.keys import public_line
 from toolkit.identity.signer import KeySigner
-from toolkit.transcript.models import NAMESPACE_SEAL, NAMESPACES
+from toolkit.transcript.models import FORMAT_VERSION, NAMESPACE_SEAL, NAMESPACES
 from toolkit.transcript.recorder import Recorder, new_header
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,9 +68,15 @@ def write_allowed_signers(path: Path, signer: KeySigner) -> Path:
     return path
 
 
-def new_recorder(path: Path, signer: KeySigner) -> Recorder:
+def new_recorder(path: Path, signer: KeySigner, format: int = FORMAT_VERSION) -> Recorder:
     header = new_header(
-        "Alice Tech", EMAIL, signer, "T-1", scope=["diagnostics", "fixes"], customer_host="pc-42"
+        "Alice Tech",
+        EMAIL,
+        signer,
+        "T-1",
+        scope=["diagnostics", "fixes"],
+        customer_host="pc-42",
+        format=format,
     )
     return Recorder.create(path, header, signer)
 
