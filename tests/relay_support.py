@@ -25,6 +25,7 @@ import asyncssh
 from tests.integration.share_process import Person, end
 from tests.session_support import Collector, Customer, identity, start_agent
 from toolkit.agent.server import Agent
+from toolkit.cli._relay import rendezvous_for
 from toolkit.consent import Consent, Scope, parse_code
 from toolkit.identity.store import Identity
 from toolkit.relay._log import EventLog
@@ -160,20 +161,14 @@ async def relayed_agent(
     offered: Sequence[Scope] = (Scope.DIAGNOSTICS,),
     ttl: float = 600.0,
 ) -> RelayedAgent:
-    """An agent behind a rendezvous at ``route``, as toolkit share --relay starts one."""
+    """An agent behind a rendezvous at ``route``, as toolkit share --relay starts one.
+
+    ``screen`` is what the customer sees (codes only once the relay holds their name).
+    """
     made: list[AgentRendezvous] = []
 
     def rendezvous(agent: Agent) -> AgentRendezvous:
-        made.append(
-            AgentRendezvous(
-                route,
-                ttl=ttl,
-                say=agent.observer.say,
-                in_session=lambda: agent.session is not None,
-                renamed=lambda: agent.fresh_code("the relay gave this share a new rendezvous"),
-                backoff=FAST_BACKOFF,
-            )
-        )
+        made.append(rendezvous_for(agent, route, backoff=FAST_BACKOFF))
         return made[0]
 
     agent, screen, customer = await start_agent(

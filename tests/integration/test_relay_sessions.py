@@ -12,20 +12,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import pytest
 
 from tests.helpers import allowed_signers_line
 from tests.relay_support import (
+    RelayedAgent,
+    RunningRelay,
     command,
     consent_through,
     eventually,
+    raw_client,
     relayed_agent,
     running_relay,
     session_through,
+    try_register,
 )
 from tests.session_support import MARKER, identity
 from tests.threats.agent_support import assert_sealed
-from toolkit.consent import CodeExpired, parse_code
+from toolkit.consent import CodeExpired, CodeState, nameplate_of, parse_code
 from toolkit.errors import TransportError
 from toolkit.identity.allowed_signers import AllowedSigners
 from toolkit.relay._wire import register_host
@@ -269,3 +274,107 @@ def test_a_hundred_sessions_at_once_through_one_relay_without_cross_talk(
                 assert text.count(MARKER) == text.count(marker)  # nobody else's marker
 
     run(main(), 120)
+
+
+# -- a new code after the relay forgot the name -------------------------------------------
+
+
+def forgotten(relay: RunningRelay, name: str) -> bool:
+    """Whether the relay forgot ``name`` (its sweep, run now rather than every 5 s)."""
+    relay.relay.sweep()
+    return relay.relay.table.get(name) is None
+
+
+async def forgotten_and_taken(
+    relay: RunningRelay, agent: RelayedAgent
+) -> tuple[str, asyncssh.SSHClientConnection]:
+    """Until the share's code expired and the relay forgot its name; then another agent
+    (another customer's, from another address) registers that name."""
+    name = agent.rendezvous.name
+    await eventually(lambda: agent.agent.codes.current.state is CodeState.EXPIRED)
+    await eventually(lambda: forgotten(relay, name))
+    other = await raw_client(relay.port, source="127.0.0.2")
+    assert await try_register(other, int(name)) == name
+    return name, other
+
+
+def test_a_new_code_after_the_relay_gave_the_name_away_carries_a_name_held_for_this_agent(
+    tmp_path: Path,
+) -> None:
+    # The relay keeps a name 5 s past its code and forgets it 60 s later; both are made
+    # short here (--max-ttl caps the 5 s, the cool-down is 0) instead of waiting 65 s.
+    async def main() -> None:
+        async with running_relay(tmp_path, max_ttl=2, cooldown=0) as relay:
+            agent = await relayed_agent(tmp_path, relay.route, ttl=2)
+            mine = relay.log.events("register")[0]["key"]
+            name, other = await forgotten_and_taken(relay, agent)
+            agent.agent.fresh_code("you asked for a new code")
+            await eventually(lambda: len(agent.screen.codes) >= 2)
+            shown = parse_code(agent.screen.codes[-1].display.reveal())
+            plate = nameplate_of(shown)
+            held = relay.relay.table.get(plate)
+            assert plate != name and held is not None
+            assert held.owner == mine and held.holder is not None  # registered, for this agent
+            assert agent.rendezvous.name == plate
+            conn, consent = await consent_through(relay.route, shown)
+            assert consent.host_key == agent.agent.host_key.blob  # this agent, reached
+            conn.close()
+            # The code made for the lost name never reached the screen.
+            assert len(agent.screen.codes) == 2
+            assert any("new rendezvous" in line for line in agent.screen.lines)
+            other.close()
+            await agent.agent.stop("test over")
+
+    run(main())
+
+
+def test_no_name_to_be_had_for_a_new_code_is_one_sentence_and_no_code(tmp_path: Path) -> None:
+    # One new name per address and per key, for good: the agent had it, the relay forgot
+    # it and gave it to another agent; there is nothing left for this one.
+    async def main() -> None:
+        async with running_relay(
+            tmp_path, max_ttl=2, cooldown=0, register_burst=1, register_rate=0.001
+        ) as relay:
+            agent = await relayed_agent(tmp_path, relay.route, ttl=2)
+            name, other = await forgotten_and_taken(relay, agent)
+            before = list(agent.screen.lines)
+            agent.agent.fresh_code("you asked for a new code")
+            await eventually(lambda: any("no code" in line for line in agent.screen.lines))
+            said = agent.screen.lines[len(before) :]
+            told = [line for line in said if "no code" in line]
+            assert len(told) == 1
+            assert "too many new rendezvous from your address" in told[0]
+            assert told[0].count(". ") == 0  # one sentence
+            await asyncio.sleep(0.3)  # nothing else comes: the code made is never shown
+            assert len(agent.screen.codes) == 1
+            taken = relay.relay.table.get(name)
+            assert taken is not None and taken.owner != relay.log.events("register")[0]["key"]
+            other.close()
+            await agent.agent.stop("test over")
+
+    run(main())
+
+
+def test_a_new_code_asked_for_while_the_relay_is_down_is_shown_once_it_is_back(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        async with running_relay(tmp_path) as relay:
+            port, key = relay.port, relay.key
+            agent = await relayed_agent(tmp_path, relay.route)
+            name = agent.rendezvous.name
+        await eventually(lambda: any("reconnecting" in line for line in agent.screen.lines))
+        agent.agent.fresh_code("you asked for a new code")
+        await eventually(lambda: any("once it is back" in line for line in agent.screen.lines))
+        assert len(agent.screen.codes) == 1  # no code whose name nobody holds
+        async with running_relay(tmp_path, port=port, key=key, trusted=False) as again:
+            await eventually(lambda: len(agent.screen.codes) == 2)
+            shown = parse_code(agent.screen.codes[-1].display.reveal())
+            assert nameplate_of(shown) == name == agent.rendezvous.name
+            held = again.relay.table.get(name)
+            assert held is not None and held.holder is not None
+            conn, _ = await consent_through(again.route, shown)
+            conn.close()
+            await agent.agent.stop("test over")
+
+    run(main())

@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 import pytest
@@ -46,7 +47,7 @@ from tests.relay_support import (
     try_register,
 )
 from tests.session_support import MARKER
-from toolkit.consent import WrongCode, parse_code
+from toolkit.consent import CodeState, ConsentError, WrongCode, parse_code
 from toolkit.errors import ExitCode, TransportError
 from toolkit.relay._wire import register_host
 from toolkit.relay.server import RelayOptions, read_technicians
@@ -443,3 +444,115 @@ def test_escapes_from_a_hostile_relay_never_reach_the_customer_or_technician_raw
         assert "owned" in done.stderr, what  # what the relay said is shown, escaped
         assert "\\x1b[2J" in done.stderr, what
         assert raw(done.stderr) == [] and raw(done.stdout) == [], (what, done.stderr)
+
+
+# -- codes made without the customer asking -----------------------------------------------
+
+
+def test_a_technician_who_burns_the_code_and_sends_junk_through_the_relay_gets_no_new_code(
+    tmp_path: Path,
+) -> None:
+    # Nothing a technician does at the rendezvous drops the agent's relay connection or
+    # its name, so nothing makes a code the customer did not ask for.
+    async def main() -> None:
+        async with running_relay(tmp_path) as relay:
+            agent = await relayed_agent(tmp_path, relay.route)
+            name, digits = agent.rendezvous.name, agent.code.reveal()
+            for guess in ("000001", "000002", "000003"):
+                if guess == digits[-6:]:
+                    guess = "999999"
+                with pytest.raises(ConsentError):
+                    await consent_through(relay.route, parse_code(name + guess))
+            with pytest.raises(ConsentError):  # burned now
+                await consent_through(relay.route, agent.code)
+            technician = await dial(relay.route)
+            for junk in (b"\x00" * 70000, b"SSH-2.0-x\r\n" + b"\xff" * 5000, b"toolkit-probe x\n"):
+                chan, _ = await technician.create_unix_connection(
+                    asyncssh.SSHUNIXSession, f"/r/{name}"
+                )
+                chan.write(junk)
+                chan.write_eof()
+                await chan.wait_closed()
+            technician.close()
+            await asyncio.sleep(0.5)
+            assert agent.rendezvous.reconnects == 0 and agent.rendezvous.name == name
+            assert agent.agent.codes.made == 1 and len(agent.screen.codes) == 1
+            assert [e["name"] for e in relay.log.events("register")] == [name]
+            await agent.agent.stop("test over")
+
+    run(main())
+
+
+def test_a_stranger_cannot_take_a_live_shares_name_to_make_it_show_a_new_code(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        async with running_relay(tmp_path) as relay:
+            agent = await relayed_agent(tmp_path, relay.route)
+            name = agent.rendezvous.name
+            stranger = await raw_client(relay.port, source="127.0.0.2")
+            assert await try_register(stranger, int(name)) is None  # in use
+            conn = agent.rendezvous._conn
+            assert conn is not None
+            conn.abort()  # even while the agent is away, the name waits for its key
+            assert await try_register(stranger, int(name)) is None
+            await eventually(lambda: agent.rendezvous.reconnects == 1)
+            assert agent.rendezvous.name == name and agent.agent.codes.made == 1
+            why = {e["why"] for e in relay.log.events("register_refused")}
+            assert why == {"the name is in use"}
+            stranger.close()
+            await agent.agent.stop("test over")
+
+    run(main())
+
+
+def test_a_relay_that_keeps_giving_the_name_away_gets_one_code_per_customer_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A hostile relay (or one restarted again and again while others grab names) refuses
+    # the agent its name at every reconnect and every renewal, and hands it a new one.
+    # The agent makes a code for a new name without being asked at most once per code
+    # the customer asked for (the first included); past that the code shown is
+    # withdrawn and the customer asks for the next.
+    async def main() -> None:
+        async with running_relay(tmp_path) as relay:
+            honest = relay.relay.register
+
+            def never_the_same(who: Any, host: str, port: int) -> Any:
+                # Refuse every name asked for: a reconnect or a renewal gets a new one.
+                return False if port else honest(who, host, 0)
+
+            monkeypatch.setattr(relay.relay, "register", never_the_same)
+            agent = await relayed_agent(tmp_path, relay.route)
+
+            async def drop(times: int) -> None:
+                conn = agent.rendezvous._conn
+                assert conn is not None
+                conn.abort()
+                await eventually(lambda: agent.rendezvous.reconnects == times)
+
+            await drop(1)
+            await eventually(lambda: len(agent.screen.codes) == 2)  # the code shown was lost
+            shown = agent.screen.codes[-1].display.reveal()
+            assert shown.startswith(agent.rendezvous.name + "-")
+            await drop(2)
+            await eventually(
+                lambda: agent.agent.codes.current.state is CodeState.EXPIRED
+            )  # withdrawn: the customer is told to ask
+            assert any("yet another rendezvous" in line for line in agent.screen.lines)
+            agent.agent.fresh_code("you asked for a new code")  # the customer asks
+            await eventually(lambda: len(agent.screen.codes) == 3)
+            assert agent.screen.codes[-1].display.reveal().startswith(agent.rendezvous.name)
+            await drop(3)  # once more per code asked for
+            await eventually(lambda: len(agent.screen.codes) == 4)
+            await drop(4)
+            await eventually(lambda: agent.agent.codes.current.state is CodeState.EXPIRED)
+            await asyncio.sleep(0.3)
+            assert len(agent.screen.codes) == 4
+            withdrawn = [line for line in agent.screen.lines if "yet another rendezvous" in line]
+            assert len(withdrawn) == 2
+            # 2 codes asked for (the first, and one request): at most 2 x 2 made at all.
+            assert agent.agent.codes.made == 4
+            await agent.agent.stop("test over")
+
+    run(main())

@@ -10,9 +10,10 @@ import typer
 if TYPE_CHECKING:
     import asyncssh
 
-    from toolkit.agent.server import Agent
+    from toolkit.agent.server import Agent, Observer
+    from toolkit.consent import OneTimeCode
     from toolkit.secrets import Secret
-    from toolkit.transport.relay import RelayRoute
+    from toolkit.transport.relay import AgentRendezvous, RelayRoute
 
 #: Kept in step with toolkit.relay._wire.DEFAULT_SOCKET_DIR (a test checks), without
 #: importing it: --help stays fast.
@@ -53,17 +54,101 @@ def relay_shown(route: RelayRoute, code: Secret) -> str:
     return f"rendezvous {nameplate_of(code)} at the relay {route.address}"
 
 
-async def start_relayed(agent: Agent, route: RelayRoute, say: Callable[[str], None]) -> str:
-    """Start ``agent`` behind a rendezvous at the relay; what to tell the customer."""
-    from toolkit.transport.relay import AgentRendezvous
+class _RelayScreen:
+    """The customer's screen behind a relay: a code appears once the relay holds its name.
+
+    It also makes the code a new rendezvous name calls for (the code shown
+    cannot reach the agent any more), but not at anyone's bidding: at most
+    once per code the customer asked for, the first included. A relay that
+    keeps losing the name (a hostile one, or one restarted while others take
+    names) gets the code shown withdrawn instead, and the customer asks for
+    the next; nothing a technician or a stranger does loses the name, since
+    the relay keeps it for the agent's key (docs/relay.md).
+    """
+
+    def __init__(self, agent: Agent, screen: Observer, rendezvous: AgentRendezvous) -> None:
+        self._agent = agent
+        self._screen = screen
+        self._rendezvous = rendezvous
+        self._unasked = 0  # codes made for a new name since the customer last asked
+        self._renaming = False
+
+    def new_code(self, code: OneTimeCode) -> None:
+        if not self._renaming:
+            self._unasked = 0  # the first code, or one the customer asked for
+        self._rendezvous.show_when_held(code.display, lambda: self._show(code))
+
+    def _show(self, code: OneTimeCode) -> None:
+        from toolkit.consent import CodeState
+
+        # One that waited for the relay longer than it lives is not shown: the agent
+        # says it expired, and how to ask for another.
+        if code.state is CodeState.ACTIVE:
+            self._screen.new_code(code)
+
+    def renamed(self) -> None:
+        from toolkit.consent import CodeState
+
+        agent = self._agent
+        current = agent.codes.current
+        if agent.session is not None or current.state is not CodeState.ACTIVE:
+            return  # the customer asks for the next code anyway; it gets the new name
+        if self._unasked:
+            current.retire()
+            self._screen.say(
+                "the relay gave this share yet another rendezvous, "
+                "so the code shown no longer reaches it"
+            )
+            return
+        self._unasked += 1
+        self._renaming = True
+        try:
+            agent.fresh_code("the relay gave this share a new rendezvous")
+        finally:
+            self._renaming = False
+
+    def say(self, message: str) -> None:
+        self._screen.say(message)
+
+    def shell_size(self, width: int, height: int) -> None:
+        self._screen.shell_size(width, height)
+
+    def shell_output(self, data: bytes) -> None:
+        self._screen.shell_output(data)
+
+    def shell_ended(self) -> None:
+        self._screen.shell_ended()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._screen, name)  # whatever else the agent tells its screen
+
+
+def rendezvous_for(
+    agent: Agent,
+    route: RelayRoute,
+    say: Callable[[str], None] | None = None,
+    *,
+    backoff: tuple[float, float] | None = None,
+) -> AgentRendezvous:
+    """The rendezvous ``agent`` serves through; its screen then shows codes the relay holds."""
+    from toolkit.transport.relay import BACKOFF, AgentRendezvous
 
     rendezvous = AgentRendezvous(
         route,
         ttl=agent.settings.ttl,
-        say=say,
+        say=say or agent.observer.say,
         in_session=lambda: agent.session is not None,
-        renamed=lambda: agent.fresh_code("the relay gave this share a new rendezvous"),
+        backoff=backoff or BACKOFF,
     )
+    screen = _RelayScreen(agent, agent.observer, rendezvous)
+    rendezvous.renamed = screen.renamed
+    agent.observer = screen
+    return rendezvous
+
+
+async def start_relayed(agent: Agent, route: RelayRoute, say: Callable[[str], None]) -> str:
+    """Start ``agent`` behind a rendezvous at the relay; what to tell the customer."""
+    rendezvous = rendezvous_for(agent, route, say)
     await rendezvous.open()
     await agent.start(tunnel=rendezvous)
     return f"the relay {route.address} as rendezvous {rendezvous.name}"
@@ -82,5 +167,6 @@ __all__ = [
     "connect_relayed",
     "relay_route",
     "relay_shown",
+    "rendezvous_for",
     "start_relayed",
 ]

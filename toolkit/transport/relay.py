@@ -10,7 +10,8 @@ lists). Then:
   to itself, and serves its consent-gated SSH server over each forwarded
   channel (asyncssh's ``create_server(..., tunnel=...)``). Until a session
   starts it keeps the rendezvous through drops, reconnecting with backoff
-  under the same name, so the code it shows keeps working;
+  under the same name, so the code it shows keeps working. A code is shown
+  only once the relay holds its name for this agent (:meth:`AgentRendezvous.show_when_held`);
 - the technician (:func:`connect_through`) opens a ``direct-streamlocal``
   channel to the rendezvous and runs the same end-to-end SSH connection and
   consent handshake inside it (``connect(..., tunnel=...)``).
@@ -54,8 +55,11 @@ CONNECT_TIMEOUT = 20.0
 #: Seconds between reconnect attempts: doubling from the first to the last, with jitter.
 BACKOFF = (0.5, 30.0)
 #: The relay keeps a rendezvous this much longer than the code, so that a renewal for
-#: the next code (made within a second of the old one's end) always arrives in time.
+#: the next code (made within a second of the old one's end) always arrives in time;
+#: the next code made within this long after a registration is covered by it.
 TTL_GRACE = 5.0
+#: How long the relay may take to answer a new code's renewal before the customer is told.
+RENEW_TIMEOUT = 10.0
 #: Names an agent tries at each width on an OpenSSH relay before it widens.
 PROBES_PER_WIDTH = 8
 PROBE_TIMEOUT = 5.0
@@ -425,10 +429,13 @@ class AgentRendezvous:
     """The agent's end of a relay: dial out, hold a rendezvous, keep it until a session starts.
 
     Give it to ``Agent.start(tunnel=...)``; its :meth:`new_code` makes the codes
-    (the name, then 6 random digits). ``in_session`` says whether a session
-    runs (then a drop is not repaired: the session ends); ``renamed`` is
-    called when a reconnect could not keep the name, so the agent shows a
-    fresh code.
+    (the name, then 6 random digits), and :meth:`show_when_held` says when one
+    may be shown: once the relay holds its name for this agent (a new code
+    renews the name; a name the relay gave away meanwhile is replaced by a
+    fresh one). ``in_session`` says whether a session runs (then a drop is not
+    repaired: the session ends); ``renamed`` is called when a reconnect or a
+    renewal could not keep the name, so that a code with the new name can be
+    made (the code waiting to be shown, which has the old one, never is).
     """
 
     def __init__(
@@ -457,7 +464,13 @@ class AgentRendezvous:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._closed = asyncio.Event()
-        self._registered_now = False
+        # The next code, if made before this (loop time), is covered by the last registration.
+        self._covered_until = 0.0
+        self._made_at = 0.0  # when the last code was made
+        self._held = False  # whether the relay holds the last code's name for us
+        self._lost = False  # the relay refused our own name back: ask for a fresh one
+        self._waiting: Callable[[], None] | None = None  # shows the last code, once held
+        self._renewing: asyncio.Task[None] | None = None
         self._probes: dict[bytes, asyncio.Future[None]] = {}
 
     @property
@@ -477,7 +490,9 @@ class AgentRendezvous:
         if self._conn is None:
             await self.open()
         self._factory = session_factory
-        await self._register()
+        sent = self._now()
+        self.name = await self._register()
+        self._covered_until = sent + TTL_GRACE
         self._keeper = asyncio.get_running_loop().create_task(self._keep())
         return _Listener(self)
 
@@ -486,32 +501,110 @@ class AgentRendezvous:
     def new_code(self) -> Secret:
         """A code for the agent's CodeBook: this rendezvous's name and 6 secret digits.
 
-        Each new code renews the rendezvous at the relay for the code's lifetime.
+        Each new code renews the rendezvous at the relay for the code's lifetime
+        (unless a registration just made covers it); :meth:`show_when_held` says
+        when the code may be shown.
         """
-        if self._registered_now:
-            self._registered_now = False  # the registration that just happened covers it
-        elif self.toolkit_relay and self._conn is not None:
-            self._spawn(self._renew())
+        self._made_at = self._now()
+        self._waiting = None  # a code still waiting is replaced: it is never shown
+        if self._made_at <= self._covered_until:
+            self._covered_until = 0.0  # once: a later code renews (a relay may cap the time)
+            self._held = True
+        elif self._conn is None:
+            self._held = False  # reconnecting: the registration after it settles the name
+        elif not self.toolkit_relay:
+            self._held = True  # an OpenSSH relay keeps our socket as long as we are connected
+        else:
+            self._held = False
+            if self._renewing is None or self._renewing.done():
+                self._renewing = self._spawn(self._renew())
         return new_code(self.name)
 
+    def show_when_held(self, code: Secret, show: Callable[[], None]) -> None:
+        """Call ``show`` once the relay holds ``code``'s name for this agent: now if it does.
+
+        ``code`` is the one :meth:`new_code` made last. If its name cannot be
+        had, ``show`` is never called: a new name means a new code (``renamed``),
+        and with no name at all the customer is told so, in one sentence.
+        """
+        if nameplate_of(code) != self.name:
+            return
+        if self._held:
+            show()
+            return
+        self._waiting = show
+        if self._conn is None:
+            self.say(
+                f"the connection to the relay {self.route.address} is down, "
+                "so the new code will be shown once it is back"
+            )
+
     async def _renew(self) -> None:
-        with contextlib.suppress(asyncssh.Error, OSError, TransportError):
-            await self._register_toolkit(self.name)
+        """Renew the name for the last code (again if a later code came meanwhile)."""
+        while not self._held and not self._closing:
+            conn, sent = self._conn, self._now()
+            if conn is None:
+                return  # reconnecting: _reconnect settles it
+            try:
+                name = await asyncio.wait_for(self._claim_toolkit(self.name), RENEW_TIMEOUT)
+            except TimeoutError:
+                if conn is self._conn and not conn.is_closed():
+                    self._no_code(f"The relay {self.route.address} did not answer")
+                return
+            except (asyncssh.Error, OSError):
+                name = None
+            if conn is not self._conn or conn.is_closed():
+                return  # the connection dropped: _reconnect settles it
+            if name is None:
+                self._no_code(self._refusal("gave no rendezvous for the new code"))
+                return
+            if not self._registered(name, sent):
+                return
+
+    def _no_code(self, why: str) -> None:
+        """No name for the last code: it is never shown, and the customer is told why."""
+        self._waiting = None
+        self.say(f"{why}, so there is no code to read out; ask for a new code again later")
+
+    def _registered(self, name: str, sent: float) -> bool:
+        """The relay holds ``name`` for us since ``sent``; False when it is a new name."""
+        self._covered_until = sent + TTL_GRACE
+        self._lost = False
+        if name != self.name:
+            self.name, self._held, self._waiting = name, False, None
+            if self.renamed is not None:
+                self.renamed()  # its new code is made now, within the cover
+            return False
+        if self._made_at <= self._covered_until:
+            self._held = True
+            show, self._waiting = self._waiting, None
+            if show is not None:
+                self._covered_until = 0.0  # the cover was this code's
+                show()
+        return True
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
 
     # -- registration ------------------------------------------------------------------
 
-    async def _register(self, keep: str | None = None) -> None:
-        """Register ``keep`` if it is still ours (else a new name); sets ``self.name``."""
+    async def _register(self, keep: str | None = None) -> str:
+        """Register ``keep`` if it is still ours, else a new name; which, or TransportError."""
         if self.toolkit_relay:
-            name = await self._register_toolkit(keep) if keep else None
-            if name is None:
-                name = await self._register_toolkit(None)
+            name = await self._claim_toolkit(keep)
             if name is None:
                 raise self._refused()
-        else:
-            name = await self._bind_openssh(keep)
-        self.name = name
-        self._registered_now = True
+            return name
+        return await self._bind_openssh(keep)
+
+    async def _claim_toolkit(self, keep: str | None) -> str | None:
+        """``keep`` back (unless the relay refused it before), else a new name; None if none."""
+        if keep and not self._lost:
+            name = await self._register_toolkit(keep)
+            if name is not None:
+                return name
+            self._lost = True  # given away, or refused: a fresh name, and not this one again
+        return await self._register_toolkit(None)
 
     def _login(self) -> _RelayLogin | None:
         owner = self._conn.get_owner() if self._conn is not None else None
@@ -519,15 +612,20 @@ class AgentRendezvous:
 
     def _refused(self) -> TransportError:
         """Why the relay gave no rendezvous, in its words (made printable), if it said."""
-        login = self._login()
-        said = login.said if login is not None else None
         hint = "Try again in a few minutes; if it keeps refusing, ask the relay's operator."
-        if said:
-            return TransportError(
-                f"The relay {self.route.address} refused a rendezvous: {printable(said, 200)}.",
-                hint=hint,
-            )
+        if self._said() is not None:
+            return TransportError(f"{self._refusal('refused a rendezvous')}.", hint=hint)
         return TransportError(f"The relay {self.route.address} gave no rendezvous.", hint=hint)
+
+    def _said(self) -> str | None:
+        login = self._login()
+        return login.said if login is not None else None
+
+    def _refusal(self, what: str) -> str:
+        """``The relay HOST what: its reason`` (printable), or without a reason if it gave none."""
+        said = self._said()
+        reason = f": {printable(said, 200)}" if said else ""
+        return f"The relay {self.route.address} {what}{reason}"
 
     async def _register_toolkit(self, name: str | None) -> str | None:
         assert self._conn is not None and self._factory is not None
@@ -654,8 +752,8 @@ class AgentRendezvous:
             try:
                 self._conn = await dial(self.route, self._spare)
                 self.toolkit_relay = is_toolkit_relay(self._conn.get_extra_info("server_version"))
-                before = self.name
-                await self._register(keep=before)
+                before, sent = self.name, self._now()
+                name = await self._register(keep=before)
             except TransportError as exc:
                 if self._conn is not None:
                     self._conn.close()
@@ -664,20 +762,20 @@ class AgentRendezvous:
                 self.say(f"{exc.message} Next try in {delay:.0f} s.")
                 continue
             self.reconnects += 1
-            if self.name == before:
-                self._registered_now = False
-                self.say(f"reconnected to the relay {self.route.address}; the same code works")
+            if name == before:
+                # A code asked for meanwhile is shown now; else the one shown keeps working.
+                works = "" if self._waiting is not None else "; the same code works"
+                self.say(f"reconnected to the relay {self.route.address}{works}")
             else:
                 self.say(f"reconnected to the relay; rendezvous {before} was taken meanwhile")
-                self._registered_now = True
-                if self.renamed is not None:
-                    self.renamed()
+            self._registered(name, sent)
             return
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def close(self) -> None:
         """Give the rendezvous up and hang up (the agent is done)."""
