@@ -260,4 +260,4 @@ def test_a_burned_code_stays_until_the_customer_types_n(customer: Person) -> Non
     shown = "\n".join(rows)
     assert fresh != code
     assert "the code is burned after 3 failed tries (3 from 127.0.0.1)" in shown
-    assert "you asked for a new code; here is a new one" in shown
+    assert "you asked for a new code: making a new one" in shown

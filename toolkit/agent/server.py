@@ -304,7 +304,7 @@ class Agent:
             self.observer.say("a session is running: no new code")
             return
         self._failed_now.clear()
-        self.observer.say(f"{why}; here is a new one")
+        self.observer.say(f"{why}: making a new one")
         self.observer.new_code(self.codes.fresh())
 
     def code_unusable(self, why: str) -> None:
