@@ -129,8 +129,8 @@ def rechain(
         )
         time_part = line[: line.index(CHECKPOINT_MARK)]
         out += time_part + b', "c", ' + json.dumps(checkpoint.to_data()).encode() + b"]\n"
-    digest = sshsig.HASH_ALGORITHMS[seal_hash](out).digest()
-    seal = sshsig.sign_digest(seal_signer or signer, digest, seal_namespace, seal_hash).armor()
+    whole = sshsig.HASH_ALGORITHMS[seal_hash](out).digest()
+    seal = sshsig.sign_digest(seal_signer or signer, whole, seal_namespace, seal_hash).armor()
     return bytes(out), seal
 
 

@@ -37,7 +37,7 @@ def _record(path: Path, signer: Signer, format: int) -> Path:
 def _keygen_seal(ssh_keygen: str, key: Path, cast: Path, hashalg: str) -> bytes:
     copy = cast.with_name("oracle.cast")
     copy.write_bytes(cast.read_bytes())
-    sign = [ssh_keygen, "-q", "-Y", "sign", "-f", key, "-n", NAMESPACE_SEAL]
+    sign: list[str | Path] = [ssh_keygen, "-q", "-Y", "sign", "-f", key, "-n", NAMESPACE_SEAL]
     subprocess.run([*sign, "-O", f"hashalg={hashalg}", copy], check=True)
     return copy.with_name("oracle.cast.sig").read_bytes()
 
