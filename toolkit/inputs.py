@@ -11,10 +11,10 @@ the technician are a different matter: toolkit.policy.files.)
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO
 
 from toolkit.errors import UsageError
 
@@ -48,7 +48,7 @@ def _size(limit: int) -> str:
     return f"{limit} bytes"
 
 
-def open_regular(path: Path | str, *, what: str, limit: int | None = None) -> BinaryIO:
+def open_regular(path: Path | str, *, what: str, limit: int | None = None) -> io.BufferedReader:
     """``path`` opened for reading, if it is a regular file (of at most ``limit`` bytes).
 
     Raises :class:`UnreadableInput` otherwise. The checks are made on the
@@ -75,7 +75,7 @@ def open_regular(path: Path | str, *, what: str, limit: int | None = None) -> Bi
         if limit is not None and info.st_size > limit:
             raise UnreadableInput(what, path, f"it is larger than {_size(limit)}")
         os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
+        return open(fd, "rb")
     except BaseException:
         os.close(fd)
         raise

@@ -25,6 +25,7 @@ import binascii
 import enum
 import functools
 import hashlib
+import io
 import json
 import queue
 import re
@@ -34,7 +35,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from toolkit.errors import SignatureError, TranscriptFormatError, TranscriptVerificationError
 from toolkit.identity import sshsig
@@ -217,7 +218,7 @@ class _Scan:
 
 
 def _read_and_hash(
-    f: BinaryIO,
+    f: io.BufferedReader,
     first: bytes,
     chunks: queue.Queue[tuple[bytearray, int] | BaseException | None],
     free: queue.Queue[bytearray | None],
