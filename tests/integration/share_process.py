@@ -228,25 +228,32 @@ def sharing(
     *args: str | Path,
     logs: Path,
     terminal: bool = False,
+    scripted: bool = False,
     max_file_size: int | None = None,
 ) -> Iterator[Share]:
     """``toolkit share --json ARGS`` until the block ends; its first JSON line is read.
 
     Without ``terminal`` it runs with ``--yes``; with it, its stdin is a pseudo-terminal
-    that the test types the customer's answers into (:meth:`Share.type`). ``logs`` is
-    where its stderr goes (outside both people's dirs, so that a search there for the
-    code does not see the file the test keeps). ``max_file_size``: as for
-    :meth:`Person.toolkit`.
+    that the test types the customer's answers into (:meth:`Share.type`). ``scripted``:
+    its stdin is a pipe the test writes (``proc.stdin``), as a script's would be.
+    ``logs`` is where its stderr goes (outside both people's dirs, so that a search there
+    for the code does not see the file the test keeps); it goes there through a pipe, so
+    that ``max_file_size`` (as for :meth:`Person.toolkit`: RLIMIT_FSIZE, as a full disk)
+    limits what share writes, not its stderr.
     """
     logs.mkdir(parents=True, exist_ok=True)
     stderr_path = logs / f"share-{time.monotonic_ns()}.err"
     controller, stdin = pty.openpty() if terminal else (None, None)
     try:
-        with stderr_path.open("w", encoding="utf-8") as stderr:
-            flags = ("--json",) if terminal else ("--yes", "--json")
-            proc = customer.popen(
-                "share", *flags, *args, stdin=stdin, stderr=stderr, max_file_size=max_file_size
-            )
+        flags = ("--json",) if terminal else ("--yes", "--json")
+        proc = customer.popen(
+            "share",
+            *flags,
+            *args,
+            stdin=subprocess.PIPE if scripted else stdin,
+            stderr=subprocess.PIPE,
+            max_file_size=max_file_size,
+        )
     except BaseException:
         if controller is not None:
             os.close(controller)
@@ -255,14 +262,28 @@ def sharing(
         if stdin is not None:
             os.close(stdin)
     share = Share(proc, stderr_path, controller)
-    reader = threading.Thread(target=share._read, daemon=True, name="share-stdout")
-    reader.start()
+
+    def keep_stderr() -> None:
+        # As it comes, not by lines: a prompt has no newline until it is answered.
+        assert proc.stderr is not None
+        with stderr_path.open("wb") as kept:
+            while chunk := os.read(proc.stderr.fileno(), 65536):
+                kept.write(chunk)
+                kept.flush()
+
+    readers = [
+        threading.Thread(target=share._read, daemon=True, name="share-stdout"),
+        threading.Thread(target=keep_stderr, daemon=True, name="share-stderr"),
+    ]
+    for reader in readers:
+        reader.start()
     try:
         share.line()
         yield share
     finally:
         stop(proc)
-        reader.join(5)  # the pipe is at its end once the process is gone
+        for reader in readers:
+            reader.join(5)  # the pipes are at their end once the process is gone
         end(proc)
         if controller is not None:
             os.close(controller)

@@ -16,7 +16,6 @@ import re
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +34,6 @@ from tests.integration.share_process import (
     Share,
     end,
     sharing,
-    stop,
 )
 from toolkit.transcript.models import NAMESPACE_SEAL, Event
 
@@ -731,49 +729,9 @@ def test_customer_ctrl_c_while_asked_ends_share_cleanly(
 # -- the code: tries, expiry, reuse --------------------------------------------------------
 
 
-@contextmanager
-def scripted_share(
-    customer: Person, *args: str | Path, logs: Path, max_file_size: int | None = None
-) -> Iterator[Share]:
-    """``toolkit share --yes --json ARGS`` run by a script: its stdin a pipe the test writes.
-
-    Its stderr goes through a pipe into a file under ``logs``, so that ``max_file_size``
-    (RLIMIT_FSIZE, as a full disk) limits what share writes, not its stderr.
-    """
-    logs.mkdir(parents=True, exist_ok=True)
-    stderr_path = logs / f"share-{time.monotonic_ns()}.err"
-    proc = customer.popen(
-        "share",
-        "--yes",
-        "--json",
-        *args,
-        stdin=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        max_file_size=max_file_size,
-    )
-    share = Share(proc, stderr_path)
-
-    def keep_stderr() -> None:
-        assert proc.stderr is not None
-        with stderr_path.open("w", encoding="utf-8") as kept:
-            for line in proc.stderr:
-                kept.write(line)
-                kept.flush()
-
-    readers = [
-        threading.Thread(target=share._read, daemon=True, name="share-stdout"),
-        threading.Thread(target=keep_stderr, daemon=True, name="share-stderr"),
-    ]
-    for reader in readers:
-        reader.start()
-    try:
-        share.line()
-        yield share
-    finally:
-        stop(proc)
-        for reader in readers:
-            reader.join(5)
-        end(proc)
+def scripted_share(customer: Person, *args: str | Path, **options: Any) -> Any:
+    """``toolkit share --yes --json ARGS`` run by a script: its stdin a pipe the test writes."""
+    return sharing(customer, *args, scripted=True, **options)
 
 
 def ask_for_a_new_code(share: Share) -> None:
