@@ -26,15 +26,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
+import resource
+import select
 import shutil
 import socket as socketlib
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -54,7 +58,8 @@ from bench._common import (
 from bench.session import Share, _audited_cat, _homes
 from bench.sshd import Bastion, available, bastion_sshd, free_port, local_sshd
 
-BULK_GOAL = 1.5  # toolkit MB/s / plain OpenSSH MB/s through the same relay, at least
+#: Audited toolkit MB/s / plain OpenSSH MB/s through the same relay, at least.
+BULK_GOALS = {"toolkit relay": 1.5, "OpenSSH relay": 1.0}
 IDLE_GOAL_MB = 200.0  # relay RSS with 1,000 idle rendezvous, at most
 POLICY = """\
 [commands]
@@ -105,36 +110,49 @@ def toolkit_relay(env: dict[str, str], key: Path, *extra: str) -> Iterator[tuple
 
 
 def _through(
-    root: Path, technician: dict[str, str], relay: list[str], route: Any, data: Path, runs: int
-) -> list[float]:
-    """Audited runs through one relay: a fresh share each time, the technician here."""
+    root: Path,
+    technician: dict[str, str],
+    relay: list[str],
+    route: Any,
+    data: Path,
+    relay_cpu: Callable[[], float],
+) -> tuple[float, dict[str, float]]:
+    """One audited run through a relay, with a fresh share; the technician is this process.
+
+    Returns the seconds and each side's CPU seconds from the connection to the
+    session's end: technician, agent, and the relay (``relay_cpu``).
+    """
     from toolkit.transport.relay import connect_through
 
-    times = []
+    share = Share(root, root / "policy.toml", *relay)  # the customer's own environment
     saved = {k: os.environ.get(k) for k in ("HOME", "SSH_AUTH_SOCK")}
     os.environ["HOME"] = technician["HOME"]  # its known_hosts, its ssh key
     os.environ.pop("SSH_AUTH_SOCK", None)
+    before: dict[str, float] = {}
 
     async def through(ask: Any) -> tuple[Any, Any]:
+        before.update(technician=_self_cpu(), agent=process_cpu(share.proc.pid), relay=relay_cpu())
         return await connect_through(route, ask)
 
     try:
-        for _ in range(runs):
-            share = Share(root, root / "policy.toml", *relay)
-            try:
-                seconds, received, _ = asyncio.run(_audited_cat(root, share, data, through))
-            finally:
-                share.wait()
-            if received != data.stat().st_size:
-                raise RuntimeError(f"received {received} bytes of {data.stat().st_size}")
-            times.append(seconds)
+        try:
+            seconds, received, _ = asyncio.run(_audited_cat(root, share, data, through))
+            after = {
+                "technician": _self_cpu(),
+                "agent": process_cpu(share.proc.pid),  # a zombie until reaped: still there
+                "relay": relay_cpu(),
+            }
+        finally:
+            share.wait()
+        if received != data.stat().st_size:
+            raise RuntimeError(f"received {received} bytes of {data.stat().st_size}")
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return times
+    return seconds, {k: after[k] - before[k] for k in after}
 
 
 def _timed(argv: list[str], env: dict[str, str] | None = None) -> float:
@@ -145,9 +163,117 @@ def _timed(argv: list[str], env: dict[str, str] | None = None) -> float:
     return time.perf_counter() - start
 
 
+def _stat(pid: int) -> list[str]:
+    """/proc/PID/stat from field 3 on: [0] state, [1] ppid, [11:15] CPU ticks, [19] start."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and of the children it waited for (0.0 once it is reaped).
+
+    Right for toolkit's processes, which wait for theirs; sshd's are for :class:`CpuWatch`.
+    """
+    try:
+        fields = _stat(pid)
+    except OSError:
+        return 0.0
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuWatch:
+    """CPU seconds of process trees, counting processes that have ended (sshd's sessions).
+
+    An sshd session's processes end without their time reaching the listener
+    (the privileged monitor does not wait for its child), so a helper process
+    (``python -m bench.relay watch PID...``) samples every process under each
+    root every 0.1 s and keeps the last CPU time seen of each: a process loses
+    at most its last 0.1 s, and one shorter than that is missed.
+    """
+
+    def __init__(self, roots: list[int | None]) -> None:
+        self.roots = [r for r in roots if r is not None]
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.relay", "watch", *map(str, self.roots)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def read(self) -> dict[int, float]:
+        """CPU seconds so far under each root."""
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._proc.stdin.write("\n")
+        self._proc.stdin.flush()
+        return {int(k): v for k, v in json.loads(self._proc.stdout.readline()).items()}
+
+    def of(self, root: int | None) -> float:
+        """CPU seconds so far under one root (0.0 for None: not known)."""
+        return 0.0 if root is None else self.read().get(root, 0.0)
+
+    def close(self) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.close()
+        self._proc.wait(10)
+
+
+def _watch(roots: list[int]) -> int:
+    """CpuWatch's helper: a sample every 0.1 s; each line on stdin gets the sums as JSON."""
+    tick = os.sysconf("SC_CLK_TCK")
+    seen: dict[int, dict[tuple[int, str], float]] = {root: {} for root in roots}
+
+    def sample() -> None:
+        stats: dict[int, list[str]] = {}
+        children: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError, IndexError):
+                    stats[int(entry)] = fields = _stat(int(entry))
+                    children.setdefault(int(fields[1]), []).append(int(entry))
+        for root, times in seen.items():
+            stack = [root] if root in stats else []
+            while stack:
+                pid = stack.pop()
+                fields = stats[pid]
+                times[(pid, fields[19])] = (int(fields[11]) + int(fields[12])) / tick
+                stack += children.get(pid, [])
+
+    while True:
+        asked, _, _ = select.select([sys.stdin], [], [], 0.1)
+        sample()
+        if asked:
+            if not sys.stdin.readline():
+                return 0
+            print(json.dumps({r: sum(t.values()) for r, t in seen.items()}), flush=True)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _self_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _sshd_pid(workdir: Path) -> int | None:
+    """The listening sshd of bench.sshd's ``local_sshd(workdir)`` (its PidFile), if known."""
+    with contextlib.suppress(OSError, ValueError):
+        return int((workdir / "sshd.pid").read_text().split()[0])
+    return None
+
+
+@dataclass
+class Plain:
+    """Plain OpenSSH through the bastion: the ssh argv, and the processes that carry it."""
+
+    argv: list[str]
+    pids: list[int | None]  # ssh -R, ssh -L, the customer's sshd
+
+
 @contextmanager
-def _plain_openssh(root: Path, bastion: Bastion, key: Path) -> Iterator[list[str]]:
-    """An sshd behind ``ssh -R SOCKET`` at the bastion, reached with ``ssh -L``: its ssh argv."""
+def _plain_openssh(root: Path, bastion: Bastion, key: Path) -> Iterator[Plain]:
+    """An sshd behind ``ssh -R SOCKET`` at the bastion, reached with ``ssh -L``."""
     socket = bastion.socket_dir / "plain-ssh"
     common = [
         "-F",
@@ -189,7 +315,8 @@ def _plain_openssh(root: Path, bastion: Bastion, key: Path) -> Iterator[list[str
                 argv = customer.ssh_argv()
                 at = argv.index("-p")
                 argv[at + 1] = str(local)  # the customer's sshd, through the bastion
-                yield argv
+                sshd = _sshd_pid(root / "customer-sshd")
+                yield Plain(argv, [reverse.pid, forward.pid, sshd])
             finally:
                 forward.terminate()
                 forward.wait(10)
@@ -218,34 +345,67 @@ def bulk(mib: int, runs: int) -> dict[str, Any]:
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(relay_key)], check=True
         )
         public = " ".join(relay_key.with_name("relay_host_key.pub").read_text().split()[:2])
-        paths: dict[str, tuple[list[str], RelayRoute]] = {}
+        paths: dict[str, tuple[list[str], RelayRoute, int | None]] = {}
         setup: list[float] = []
         plain: list[float] = []
+        setup_cpu: list[dict[str, float]] = []
+        plain_cpu: list[dict[str, float]] = []
         with (
-            toolkit_relay(operator, relay_key) as (port, _),
+            toolkit_relay(operator, relay_key) as (port, relay_pid),
             bastion_sshd([k[1] for k in keys]) as bastion,
         ):
+            bastion_pid = _sshd_pid(bastion.socket_dir.parent / "sshd")
             paths["toolkit relay"] = (
                 ["--relay", f"127.0.0.1:{port}"],
                 RelayRoute(RelayAddress("127.0.0.1", port=port)),
+                relay_pid,
             )
             paths["OpenSSH relay"] = (
                 ["--relay", ALIAS, "--relay-dir", str(bastion.socket_dir)],
                 RelayRoute(RelayAddress(ALIAS), socket_dir=str(bastion.socket_dir)),
+                bastion_pid,
             )
             for env in (technician, customer):
                 _trust(env, f"[127.0.0.1]:{port} {public}\n")
                 _trust(env, bastion.known_hosts_line())
                 (Path(env["HOME"]) / ".ssh" / "config").write_text(bastion.ssh_config(ALIAS))
             results: dict[str, list[float]] = {name: [] for name in paths}
+            cpu: dict[str, list[dict[str, float]]] = {name: [] for name in paths}
             with _plain_openssh(root, bastion, keys[0][0]) as ssh:
+                reverse, forward, customer_sshd = ssh.pids
+                watch = CpuWatch([relay_pid, bastion_pid, *ssh.pids])
+
+                def sides() -> dict[str, float]:
+                    """CPU so far, by machine: the technician's, the customer's, the bastion."""
+                    now = watch.read()
+                    return {
+                        "technician": _children_cpu() + now.get(forward or 0, 0.0),
+                        "agent": now.get(customer_sshd or 0, 0.0) + now.get(reverse or 0, 0.0),
+                        "relay": now.get(bastion_pid or 0, 0.0),
+                    }
+
+                def timed(*command: str) -> tuple[float, dict[str, float]]:
+                    before = sides()
+                    seconds = _timed([*ssh.argv, *command])
+                    after = sides()
+                    return seconds, {k: after[k] - before[k] for k in after}
+
                 # Rounds take each path in turn, so that this machine's load, which
                 # changes by the minute, hits all three alike.
                 for _ in range(runs):
-                    for name, (relay, route) in paths.items():
-                        results[name] += _through(root, technician, relay, route, data, 1)
-                    setup += [_timed([*ssh, "true"]) for _ in range(2)]
-                    plain.append(_timed([*ssh, "cat", str(data)]))
+                    for name, (relay, route, pid) in paths.items():
+                        relay_cpu = functools.partial(watch.of, pid)
+                        seconds, used = _through(root, technician, relay, route, data, relay_cpu)
+                        results[name].append(seconds)
+                        cpu[name].append(used)
+                    for _ in range(2):
+                        seconds, used = timed("true")
+                        setup.append(seconds)
+                        setup_cpu.append(used)
+                    seconds, used = timed("cat", str(data))
+                    plain.append(seconds)
+                    plain_cpu.append(used)
+                watch.close()
     plain_net = [max(t - median(setup), 1e-9) for t in plain]
     rate_plain = size / median(plain_net) / 1e6
     rows: list[list[str]] = []
@@ -261,7 +421,13 @@ def bulk(mib: int, runs: int) -> dict[str, Any]:
                 f"{ratio:.2f}x",
             ]
         )
-        report[name] = {"seconds": summary(times), "mb_s": rate, "ratio": ratio}
+        report[name] = {
+            "seconds": summary(times),
+            "mb_s": rate,
+            "ratio": ratio,
+            "goal": BULK_GOALS[name],
+            "cpu": cpu[name],
+        }
     rows.append(
         [
             "ssh -R + ssh -L: ssh host cat (whole)",
@@ -279,17 +445,32 @@ def bulk(mib: int, runs: int) -> dict[str, Any]:
         ]
     )
     say(table(["what", "median s", "MB/s", "vs ssh"], rows))
+    # CPU by machine, medians: what each side would spend on a machine of its own.
+    sides_of = ("technician", "agent", "relay")
+    plain_net_cpu = [
+        {k: max(used[k] - median([s[k] for s in setup_cpu]), 0.0) for k in sides_of}
+        for used in plain_cpu
+    ]
+    cpu_rows = []
+    for name, used_list in [*cpu.items(), ("plain OpenSSH, minus set-up", plain_net_cpu)]:
+        meds = [median([u[k] for u in used_list]) for k in sides_of]
+        cpu_rows.append([name, *(f"{m:.2f}" for m in meds), f"{sum(meds):.2f}"])
+    say(f"CPU seconds per {mib} MiB, medians (plain OpenSSH: technician = ssh and ssh -L, "
+        "customer = sshd and ssh -R, relay = the bastion's sshd):")  # fmt: skip
+    say(table(["path", "technician", "customer", "relay", "sum"], cpu_rows))
     for name, numbers in report.items():
-        ok = numbers["ratio"] >= BULK_GOAL
-        say(f"{name}: {numbers['ratio']:.2f}x plain OpenSSH (goal >= {BULK_GOAL}x): {verdict(ok)}")
+        goal = numbers["goal"]
+        ok = numbers["ratio"] >= goal
+        say(f"{name}: {numbers['ratio']:.2f}x plain OpenSSH (goal >= {goal}x): {verdict(ok)}")
     return {
         "mib": mib,
         "runs": runs,
         "plain_ssh_seconds": summary(plain),
         "plain_ssh_setup_seconds": summary(setup),
         "plain_ssh_net_mb_s": rate_plain,
+        "plain_ssh_cpu": plain_cpu,
+        "plain_ssh_setup_cpu": setup_cpu,
         "relays": report,
-        "goal": BULK_GOAL,
     }
 
 
@@ -461,6 +642,8 @@ def idle(count: int, active: int) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["watch"]:  # CpuWatch's helper process
+        return _watch([int(pid) for pid in argv[1:]])
     p = argparse.ArgumentParser(prog="python -m bench.relay", description=__doc__)
     p.add_argument("which", nargs="*", help="bulk, idle (default: both)")
     p.add_argument("--quick", action="store_true", help="64 MiB, 2 runs; 200 idle, 20 active")
