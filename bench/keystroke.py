@@ -10,6 +10,11 @@ readline: it echoes each key itself). Keys alternate ``x`` and DEL (DEL's
 echo is a backspace), so the line never grows. Keys go in rounds, toolkit and
 ssh alternating, so that load on the machine hits both alike.
 
+The goal is what toolkit adds to a key's echo: median toolkit minus median
+``ssh -tt``, at most 0.25 ms on loopback. The ratio is printed too; it sets
+asyncssh's packet path in Python against OpenSSH's in C, not anything a
+person typing can feel.
+
     .venv/bin/python -m bench.keystroke [--keys 1000] [--rounds 10] [--quick]
 """
 
@@ -27,7 +32,8 @@ from bench._common import environment, median, save, say, scratch_dir, summary, 
 from bench.session import POLICY, Share
 from bench.sshd import available, local_sshd
 
-GOAL = 1.2  # toolkit median / OpenSSH median, at most
+#: What toolkit adds to a keystroke's echo: median toolkit - median ``ssh -tt``, at most.
+GOAL_ADDED = 0.25e-3  # seconds
 KEYS = (b"x", b"\x7f")
 ECHOES = (b"x", b"\x08")
 SETTLE = 0.5
@@ -196,6 +202,8 @@ def run(keys: int, rounds: int) -> dict[str, Any]:
         measured = asyncio.run(measure(root, keys, rounds))
     ours, ssh = measured["toolkit"], measured["ssh"]
     ms = 1000.0
+    added = median(ours) - median(ssh)
+    added99 = p99(ours) - p99(ssh)
     rows = [
         ["toolkit shell (recorded, both sides)", len(ours), median(ours) * ms, p99(ours) * ms,
          min(ours) * ms, max(ours) * ms],
@@ -203,20 +211,24 @@ def run(keys: int, rounds: int) -> dict[str, Any]:
          min(ssh) * ms, max(ssh) * ms],
     ]  # fmt: skip
     say(table(["client", "keys", "median ms", "p99 ms", "min ms", "max ms"], [
-        [r[0], r[1], *(f"{v:.3f}" for v in r[2:])] for r in rows
+        *([r[0], r[1], *(f"{v:.3f}" for v in r[2:])] for r in rows),
+        ["added by toolkit", "", f"{added * ms:+.3f}", f"{added99 * ms:+.3f}", "", ""],
     ]))  # fmt: skip
     ratio = median(ours) / median(ssh)
     ratio99 = p99(ours) / p99(ssh)
-    say(f"median ratio {ratio:.2f}x OpenSSH, p99 ratio {ratio99:.2f}x (goal <= {GOAL}x): "
-        f"{verdict(ratio <= GOAL)}")  # fmt: skip
+    say(f"added latency: median {added * ms:+.3f} ms, p99 {added99 * ms:+.3f} ms "
+        f"(goal: median <= {GOAL_ADDED * ms:.2f} ms): {verdict(added <= GOAL_ADDED)}")  # fmt: skip
+    say(f"ratio to OpenSSH: median {ratio:.2f}x, p99 {ratio99:.2f}x")
     return {
         "keys": keys,
         "rounds": rounds,
         "toolkit_seconds": {**summary(ours), "p99": p99(ours)},
         "ssh_seconds": {**summary(ssh), "p99": p99(ssh)},
+        "added_median": added,
+        "added_p99": added99,
         "ratio_median": ratio,
         "ratio_p99": ratio99,
-        "goal": GOAL,
+        "goal_added": GOAL_ADDED,
         "transcript_bytes": measured["transcript_bytes"],
         "toolkit_all": ours,
         "ssh_all": ssh,
