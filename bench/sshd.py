@@ -2,6 +2,14 @@
 
 Its own host key, one client key, a config file that allows nothing but
 public-key logins from that key; everything lives in a scratch directory.
+
+A fair baseline: a command run through ``ssh`` runs in the user's shell, and
+bash reads ``~/.bashrc`` when sshd starts it (root's here runs pyenv's set-up,
+about 0.2 s per command). So the sessions of this sshd get an empty directory
+as ``HOME`` (``SetEnv``, OpenSSH 8.7 and later) and no ``~/.ssh/rc``: no shell
+start-up file of the user's runs, as for a user who has none, while the
+session keeps the user's own rights (the files a benchmark reads). If that
+cannot be had, :attr:`Sshd.note` says so and the benchmarks print it.
 """
 
 from __future__ import annotations
@@ -23,6 +31,10 @@ SSHD = "/usr/sbin/sshd"
 class Sshd:
     port: int
     client_key: Path
+    #: The empty HOME its sessions get, or None when they run the user's start-up files.
+    home: Path | None = None
+    #: Why the baseline is not fair (start-up files run), for a NOTE; None when it is.
+    note: str | None = None
 
     def ssh_argv(self, *command: str, options: Sequence[str] = ()) -> list[str]:
         """``ssh`` to this sshd running ``command``, ignoring every user config file."""
@@ -64,7 +76,14 @@ def available() -> str | None:
 
 
 @contextmanager
-def local_sshd(workdir: Path, extra_config: Sequence[str] = ()) -> Iterator[Sshd]:
+def local_sshd(
+    workdir: Path, extra_config: Sequence[str] = (), *, empty_home: bool = True
+) -> Iterator[Sshd]:
+    """An sshd on 127.0.0.1 for the current user; its sessions get an empty HOME.
+
+    ``extra_config`` lines go after the main ones (a ``Match`` block may come
+    last). With ``empty_home=False`` the sessions run the user's start-up files.
+    """
     why = available()
     if why is not None:
         raise RuntimeError(why)
@@ -77,8 +96,44 @@ def local_sshd(workdir: Path, extra_config: Sequence[str] = ()) -> Iterator[Sshd
     (workdir / "authorized_keys").write_bytes((workdir / "client_key.pub").read_bytes())
     if os.geteuid() == 0:
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation dir
+    home = workdir / "home" if empty_home else None
+    if home is not None:
+        home.mkdir(mode=0o700, exist_ok=True)
+    try:
+        with _sshd(workdir, extra_config, home) as sshd:
+            yield sshd
+    except _NoSetEnv:  # an sshd before OpenSSH 8.7: the user's own start-up files run
+        note = _unfair(f"{SSHD} does not take SetEnv (OpenSSH 8.7 or later does)")
+        with _sshd(workdir, extra_config, None, note) as sshd:
+            yield sshd
+
+
+class _NoSetEnv(RuntimeError):
+    pass
+
+
+def _unfair(why: str) -> str | None:
+    """The NOTE for a baseline whose sessions run the user's start-up files, if there are any."""
+    found = [f for f in _START_UP if (Path.home() / f).exists()]
+    if not found:
+        return None  # nothing to run: fair anyway
+    return (
+        f"the OpenSSH baseline runs {', '.join('~/' + f for f in found)} at every ssh "
+        f"command ({why}), so toolkit's ratios against it are flattering"
+    )
+
+
+#: Files a shell started by sshd may read from HOME (bash, sh, zsh).
+_START_UP = (".bashrc", ".bash_profile", ".bash_login", ".profile", ".zshenv", ".ssh/rc")
+
+
+@contextmanager
+def _sshd(
+    workdir: Path, extra_config: Sequence[str], home: Path | None, note: str | None = None
+) -> Iterator[Sshd]:
     port = free_port()
     config = workdir / "sshd_config"
+    fair = [f"SetEnv HOME={home}", "PermitUserRC no"] if home is not None else []
     config.write_text(
         "\n".join(
             [
@@ -94,11 +149,16 @@ def local_sshd(workdir: Path, extra_config: Sequence[str] = ()) -> Iterator[Sshd
                 "PubkeyAuthentication yes",
                 "PermitRootLogin prohibit-password",
                 "LogLevel ERROR",
+                *fair,
                 *extra_config,
                 "",
             ]
         )
     )
+    if home is not None:
+        test = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True)
+        if test.returncode != 0 and "SetEnv" in test.stderr:
+            raise _NoSetEnv(test.stderr.strip())
     with open(workdir / "sshd.log", "wb") as log:
         proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=log)
     try:
@@ -112,7 +172,14 @@ def local_sshd(workdir: Path, extra_config: Sequence[str] = ()) -> Iterator[Sshd
                     why = (workdir / "sshd.log").read_text(errors="replace")
                     raise RuntimeError(f"sshd did not start: {why}") from None
                 time.sleep(0.05)
-        yield Sshd(port, workdir / "client_key")
+        sshd = Sshd(port, workdir / "client_key", home, note)
+        if home is not None:
+            seen = subprocess.run(
+                sshd.ssh_argv('printf %s "$HOME"'), capture_output=True, text=True
+            )
+            if seen.stdout != str(home):  # a shell that sets HOME itself, say
+                sshd = Sshd(port, workdir / "client_key", None, _unfair("HOME was not replaced"))
+        yield sshd
     finally:
         proc.terminate()
         try:
