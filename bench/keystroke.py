@@ -6,7 +6,9 @@ comes back to the client: for toolkit, the technician's library (a real
 process, recording both ways into a signed transcript); for OpenSSH, an
 ``ssh -tt`` process to a throwaway sshd on loopback (bench.sshd), its stdin
 and stdout pipes. Both remote ends are the same login shell (bash with
-readline: it echoes each key itself). Keys alternate ``x`` and DEL (DEL's
+readline: it echoes each key itself), each with an empty HOME (the
+customer's in bench.session's Share, bench.sshd's for its sessions), so
+neither reads a start-up file of the user's. Keys alternate ``x`` and DEL (DEL's
 echo is a backspace), so the line never grows. Keys go in rounds, toolkit and
 ssh alternating, so that load on the machine hits both alike.
 
@@ -173,6 +175,8 @@ class SshShell:
 async def measure(root: Path, keys: int, rounds: int) -> dict[str, Any]:
     per_round = max(2, keys // rounds // 2 * 2)
     with local_sshd(root / "sshd") as sshd:
+        if sshd.note is not None:
+            say(f"NOTE: {sshd.note}")
         ssh = SshShell(sshd.ssh_argv(options=["-tt"]))
         ours = ToolkitShell(root)
         send_ssh = await ssh.open()
