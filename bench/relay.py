@@ -610,7 +610,11 @@ def idle(count: int, active: int) -> dict[str, Any]:
         key = root / "relay_host_key"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
         public = " ".join(key.with_name("relay_host_key.pub").read_text().split()[:2])
-        extra = ["--lookup-burst", str(active * 4)]
+        # Every agent here comes from 127.0.0.1: lift the per-address limits on names
+        # (docs/relay.md, "Limits") that would stop the benchmark at 32 rendezvous.
+        names = str(count + active)
+        extra = ["--lookup-burst", str(active * 4), "--names-per-address", names]
+        extra += ["--names-per-key", names, "--register-burst", names, "--register-rate", "1000"]
         with toolkit_relay(operator, key, *extra) as (port, pid):
             _trust(client, f"[127.0.0.1]:{port} {public}\n")
             route = RelayRoute(RelayAddress("127.0.0.1", port=port))
