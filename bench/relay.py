@@ -55,7 +55,7 @@ from bench._common import (
     terminal_block,
     verdict,
 )
-from bench.session import Share, _audited_cat, _homes
+from bench.session import Share, _audited_cat, _children, _homes, _self_cpu, process_cpu
 from bench.sshd import Bastion, available, bastion_sshd, free_port, local_sshd
 
 #: Audited toolkit MB/s / plain OpenSSH MB/s through the same relay, at least.
@@ -168,25 +168,6 @@ def _stat(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
-def process_cpu(pid: int) -> float:
-    """CPU seconds of ``pid`` and of the children it waited for (0.0 once it is reaped).
-
-    Right for toolkit's processes, which wait for theirs; sshd's are for :class:`CpuWatch`.
-    """
-    try:
-        fields = _stat(pid)
-    except OSError:
-        return 0.0
-    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
-
-
-def _children(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return []
-
-
 class CpuWatch:
     """CPU seconds of process trees, counting processes that have ended (sshd's sessions).
 
@@ -257,11 +238,6 @@ def _watch(roots: list[int]) -> int:
 
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _self_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
