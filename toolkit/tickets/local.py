@@ -1,8 +1,11 @@
 """The embedded default backend: tickets as folders under the data dir.
 
 ``<data>/tickets/<ticket>/`` holds the attached files and ``ticket.json``,
-the list of attachments. Writes go to a temporary name, are fsynced, then
-renamed, so a crash never leaves a half-attached file listed.
+the list of attachments. A file is attached as another name (a hard link) of
+the file it is given when both are on one file system, so a transcript is
+kept once on disk, and copied otherwise; either goes in under a temporary
+name, on disk before it is renamed, so a crash never leaves a half-attached
+file listed.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +22,7 @@ from pathlib import Path
 from toolkit import paths
 from toolkit.errors import TicketBackendError
 from toolkit.tickets.base import Attachment, Ticket, check_ticket_id
+from toolkit.tickets.package import link_or_copy
 from toolkit.tickets.plugins import BackendConfig, TicketPlugin
 
 
@@ -60,7 +65,20 @@ class LocalTickets:
         except (OSError, ValueError, AttributeError):
             return ""
 
-    def attach(self, ticket: str, files: list[Path], comment: str) -> list[Attachment]:
+    def attach(
+        self,
+        ticket: str,
+        files: list[Path],
+        comment: str,
+        *,
+        digests: Mapping[str, str] | None = None,
+    ) -> list[Attachment]:
+        """Attach ``files``; ``digests`` (name -> SHA-256) are what the caller checked them to be.
+
+        A file linked in is the caller's own, so its known digest holds without
+        reading it; a copy is hashed and must match it (or its source).
+        """
+        known = digests or {}
         folder = self._dir(ticket)
         try:
             paths.ensure_private_dir(folder)
@@ -75,13 +93,15 @@ class LocalTickets:
                     name = f"{n}-{stem}"
                 dest = folder / name
                 tmp = dest.with_name(dest.name + ".tmp")
-                shutil.copyfile(src, tmp)
-                with tmp.open("rb") as f:
-                    os.fsync(f.fileno())
+                expected = known.get(src.name)
+                if link_or_copy(src, tmp):
+                    digest = expected or _sha256(tmp)
+                else:
+                    digest = _sha256(tmp)
+                    if digest != (expected or _sha256(src)):
+                        tmp.unlink()
+                        raise TicketBackendError(f"{dest} does not match {src} after copying.")
                 os.replace(tmp, dest)
-                digest = _sha256(dest)
-                if digest != _sha256(src):
-                    raise TicketBackendError(f"{dest} does not match {src} after copying.")
                 added.append(
                     Attachment(
                         name=name,
@@ -127,6 +147,16 @@ class LocalTickets:
         body = {"ticket": ticket, "subject": subject, "attachments": []}
         paths.atomic_write(folder / "ticket.json", (json.dumps(body, indent=2) + "\n").encode())
         return ticket
+
+    def holds(self, ticket: str, attachment: Attachment, path: Path) -> bool:
+        """Whether ``attachment`` is ``path`` itself (linked in): reading either reads both."""
+        src = Path(attachment.location)
+        if src.parent != self._dir(ticket):
+            return False
+        try:
+            return os.path.samefile(src, path)
+        except OSError:
+            return False
 
     def download(self, ticket: str, attachment: Attachment, dest: Path) -> None:
         src = Path(attachment.location)

@@ -2,13 +2,23 @@
 
 Every transcript goes through here, whichever backend it is for:
 
-1. :meth:`Outbox.enqueue` copies the sealed ``.cast`` and ``.sig`` into
-   ``<data dir>/outbox/<session id>/``, makes the files to attach (see
-   :mod:`toolkit.tickets.package`) and writes ``entry.json``; the folder
-   only appears, by one rename, once all of that is on disk.
-2. :meth:`Outbox.deliver` verifies the transcript, asks the ticket what it
-   already holds, attaches only the files it lacks, downloads every file
-   back and compares SHA-256, and only then removes the entry.
+1. :meth:`Outbox.enqueue` links the sealed ``.cast`` and ``.sig`` into
+   ``<data dir>/outbox/<session id>/`` (copies them across file systems),
+   makes the files to attach (see :mod:`toolkit.tickets.package`) and writes
+   ``entry.json``; the folder only appears, by one rename, once all of that
+   is on disk.
+2. :meth:`Outbox.deliver` verifies the transcript, checks that it is still
+   the one its manifest names, asks the ticket what it already holds,
+   attaches only the files it lacks, reads every file back and compares
+   SHA-256, and only then removes the entry.
+
+The transcript is read once before it leaves: the verification's pass hashes
+it with SHA-256, and a SEALED verdict means the seal signs that hash; the
+seal also verifying over the manifest's SHA-256 shows the two are the same,
+so nothing hashes the file again. (A transcript that is not SEALED is hashed
+on its own.) A ticket file that is the outbox's own file (the local store
+links it) is read back by being that file; any other is downloaded and
+hashed.
 
 An interruption anywhere (kill -9, a network error, the system refusing)
 leaves the entry in place with the reason; the next delivery finds the files
@@ -20,6 +30,7 @@ so a ticket gets each file once. A lock per entry keeps two deliveries
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import shutil
@@ -31,11 +42,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from toolkit import paths
-from toolkit.errors import TicketBackendError, ToolkitError
+from toolkit.errors import SignatureError, TicketBackendError, ToolkitError
 from toolkit.identity.signer import Signer
 from toolkit.tickets.base import Attachment, TicketBackend
-from toolkit.tickets.package import Package, prepare, sha256_file
+from toolkit.tickets.package import (
+    Package,
+    link_or_copy,
+    manifest_name,
+    prepare,
+    read_manifest,
+    sha256_file,
+)
 from toolkit.tickets.summary import comment as make_comment
+from toolkit.transcript.verify import Report, Verdict
 
 ENTRY = "entry.json"
 _LOCK = ".lock"
@@ -99,12 +118,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _copy(src: Path, dest: Path) -> None:
-    shutil.copyfile(src, dest)
-    with dest.open("rb") as f:
-        os.fsync(f.fileno())
-
-
 def _session_id(cast: Path) -> str:
     from toolkit.transcript.models import Header
 
@@ -128,9 +141,13 @@ class Outbox:
         cast: Path,
         signer: Signer,
         limit: int | None,
+        *,
+        sha256: str | None = None,
     ) -> Entry:
         """Put a sealed transcript (``cast`` and ``cast.sig``) in the outbox; its entry.
 
+        ``sha256`` is the transcript's SHA-256 when the caller knows it (the
+        recorder does), so that it is not read here; :meth:`deliver` checks it.
         Enqueuing the same session again returns the entry already waiting.
         """
         entry_id = _session_id(cast)
@@ -140,11 +157,11 @@ class Outbox:
         paths.ensure_private_dir(self.root)
         tmp = Path(tempfile.mkdtemp(prefix=".new-", dir=self.root))
         try:
-            _copy(cast, tmp / cast.name)
+            link_or_copy(cast, tmp / cast.name)
             sig = cast.with_name(cast.name + ".sig")
-            _copy(sig, tmp / sig.name)
-            package = prepare(tmp / cast.name, tmp / sig.name, limit, signer)
-            for path in package.files:
+            link_or_copy(sig, tmp / sig.name)
+            package = prepare(tmp / cast.name, tmp / sig.name, limit, signer, cast_sha256=sha256)
+            for path in package.files:  # a linked file was fsynced when sealed: quick
                 with path.open("rb") as f:
                     os.fsync(f.fileno())
             entry = Entry(
@@ -250,8 +267,8 @@ class Outbox:
         bad: list[str],
     ) -> Delivered:
         package = entry.package()
-        text, report = make_comment(package, allowed_signers)
-        mine = {p.name: (p, sha256_file(p), p.stat().st_size) for p in package.files}
+        text, report = make_comment(package, allowed_signers)  # reads the transcript, once
+        mine = self._checked(entry, package, report)
         limit = backend.max_attachment_bytes
         for name, (_, _, size) in mine.items():
             if limit is not None and size > limit:
@@ -280,13 +297,22 @@ class Outbox:
             before = ()
         missing = [p for name, (p, _, _) in mine.items() if not present(name, before)]
         if missing:
-            backend.attach(entry.ticket, missing, text)
+            if "digests" in inspect.signature(backend.attach).parameters:
+                # The local store: it links these files, whose SHA-256 was just checked.
+                known = {name: digest for name, (_, digest, _) in mine.items()}
+                backend.attach(entry.ticket, missing, text, digests=known)  # type: ignore[call-arg]
+            else:
+                backend.attach(entry.ticket, missing, text)
         after = backend.ticket(entry.ticket).attachments
+        holds = getattr(backend, "holds", None)
         checked: list[Attachment] = []
         with tempfile.TemporaryDirectory(prefix="toolkit-readback-") as scratch:
-            for name, (_, digest, _) in mine.items():
+            for name, (path, digest, _) in mine.items():
                 match = None
                 for candidate in reversed(present(name, after)):
+                    if callable(holds) and holds(entry.ticket, candidate, path):
+                        match = candidate  # the ticket's file is this very file
+                        break
                     dest = Path(scratch) / "file"
                     backend.download(entry.ticket, candidate, dest)
                     if sha256_file(dest) == digest:
@@ -304,6 +330,33 @@ class Outbox:
         return Delivered(
             entry, tuple(checked), report.verdict.value, tuple(p.name for p in missing)
         )
+
+    def _checked(
+        self, entry: Entry, package: Package, report: Report
+    ) -> dict[str, tuple[Path, str, int]]:
+        """name -> (path, SHA-256, size) of every file to attach, each as its manifest says.
+
+        Raises TicketBackendError when a file changed since it entered the outbox:
+        what leaves the outbox is what was sealed and listed.
+        """
+        cast = package.transcript
+        sums = read_manifest(entry.folder / manifest_name(cast))
+        listed = sums.get(cast.name)
+        whole = listed if listed and _seal_signs(package, report, listed) else sha256_file(cast)
+        digests = {cast: whole}
+        mine: dict[str, tuple[Path, str, int]] = {}
+        for path in package.files:
+            digest = digests.get(path) or sha256_file(path)
+            mine[path.name] = (path, digest, path.stat().st_size)
+        for path, digest in [(cast, whole), *((p, d) for p, d, _ in mine.values())]:
+            if path.name in sums and sums[path.name] != digest:
+                raise TicketBackendError(
+                    f"{path.name} changed since it entered the outbox: its SHA-256 is not the "
+                    f"one {manifest_name(cast)} lists.",
+                    hint=f"Nothing was attached. Compare it with the sealed transcript; "
+                    f"the outbox keeps it in {entry.folder}.",
+                )
+        return mine
 
     def sync(
         self,
@@ -328,6 +381,27 @@ class Outbox:
             except ToolkitError as exc:
                 results.append((Entry.load(entry.folder), None, exc))
         return results
+
+
+def _seal_signs(package: Package, report: Report, digest: str) -> bool:
+    """Whether the SEALED transcript's seal signs ``digest`` (hex): then it is its SHA-256.
+
+    SEALED means the seal verified over the SHA-256 of the whole file, as the
+    verification just read it (format 2; format 1's seal signs SHA-512).
+    """
+    from toolkit.identity import sshsig
+    from toolkit.transcript.models import NAMESPACE_SEAL
+
+    if report.verdict is not Verdict.SEALED or report.header.hash_algorithm != "sha256":
+        return False
+    if package.signature != package.transcript.with_name(package.transcript.name + ".sig"):
+        return False  # not the seal the verification read
+    try:
+        seal = sshsig.SSHSig.from_bytes(sshsig.dearmor(package.signature.read_bytes()))
+        sshsig.verify_digest(seal, bytes.fromhex(digest), NAMESPACE_SEAL)
+    except (OSError, ValueError, SignatureError):
+        return False
+    return True
 
 
 __all__ = ["Delivered", "Entry", "Outbox"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -60,17 +61,42 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _gzip(src: Path, dest: Path) -> None:
-    with (
-        src.open("rb") as fin,
-        dest.open("wb") as raw,
-        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz,
-    ):
-        shutil.copyfileobj(fin, gz, _CHUNK)
+class _Hashing:
+    """A file written and hashed as it goes, so that nothing reads it back for its SHA-256."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sha256 = hashlib.sha256()
+        self._f = path.open("wb")
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        return self._f.write(data)
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
 
 
-def _split(src: Path, limit: int) -> list[Path]:
-    parts: list[Path] = []
+def _gzip(src: Path, dest: Path) -> str:
+    """``dest``: ``src`` gzipped (no name, no time); the SHA-256 of ``dest``."""
+    out = _Hashing(dest)
+    try:
+        with (
+            src.open("rb") as fin,
+            gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=6) as gz,
+        ):
+            shutil.copyfileobj(fin, gz, _CHUNK)
+    finally:
+        out.close()
+    return out.sha256.hexdigest()
+
+
+def _split(src: Path, limit: int) -> dict[Path, str]:
+    """``src`` cut into ``NAME.001``, ``.002``... of at most ``limit`` bytes; each one's SHA-256."""
+    parts: dict[Path, str] = {}
     with src.open("rb") as f:
         n = 0
         while True:
@@ -80,40 +106,65 @@ def _split(src: Path, limit: int) -> list[Path]:
             n += 1
             part = src.with_name(f"{src.name}.{n:03d}")
             part.write_bytes(piece)
-            parts.append(part)
+            parts[part] = hashlib.sha256(piece).hexdigest()
     src.unlink()
     return parts
+
+
+def link_or_copy(src: Path, dest: Path) -> bool:
+    """``dest`` as another name of ``src`` (same file system), else a copy; whether linked.
+
+    A link writes nothing: the file is kept once on disk (the outbox and the
+    local ticket store hold the sealed transcript this way). Across file
+    systems, or where links are not allowed, the copy is fsynced.
+    """
+    dest.unlink(missing_ok=True)  # a leftover of an interrupted try
+    try:
+        os.link(src, dest)
+        return True
+    except OSError:
+        shutil.copyfile(src, dest)
+        with dest.open("rb") as f:
+            os.fsync(f.fileno())
+        return False
 
 
 def manifest_name(cast: Path) -> str:
     return cast.name.removesuffix(".cast") + MANIFEST_SUFFIX
 
 
-def prepare(cast: Path, sig: Path, limit: int | None, signer: Signer) -> Package:
-    """Make the files to attach, next to ``cast`` (in the outbox entry's folder)."""
+def prepare(
+    cast: Path, sig: Path, limit: int | None, signer: Signer, *, cast_sha256: str | None = None
+) -> Package:
+    """Make the files to attach, next to ``cast`` (in the outbox entry's folder).
+
+    ``cast_sha256`` is the transcript's SHA-256 when the caller knows it (the
+    recorder kept it as it wrote): then only a transcript too large for the
+    system is read here, to compress it. The outbox checks the manifest
+    against the transcript before anything leaves it.
+    """
     if limit is not None and limit < MIN_LIMIT:
         raise TicketBackendError(
             f"An attachment limit of {limit} bytes is too small to attach a transcript.",
             hint=f"Set max_attachment_bytes to at least {MIN_LIMIT} in tickets.toml.",
         )
     size = cast.stat().st_size
-    pieces: list[Path]
-    if limit is None or size <= limit:
-        form, pieces = PLAIN, []
-    else:
+    pieces: dict[Path, str] = {}
+    form = PLAIN
+    if limit is not None and size > limit:
         gz = cast.with_name(cast.name + ".gz")
-        _gzip(cast, gz)
+        digest = _gzip(cast, gz)
         if gz.stat().st_size <= limit:
-            form, pieces = GZIP, [gz]
+            form, pieces = GZIP, {gz: digest}
         else:
             form, pieces = PARTS, _split(gz, limit)
+    sums = {cast: cast_sha256 or sha256_file(cast), sig: sha256_file(sig), **pieces}
     manifest = cast.with_name(manifest_name(cast))
-    lines = [f"{sha256_file(p)}  {p.name}\n" for p in (cast, sig, *pieces)]
-    data = "".join(lines).encode()
+    data = "".join(f"{digest}  {p.name}\n" for p, digest in sums.items()).encode()
     manifest.write_bytes(data)
     signed = manifest.with_name(manifest.name + ".sig")
     signed.write_text(sshsig.sign(signer, data, MANIFEST_NAMESPACE, "sha256").armor())
-    carried = pieces or [cast]  # plain: the .cast itself goes up
+    carried = list(pieces) or [cast]  # plain: the .cast itself goes up
     return Package(form, (*carried, sig, manifest, signed), cast, sig)
 
 
@@ -208,6 +259,8 @@ __all__ = [
     "PARTS",
     "PLAIN",
     "Package",
+    "link_or_copy",
+    "manifest_name",
     "prepare",
     "read_manifest",
     "reassemble",

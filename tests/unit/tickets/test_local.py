@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ def test_attach_list_show_and_never_overwrite(tmp_path: Path) -> None:
     a = tmp_path / "s.cast"
     a.write_bytes(b"one")
     first = store.attach("T-1", [a], "first session")
+    a.unlink()  # another file of the same name (each session's transcript is a new file)
     a.write_bytes(b"two")
     second = store.attach("T-1", [a], "second session")
     assert first[0].name == "s.cast" and second[0].name == "2-s.cast"
@@ -20,6 +23,16 @@ def test_attach_list_show_and_never_overwrite(tmp_path: Path) -> None:
     assert [x.comment for x in ticket.attachments] == ["first session", "second session"]
     assert Path(ticket.attachments[0].location).read_bytes() == b"one"
     assert [t.id for t in store.tickets()] == ["T-1"]
+
+
+def test_a_file_on_the_same_file_system_is_linked_not_copied(tmp_path: Path) -> None:
+    a = tmp_path / "s.cast"
+    a.write_bytes(b"sealed")
+    (added,) = LocalTickets().attach("T-1", [a], "session")
+    assert os.path.samefile(added.location, a) and a.stat().st_nlink == 2
+    assert added.sha256 == hashlib.sha256(b"sealed").hexdigest()
+    assert LocalTickets().holds("T-1", added, a)
+    assert not LocalTickets().holds("T-2", added, a)  # only a file of that ticket's own
 
 
 @pytest.mark.parametrize("bad", ["", "../etc", "a/b", "x" * 65, "-x", "t\n1"])

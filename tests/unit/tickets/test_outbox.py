@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import errno
+import hashlib
+import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -8,26 +12,83 @@ import pytest
 from tests.helpers import new_signer, record_sample
 from toolkit.errors import TicketBackendError
 from toolkit.identity import sshsig
-from toolkit.tickets.base import Attachment
+from toolkit.identity.signer import KeySigner
+from toolkit.tickets.base import Attachment, Ticket
 from toolkit.tickets.local import LocalTickets
 from toolkit.tickets.outbox import Outbox
 from toolkit.tickets.package import GZIP, MANIFEST_NAMESPACE, PARTS, PLAIN, prepare, reassemble
+
+Digests = Mapping[str, str] | None
 
 
 class Crashing(LocalTickets):
     """Attaches, then dies before answering (the network, or a kill -9, at the worst moment)."""
 
-    def attach(self, ticket: str, files: list[Path], comment: str) -> list[Attachment]:
-        super().attach(ticket, files, comment)
+    def attach(
+        self, ticket: str, files: list[Path], comment: str, *, digests: Digests = None
+    ) -> list[Attachment]:
+        super().attach(ticket, files, comment, digests=digests)
         raise TicketBackendError("connection reset")
 
 
 class Mangling(LocalTickets):
-    """Serves attachments back with one byte changed, as a re-encoding system would."""
+    """Keeps attachments with one byte changed, as a re-encoding system would."""
+
+    def attach(
+        self, ticket: str, files: list[Path], comment: str, *, digests: Digests = None
+    ) -> list[Attachment]:
+        added = super().attach(ticket, files, comment, digests=digests)
+        for a in added:
+            stored = Path(a.location)
+            data = stored.read_bytes() + b"\n"
+            stored.unlink()  # a file of its own, not the one it was given
+            stored.write_bytes(data)
+        return added
+
+
+class Remote:
+    """A ticket system elsewhere: uploads are read whole, downloads written whole."""
+
+    name = "remote"
+    max_attachment_bytes: int | None = None
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+
+    def ticket(self, ticket: str) -> Ticket:
+        return Ticket(ticket, tuple(self._listed(name) for name in self.files))
+
+    def _listed(self, name: str) -> Attachment:
+        return Attachment(name, len(self.files[name]), "", "", location=name, id=name)
+
+    def create(self, subject: str, description: str) -> str:
+        return "R-1"
+
+    def attach(self, ticket: str, files: list[Path], comment: str) -> list[Attachment]:
+        for path in files:
+            self.files[path.name] = path.read_bytes()
+        return [self._listed(path.name) for path in files]
 
     def download(self, ticket: str, attachment: Attachment, dest: Path) -> None:
-        super().download(ticket, attachment, dest)
-        dest.write_bytes(dest.read_bytes() + b"\n")
+        dest.write_bytes(self.files[attachment.name])
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read through read calls so far (Linux)."""
+    with open("/proc/self/io", encoding="ascii") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
+
+
+needs_proc_io = pytest.mark.skipif(
+    not os.path.exists("/proc/self/io"), reason="no /proc/self/io to count bytes read (not Linux)"
+)
+
+
+def _sealed(path: Path, events: int = 20_000) -> tuple[Path, KeySigner, str]:
+    """A sealed transcript (about 3 MB by default), its key, and its SHA-256 as sealed."""
+    signer = new_signer()
+    cast = record_sample(path, signer, events=events, checkpoint_events=1000)
+    return cast, signer, hashlib.sha256(cast.read_bytes()).hexdigest()
 
 
 def test_delivered_once_even_when_the_first_try_dies_after_attaching(tmp_path: Path) -> None:
@@ -105,3 +166,82 @@ def test_a_swapped_piece_is_caught(tmp_path: Path) -> None:
     first.write_bytes(first.read_bytes()[:-1] + b"\0")
     with pytest.raises(TicketBackendError, match="does not match"):
         reassemble(tmp_path)
+
+
+@needs_proc_io
+def test_the_local_store_keeps_one_copy_and_the_transcript_is_read_once(tmp_path: Path) -> None:
+    cast, signer, digest = _sealed(tmp_path / "transcripts" / "s.cast")
+    size = cast.stat().st_size
+    box = Outbox()
+    before = _bytes_read()
+    entry = box.enqueue("local", "T-1", cast, signer, None, sha256=digest)
+    delivered = box.deliver(entry, LocalTickets())
+    read = _bytes_read() - before
+    assert delivered is not None and box.entries() == []
+    held = {a.name: a for a in LocalTickets().ticket("T-1").attachments}
+    # Linked, not copied: the ticket's file is the sealed file itself, kept once on disk.
+    assert os.path.samefile(held["s.cast"].location, cast)
+    assert cast.stat().st_nlink == 2  # the technician's transcripts folder and the ticket
+    assert held["s.cast"].sha256 == digest
+    # One pass to verify it before it leaves the outbox; the comment's list of
+    # operations (toolkit.tickets.summary) reads it once more. Copying it into
+    # the outbox and the ticket, hashing it and reading the copy back took nine.
+    assert read < 2.5 * size, f"read {read / size:.1f} times the transcript's size"
+
+
+@needs_proc_io
+def test_a_remote_system_gets_it_read_once_besides_the_upload_and_the_download(
+    tmp_path: Path,
+) -> None:
+    cast, signer, digest = _sealed(tmp_path / "transcripts" / "s.cast")
+    size = cast.stat().st_size
+    remote = Remote()
+    before = _bytes_read()
+    entry = Outbox().enqueue("remote", "R-1", cast, signer, None, sha256=digest)
+    delivered = Outbox().deliver(entry, remote)
+    read = _bytes_read() - before
+    assert delivered is not None and remote.files["s.cast"] == cast.read_bytes()
+    # verify (plus the comment's pass, as above), the upload, the downloaded copy's hash
+    assert read < 4.5 * size, f"read {read / size:.1f} times the transcript's size"
+
+
+def test_across_file_systems_the_local_store_copies_and_checks_the_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_link(src: object, dst: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_link)
+    cast, signer, digest = _sealed(tmp_path / "s.cast", events=50)
+    box = Outbox()
+    assert box.deliver(box.enqueue("local", "T-1", cast, signer, None), LocalTickets())
+    held = {a.name: a for a in LocalTickets().ticket("T-1").attachments}
+    stored = Path(held["s.cast"].location)
+    assert not os.path.samefile(stored, cast) and stored.read_bytes() == cast.read_bytes()
+    assert held["s.cast"].sha256 == digest and box.entries() == []
+
+
+def test_a_transcript_changed_in_the_outbox_does_not_leave_it(tmp_path: Path) -> None:
+    cast, signer, digest = _sealed(tmp_path / "s.cast", events=50)
+    box = Outbox()
+    entry = box.enqueue("local", "T-1", cast, signer, None, sha256=digest)
+    waiting = entry.folder / "s.cast"
+    data = bytearray(waiting.read_bytes())
+    data[-40] ^= 1  # in place: the outbox's file and the sealed one are the same file
+    with waiting.open("r+b") as f:
+        f.write(data)
+    with pytest.raises(TicketBackendError, match="changed since it entered the outbox"):
+        box.deliver(entry, LocalTickets())
+    (still,) = box.entries()
+    assert "changed since" in (still.last_error or "")
+    with pytest.raises(TicketBackendError, match="no local ticket"):
+        LocalTickets().ticket("T-1")
+
+
+def test_a_wrong_sha256_given_at_enqueue_is_caught_before_anything_leaves(tmp_path: Path) -> None:
+    cast, signer, _ = _sealed(tmp_path / "s.cast", events=50)
+    box = Outbox()
+    entry = box.enqueue("local", "T-1", cast, signer, None, sha256="0" * 64)
+    with pytest.raises(TicketBackendError, match="changed since it entered the outbox"):
+        box.deliver(entry, LocalTickets())
+    assert len(box.entries()) == 1
