@@ -363,7 +363,7 @@ def _attach(ticket: str, path: Path, session: TechnicianSession, reason: str) ->
     # The key that sealed the transcript also signs a SHA256SUMS manifest when one is needed.
     signer = session.recorder.signer
     try:
-        cast, sig = attach_transcript(ticket, path, signer)
+        cast, sig = attach_transcript(ticket, path, signer, session.recorder.sha256)
     except ToolkitError as exc:
         say(printable_lines(exc.diagnostics()))
         return

@@ -364,13 +364,16 @@ def sync_once_quietly() -> None:
         _report(*result)
 
 
-def attach_transcript(ticket: str, cast: Path, signer: Signer) -> tuple[str, str]:
+def attach_transcript(
+    ticket: str, cast: Path, signer: Signer, sha256: str | None = None
+) -> tuple[str, str]:
     """The seal's last step: into the outbox, then onto the ticket now if the system answers.
 
-    Returns where the transcript and its signature can be read (the ticket's
-    copies for the local store, the sealed files for a remote system). When
-    attaching fails, the transcript waits in the outbox and TicketBackendError
-    says so.
+    ``sha256`` is the sealed file's, as the recorder hashed it (checked again
+    before anything leaves the outbox). Returns where the transcript and its
+    signature can be read (the ticket's names for them in the local store, the
+    sealed files for a remote system). When attaching fails, the transcript
+    waits in the outbox and TicketBackendError says so.
     """
     from toolkit.tickets.outbox import Outbox
     from toolkit.tickets.package import MIN_LIMIT
@@ -385,7 +388,7 @@ def attach_transcript(ticket: str, cast: Path, signer: Signer) -> tuple[str, str
         _say(f"The {name} ticket backend cannot be used: {printable(exc.message)}")
         limit = max(MIN_LIMIT, 5 * 1024 * 1024)  # the smallest common default (Redmine's)
     box = Outbox()
-    entry = box.enqueue(name, ticket, cast, signer, limit)
+    entry = box.enqueue(name, ticket, cast, signer, limit, sha256=sha256)
     delivered: Delivered | None = None
     if backend is not None:
         try:

@@ -210,6 +210,14 @@ class Recorder:
         """The key that seals this transcript (e.g. to sign files that go with it)."""
         return self._signer
 
+    @property
+    def sha256(self) -> str:
+        """The SHA-256 (hex) of every byte written so far; once sealed, of the whole file.
+
+        The outbox takes it so as not to read a sealed transcript only to hash it.
+        """
+        return self._sha256.hexdigest()
+
     @classmethod
     def create(cls, path: Path, header: Header, signer: Signer, **options: Any) -> Recorder:
         try:
