@@ -11,6 +11,7 @@ grow with the flood: one million cancels once took an agent to 842 MiB and a
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import os
 import struct
@@ -449,3 +450,101 @@ def test_ctrl_c_ends_a_flooded_share_within_a_second_and_seals_the_copy(tmp_path
         "verify", "--allowed-signers", f"{copy}.allowed_signers", copy, timeout=30
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+# -- SSH-level messages asyncssh answers itself, with the technician's socket unread ------
+
+#: What the agent may hold for a peer that reads nothing: the socket's buffers and a
+#: packet or two (a buffer that grew per message would hold megabytes).
+WRITE_BUFFER_BOUND = 1 << 20
+
+
+def _open_server_transports() -> list[asyncio.Transport]:
+    """The transports of the open server connections in this process: the agent's."""
+    found = []
+    for o in gc.get_objects():
+        transport = getattr(o, "_transport", None)
+        if isinstance(o, asyncssh.SSHServerConnection) and transport and not transport.is_closing():
+            found.append(transport)
+    return found
+
+
+@pytest.mark.parametrize("kind", ["channel requests", "global requests"])
+def test_ssh_requests_from_a_peer_that_reads_nothing_cost_a_bounded_amount(
+    tmp_path: Path, kind: str
+) -> None:
+    # Unknown channel and global requests asyncssh refuses itself, without the session:
+    # the agent stops reading while its answers wait, so they wait in the peer's socket.
+    async def main() -> None:
+        async with hostile_session(tmp_path, stopping=True) as h:
+            technician = h.conn._transport
+            assert technician is not None
+            technician.pause_reading()  # the technician reads nothing at all
+            channel = h.channel.chan
+            for i in range(FLOOD * 10):
+                if kind == "channel requests":
+                    channel._send_request(b"x-unknown@example.com", want_reply=True)
+                else:
+                    h.conn._send_global_request(b"x-unknown@example.com", want_reply=True)
+                if i % 5000 == 0:
+                    await asyncio.sleep(0.01)
+            await asyncio.sleep(0.5)  # what the agent takes of it, it has taken
+            assert h.agent.session is not None
+            agent_side = h.agent.session.connection._transport
+            assert agent_side is not None
+            buffered = agent_side.get_write_buffer_size()
+            assert buffered < WRITE_BUFFER_BOUND, buffered
+            assert await ctrl_c(h) < END_WITHIN
+            end = await h.agent.wait()
+        assert_sealed(end)
+
+    run(main())
+
+
+def test_unknown_packets_before_consent_cost_a_bounded_amount(tmp_path: Path) -> None:
+    # Anyone who can reach the agent (through a relay: anyone who knows the nameplate)
+    # can send packet types asyncssh answers with UNIMPLEMENTED, code or no code.
+    class Stuck(asyncssh.SSHClient):
+        def __init__(self) -> None:
+            self.asked = asyncio.Event()
+            self.conn: asyncssh.SSHClientConnection | None = None
+
+        def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
+            self.conn = conn
+
+        def kbdint_auth_requested(self) -> str:
+            return ""
+
+        async def kbdint_challenge_received(self, *args: object) -> list[str]:
+            self.asked.set()
+            await asyncio.sleep(3600)
+            return []
+
+    async def main() -> None:
+        async with running_agent(tmp_path) as (agent, _, _):
+            client = Stuck()
+            host, port = agent.address
+
+            async def dial() -> None:
+                await asyncssh.connect(
+                    host, port, client_factory=lambda: client, known_hosts=None,
+                    username="x", preferred_auth="keyboard-interactive",
+                )  # fmt: skip
+
+            dialing = asyncio.create_task(dial())
+            try:
+                await asyncio.wait_for(client.asked.wait(), 10)
+                conn = client.conn
+                assert conn is not None and conn._transport is not None
+                conn._transport.pause_reading()
+                for i in range(FLOOD * 10):
+                    conn.send_packet(15, b"")  # an unassigned message number
+                    if i % 5000 == 0:
+                        await asyncio.sleep(0.01)
+                await asyncio.sleep(0.5)
+                buffered = max(t.get_write_buffer_size() for t in _open_server_transports())
+                assert buffered < WRITE_BUFFER_BOUND, buffered
+            finally:
+                dialing.cancel()
+
+    run(main())

@@ -556,3 +556,31 @@ def test_a_relay_that_keeps_giving_the_name_away_gets_one_code_per_customer_requ
             await agent.agent.stop("test over")
 
     run(main())
+
+
+def test_a_stranger_who_reads_nothing_cannot_grow_the_relays_memory(tmp_path: Path) -> None:
+    # Global requests the relay refuses through asyncssh, from a client that reads
+    # nothing: the relay stops reading it while the answers wait, so they stay bounded.
+    import gc
+
+    async def main() -> None:
+        async with running_relay(tmp_path) as relay:
+            conn = await raw_client(relay.port)
+            assert conn._transport is not None
+            conn._transport.pause_reading()
+            for i in range(200_000):
+                conn._send_global_request(b"x-unknown@example.com", want_reply=True)
+                if i % 5000 == 0:
+                    await asyncio.sleep(0.01)
+            await asyncio.sleep(0.5)  # what the relay takes of it, it has taken
+            buffers = [
+                t.get_write_buffer_size()
+                for o in gc.get_objects()
+                if isinstance(o, asyncssh.SSHServerConnection)
+                and (t := getattr(o, "_transport", None)) is not None
+                and not t.is_closing()
+            ]
+            assert buffers and max(buffers) < 1 << 20, buffers
+            conn.abort()
+
+    run(main())

@@ -14,7 +14,9 @@ SSH channel) through :class:`Batched`, which sends what was written in one
 turn of the event loop as one write (at most about one packet's worth at a
 time), and stops the connection's empty ignores unless its cipher is CBC. On
 a relay channel every write is a packet of the outer connection, which costs
-Python at the agent, the relay and the technician alike.
+Python at the agent, the relay and the technician alike. A server's
+connection (the agent's, a relay's) also stops reading while its peer reads
+nothing of what it is sent.
 
 :class:`DirectTCP` is asyncssh's tunnel protocol over plain TCP through
 :func:`attach`: give it as ``tunnel=`` to ``asyncssh.connect`` or
@@ -58,7 +60,32 @@ def attach(conn: Any, transport: Any) -> None:
         send(pkttype, *args, handler=handler)
 
     conn.send_packet = send_packet
+    if getattr(conn, "is_server", bool)():  # an asyncssh server connection
+        _read_only_while_read(conn, transport)
     conn.connection_made(Batched(transport))
+
+
+def _read_only_while_read(conn: Any, transport: Any) -> None:
+    """A server reads no more from a peer that does not read what it is sent.
+
+    asyncssh answers some messages itself (unknown packet types, global and
+    channel requests it does not know), before authentication too, and ignores
+    its transport's pause_writing: a peer that sends them and reads nothing
+    would grow the server's write buffer without bound. While that buffer is
+    over its high-water mark the transport stops reading, so whatever the peer
+    sends waits in its own socket; keepalives then end a peer that never reads.
+    """
+    pause, resume = conn.pause_writing, conn.resume_writing
+
+    def paused() -> None:
+        pause()
+        transport.pause_reading()
+
+    def resumed() -> None:
+        resume()
+        transport.resume_reading()
+
+    conn.pause_writing, conn.resume_writing = paused, resumed
 
 
 class Batched:
