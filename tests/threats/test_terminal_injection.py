@@ -82,6 +82,20 @@ def test_an_escape_laden_end_reason_cannot_change_the_counts_shown(tmp_path: Pat
     assert ended.startswith("  ended        done\\x1b[3A")
 
 
+@pytest.mark.parametrize("width", [80, 120])
+def test_spaces_cannot_wrap_a_value_into_a_row_of_its_own(tmp_path: Path, width: int) -> None:
+    # Padding pushes the rest of the end reason to the next screen line, lined up as a row.
+    lead, fake = "  ended        ", "  operations   2 (0 refused)"
+    reason = "completed" + " " * (width - len(lead) - len("completed")) + fake
+    path = _record(tmp_path / "padded.cast", reason=reason, ops=40)
+    argv = [*TOOLKIT, "verify", "--allowed-signers", "allowed_signers", path.name]
+    screen = screen_of(argv, cwd=path.parent, width=width)  # short names: nothing else wraps
+
+    assert screen.code == 0 and screen.lines[-1] == f"SEALED {path.name}"
+    rows = [line for line in screen.lines if line.lstrip().startswith("operations")]
+    assert rows == ["  operations   40 (0 refused)"], screen.text
+
+
 def test_a_file_name_with_escapes_is_shown_escaped(tmp_path: Path) -> None:
     path = _record(tmp_path / f"name{ESC}[2J{ESC}]0;pwned{chr(7)}.cast")
 

@@ -507,7 +507,8 @@ class AgentSession:
                 await self._send(outcome.response.to_frame())
         self._record(request, outcome)
         if request.op == "end":
-            reason = str(request.args.get("reason") or "")[:200]
+            # One line, single spaces: the customer's copy shows it in every report.
+            reason = " ".join(str(request.args.get("reason") or "").split())[:200]
             prefix = "the technician ended the session"
             if reason.lower().startswith(prefix):
                 await self.end(reason)

@@ -8,6 +8,8 @@ is the typer command around it.
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -95,9 +97,11 @@ def _render(report: Report, signers: Path | None) -> None:
     rows.append(
         ("ssh-keygen", report.ssh_keygen_command(str(signers) if signers else "ALLOWED_SIGNERS"))
     )
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
     for label, value in rows:
-        # The labels are ours; every value goes through printable() here.
-        console.print(f"  {label:<12} {printable(value)}")  # nosemgrep: toolkit-print-untrusted
+        # The labels are ours; every value goes through _shown() here.
+        for line in _lines(label, _shown(value), width, wrap=label != "ssh-keygen"):
+            console.print(line)  # nosemgrep: toolkit-print-untrusted
     if report.verdict.value == "TAMPERED":
         console.print(
             "  This transcript was modified after it was signed, maybe maliciously: "
@@ -108,6 +112,34 @@ def _render(report: Report, signers: Path | None) -> None:
         markup=True,
         plain=f"{verdict} {shown_path}",
     )
+
+
+def _shown(value: object) -> str:
+    """A value from the file on one line: printable, and runs of spaces made one.
+
+    A run of spaces could push the rest of a value onto the next row of the
+    screen, lined up as one of the report's own rows.
+    """
+    return printable(" ".join(str(value).split()))
+
+
+#: Where a row's value starts: two spaces, a 12-column label, a space.
+_INDENT = 15
+
+
+def _lines(label: str, text: str, width: int | None, *, wrap: bool) -> list[str]:
+    """A row, wrapped here (on a terminal) so the terminal never wraps it.
+
+    A continuation starts at the value's column, never where a row's label
+    does, so nothing in a value can look like a row of its own. The
+    ssh-keygen line is not wrapped: people paste it (a principal has no spaces).
+    """
+    first = f"  {label:<12} "
+    room = (width or 0) - _INDENT - 1
+    if not wrap or width is None or room < 20 or len(text) <= room:
+        return [first + text]
+    pieces = [text[i : i + room] for i in range(0, len(text), room)]
+    return [first + pieces[0], *(" " * _INDENT + piece for piece in pieces[1:])]
 
 
 def _markup_escape(text: str) -> str:
