@@ -150,6 +150,7 @@ def test_plain_lines_do_not_import_rich_console() -> None:
 def test_agent_output_goes_raw_into_a_pipe_and_printable_onto_a_terminal(tmp_path: Path) -> None:
     import os
     import pty
+    import select
 
     from toolkit.cli._terminal import write_output
 
@@ -163,6 +164,10 @@ def test_agent_output_goes_raw_into_a_pipe_and_printable_onto_a_terminal(tmp_pat
     with os.fdopen(follower, "w", encoding="utf-8") as terminal:
         write_output(terminal, data[:5])  # a character cut in two
         write_output(terminal, data[5:])
-    shown = os.read(leader, 4096).decode()
+    expected = "ok é\n\\x1b[2J\\x1b]0;t\\x07\n"
+    shown = b""
+    while shown.decode(errors="replace").replace("\r\n", "\n") != expected:
+        ready, _, _ = select.select([leader], [], [], 5)
+        assert ready, shown  # everything written is readable at once: no waiting needed
+        shown += os.read(leader, 4096)
     os.close(leader)
-    assert shown.replace("\r\n", "\n") == "ok é\n\\x1b[2J\\x1b]0;t\\x07\n"
