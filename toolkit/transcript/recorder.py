@@ -73,6 +73,10 @@ _quote: Callable[[str], str] = json.encoder.encode_basestring
 # Output longer than this is quoted by orjson: the same bytes, three times json's speed.
 _ORJSON_FROM = 1024
 _FLUSH_BYTES = 1 << 16
+# The kernel is asked to start writing the file out every this many bytes, so
+# that the fsync after a checkpoint waits for the last few MiB, not for all
+# that came since the one before (64 MB of bulk output at 1,000 lines).
+_WRITEBACK_BYTES = 4 << 20
 _MAX_CHUNK = 1 << 16  # bytes of output per event line; larger writes are split
 # Field names that name secrets, after camelCase is folded to snake_case.
 # `code` alone is the consent code; exit_code and the like are fine.
@@ -118,6 +122,33 @@ def _quote_bulk(text: str) -> bytes:
         except TypeError:  # a lone surrogate, which only json writes (as "?", below)
             pass
     return _quote(text).encode("utf-8", "replace")
+
+
+@functools.cache
+def _writeback() -> Callable[[int, int, int], None] | None:
+    """``start(fd, offset, length)``: Linux's sync_file_range(SYNC_FILE_RANGE_WRITE).
+
+    It starts writing those bytes out and returns at once; it promises nothing
+    (the fsync after each checkpoint does). None where there is no such call.
+    """
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        call = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (ImportError, OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    call.restype = ctypes.c_int
+    sync_file_range_write = 2
+
+    def start(fd: int, offset: int, length: int) -> None:
+        call(fd, offset, length, sync_file_range_write)  # a failure only means no head start
+
+    return start
 
 
 @functools.lru_cache(maxsize=1024)  # sessions use a few field names, over and over
@@ -191,6 +222,7 @@ class Recorder:
         self._lines: list[str] = []  # short lines after those, not yet encoded
         self._buf_len = 0
         self._offset = 0  # bytes written so far
+        self._written_out = 0  # bytes the kernel was asked to start writing (see _writeback)
         self._events = 0  # lines after the header
         self._since_checkpoint = 0
         self._seq = 0
@@ -425,6 +457,12 @@ class Recorder:
         if self._sha512 is not None:
             self._sha512.update(data)
         self._offset += len(data)
+        if self._offset - self._written_out >= _WRITEBACK_BYTES:
+            start = _writeback()
+            if start is not None:
+                with contextlib.suppress(OSError):
+                    start(self._file.fileno(), self._written_out, self._offset - self._written_out)
+            self._written_out = self._offset
 
     def _checkpoint(self, t: float) -> None:
         self._drain()

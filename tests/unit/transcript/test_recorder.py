@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -264,3 +265,41 @@ def test_bulk_text_is_quoted_exactly_as_json_would(text: str) -> None:
 
     assert len(text) >= 1024  # the orjson path
     assert _quote_bulk(text) == json.encoder.encode_basestring(text).encode("utf-8", "replace")
+
+
+def test_the_kernel_starts_writing_every_4_mib_so_a_checkpoint_waits_less(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fsync after each checkpoint then finds the bytes before it mostly written:
+    # on the loop, it had waited for a whole checkpoint's worth (64 MB of bulk output).
+    from toolkit.transcript import recorder
+
+    started: list[tuple[int, int]] = []
+    monkeypatch.setattr(
+        recorder, "_writeback", lambda: lambda fd, offset, length: started.append((offset, length))
+    )
+    rec, trust = _recorder(tmp_path)
+    for _ in range(200):
+        rec.output(b"y" * 60_000 + b"\r\n")
+    rec.close("completed")
+    size = rec.path.stat().st_size
+    assert started and started[0][0] == 0
+    assert all(o2 == o1 + n1 for (o1, n1), (o2, _) in itertools.pairwise(started))
+    assert all(n >= 4 << 20 for _, n in started) and size - sum(n for _, n in started) < 4 << 20
+    assert examine(rec.path, trust).verdict is Verdict.SEALED
+
+
+def test_a_writeback_hint_that_fails_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from toolkit.transcript import recorder
+
+    def broken(fd: int, offset: int, length: int) -> None:
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(recorder, "_writeback", lambda: broken)
+    rec, trust = _recorder(tmp_path)
+    for _ in range(100):
+        rec.output(b"z" * 60_000)
+    rec.close("completed")
+    assert rec.failure is None and examine(rec.path, trust).verdict is Verdict.SEALED
