@@ -905,3 +905,50 @@ def test_an_insider_cannot_seal_a_session_in_a_colleagues_name(
         rec.event("operation", op="run", argv=["uptime"], exit_status=0)
     own = AllowedSigners.from_text(allowed_signers_line(agent, "agent@pc-42"))
     assert examine(path, own).verdict is Verdict.SEALED
+
+
+def test_what_the_signer_writes_can_look_wrong_but_cannot_crash_the_verifier(
+    small: Sample, tmp_path: Path
+) -> None:
+    # The technician signs whatever lines they like: an event whose time is too large
+    # for a float (json reads it as an int), or whose JSON is nested too deep.
+    for bad in (
+        b"[" + b"9" * 400 + b', "e", "{\\"type\\":\\"operation\\"}"]\n',
+        b'[0.5, "e", "' + b"[" * 100_000 + b'"]\n',
+    ):
+        lines = split_lines(small.data)
+        lines.insert(2, bad)
+        data, sig = rechain(b"".join(lines), small.signer)
+        report = examine(write_variant(tmp_path, data, sig), small.trust)
+        assert report.verdict is Verdict.SEALED, report.failure
+        assert report.operations == 1  # the sample's own; the bad line is no event
+
+
+@pytest.mark.parametrize("junk", [b"\n", b'[0, "o", ""]\n', b'[0, "o", "\\u0041"]\n'])
+def test_millions_of_tiny_lines_cost_a_bounded_number_of_parses(
+    small: Sample, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, junk: bytes
+) -> None:
+    # No key is needed to write such a file: where a failure lies is looked for among a
+    # bounded number of lines, so verify takes seconds, not minutes, whatever the file.
+    import importlib
+
+    verify_module = importlib.import_module("toolkit.transcript.verify")
+    parses = 0
+    real = Event.from_line.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[Event], line: bytes) -> Event:
+        nonlocal parses
+        parses += 1
+        return real(cls, line)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(Event, "from_line", classmethod(counted))
+    header = small.lines[0].raw
+    many = junk * ((8 << 20) // len(junk))
+    for name, data in (
+        ("unsealed.cast", header + many),  # no checkpoint at all: is one hidden in there?
+        ("tampered.cast", header + many + b'[1.0, "c", "x"]\n'),  # where is the damage?
+    ):
+        report = examine(write_variant(tmp_path, data, None), small.trust)
+        assert report.verdict in (Verdict.UNSEALED, Verdict.TAMPERED), name
+        assert parses <= verify_module._LOOK_LINES + 10, (name, parses)
+        parses = 0

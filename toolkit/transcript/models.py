@@ -221,7 +221,11 @@ class Event:
             or not isinstance(raw[2], str)
         ):
             raise ValueError("not a [time, code, data] array")
-        return cls(float(raw[0]), raw[1], raw[2])
+        try:
+            when = float(raw[0])
+        except OverflowError:
+            raise ValueError("event time out of range") from None
+        return cls(when, raw[1], raw[2])
 
     def fields(self) -> dict[str, Any]:
         """The JSON object of an ``e`` event."""

@@ -69,6 +69,9 @@ _STEP_MIN_LINE = 1024
 _PIECE = 1 << 20
 _BUFFERS = 4  # chunks read ahead of the scan, at most
 _SWITCH_INTERVAL = 0.0005  # seconds
+_MAYBE_CHECKPOINT = re.compile(rb'"c"|\\u')
+#: Lines parsed, at most, to say where a failure lies (the verdict does not wait on it).
+_LOOK_LINES = 100_000
 #: A .sig file is a few hundred bytes; anything far larger is not one.
 MAX_SIG_FILE = 64 << 10
 #: Longer than any session: a duration beyond it is shown as unknown.
@@ -471,8 +474,10 @@ def _event_fields(raw: bytes | bytearray) -> dict[str, Any] | None:
         return None
     match event:  # json gives lists, never tuples, for arrays
         case [int() | float() as when, str() as code, str() as data] if type(when) is not bool:
-            # float() first: an integer too large for a float raises OverflowError there
-            if float(when) < 0 or code not in CODES:
+            try:
+                if float(when) < 0 or code not in CODES:
+                    return None
+            except OverflowError:  # an integer too large for a float: as Event.from_line
                 return None
             try:
                 fields = _json_document(data)
@@ -492,11 +497,15 @@ def _json_document(text: str) -> Any:
 
 
 def _locate(path: Path, start: int, end: int, first_line: int) -> int | None:
-    """The first line in [start, end) that is not a well-formed event, if any."""
+    """The first line in [start, end) that is not a well-formed event, if any.
+
+    Looked for among the first ``_LOOK_LINES`` lines only: the range is the
+    file's, and anyone can write a file of millions of lines there.
+    """
     with path.open("rb") as f:
         f.seek(start)
         number = first_line
-        while f.tell() < end:
+        while f.tell() < end and number - first_line < _LOOK_LINES:
             line = f.readline(_MAX_LINE)
             try:
                 event = Event.from_line(line)
@@ -518,12 +527,24 @@ def _hidden_checkpoint(path: Path, start: int, end: int) -> int | None:
         return None
     with path.open("rb") as f:
         f.seek(start)
-        for number, line in enumerate(f.read(end - start).split(b"\n")[:-1]):  # whole lines
-            try:
-                if Event.from_line(line).code == CHECKPOINT:
-                    return number
-            except (ValueError, UnicodeDecodeError):
-                continue
+        data = f.read(end - start)
+    whole = data.rfind(b"\n") + 1  # whole lines only
+    # Its code is "c" as written, or spelled with a \u escape: no other line parses so.
+    # Only such lines are parsed, and not millions of them: anyone can write a file.
+    looked, pos = 0, 0
+    for found in _MAYBE_CHECKPOINT.finditer(data, 0, whole):
+        if found.start() < pos:
+            continue  # on a line already looked at
+        line_start = data.rfind(b"\n", 0, found.start()) + 1
+        pos = data.index(b"\n", found.start()) + 1
+        looked += 1
+        if looked > _LOOK_LINES:
+            return None
+        try:
+            if Event.from_line(data[line_start : pos - 1]).code == CHECKPOINT:
+                return data.count(b"\n", 0, line_start)
+        except (ValueError, UnicodeDecodeError):
+            continue
     return None
 
 
