@@ -7,6 +7,7 @@ is how tests and scripts isolate runs from each other.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import platformdirs
@@ -24,6 +25,20 @@ def data_dir() -> Path:
 
 def state_dir() -> Path:
     return Path(platformdirs.user_state_dir(APP, appauthor=False))
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._#-]+")
+
+
+def name_part(text: str, limit: int = 64) -> str:
+    """``text`` made safe as part of a file name: no separators, no dots alone, cut short.
+
+    Peers choose such text (a ticket the technician names, say): a ``/`` or a
+    ``..`` in it must never reach a path, and an odd character must not make
+    a file that cannot be created.
+    """
+    safe = _UNSAFE.sub("_", text)[:limit].strip(".")
+    return safe or "_"
 
 
 def ensure_private_dir(path: Path) -> Path:
@@ -52,4 +67,4 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
         os.close(dir_fd)
 
 
-__all__ = ["atomic_write", "config_dir", "data_dir", "ensure_private_dir", "state_dir"]
+__all__ = ["atomic_write", "config_dir", "data_dir", "ensure_private_dir", "name_part", "state_dir"]

@@ -403,3 +403,22 @@ def test_mitm_with_its_own_host_key_fails_and_costs_a_try(tmp_path: Path, forge:
             assert_never_written(screen.codes, seen)  # and nothing it saw holds the code
 
     run(main())
+
+
+@pytest.mark.parametrize("ticket", ["../../etc/T-1", "T/1", "..", "tick et"])
+def test_a_ticket_never_becomes_a_path_on_the_customers_machine(
+    tmp_path: Path, ticket: str
+) -> None:
+    # The agent names the customer's copy after the ticket the technician gave.
+    async def main() -> None:
+        async with running_agent(tmp_path) as (agent, _, _):
+            conn, consent = await connect_to(agent, ticket=ticket)
+            assert consent.ticket == ticket
+            session = agent.session
+            assert session is not None
+            assert session.path.parent == agent.transcripts  # the session started, in there
+            conn.close()
+            end = await asyncio.wait_for(agent.wait(), 10)
+        assert_sealed(end)
+
+    run(main())

@@ -97,3 +97,22 @@ def test_open_regular_hands_back_a_blocking_file(tmp_path: Path) -> None:
     with open_regular(path, what="the transcript") as f:
         assert os.get_blocking(f.fileno())
         assert f.read() == b"abc"
+
+
+@pytest.mark.parametrize(
+    ("text", "part"),
+    [
+        ("T-1", "T-1"),
+        ("INC#42", "INC#42"),
+        ("a/../../etc/passwd", "a_.._.._etc_passwd"),
+        ("..", "_"),
+        ("..hidden", "hidden"),
+        ("tick et ☃", "tick_et_"),
+        ("x" * 100, "x" * 64),
+    ],
+)
+def test_a_peers_text_as_part_of_a_file_name(text: str, part: str) -> None:
+    from toolkit.paths import name_part
+
+    assert name_part(text) == part
+    assert "/" not in name_part(text) and name_part(text) not in ("", ".", "..")

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import asyncssh
 from asyncssh.misc import map_handler_name
 
-from toolkit import __version__
+from toolkit import __version__, paths
 from toolkit.agent.operations import Operations, Outcome
 from toolkit.agent.shell import AgentShell, ShellError
 from toolkit.consent import Consent, Scope, scope_names
@@ -310,7 +310,8 @@ class AgentSession:
         )
         self.id = header.session_id
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        self.path: Path = agent.transcripts / f"{stamp}-{consent.ticket}-{self.id[:8]}.cast"
+        name = f"{stamp}-{paths.name_part(consent.ticket)}-{self.id[:8]}.cast"
+        self.path: Path = agent.transcripts / name
         self.recorder = Recorder.create(self.path, header, agent.host_key.signer)
         self.recorder.event("consent", **consent.as_event())
         self._write_trust(header.signed_by.email)
@@ -350,7 +351,6 @@ class AgentSession:
 
     def _write_trust(self, principal: str) -> None:
         """An allowed_signers line for the host key, so the customer can verify their copy."""
-        from toolkit import paths
         from toolkit.identity.keys import public_line
         from toolkit.transcript.models import NAMESPACES
 

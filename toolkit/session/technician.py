@@ -80,7 +80,8 @@ class Result:
 
 def transcript_path(ticket: str, session_id: str) -> Path:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    return paths.data_dir() / "transcripts" / f"{stamp}-{ticket}-{session_id[:8]}.cast"
+    name = f"{stamp}-{paths.name_part(ticket)}-{session_id[:8]}.cast"
+    return paths.data_dir() / "transcripts" / name
 
 
 class TechnicianSession:
