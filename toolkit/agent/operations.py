@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import hashlib
 import json
 import os
@@ -28,10 +29,18 @@ from toolkit.policy.commands import show_argv
 from toolkit.session.protocol import CONTENT, STDERR, STDOUT, Request, Response, data_frames
 
 Send = Callable[[bytes], Awaitable[None]]
+
+
+class Answer(enum.Enum):
+    """What came of asking the customer, when it was neither a yes nor a no."""
+
+    NOBODY = "nobody"  # no one at the screen, or --yes for something it does not cover
+    NO_ANSWER = "no answer"  # asked, and no answer came in time
+
+
 #: Asks the customer to approve a fix showing its exact commands: True is a yes, False a
-#: no, None that nobody could be asked (no one at the screen, or ``--yes`` for something
-#: it does not cover). The transcript says which.
-ApproveFix = Callable[[str, Sequence[Sequence[str]]], Awaitable[bool | None]]
+#: no, an :class:`Answer` (or None, for NOBODY) that neither came. The transcript says which.
+ApproveFix = Callable[[str, Sequence[Sequence[str]]], Awaitable[bool | Answer | None]]
 #: The same question for a fix outside the granted scope.
 AskOutOfScope = ApproveFix
 PIPE_CHUNK = 256 * 1024
@@ -54,10 +63,18 @@ class _Streams:
     )
 
 
-def _not_asked(what: str, *, outside: bool) -> PolicyRefused:
-    """Nobody answered for the customer: say so, never "the customer declined"."""
+def _decided(answer: bool | Answer | None, what: str, *, outside: bool, declined: str) -> None:
+    """Return on a yes; else refuse saying what happened, never "declined" for silence."""
+    if answer is True:
+        return
     why = "is outside the approved scope" if outside else "needs the customer's approval"
-    return PolicyRefused(f"refused: {what} {why}, and no one was at the customer's screen to ask")
+    if answer is None or answer is Answer.NOBODY:
+        raise PolicyRefused(
+            f"refused: {what} {why}, and no one was at the customer's screen to ask"
+        )
+    if answer is Answer.NO_ANSWER:
+        raise PolicyRefused(f"refused: {what} {why}, and the customer did not answer in time")
+    raise PolicyRefused(declined)
 
 
 def _refusal(request: Request, exc: ToolkitError, record: dict[str, Any]) -> Outcome:
@@ -133,10 +150,11 @@ class Operations:
             except PolicyRefused:
                 raise refused from None
             answer = await ask(shown, [argv])
-            if answer is None:
-                raise _not_asked(f"running {shown!r}", outside=not granted) from None
-            if not answer:
-                raise PolicyRefused(f"refused: the customer declined to run {shown!r}") from None
+            declined = f"refused: the customer declined to run {shown!r}"
+            try:
+                _decided(answer, f"running {shown!r}", outside=not granted, declined=declined)
+            except PolicyRefused as why:
+                raise why from None
             record["approved"] = True
             if not granted:
                 record["out_of_scope"] = True
@@ -157,10 +175,8 @@ class Operations:
             pass  # the customer approved these very commands outside the scope
         elif procedure.kind is Kind.FIX:
             answer = await self._approve_fix(procedure.name, commands)
-            if answer is None:
-                raise _not_asked(f"the fix {procedure.name}", outside=False)
-            if not answer:
-                raise PolicyRefused(f"refused: the customer declined the fix {procedure.name}")
+            declined = f"refused: the customer declined the fix {procedure.name}"
+            _decided(answer, f"the fix {procedure.name}", outside=False, declined=declined)
             record["approved"] = True
         results = []
         for argv in commands:
@@ -194,13 +210,11 @@ class Operations:
                 f"{procedure.name} (outside the approved scope)",
                 procedure.resolved(self._policy.home),
             )
-            if answer is None:
-                raise _not_asked(f"the fix {procedure.name}", outside=True)
-            if not answer:
-                raise PolicyRefused(
-                    f"refused: the customer declined the fix {procedure.name}, "
-                    "which is outside the approved scope"
-                )
+            declined = (
+                f"refused: the customer declined the fix {procedure.name}, "
+                "which is outside the approved scope"
+            )
+            _decided(answer, f"the fix {procedure.name}", outside=True, declined=declined)
             record.update(approved=True, out_of_scope=True)
             return await self._procedure(request, record, procedure)
         self._need("fixes", f"fix {name[:64]!r}")
@@ -328,4 +342,4 @@ def _stat_fields(kind: str, st: os.stat_result) -> dict[str, Any]:
     }
 
 
-__all__ = ["ApproveFix", "AskOutOfScope", "Operations", "Outcome", "Send"]
+__all__ = ["Answer", "ApproveFix", "AskOutOfScope", "Operations", "Outcome", "Send"]

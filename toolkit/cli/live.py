@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from toolkit.agent.operations import Answer
 from toolkit.text import printable
 
 if TYPE_CHECKING:
@@ -107,8 +108,8 @@ class LiveView:
 
     # -- questions ---------------------------------------------------------------
 
-    async def ask(self, title: str, lines: Sequence[str], timeout: float) -> bool:
-        """Yes or no, in the view; no answer by ``timeout`` (or a second question) is a no."""
+    async def ask(self, title: str, lines: Sequence[str], timeout: float) -> bool | Answer:
+        """Yes or no, in the view; Answer.NO_ANSWER when none came by ``timeout``."""
         while self.question is not None:  # one question at a time, in order
             with contextlib.suppress(BaseException):
                 await asyncio.shield(self.question.answer)
@@ -122,8 +123,8 @@ class LiveView:
         try:
             return await asyncio.wait_for(asyncio.shield(question.answer), timeout)
         except TimeoutError:
-            self.say(f"no answer in time: declined ({printable(title, 80)})")
-            return False
+            self.say(f"no answer in time: refused ({printable(title, 80)})")
+            return Answer.NO_ANSWER
         finally:
             if not question.answer.done():
                 question.answer.set_result(False)

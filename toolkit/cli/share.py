@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import asyncio
     from collections.abc import Callable
 
+    from toolkit.agent.operations import Answer
     from toolkit.agent.server import Agent, CodeNotice
     from toolkit.agent.session import SessionEnd
     from toolkit.cli.live import LiveView
@@ -309,7 +310,9 @@ class _Approver:
         ok = await self._confirm("Allow this technician in?")
         return request.grant() if ok else request.decline()
 
-    async def approve_fix(self, name: str, commands: Sequence[Sequence[str]]) -> bool | None:
+    async def approve_fix(
+        self, name: str, commands: Sequence[Sequence[str]]
+    ) -> bool | Answer | None:
         """Yes or no from the customer; None when there is no one to ask."""
         import asyncio
 
@@ -326,10 +329,14 @@ class _Approver:
         try:
             return await asyncio.wait_for(self._confirm("Run it?"), FIX_TIMEOUT)
         except TimeoutError:
-            say("No answer in time: declined.", highlight=True)
-            return False
+            from toolkit.agent.operations import Answer
 
-    async def ask_out_of_scope(self, name: str, commands: Sequence[Sequence[str]]) -> bool | None:
+            say("No answer in time: refused.", highlight=True)
+            return Answer.NO_ANSWER
+
+    async def ask_out_of_scope(
+        self, name: str, commands: Sequence[Sequence[str]]
+    ) -> bool | Answer | None:
         """A fix outside the granted scope: only a person at the live view can allow it.
 
         None when there is nobody to ask: the transcript then says so, not "declined".

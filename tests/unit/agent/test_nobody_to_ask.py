@@ -105,3 +105,29 @@ def test_a_fix_in_scope_with_no_terminal_to_ask_on_is_refused_as_not_asked(
         assert NOBODY in records[0]["message"]
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_no_answer_in_time_is_recorded_as_such_not_as_declined(tmp_path: Path) -> None:
+    # The customer was asked and said nothing: the transcript says that, not "declined".
+    from toolkit.agent.operations import Answer
+
+    async def silent(name: str, commands: Any) -> Answer:
+        return Answer.NO_ANSWER
+
+    async def main() -> None:
+        agent, _, _ = await start_agent(tmp_path, offered=(Scope.DIAGNOSTICS, Scope.FIXES))
+        agent.settings.approve_fix = silent
+        try:
+            session = await open_session(agent, tmp_path, scopes=(Scope.DIAGNOSTICS, Scope.FIXES))
+            fix = await session.execute(_command("fix mark"))
+            await session.end("done")
+            end = await asyncio.wait_for(agent.wait(), 10)
+        finally:
+            await agent.stop("test over")
+        assert fix.status == "refused", fix
+        said = "the customer did not answer in time"
+        assert said in (fix.message or "") and "declined" not in (fix.message or "")
+        records = [f for f in assert_sealed(end) if f.get("op") == "fix"]
+        assert said in records[0]["message"]
+
+    asyncio.run(asyncio.wait_for(main(), 60))

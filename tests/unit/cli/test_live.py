@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
+from toolkit.agent.operations import Answer
 from toolkit.cli.live import LiveView, Mirror
 
 
@@ -19,10 +20,10 @@ def view() -> tuple[LiveView, io.StringIO, list[str]]:
     return live, text, quits
 
 
-def ask_then(keys: str, timeout: float = 5.0) -> tuple[bool, str, list[str]]:
+def ask_then(keys: str, timeout: float = 5.0) -> tuple[bool | Answer, str, list[str]]:
     live, text, quits = view()
 
-    async def main() -> bool:
+    async def main() -> bool | Answer:
         asking = asyncio.ensure_future(live.ask("Run fix x?", ["  $ rm -rf -- /tmp/x"], timeout))
         await asyncio.sleep(0.01)
         for key in keys:
@@ -44,9 +45,9 @@ def test_enter_n_and_other_keys_are_no_or_nothing() -> None:
     assert ask_then("xzn")[0] is False  # x and z are ignored, n answers
 
 
-def test_no_answer_in_time_is_a_no() -> None:
+def test_no_answer_in_time_is_no_answer_not_a_no() -> None:
     answer, shown, _ = ask_then("", timeout=0.05)
-    assert answer is False and "Allow?" in shown
+    assert answer is Answer.NO_ANSWER and "Allow?" in shown
 
 
 def test_q_ends_the_session_and_answers_no() -> None:
@@ -70,7 +71,7 @@ def test_yes_never_answers_for_a_fix_outside_the_scope() -> None:
     live, text, _ = view()
     approver = _Approver(yes=True)
 
-    async def main() -> tuple[bool | None, bool | None]:
+    async def main() -> tuple[bool | Answer | None, bool | Answer | None]:
         approver.live = None  # no one at a terminal: nobody to ask (None), not a "no"
         alone = await approver.ask_out_of_scope("mark", [["touch", "x"]])
         approver.live = live
