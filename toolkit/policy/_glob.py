@@ -44,9 +44,25 @@ def fold(text: str) -> str:
 
     Full Unicode case folding of the canonical decomposition, as ext4 and
     tmpfs casefolding do; vfat, exfat and ntfs3 map case one character at a
-    time, which this covers.
+    time, which this covers. Default-ignorable code points (zero-width
+    joiners, variation selectors, soft hyphens) are dropped: kernels before
+    6.14 ignored them in casefolded names, so ``key.p\u200dem`` named ``key.pem``.
     """
-    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", text).casefold())
+    folded = unicodedata.normalize("NFD", unicodedata.normalize("NFD", text).casefold())
+    return "".join(c for c in folded if not _ignorable(c))
+
+
+def _ignorable(c: str) -> bool:
+    """Unicode's Default_Ignorable_Code_Point, near enough: format characters and the rest."""
+    if unicodedata.category(c) == "Cf":  # ZWJ, ZWNJ, soft hyphen, bidi marks, BOM, tags
+        return True
+    point = ord(c)
+    return (
+        point in (0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x3164, 0xFFA0)
+        or 0x180B <= point <= 0x180F
+        or 0xFE00 <= point <= 0xFE0F
+        or 0xE0100 <= point <= 0xE01EF
+    )
 
 
 def _glob(text: str, flags: int = 0) -> re.Pattern[str]:

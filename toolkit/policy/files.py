@@ -60,6 +60,7 @@ from toolkit.policy.rules import (
     Directory,
     FileRule,
     LeadsToAllowlisted,
+    NoAliasNames,
     NotDenied,
     NotRemoved,
     OwnMount,
@@ -104,7 +105,12 @@ def file_rule(
     if mounts is None:
         mounts = read_mounts()
     allow = PatternSet(policy.allow)
-    rules: list[FileRule] = [NotRemoved(), OwnMount(mounts), NotDenied(policy.deny, mounts)]
+    rules: list[FileRule] = [
+        NotRemoved(),
+        OwnMount(mounts),
+        NoAliasNames(mounts),
+        NotDenied(policy.deny, mounts),
+    ]
     if operation == "read":
         rules.append(Allowlisted(allow))
     else:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -137,6 +138,35 @@ class OwnMount:
     def check(self, candidate: Candidate) -> None:
         if candidate.mount is not None and candidate.mount not in self.ids:
             raise unavailable()
+
+
+#: File systems that answer to other spellings of a name than the one stored: vfat's
+#: 8.3 short names (VAULT~1.KDB for vault.kdbx), trailing dots and spaces ignored.
+DOS_NAMED = frozenset({"vfat", "msdos", "exfat", "ntfs", "ntfs3", "fuseblk"})
+_SHORT_NAME = re.compile(r"~[0-9]")
+
+
+class NoAliasNames:
+    """Refuses a name on a DOS-named file system that may be an alias of another name.
+
+    The real path of a descriptor is the name as it was asked for: on vfat
+    ``backup.pem.`` and ``BACKUP~1.PEM`` open ``backup.pem``, and neither
+    matches ``**/*.pem``. Names there that end in a dot or a space, or hold
+    ``~`` and a digit, are refused; so is a legitimate name of that shape (the
+    technician can list the directory, which shows names as stored).
+    """
+
+    def __init__(self, mounts: Sequence[Mount]) -> None:
+        self.points = {m.id: m.point for m in mounts if m.fstype in DOS_NAMED}
+
+    def check(self, candidate: Candidate) -> None:
+        point = self.points.get(candidate.mount) if candidate.mount is not None else None
+        if point is None:
+            return
+        below = candidate.path[len(point) :] if candidate.path.startswith(point) else ""
+        for name in below.split("/"):
+            if name.endswith((".", " ")) or _SHORT_NAME.search(name):
+                raise unavailable()
 
 
 class Allowlisted:
@@ -276,6 +306,7 @@ class UnsafeAllowAll:
 
 
 __all__ = [
+    "DOS_NAMED",
     "UNAVAILABLE",
     "AllOf",
     "Allowlisted",
@@ -284,6 +315,7 @@ __all__ = [
     "Directory",
     "FileRule",
     "LeadsToAllowlisted",
+    "NoAliasNames",
     "NotDenied",
     "NotRemoved",
     "OwnMount",

@@ -86,6 +86,9 @@ def denies(pattern: str, path: str) -> bool:
         ("/srv/strasse/**", "/srv/STRA\u00dfE/x"),  # full case folding: \u00df is ss
         ("/srv/caf\u00e9", "/srv/CAFE\u0301"),  # canonically equivalent spellings
         ("**/id_?", "/x/id_\u00df"),  # never narrower than the exact match
+        ("**/*.pem", "/srv/pub/key.p\u200dem"),  # ext4 casefolding ignored the joiner
+        ("~/.ssh/**", "/home/carol/.s\u00adsh/config"),  # and a soft hyphen
+        ("**/*.kdbx", "/srv/pub/vault.kdbx\ufe0f"),  # and a variation selector
     ],
 )
 def test_deny_patterns_match_in_any_case(pattern: str, path: str) -> None:

@@ -19,6 +19,7 @@ from toolkit.policy import (
     Directory,
     FilePattern,
     LeadsToAllowlisted,
+    NoAliasNames,
     NotDenied,
     NotRemoved,
     OwnMount,
@@ -132,6 +133,30 @@ def test_own_mount() -> None:
         OwnMount([], root=21).check(Candidate("/proc/x", fake_stat(), 22))  # no table: only /
     # a chrooted agent's table leaves out the mount holding its root
     OwnMount([Mount("0:5", "/", "/proc", 22)], root=21).check(Candidate("/x", fake_stat(), 21))
+
+
+@pytest.mark.parametrize(
+    ("name", "refused"),
+    [
+        ("backup.pem", False),
+        ("notes.txt", False),
+        ("backup.pem.", True),  # vfat and exfat ignore trailing dots: backup.pem
+        ("backup.pem ", True),  # and trailing spaces
+        ("VAULT~1.KDB", True),  # vfat's 8.3 short name of vault.kdbx
+        ("dir~2/file", True),  # in any component
+    ],
+)
+def test_no_alias_names_on_dos_named_file_systems(name: str, refused: bool) -> None:
+    mounts = [Mount("8:1", "/", "/", 21, "ext4"), Mount("8:17", "/", "/media/usb", 23, "vfat")]
+    rule = NoAliasNames(mounts)
+    stick = Candidate(f"/media/usb/{name}", fake_stat(), 23)
+    if refused:
+        with pytest.raises(PolicyRefused):
+            rule.check(stick)
+    else:
+        rule.check(stick)
+    rule.check(Candidate(f"/srv/{name}", fake_stat(), 21))  # ext4 has no such aliases
+    rule.check(Candidate(f"/media/usb/{name}", fake_stat(), None))  # a listed entry's own name
 
 
 def test_allowlisted_and_an_empty_allowlist() -> None:
