@@ -337,10 +337,15 @@ def _baseline(root: Path) -> Iterator[Baseline]:
         yield Baseline(sshd, root / "sshd")
 
 
-def _readable(data: Path) -> None:
-    """Let the sshd's sessions (the same user) and anyone read the scratch file."""
+def _files(root: Path, size: int) -> tuple[Path, Path]:
+    """``size`` bytes of terminal output (readable by anyone, sshd's sessions too), and the
+    agent's policy."""
+    data = _text_file(root / "output.txt", size)
     data.chmod(0o644)
-    data.parent.chmod(0o755)
+    root.chmod(0o755)
+    policy = root / "policy.toml"
+    policy.write_text(POLICY)
+    return data, policy
 
 
 def _net(runs: list[Run], trivial: list[Run]) -> tuple[list[float], list[float], list[float]]:
@@ -355,6 +360,20 @@ def _net(runs: list[Run], trivial: list[Run]) -> tuple[list[float], list[float],
     )
 
 
+def _measured(runs: dict[str, list[Run]], name: str, net: list[float]) -> dict[str, Any]:
+    """Everything measured of one tool and its trivial runs, for the JSON result."""
+    trivial = runs[f"{name} true"]
+    return {
+        "seconds": summary([r.wall for r in runs[name]]),
+        "true_seconds": summary([r.wall for r in trivial]),
+        "net_seconds": summary(net),
+        "cpu": [r.cpu for r in runs[name]],
+        "server_cpu": [r.server_cpu for r in runs[name]],
+        "true_cpu": [r.cpu for r in trivial],
+        "true_server_cpu": [r.server_cpu for r in trivial],
+    }
+
+
 def _load() -> str:
     return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -366,10 +385,7 @@ def bulk(mib: int, rounds: int, with_asciinema: bool = True) -> dict[str, Any]:
     size = mib * MiB
     say(f"{_load()} at the start")
     with scratch_dir("session") as root:
-        data = _text_file(root / "output.txt", size)
-        _readable(data)
-        policy = root / "policy.toml"
-        policy.write_text(POLICY)
+        data, policy = _files(root, size)
         ours: list[float] = []
         ours_cpu: list[dict[str, float]] = []
         runs: dict[str, list[Run]] = {}
@@ -429,16 +445,7 @@ def bulk(mib: int, rounds: int, with_asciinema: bool = True) -> dict[str, Any]:
                 *_per_gib(cpu, server, size),
             ]
         )
-        report[name] = {
-            "seconds": summary([r.wall for r in runs[name]]),
-            "true_seconds": summary([r.wall for r in runs[f"{name} true"]]),
-            "net_seconds": summary(wall),
-            "cpu": [r.cpu for r in runs[name]],
-            "server_cpu": [r.server_cpu for r in runs[name]],
-            "true_cpu": [r.cpu for r in runs[f"{name} true"]],
-            "true_server_cpu": [r.server_cpu for r in runs[f"{name} true"]],
-            "time_vs_toolkit": seconds / toolkit_s,
-        }
+        report[name] = {**_measured(runs, name, wall), "time_vs_toolkit": seconds / toolkit_s}
     say(
         table(
             ["what", "median s", "MB/s", "its time / toolkit's", "CPU s/GiB: client", "server"],
@@ -570,10 +577,7 @@ def end(mib: int, rounds: int, checkout: bool = False) -> dict[str, Any]:
     size = mib * MiB
     say(f"{_load()} at the start")
     with scratch_dir("end") as root:
-        data = _text_file(root / "output.txt", size)
-        _readable(data)
-        policy = root / "policy.toml"
-        policy.write_text(POLICY)
+        data, policy = _files(root, size)
         tech = _technician(root, policy, checkout)
         runs: dict[str, list[Run]] = {}
         phases: list[dict[str, float]] = []
@@ -617,15 +621,7 @@ def end(mib: int, rounds: int, checkout: bool = False) -> dict[str, Any]:
                 *_per_gib(cpu, server, size),
             ]
         )
-        report[name] = {
-            "seconds": summary([r.wall for r in runs[name]]),
-            "true_seconds": summary([r.wall for r in runs[f"{name} true"]]),
-            "net_seconds": summary(wall),
-            "cpu": [r.cpu for r in runs[name]],
-            "server_cpu": [r.server_cpu for r in runs[name]],
-            "true_cpu": [r.cpu for r in runs[f"{name} true"]],
-            "true_server_cpu": [r.server_cpu for r in runs[f"{name} true"]],
-        }
+        report[name] = _measured(runs, name, wall)
     say(
         table(
             ["whole process", "median s", "trivial s", "net s", "MB/s", "net / toolkit's",
