@@ -548,3 +548,72 @@ def test_unknown_packets_before_consent_cost_a_bounded_amount(tmp_path: Path) ->
                 dialing.cancel()
 
     run(main())
+
+
+# -- the customer's own file system, slow or hung -------------------------------------------
+
+
+@pytest.mark.parametrize("op", ["list", "read", "stat"])
+def test_ctrl_c_ends_the_session_while_a_file_operation_hangs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, op: str
+) -> None:
+    # A directory of a million names, or a hung NFS or FUSE mount, blocks the call that
+    # reads it; the customer's Ctrl-C must still end the session at once. (A hung mount
+    # cannot be made here: the policy call is made to wait instead, as one would.)
+    import threading
+
+    from toolkit import policy
+
+    (tmp_path / "allowed").mkdir()
+    (tmp_path / "allowed" / "file").write_text("x")
+    entered, release = threading.Event(), threading.Event()
+    name = {"list": "list_dir", "read": "open_for_read", "stat": "stat_path"}[op]
+    real = getattr(policy, name)
+    hung_at: list[float] = []
+
+    def hung(*args: object) -> object:
+        hung_at.append(time.monotonic())
+        entered.set()
+        release.wait(30)  # on the event loop's thread, this would hold the loop as long
+        return real(*args)
+
+    monkeypatch.setattr(policy, name, hung)
+
+    async def main() -> None:
+        try:
+            async with hostile_session(tmp_path) as h:
+                path = allowed(tmp_path, "" if op == "list" else "file")
+                h.channel.send(request(1, op, path=path))
+                await asyncio.to_thread(entered.wait, 10)
+                assert await ctrl_c(h) < END_WITHIN
+                end = await h.agent.wait()
+                ended = time.monotonic()
+            assert_sealed(end)
+            # Measured from the hang itself: the test shares the agent's event loop.
+            assert ended - hung_at[0] < 10 * END_WITHIN
+        finally:
+            release.set()
+
+    run(main())
+
+
+def test_a_listing_looks_at_a_bounded_number_of_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from toolkit.policy import files
+
+    monkeypatch.setattr(files, "MAX_LIST_NAMES", 5)
+    (tmp_path / "allowed").mkdir()
+    for i in range(12):
+        (tmp_path / "allowed" / f"f{i:02d}").write_text("x")
+
+    async def main() -> None:
+        async with hostile_session(tmp_path) as h:
+            h.channel.send(request(1, "list", path=allowed(tmp_path, "")))
+            answer = await h.channel.answer()
+            assert answer.message["ok"], answer.message
+            assert answer.message["result"]["entries"] == 5
+            assert answer.message["result"]["truncated"] is True
+            assert_sealed(await h.end())
+
+    run(main())

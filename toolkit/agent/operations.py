@@ -17,10 +17,11 @@ import hashlib
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from toolkit import policy as pol
 from toolkit.errors import PolicyRefused, ToolkitError
@@ -224,20 +225,39 @@ class Operations:
         self._need("diagnostics", "read")
         digest = hashlib.sha256()
         size = 0
-        with pol.open_for_read(request.args["path"], self._policy) as opened:
-            for chunk in opened.chunks(PIPE_CHUNK):
+        opened = await off_the_loop(pol.open_for_read, request.args["path"], self._policy)
+        chunks = opened.chunks(PIPE_CHUNK)
+        reading = False
+        try:
+            while True:
+                # Given up mid-read (cancelled), the descriptor is closed only once the read
+                # has returned: closed sooner, its number could be reused under the read.
+                reading = True
+                try:
+                    chunk = await off_the_loop(next, chunks, b"", abandoned=opened.close)
+                except asyncio.CancelledError:
+                    raise  # the read goes on; `abandoned` closes the file once it is over
+                except BaseException:
+                    reading = False  # it is over, and failed (a file past its cap)
+                    raise
+                reading = False
+                if not chunk:
+                    break
                 digest.update(chunk)
                 size += len(chunk)
                 for frame in data_frames(request.id, CONTENT, chunk):
                     await self._send(frame)
-            real = opened.real_path
+        finally:
+            if not reading:
+                opened.close()
+        real = opened.real_path
         result = {"path": real, "size": size, "sha256": digest.hexdigest()}
         record.update(result)
         return Outcome(Response(request.id, True, result), record, f"read {real} ({size} bytes)")
 
     async def _op_stat(self, request: Request, record: dict[str, Any]) -> Outcome:
         self._need("diagnostics", "stat")
-        st = pol.stat_path(request.args["path"], self._policy)
+        st = await off_the_loop(pol.stat_path, request.args["path"], self._policy)
         result = {"name": st.name, "path": st.path, **_stat_fields(st.kind, st.stat)}
         record.update(result)
         return Outcome(Response(request.id, True, result), record, f"stat {st.path}")
@@ -245,7 +265,7 @@ class Operations:
     async def _op_list(self, request: Request, record: dict[str, Any]) -> Outcome:
         self._need("diagnostics", "list")
         path = request.args["path"]
-        entries = pol.list_dir(path, self._policy)
+        entries = await off_the_loop(pol.list_dir, path, self._policy)
         # A listing can outgrow one message: it travels as JSON lines of content.
         lines = b"".join(
             json.dumps({"name": e.name, **_stat_fields(e.kind, e.stat)}).encode() + b"\n"
@@ -253,7 +273,9 @@ class Operations:
         )
         for frame in data_frames(request.id, CONTENT, lines):
             await self._send(frame)
-        result = {"path": entries.path, "entries": len(entries)}
+        result: dict[str, Any] = {"path": entries.path, "entries": len(entries)}
+        if entries.truncated:
+            result["truncated"] = True  # more names than a listing looks at
         record.update(result)
         return Outcome(
             Response(request.id, True, result), record, f"list {result['path']} ({len(entries)})"
@@ -320,6 +342,50 @@ class Operations:
             streams.hashes[stream].update(chunk)
             for frame in data_frames(request_id, stream, chunk):
                 await self._send(frame)
+
+
+T = TypeVar("T")
+
+
+async def off_the_loop(
+    call: Callable[..., T], *args: Any, abandoned: Callable[[], None] | None = None
+) -> T:
+    """``call(*args)`` in a thread of its own, so that the event loop goes on meanwhile.
+
+    A file operation may block: a directory of a million names, a hung NFS or
+    FUSE mount. The loop must still hear the customer's Ctrl-C and end the
+    session at once, and the process must still exit: so a daemon thread, not
+    the default executor, whose threads the interpreter waits for at exit.
+    If the wait is given up (cancelled), what the call returns is closed when
+    it comes, and ``abandoned`` is called then, once the call is over.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: T | BaseException, failed: bool) -> None:
+        if done.done():  # given up: close what it opened, if anything
+            close = getattr(outcome, "close", None)
+            if not failed and callable(close):
+                close()
+            if abandoned is not None:
+                abandoned()
+        elif failed:
+            assert isinstance(outcome, BaseException)
+            done.set_exception(outcome)
+        else:
+            done.set_result(outcome)  # type: ignore[arg-type]
+
+    def work() -> None:
+        try:
+            outcome: Any = call(*args)
+            failed = False
+        except BaseException as exc:
+            outcome, failed = exc, True
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, outcome, failed)
+
+    threading.Thread(target=work, daemon=True, name="toolkit-file").start()
+    return await done
 
 
 async def _drain(reader: asyncio.StreamReader | None) -> None:

@@ -146,13 +146,21 @@ class Entry(_StatFields):
     kind: str
     stat: os.stat_result
 
+#: Names a listing looks at, at most: enough for any directory a person reads.
+MAX_LIST_NAMES = 20_000
+
 
 class Listing(list[Entry]):
-    """A directory's visible entries, sorted by name; ``path`` is the directory's real path."""
+    """A directory's visible entries, sorted by name; ``path`` is the directory's real path.
 
-    def __init__(self, path: str, entries: list[Entry]) -> None:
+    ``truncated``: the directory holds more than MAX_LIST_NAMES names, and only
+    that many (in the directory's own order) were looked at.
+    """
+
+    def __init__(self, path: str, entries: list[Entry], truncated: bool = False) -> None:
         super().__init__(entries)
         self.path = path
+        self.truncated = truncated
 
 
 @dataclass(frozen=True)
@@ -467,8 +475,16 @@ def list_dir(path: str | bytes, policy: Policy) -> Listing:
         os.close(req.fd)
     rule = file_rule(policy, "stat", req.mounts)
     entries = []
+    names: list[str] = []
+    truncated = False
     try:
-        for name in sorted(os.listdir(dfd)):
+        with os.scandir(dfd) as listing:  # lazily: a directory may hold millions of names
+            for found in listing:
+                if len(names) == MAX_LIST_NAMES:
+                    truncated = True
+                    break
+                names.append(found.name)
+        for name in sorted(names):
             try:
                 name.encode("utf-8")
                 st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
@@ -478,10 +494,11 @@ def list_dir(path: str | bytes, policy: Policy) -> Listing:
                 entries.append(Entry(name, kind_of(st.st_mode), st))
     finally:
         os.close(dfd)
-    return Listing(req.candidate.path, entries)
+    return Listing(req.candidate.path, entries, truncated)
 
 
 __all__ = [
+    "MAX_LIST_NAMES",
     "MAX_PATH_BYTES",
     "MAX_SYMLINKS",
     "Entry",
