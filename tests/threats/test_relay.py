@@ -584,3 +584,51 @@ def test_a_stranger_who_reads_nothing_cannot_grow_the_relays_memory(tmp_path: Pa
             conn.abort()
 
     run(main())
+
+
+def test_a_client_asking_again_and_again_makes_a_bounded_log_then_is_hung_up_on(
+    tmp_path: Path,
+) -> None:
+    # Each refused registration was a log line (and a debug message): 50,000 requests from
+    # one stranger grew the log by 6.6 MB. Past MAX_REFUSED on one connection: hung up on.
+    from asyncssh.packet import String, UInt32
+
+    from toolkit.relay.server import MAX_REFUSED
+
+    async def main() -> None:
+        async with running_relay(tmp_path) as relay:
+            conn = await raw_client(relay.port)
+            for i in range(20_000):
+                register = (String(register_host(600)), UInt32(0))
+                conn._send_global_request(b"tcpip-forward", *register, want_reply=False)
+                if i % 2000 == 0:
+                    await asyncio.sleep(0.01)
+            await asyncio.wait_for(conn.wait_closed(), 10)  # the relay hung up
+            refused = relay.log.events("register_refused")
+            assert len(refused) <= MAX_REFUSED
+            assert len(relay.log.events("disconnect_refused")) == 1
+            assert len(relay.log.getvalue()) < 64 * 1024
+
+    run(main())
+
+
+def test_renewing_ones_own_name_in_a_loop_is_refused_then_hung_up_on(tmp_path: Path) -> None:
+    from toolkit.relay.server import MAX_REFUSED, RENEW_BURST
+
+    async def main() -> None:
+        async with running_relay(tmp_path) as relay:
+            conn = await raw_client(relay.port)
+            name = await try_register(conn)
+            assert name is not None
+            renewed = 0
+            for _ in range(RENEW_BURST + MAX_REFUSED + 10):
+                try:
+                    if await try_register(conn, int(name)) == name:
+                        renewed += 1
+                except (asyncssh.Error, OSError):
+                    break  # hung up on
+            assert renewed <= RENEW_BURST
+            await asyncio.wait_for(conn.wait_closed(), 10)
+            assert len(relay.log.events("renew")) <= RENEW_BURST
+
+    run(main())

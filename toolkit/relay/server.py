@@ -250,6 +250,14 @@ class _Registration(asyncssh.SSHListener):
 
 _ids = itertools.count(1)
 
+#: Requests refused on one connection before the relay hangs up on it: a client
+#: asking again and again would otherwise make a log line of each.
+MAX_REFUSED = 32
+#: Renewals of a name one holds: 8 at once, then one every 10 seconds, per key.
+RENEW_BURST = 8
+RENEW_RATE = 0.1
+RENEWING_TOO_OFTEN = "the rendezvous was renewed too often; wait a little and ask again"
+
 
 class RelayConnection(asyncssh.SSHServer):
     """One client: an agent that registers, a technician that joins, or both."""
@@ -263,6 +271,7 @@ class RelayConnection(asyncssh.SSHServer):
         self.port = 0
         self.key: str | None = None
         self.technician = False
+        self.refused = 0  # requests refused on this connection, towards MAX_REFUSED
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
@@ -333,6 +342,9 @@ class Relay:
         self.limit = RateLimit(options.lookup_rate, options.lookup_burst)
         self.new_by_source = RateLimit(options.register_rate, options.register_burst)
         self.new_by_key = RateLimit(options.register_rate, options.register_burst)
+        # Renewals of one's own name: one per new code the customer asks for, so a few a
+        # minute at most; a client renewing in a loop is refused, then hung up on.
+        self.renewals = RateLimit(RENEW_RATE, RENEW_BURST)
         self.tap: Tap | None = None
         self.address: tuple[str, int] = ("", 0)
         self.host_key_fingerprint = ""
@@ -431,6 +443,8 @@ class Relay:
                 return self._refuse_register(who, NEW_FROM_ADDRESS, name)
             if not self.new_by_key.allow(who.key):
                 return self._refuse_register(who, NEW_FOR_KEY, name)
+        elif not self.renewals.allow(who.key):
+            return self._refuse_register(who, RENEWING_TOO_OFTEN, name)
         try:
             rendezvous, renewed = self.table.register(
                 who.key, who, ttl, name, route=listen_host, source=who.source
@@ -449,10 +463,28 @@ class Relay:
         return _Registration(self, who, rendezvous)
 
     def _refuse_register(self, who: RelayConnection, why: str, name: str | None = None) -> bool:
-        self.log.emit("register_refused", conn=who.id, key=who.key, asked=name, why=why)
-        if who.conn is not None:
-            # The refusal itself carries no text: the reason goes just before it, in order.
-            who.conn.send_debug(why)
+        if self._refused(who):
+            self.log.emit("register_refused", conn=who.id, key=who.key, asked=name, why=why)
+            if who.conn is not None:
+                # The refusal itself carries no text: the reason goes just before it, in order.
+                who.conn.send_debug(why)
+        return False
+
+    def _refused(self, who: RelayConnection) -> bool:
+        """Count a refusal; past MAX_REFUSED on one connection, hang up. Whether to say it.
+
+        A client that asks again and again for what it is refused would otherwise
+        make a log line (and an answer) of every request.
+        """
+        who.refused += 1
+        if who.refused <= MAX_REFUSED:
+            return True
+        if who.refused == MAX_REFUSED + 1 and who.conn is not None:
+            self.log.emit("disconnect_refused", conn=who.id, key=who.key, refused=MAX_REFUSED)
+            who.conn.disconnect(
+                asyncssh.DISC_BY_APPLICATION,
+                f"over {MAX_REFUSED} refused requests on one connection",
+            )
         return False
 
     def cancel(self, who: RelayConnection, name: str, route: str) -> None:
@@ -465,13 +497,15 @@ class Relay:
     def join(self, who: RelayConnection, dest_path: str) -> Any:
         name = clip(name_of_path(dest_path))
         if not who.technician:
-            self.log.emit("lookup", conn=who.id, name=name, ok=False, why="not a technician")
+            if self._refused(who):
+                self.log.emit("lookup", conn=who.id, name=name, ok=False, why="not a technician")
             raise asyncssh.ChannelOpenError(
                 asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
                 "this relay admits listed technicians only",
             )
         if not self.limit.allow(who.source):
-            self.log.emit("lookup", conn=who.id, name=name, ok=False, why="rate limited")
+            if self._refused(who):
+                self.log.emit("lookup", conn=who.id, name=name, ok=False, why="rate limited")
             raise asyncssh.ChannelOpenError(
                 asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
                 "too many lookups from your address; wait a little and try again",
@@ -479,7 +513,8 @@ class Relay:
         try:
             rendezvous = self.table.lookup(name)
         except Refused as exc:
-            self.log.emit("lookup", conn=who.id, name=name, ok=False, why=exc.reason)
+            if self._refused(who):
+                self.log.emit("lookup", conn=who.id, name=name, ok=False, why=exc.reason)
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, exc.reason) from None
         assert who.conn is not None
         chan = who.conn.create_unix_channel(window=WINDOW, max_pktsize=MAX_PACKET)
