@@ -185,7 +185,7 @@ def test_the_local_store_keeps_one_copy_and_the_transcript_is_read_once(tmp_path
     assert held["s.cast"].sha256 == digest
     # One pass to verify it before it leaves the outbox; the comment's list of
     # operations (toolkit.tickets.summary) reads it once more. Copying it into
-    # the outbox and the ticket, hashing it and reading the copy back took nine.
+    # the outbox and the ticket, hashing it and reading the copy back took ten.
     assert read < 2.5 * size, f"read {read / size:.1f} times the transcript's size"
 
 
