@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import new_signer, record_sample
+from tests.helpers import new_signer, record_sample, write_allowed_signers
 from toolkit.errors import TicketBackendError
 from toolkit.identity import sshsig
 from toolkit.identity.signer import KeySigner
@@ -245,3 +245,24 @@ def test_a_wrong_sha256_given_at_enqueue_is_caught_before_anything_leaves(tmp_pa
     with pytest.raises(TicketBackendError, match="changed since it entered the outbox"):
         box.deliver(entry, LocalTickets())
     assert len(box.entries()) == 1
+
+
+@pytest.mark.parametrize("form", ["format 1", "not trusted"])
+def test_a_transcript_not_sealed_by_sha256_and_trust_is_hashed_and_still_delivered(
+    tmp_path: Path, form: str
+) -> None:
+    # Only a SEALED format 2 seal vouches for the manifest's SHA-256; anything
+    # else (an old format 1 file, a key the allowed_signers file does not list)
+    # is hashed on its own, then checked and delivered as before.
+    signer = new_signer()
+    cast = record_sample(tmp_path / "s.cast", signer, format=1 if form == "format 1" else 2)
+    signers = None
+    if form == "not trusted":
+        signers = write_allowed_signers(tmp_path / "allowed_signers", new_signer())
+    box = Outbox()
+    entry = box.enqueue("local", "T-1", cast, signer, None)
+    delivered = box.deliver(entry, LocalTickets(), signers)
+    assert delivered is not None
+    assert delivered.verdict == ("UNTRUSTED" if signers else "SEALED")
+    held = {a.name: a for a in LocalTickets().ticket("T-1").attachments}
+    assert held["s.cast"].sha256 == hashlib.sha256(cast.read_bytes()).hexdigest()
