@@ -146,6 +146,7 @@ class Entry(_StatFields):
     kind: str
     stat: os.stat_result
 
+
 #: Names a listing looks at, at most: enough for any directory a person reads.
 MAX_LIST_NAMES = 20_000
 
