@@ -17,7 +17,7 @@ from toolkit.identity import sshsig
 from toolkit.identity.allowed_signers import AllowedSigners
 from toolkit.identity.keys import public_line
 from toolkit.tickets.package import GZIP, MANIFEST_NAMESPACE, PARTS, Package, manifest_name
-from toolkit.transcript.models import NAMESPACE_CHECKPOINT, NAMESPACE_SEAL, Event
+from toolkit.transcript.models import NAMESPACE_CHECKPOINT, NAMESPACE_SEAL
 from toolkit.transcript.verify import Report, examine
 
 #: Operations listed one by one; the rest are counted.
@@ -48,10 +48,15 @@ def _trust(cast: Path, allowed_signers: Path | None) -> tuple[AllowedSigners | N
     )
 
 
-def verdict(cast: Path, allowed_signers: Path | None) -> tuple[Report, str]:
-    """Verify ``cast`` now; the report and a one-line description of the verdict."""
+def verdict(
+    cast: Path, allowed_signers: Path | None, *, operations: bool = False
+) -> tuple[Report, str]:
+    """Verify ``cast`` now; the report and a one-line description of the verdict.
+
+    ``operations``: the report also carries every operation and refusal event.
+    """
     trust, how = _trust(cast, allowed_signers)
-    report = examine(cast, trust)
+    report = examine(cast, trust, keep_operations=operations)
     line = report.verdict.value
     if report.failure is not None:
         line += f": {report.failure.reason}"
@@ -81,27 +86,19 @@ def _operation(fields: dict[str, Any], kind: str) -> str:
 def comment(package: Package, allowed_signers: Path | None) -> tuple[str, Report]:
     """The comment text for ``package``, verifying its transcript first."""
     cast = package.transcript
-    report, verdict_line = verdict(cast, allowed_signers)
+    # The verification's own pass finds the operations: the file is read once.
+    report, verdict_line = verdict(cast, allowed_signers, operations=True)
     h = report.header
     listed: list[str] = []
     operations = refusals = 0
-    with cast.open("rb") as f:
-        f.readline()
-        for raw in f:
-            if b', "e", ' not in raw:
-                continue
-            try:
-                event = Event.from_line(raw)
-                fields = event.fields()
-            except (ValueError, ToolkitError):
-                continue
-            kind = fields.get("type")
-            if kind not in ("operation", "refusal") or fields.get("purpose") == "completion":
-                continue
-            operations += kind == "operation"
-            refusals += kind == "refusal"
-            if len(listed) < MAX_LISTED:
-                listed.append(_operation(fields, str(kind)))
+    for fields in report.operation_events:
+        kind = fields.get("type")
+        if fields.get("purpose") == "completion":
+            continue
+        operations += kind == "operation"
+        refusals += kind == "refusal"
+        if len(listed) < MAX_LISTED:
+            listed.append(_operation(fields, str(kind)))
     more = operations + refusals - len(listed)
     started = datetime.fromtimestamp(h.timestamp, UTC).isoformat(timespec="seconds")
     ended = report.ended.isoformat(timespec="seconds") if report.ended else "not recorded"

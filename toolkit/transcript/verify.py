@@ -119,6 +119,9 @@ class Report:
     refusals: int = 0
     end_reason: str | None = None
     notes: tuple[str, ...] = ()
+    #: With ``examine(..., keep_operations=True)``: the fields of every operation and
+    #: refusal event the valid checkpoints cover, in order (for the ticket's comment).
+    operation_events: tuple[dict[str, Any], ...] = field(default=(), repr=False)
 
     @property
     def started(self) -> datetime:
@@ -218,6 +221,7 @@ class _Scan:
     events: list[_EventLine] = field(default_factory=list)
     digest: bytes = b""  # of the whole file, with the hash the format's seal signs
     overlong_line: int | None = None
+    keep: frozenset[str] = frozenset({"session_end"})  # event types whose fields are kept
 
 
 def _read_and_hash(
@@ -258,7 +262,7 @@ def _read_and_hash(
         chunks.put(exc)
 
 
-def _scan(path: Path) -> _Scan:
+def _scan(path: Path, keep: frozenset[str] = frozenset({"session_end"})) -> _Scan:
     try:
         # A regular file only: a FIFO would wait for a writer, a device never end.
         f = open_regular(path, what="the transcript")
@@ -270,7 +274,7 @@ def _scan(path: Path) -> _Scan:
             raise TranscriptFormatError(
                 f"This is not a toolkit transcript: {path} has no header line."
             )
-        scan = _Scan(Header.from_line(first), len(first))
+        scan = _Scan(Header.from_line(first), len(first), keep=keep)
         chunks: queue.Queue[tuple[bytearray, int] | BaseException | None] = queue.Queue()
         free: queue.Queue[bytearray | None] = queue.Queue()
         digest: list[bytes] = []
@@ -418,7 +422,7 @@ def _scan_piece(
             sha256.update(view[start:end])
             hashed = end
         if _EVENT_MARK in raw:
-            scan.events.append(_parse_event(raw, lines + 1, base + end))
+            scan.events.append(_parse_event(raw, lines + 1, base + end, scan.keep))
         found = search(buf, end, hi)
     sha256.update(view[hashed:hi])
     scan.lines = lines + _newlines(buf, counted, hi)
@@ -442,7 +446,7 @@ def _newlines(buf: bytes | bytearray, lo: int, hi: int) -> int:
     return n
 
 
-def _parse_event(raw: bytes | bytearray, line: int, end: int) -> _EventLine:
+def _parse_event(raw: bytes | bytearray, line: int, end: int, keep: frozenset[str]) -> _EventLine:
     """Parse an event line while the scan has it at hand.
 
     Whether the stats count it is decided later, when the checkpoints are
@@ -455,7 +459,7 @@ def _parse_event(raw: bytes | bytearray, line: int, end: int) -> _EventLine:
     if fields is None:
         return _EventLine(line, end)
     kind = fields["type"]
-    return _EventLine(line, end, kind, fields if kind == "session_end" else None)
+    return _EventLine(line, end, kind, fields if kind in keep else None)
 
 
 def _event_fields(raw: bytes | bytearray) -> dict[str, Any] | None:
@@ -599,14 +603,18 @@ def _outcome(found: _Found, seq: int, header: Header) -> bytes | Exception:
         return exc.with_traceback(None)
 
 
+_KEEP_END = frozenset({"session_end"})
+_KEEP_OPERATIONS = frozenset({"session_end", "operation", "refusal"})
+
+
 @functools.lru_cache(maxsize=16)  # every checkpoint of a file names the same key
 def _plain_fingerprint(blob: bytes) -> str:
     return fingerprint(blob_of(load_public(blob)))
 
 
-def examine(path: Path, trust: AllowedSigners | None) -> Report:
+def examine(path: Path, trust: AllowedSigners | None, *, keep_operations: bool = False) -> Report:
     """Check a transcript and its ``.sig``; return the verdict and where it fails."""
-    scan = _scan(path)
+    scan = _scan(path, _KEEP_OPERATIONS if keep_operations else _KEEP_END)
     header = scan.header
     base: dict[str, Any] = {"path": path, "header": header, "size": scan.size}
     if scan.overlong_line is not None:
@@ -662,6 +670,7 @@ def examine(path: Path, trust: AllowedSigners | None) -> Report:
     end_reason: str | None = None
     duration: float | None = None
     end_line = None
+    listed: list[dict[str, Any]] = []
     for event in scan.events:
         if event.end > valid_end:
             break
@@ -672,11 +681,14 @@ def examine(path: Path, trust: AllowedSigners | None) -> Report:
             continue
         operations += kind == "operation"
         refusals += kind == "refusal"
-        if event.fields is not None:  # session_end
+        if event.fields is not None and kind != "session_end":
+            listed.append(event.fields)
+        elif event.fields is not None:
             end_line = event.line
             end_reason = str(event.fields.get("reason"))
             duration = _duration(event.fields.get("duration"))
     base.update(operations=operations, refusals=refusals, end_reason=end_reason, duration=duration)
+    base["operation_events"] = tuple(listed)
 
     # 2. Is the file complete: session_end, then the last checkpoint, then nothing?
     last = scan.checkpoints[-1] if scan.checkpoints else None
