@@ -39,6 +39,9 @@ from toolkit.transport.tuning import MAX_PACKET, WINDOW
 #: Receives (stream, bytes) as data arrives, instead of collecting it.
 OnData = Callable[[int, bytes], None]
 READ_SIZE = 1 << 20
+#: How long a request whose write failed waits for the reader to learn why the agent
+#: closed the session (its ``ended`` message comes before the channel's close).
+READER_GRACE = 1.0
 
 
 class SessionEnded(ConsentRefused):
@@ -130,6 +133,10 @@ class SessionClient:
             await self._writer.drain()
             response = await pending.future
         except (OSError, asyncssh.Error) as exc:
+            # The agent may have said why just before it closed the channel (the customer
+            # ended it, its disk filled): the reader has that, or will in a moment.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ended_event.wait(), READER_GRACE)
             self._end(ConnectionLost(f"The connection to the agent was lost: {exc}."))
             assert self._ended is not None
             raise self._ended from None
