@@ -40,6 +40,7 @@ from toolkit.consent._pake import MESSAGE_LENGTH
 from toolkit.consent.errors import NOTICE_ERRORS
 from toolkit.errors import SignatureError
 from toolkit.identity.keys import load_public
+from toolkit.unique_json import DuplicateName, unique_names
 
 VERSION = 1
 MAX_MESSAGE_BYTES = 16 * 1024
@@ -82,15 +83,6 @@ def check_label(value: object, what: str, max_len: int, *, email: bool = False) 
 # --- decoding -------------------------------------------------------------
 
 
-def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for key, value in pairs:
-        if key in out:
-            _bad("a field appears twice")
-        out[key] = value
-    return out
-
-
 def _no_float(_: str) -> NoReturn:
     _bad("numbers here are integers")
 
@@ -109,7 +101,7 @@ def _load(text: object, kinds: tuple[str, ...]) -> tuple[str, dict[str, object]]
     try:
         obj = json.loads(
             text,
-            object_pairs_hook=_no_duplicates,
+            object_pairs_hook=unique_names,
             parse_float=_no_float,
             parse_int=_small_int,
             parse_constant=_no_float,
@@ -118,6 +110,8 @@ def _load(text: object, kinds: tuple[str, ...]) -> tuple[str, dict[str, object]]
         _bad("the message is nested too deeply")
     except MessageError:
         raise
+    except DuplicateName:
+        _bad("a field appears twice")
     except ValueError:
         _bad("the message is not valid JSON")
     if not isinstance(obj, dict):

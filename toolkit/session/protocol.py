@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 import struct
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 from toolkit.errors import ToolkitError
+from toolkit.unique_json import DuplicateName, unique_names
 
 SUBSYSTEM = "toolkit-session-v1"
 VERSION = 1
@@ -185,28 +185,15 @@ def _decode(body: Body) -> str:
         raise ProtocolError("message is not JSON: not valid UTF-8") from None
 
 
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """An object whose names are unique: a duplicate is refused, never "last one wins"."""
-    value = dict(pairs)
-    if len(value) != len(pairs):
-        [(name, _)] = Counter(k for k, _ in pairs).most_common(1)
-        raise _DuplicateKey(name)
-    return value
-
-
 def _load(body: Body) -> dict[str, Any]:
     if len(body) > MAX_MESSAGE:
         raise ProtocolError("message too large")
     text = _decode(body)
     try:
-        value = json.loads(text, object_pairs_hook=_unique)
-    except _DuplicateKey as exc:
+        value = json.loads(text, object_pairs_hook=unique_names)
+    except DuplicateName as exc:
         # Two readers of one message could each take a different value: refuse it.
-        raise ProtocolError(f"message has the key {str(exc)[:64]!r} twice") from None
+        raise ProtocolError(f"message has the key {exc.name[:64]!r} twice") from None
     except (ValueError, RecursionError):
         raise ProtocolError("message is not JSON") from None
     if not isinstance(value, dict):

@@ -15,6 +15,7 @@ from typing import Any
 
 from toolkit.errors import TranscriptFormatError
 from toolkit.text import printable
+from toolkit.unique_json import DuplicateName, unique_names
 
 #: The format the recorder writes. Format 1 hashed the file twice (SHA-256 for
 #: checkpoints, SHA-512 for the seal); format 2 signs with SHA-256 throughout, so
@@ -117,9 +118,12 @@ class Header:
             )
 
         try:
-            raw = json.loads(line, object_pairs_hook=_unique_keys)
-        except _DuplicateKey as exc:
-            raise bad(f"the header names {exc} twice, which readers may take differently") from None
+            raw = json.loads(line, object_pairs_hook=unique_names)
+        except DuplicateName as exc:
+            twice = repr(exc.name)[:80]
+            raise bad(
+                f"the header names {twice} twice, which readers may take differently"
+            ) from None
         except (ValueError, UnicodeDecodeError, RecursionError):
             raise bad("the first line is not a JSON header") from None
         if not isinstance(raw, dict) or raw.get("version") != 2:
@@ -171,19 +175,6 @@ def _loads(text: str | bytes) -> Any:
 
 #: The header's timestamp is a time from 1970 up to the end of year 9999.
 MAX_TIMESTAMP = 253402300799
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in found:
-            raise _DuplicateKey(repr(key)[:80])
-        found[key] = value
-    return found
 
 
 def _timestamp(value: object) -> int:
