@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
+from toolkit.addresses import source_of
 from toolkit.agent.session import AgentSession, SessionChannel
 from toolkit.agent.shell import ShellChannel
 from toolkit.consent import (
@@ -25,7 +26,6 @@ from toolkit.consent import (
     AgentState,
     ConsentError,
 )
-from toolkit.consent._sources import source_of
 from toolkit.errors import TranscriptWriteError
 
 if TYPE_CHECKING:

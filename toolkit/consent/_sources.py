@@ -8,16 +8,15 @@ are checked one per delay, not together, and none waits more than 30 s.
 Other addresses are not slowed: a guesser cannot lock the real technician
 out, only slow down its own address.
 
-A source is an IPv4 address, or an IPv6 /64 (one host commonly holds a whole
-/64). The table keeps at most :data:`MAX_SOURCES` of them, forgetting the one
-whose last failure is oldest; a source with no failure for
+A source is what toolkit.addresses.source_of makes of an address (an IPv4
+address, or an IPv6 /64). The table keeps at most :data:`MAX_SOURCES` of
+them, forgetting the one whose last failure is oldest; a source with no failure for
 :data:`FORGET_AFTER` seconds starts again without delay. No I/O here: the
 agent asks how long to wait and sleeps itself.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -30,21 +29,6 @@ FIRST_DELAY = 0.5
 MAX_DELAY = 30.0
 #: A source with no failure for this long starts again without delay.
 FORGET_AFTER = 600.0
-
-
-def source_of(host: str | None) -> str:
-    """The source an address counts as: itself for IPv4, its /64 for IPv6."""
-    if not host:
-        return "unknown"
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return host[:100]
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
 
 
 @dataclass
@@ -139,6 +123,5 @@ __all__ = [
     "MAX_DELAY",
     "MAX_SOURCES",
     "Sources",
-    "source_of",
     "tally",
 ]

@@ -2,12 +2,12 @@
 
 A source address is counted as the network its owner controls: an IPv4
 address, or the /64 of an IPv6 address (one host is given a whole /64, so
-counting its addresses one by one would count nothing); see :func:`source_of`.
+counting its addresses one by one would count nothing); see
+:func:`toolkit.addresses.source_of`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,21 +15,6 @@ from dataclasses import dataclass
 Clock = Callable[[], float]
 #: Sources remembered at most; the fullest buckets (idle longest) are forgotten first.
 MAX_ADDRESSES = 65536
-#: An IPv6 source is its network of this many bits.
-IPV6_PREFIX = 64
-
-
-def source_of(address: str) -> str:
-    """What limits count ``address`` as: itself (IPv4), or its /64 network (IPv6)."""
-    try:
-        ip = ipaddress.ip_address(address.partition("%")[0])  # without a zone (fe80::1%eth0)
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:  # an IPv4 client of a dual-stack socket
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False))
-    return str(ip)
 
 
 @dataclass
@@ -79,4 +64,4 @@ class RateLimit:
         return len(self._buckets)
 
 
-__all__ = ["IPV6_PREFIX", "MAX_ADDRESSES", "RateLimit", "source_of"]
+__all__ = ["MAX_ADDRESSES", "RateLimit"]

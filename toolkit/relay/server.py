@@ -33,10 +33,11 @@ from typing import Any
 
 import asyncssh
 
+from toolkit.addresses import source_of
 from toolkit.errors import TransportError, UsageError
 from toolkit.identity.keys import blob_from_line, fingerprint
 from toolkit.inputs import read_regular, read_text
-from toolkit.relay._limits import RateLimit, source_of
+from toolkit.relay._limits import RateLimit
 from toolkit.relay._log import EventLog, clip
 from toolkit.relay._table import DEFAULT_COOLDOWN, DEFAULT_MAX_TTL, Refused, Rendezvous, Table
 from toolkit.relay._wire import (

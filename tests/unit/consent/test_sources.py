@@ -5,13 +5,13 @@ from __future__ import annotations
 import sys
 
 from tests.helpers import FakeClock
+from toolkit.addresses import source_of
 from toolkit.consent._sources import (
     FIRST_DELAY,
     FORGET_AFTER,
     MAX_DELAY,
     MAX_SOURCES,
     Sources,
-    source_of,
     tally,
 )
 

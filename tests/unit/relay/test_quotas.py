@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import FakeClock
-from toolkit.relay._limits import MAX_ADDRESSES, RateLimit, source_of
+from toolkit.addresses import source_of
+from toolkit.relay._limits import MAX_ADDRESSES, RateLimit
 from toolkit.relay._table import Refused, Table
 
 
