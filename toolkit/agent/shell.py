@@ -80,7 +80,11 @@ class AgentShell:
         #: Why input is held, if it is: the protocol channel has no room for verdicts
         #: ("answers"), or the shell has not read what it was given ("pty").
         self._holds: set[str] = {"answers"} if session.answers_waiting else set()
-        self.input_held = bool(self._holds)
+
+    @property
+    def input_held(self) -> bool:
+        """Whether input is held, for any reason."""
+        return bool(self._holds)
 
     @property
     def awaiting_channel(self) -> bool:
@@ -247,7 +251,6 @@ class AgentShell:
             self._holds.add(reason)
         else:
             self._holds.discard(reason)
-        self.input_held = bool(self._holds)
         if self.channel is not None and self.input_held != before:
             self.channel.hold_input(self.input_held)
 
