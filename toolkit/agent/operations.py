@@ -226,7 +226,14 @@ class Operations:
         digest = hashlib.sha256()
         size = 0
         opened = await off_the_loop(pol.open_for_read, request.args["path"], self._policy)
-        chunks = opened.chunks(PIPE_CHUNK)
+        # The same checked open as a whole read; then only the lines asked are read and sent.
+        head, tail = request.args.get("head"), request.args.get("tail")
+        if head is not None:
+            chunks, asked = opened.head(head), f"first {head} lines, "
+        elif tail is not None:
+            chunks, asked = opened.tail(tail), f"last {tail} lines, "
+        else:
+            chunks, asked = opened.chunks(PIPE_CHUNK), ""
         reading = False
         try:
             while True:
@@ -251,9 +258,13 @@ class Operations:
             if not reading:
                 opened.close()
         real = opened.real_path
-        result = {"path": real, "size": size, "sha256": digest.hexdigest()}
+        result: dict[str, Any] = {"path": real, "size": size, "sha256": digest.hexdigest()}
+        if asked:  # the range asked is in the request's fields; say what the file was
+            result["file_size"] = opened.size
         record.update(result)
-        return Outcome(Response(request.id, True, result), record, f"read {real} ({size} bytes)")
+        return Outcome(
+            Response(request.id, True, result), record, f"read {real} ({asked}{size} bytes)"
+        )
 
     async def _op_stat(self, request: Request, record: dict[str, Any]) -> Outcome:
         self._need("diagnostics", "stat")

@@ -50,6 +50,11 @@ OPERATIONS: dict[str, dict[str, type]] = {
     "cancel": {"target": int},
     "shell": {},
 }
+#: Fields a request may leave out; at most one of each set below is given.
+OPTIONAL: dict[str, dict[str, type]] = {
+    "read": {"head": int, "tail": int},  # only the first or the last N lines
+}
+MAX_LINES = 1_000_000  # --head/--tail N: 1 .. MAX_LINES
 MAX_ARGV = 256
 MAX_ID = 0xFFFFFFFF  # request ids travel in data frames as a uint32
 MAX_ARG = 4096
@@ -233,12 +238,25 @@ def parse_request(body: Body) -> Request:
     if not isinstance(op, str) or op not in OPERATIONS:
         raise ProtocolError(f"unknown operation {op!r}"[:200])
     schema = OPERATIONS[op]
+    optional = OPTIONAL.get(op, {})
     args = {k: v for k, v in value.items() if k not in ("v", "id", "op")}
-    if set(args) != set(schema):
-        raise ProtocolError(f"{op} takes exactly: {', '.join(sorted(schema)) or 'no fields'}")
+    if not set(schema) <= set(args) <= set(schema) | set(optional):
+        takes = ", ".join(sorted(schema)) or "no fields"
+        if optional:
+            takes += f" (and optionally one of {', '.join(sorted(optional))})"
+        raise ProtocolError(f"{op} takes exactly: {takes}")
     for name, kind in schema.items():
         if not isinstance(args[name], kind):
             raise ProtocolError(f"{op}: {name} must be a {kind.__name__}")
+    for name, kind in optional.items():
+        if name in args and (not isinstance(args[name], kind) or isinstance(args[name], bool)):
+            raise ProtocolError(f"{op}: {name} must be a {kind.__name__}")
+    if op == "read":
+        lines = [name for name in optional if name in args]
+        if len(lines) > 1:
+            raise ProtocolError("read: give head or tail, not both")
+        if lines and not 1 <= args[lines[0]] <= MAX_LINES:
+            raise ProtocolError(f"read: {lines[0]} must be 1..{MAX_LINES} lines")
     if op == "cancel" and not _valid_request_id(args["target"]):
         raise ProtocolError(f"cancel: target must be a request id 1..{MAX_ID}")
     if op == "run":
@@ -275,8 +293,10 @@ __all__ = [
     "KIND_MESSAGE",
     "MAX_FRAME",
     "MAX_ID",
+    "MAX_LINES",
     "MAX_MESSAGE",
     "OPERATIONS",
+    "OPTIONAL",
     "SHELL_EVENTS",
     "STDERR",
     "STDOUT",
