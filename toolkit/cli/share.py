@@ -321,8 +321,10 @@ class _Approver:
             return await self.live.ask(title, lines, FIX_TIMEOUT)
         say("\n".join([title, *lines]))
         if self._yes:
+            from toolkit.agent.operations import Answer
+
             say("WARNING: --yes approves without asking.", highlight=True)
-            return True
+            return Answer.YES_FLAG  # a yes, recorded as given by --yes, not by a person
         if not sys.stdin.isatty():
             say("No terminal to ask you on: refused.", highlight=True)
             return None

@@ -16,6 +16,7 @@ specification.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from collections.abc import Iterator
@@ -81,6 +82,9 @@ class Response:
     result: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # a short code: refused, failed, malformed, unknown, ...
     message: str | None = None  # a sentence for the technician
+    #: What the customer answered when the request asked them (a fix): the agent's report,
+    #: which the technician checks and records (toolkit.session.technician).
+    approval: Any = None
 
     def to_frame(self) -> bytes:
         body: dict[str, Any] = {"v": VERSION, "id": self.id, "ok": self.ok}
@@ -88,6 +92,8 @@ class Response:
             body["result"] = self.result
         else:
             body["error"] = {"code": self.error or "failed", "message": self.message or ""}
+        if self.approval is not None:
+            body["approval"] = self.approval
         return message_frame(body)
 
 
@@ -111,6 +117,11 @@ def data_frames(request_id: int, stream: int, data: bytes) -> Iterator[bytes]:
     for start in range(0, len(view), DATA_CHUNK):
         chunk = view[start : start + DATA_CHUNK]
         yield struct.pack(">IBIB", len(chunk) + 6, KIND_DATA, request_id, stream) + chunk
+
+
+def commands_sha256(commands: Any) -> str:
+    """The SHA-256 of an approval's commands as compact ASCII JSON (docs/protocol.md)."""
+    return hashlib.sha256(json.dumps(commands, separators=(",", ":")).encode()).hexdigest()
 
 
 #: A frame's body as the decoder hands it out: a view into the bytes fed, or a copy.
@@ -273,16 +284,21 @@ def parse_response(body: Body) -> Response:
     ok = value.get("ok")
     if not isinstance(ok, bool):
         raise ProtocolError("response without ok")
+    approval = value.get("approval")  # checked where it is recorded
     if ok:
         result = value.get("result", {})
         if not isinstance(result, dict):
             raise ProtocolError("response result is not an object")
-        return Response(value["id"], True, result)
+        return Response(value["id"], True, result, approval=approval)
     error = value.get("error")
     if not isinstance(error, dict):
         raise ProtocolError("error response without an error object")
     return Response(
-        value["id"], False, error=str(error.get("code")), message=str(error.get("message"))
+        value["id"],
+        False,
+        error=str(error.get("code")),
+        message=str(error.get("message")),
+        approval=approval,
     )
 
 
@@ -307,6 +323,7 @@ __all__ = [
     "ProtocolError",
     "Request",
     "Response",
+    "commands_sha256",
     "data_frames",
     "message_frame",
     "parse_data",
