@@ -286,3 +286,43 @@ def test_a_well_formed_report_is_kept_and_long_commands_may_travel_as_their_dige
     assert checked_approval({**good(), "commands": None}, 7, "fix")["commands"] is None
     with pytest.raises(ValueError, match="fields"):
         checked_approval("approved", 7, "fix")
+
+
+def test_a_fix_the_customer_declines_at_the_terminal_is_recorded_and_on_the_ticket(
+    tmp_path: Path,
+    technician: Person,  # noqa: F811
+) -> None:
+    customer = make_customer(tmp_path / "customer")
+    args = ("--policy", customer.root / "policy.toml", "--scope", "diagnostics", "--scope", "fixes")
+    batch = technician.root / "batch"
+    batch.write_text("fix clear-thumbnails\nrun true\n")
+    with sharing(customer, *args, logs=tmp_path / "logs", terminal=True) as share:
+        connect = technician.popen(
+            "connect", share.address, "--code", share.code, "--ticket", "T-1",
+            "--scope", "diagnostics", "--scope", "fixes", "--batch", batch,
+        )  # fmt: skip
+        try:
+            share.wait_for_stderr("Allow this technician in? [y/n] (n): ")
+            share.type("y\n")
+            share.wait_for_stderr("Allow? [y/N]")  # in the live view: one key
+            share.type("n")
+            _, stderr = connect.communicate(timeout=30)
+        finally:
+            if connect.poll() is None:
+                connect.kill()
+        share.wait(10)
+    assert connect.returncode == 3, stderr  # something was refused
+    assert "the customer declined the fix clear-thumbnails" in stderr
+    ours = approvals(technician_transcript(technician))
+    theirs = approvals(customer_copy(share.stderr()))
+    for copy in (ours, theirs):
+        assert [(a["answer"], a["by"], a["procedure"]) for a in copy] == [
+            ("declined", "customer", "clear-thumbnails")
+        ]
+    assert ours[0]["commands_sha256"] == theirs[0]["commands_sha256"]
+    shown = technician.toolkit("tickets", "show", "T-1", "--json")
+    note = json.loads(shown.stdout)["attachments"][0]["comment"]
+    line = next(x for x in note.splitlines() if x.startswith("  approval"))
+    assert line.startswith("  approval   fix clear-thumbnails (Delete the desktop's thumbnail")
+    assert f": declined by the customer at {theirs[0]['at']}; commands: rm -rf -- " in line
+    assert "  refused    fix clear-thumbnails" in note and "  ok         run true" in note
