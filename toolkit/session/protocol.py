@@ -261,7 +261,7 @@ def parse_request(body: Body) -> Request:
             raise ProtocolError(f"{op}: {name} must be a {kind.__name__}")
     for name, kind in optional.items():
         if name in args and (not isinstance(args[name], kind) or isinstance(args[name], bool)):
-            raise ProtocolError(f"{op}: {name} must be a {kind.__name__}")
+            raise ProtocolError(f"{op}: {name} must be an integer")
     if op == "read":
         lines = [name for name in optional if name in args]
         if len(lines) > 1:
