@@ -18,6 +18,7 @@ import stat
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -44,11 +45,14 @@ if TYPE_CHECKING:
     from toolkit.agent.session import SessionEnd
     from toolkit.cli.live import LiveView
     from toolkit.consent import ApprovalRequest, Decision, OneTimeCode, TrustCheck
+    from toolkit.plugins.catalogue import Catalogue, Procedure
 
 FIX_TIMEOUT = 120.0
 #: The longest a code may stay valid: it is read out during a phone call, and a
 #: relay keeps a rendezvous an hour by default (toolkit relay --max-ttl).
 MAX_TTL = 3600.0
+#: What an untrusted key means and what to do, in one line (it fits 80 columns).
+UNTRUSTED = "NO: key not in your allowed_signers; check it with your provider"
 #: What the customer types (or a script writes on stdin) for a new code.
 NEW_CODE_WORDS = ("n", "new", "new-code")
 
@@ -244,7 +248,7 @@ class _Screen:
 def _request_text(request: ApprovalRequest) -> str:
     from toolkit.consent import scope_names
 
-    trusted = "yes (your allowed_signers vouches for it)" if request.trusted else "NO"
+    trusted = "yes (your allowed_signers vouches for it)" if request.trusted else UNTRUSTED
     return "\n".join(
         [
             "A technician asks to connect:",
@@ -260,19 +264,52 @@ def _request_text(request: ApprovalRequest) -> str:
     )
 
 
-def _fix_question(name: str, commands: Sequence[Sequence[str]]) -> tuple[str, list[str]]:
-    """What the customer is asked about a fix: its name, then each exact command."""
+@dataclass(frozen=True)
+class FixQuestion:
+    """What the customer is asked about a fix (or a command outside the diagnostics list)."""
+
+    title: str  # "The technician asks to run the fix flush-dns"
+    lines: list[str]  # its summary (a catalogue fix), then each exact command
+    subject: str  # for the log, a whole phrase: "the fix flush-dns (Flush ...): 1 command"
+
+
+def _fix_question(
+    name: str, commands: Sequence[Sequence[str]], procedure: Procedure | None = None
+) -> FixQuestion:
+    """The fix's one-line summary (from the customer's catalogue), then its exact commands.
+
+    ``name`` is what the agent asks about: a catalogue fix's name (with "(outside the
+    approved scope)" after it when it is), or the command line of a ``run``.
+    """
     from toolkit.policy.commands import show_argv
 
-    lines = [f"  $ {printable(show_argv(argv))}" for argv in commands]
-    return f"The technician asks to run {printable(name)}, which runs:", lines
+    count = f"{len(commands)} command{'s' if len(commands) != 1 else ''}"
+    shown = [f"  $ {printable(show_argv(argv))}" for argv in commands]
+    if procedure is None:
+        return FixQuestion(
+            f"The technician asks to run {printable(name)}",
+            ["It runs exactly:", *shown],
+            f"running {printable(name)}: {count}",
+        )
+    summary = printable(procedure.summary)
+    outside = name != procedure.name
+    subject = f"the fix {procedure.name} ({summary})"
+    if outside:
+        subject += ", outside the approved scope"
+    return FixQuestion(
+        f"The technician asks to run the fix {printable(name)}",
+        [summary, "", f"It runs exactly ({count}):", *shown],
+        f"{subject}: {count}",
+    )
 
 
 class _Approver:
     """Asks at the terminal; ``--yes`` answers for the customer, with a warning each time."""
 
-    def __init__(self, yes: bool) -> None:
+    def __init__(self, yes: bool, catalogue: Catalogue | None = None, home: str = "") -> None:
         self._yes = yes
+        self._catalogue = catalogue  # the fixes the agent knows, for their summaries
+        self._home = home
         self.keyboard: _Keyboard | None = None  # the lines typed, while no session runs
         self.live: LiveView | None = None  # asks in the live view while a session runs
 
@@ -310,16 +347,34 @@ class _Approver:
         ok = await self._confirm("Allow this technician in?")
         return request.grant() if ok else request.decline()
 
+    def question(self, name: str, commands: Sequence[Sequence[str]]) -> FixQuestion:
+        """What to ask: with the fix's summary when ``commands`` are a catalogue fix's."""
+        return _fix_question(name, commands, self._procedure(name, commands))
+
+    def _procedure(self, name: str, commands: Sequence[Sequence[str]]) -> Procedure | None:
+        """The catalogue fix ``name`` names, if it runs exactly ``commands``."""
+        from toolkit.errors import PolicyRefused
+        from toolkit.plugins.catalogue import Kind
+
+        if self._catalogue is None:
+            return None
+        try:
+            procedure = self._catalogue.get(Kind.FIX, name.split(" ", 1)[0])
+        except PolicyRefused:
+            return None
+        resolved = [list(argv) for argv in procedure.resolved(self._home)]
+        return procedure if resolved == [list(argv) for argv in commands] else None
+
     async def approve_fix(
         self, name: str, commands: Sequence[Sequence[str]]
     ) -> bool | Answer | None:
         """Yes or no from the customer; None when there is no one to ask."""
         import asyncio
 
-        title, lines = _fix_question(name, commands)
+        asked = self.question(name, commands)
         if self.live is not None and not self._yes:
-            return await self.live.ask(title, lines, FIX_TIMEOUT)
-        say("\n".join([title, *lines]))
+            return await self.live.ask(asked.title, asked.lines, FIX_TIMEOUT, asked.subject)
+        say("\n".join([asked.title, *asked.lines]))
         if self._yes:
             say("WARNING: --yes approves without asking.", highlight=True)
             return True
@@ -344,7 +399,8 @@ class _Approver:
         if self.live is None or not self.live.keys:
             return None  # --yes approves what the consent asked for, never more
         # Asked even under --yes: the person at the view decides, never the flag.
-        return await self.live.ask(*_fix_question(name, commands), FIX_TIMEOUT)
+        asked = self.question(name, commands)
+        return await self.live.ask(asked.title, asked.lines, FIX_TIMEOUT, asked.subject)
 
 
 ScopeOption = Annotated[
@@ -426,10 +482,13 @@ def share_command(
     trust = _trust(signers_path)
     # Imported after the checks above, so that a usage error comes without the wait.
     from toolkit.agent.server import Agent, AgentSettings
+    from toolkit.plugins.catalogue import Catalogue
 
-    approver = _Approver(yes)
+    catalogue = Catalogue()
+    approver = _Approver(yes, catalogue, rules.home)
     screen = _Screen(as_json, code_file)
     settings = AgentSettings(
+        catalogue=catalogue,
         policy=rules,
         approver=approver,
         approve_fix=approver.approve_fix,
@@ -450,11 +509,15 @@ def share_command(
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
-        stopped: list[asyncio.Task[None]] = []
+        stopped: list[asyncio.Task[None]] = []  # by a signal: Ctrl-C or SIGTERM (exit 130)
 
         def stop(why: str) -> None:
             stopped.append(loop.create_task(agent.stop(why)))
 
+        def quit_on_purpose(why: str) -> None:  # q in the live view: ended on purpose, exit 0
+            ending.append(loop.create_task(agent.stop(why)))
+
+        ending: list[asyncio.Task[None]] = []
         loop.add_signal_handler(signal.SIGINT, stop, "the customer ended the session (Ctrl-C)")
         loop.add_signal_handler(signal.SIGTERM, stop, "the agent was stopped (SIGTERM)")
         if route is not None:
@@ -469,7 +532,7 @@ def share_command(
         ended = asyncio.ensure_future(agent.wait())
         keys = _listen_for_keys(screen, approver)
         try:
-            await _live_view(agent, ended, screen, approver, stop, keys)
+            await _live_view(agent, ended, screen, approver, quit_on_purpose, keys)
         finally:
             if keys is not None:
                 keys.cancel()
