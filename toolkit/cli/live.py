@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import sys
 import termios
 import time
@@ -28,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from toolkit.agent.operations import Answer
+from toolkit.agent.operations import COMPLETION, Answer
 from toolkit.text import printable
 
 if TYPE_CHECKING:
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
     from toolkit.agent.server import Agent
 
 LOG_LINES = 12
+#: Paths a folded line of completion look-ups names (the newest).
+FOLD_PATHS = 4
+#: The agent's line for a listing: "list PATH (ENTRIES)".
+_LISTED = re.compile(r"list (.*) \(\d+\)", re.DOTALL)
 #: The view's last line. q is the customer ending the share on purpose (exit 0); Ctrl-C
 #: and SIGTERM are interruptions (130), as everywhere else (docs/exit-codes.md).
 HELP = "q ends the session at once (exit 0); so does Ctrl-C (exit 130)"
@@ -52,6 +57,38 @@ class Question:
     answer: asyncio.Future[bool] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+
+
+@dataclass
+class _Fold:
+    """Consecutive look-ups for the technician's Tab completion, as one line of the log.
+
+    Each is still an operation the agent's policy decided and both transcripts
+    record; the customer's screen only shows them together, marked as completion.
+    """
+
+    paths: list[str] = field(default_factory=list)
+    refused: int = 0
+    count: int = 0
+
+    def add(self, summary: str) -> None:
+        self.count += 1
+        listed = _LISTED.fullmatch(summary)
+        if listed is None:  # refused or failed: the transcripts say why
+            self.refused += 1
+            return
+        path = listed.group(1)
+        if path in self.paths:
+            self.paths.remove(path)
+        self.paths.append(path)  # the newest last
+
+    def text(self) -> str:
+        shown = self.paths[-FOLD_PATHS:]
+        parts = [*(["..."] if len(self.paths) > len(shown) else []), *shown]
+        if self.refused:
+            parts.append(f"{self.refused} refused")
+        many = "s" if self.count != 1 else ""
+        return f"completion (Tab): {', '.join(parts)} ({self.count} look-up{many})"
 
 
 class Mirror:
@@ -91,16 +128,30 @@ class LiveView:
         self.mirror = Mirror()
         self.question: Question | None = None
         self.on_quit: Callable[[], None] | None = None
+        self._fold: _Fold | None = None  # the log's last line, while it folds look-ups
         self._saved: list[Any] | None = None
         self._live: Any = None
 
     # -- what the agent reports ------------------------------------------------------
 
     def say(self, message: str) -> None:
+        if message.startswith(COMPLETION) and self.draw:
+            self._complete(message.removeprefix(COMPLETION))
+            return
+        self._fold = None
         line = f"{time.strftime('%H:%M:%S')} {printable(message)}"
         self.log.append(line)
         if not self.draw:
             self.console.print(f"[{line[:8]}]{line[8:]}", markup=False, highlight=False)
+
+    def _complete(self, summary: str) -> None:
+        """A look-up for the technician's Tab completion: folded into one line, kept updated."""
+        fold = self._fold
+        if fold is None or not self.log:
+            fold = self._fold = _Fold()
+            self.log.append("")
+        fold.add(summary)
+        self.log[-1] = f"{time.strftime('%H:%M:%S')} {printable(fold.text())}"
 
     def shell_size(self, width: int, height: int) -> None:
         self.mirror.resize(width, height)
