@@ -55,6 +55,16 @@ MAX_TTL = 3600.0
 UNTRUSTED = "NO: key not in your allowed_signers; check it with your provider"
 #: What the customer types (or a script writes on stdin) for a new code.
 NEW_CODE_WORDS = ("n", "new", "new-code")
+#: After a decline: what ends share (an empty line is Enter).
+END_WORDS = ("", "q", "quit", "end")
+DECLINED_HINT = "Type n and Enter for a new code; Enter or q ends toolkit share."
+#: Why no session started, by the reason share's JSON line gives.
+DECLINED_WHY = {
+    "declined": "you declined the technician",
+    "no-answer": "no answer in time",
+    "nobody-to-ask": "there was no terminal to ask you on",
+    "nothing-offered": "nothing the technician asked for is offered",
+}
 
 
 def parse_address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -133,6 +143,7 @@ class _Keyboard:
         self._waiting: asyncio.Future[str] | None = None
         self.ended = False
         self.on_command: Callable[[str], None] = lambda line: None
+        self.on_end: Callable[[], None] = lambda: None  # the end of input (not a cancel)
 
     async def run(self) -> None:
         """Read until the end of input (or cancelled, when the live view takes the keys)."""
@@ -145,7 +156,8 @@ class _Keyboard:
                 else:
                     self.on_command(line.strip().lower())
         except EOFError:
-            pass
+            self.ended = True
+            self.on_end()
         finally:
             self.ended = True
             if self._waiting is not None and not self._waiting.done():
@@ -173,10 +185,27 @@ class _Screen:
         self.agent: Agent | None = None
         self.live: LiveView | None = None
         self.keyboard: _Keyboard | None = None  # None: nobody can ask for a new code
+        #: Why the approver declined on its own ("nobody-to-ask", "nothing-offered"), if it did.
+        self.approver_why: Callable[[], str | None] = lambda: None
+        #: Ends share with no session (exit 3); set by share_command.
+        self.end_declined: Callable[[str], None] = lambda why: None
+        self._after_decline: str | None = None  # why, while "new code or end?" is asked
+
+    @property
+    def _asks(self) -> bool:
+        return self.keyboard is not None and not self.keyboard.ended
 
     def code_unusable(self, notice: CodeNotice) -> None:
-        """The code cannot be used any more: say how to get a new one (nothing happens alone)."""
-        asks = self.keyboard is not None and not self.keyboard.ended
+        """The code cannot be used any more: say how to get a new one (nothing happens alone).
+
+        After a decline, share ends unless the customer asks for a new code there.
+        """
+        from toolkit.agent.server import DECLINES
+
+        if notice.why in DECLINES:
+            self._declined(self.approver_why() or notice.why)
+            return
+        asks = self._asks
         if self._json:
             line = {
                 "event": "code-unusable",
@@ -190,11 +219,38 @@ class _Screen:
         else:
             say("Start toolkit share again for a new code.", highlight=True)
 
+    def _declined(self, reason: str) -> None:
+        """The technician was not let in: end share, unless the customer asks for a new code."""
+        why = DECLINED_WHY.get(reason, DECLINED_WHY["declined"])
+        asks = self._asks
+        if self._json:
+            line = {"event": "declined", "reason": reason, "ask": "new-code" if asks else None}
+            print(json.dumps(line), flush=True)
+        if not asks:
+            self.end_declined(why)
+            return
+        self._after_decline = why
+        if not self._json:
+            say(DECLINED_HINT, highlight=True)
+
+    def input_ended(self) -> None:
+        """Nobody can ask for a new code any more: if share was asking, it ends."""
+        if self._after_decline is not None:
+            why, self._after_decline = self._after_decline, None
+            self.end_declined(f"{why}, and no new code was asked for")
+
     def command(self, line: str) -> None:
         """A line typed while nothing was asked."""
+        if self._after_decline is not None and line not in NEW_CODE_WORDS:
+            if line in END_WORDS:
+                self.input_ended()
+            else:
+                say(DECLINED_HINT, highlight=True)
+            return
         if not line:
             return
         if line in NEW_CODE_WORDS:
+            self._after_decline = None
             assert self.agent is not None
             self.agent.fresh_code("you asked for a new code")
         else:
@@ -309,6 +365,8 @@ class _Approver:
     def __init__(self, yes: bool, catalogue: Catalogue | None = None, home: str = "") -> None:
         self._yes = yes
         self._catalogue = catalogue  # the fixes the agent knows, for their summaries
+        #: Why the last request was declined without asking anyone, if it was.
+        self.declined_why: str | None = None
         self._home = home
         self.keyboard: _Keyboard | None = None  # the lines typed, while no session runs
         self.live: LiveView | None = None  # asks in the live view while a session runs
@@ -334,15 +392,18 @@ class _Approver:
             say("Please answer y or n.", highlight=True)
 
     async def ask(self, request: ApprovalRequest) -> Decision:
+        self.declined_why = None
         say(_request_text(request))
         if not request.grantable:
             say("Nothing asked for is offered: declined.", highlight=True)
+            self.declined_why = "nothing-offered"
             return request.decline()
         if self._yes:
             say("WARNING: --yes approves without asking.", highlight=True)
             return request.grant()
         if not sys.stdin.isatty():
             say("No terminal to ask you on (use --yes in scripts): declined.", highlight=True)
+            self.declined_why = "nobody-to-ask"
             return request.decline()
         ok = await self._confirm("Allow this technician in?")
         return request.grant() if ok else request.decline()
@@ -487,6 +548,7 @@ def share_command(
     catalogue = Catalogue()
     approver = _Approver(yes, catalogue, rules.home)
     screen = _Screen(as_json, code_file)
+    screen.approver_why = lambda: approver.declined_why
     settings = AgentSettings(
         catalogue=catalogue,
         policy=rules,
@@ -518,6 +580,14 @@ def share_command(
             ending.append(loop.create_task(agent.stop(why)))
 
         ending: list[asyncio.Task[None]] = []
+        declined: list[str] = []  # why share ends with no session (exit 3)
+
+        def end_declined(why: str) -> None:
+            if not declined:
+                declined.append(why)
+                ending.append(loop.create_task(agent.stop(f"no session: {why}")))
+
+        screen.end_declined = end_declined
         loop.add_signal_handler(signal.SIGINT, stop, "the customer ended the session (Ctrl-C)")
         loop.add_signal_handler(signal.SIGTERM, stop, "the agent was stopped (SIGTERM)")
         if route is not None:
@@ -548,7 +618,12 @@ def share_command(
             loop.remove_signal_handler(sig)
         if end.failure is not None:
             return int(end.failure.exit_code)
-        return int(ExitCode.INTERRUPTED) if stopped else int(ExitCode.OK)
+        if stopped:
+            return int(ExitCode.INTERRUPTED)
+        if declined and end.transcript is None:
+            say(f"No session ran: {declined[0]}. toolkit share ends.", highlight=True)
+            return int(ExitCode.REFUSED)
+        return int(ExitCode.OK)
 
     code = asyncio.run(main())
     if code:
@@ -582,6 +657,7 @@ def _listen_for_keys(screen: _Screen, approver: _Approver) -> asyncio.Task[None]
         return None  # nobody can ask for a new code: the customer is told to start again
     keyboard = _Keyboard(fd)
     keyboard.on_command = screen.command
+    keyboard.on_end = screen.input_ended
     screen.keyboard = approver.keyboard = keyboard
     return asyncio.ensure_future(keyboard.run())
 
