@@ -267,7 +267,7 @@ class LiveView:
     def _wrapped(self, line: str, inner: int) -> int:
         from rich.text import Text
 
-        return max(1, len(Text(line).wrap(self.console, inner)))
+        return max(1, len(Text(line, no_wrap=False, overflow="fold").wrap(self.console, inner)))
 
     def _log_lines(self, rows: int, inner: int) -> list[str]:
         """The newest log lines that fit in ``rows`` rows once wrapped (the newest, always)."""
@@ -290,7 +290,8 @@ class LiveView:
 
         # A newest line longer than the panel is cut at the panel's bottom row, never
         # the panel's tail: the rows above it give way first.
-        return Text("\n".join(self._log_lines(rows, inner)) or "(nothing yet)")
+        shown = "\n".join(self._log_lines(rows, inner)) or "(nothing yet)"
+        return Text(shown, no_wrap=False, overflow="fold")  # share's console soft-wraps
 
     def _header(self) -> RenderableType | None:
         from rich.panel import Panel
@@ -329,7 +330,8 @@ class LiveView:
             return None
         left = max(0, int(question.deadline - time.monotonic()))
         # nosemgrep: toolkit-print-untrusted -- a Question's lines are printable() (ask)
-        body = Text("\n".join([*question.lines, "", f"y = yes, n or Enter = no ({left} s)"]))
+        lines = [*question.lines, "", f"y = yes, n or Enter = no ({left} s)"]
+        body = Text("\n".join(lines), no_wrap=False, overflow="fold")
         # nosemgrep: toolkit-print-untrusted -- and so is its title
         title = Text(question.title)
         # nosemgrep: toolkit-print-untrusted -- both made of printable() text, above
