@@ -329,8 +329,8 @@ class LiveView:
         if question is None:
             return None
         left = max(0, int(question.deadline - time.monotonic()))
-        # nosemgrep: toolkit-print-untrusted -- a Question's lines are printable() (ask)
         lines = [*question.lines, "", f"y = yes, n or Enter = no ({left} s)"]
+        # nosemgrep: toolkit-print-untrusted -- a Question's lines are printable() (ask)
         body = Text("\n".join(lines), no_wrap=False, overflow="fold")
         # nosemgrep: toolkit-print-untrusted -- and so is its title
         title = Text(question.title)

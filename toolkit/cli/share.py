@@ -435,6 +435,7 @@ class _Approver:
         asked = self.question(name, commands)
         if self.live is not None and not self._yes:
             return await self.live.ask(asked.title, asked.lines, FIX_TIMEOUT, asked.subject)
+        # nosemgrep: toolkit-print-untrusted -- a FixQuestion is made of printable() text
         say("\n".join([asked.title, *asked.lines]))
         if self._yes:
             say("WARNING: --yes approves without asking.", highlight=True)
