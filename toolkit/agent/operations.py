@@ -61,6 +61,8 @@ PIPE_CHUNK = 256 * 1024
 #: An approval sent to the technician carries its commands only up to this size of JSON
 #: (a ``run`` may be 256 arguments of 4096 characters); ``commands_sha256`` always.
 MAX_APPROVAL_COMMANDS = 32 * 1024
+#: Starts the customer's line for a look-up the technician's Tab completion made.
+COMPLETION = "completion: "
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,8 @@ class Operations:
         if asked is not None:  # the technician hears what the customer answered
             response = replace(outcome.response, approval=_for_the_technician(asked))
             outcome = replace(outcome, response=response)
+        if request.args.get("purpose") == "completion":  # a mark for the customer's screen
+            outcome = replace(outcome, summary=f"{COMPLETION}{outcome.summary}")
         return outcome
 
     async def _ask(
