@@ -73,8 +73,10 @@ def confirm_relay_host(route: RelayRoute) -> None:
         return
     if check.status is not HostKeyStatus.UNKNOWN or not _terminal():
         raise host_key_refused(check, route.address)
+    # The name known_hosts keeps it under, where ~/.ssh/config makes it another one.
+    named = "" if route.address.host in check.pattern else f" ({check.pattern})"
     say(
-        f"The authenticity of the relay {route.address} ({check.pattern}) can't be "
+        f"The authenticity of the relay {route.address}{named} can't be "
         f"established.\n{check.kind} key fingerprint is {check.fingerprint}.\n"
         "Compare it with the fingerprint the relay's operator publishes."
     )

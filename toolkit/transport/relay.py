@@ -544,8 +544,8 @@ class _Channel:
             return TransportError(
                 f"The relay {relay} refused you: {NOT_A_TECHNICIAN}, and your toolkit "
                 f"key{key} is not on its list.",
-                hint="Send your public key (toolkit keys allowed-signers prints it) to the "
-                "relay's operator, to add to its --technicians file.",
+                hint="Send the relay's operator your public key, to add to its --technicians "
+                "file: toolkit keys allowed-signers prints it (with the same --key or --agent).",
             )
         if exc.code == asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED:
             return TransportError(
