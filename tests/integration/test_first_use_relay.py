@@ -345,3 +345,18 @@ def test_a_changed_relay_key_is_refused_without_a_question(
     assert "host key has changed" in said and relay.listening["host_key"] in said
     assert QUESTION not in said and CODE_PROMPT not in said
     assert (technician.home / ".ssh" / "known_hosts").read_text() == before
+
+
+def test_the_operator_sees_json_lines_and_one_line_for_people_on_a_terminal(
+    operator: Person, key: Path, tmux: Tmux
+) -> None:
+    tmux.start("relay", operator, "relay", "--listen", "127.0.0.1:0", "--host-key", key, width=200)
+    tmux.wait_for("relay", "Relay listening on")
+    tmux.keys("relay", "C-c")
+    screen = tmux.wait_for("relay", "[exit 130]")
+    lines = [line for line in screen.splitlines() if line.strip()]
+    people = [line for line in lines if not line.startswith("{")]
+    assert people[0].startswith("Relay listening on 127.0.0.1:")
+    assert people[1:] == ["^C", "[exit 130]"]  # the stopped line is not glued to the ^C
+    kinds = [json.loads(line)["event"] for line in lines if line.startswith("{")]
+    assert kinds == ["listening", "stopped"]
