@@ -40,12 +40,18 @@ from tests.integration.test_share_connect import (
 )
 from tests.relay_support import (
     RelayProcess,
+    consent_through,
     host_key,
     raw_client,
     relay_process,
+    relayed_agent,
+    running_relay,
     trust,
     try_register,
 )
+from toolkit.identity.keys import fingerprint
+from toolkit.identity.signer import Signer, agent_signer, key_file_signer
+from toolkit.identity.store import Identity
 
 QUESTION = "Are you sure you want to continue connecting (yes/no/[fingerprint])?"
 CODE_PROMPT = "One-time code from the customer"
@@ -360,3 +366,42 @@ def test_the_operator_sees_json_lines_and_one_line_for_people_on_a_terminal(
     assert people[1:] == ["^C", "[exit 130]"]  # the stopped line is not glued to the ^C
     kinds = [json.loads(line)["event"] for line in lines if line.startswith("{")]
     assert kinds == ["listening", "stopped"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "bits"), [("ssh-ed25519", None), ("ecdsa-sha2-nistp256", None), ("ssh-rsa", 3072)]
+)
+@pytest.mark.parametrize("held_by", ["key file", "ssh-agent"])
+def test_every_kind_of_identity_logs_in_as_the_listed_technician(
+    tmp_path: Path, kind: str, bits: int | None, held_by: str, request: pytest.FixtureRequest
+) -> None:
+    private = (
+        asyncssh.generate_private_key(kind, key_size=bits)
+        if bits
+        else asyncssh.generate_private_key(kind)
+    )
+    path = tmp_path / "id_technician"
+    path.write_bytes(private.export_private_key())
+    path.chmod(0o600)
+    if held_by == "ssh-agent":
+        request.getfixturevalue("ssh_agent")
+        ssh_add = tool("ssh-add")
+        if ssh_add is None:
+            pytest.skip("ssh-add is not installed (Debian package openssh-client)")
+        subprocess.run([ssh_add, "-q", str(path)], check=True, capture_output=True, timeout=30)
+        signer: Signer = agent_signer()
+    else:
+        signer = key_file_signer(path, lambda: "")
+    who = Identity("Alice Tech", "alice@example.com", signer, held_by)
+
+    async def main() -> None:
+        listed = frozenset({private.public_data})
+        async with running_relay(tmp_path, technicians=listed) as relay:
+            agent = await relayed_agent(tmp_path, relay.route)
+            conn, _ = await consent_through(relay.route, agent.code, who)
+            conn.close()
+            await agent.agent.stop("test over")
+            joined = relay.log.events("join")  # (the share here may log in with it too)
+            assert [e["key"] for e in joined] == [fingerprint(private.public_data)]
+
+    asyncio.run(asyncio.wait_for(main(), 60))
