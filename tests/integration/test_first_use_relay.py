@@ -405,3 +405,19 @@ def test_every_kind_of_identity_logs_in_as_the_listed_technician(
             assert [e["key"] for e in joined] == [fingerprint(private.public_data)]
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_a_known_hosts_line_that_cannot_be_read_is_refused_not_taken_for_an_unknown_key(
+    operator: Person, technician: Person, key: Path, tmp_path: Path
+) -> None:
+    with relay_process(operator, key) as relay:
+        trust(relay.port, host_key(tmp_path / "old" / "host_key"), technician.home)
+        known = technician.home / ".ssh" / "known_hosts"
+        valid = key.with_name(key.name + ".pub").read_text().split()[:2]
+        known.write_text(f"|1|abc|def {' '.join(valid)}\n" + known.read_text())  # a bad hash
+        done = technician.toolkit(
+            "connect", "--relay", at(relay), "--ticket", "T-1", "--batch", "-", stdin="exit\n"
+        )
+    assert done.returncode == 4, done.stderr
+    assert f"{known} holds a line that cannot be read" in done.stderr
+    assert "Traceback" not in done.stderr and "echo" not in done.stderr

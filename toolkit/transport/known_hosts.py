@@ -125,9 +125,19 @@ def lookup(
         trusted, cas, revoked, *_ = asyncssh.match_known_hosts(
             data, host, "", port if port != 22 else None
         )
-    except (ValueError, asyncssh.KeyImportError):
-        return [], False, []  # a file ssh would not read either: it lists nothing usable
+    except (ValueError, asyncssh.KeyImportError) as exc:
+        # Not "nothing listed": a changed key would then look merely unknown.
+        raise UnreadableKnownHosts(files, str(exc)) from None
     return list(trusted), bool(cas), list(revoked)
+
+
+class UnreadableKnownHosts(Exception):
+    """known_hosts holds a line that cannot be read: nothing can be said of any key."""
+
+    def __init__(self, files: list[Path], reason: str) -> None:
+        super().__init__(reason)
+        self.files = files
+        self.reason = reason
 
 
 def classify(offered: asyncssh.SSHKey, files: list[Path], host: str, port: int) -> HostKeyCheck:
@@ -183,6 +193,7 @@ def _ends_with_newline(path: Path) -> bool:
 __all__ = [
     "HostKeyCheck",
     "HostKeyStatus",
+    "UnreadableKnownHosts",
     "add_known_host",
     "classify",
     "host_pattern",

@@ -57,6 +57,7 @@ from toolkit.transport.batching import DirectTCP, attach
 from toolkit.transport.known_hosts import (
     HostKeyCheck,
     HostKeyStatus,
+    UnreadableKnownHosts,
     classify,
     known_hosts_files,
     preferred_algorithms,
@@ -161,7 +162,8 @@ class _IdentityKey(asyncssh.SSHKeyPair):
 
 
 class _RelayLogin(asyncssh.SSHClient):
-    """After the user's keys and ssh-agent's: one throwaway key (enough for toolkit relay).
+    """After the keys offered (the technician's identity, or the user's keys and
+    ssh-agent's): one throwaway key, if given (enough for an agent at toolkit relay).
 
     It also keeps the relay's last debug message: ``toolkit relay`` sends why it
     refuses a registration that way, just before the refusal (which has no text).
@@ -339,7 +341,10 @@ async def check_host_key(route: RelayRoute) -> HostKeyCheck:
     host = str(configured.host_key_alias or configured.host)
     port = int(configured.port)
     files = known_hosts_files(configured.known_hosts)
-    algorithms = preferred_algorithms(files, host, port)
+    try:
+        algorithms = preferred_algorithms(files, host, port)
+    except UnreadableKnownHosts as exc:
+        raise _unreadable(exc) from None
     try:
         key = await asyncio.wait_for(
             asyncssh.get_server_host_key(
@@ -355,7 +360,19 @@ async def check_host_key(route: RelayRoute) -> HostKeyCheck:
         raise _unreachable(address, exc) from None
     if key is None:
         raise TransportError(f"The relay {address} offered no host key.")
-    return classify(key, files, host, port)
+    try:
+        return classify(key, files, host, port)
+    except UnreadableKnownHosts as exc:
+        raise _unreadable(exc) from None
+
+
+def _unreadable(exc: UnreadableKnownHosts) -> TransportError:
+    where = ", ".join(printable(str(f), 200) for f in exc.files)
+    return TransportError(
+        f"Cannot check the relay's host key: {where} holds a line that cannot be read "
+        f"({printable(exc.reason, 200)}). Nothing was sent to the relay.",
+        hint="Fix or remove that line (ssh-keygen -F HOST finds a host's lines).",
+    )
 
 
 def host_key_refused(
