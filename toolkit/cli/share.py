@@ -29,6 +29,7 @@ from toolkit.cli._relay import (
     DEFAULT_RELAY_DIR,
     RelayDirOption,
     RelayOption,
+    confirm_relay_host,
     relay_route,
     start_relayed,
 )
@@ -544,6 +545,8 @@ def share_command(
 
         signers_path = default_allowed_signers()
     trust = _trust(signers_path)
+    if route is not None:
+        confirm_relay_host(route)  # before any code is made
     # Imported after the checks above, so that a usage error comes without the wait.
     from toolkit.agent.server import Agent, AgentSettings
     from toolkit.plugins.catalogue import Catalogue
