@@ -27,7 +27,16 @@ from toolkit import policy as pol
 from toolkit.errors import PolicyRefused, ToolkitError
 from toolkit.plugins.catalogue import Catalogue, Kind, Procedure
 from toolkit.policy.commands import show_argv
-from toolkit.session.protocol import CONTENT, STDERR, STDOUT, Request, Response, data_frames
+from toolkit.session.protocol import (
+    CONTENT,
+    MAX_NOTICE_TEXT,
+    STDERR,
+    STDOUT,
+    Request,
+    Response,
+    data_frames,
+    notice_frame,
+)
 
 Send = Callable[[bytes], Awaitable[None]]
 
@@ -127,6 +136,21 @@ class Operations:
                 f"refused: {what} needs the {scope} scope, which the customer did not grant"
             )
 
+    async def _asking(
+        self,
+        request_id: int,
+        what: str,
+        ask: ApproveFix,
+        name: str,
+        commands: Sequence[Sequence[str]],
+    ) -> bool | Answer | None:
+        """``ask(name, commands)``, with notices telling the technician the customer is
+        being asked, and when the answer came (docs/protocol.md, "Notices")."""
+        await self._send(notice_frame(request_id, {"asking": what[:MAX_NOTICE_TEXT]}))
+        answer = await ask(name, commands)
+        await self._send(notice_frame(request_id, {"answered": True}))
+        return answer
+
     # -- operations ------------------------------------------------------------
 
     async def _op_hello(self, request: Request, record: dict[str, Any]) -> Outcome:
@@ -150,7 +174,7 @@ class Operations:
                 pol.match_command(argv, self._policy, "fixes")
             except PolicyRefused:
                 raise refused from None
-            answer = await ask(shown, [argv])
+            answer = await self._asking(request.id, f"run {shown}", ask, shown, [argv])
             declined = f"refused: the customer declined to run {shown!r}"
             try:
                 _decided(answer, f"running {shown!r}", outside=not granted, declined=declined)
@@ -175,7 +199,9 @@ class Operations:
         if procedure.kind is Kind.FIX and record.get("out_of_scope"):
             pass  # the customer approved these very commands outside the scope
         elif procedure.kind is Kind.FIX:
-            answer = await self._approve_fix(procedure.name, commands)
+            answer = await self._asking(
+                request.id, f"fix {procedure.name}", self._approve_fix, procedure.name, commands
+            )
             declined = f"refused: the customer declined the fix {procedure.name}"
             _decided(answer, f"the fix {procedure.name}", outside=False, declined=declined)
             record["approved"] = True
@@ -207,7 +233,10 @@ class Operations:
             # Outside the approved scope: the customer may still allow this one fix,
             # seeing exactly what it runs.
             procedure = self._catalogue.get(Kind.FIX, name)
-            answer = await ask(
+            answer = await self._asking(
+                request.id,
+                f"fix {procedure.name} (outside the approved scope)",
+                ask,
                 f"{procedure.name} (outside the approved scope)",
                 procedure.resolved(self._policy.home),
             )
@@ -298,9 +327,18 @@ class Operations:
             )
         except OSError as exc:
             message = f"{argv[0]}: {exc.strerror or 'cannot be started'}"
-            for frame in data_frames(request_id, STDERR, message.encode() + b"\n"):
+            said = message.encode() + b"\n"
+            for frame in data_frames(request_id, STDERR, said):
                 await self._send(frame)
-            return {"exit_status": 127, "error": message, "stdout_bytes": 0, "stderr_bytes": 0}
+            # Counted like a process's stderr, so the technician can show it by its step.
+            return {
+                "exit_status": 127,
+                "error": message,
+                "stdout_bytes": 0,
+                "stderr_bytes": len(said),
+                "stdout_sha256": hashlib.sha256(b"").hexdigest(),
+                "stderr_sha256": hashlib.sha256(said).hexdigest(),
+            }
         streams = _Streams()
         try:
             assert process.stdout is not None and process.stderr is not None

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
 from collections.abc import AsyncGenerator, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
@@ -134,6 +135,82 @@ class SessionCompleter(Completer):
         return entries
 
 
+class Waiting:
+    """One line on the terminal while a command waits, redrawn each second until it is over.
+
+    ``running fix NAME ... 3s`` while the agent works (after :data:`QUIET` seconds,
+    so that quick commands do not flicker), ``waiting for the customer to approve
+    fix NAME ... 12s`` while the agent says (a notice, docs/protocol.md) that it
+    is asking the customer. Erased when the answer or the result comes. Only on
+    a terminal: a pipe gets nothing.
+    """
+
+    QUIET = 1.0
+
+    def __init__(self, command: str, *, running: bool = True, stream: TextIO | None = None):
+        import sys
+
+        self._stream = stream if stream is not None else sys.stderr
+        self._on = self._stream.isatty()
+        self._command = printable(command, 60)
+        self._running = running
+        self._asking: str | None = None
+        self._since = time.monotonic()
+        self._shown = False
+        self._ticker: asyncio.Task[None] | None = None
+        if self._on:
+            self._ticker = asyncio.get_running_loop().create_task(self._tick())
+
+    def notice(self, request_id: int, notice: dict[str, Any]) -> None:
+        """A notice from the agent: the customer is being asked, or has answered."""
+        asking = notice.get("asking")
+        if isinstance(asking, str):
+            self._asking, self._since = printable(asking, 120), time.monotonic()
+        elif notice.get("answered") is True and self._asking is not None:
+            self._asking, self._since = None, time.monotonic()
+            if not self._running:
+                self.clear()
+        self._draw()
+
+    def text(self) -> str | None:
+        """The line as it is now (None: nothing to show)."""
+        seconds = int(time.monotonic() - self._since)
+        if self._asking is not None:
+            return f"waiting for the customer to approve {self._asking} ... {seconds}s"
+        if self._running and time.monotonic() - self._since >= self.QUIET:
+            return f"running {self._command} ... {seconds}s"
+        return None
+
+    def _draw(self) -> None:
+        if not self._on:
+            return
+        line = self.text()
+        if line is None:
+            return
+        dim = ("", "") if os.environ.get("NO_COLOR") else ("\x1b[2m", "\x1b[0m")
+        self._stream.write(f"\r\x1b[2K{dim[0]}{line}{dim[1]}")
+        self._stream.flush()
+        self._shown = True
+
+    def clear(self) -> None:
+        if self._shown:
+            self._stream.write("\r\x1b[2K")
+            self._stream.flush()
+            self._shown = False
+
+    def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        self._running = False
+        self._asking = None
+        self.clear()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            self._draw()
+
+
 def _elapsed(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
@@ -183,16 +260,23 @@ async def _run(session: TechnicianSession, command: Command) -> Result | None:
         return None
     loop = asyncio.get_running_loop()
     cancelling: list[asyncio.Task[int]] = []
+    streaming = command.name == "run"
+    # Output streamed as it comes owns the screen: its line shows only while the customer
+    # is asked (nothing streams before the answer).
+    waiting = Waiting(command.text, running=not streaming)
 
     def interrupt() -> None:
+        waiting.clear()
         err().print("^C cancelling...", style="yellow", highlight=False, markup=False)
         cancelling.append(loop.create_task(session.cancel_running()))
 
-    streaming = command.name == "run"
     loop.add_signal_handler(signal.SIGINT, interrupt)
+    session.client.on_notice = waiting.notice
     try:
         result = await session.execute(command, _stream if streaming else None)
     finally:
+        session.client.on_notice = None
+        waiting.stop()
         loop.remove_signal_handler(signal.SIGINT)
         for task in cancelling:
             with contextlib.suppress(Exception):
@@ -287,4 +371,4 @@ async def _ask(prompt: PromptSession[str]) -> str | None:
     return line[:MAX_HISTORY_LINE]
 
 
-__all__ = ["SessionCompleter", "history_path", "interactive", "status_line"]
+__all__ = ["SessionCompleter", "Waiting", "history_path", "interactive", "status_line"]

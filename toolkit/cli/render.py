@@ -179,7 +179,10 @@ def steps(result: Result) -> list[Step]:
     """The steps the agent reported, each with its stdout and stderr cut from the result's.
 
     The agent's record is taken as it comes: anything not of the expected
-    shape counts as nothing, and no count reads past the output.
+    shape counts as nothing, and no count reads past the output. Output the
+    counts do not cover (an older agent counted no bytes for the message of a
+    command that could not start) belongs to the last step, the one that
+    stopped: so a failing step's stderr is always shown.
     """
     offset = {"stdout": 0, "stderr": 0}
     found = []
@@ -196,6 +199,14 @@ def steps(result: Result) -> list[Step]:
             offset[name] += size
         shown = " ".join(str(a) for a in argv) if isinstance(argv, list) else ""
         found.append(Step(shown, step.get("exit_status"), chunks["stdout"], chunks["stderr"]))
+    if found and (offset["stdout"] < len(result.stdout) or offset["stderr"] < len(result.stderr)):
+        last = found[-1]
+        found[-1] = Step(
+            last.argv,
+            last.exit_status,
+            last.stdout + result.stdout[offset["stdout"] :],
+            last.stderr + result.stderr[offset["stderr"] :],
+        )
     return found
 
 

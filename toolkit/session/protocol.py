@@ -36,7 +36,11 @@ KIND_BAD = 0  # FrameDecoder's report of a frame it skipped
 STDOUT, STDERR, CONTENT = 1, 2, 3
 #: Events of a running ``shell`` request: JSON objects, one per line (docs/protocol.md).
 SHELL_EVENTS = 4
-STREAMS = frozenset({STDOUT, STDERR, CONTENT, SHELL_EVENTS})
+#: Notices of any request while it waits on the customer (docs/protocol.md): JSON lines.
+NOTICES = 5
+STREAMS = frozenset({STDOUT, STDERR, CONTENT, SHELL_EVENTS, NOTICES})
+#: A notice's text is cut to this many characters; a request sends at most two notices.
+MAX_NOTICE_TEXT = 200
 
 OPERATIONS: dict[str, dict[str, type]] = {
     "run": {"argv": list},
@@ -106,6 +110,12 @@ def data_frames(request_id: int, stream: int, data: bytes) -> Iterator[bytes]:
     for start in range(0, len(view), DATA_CHUNK):
         chunk = view[start : start + DATA_CHUNK]
         yield struct.pack(">IBIB", len(chunk) + 6, KIND_DATA, request_id, stream) + chunk
+
+
+def notice_frame(request_id: int, notice: dict[str, Any]) -> bytes:
+    """One notice (a small JSON object) on request ``request_id``'s NOTICES stream."""
+    line = json.dumps(notice, separators=(",", ":")).encode() + b"\n"
+    return next(data_frames(request_id, NOTICES, line))
 
 
 #: A frame's body as the decoder hands it out: a view into the bytes fed, or a copy.
@@ -276,6 +286,8 @@ __all__ = [
     "MAX_FRAME",
     "MAX_ID",
     "MAX_MESSAGE",
+    "MAX_NOTICE_TEXT",
+    "NOTICES",
     "OPERATIONS",
     "SHELL_EVENTS",
     "STDERR",
@@ -289,6 +301,7 @@ __all__ = [
     "Response",
     "data_frames",
     "message_frame",
+    "notice_frame",
     "parse_data",
     "parse_request",
     "parse_response",

@@ -1,0 +1,120 @@
+"""The technician's first use of the prompt, on a real terminal (tmux): issue 15.
+
+While the customer decides on a fix the prompt says so, with the time
+waited; a fix that fails shows its stderr (at the prompt and in a batch);
+long output goes through a pager; Tab offers the agent's command templates
+after ``run`` and goes on into a completed directory; ``~.`` ends the shell
+and ``~^Z`` leaves it running for ``shell`` to come back to; a session that
+ends under a full-screen program gives the technician a sane terminal back.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import tool
+from tests.integration.share_process import Person, Share, sharing
+from tests.integration.terminal import Tmux
+from tests.integration.test_share_connect import (
+    QUESTION,
+    connect,
+    events,
+    identity,  # noqa: F401  (a fixture)
+    make_customer,
+    make_technician,
+    technician_transcript,
+)
+
+PROMPT = "toolkit>"  # (tmux drops trailing spaces)
+USER = pwd.getpwuid(os.getuid()).pw_name
+#: What the agent says when the fix's program is not installed (as on a machine without
+#: systemd-resolved); the tests need it missing.
+MISSING = "resolvectl: No such file or directory"
+
+pytestmark = pytest.mark.skipif(tool("tmux") is None, reason="tmux is not installed")
+needs_no_resolvectl = pytest.mark.skipif(
+    any(os.path.exists(f"{d}/resolvectl") for d in ("/usr/sbin", "/usr/bin", "/sbin", "/bin")),
+    reason="resolvectl is installed here: flush-dns would not fail",
+)
+
+
+@pytest.fixture
+def tmux(tmp_path: Path) -> Iterator[Tmux]:
+    terminals = Tmux(tmp_path)
+    try:
+        yield terminals
+    finally:
+        terminals.kill()
+
+
+@pytest.fixture
+def people(tmp_path: Path, identity: Path) -> tuple[Person, Person]:  # noqa: F811
+    return make_technician(tmp_path / "technician", identity), make_customer(tmp_path / "customer")
+
+
+def start(tmux: Tmux, technician: Person, share: Share, *scopes: str, **size: int) -> None:
+    """``toolkit connect`` in tmux window "tech"; a customer on a terminal says yes."""
+    args = [a for s in scopes for a in ("--scope", s)]
+    tmux.start(
+        "tech", technician, "connect", share.address, "--code", share.code,
+        "--ticket", "T-15", *args, **size,
+    )  # fmt: skip
+    if share.terminal is not None:
+        share.wait_for_stderr(QUESTION)
+        share.type("y\n")
+    tmux.wait_for("tech", "ticket T-15")
+
+
+@needs_no_resolvectl
+def test_the_prompt_says_it_waits_for_the_customer_and_shows_a_failed_fix_s_stderr(
+    tmp_path: Path, people: tuple[Person, Person], tmux: Tmux
+) -> None:
+    technician, customer = people
+    policy = customer.root / "policy.toml"
+    scopes = ("--scope", "diagnostics", "--scope", "fixes")
+    with sharing(customer, "--policy", policy, *scopes, logs=tmp_path, terminal=True) as share:
+        start(tmux, technician, share, "diagnostics", "fixes")
+        # Declined: the waiting line counts up, then gives way to the refusal.
+        tmux.type("tech", "fix flush-dns")
+        share.wait_for_stderr("resolvectl flush-caches")
+        tmux.wait_for("tech", "waiting for the customer to approve fix flush-dns ... 0s")
+        tmux.wait_for("tech", "waiting for the customer to approve fix flush-dns ... 2s")
+        share.type("n\n")
+        shown = tmux.wait_for("tech", "refused: the customer declined the fix flush-dns")
+        assert "waiting for the customer" not in shown
+        # Approved: the step fails, and says why.
+        tmux.type("tech", "fix flush-dns")
+        share.wait_for_stderr("resolvectl flush-caches", count=2)
+        tmux.wait_for("tech", "waiting for the customer to approve fix flush-dns ... 1s")
+        share.type("y\n")
+        shown = tmux.wait_for("tech", MISSING)
+        tail = shown[shown.rindex("toolkit> fix flush-dns") :]
+        assert "exit 127" in tail and "stderr" in tail, tail
+        assert "waiting for the customer" not in tail, tail
+        tmux.wait_for("tech", PROMPT, count=3)
+        tmux.type("tech", "exit")
+        tmux.wait_for("tech", "[exit ")
+    # The notices are told, never recorded as output.
+    mine = technician_transcript(technician, "T-15")
+    assert "asking" not in "".join(e.get("data", "") for e in events(mine) if "data" in e)
+    assert '"asking"' not in mine.read_text()
+
+
+@needs_no_resolvectl
+def test_a_failed_fix_in_a_batch_shows_its_stderr(
+    tmp_path: Path, people: tuple[Person, Person]
+) -> None:
+    technician, customer = people
+    policy = customer.root / "policy.toml"
+    scopes = ("--scope", "diagnostics", "--scope", "fixes")
+    with sharing(customer, "--policy", policy, *scopes, logs=tmp_path) as share:
+        done = connect(technician, share, "fix flush-dns\n", *scopes)
+    assert done.returncode == 1, done.stderr
+    assert MISSING in done.stderr, done.stderr
+    assert "exit status 127" in done.stderr
+    assert "waiting for the customer" not in done.stderr + done.stdout  # not a terminal
