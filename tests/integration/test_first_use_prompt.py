@@ -21,6 +21,7 @@ from tests.helpers import tool
 from tests.integration.share_process import Person, Share, sharing
 from tests.integration.terminal import Tmux
 from tests.integration.test_share_connect import (
+    NOTES,
     QUESTION,
     connect,
     events,
@@ -118,3 +119,104 @@ def test_a_failed_fix_in_a_batch_shows_its_stderr(
     assert MISSING in done.stderr, done.stderr
     assert "exit status 127" in done.stderr
     assert "waiting for the customer" not in done.stderr + done.stdout  # not a terminal
+
+
+PROMPT_POLICY = """\
+[files]
+allow = ["~/notes.txt", "~/logs/**"]
+[commands]
+diagnostics = [
+    ["uname", "-a"],
+    ["journalctl", "-u", "{unit}", "--no-pager"],
+]
+fixes = [["resolvectl", "flush-caches"]]
+[placeholders]
+unit = "^[a-z-]+$"
+"""
+#: Longer than any screen the tests use.
+LOG_LINES = 300
+
+
+def prompt_customer(customer: Person) -> Path:
+    """A policy with a directory tree to complete into and a long log to page."""
+    app = customer.home / "logs" / "app"
+    app.mkdir(parents=True)
+    (app / "today.log").write_text("".join(f"log line {i:04d}\n" for i in range(LOG_LINES)))
+    policy = customer.root / "prompt-policy.toml"
+    policy.write_text(PROMPT_POLICY)
+    return policy
+
+
+def test_tab_offers_run_templates_and_goes_on_into_directories(
+    tmp_path: Path, people: tuple[Person, Person], tmux: Tmux, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    technician, customer = people
+    monkeypatch.setenv("PAGER", "cat")  # paging is the next test's
+    policy = prompt_customer(customer)
+    with sharing(customer, "--policy", policy, "--scope", "diagnostics", logs=tmp_path) as share:
+        start(tmux, technician, share, "diagnostics")
+        # `run ` + Tab: the agent's templates, in a menu.
+        tmux.keys("tech", "run ", literal=True)
+        tmux.keys("tech", "Tab")
+        menu = tmux.wait_for("tech", "journalctl -u {unit} --no-pager")
+        assert "uname -a" in menu and "the customer is asked" in menu, menu
+        tmux.keys("tech", "C-c")
+        tmux.wait_for("tech", PROMPT, count=2)
+        # One match completes up to its first placeholder.
+        tmux.keys("tech", "run jo", literal=True)
+        tmux.keys("tech", "Tab")
+        tmux.wait_for("tech", "toolkit> run journalctl -u\n")
+        tmux.keys("tech", "C-c")
+        tmux.wait_for("tech", PROMPT, count=3)
+        tmux.keys("tech", "run un", literal=True)
+        tmux.keys("tech", "Tab")
+        tmux.wait_for("tech", "toolkit> run uname -a")
+        tmux.keys("tech", "Enter")
+        tmux.wait_for("tech", "exit 0")
+        # A directory completes with its "/", and the next Tab goes on inside it.
+        tmux.keys("tech", "read ~/lo", literal=True)
+        tmux.keys("tech", "Tab")
+        tmux.wait_for("tech", "toolkit> read ~/logs/\n")
+        tmux.keys("tech", "Tab")
+        tmux.wait_for("tech", "toolkit> read ~/logs/app/\n")
+        tmux.keys("tech", "Tab")
+        tmux.wait_for("tech", "toolkit> read ~/logs/app/today.log")
+        tmux.keys("tech", "Enter")
+        # PAGER=cat: no pager, all of it on the screen.
+        tmux.wait_for("tech", f"log line {LOG_LINES - 1:04d}")
+        tmux.wait_for("tech", "sha256")
+        tmux.type("tech", "exit")
+        tmux.wait_for("tech", "[exit 0]")
+
+
+@pytest.mark.skipif(tool("less") is None, reason="less is not installed")
+def test_long_output_goes_through_the_pager_short_output_does_not(
+    tmp_path: Path, people: tuple[Person, Person], tmux: Tmux, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    technician, customer = people
+    for name in ("PAGER", "TOOLKIT_PAGER", "LESS"):
+        monkeypatch.delenv(name, raising=False)
+    policy = prompt_customer(customer)
+    (customer.home / "logs" / "evil.log").write_text("\x1b[2J\x1b]0;owned\x07" + "x\n" * 100)
+    with sharing(customer, "--policy", policy, "--scope", "diagnostics", logs=tmp_path) as share:
+        start(tmux, technician, share, "diagnostics", width=100, height=30)
+        tmux.type("tech", "read ~/notes.txt")  # short: written as it is, no pager
+        tmux.wait_for("tech", NOTES.strip())
+        tmux.wait_for("tech", PROMPT, count=2)
+        tmux.type("tech", "read ~/logs/app/today.log")
+        tmux.wait_for("tech", "log line 0027")
+        paged = tmux.screen("tech")
+        assert "log line 0000" in paged and "log line 0100" not in paged, paged
+        assert paged.rstrip().splitlines()[-1].startswith(":"), paged  # less's prompt
+        tmux.keys("tech", "G")
+        tmux.wait_for("tech", f"log line {LOG_LINES - 1:04d}")
+        tmux.keys("tech", "q")
+        shown = tmux.wait_for("tech", PROMPT, count=3)
+        assert "sha256" in shown  # the file's digest line came with it
+        # What the pager sees is escaped as the screen would be.
+        tmux.type("tech", "read ~/logs/evil.log")
+        tmux.wait_for("tech", "\\x1b[2J")
+        tmux.keys("tech", "q")
+        tmux.wait_for("tech", PROMPT, count=4)
+        tmux.type("tech", "exit")
+        tmux.wait_for("tech", "[exit 0]")

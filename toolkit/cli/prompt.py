@@ -52,6 +52,29 @@ def history_path() -> Path:
     return directory / "history"
 
 
+#: The agent's word for a directory in a listing (toolkit.policy.rules.kind_of).
+DIRECTORY = "directory"
+
+
+def _templates(info: dict[str, Any]) -> list[tuple[str, str]]:
+    """The agent's command templates as (template, scope), diagnostics first."""
+    commands = info.get("commands")
+    found: list[tuple[str, str]] = []
+    for scope, templates in commands.items() if isinstance(commands, dict) else ():
+        if isinstance(templates, list):
+            found += [(t, str(scope)) for t in templates if isinstance(t, str)]
+    return sorted(found, key=lambda pair: (pair[1] != "diagnostics", pair[1], pair[0]))
+
+
+def _up_to_placeholder(template: str) -> str:
+    """The words of ``template`` before its first ``{placeholder}``, with their space."""
+    words = template.split(" ")
+    for i, word in enumerate(words):
+        if word.startswith("{") and word.endswith("}"):
+            return " ".join(words[:i]) + " "
+    return template
+
+
 def _names(info: dict[str, Any], scope: str) -> list[str]:
     procedures = info.get("procedures")
     named = procedures.get(scope) if isinstance(procedures, dict) else None
@@ -74,6 +97,9 @@ class SessionCompleter(Completer):
     def _local(self, document: Document) -> Iterable[Completion]:
         text = document.text_before_cursor
         words = text.split()
+        if len(words) >= 1 and words[0] == "run" and text.startswith("run "):
+            yield from self._commands(text[len("run ") :].lstrip(" "))
+            return
         if not words or (len(words) == 1 and not text.endswith(" ")):
             word = words[0] if words else ""
             for name in COMMANDS:
@@ -93,6 +119,26 @@ class SessionCompleter(Completer):
         for name in candidates:
             if name.startswith(word):
                 yield Completion(name, -len(word), display=printable(name, 80))
+
+    def _commands(self, typed: str) -> Iterable[Completion]:
+        """``run`` + Tab: the agent's templates, as far as their first placeholder."""
+        offered: set[str] = set()
+        for template, scope in _templates(self._session.info):
+            if not template.startswith(typed):
+                continue
+            completed = _up_to_placeholder(template)
+            if len(completed) < len(typed):
+                completed = template  # typed past the placeholder's start: the whole template
+            if completed in offered:
+                continue
+            offered.add(completed)
+            meta = "the customer is asked" if scope == "fixes" else scope
+            yield Completion(
+                completed,
+                -len(typed),
+                display=printable(template, 80),
+                display_meta=printable(meta, 30),
+            )
 
     async def get_completions_async(
         self, document: Document, complete_event: CompleteEvent
@@ -118,7 +164,7 @@ class SessionCompleter(Completer):
                 continue
             if any(not c.isprintable() for c in name) or " " in name:
                 continue  # cannot be typed back as one word here
-            is_dir = entry.get("kind") == "dir"
+            is_dir = entry.get("kind") == DIRECTORY
             full = directory + name + ("/" if is_dir else "")
             yield Completion(full, -len(typed), display=name + ("/" if is_dir else ""))
 
@@ -286,8 +332,47 @@ async def _run(session: TechnicianSession, command: Command) -> Result | None:
     if result.error == "cancelled":
         err().print("cancelled", style="yellow", highlight=False)
         return result
-    render.show(result, out(), err())
+    if streaming:
+        render.show(result, out(), err())
+    else:
+        await _show_paged(session, result)
     return result
+
+
+async def _show_paged(session: TechnicianSession, result: Result) -> None:
+    """``result`` drawn as always; through the pager when longer than the screen.
+
+    Drawn first (escaped and coloured as on the terminal), then either written
+    or handed to the pager, so the pager sees exactly what the screen would.
+    """
+    import sys
+
+    from rich.console import Console
+
+    from toolkit.cli import render
+    from toolkit.cli._terminal import Captured, page
+
+    screen = out()
+    if not sys.stdout.isatty():
+        render.show(result, screen, err())
+        return
+    drawn = Captured()
+    console = Console(
+        file=drawn,
+        force_terminal=True,
+        width=screen.width,
+        soft_wrap=True,
+    )
+    render.show(result, console, console)
+    text = drawn.getvalue()
+    stop = asyncio.ensure_future(session.client.wait_ended())
+    try:
+        if await page(text, stop):
+            return
+    finally:
+        stop.cancel()
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 async def interactive(session: TechnicianSession) -> tuple[ExitCode, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import stat as stat_module
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +28,7 @@ HIGHLIGHT_LIMIT = 512 * 1024
 def _mode(kind: str, mode: Any) -> str:
     if not isinstance(mode, int):
         return "?"
-    prefix = {"dir": "d", "symlink": "l"}.get(kind, "-")
+    prefix = {"directory": "d", "symlink": "l"}.get(kind, "-")
     return prefix + stat_module.filemode(mode)[1:]
 
 
@@ -83,7 +82,7 @@ def show(result: Result, out: Console, err: Console) -> None:
         for entry in result.result.get("entries", []):
             kind = str(entry.get("kind", "?"))
             name = Text(
-                printable(str(entry.get("name"))), style="bold blue" if kind == "dir" else ""
+                printable(str(entry.get("name"))), style="bold blue" if kind == "directory" else ""
             )
             table.add_row(
                 _mode(kind, entry.get("mode")),
@@ -115,7 +114,7 @@ def show(result: Result, out: Console, err: Console) -> None:
         _steps(result, out, err)
     elif result.name == "run":
         # stdout was streamed as it came; stderr is set apart after it.
-        write_output(sys.stdout, result.stdout)
+        write_output(out.file, result.stdout)
         _stderr(err, result.stderr)
         _status(err, result)
     else:
@@ -133,7 +132,7 @@ def _read(result: Result, out: Console, err: Console) -> None:
     except UnicodeDecodeError:
         text = None
     if text is None or not out.is_terminal:
-        write_output(sys.stdout, data)
+        write_output(out.file, data)
     else:
         out.print(
             Syntax(
@@ -218,7 +217,7 @@ def _steps(result: Result, out: Console, err: Console) -> None:
         style = "green" if step.exit_status == 0 else "red"
         title = f"{printable(step.argv)}  exit {printable(step.exit_status)}"
         out.print(Rule(Text(title), style=style, align="left"))
-        write_output(sys.stdout, step.stdout)
+        write_output(out.file, step.stdout)
         _stderr(err, step.stderr)
     _status(err, result)
 
