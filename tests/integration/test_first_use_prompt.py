@@ -220,3 +220,71 @@ def test_long_output_goes_through_the_pager_short_output_does_not(
         tmux.wait_for("tech", PROMPT, count=4)
         tmux.type("tech", "exit")
         tmux.wait_for("tech", "[exit 0]")
+
+
+def pane_modes(tmux: Tmux) -> dict[str, str]:
+    """The technician's terminal modes, as tmux (the terminal) has them."""
+    names = ("alternate_on", "cursor_flag", "mouse_any_flag", "keypad_cursor_flag")
+    shown = tmux._run("display-message", "-p", "-t", "tech", " ".join(f"#{{{n}}}" for n in names))
+    return dict(zip(names, shown.split(), strict=True))
+
+
+def test_tilde_ctrl_z_detaches_the_shell_and_shell_goes_back_to_it(
+    tmp_path: Path, people: tuple[Person, Person], tmux: Tmux
+) -> None:
+    technician, customer = people
+    policy = customer.root / "policy.toml"
+    scopes = ("--scope", "diagnostics", "--scope", "shell")
+    with sharing(customer, "--policy", policy, *scopes, logs=tmp_path) as share:
+        start(tmux, technician, share, "diagnostics", "shell")
+        tmux.type("tech", "shell")
+        tmux.wait_for("tech", f"{USER}@")
+        tmux.type("tech", "KEPT=kept-$((3*3)); (sleep 1; echo away-$((5*5))) &")
+        tmux.keys("tech", "~", literal=True)
+        tmux.keys("tech", "C-z")
+        tmux.wait_for("tech", "[back at the toolkit prompt; it keeps running")
+        tmux.wait_for("tech", "shell detached")
+        tmux.type("tech", "run true")  # the prompt works meanwhile
+        tmux.wait_for("tech", "exit 0")
+        tmux.type("tech", "shell")  # the same shell, with what it wrote meanwhile
+        tmux.wait_for("tech", "away-25")
+        tmux.type("tech", "echo $KEPT")
+        tmux.wait_for("tech", "kept-9")
+        tmux.keys("tech", "~.", literal=True)
+        tmux.wait_for("tech", "[back at the toolkit prompt; ~. hung up the shell]")
+        tmux.type("tech", "exit")
+        shown = tmux.wait_for("tech", "[exit ")
+        assert "[exit 0]" in shown, shown
+    mine = technician_transcript(technician, "T-15")
+    found = events(mine)
+    assert [e["type"] for e in found].count("shell_start") == 1, found
+    [shell] = [e for e in found if e.get("op") == "shell"]
+    assert shell["exit_status"] == 129  # hung up, as documented
+    assert "away-25" in mine.read_text()  # recorded while detached
+
+
+def test_a_session_that_ends_under_a_full_screen_program_gives_the_terminal_back(
+    tmp_path: Path, people: tuple[Person, Person], tmux: Tmux
+) -> None:
+    technician, customer = people
+    if tool("less") is None:
+        pytest.skip("less is not installed")
+    policy = customer.root / "policy.toml"
+    scopes = ("--scope", "diagnostics", "--scope", "shell")
+    with sharing(customer, "--policy", policy, *scopes, logs=tmp_path) as share:
+        start(tmux, technician, share, "diagnostics", "shell")
+        before = pane_modes(tmux)
+        tmux.type("tech", "shell")
+        tmux.wait_for("tech", f"{USER}@")
+        # Hidden cursor, mouse reporting, application keypad, then less on the alternate screen.
+        tmux.type("tech", r"printf '\033[?25l\033[?1000h\033='; less notes.txt")
+        tmux.wait_for("tech", NOTES.strip())
+        assert pane_modes(tmux)["alternate_on"] == "1"
+        share.interrupt()  # the customer ends it, with less still up
+        shown = tmux.wait_for("tech", "The customer ended the session")
+        tmux.wait_for("tech", "[exit ")
+        assert pane_modes(tmux) == before, (before, pane_modes(tmux))
+        assert "Consent passed" in tmux.screen("tech"), shown  # the main screen, as it was
+        # Cooked mode again: what is typed now (under the wrapper's sleep) is echoed.
+        tmux.keys("tech", "typed-after-the-end", literal=True)
+        tmux.wait_for("tech", "typed-after-the-end")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import time
@@ -24,12 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.application import run_in_terminal
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.formatted_text import HTML
 from prompt_toolkit.history import FileHistory
 
 from toolkit.cli._console import err, out
+from toolkit.cli.shell import close_detached, detached
 from toolkit.errors import ExitCode, ToolkitError, TranscriptWriteError, UsageError
 from toolkit.session.commands import COMMANDS, Command
 from toolkit.text import printable, printable_lines
@@ -274,7 +277,8 @@ def status_line(session: TechnicianSession, started: float) -> HTML:
         f" ticket <b>{escape(printable(session.consent.ticket, 60))}</b>"
         f" | host <b>{escape(host)}</b> | scope <b>{escape(scope)}</b>"
         f" | {_elapsed(time.monotonic() - started)}"
-        " | Tab, Ctrl-C cancels, Ctrl-D ends "
+        + (" | <b>shell detached</b> (shell returns)" if detached(session) else "")
+        + " | Tab, Ctrl-C cancels, Ctrl-D ends "
     )
 
 
@@ -288,21 +292,24 @@ async def _run(session: TechnicianSession, command: Command) -> Result | None:
         from toolkit.session.client import ConnectionLost, SessionEnded
 
         try:
-            response = await interactive_shell(session)
+            left = await interactive_shell(session)
         except (SessionEnded, ConnectionLost, TranscriptWriteError):
             raise  # the session is over (or can no longer be recorded): said once, above
         except ToolkitError as exc:
             err().print(printable(exc.message), style="red", highlight=False, markup=False)
             return None
-        if response is not None:
-            status = printable(response.result.get("exit_status"))
-            how = f"exited {status}" if response.ok else "ended"
-            err().print(
-                f"[back at the toolkit prompt; the shell {how}]",
-                style="dim",
-                highlight=False,
-                markup=False,
-            )
+        response = left.response
+        if left.how == "detached":
+            how = "it keeps running; `shell` goes back to it, ~. there ends it"
+        elif left.how == "hung up":
+            how = "~. hung up the shell"
+        elif response is not None and response.ok:
+            how = f"the shell exited {printable(response.result.get('exit_status'))}"
+        else:
+            how = "the shell ended"
+        err().print(
+            f"[back at the toolkit prompt; {how}]", style="dim", highlight=False, markup=False
+        )
         return None
     loop = asyncio.get_running_loop()
     cancelling: list[asyncio.Task[int]] = []
@@ -396,20 +403,42 @@ async def interactive(session: TechnicianSession) -> tuple[ExitCode, str]:
     )
     worst = ExitCode.OK
     ended = asyncio.ensure_future(session.client.wait_ended())
+    asking: asyncio.Future[str | None] | None = None
     try:
         while True:
-            asking = asyncio.ensure_future(_ask(prompt))
-            await asyncio.wait({asking, ended}, return_when=asyncio.FIRST_COMPLETED)
+            if asking is None:
+                asking = asyncio.ensure_future(_ask(prompt))
+            waits: set[asyncio.Future[Any]] = {asking, ended}
+            shell = detached(session)
+            gone = asyncio.ensure_future(shell.wait()) if shell is not None else None
+            if gone is not None:
+                waits.add(gone)
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if gone is not None and not gone.done():
+                    gone.cancel()
             if ended.done():
                 if prompt.app.is_running:
                     prompt.app.exit(exception=EOFError())
                 with contextlib.suppress(BaseException):
                     await asking
                 raise ended.result()
+            if not asking.done():  # the detached shell ended: say so above the prompt
+                response = await close_detached(session)
+                status = printable(response.result.get("exit_status")) if response else "?"
+                note = f"[the detached shell ended, exit {status}]"
+                await run_in_terminal(
+                    functools.partial(err().print, note, style="dim", highlight=False, markup=False)
+                )
+                continue
             try:
                 line = asking.result()
             except EOFError:
+                await _hang_up_detached(session)
                 return worst, "the technician ended the session"
+            finally:
+                asking = None
             if line is None:
                 continue  # Ctrl-C at the prompt: a fresh line
             try:
@@ -422,6 +451,7 @@ async def interactive(session: TechnicianSession) -> tuple[ExitCode, str]:
             if command is None:
                 continue
             if command.name == "exit":
+                await _hang_up_detached(session)
                 return worst, "the technician ended the session"
             result = await _run(session, command)
             if result is not None:
@@ -434,6 +464,13 @@ async def interactive(session: TechnicianSession) -> tuple[ExitCode, str]:
         return ExitCode.NETWORK, exc.message
     finally:
         ended.cancel()
+
+
+async def _hang_up_detached(session: TechnicianSession) -> None:
+    """The session ends: a detached shell is hung up first, its end recorded."""
+    if detached(session) is not None:
+        err().print("[hanging up the detached shell]", style="dim", highlight=False, markup=False)
+        await close_detached(session)
 
 
 def _history() -> FileHistory | None:
