@@ -76,13 +76,19 @@ def test_the_prompt_says_it_waits_for_the_customer_and_shows_a_failed_fix_s_stde
     tmp_path: Path, people: tuple[Person, Person], tmux: Tmux
 ) -> None:
     technician, customer = people
-    policy = customer.root / "policy.toml"
+    policy = prompt_customer(customer)
     scopes = ("--scope", "diagnostics", "--scope", "fixes")
     with sharing(customer, "--policy", policy, *scopes, logs=tmp_path, terminal=True) as share:
-        start(tmux, technician, share, "diagnostics", "fixes")
+        start(tmux, technician, share, "diagnostics", "fixes", width=80, height=24)
+        # A command of the fixes templates: asked too.
+        tmux.type("tech", "run resolvectl flush-caches")
+        share.wait_for_stderr("resolvectl flush-caches")
+        tmux.wait_for("tech", "waiting for the customer to approve run resolvectl flush-caches")
+        share.type("n\n")
+        tmux.wait_for("tech", "refused: the customer declined to run")
         # Declined: the waiting line counts up, then gives way to the refusal.
         tmux.type("tech", "fix flush-dns")
-        share.wait_for_stderr("resolvectl flush-caches")
+        share.wait_for_stderr("resolvectl flush-caches", count=2)
         tmux.wait_for("tech", "waiting for the customer to approve fix flush-dns ... 0s")
         tmux.wait_for("tech", "waiting for the customer to approve fix flush-dns ... 2s")
         share.type("n\n")
@@ -90,14 +96,14 @@ def test_the_prompt_says_it_waits_for_the_customer_and_shows_a_failed_fix_s_stde
         assert "waiting for the customer" not in shown
         # Approved: the step fails, and says why.
         tmux.type("tech", "fix flush-dns")
-        share.wait_for_stderr("resolvectl flush-caches", count=2)
+        share.wait_for_stderr("resolvectl flush-caches", count=3)
         tmux.wait_for("tech", "waiting for the customer to approve fix flush-dns ... 1s")
         share.type("y\n")
         shown = tmux.wait_for("tech", MISSING)
         tail = shown[shown.rindex("toolkit> fix flush-dns") :]
         assert "exit 127" in tail and "stderr" in tail, tail
         assert "waiting for the customer" not in tail, tail
-        tmux.wait_for("tech", PROMPT, count=3)
+        tmux.wait_for("tech", PROMPT, count=4)
         tmux.type("tech", "exit")
         tmux.wait_for("tech", "[exit ")
     # The notices are told, never recorded as output.

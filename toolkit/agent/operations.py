@@ -174,7 +174,8 @@ class Operations:
                 pol.match_command(argv, self._policy, "fixes")
             except PolicyRefused:
                 raise refused from None
-            answer = await self._asking(request.id, f"run {shown}", ask, shown, [argv])
+            outside = "" if granted else " (outside the approved scope)"
+            answer = await self._asking(request.id, f"run {shown}{outside}", ask, shown, [argv])
             declined = f"refused: the customer declined to run {shown!r}"
             try:
                 _decided(answer, f"running {shown!r}", outside=not granted, declined=declined)

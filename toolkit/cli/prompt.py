@@ -185,7 +185,7 @@ class SessionCompleter(Completer):
 
 
 class Waiting:
-    """One line on the terminal while a command waits, redrawn each second until it is over.
+    """One line on the terminal while a command waits, redrawn until it is over.
 
     ``running fix NAME ... 3s`` while the agent works (after :data:`QUIET` seconds,
     so that quick commands do not flicker), ``waiting for the customer to approve
@@ -221,19 +221,33 @@ class Waiting:
                 self.clear()
         self._draw()
 
-    def text(self) -> str | None:
-        """The line as it is now (None: nothing to show)."""
+    def text(self, width: int = 0) -> str | None:
+        """The line as it is now, within ``width`` columns if given (None: nothing to show).
+
+        One row only, or erasing it would leave its first rows behind: what is
+        asked or run is shortened, the time stays.
+        """
         seconds = int(time.monotonic() - self._since)
         if self._asking is not None:
-            return f"waiting for the customer to approve {self._asking} ... {seconds}s"
-        if self._running and time.monotonic() - self._since >= self.QUIET:
-            return f"running {self._command} ... {seconds}s"
-        return None
+            head, what = "waiting for the customer to approve ", self._asking
+        elif self._running and time.monotonic() - self._since >= self.QUIET:
+            head, what = "running ", self._command
+        else:
+            return None
+        tail = f" ... {seconds}s"
+        room = width - len(head) - len(tail) if width > 0 else len(what)
+        if len(what) > room:
+            what = what[: max(room - 1, 0)] + "…"
+        return (head + what + tail)[: width if width > 0 else None]
 
     def _draw(self) -> None:
         if not self._on:
             return
-        line = self.text()
+        try:
+            width = os.get_terminal_size(self._stream.fileno()).columns - 1
+        except (OSError, ValueError):
+            width = 79
+        line = self.text(width)
         if line is None:
             return
         dim = ("", "") if os.environ.get("NO_COLOR") else ("\x1b[2m", "\x1b[0m")
