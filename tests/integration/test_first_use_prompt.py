@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pytest
 
 from tests.helpers import tool
 from tests.integration.share_process import Person, Share, sharing
-from tests.integration.terminal import Tmux
+from tests.integration.terminal import WAIT, Tmux
 from tests.integration.test_share_connect import (
     NOTES,
     QUESTION,
@@ -235,6 +236,14 @@ def pane_modes(tmux: Tmux) -> dict[str, str]:
     return dict(zip(names, shown.split(), strict=True))
 
 
+def shell_prompt_after(tmux: Tmux, mark: str) -> None:
+    """Until the remote shell's prompt shows after ``mark`` (typeahead is not for tests)."""
+    deadline = time.monotonic() + WAIT
+    while f"{USER}@" not in (screen := tmux.screen("tech", history=True)).rsplit(mark, 1)[-1]:
+        assert time.monotonic() < deadline, screen
+        time.sleep(0.05)
+
+
 def test_tilde_ctrl_z_detaches_the_shell_and_shell_goes_back_to_it(
     tmp_path: Path, people: tuple[Person, Person], tmux: Tmux
 ) -> None:
@@ -258,14 +267,22 @@ def test_tilde_ctrl_z_detaches_the_shell_and_shell_goes_back_to_it(
         tmux.wait_for("tech", "kept-9")
         tmux.keys("tech", "~.", literal=True)
         tmux.wait_for("tech", "[back at the toolkit prompt; ~. hung up the shell]")
+        # A new shell, detached, is hung up (and its end recorded) when the session ends.
+        tmux.type("tech", "shell")
+        shell_prompt_after(tmux, "[back at the toolkit prompt; ~. hung up the shell]")
+        tmux.type("tech", "echo second-$((4*4))")
+        tmux.wait_for("tech", "second-16")
+        tmux.keys("tech", "~", literal=True)
+        tmux.keys("tech", "C-z")
+        tmux.wait_for("tech", "[back at the toolkit prompt; it keeps running", count=2)
         tmux.type("tech", "exit")
         shown = tmux.wait_for("tech", "[exit ")
-        assert "[exit 0]" in shown, shown
+        assert "[exit 0]" in shown and "[hanging up the detached shell]" in shown, shown
     mine = technician_transcript(technician, "T-15")
     found = events(mine)
-    assert [e["type"] for e in found].count("shell_start") == 1, found
-    [shell] = [e for e in found if e.get("op") == "shell"]
-    assert shell["exit_status"] == 129  # hung up, as documented
+    assert [e["type"] for e in found].count("shell_start") == 2, found
+    shells = [e for e in found if e.get("op") == "shell"]
+    assert [e["exit_status"] for e in shells] == [129, 129], shells  # hung up, as documented
     assert "away-25" in mine.read_text()  # recorded while detached
 
 

@@ -2,9 +2,12 @@
 
 prompt_toolkit edits the line (history in the state dir, kept across
 sessions; Tab completes commands, ``diag``/``fix`` names from the agent's
-catalogue, and paths the agent lists under its policy); rich draws the
-results (toolkit.cli.render). The bottom line shows ticket, customer host,
-granted scope and the session's elapsed time.
+catalogue, the agent's command templates after ``run``, and paths the agent
+lists under its policy, a directory with its ``/``); rich draws the results
+(toolkit.cli.render), through $PAGER when longer than the screen. The bottom
+line shows ticket, customer host, granted scope, the session's elapsed time
+and a detached shell. While a command runs, one line says so, and while the
+agent asks the customer (its notices), that it waits for the customer.
 
 Ctrl-C while a command runs cancels that command on the agent (a ``cancel``
 request); Ctrl-C at the prompt clears the line; ``exit`` or Ctrl-D ends the
@@ -127,8 +130,8 @@ class SessionCompleter(Completer):
         """``run`` + Tab: the agent's templates, as far as their first placeholder."""
         offered: set[str] = set()
         for template, scope in _templates(self._session.info):
-            if not template.startswith(typed):
-                continue
+            if not template.startswith(typed) or not template.isprintable():
+                continue  # (one that cannot be typed back as it is shown is not offered)
             completed = _up_to_placeholder(template)
             if len(completed) < len(typed):
                 completed = template  # typed past the placeholder's start: the whole template

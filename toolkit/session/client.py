@@ -195,7 +195,7 @@ class SessionClient:
         if data.stream == NOTICES:
             # Neither output nor content: never recorded or collected, only told.
             for line in data.data.splitlines():
-                with contextlib.suppress(ValueError):
+                with contextlib.suppress(ValueError, RecursionError):
                     notice = json.loads(line)
                     if isinstance(notice, dict) and self.on_notice is not None:
                         self.on_notice(data.id, notice)
