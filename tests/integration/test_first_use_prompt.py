@@ -158,7 +158,8 @@ def test_tab_offers_run_templates_and_goes_on_into_directories(
     tmp_path: Path, people: tuple[Person, Person], tmux: Tmux, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     technician, customer = people
-    monkeypatch.setenv("PAGER", "cat")  # paging is the next test's
+    # Paging is the next test's; a pager that is not installed shows the text as it is.
+    monkeypatch.setenv("PAGER", "toolkit-no-such-pager-4711 -R")
     policy = prompt_customer(customer)
     with sharing(customer, "--policy", policy, "--scope", "diagnostics", logs=tmp_path) as share:
         start(tmux, technician, share, "diagnostics")
@@ -189,7 +190,7 @@ def test_tab_offers_run_templates_and_goes_on_into_directories(
         tmux.keys("tech", "Tab")
         tmux.wait_for("tech", "toolkit> read ~/logs/app/today.log")
         tmux.keys("tech", "Enter")
-        # PAGER=cat: no pager, all of it on the screen.
+        # No such pager: all of it on the screen.
         tmux.wait_for("tech", f"log line {LOG_LINES - 1:04d}")
         tmux.wait_for("tech", "sha256")
         tmux.type("tech", "exit")

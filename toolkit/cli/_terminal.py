@@ -11,6 +11,7 @@ import contextlib
 import io
 import os
 import re
+import shlex
 import weakref
 from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any
@@ -140,6 +141,12 @@ async def page(text: str, stop: asyncio.Future[Any] | None = None) -> bool:
     if command is None or not sys.stdout.isatty():
         return False
     try:
+        argv = shlex.split(command)  # as gh does: words, never a shell
+    except ValueError:
+        return False
+    if not argv:
+        return False
+    try:
         size = os.get_terminal_size(sys.stdout.fileno())
     except OSError:
         return False
@@ -151,10 +158,8 @@ async def page(text: str, stop: asyncio.Future[Any] | None = None) -> bool:
     sys.stdout.flush()
     loop = asyncio.get_running_loop()
     try:
-        pager = await asyncio.create_subprocess_exec(
-            "/bin/sh", "-c", command, stdin=asyncio.subprocess.PIPE, env=env
-        )
-    except OSError:
+        pager = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE, env=env)
+    except OSError:  # not installed: the text is shown as it is
         return False
     loop.add_signal_handler(signal.SIGINT, lambda: None)  # Ctrl-C is the pager's
     try:
@@ -173,8 +178,7 @@ async def page(text: str, stop: asyncio.Future[Any] | None = None) -> bool:
             await feeding
     finally:
         loop.remove_signal_handler(signal.SIGINT)
-    # sh says "not found" (127) when the pager is not installed: show the text anyway.
-    return pager.returncode != 127
+    return True
 
 
 async def _feed(stdin: asyncio.StreamWriter, data: bytes) -> None:
