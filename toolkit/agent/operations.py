@@ -30,12 +30,14 @@ from toolkit.plugins.catalogue import Catalogue, Kind, Procedure
 from toolkit.policy.commands import show_argv
 from toolkit.session.protocol import (
     CONTENT,
+    MAX_NOTICE_TEXT,
     STDERR,
     STDOUT,
     Request,
     Response,
     commands_sha256,
     data_frames,
+    notice_frame,
 )
 
 Send = Callable[[bytes], Awaitable[None]]
@@ -197,9 +199,16 @@ class Operations:
         *,
         procedure: Procedure | None,
         outside: bool,
+        asking: str,
     ) -> bool | Answer | None:
-        """Ask, and record the answer as an approval event in both copies."""
+        """Ask, and record the answer as an approval event in both copies.
+
+        Notices tell the technician the customer is being asked (``asking`` names
+        what), and when the answer came (docs/protocol.md, "Notices").
+        """
+        await self._send(notice_frame(request.id, {"asking": asking[:MAX_NOTICE_TEXT]}))
         answer = await ask(shown, commands)
+        await self._send(notice_frame(request.id, {"answered": True}))
         fields = approval(
             answer,
             request=request.id,
@@ -244,8 +253,15 @@ class Operations:
                 pol.match_command(argv, self._policy, "fixes")
             except PolicyRefused:
                 raise refused from None
+            outside = "" if granted else " (outside the approved scope)"
             answer = await self._ask(
-                ask, request, shown, [argv], procedure=None, outside=not granted
+                ask,
+                request,
+                shown,
+                [argv],
+                procedure=None,
+                outside=not granted,
+                asking=f"run {shown}{outside}",
             )
             declined = f"refused: the customer declined to run {shown!r}"
             try:
@@ -278,6 +294,7 @@ class Operations:
                 commands,
                 procedure=procedure,
                 outside=False,
+                asking=f"fix {procedure.name}",
             )
             declined = f"refused: the customer declined the fix {procedure.name}"
             _decided(answer, f"the fix {procedure.name}", outside=False, declined=declined)
@@ -317,6 +334,7 @@ class Operations:
                 procedure.resolved(self._policy.home),
                 procedure=procedure,
                 outside=True,
+                asking=f"fix {procedure.name} (outside the approved scope)",
             )
             declined = (
                 f"refused: the customer declined the fix {procedure.name}, "
@@ -416,9 +434,18 @@ class Operations:
             )
         except OSError as exc:
             message = f"{argv[0]}: {exc.strerror or 'cannot be started'}"
-            for frame in data_frames(request_id, STDERR, message.encode() + b"\n"):
+            said = message.encode() + b"\n"
+            for frame in data_frames(request_id, STDERR, said):
                 await self._send(frame)
-            return {"exit_status": 127, "error": message, "stdout_bytes": 0, "stderr_bytes": 0}
+            # Counted like a process's stderr, so the technician can show it by its step.
+            return {
+                "exit_status": 127,
+                "error": message,
+                "stdout_bytes": 0,
+                "stderr_bytes": len(said),
+                "stdout_sha256": hashlib.sha256(b"").hexdigest(),
+                "stderr_sha256": hashlib.sha256(said).hexdigest(),
+            }
         streams = _Streams()
         try:
             assert process.stdout is not None and process.stderr is not None

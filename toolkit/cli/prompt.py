@@ -2,9 +2,12 @@
 
 prompt_toolkit edits the line (history in the state dir, kept across
 sessions; Tab completes commands, ``diag``/``fix`` names from the agent's
-catalogue, and paths the agent lists under its policy); rich draws the
-results (toolkit.cli.render). The bottom line shows ticket, customer host,
-granted scope and the session's elapsed time.
+catalogue, the agent's command templates after ``run``, and paths the agent
+lists under its policy, a directory with its ``/``); rich draws the results
+(toolkit.cli.render), through $PAGER when longer than the screen. The bottom
+line shows ticket, customer host, granted scope, the session's elapsed time
+and a detached shell. While a command runs, one line says so, and while the
+agent asks the customer (its notices), that it waits for the customer.
 
 Ctrl-C while a command runs cancels that command on the agent (a ``cancel``
 request); Ctrl-C at the prompt clears the line; ``exit`` or Ctrl-D ends the
@@ -16,19 +19,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import os
 import signal
 import time
 from collections.abc import AsyncGenerator, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.application import run_in_terminal
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.formatted_text import HTML
 from prompt_toolkit.history import FileHistory
 
 from toolkit.cli._console import err, out
+from toolkit.cli.shell import close_detached, detached
 from toolkit.errors import ExitCode, ToolkitError, TranscriptWriteError, UsageError
 from toolkit.session.commands import COMMANDS, Command
 from toolkit.text import printable, printable_lines
@@ -49,6 +56,29 @@ def history_path() -> Path:
     directory = paths.state_dir()
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     return directory / "history"
+
+
+#: The agent's word for a directory in a listing (toolkit.policy.rules.kind_of).
+DIRECTORY = "directory"
+
+
+def _templates(info: dict[str, Any]) -> list[tuple[str, str]]:
+    """The agent's command templates as (template, scope), diagnostics first."""
+    commands = info.get("commands")
+    found: list[tuple[str, str]] = []
+    for scope, templates in commands.items() if isinstance(commands, dict) else ():
+        if isinstance(templates, list):
+            found += [(t, str(scope)) for t in templates if isinstance(t, str)]
+    return sorted(found, key=lambda pair: (pair[1] != "diagnostics", pair[1], pair[0]))
+
+
+def _up_to_placeholder(template: str) -> str:
+    """The words of ``template`` before its first ``{placeholder}``, with their space."""
+    words = template.split(" ")
+    for i, word in enumerate(words):
+        if word.startswith("{") and word.endswith("}"):
+            return " ".join(words[:i]) + " "
+    return template
 
 
 def _names(info: dict[str, Any], scope: str) -> list[str]:
@@ -73,6 +103,9 @@ class SessionCompleter(Completer):
     def _local(self, document: Document) -> Iterable[Completion]:
         text = document.text_before_cursor
         words = text.split()
+        if len(words) >= 1 and words[0] == "run" and text.startswith("run "):
+            yield from self._commands(text[len("run ") :].lstrip(" "))
+            return
         if not words or (len(words) == 1 and not text.endswith(" ")):
             word = words[0] if words else ""
             for name in COMMANDS:
@@ -92,6 +125,26 @@ class SessionCompleter(Completer):
         for name in candidates:
             if name.startswith(word):
                 yield Completion(name, -len(word), display=printable(name, 80))
+
+    def _commands(self, typed: str) -> Iterable[Completion]:
+        """``run`` + Tab: the agent's templates, as far as their first placeholder."""
+        offered: set[str] = set()
+        for template, scope in _templates(self._session.info):
+            if not template.startswith(typed) or not template.isprintable():
+                continue  # (one that cannot be typed back as it is shown is not offered)
+            completed = _up_to_placeholder(template)
+            if len(completed) < len(typed):
+                completed = template  # typed past the placeholder's start: the whole template
+            if completed in offered:
+                continue
+            offered.add(completed)
+            meta = "the customer is asked" if scope == "fixes" else scope
+            yield Completion(
+                completed,
+                -len(typed),
+                display=printable(template, 80),
+                display_meta=printable(meta, 30),
+            )
 
     async def get_completions_async(
         self, document: Document, complete_event: CompleteEvent
@@ -117,7 +170,7 @@ class SessionCompleter(Completer):
                 continue
             if any(not c.isprintable() for c in name) or " " in name:
                 continue  # cannot be typed back as one word here
-            is_dir = entry.get("kind") == "dir"
+            is_dir = entry.get("kind") == DIRECTORY
             full = directory + name + ("/" if is_dir else "")
             yield Completion(full, -len(typed), display=name + ("/" if is_dir else ""))
 
@@ -132,6 +185,96 @@ class SessionCompleter(Completer):
             entries = []
         self._listings[directory] = (now, entries)
         return entries
+
+
+class Waiting:
+    """One line on the terminal while a command waits, redrawn until it is over.
+
+    ``running fix NAME ... 3s`` while the agent works (after :data:`QUIET` seconds,
+    so that quick commands do not flicker), ``waiting for the customer to approve
+    fix NAME ... 12s`` while the agent says (a notice, docs/protocol.md) that it
+    is asking the customer. Erased when the answer or the result comes. Only on
+    a terminal: a pipe gets nothing.
+    """
+
+    QUIET = 1.0
+
+    def __init__(self, command: str, *, running: bool = True, stream: TextIO | None = None):
+        import sys
+
+        self._stream = stream if stream is not None else sys.stderr
+        self._on = self._stream.isatty()
+        self._command = printable(command, 60)
+        self._running = running
+        self._asking: str | None = None
+        self._since = time.monotonic()
+        self._shown = False
+        self._ticker: asyncio.Task[None] | None = None
+        if self._on:
+            self._ticker = asyncio.get_running_loop().create_task(self._tick())
+
+    def notice(self, request_id: int, notice: dict[str, Any]) -> None:
+        """A notice from the agent: the customer is being asked, or has answered."""
+        asking = notice.get("asking")
+        if isinstance(asking, str):
+            self._asking, self._since = printable(asking, 120), time.monotonic()
+        elif notice.get("answered") is True and self._asking is not None:
+            self._asking, self._since = None, time.monotonic()
+            if not self._running:
+                self.clear()
+        self._draw()
+
+    def text(self, width: int = 0) -> str | None:
+        """The line as it is now, within ``width`` columns if given (None: nothing to show).
+
+        One row only, or erasing it would leave its first rows behind: what is
+        asked or run is shortened, the time stays.
+        """
+        seconds = int(time.monotonic() - self._since)
+        if self._asking is not None:
+            head, what = "waiting for the customer to approve ", self._asking
+        elif self._running and time.monotonic() - self._since >= self.QUIET:
+            head, what = "running ", self._command
+        else:
+            return None
+        tail = f" ... {seconds}s"
+        room = width - len(head) - len(tail) if width > 0 else len(what)
+        if len(what) > room:
+            what = what[: max(room - 1, 0)] + "…"
+        return (head + what + tail)[: width if width > 0 else None]
+
+    def _draw(self) -> None:
+        if not self._on:
+            return
+        try:
+            width = os.get_terminal_size(self._stream.fileno()).columns - 1
+        except (OSError, ValueError):
+            width = 79
+        line = self.text(width)
+        if line is None:
+            return
+        dim = ("", "") if os.environ.get("NO_COLOR") else ("\x1b[2m", "\x1b[0m")
+        self._stream.write(f"\r\x1b[2K{dim[0]}{line}{dim[1]}")
+        self._stream.flush()
+        self._shown = True
+
+    def clear(self) -> None:
+        if self._shown:
+            self._stream.write("\r\x1b[2K")
+            self._stream.flush()
+            self._shown = False
+
+    def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        self._running = False
+        self._asking = None
+        self.clear()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            self._draw()
 
 
 def _elapsed(seconds: float) -> str:
@@ -151,7 +294,8 @@ def status_line(session: TechnicianSession, started: float) -> HTML:
         f" ticket <b>{escape(printable(session.consent.ticket, 60))}</b>"
         f" | host <b>{escape(host)}</b> | scope <b>{escape(scope)}</b>"
         f" | {_elapsed(time.monotonic() - started)}"
-        " | Tab, Ctrl-C cancels, Ctrl-D ends "
+        + (" | <b>shell detached</b> (shell returns)" if detached(session) else "")
+        + " | Tab, Ctrl-C cancels, Ctrl-D ends "
     )
 
 
@@ -165,34 +309,44 @@ async def _run(session: TechnicianSession, command: Command) -> Result | None:
         from toolkit.session.client import ConnectionLost, SessionEnded
 
         try:
-            response = await interactive_shell(session)
+            left = await interactive_shell(session)
         except (SessionEnded, ConnectionLost, TranscriptWriteError):
             raise  # the session is over (or can no longer be recorded): said once, above
         except ToolkitError as exc:
             err().print(printable(exc.message), style="red", highlight=False, markup=False)
             return None
-        if response is not None:
-            status = printable(response.result.get("exit_status"))
-            how = f"exited {status}" if response.ok else "ended"
-            err().print(
-                f"[back at the toolkit prompt; the shell {how}]",
-                style="dim",
-                highlight=False,
-                markup=False,
-            )
+        response = left.response
+        if left.how == "detached":
+            how = "it keeps running; `shell` goes back to it, ~. there ends it"
+        elif left.how == "hung up":
+            how = "~. hung up the shell"
+        elif response is not None and response.ok:
+            how = f"the shell exited {printable(response.result.get('exit_status'))}"
+        else:
+            how = "the shell ended"
+        err().print(
+            f"[back at the toolkit prompt; {how}]", style="dim", highlight=False, markup=False
+        )
         return None
     loop = asyncio.get_running_loop()
     cancelling: list[asyncio.Task[int]] = []
+    streaming = command.name == "run"
+    # Output streamed as it comes owns the screen: its line shows only while the customer
+    # is asked (nothing streams before the answer).
+    waiting = Waiting(command.text, running=not streaming)
 
     def interrupt() -> None:
+        waiting.clear()
         err().print("^C cancelling...", style="yellow", highlight=False, markup=False)
         cancelling.append(loop.create_task(session.cancel_running()))
 
-    streaming = command.name == "run"
     loop.add_signal_handler(signal.SIGINT, interrupt)
+    session.client.on_notice = waiting.notice
     try:
         result = await session.execute(command, _stream if streaming else None)
     finally:
+        session.client.on_notice = None
+        waiting.stop()
         loop.remove_signal_handler(signal.SIGINT)
         for task in cancelling:
             with contextlib.suppress(Exception):
@@ -202,8 +356,47 @@ async def _run(session: TechnicianSession, command: Command) -> Result | None:
     if result.error == "cancelled":
         err().print("cancelled", style="yellow", highlight=False)
         return result
-    render.show(result, out(), err())
+    if streaming:
+        render.show(result, out(), err())
+    else:
+        await _show_paged(session, result)
     return result
+
+
+async def _show_paged(session: TechnicianSession, result: Result) -> None:
+    """``result`` drawn as always; through the pager when longer than the screen.
+
+    Drawn first (escaped and coloured as on the terminal), then either written
+    or handed to the pager, so the pager sees exactly what the screen would.
+    """
+    import sys
+
+    from rich.console import Console
+
+    from toolkit.cli import render
+    from toolkit.cli._terminal import Captured, page
+
+    screen = out()
+    if not sys.stdout.isatty():
+        render.show(result, screen, err())
+        return
+    drawn = Captured()
+    console = Console(
+        file=drawn,
+        force_terminal=True,
+        width=screen.width,
+        soft_wrap=True,
+    )
+    render.show(result, console, console)
+    text = drawn.getvalue()
+    stop = asyncio.ensure_future(session.client.wait_ended())
+    try:
+        if await page(text, stop):
+            return
+    finally:
+        stop.cancel()
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 async def interactive(session: TechnicianSession) -> tuple[ExitCode, str]:
@@ -227,20 +420,42 @@ async def interactive(session: TechnicianSession) -> tuple[ExitCode, str]:
     )
     worst = ExitCode.OK
     ended = asyncio.ensure_future(session.client.wait_ended())
+    asking: asyncio.Future[str | None] | None = None
     try:
         while True:
-            asking = asyncio.ensure_future(_ask(prompt))
-            await asyncio.wait({asking, ended}, return_when=asyncio.FIRST_COMPLETED)
+            if asking is None:
+                asking = asyncio.ensure_future(_ask(prompt))
+            waits: set[asyncio.Future[Any]] = {asking, ended}
+            shell = detached(session)
+            gone = asyncio.ensure_future(shell.wait()) if shell is not None else None
+            if gone is not None:
+                waits.add(gone)
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if gone is not None and not gone.done():
+                    gone.cancel()
             if ended.done():
                 if prompt.app.is_running:
                     prompt.app.exit(exception=EOFError())
                 with contextlib.suppress(BaseException):
                     await asking
                 raise ended.result()
+            if not asking.done():  # the detached shell ended: say so above the prompt
+                response = await close_detached(session)
+                status = printable(response.result.get("exit_status")) if response else "?"
+                note = f"[the detached shell ended, exit {status}]"
+                await run_in_terminal(
+                    functools.partial(err().print, note, style="dim", highlight=False, markup=False)
+                )
+                continue
             try:
                 line = asking.result()
             except EOFError:
+                await _hang_up_detached(session)
                 return worst, "the technician ended the session"
+            finally:
+                asking = None
             if line is None:
                 continue  # Ctrl-C at the prompt: a fresh line
             try:
@@ -253,6 +468,7 @@ async def interactive(session: TechnicianSession) -> tuple[ExitCode, str]:
             if command is None:
                 continue
             if command.name == "exit":
+                await _hang_up_detached(session)
                 return worst, "the technician ended the session"
             result = await _run(session, command)
             if result is not None:
@@ -265,6 +481,13 @@ async def interactive(session: TechnicianSession) -> tuple[ExitCode, str]:
         return ExitCode.NETWORK, exc.message
     finally:
         ended.cancel()
+
+
+async def _hang_up_detached(session: TechnicianSession) -> None:
+    """The session ends: a detached shell is hung up first, its end recorded."""
+    if detached(session) is not None:
+        err().print("[hanging up the detached shell]", style="dim", highlight=False, markup=False)
+        await close_detached(session)
 
 
 def _history() -> FileHistory | None:
@@ -287,4 +510,4 @@ async def _ask(prompt: PromptSession[str]) -> str | None:
     return line[:MAX_HISTORY_LINE]
 
 
-__all__ = ["SessionCompleter", "history_path", "interactive", "status_line"]
+__all__ = ["SessionCompleter", "Waiting", "history_path", "interactive", "status_line"]

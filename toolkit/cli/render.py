@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import stat as stat_module
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +28,7 @@ HIGHLIGHT_LIMIT = 512 * 1024
 def _mode(kind: str, mode: Any) -> str:
     if not isinstance(mode, int):
         return "?"
-    prefix = {"dir": "d", "symlink": "l"}.get(kind, "-")
+    prefix = {"directory": "d", "symlink": "l"}.get(kind, "-")
     return prefix + stat_module.filemode(mode)[1:]
 
 
@@ -83,7 +82,7 @@ def show(result: Result, out: Console, err: Console) -> None:
         for entry in result.result.get("entries", []):
             kind = str(entry.get("kind", "?"))
             name = Text(
-                printable(str(entry.get("name"))), style="bold blue" if kind == "dir" else ""
+                printable(str(entry.get("name"))), style="bold blue" if kind == "directory" else ""
             )
             table.add_row(
                 _mode(kind, entry.get("mode")),
@@ -115,7 +114,7 @@ def show(result: Result, out: Console, err: Console) -> None:
         _steps(result, out, err)
     elif result.name == "run":
         # stdout was streamed as it came; stderr is set apart after it.
-        write_output(sys.stdout, result.stdout)
+        write_output(out.file, result.stdout)
         _stderr(err, result.stderr)
         _status(err, result)
     else:
@@ -133,7 +132,7 @@ def _read(result: Result, out: Console, err: Console) -> None:
     except UnicodeDecodeError:
         text = None
     if text is None or not out.is_terminal:
-        write_output(sys.stdout, data)
+        write_output(out.file, data)
     else:
         out.print(
             Syntax(
@@ -179,7 +178,10 @@ def steps(result: Result) -> list[Step]:
     """The steps the agent reported, each with its stdout and stderr cut from the result's.
 
     The agent's record is taken as it comes: anything not of the expected
-    shape counts as nothing, and no count reads past the output.
+    shape counts as nothing, and no count reads past the output. Output the
+    counts do not cover (an older agent counted no bytes for the message of a
+    command that could not start) belongs to the last step, the one that
+    stopped: so a failing step's stderr is always shown.
     """
     offset = {"stdout": 0, "stderr": 0}
     found = []
@@ -196,6 +198,14 @@ def steps(result: Result) -> list[Step]:
             offset[name] += size
         shown = " ".join(str(a) for a in argv) if isinstance(argv, list) else ""
         found.append(Step(shown, step.get("exit_status"), chunks["stdout"], chunks["stderr"]))
+    if found and (offset["stdout"] < len(result.stdout) or offset["stderr"] < len(result.stderr)):
+        last = found[-1]
+        found[-1] = Step(
+            last.argv,
+            last.exit_status,
+            last.stdout + result.stdout[offset["stdout"] :],
+            last.stderr + result.stderr[offset["stderr"] :],
+        )
     return found
 
 
@@ -207,7 +217,7 @@ def _steps(result: Result, out: Console, err: Console) -> None:
         style = "green" if step.exit_status == 0 else "red"
         title = f"{printable(step.argv)}  exit {printable(step.exit_status)}"
         out.print(Rule(Text(title), style=style, align="left"))
-        write_output(sys.stdout, step.stdout)
+        write_output(out.file, step.stdout)
         _stderr(err, step.stderr)
     _status(err, result)
 

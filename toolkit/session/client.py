@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from toolkit.session.protocol import (
     CONTENT,
     KIND_DATA,
     KIND_MESSAGE,
+    NOTICES,
     STDERR,
     STDOUT,
     SUBSYSTEM,
@@ -38,6 +40,8 @@ from toolkit.transport.tuning import MAX_PACKET, WINDOW
 
 #: Receives (stream, bytes) as data arrives, instead of collecting it.
 OnData = Callable[[int, bytes], None]
+#: Receives (request id, notice) for each notice the agent sends (docs/protocol.md).
+OnNotice = Callable[[int, dict[str, Any]], None]
 READ_SIZE = 1 << 20
 #: How long a request whose write failed waits for the reader to learn why the agent
 #: closed the session (its ``ended`` message comes before the channel's close).
@@ -102,6 +106,8 @@ class SessionClient:
         self._ended: Exception | None = None
         self._failure: Exception | None = None  # our side cannot go on (see fail())
         self._ended_event = asyncio.Event()
+        #: Who hears the agent's notices (the prompt's waiting line); None: nobody.
+        self.on_notice: OnNotice | None = None
         self._reading = asyncio.get_running_loop().create_task(self._read())
 
     @classmethod
@@ -186,6 +192,14 @@ class SessionClient:
         pending = self._pending.get(data.id)
         if pending is None:
             return  # data for a request that gave up waiting
+        if data.stream == NOTICES:
+            # Neither output nor content: never recorded or collected, only told.
+            for line in data.data.splitlines():
+                with contextlib.suppress(ValueError, RecursionError):
+                    notice = json.loads(line)
+                    if isinstance(notice, dict) and self.on_notice is not None:
+                        self.on_notice(data.id, notice)
+            return
         if pending.on_data is not None:
             pending.on_data(data.stream, data.data)
         else:
@@ -238,4 +252,4 @@ class SessionClient:
             await self._reading
 
 
-__all__ = ["ConnectionLost", "OnData", "Reply", "SessionClient", "SessionEnded"]
+__all__ = ["ConnectionLost", "OnData", "OnNotice", "Reply", "SessionClient", "SessionEnded"]

@@ -56,7 +56,7 @@ COMMANDS: dict[str, Spec] = {
     "shell": Spec(
         "shell",
         "shell",
-        "Open a shell on the customer's machine (shell scope only); ~. comes back here.",
+        "A shell on the customer's machine (shell scope only); ~. ends it, ~^Z detaches.",
         0,
         0,
     ),

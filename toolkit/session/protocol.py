@@ -37,7 +37,11 @@ KIND_BAD = 0  # FrameDecoder's report of a frame it skipped
 STDOUT, STDERR, CONTENT = 1, 2, 3
 #: Events of a running ``shell`` request: JSON objects, one per line (docs/protocol.md).
 SHELL_EVENTS = 4
-STREAMS = frozenset({STDOUT, STDERR, CONTENT, SHELL_EVENTS})
+#: Notices of any request while it waits on the customer (docs/protocol.md): JSON lines.
+NOTICES = 5
+STREAMS = frozenset({STDOUT, STDERR, CONTENT, SHELL_EVENTS, NOTICES})
+#: A notice's text is cut to this many characters; a request sends at most two notices.
+MAX_NOTICE_TEXT = 200
 
 OPERATIONS: dict[str, dict[str, type]] = {
     "run": {"argv": list},
@@ -124,6 +128,12 @@ def data_frames(request_id: int, stream: int, data: bytes) -> Iterator[bytes]:
 def commands_sha256(commands: Any) -> str:
     """The SHA-256 of an approval's commands as compact ASCII JSON (docs/protocol.md)."""
     return hashlib.sha256(json.dumps(commands, separators=(",", ":")).encode()).hexdigest()
+
+
+def notice_frame(request_id: int, notice: dict[str, Any]) -> bytes:
+    """One notice (a small JSON object) on request ``request_id``'s NOTICES stream."""
+    line = json.dumps(notice, separators=(",", ":")).encode() + b"\n"
+    return next(data_frames(request_id, NOTICES, line))
 
 
 #: A frame's body as the decoder hands it out: a view into the bytes fed, or a copy.
@@ -319,6 +329,8 @@ __all__ = [
     "MAX_ID",
     "MAX_LINES",
     "MAX_MESSAGE",
+    "MAX_NOTICE_TEXT",
+    "NOTICES",
     "OPERATIONS",
     "OPTIONAL",
     "SHELL_EVENTS",
@@ -334,6 +346,7 @@ __all__ = [
     "commands_sha256",
     "data_frames",
     "message_frame",
+    "notice_frame",
     "parse_data",
     "parse_request",
     "parse_response",
