@@ -514,7 +514,7 @@ async def _session(
         if failure is not None:  # whatever else the session ended with
             reason = "the technician's transcript could not be written"
         path = await session.end(reason)
-        verdict = _verdict(path) if (as_json or lines is not None) else None
+        verdict = _verdict(path) if as_json else None
         if session.recorder.failure is None:  # an unsealed transcript is not attached
             _attach(ticket, path, session, reason)
         exit_code = int(failure.exit_code if failure is not None else worst)
