@@ -224,13 +224,24 @@ def test_unknown_relay_key_without_a_terminal_is_exit_4_before_the_passphrase_an
 ) -> None:
     customer = without_ssh_dir(customer)
     assert not (technician.home / ".ssh").exists()
-    hurried = NoPassphrase(technician.root)  # no passphrase and no --code: neither is reached
+    hurried = NoPassphrase(technician.root)  # no passphrase: it is never reached
     policy = customer.root / "policy.toml"
     with relay_process(operator, key) as relay:
         fingerprint = relay.listening["host_key"]
         # The technician: stopped at the relay's key, not at the passphrase or the code.
+        # A script gives --code (without one and without a terminal, connect stops at
+        # once with a usage error, before any network).
         done = hurried.toolkit(
-            "connect", "--relay", at(relay), "--ticket", "T-1", "--batch", "-", stdin="exit\n"
+            "connect",
+            "--relay",
+            at(relay),
+            "--ticket",
+            "T-1",
+            "--code",
+            "1234-567-890",
+            "--batch",
+            "-",
+            stdin="exit\n",
         )
         assert done.returncode == 4, done.stderr
         assert f"The relay {at(relay)} is not in your known_hosts" in done.stderr
@@ -344,7 +355,16 @@ def test_a_changed_relay_key_is_refused_without_a_question(
             said = tmux.wait_for("tech", "[exit 4]")
         else:
             done = technician.toolkit(
-                "connect", "--relay", at(relay), "--ticket", "T-1", "--batch", "-", stdin="exit\n"
+                "connect",
+                "--relay",
+                at(relay),
+                "--ticket",
+                "T-1",
+                "--code",
+                "1234-567-890",
+                "--batch",
+                "-",
+                stdin="exit\n",
             )
             assert done.returncode == 4, done.stderr
             said = done.stderr
@@ -416,7 +436,16 @@ def test_a_known_hosts_line_that_cannot_be_read_is_refused_not_taken_for_an_unkn
         valid = key.with_name(key.name + ".pub").read_text().split()[:2]
         known.write_text(f"|1|abc|def {' '.join(valid)}\n" + known.read_text())  # a bad hash
         done = technician.toolkit(
-            "connect", "--relay", at(relay), "--ticket", "T-1", "--batch", "-", stdin="exit\n"
+            "connect",
+            "--relay",
+            at(relay),
+            "--ticket",
+            "T-1",
+            "--code",
+            "1234-567-890",
+            "--batch",
+            "-",
+            stdin="exit\n",
         )
     assert done.returncode == 4, done.stderr
     assert f"{known} holds a line that cannot be read" in done.stderr

@@ -155,6 +155,11 @@ def json_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def result_lines(text: str) -> list[dict[str, Any]]:
+    """The result lines of `toolkit connect --json` (not its closing summary line)."""
+    return [line for line in json_lines(text) if line["type"] == "result"]
+
+
 def wrong(code: str, by: int = 1) -> str:
     digits = f"{(int(code.replace('-', '')) + by) % 10**9:09d}"
     return f"{digits[:3]}-{digits[3:6]}-{digits[6:]}"
@@ -290,7 +295,7 @@ def happy(tmp_path_factory: pytest.TempPathFactory, identity: Path) -> Session:
 def test_happy_path_exits_3_because_something_was_refused(happy: Session) -> None:
     assert happy.connect.returncode == 3, happy.connect.stderr
     assert happy.share_exit == 0, happy.share_stderr
-    results = json_lines(happy.connect.stdout)
+    results = result_lines(happy.connect.stdout)
     assert [r["command"] for r in results] == [
         "diag system",
         "run uname -a",
@@ -304,7 +309,7 @@ def test_happy_path_exits_3_because_something_was_refused(happy: Session) -> Non
 
 
 def test_happy_path_json_fields(happy: Session) -> None:
-    diag, run, read, stat, ls, refused_read, refused_run = json_lines(happy.connect.stdout)
+    diag, run, read, stat, ls, refused_read, refused_run = result_lines(happy.connect.stdout)
     for result in (diag, run, read, stat, ls, refused_read, refused_run):
         assert {"command", "status", "exit_status", "result"} <= result.keys()
     assert diag["exit_status"] == 0
@@ -323,7 +328,7 @@ def test_happy_path_json_fields(happy: Session) -> None:
         assert refusal["error"]["code"] == "refused"
         assert refusal["error"]["message"].startswith("refused")
         assert refusal["exit_status"] is None
-        assert "content" not in refusal and "stdout" not in refusal
+        assert refusal["content"] is None and refusal["stdout"] is None
     assert "do-not-leak" not in happy.connect.stdout + happy.connect.stderr
 
 
@@ -491,7 +496,7 @@ def test_exit_1_when_a_command_failed(technician: Person, share: Share) -> None:
     batch = "run true\nrun false\nrun toolkit-no-such-program-4711\n"
     done = connect(technician, share, batch, "--json")
     assert done.returncode == 1, done.stderr
-    results = json_lines(done.stdout)
+    results = result_lines(done.stdout)
     assert [r["status"] for r in results] == ["ok", "failed", "failed"]
     assert [r["exit_status"] for r in results] == [0, 1, 127]
     assert "No such file" in results[2]["stderr"]
@@ -500,7 +505,7 @@ def test_exit_1_when_a_command_failed(technician: Person, share: Share) -> None:
 def test_refused_outranks_failed(technician: Person, share: Share) -> None:
     done = connect(technician, share, "run id -un\nrun false\nrun true\n", "--json")
     assert done.returncode == 3, done.stderr
-    assert [r["status"] for r in json_lines(done.stdout)] == ["refused", "failed", "ok"]
+    assert [r["status"] for r in result_lines(done.stdout)] == ["refused", "failed", "ok"]
 
 
 def test_a_full_disk_on_the_technician_side_ends_the_session_and_says_so(
@@ -563,7 +568,7 @@ def test_a_full_disk_on_the_customer_side_ends_the_session_and_says_so(
     assert done.returncode == 3, done.stderr
     said = "The customer's transcript could not be written, so the session ended."
     assert said in done.stderr, done.stderr
-    ran = json_lines(done.stdout)
+    ran = result_lines(done.stdout)
     assert 0 < len(ran) < 600 and all(r["status"] == "ok" for r in ran)
     assert "Cannot write the transcript " in share_stderr and "File too large" in share_stderr
     assert "Your copy of the transcript" not in share_stderr

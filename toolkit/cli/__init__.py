@@ -30,6 +30,30 @@ def _normalise(argv: list[str]) -> list[str]:
     return out
 
 
+#: The root's own flag, taken wherever it stands before ``--`` (``toolkit connect -v ...``).
+_VERBOSE = frozenset({"-v", "--verbose"})
+
+
+def _take_verbose(argv: list[str]) -> tuple[bool, list[str]]:
+    """Whether ``-v``/``--verbose`` was given anywhere, and the line without it.
+
+    The flag belongs to the root command, but people type it after the
+    subcommand too, as with ssh and gh; no subcommand has a ``-v`` of its own.
+    After ``--`` every word is an argument, and stays.
+    """
+    out: list[str] = []
+    found = False
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            out.extend(argv[i:])
+            break
+        if arg in _VERBOSE:
+            found = True
+        else:
+            out.append(arg)
+    return found, out
+
+
 def _plain_verify(args: list[str]) -> tuple[list[str], str | None, bool] | None:
     """``verify FILE... [--allowed-signers F] [--json]`` as (files, F, json), else None.
 
@@ -72,7 +96,7 @@ def _plain_path(value: str, *, dir_ok: bool) -> bool:
     return os.access(value, os.R_OK) and (dir_ok or not stat.S_ISDIR(st.st_mode))
 
 
-def _verify(files: list[str], signers: str | None, as_json: bool) -> int:
+def _verify(files: list[str], signers: str | None, as_json: bool, verbose: bool = False) -> int:
     """``toolkit verify`` without typer's start-up: exit codes and output as typer's.
 
     The command itself is :func:`toolkit.cli.verify.verify_files`.
@@ -83,10 +107,10 @@ def _verify(files: list[str], signers: str | None, as_json: bool) -> int:
 
     paths = [Path(f) for f in files]
     trust = Path(signers) if signers else None
-    return _standalone(lambda: int(verify_files(paths, trust, as_json)))
+    return _standalone(lambda: int(verify_files(paths, trust, as_json)), verbose)
 
 
-def _run_direct(call: Callable[[], object]) -> int:
+def _run_direct(call: Callable[[], object], verbose: bool = False) -> int:
     """A typer command function called straight (toolkit.cli._direct): its typer.Exit too."""
     import typer
 
@@ -97,14 +121,14 @@ def _run_direct(call: Callable[[], object]) -> int:
             return int(exc.exit_code)
         return int(ExitCode.OK)
 
-    return _standalone(command)
+    return _standalone(command, verbose)
 
 
-def _standalone(command: Callable[[], int]) -> int:
+def _standalone(command: Callable[[], int], verbose: bool = False) -> int:
     """What typer adds around a command in standalone mode, without typer's start-up."""
     from toolkit.cli._console import set_verbose
 
-    set_verbose(False)  # what the root callback does without --verbose
+    set_verbose(verbose)  # what the root callback does
     try:
         return command()
     except EOFError:
@@ -127,16 +151,18 @@ def run(argv: Sequence[str] | None = None) -> int:
     """Run one command line and return its exit code; never raises for user errors."""
     from toolkit.cli._console import err, verbose
 
-    args = _normalise(list(sys.argv[1:] if argv is None else argv))
+    loud, args = _take_verbose(_normalise(list(sys.argv[1:] if argv is None else argv)))
     try:
         if (plain := _plain_verify(args)) is not None:
-            return _verify(*plain)
+            return _verify(*plain, verbose=loud)
         from toolkit.cli._direct import plain_call
 
         if (call := plain_call(args, _COMPLETE_VAR)) is not None:
-            return _run_direct(call)
+            return _run_direct(call, loud)
         from toolkit.cli.app import app
 
+        if loud:
+            args = ["--verbose", *args]  # the root's option, where typer reads it
         app(args=args, prog_name="toolkit", standalone_mode=True)
     except SystemExit as exc:
         code = exc.code

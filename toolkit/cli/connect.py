@@ -6,12 +6,14 @@ import json
 import shlex
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from toolkit.cli._console import err, say
+from toolkit.cli._complete import complete_scope
+from toolkit.cli._console import say
 from toolkit.cli._identity import AgentOption, KeyOption, load_identity
 from toolkit.cli._relay import (
     DEFAULT_RELAY_DIR,
@@ -28,7 +30,9 @@ from toolkit.errors import ExitCode, ToolkitError, UsageError
 from toolkit.text import printable, printable_lines
 
 if TYPE_CHECKING:
-    from toolkit.consent import Scope
+    import asyncssh
+
+    from toolkit.consent import Consent, Scope
     from toolkit.identity.store import Identity
     from toolkit.secrets import Secret
     from toolkit.session.commands import Command
@@ -50,7 +54,20 @@ def _parse(line: str) -> Command | None:
     return command
 
 
-def _read_batch(batch: str) -> list[Command]:
+@dataclass(frozen=True)
+class Line:
+    """One command of a batch (or typed at the plain prompt), with where it came from."""
+
+    source: str  # the batch file's name, "stdin", or "prompt"
+    number: int  # 1-based line number in the source
+    command: Command
+
+    @property
+    def where(self) -> str:
+        return f"{printable(self.source)}, line {self.number}"
+
+
+def _read_batch(batch: str) -> list[Line]:
     """Every command of the batch, checked before anything connects."""
     if batch == "-":
         text = sys.stdin.read()
@@ -60,43 +77,134 @@ def _read_batch(batch: str) -> list[Command]:
 
         text = read_text(batch, what="the batch file")  # a FIFO or device: refused, not awaited
         source = batch
-    commands = []
-    for number, line in enumerate(text.splitlines(), 1):
+    lines = []
+    for number, text_line in enumerate(text.splitlines(), 1):
         try:
-            command = _parse(line)
+            command = _parse(text_line)
         except UsageError as exc:
             raise UsageError(f"{source}, line {number}: {exc.message}", hint=exc.hint) from None
-        if command is not None:
-            commands.append(command)
-    return commands
+        if command is None:
+            continue
+        if command.name == "shell":
+            raise UsageError(
+                f"{source}, line {number}: `shell` cannot run in a batch: it needs the "
+                "interactive prompt (a terminal on stdin and stdout).",
+                hint="Remove that line, or run toolkit connect without --batch on a terminal "
+                "and type `shell` at the prompt.",
+            )
+        lines.append(Line(source, number, command))
+    return lines
 
 
-def _ask_code() -> str:
-    if not sys.stdin.isatty():
-        raise UsageError("No --code given and no terminal to ask for it.", hint="Pass --code CODE.")
-    from rich.prompt import Prompt
+def _warn_fixes(lines: list[Line], asked: frozenset[Scope]) -> None:
+    """One line on stderr when the batch has fixes that --scope does not ask for."""
+    from toolkit.consent import Scope
 
-    return Prompt.ask("One-time code from the customer", password=True, console=err())
+    if Scope.FIXES in asked:
+        return
+    fixes = [line for line in lines if line.command.name == "fix"]
+    if not fixes:
+        return
+    numbers = ", ".join(str(line.number) for line in fixes)
+    where = f"{fixes[0].source}, line{'s' if len(fixes) > 1 else ''} {numbers}"
+    say(
+        printable(
+            f"warning: {where}: fix needs --scope fixes, which this session does not ask "
+            "for; the customer's agent will refuse it unless the customer allows it on their "
+            "screen. Add --scope fixes to ask for it."
+        )
+    )
 
 
-def _show(result: Result, as_json: bool) -> None:
+#: A code as the customer reads it: up to 11 digits (9, or 10 to 11 through a relay).
+_MAX_DIGITS = 11
+
+
+def grouped_digits(text: str) -> str:
+    """The digits typed so far, grouped as toolkit share shows them (``417-093-552``).
+
+    Anything but digits is dropped (the dashes are put back where they belong);
+    10 or 11 digits are a relay's code, whose first group is wider (``4170-093-552``).
+    """
+    digits = "".join(c for c in text if c in "0123456789")[:_MAX_DIGITS]
+    first = len(digits) - 6 if len(digits) > 9 else 3
+    groups = [digits[:first], digits[first : first + 3], digits[first + 3 :]]
+    return "-".join(g for g in groups if g)
+
+
+async def _ask_code(again: bool = False) -> Secret:
+    """The code, typed at the terminal and shown as typed, grouped; asked until it is one.
+
+    A code is not a password: the customer read it out, and seeing the digits is
+    how the technician checks them with the customer.
+    """
+    from toolkit.consent import parse_code
+    from toolkit.consent.errors import CodeFormatError
+
+    question = "Type the code again: " if again else "One-time code from the customer: "
+    if not sys.stderr.isatty():  # the prompt on stderr, the digits echoed by the terminal
+        lines = TerminalLines(sys.stdin.fileno())
+        while True:
+            sys.stderr.write(question)
+            sys.stderr.flush()
+            try:
+                return parse_code(await lines.line())
+            except CodeFormatError as exc:
+                say(exc.message)
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.buffer import Buffer
+    from prompt_toolkit.output import create_output
+    from prompt_toolkit.validation import Validator
+
+    def well_formed(text: str) -> bool:
+        try:
+            parse_code(text)
+        except CodeFormatError:
+            return False
+        return True
+
+    prompt: PromptSession[str] = PromptSession(
+        output=create_output(stdout=sys.stderr),
+        validator=Validator.from_callable(
+            well_formed,
+            error_message="9 digits in three groups, like 417-093-552 "
+            "(through a relay the first group may have 4 or 5)",
+            move_cursor_to_end=True,
+        ),
+        validate_while_typing=False,
+    )
+
+    def regroup(buffer: Buffer) -> None:
+        shown = grouped_digits(buffer.text)
+        if shown != buffer.text:  # setting it calls this again, which then does nothing
+            buffer.text = shown
+            buffer.cursor_position = len(shown)
+
+    prompt.default_buffer.on_text_changed += regroup
+    return parse_code(await prompt.prompt_async(question))
+
+
+def _show(result: Result, as_json: bool, line: Line | None = None) -> None:
     """A result for people (plain text) or scripts (one JSON line)."""
     if as_json:
+        body = {"type": "result", "line": line.number if line is not None else None}
         # ASCII: a C1 control or a bidi override from the agent stays a \u escape.
-        print(json.dumps(result.to_json()), flush=True)
+        print(json.dumps({**body, **result.to_json()}), flush=True)
         return
     if result.status == "refused" or result.error:
         message = printable(result.message or "")
         if not message.startswith(f"{result.status}:"):
             message = f"{result.status}: {message}"
+        if line is not None and line.source != PROMPT_SOURCE:
+            message = f"{line.where}: {message}"
         say(message)
         return
     if result.name == "ls":
         for entry in result.result.get("entries", []):
             # str() first: a format spec on a peer's value of another type would raise.
             kind, length = str(entry.get("kind", "?")), str(entry.get("size", 0))
-            line = f"{kind:<8} {length:>12} {entry.get('name')}"
-            say(printable(line), stderr=False)
+            text = f"{kind:<8} {length:>12} {entry.get('name')}"
+            say(printable(text), stderr=False)
     elif result.name == "stat":
         for key in ("path", "kind", "size", "mode", "mtime"):
             value = result.result.get(key)
@@ -134,14 +242,20 @@ def connect_command(
     ],
     code: Annotated[
         str | None,
-        typer.Option("--code", help="The customer's one-time code [default: ask, hidden]."),
+        typer.Option(
+            "--code",
+            help="The customer's one-time code; a wrong one ends connect "
+            "[default: ask, shown as typed, again after a wrong code].",
+        ),
     ] = None,
     scope: Annotated[
         list[str] | None,
         typer.Option(
             "--scope",
+            metavar="SCOPE",
             help="What to ask for: diagnostics, fixes, shell (repeatable) [default: diagnostics].",
             show_default=False,
+            autocompletion=complete_scope,
         ),
     ] = None,
     batch: Annotated[
@@ -150,13 +264,42 @@ def connect_command(
             "--batch", metavar="FILE", help="Run the commands in FILE (- for stdin), no prompt."
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Each result as one JSON line.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Each result as one JSON line, then a summary line."),
+    ] = False,
     key: KeyOption = None,
     agent: AgentOption = None,
     relay: RelayOption = None,
     relay_dir: RelayDirOption = DEFAULT_RELAY_DIR,
 ) -> None:
     """Connect to a customer's toolkit share, with their code and consent."""
+    summary = _Summary(ticket=ticket)
+    try:
+        worst = _connect(
+            address, ticket, code, scope, batch, as_json, key, agent, relay, relay_dir, summary
+        )
+    except ToolkitError as exc:
+        if as_json and not summary.printed:  # a script hears why, on stdout too
+            print(json.dumps(_error_line(exc)), flush=True)
+        raise
+    if worst:
+        raise typer.Exit(worst)
+
+
+def _connect(
+    address: str | None,
+    ticket: str,
+    code: str | None,
+    scope: list[str] | None,
+    batch: str | None,
+    as_json: bool,
+    key: Path | None,
+    agent: str | None,
+    relay: str | None,
+    relay_dir: str,
+    summary: _Summary,
+) -> int:
     import asyncio
 
     from toolkit.consent import parse_code, scopes
@@ -182,38 +325,155 @@ def connect_command(
     except ValueError as exc:
         raise UsageError(f"--scope: {exc}") from None
     if batch is not None:
-        commands: list[Command] | None = _read_batch(batch)
+        lines: list[Line] | None = _read_batch(batch)
+        assert lines is not None
+        _warn_fixes(lines, asked)
     elif sys.stdin.isatty():
-        commands = None  # the prompt
+        lines = None  # the prompt
     else:
         raise UsageError(
             "No terminal for the prompt.", hint="Use --batch FILE, or --batch - to read stdin."
         )
+    secret = parse_code(code) if code is not None else None
+    if secret is None and not sys.stdin.isatty():
+        raise UsageError("No --code given and no terminal to ask for it.", hint="Pass --code CODE.")
     if route is not None:
         confirm_relay_host(route)  # before the passphrase and the code
     identity = load_identity(key, agent)
     from toolkit.cli.tickets import sync_once_quietly
 
     sync_once_quietly()  # transcripts left in the outbox: one try before this session
-    secret = parse_code(code if code is not None else _ask_code())
-    worst = asyncio.run(
-        _session(host, port, identity, ticket, asked, secret, commands, as_json, route=route)
-    )
-    if worst:
-        raise typer.Exit(worst)
+    place = _Place(host, port, route)
+    return asyncio.run(_session(place, identity, ticket, asked, secret, lines, as_json, summary))
 
 
-async def _session(
-    host: str,
-    port: int,
+@dataclass(frozen=True)
+class _Place:
+    """Where the customer's agent is: HOST:PORT, or a rendezvous at a relay."""
+
+    host: str
+    port: int
+    route: RelayRoute | None = None
+
+    def shown(self, code: Secret) -> str:
+        if self.route is not None:
+            return relay_shown(self.route, code)
+        host, port = self.host, self.port
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass
+class _Summary:
+    """The session's closing line for --json (docs/quickstart.md), counted as it runs."""
+
+    ticket: str
+    ok: int = 0
+    failed: int = 0
+    refused: int = 0
+    printed: bool = False
+
+    def count(self, result: Result) -> None:
+        if result.status == "ok":
+            self.ok += 1
+        elif result.status == "refused":
+            self.refused += 1
+        else:
+            self.failed += 1
+
+    def recap(self, exit_code: int) -> str:
+        """The closing line for people, as Ansible's PLAY RECAP."""
+        return f"recap: ok={self.ok} failed={self.failed} refused={self.refused} (exit {exit_code})"
+
+    def line(
+        self, session: TechnicianSession, path: Path, verdict: str | None, reason: str, code: int
+    ) -> dict[str, object]:
+        return {
+            "type": "summary",
+            "session": session.recorder.header.session_id,
+            "ticket": self.ticket,
+            "transcript": str(path),
+            "verdict": verdict,
+            "ended": reason,
+            "ok": self.ok,
+            "failed": self.failed,
+            "refused": self.refused,
+            "exit_code": code,
+        }
+
+
+#: Error codes in JSON error lines, for errors that are not a consent refusal.
+_ERROR_CODES = {
+    ExitCode.FAILED: "failed",
+    ExitCode.USAGE: "usage",
+    ExitCode.REFUSED: "refused",
+    ExitCode.NETWORK: "network",
+    ExitCode.TICKET_BACKEND: "ticket-backend",
+}
+
+
+def _error_line(exc: ToolkitError) -> dict[str, Any]:
+    """The one JSON line for an error before the session (docs/quickstart.md)."""
+    from toolkit.consent import ConsentError
+
+    code = int(exc.exit_code)
+    name = exc.reason if isinstance(exc, ConsentError) else _ERROR_CODES.get(exc.exit_code)
+    error: dict[str, Any] = {"code": name or "failed", "message": exc.message, "hint": exc.hint}
+    tries = getattr(exc, "tries_left", None)
+    error["tries_left"] = tries if isinstance(tries, int) else None
+    return {"type": "error", "error": error, "exit_code": code}
+
+
+async def _consent(
+    place: _Place,
     identity: Identity,
     ticket: str,
     asked: frozenset[Scope],
-    code: Secret,
-    commands: list[Command] | None,
+    code: Secret | None,
     as_json: bool,
-    *,
-    route: RelayRoute | None = None,
+) -> tuple[asyncssh.SSHClientConnection, Consent, Secret]:
+    """Connect and pass consent; the code that passed it, too.
+
+    A code typed here is asked again while it has tries left.
+    The identity stays unlocked meanwhile (as ssh asks again for a password). A
+    code given with --code is not asked again: a script gets the refusal.
+    """
+    from toolkit.consent import WrongCode
+    from toolkit.transport.ssh import ConsentAsk, connect
+
+    typed = code is None
+    if code is None:
+        code = await _ask_code()
+    while True:
+        ask = ConsentAsk(identity, ticket, asked, code)
+        if not as_json:
+            say(
+                f"Connecting to {place.shown(code)}; the customer will be asked to approve...",
+                highlight=True,
+            )
+        try:
+            if place.route is not None:
+                conn, consent = await connect_relayed(place.route, ask)
+            else:
+                conn, consent = await connect(place.host, place.port, ask)
+        except WrongCode as exc:
+            if not typed or exc.tries_left <= 0:
+                raise
+            say(printable_lines(exc.message), highlight=True)
+            say("Check the digits with the customer.")
+            code = await _ask_code(again=True)
+            continue
+        return conn, consent, code
+
+
+async def _session(
+    place: _Place,
+    identity: Identity,
+    ticket: str,
+    asked: frozenset[Scope],
+    code: Secret | None,
+    lines: list[Line] | None,
+    as_json: bool,
+    summary: _Summary,
 ) -> int:
     import asyncio
 
@@ -221,25 +481,15 @@ async def _session(
 
     load()  # before the modules below import it
     from toolkit.session.technician import TechnicianSession
-    from toolkit.transport.ssh import ConsentAsk, connect
 
-    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    if route is not None:
-        shown = relay_shown(route, code)
-    ask = ConsentAsk(identity, ticket, asked, code)
-    if not as_json:
-        say(f"Connecting to {shown}; the customer will be asked to approve...", highlight=True)
-    if route is not None:
-        conn, consent = await connect_relayed(route, ask)
-    else:
-        conn, consent = await connect(host, port, ask)
+    conn, consent, code = await _consent(place, identity, ticket, asked, code, as_json)
     from toolkit.consent import scope_names
 
     say(
         f"Consent passed. Agent host key {consent.host_key_fingerprint}; "
         f"granted: {', '.join(scope_names(consent.granted))}.",
     )
-    session = await TechnicianSession.start(conn, consent, identity, shown)
+    session = await TechnicianSession.start(conn, consent, identity, place.shown(code))
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     interrupted: list[bool] = []
@@ -251,63 +501,89 @@ async def _session(
 
     # At the interactive prompt Ctrl-C cancels the running command (toolkit.cli.prompt);
     # in a batch or the plain prompt it ends the session.
-    if not _interactive(commands):
+    if not _interactive(lines):
         loop.add_signal_handler(signal.SIGINT, interrupt)
     worst = ExitCode.OK
     reason = "the technician's toolkit stopped on an error"  # unless _drive returns
     try:
-        worst, reason = await _drive(session, commands, as_json)
+        worst, reason = await _drive(session, lines, as_json, summary)
     except asyncio.CancelledError:
         if not interrupted:
             raise
         worst, reason = ExitCode.INTERRUPTED, "interrupted by the technician (Ctrl-C)"
     finally:
         loop.remove_signal_handler(signal.SIGINT)
-        if session.recorder.failure is not None:  # whatever else the session ended with
+        failure = session.recorder.failure
+        if failure is not None:  # whatever else the session ended with
             reason = "the technician's transcript could not be written"
         path = await session.end(reason)
+        verdict = _verdict(path) if as_json else None
         if session.recorder.failure is None:  # an unsealed transcript is not attached
             _attach(ticket, path, session, reason)
+        exit_code = int(failure.exit_code if failure is not None else worst)
+        if as_json and not _interactive(lines):
+            print(json.dumps(summary.line(session, path, verdict, reason, exit_code)), flush=True)
+            summary.printed = True
+        elif lines is not None:
+            say(summary.recap(exit_code))
     if session.recorder.failure is not None:
         raise session.recorder.failure  # whatever the session ended with, this is the cause
     return int(worst)
 
 
+def _verdict(path: Path) -> str | None:
+    """The transcript's verdict before upload, as the ticket's comment states it."""
+    from toolkit.cli.verify import default_allowed_signers
+    from toolkit.tickets.summary import verdict
+
+    try:
+        report, _ = verdict(path, default_allowed_signers())
+    except ToolkitError:
+        return None
+    return report.verdict.value
+
+
 async def _drive(
-    session: TechnicianSession, commands: list[Command] | None, as_json: bool
+    session: TechnicianSession, lines: list[Line] | None, as_json: bool, summary: _Summary
 ) -> tuple[ExitCode, str]:
     """Run the batch (or the prompt) to its end; the worst exit code and why it ended."""
     from toolkit.session.client import ConnectionLost, SessionEnded
 
-    if _interactive(commands):
+    if _interactive(lines):
         from toolkit.cli.prompt import interactive
 
         return await interactive(session)
     worst = ExitCode.OK
-    pending = iter(commands) if commands is not None else None
-    lines = TerminalLines(sys.stdin.fileno()) if pending is None else None
+    pending = iter(lines) if lines is not None else None
+    terminal = TerminalLines(sys.stdin.fileno()) if pending is None else None
+    typed = 0
     try:
         while True:
             if pending is not None:
-                command = next(pending, None)
-                if command is None:
+                line = next(pending, None)
+                if line is None:
                     return worst, "completed"
+                if not as_json:  # a header per command, as diag has per step
+                    say(f"== {printable(line.command.text)} ({line.where})")
             else:
-                assert lines is not None
+                assert terminal is not None
                 try:
-                    line = await _typed(session, lines)
+                    text = await _typed(session, terminal)
                 except EOFError:
                     return worst, "the technician ended the session"
+                typed += 1
                 try:
-                    command = _parse(line)
+                    command = _parse(text)
                 except UsageError as exc:
                     say(printable_lines(exc.diagnostics()))
                     continue
                 if command is None:
                     continue
+                line = Line(PROMPT_SOURCE, typed, command)
+            command = line.command
             if command.name == "exit":
                 return worst, "the technician ended the session"
-            if command.name == "shell":
+            if command.name == "shell":  # the plain prompt (a batch refuses it up front)
                 say(
                     "shell: needs the interactive prompt (a terminal on stdin and stdout).",
                     highlight=True,
@@ -318,7 +594,8 @@ async def _drive(
             result = await session.execute(command, _stream if streaming else None)
             if streaming and result.status == "ok":
                 result.stdout = result.content = result.stderr = b""
-            _show(result, as_json)
+            _show(result, as_json, line)
+            summary.count(result)
             worst = max(worst, _STATUS.get(result.status, ExitCode.FAILED), key=_rank)
     except SessionEnded as exc:
         say(printable_lines(exc.message), highlight=True)
@@ -328,9 +605,13 @@ async def _drive(
         return ExitCode.NETWORK, exc.message
 
 
-def _interactive(commands: list[Command] | None) -> bool:
+#: The source of lines typed at the plain prompt.
+PROMPT_SOURCE = "prompt"
+
+
+def _interactive(lines: list[Line] | None) -> bool:
     """The full prompt: no batch, and a terminal to draw on (else the plain prompt)."""
-    return commands is None and sys.stdin.isatty() and sys.stdout.isatty()
+    return lines is None and sys.stdin.isatty() and sys.stdout.isatty()
 
 
 async def _typed(session: TechnicianSession, lines: TerminalLines) -> str:

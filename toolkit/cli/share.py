@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from toolkit.cli._complete import complete_scope
 from toolkit.cli._console import err, say, surely_not_a_terminal
 from toolkit.cli._relay import (
     DEFAULT_RELAY_DIR,
@@ -475,6 +476,7 @@ ScopeOption = Annotated[
         help="What you offer at most: diagnostics, fixes, shell (repeatable) "
         "[default: diagnostics].",
         show_default=False,
+        autocompletion=complete_scope,
     ),
 ]
 

@@ -67,23 +67,41 @@ class Result:
         return value if isinstance(value, int) else None
 
     def to_json(self) -> dict[str, Any]:
+        """The result for ``--json``: always the same keys, null where there is nothing.
+
+        ``error`` is ``{"code", "message"}`` whenever the status is not ok (a
+        command that exited non-zero: code ``exit-status``). Output that is not
+        UTF-8 goes in the ``*_base64`` key instead (docs/quickstart.md).
+        """
+        error: dict[str, Any] | None = None
+        if self.error is not None:
+            error = {"code": self.error, "message": self.message}
+        elif self.status != "ok":
+            status = self.exit_status
+            error = (
+                {"code": "exit-status", "message": f"exit status {status}"}
+                if status is not None
+                else {"code": self.status, "message": self.message}
+            )
         body: dict[str, Any] = {
             "command": self.command,
+            "name": self.name,
             "status": self.status,
             "exit_status": self.exit_status,
-            "result": self.result,
+            "error": error,
+            "result": self.result or None,
         }
-        if self.error is not None:
-            body["error"] = {"code": self.error, "message": self.message}
         for name in ("stdout", "stderr", "content"):
             data: bytes = getattr(self, name)
-            if data:
-                try:
-                    body[name] = data.decode("utf-8")
-                except UnicodeDecodeError:
-                    import base64
+            body[name] = body[f"{name}_base64"] = None
+            if not data:
+                continue
+            try:
+                body[name] = data.decode("utf-8")
+            except UnicodeDecodeError:
+                import base64
 
-                    body[f"{name}_base64"] = base64.b64encode(data).decode("ascii")
+                body[f"{name}_base64"] = base64.b64encode(data).decode("ascii")
         return body
 
 

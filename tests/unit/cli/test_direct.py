@@ -202,7 +202,8 @@ def test_a_plain_line_does_not_build_the_typer_app(tmp_path: Path) -> None:
     batch.write_text("run uptime\n")
     code = (
         "import sys; from toolkit.cli import run;"
-        f"code = run(['connect', 'h:1', '--ticket', 'T-1', '--batch', {str(batch)!r}]);"
+        "code = run(['connect', 'h:1', '--ticket', 'T-1', '--code', '123-456-789',"
+        f" '--batch', {str(batch)!r}]);"
         "print(code, sorted(m for m in sys.modules if m.split('.')[0] == 'pydantic'"
         " or m == 'toolkit.cli.app'))"
     )
