@@ -15,7 +15,7 @@ from toolkit.text import printable
 
 if TYPE_CHECKING:
     from toolkit.identity.signer import Signer
-    from toolkit.tickets.base import TicketBackend
+    from toolkit.tickets.base import Attachment, TicketBackend
     from toolkit.tickets.outbox import Delivered, Entry
 
 app = typer.Typer(
@@ -34,6 +34,10 @@ BackendOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+#: Characters of a subject shown in `toolkit tickets list`.
+_SUBJECT = 48
 
 
 def _print(text: str) -> None:
@@ -56,18 +60,51 @@ def _allowed_signers() -> Path | None:
 
 @app.command("list")
 def list_tickets(as_json: JsonOption = False) -> None:
-    """List tickets that have attachments in the local store."""
+    """List the tickets in the local store: id, subject, attachments, last attached."""
     from toolkit.tickets.local import LocalTickets
 
     tickets = LocalTickets().tickets()
     if as_json:
-        _json([{"ticket": t.id, "attachments": len(t.attachments)} for t in tickets])
+        _json(
+            [
+                {
+                    "ticket": t.id,
+                    "subject": t.title or None,
+                    "attachments": len(t.attachments),
+                    "last_attached": t.attachments[-1].attached_at if t.attachments else None,
+                }
+                for t in tickets
+            ]
+        )
         return
     if not tickets:
         _print("No tickets yet.")
-    for t in tickets:
-        last = printable(t.attachments[-1].attached_at) if t.attachments else "-"
-        _print(f"{printable(t.id):<24} {len(t.attachments):>3} attachment(s)  last {last}")
+        return
+    rows = [
+        (
+            printable(t.id),
+            printable(t.title or "-", _SUBJECT),
+            str(len(t.attachments)),
+            printable(t.attachments[-1].attached_at) if t.attachments else "-",
+        )
+        for t in tickets
+    ]
+    header = ("TICKET", "SUBJECT", "FILES", "LAST ATTACHED")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    for ticket, subject, files, last in [header, *rows]:
+        line = f"{ticket:<{widths[0]}}  {subject:<{widths[1]}}  {files:>{widths[2]}}  {last}"
+        _print(line.rstrip())
+
+
+def _batches(attachments: tuple[Attachment, ...]) -> list[list[Attachment]]:
+    """Attachments in the groups they were attached in: one comment, several files."""
+    groups: list[list[Attachment]] = []
+    for a in attachments:
+        if groups and a.comment and groups[-1][0].comment == a.comment:
+            groups[-1].append(a)
+        else:
+            groups.append([a])
+    return groups
 
 
 @app.command()
@@ -76,7 +113,7 @@ def show(
     backend: BackendOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show a ticket's attached files and where they are."""
+    """Show a ticket's attachments, where they are, and the summary stored with them."""
     from dataclasses import asdict
 
     from toolkit.tickets.base import check_ticket_id
@@ -93,11 +130,23 @@ def show(
     # Every string here comes from the ticket system.
     title = f": {printable(found.title)}" if found.title else ""
     _print(f"ticket {printable(found.id)}{title}")
-    for a in found.attachments:
-        size = printable(a.size)  # a plugin's number: any type it sent
-        _print(f"  {printable(a.attached_at)}  {size:>9} bytes  {printable(a.location)}")
-        if a.comment:
-            _print(f"      {printable(a.comment.splitlines()[0])}")
+    if found.url:
+        _print(f"  {printable(found.url)}")
+    if not found.attachments:
+        _print("  No attachments yet.")
+    for batch in _batches(found.attachments):
+        files = "1 file" if len(batch) == 1 else f"{len(batch)} files"
+        _print("")
+        _print(f"attached {printable(batch[0].attached_at) or '(time not given)'}, {files}:")
+        names = [printable(a.name) for a in batch]
+        width = max(map(len, names))
+        for a, name in zip(batch, names, strict=True):
+            size = printable(a.size)  # a plugin's number: any type it sent
+            _print(f"  {name:<{width}}  {size:>10} bytes  {printable(a.location)}")
+        if batch[0].comment:
+            _print("  summary:")
+            for line in batch[0].comment.splitlines():
+                _print(f"    {printable(line)}".rstrip())
 
 
 @app.command()
