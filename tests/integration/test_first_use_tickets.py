@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import new_signer, record_sample
+from tests.integration.share_process import Person
+from tests.integration.terminal import Tmux
 from toolkit.cli import run as toolkit
 from toolkit.tickets.local import LocalTickets
 from toolkit.tickets.outbox import Outbox
@@ -104,3 +109,128 @@ def test_show_makes_a_hostile_summary_printable(tmp_path: Path) -> None:
     shown = _toolkit("tickets", "show", "T-3").stdout
     assert "\x1b" not in shown and "\x07" not in shown
     assert "line one\\x1b]0;pwned\\x07" in shown and "    line two" in shown
+
+
+# -- keys init, as gh auth login asks ---------------------------------------------------------
+
+PASSPHRASE = "correct horse battery"
+
+
+@dataclass(frozen=True)
+class Newcomer(Person):
+    """A technician on a machine without a keyring who has never run toolkit."""
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        del env["TOOLKIT_KEY_PASSPHRASE"]  # nothing set up: toolkit has to ask
+        return env
+
+
+@pytest.fixture
+def tmux(tmp_path: Path) -> Iterator[Tmux]:
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (Debian package tmux)")
+    terminals = Tmux(tmp_path)
+    try:
+        yield terminals
+    finally:
+        terminals.kill()
+
+
+@pytest.fixture
+def newcomer(tmp_path: Path) -> Newcomer:
+    # The same dirs as this test's own (conftest's isolated), so the test reads what it made.
+    made = Newcomer.make(tmp_path)
+    return Newcomer(made.root)
+
+
+def _shown_identity() -> dict[str, str]:
+    done = _toolkit("keys", "show", "--json")
+    assert done.returncode == 0, done.stderr
+    view: dict[str, str] = json.loads(done.stdout)
+    return view
+
+
+def test_init_with_no_flags_asks_name_email_and_checks_the_passphrase_first(
+    tmux: Tmux, newcomer: Newcomer
+) -> None:
+    tmux.start("init", newcomer, "keys", "init", width=80, height=24)
+    tmux.wait_for("init", "Your name, as customers will see it")
+    tmux.type("init", "Alice Tech")
+    tmux.wait_for("init", "Your email")
+    tmux.type("init", "alice at example")
+    screen = tmux.wait_for("init", "Try again.")
+    assert "Give an email address like alice@example.com." in screen
+    tmux.wait_for("init", "Your email", count=2)
+    tmux.type("init", "alice@example.com")
+    screen = tmux.wait_for("init", "Key passphrase")
+    assert "No usable OS keyring here" in screen
+    # Too short: said at once, and asked anew, not "again".
+    tmux.type("init", "short")
+    screen = tmux.wait_for("init", "at least 8 characters; try again.")
+    assert "Same passphrase again" not in screen
+    tmux.wait_for("init", "Key passphrase", count=2)
+    tmux.type("init", PASSPHRASE)
+    tmux.wait_for("init", "Same passphrase again")
+    tmux.type("init", "correct horse battery staple")
+    tmux.wait_for("init", "The two passphrases differ; try again.")
+    tmux.wait_for("init", "Key passphrase", count=3)
+    tmux.type("init", PASSPHRASE)
+    tmux.wait_for("init", "Same passphrase again", count=2)
+    tmux.type("init", PASSPHRASE)
+    screen = tmux.wait_for("init", "[exit 0]")
+    assert "Created a signing key for Alice Tech <alice@example.com>." in screen
+    assert PASSPHRASE not in screen and "short" not in screen.split("Key passphrase")[1][:20]
+    view = _shown_identity()
+    assert (view["name"], view["email"], view["store"]) == (
+        "Alice Tech",
+        "alice@example.com",
+        "encrypted-file",
+    )
+    assert view["fingerprint"] in screen
+    # The file opens with the passphrase typed, and only with it.
+    ok = _toolkit("keys", "show", "--key", view["key_file"], TOOLKIT_KEY_PASSPHRASE=PASSPHRASE)
+    assert ok.returncode == 0, ok.stderr
+    bad = _toolkit("keys", "show", "--key", view["key_file"], TOOLKIT_KEY_PASSPHRASE="short")
+    assert bad.returncode == 1 and bad.stderr.startswith("Wrong passphrase")
+
+
+def test_init_asks_only_for_what_the_flags_leave_out(tmux: Tmux, newcomer: Newcomer) -> None:
+    tmux.start("init", newcomer, "keys", "init", "--name", "Bob Field", "--no-passphrase")
+    screen = tmux.wait_for("init", "Your email")
+    assert "Your name," not in screen
+    tmux.type("init", "bob@example.com")
+    screen = tmux.wait_for("init", "[exit 0]")
+    assert "Key passphrase" not in screen  # --no-passphrase: nothing to ask
+    view = _shown_identity()
+    assert (view["name"], view["email"], view["store"]) == ("Bob Field", "bob@example.com", "file")
+
+
+def test_init_refuses_at_once_when_a_key_exists(tmux: Tmux, newcomer: Newcomer) -> None:
+    made = _toolkit("keys", "init", "--name", "A", "--email", "a@example.com", "--no-passphrase")
+    assert made.returncode == 0, made.stderr
+    tmux.start("init", newcomer, "keys", "init")
+    screen = tmux.wait_for("init", "[exit 1]")
+    assert "A technician key already exists" in screen and "--force" in screen
+    assert "Your name," not in screen  # nobody typed anything for nothing
+
+
+def test_init_without_flags_or_terminal_is_a_usage_error() -> None:
+    done = _toolkit("keys", "init", stdin="")
+    assert done.returncode == 2
+    assert done.stderr.startswith(
+        "toolkit keys init needs --name and --email when there is no terminal to ask."
+    )
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    one = _toolkit("keys", "init", "--email", "a@example.com", stdin="")
+    assert one.returncode == 2 and "needs --name when" in one.stderr
+    assert _toolkit("keys", "show").returncode == 1  # nothing was made
+
+
+def test_init_with_flags_and_a_short_passphrase_from_the_environment_is_refused() -> None:
+    args = ("keys", "init", "--name", "A", "--email", "a@example.com")
+    done = _toolkit(*args, stdin="", TOOLKIT_KEY_PASSPHRASE="short")
+    assert done.returncode == 2 and "at least 8 characters" in done.stderr
+    done = _toolkit(*args, stdin="", TOOLKIT_KEY_PASSPHRASE=PASSPHRASE)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("SHA256:")
