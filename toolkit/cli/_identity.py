@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from toolkit.errors import IdentityError, ToolkitError, UsageError
+from toolkit.identity import PASSPHRASE_ENV
 
 if TYPE_CHECKING:
     from toolkit.identity.store import Identity
 
-PASSPHRASE_ENV = "TOOLKIT_KEY_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
 #: How often a prompt asks before it gives up.
 _TRIES = 3
 

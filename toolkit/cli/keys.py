@@ -11,7 +11,6 @@ import typer
 
 from toolkit.cli._console import err, out
 from toolkit.cli._identity import (
-    PASSPHRASE_ENV,
     AgentOption,
     KeyOption,
     ask_text,
@@ -19,6 +18,7 @@ from toolkit.cli._identity import (
     passphrase_source,
 )
 from toolkit.errors import UsageError
+from toolkit.identity import PASSPHRASE_ENV
 from toolkit.text import printable
 
 app = typer.Typer(

@@ -117,9 +117,8 @@ def show(
     from dataclasses import asdict
 
     from toolkit.tickets.base import check_ticket_id
-    from toolkit.tickets.plugins import open_backend
 
-    found = open_backend(backend).ticket(check_ticket_id(ticket))
+    found = _open(backend).ticket(check_ticket_id(ticket))
     if as_json:
         body: dict[str, Any] = {"ticket": found.id, "attachments": []}
         if found.title or found.url:
@@ -182,6 +181,30 @@ def backends(as_json: JsonOption = False) -> None:
         _print(f"{mark} {name:<12} {url:<36} {summary}")
 
 
+def _passphrase(*, confirm: bool = False) -> str:
+    """The credentials file's passphrase: TOOLKIT_KEY_PASSPHRASE, else asked on the terminal."""
+    from toolkit.cli._identity import passphrase_source
+    from toolkit.errors import IdentityError
+    from toolkit.identity.store import MIN_PASSPHRASE
+
+    try:
+        return passphrase_source(
+            confirm=confirm,
+            min_length=MIN_PASSPHRASE if confirm else 0,
+            label="Passphrase of the ticket credentials file",
+            needed_by="The ticket credentials file",
+        )
+    except IdentityError as exc:  # a ticket-system failure here, exit 5
+        raise TicketBackendError(exc.message, hint=exc.hint) from None
+
+
+def _open(name: str | None = None) -> TicketBackend:
+    """The backend ``name`` (else the default); a prompt opens its credentials file if need be."""
+    from toolkit.tickets.plugins import open_backend
+
+    return open_backend(name, _passphrase)
+
+
 def _read_secret(label: str, from_stdin: bool) -> str:
     if from_stdin:
         value = sys.stdin.readline().rstrip("\r\n")
@@ -233,9 +256,23 @@ def login(
         bool, typer.Option("--default", help="Attach session transcripts here from now on.")
     ] = False,
 ) -> None:
-    """Store a backend's URL (tickets.toml) and its key or password (OS keyring only)."""
+    """Check a backend's URL and key with one read-only call, then save them.
+
+    The URL and settings go to tickets.toml; the key or password to the OS
+    keyring, or where there is none to an encrypted file. With
+    TOOLKIT_TICKETS_<BACKEND>_TOKEN set, that token is checked and used, and
+    never stored.
+    """
     from toolkit.secrets import Secret
-    from toolkit.tickets.plugins import check_name, plugin, read_config, store_secret, write_config
+    from toolkit.tickets import credentials
+    from toolkit.tickets.plugins import (
+        BackendConfig,
+        check_access,
+        check_name,
+        plugin,
+        read_config,
+        write_config,
+    )
 
     found = plugin(check_name(backend))
     if found.needs_url and not url.startswith(("http://", "https://")):
@@ -254,13 +291,35 @@ def login(
             valid = ", ".join(found.options) or "none"
             raise UsageError(f"{backend} has no setting {key!r}.", hint=f"Its settings: {valid}.")
         table[key] = value
+    secret: Secret | None = None
+    from_env = credentials.from_environment(backend) if not secret_stdin else None
     if found.credential:
-        store_secret(backend, table["url"], Secret(_read_secret(found.credential, secret_stdin)))
+        secret = from_env or Secret(_read_secret(found.credential, secret_stdin))
+    where = str(table.get("url", ""))
+    # One read-only call with what was just given, before anything is saved.
+    settings = {k: v for k, v in table.items() if k not in ("url", "user")}
+    made = found.make(BackendConfig(backend, where, str(table.get("user", "")), settings, secret))
+    if found.credential:
+        account = check_access(made, found, where)
+        if account is None:
+            _say(f"The {backend} plugin cannot check its {found.credential}: saved unchecked.")
+        else:
+            who = printable(account)
+            _say(
+                f"{backend} at {printable(where)} took the {found.credential}: logged in as {who}."
+            )
+    stored = ""
+    if found.credential and secret is not None and from_env is None:
+        stored = f"; its {found.credential} is " + credentials.store(
+            backend, where, secret, _passphrase
+        )
+    elif found.credential:
+        env = credentials.token_env(backend)
+        stored = f"; its {found.credential} comes from {env} and was not stored"
     config[backend] = table
     if make_default:
         config["default"] = backend
     path = write_config(config)
-    stored = f"; its {found.credential} is in the OS keyring" if found.credential else ""
     _say(f"{backend} settings saved in {path}{stored}.")
     if make_default or config.get("default") == backend:
         _say(f"Session transcripts will be attached to {backend}.")
@@ -276,9 +335,8 @@ def new(
     as_json: JsonOption = False,
 ) -> None:
     """Open a new ticket and print its id."""
-    from toolkit.tickets.plugins import open_backend
 
-    opened = open_backend(backend)
+    opened = _open(backend)
     ticket = opened.create(subject, description or subject)
     if as_json:
         _json({"backend": opened.name, "ticket": ticket})
@@ -329,9 +387,8 @@ def _report(entry: Entry, delivered: Delivered | None, error: ToolkitError | Non
 def sync(as_json: JsonOption = False) -> None:
     """Attach every transcript waiting in the outbox; exit 5 if some still wait."""
     from toolkit.tickets.outbox import Outbox
-    from toolkit.tickets.plugins import open_backend
 
-    results = Outbox().sync(open_backend, _allowed_signers())
+    results = Outbox().sync(_open, _allowed_signers())
     if as_json:
         _json(
             [
@@ -367,9 +424,8 @@ def download(
     """Download a ticket's attachments and rebuild compressed or split transcripts."""
     from toolkit.tickets.base import check_ticket_id
     from toolkit.tickets.package import reassemble
-    from toolkit.tickets.plugins import open_backend
 
-    opened = open_backend(backend)
+    opened = _open(backend)
     found = opened.ticket(check_ticket_id(ticket))
     to.mkdir(parents=True, exist_ok=True)
     written = []
@@ -426,12 +482,12 @@ def attach_transcript(
     """
     from toolkit.tickets.outbox import Outbox
     from toolkit.tickets.package import MIN_LIMIT
-    from toolkit.tickets.plugins import default_backend, open_backend
+    from toolkit.tickets.plugins import default_backend
 
     name = default_backend()
     backend: TicketBackend | None = None
     try:
-        backend = open_backend(name)
+        backend = _open(name)
         limit = backend.max_attachment_bytes
     except ToolkitError as exc:
         _say(f"The {name} ticket backend cannot be used: {printable(exc.message)}")

@@ -100,7 +100,7 @@ def read_profile() -> Profile:
     return profile
 
 
-def _keyring_backend() -> Any | None:
+def usable_keyring() -> Any | None:
     """The keyring backend to use, or None where none is usable."""
     import keyring
     from keyring.backends import chainer, fail
@@ -127,7 +127,7 @@ def _forget_keyring_key() -> None:
     """Best effort: delete the replaced key from the keyring (it may be locked or gone)."""
     import keyring.errors
 
-    backend = _keyring_backend()
+    backend = usable_keyring()
     if backend is None:
         return
     with contextlib.suppress(keyring.errors.KeyringError):
@@ -192,7 +192,7 @@ def init(
     replaced = _stored_in(profile_path())
     key = ed25519.Ed25519PrivateKey.generate()
     line = public_line(blob_of(key.public_key()), email)
-    backend = _keyring_backend() if use_keyring else None
+    backend = usable_keyring() if use_keyring else None
     store: str | None = None
     if backend is not None:
         import keyring.errors
@@ -338,4 +338,5 @@ __all__ = [
     "load",
     "read_profile",
     "resolve",
+    "usable_keyring",
 ]
