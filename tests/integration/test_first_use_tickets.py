@@ -312,7 +312,7 @@ def test_login_without_a_keyring_keeps_the_key_in_an_encrypted_file(
     # conftest's isolated: PYTHON_KEYRING_BACKEND is keyring's "fail" backend, no keyring.
     done = _login_jira(jira.url, SECRET, TOOLKIT_KEY_PASSPHRASE=PASSPHRASE)
     assert done.returncode == 0, done.stderr
-    assert f"jira at {jira.url} took the API token: logged in as {USER}." in done.stderr
+    assert f"jira at {jira.url} took the API token (account {USER})." in done.stderr
     stored = _credentials_file()
     assert f"its API token is in {stored}, encrypted with your passphrase" in done.stderr
     assert stored.stat().st_mode & 0o777 == 0o600
@@ -357,7 +357,7 @@ def test_a_token_from_the_environment_is_checked_used_and_never_written(
 ) -> None:
     done = _login_jira(jira.url, None, **{JIRA_TOKEN_ENV: SECRET})
     assert done.returncode == 0, done.stderr
-    assert f"logged in as {USER}" in done.stderr
+    assert f"took the API token (account {USER})" in done.stderr
     assert f"its API token comes from {JIRA_TOKEN_ENV} and was not stored." in done.stderr
     assert not _credentials_file().exists()
     made = _toolkit("tickets", "new", "--subject", "CI run", **{JIRA_TOKEN_ENV: SECRET})
@@ -425,7 +425,10 @@ def test_login_asks_for_the_token_and_a_new_passphrase_on_a_terminal(
     tmux.type("login", PASSPHRASE)
     screen = tmux.wait_for("login", "[exit 0]")
     assert SECRET not in screen and PASSPHRASE not in screen
-    assert f"logged in as {USER}" in screen and "encrypted with your passphrase" in screen
+    assert (
+        f"took the API token (account {USER})" in screen
+        and "encrypted with your passphrase" in screen
+    )
     # Using it later asks for the passphrase once, not twice.
     made = _toolkit(
         "tickets", "new", "--subject", "x", "-b", "jira", TOOLKIT_KEY_PASSPHRASE=PASSPHRASE

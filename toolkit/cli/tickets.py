@@ -305,9 +305,7 @@ def login(
             _say(f"The {backend} plugin cannot check its {found.credential}: saved unchecked.")
         else:
             who = printable(account)
-            _say(
-                f"{backend} at {printable(where)} took the {found.credential}: logged in as {who}."
-            )
+            _say(f"{backend} at {printable(where)} took the {found.credential} ({who}).")
     stored = ""
     if found.credential and secret is not None and from_env is None:
         stored = f"; its {found.credential} is " + credentials.store(

@@ -83,7 +83,7 @@ class CheckableBackend(Protocol):
     """
 
     def whoami(self) -> str:
-        """One read-only request that needs the credentials; who the system took them for.
+        """One read-only request that needs the credentials; who they are ("user alice").
 
         Raises TicketBackendError (an HTTP refusal, an unreachable system, an
         answer that is not the system's) like any other call.

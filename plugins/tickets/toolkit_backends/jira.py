@@ -58,7 +58,7 @@ class Jira:
     def whoami(self) -> str:
         """The token's account: ``GET /rest/api/3/myself`` (read-only)."""
         me = self.http.json("GET", f"{API}/myself", what="checking the API token")
-        return str(me.get("emailAddress") or me["displayName"])
+        return f"account {me.get('emailAddress') or me['displayName']}"
 
     def ticket(self, ticket: str) -> Ticket:
         key = _key(ticket)

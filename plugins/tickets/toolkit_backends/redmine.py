@@ -32,7 +32,7 @@ class Redmine:
     def whoami(self) -> str:
         """The API key's user: ``GET /users/current.json`` (read-only)."""
         user = self.http.json("GET", "users/current.json", what="checking the API key")["user"]
-        return str(user["login"])
+        return f"user {user['login']}"
 
     def ticket(self, ticket: str) -> Ticket:
         number = numeric_id(self.name, ticket)

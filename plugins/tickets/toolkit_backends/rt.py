@@ -45,7 +45,7 @@ class RequestTracker:
     def whoami(self) -> str:
         """``GET /REST/2.0/rt`` (read-only; like every REST2 call it needs the token)."""
         found = self.http.json("GET", "rt", what="checking the API token")
-        return f"RT {found['Version']}"
+        return f"RT {found['Version']} answered"
 
     def ticket(self, ticket: str) -> Ticket:
         number = numeric_id(self.name, ticket)

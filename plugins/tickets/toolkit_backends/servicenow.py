@@ -52,7 +52,7 @@ class ServiceNow:
         )
         if not isinstance(found.get("result"), list):
             raise TypeError("not a Table API answer")
-        return f"{self.user} (reads {self.table})"
+        return f"user {self.user}, who can read {self.table}"
 
     def _record(self, ticket: str) -> dict[str, str]:
         if not _NUMBER.match(ticket):

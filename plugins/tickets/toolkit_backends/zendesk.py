@@ -37,7 +37,7 @@ class Zendesk:
         me = self.http.json("GET", "api/v2/users/me.json", what="checking the API token")["user"]
         if me.get("id") is None:  # Zendesk answers an unauthenticated caller as "anonymous"
             raise BackendRefused("zendesk did not take the API token.", status=401)
-        return str(me.get("email") or me["name"])
+        return f"agent {me.get('email') or me['name']}"
 
     def ticket(self, ticket: str) -> Ticket:
         number = numeric_id(self.name, ticket)
