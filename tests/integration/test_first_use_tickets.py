@@ -340,6 +340,14 @@ def test_login_without_a_keyring_keeps_the_key_in_an_encrypted_file(
     assert stored.read_bytes() == before
 
 
+def test_login_without_a_terminal_names_both_ways_to_give_the_token(jira: Fake) -> None:
+    done = _login_jira(jira.url, None)
+    assert done.returncode == 2
+    assert done.stderr.startswith("No terminal to ask for the API token.")
+    assert "--secret-stdin" in done.stderr and JIRA_TOKEN_ENV in done.stderr
+    assert not _config().exists()
+
+
 def test_login_without_a_keyring_or_passphrase_source_saves_nothing(
     jira: Fake, tmp_path: Path
 ) -> None:

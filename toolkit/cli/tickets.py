@@ -205,7 +205,7 @@ def _open(name: str | None = None) -> TicketBackend:
     return open_backend(name, _passphrase)
 
 
-def _read_secret(label: str, from_stdin: bool) -> str:
+def _read_secret(backend: str, label: str, from_stdin: bool) -> str:
     if from_stdin:
         value = sys.stdin.readline().rstrip("\r\n")
     elif sys.stdin.isatty():
@@ -213,8 +213,12 @@ def _read_secret(label: str, from_stdin: bool) -> str:
 
         value = Prompt.ask(label[:1].upper() + label[1:], password=True, console=err())
     else:
+        from toolkit.tickets.credentials import token_env
+
         raise UsageError(
-            f"No terminal to ask for the {label}.", hint="Pass --secret-stdin and pipe it in."
+            f"No terminal to ask for the {label}.",
+            hint=f"Pass --secret-stdin and pipe it in, or set {token_env(backend)} "
+            "(checked, used, never stored).",
         )
     if not value:
         raise UsageError(f"The {label} is empty; nothing was stored.")
@@ -294,7 +298,7 @@ def login(
     secret: Secret | None = None
     from_env = credentials.from_environment(backend) if not secret_stdin else None
     if found.credential:
-        secret = from_env or Secret(_read_secret(found.credential, secret_stdin))
+        secret = from_env or Secret(_read_secret(backend, found.credential, secret_stdin))
     where = str(table.get("url", ""))
     # One read-only call with what was just given, before anything is saved.
     settings = {k: v for k, v in table.items() if k not in ("url", "user")}
