@@ -270,9 +270,9 @@ def login(
     from toolkit.secrets import Secret
     from toolkit.tickets import credentials
     from toolkit.tickets.plugins import (
-        BackendConfig,
         check_access,
         check_name,
+        config_from,
         plugin,
         read_config,
         write_config,
@@ -299,10 +299,10 @@ def login(
     from_env = credentials.from_environment(backend) if not secret_stdin else None
     if found.credential:
         secret = from_env or Secret(_read_secret(backend, found.credential, secret_stdin))
-    where = str(table.get("url", ""))
     # One read-only call with what was just given, before anything is saved.
-    settings = {k: v for k, v in table.items() if k not in ("url", "user")}
-    made = found.make(BackendConfig(backend, where, str(table.get("user", "")), settings, secret))
+    given = config_from(backend, table, secret)
+    where = given.url
+    made = found.make(given)
     if found.credential:
         account = check_access(made, found, where)
         if account is None:
@@ -337,7 +337,6 @@ def new(
     as_json: JsonOption = False,
 ) -> None:
     """Open a new ticket and print its id."""
-
     opened = _open(backend)
     ticket = opened.create(subject, description or subject)
     if as_json:

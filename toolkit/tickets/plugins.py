@@ -22,7 +22,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -210,11 +210,18 @@ def backend_config(
     table = read_config().get(name, {})
     if not isinstance(table, Mapping):
         raise UsageError(f"tickets.toml: {name} must be a table ([{name}]).")
+    config = config_from(name, table)
+    if not secret:
+        return config
+    return replace(config, secret=credentials.load(name, config.url, passphrase))
+
+
+def config_from(name: str, table: Mapping[str, Any], secret: Secret | None = None) -> BackendConfig:
+    """A backend's config from its tickets.toml table (and a secret, when given)."""
     url = str(table.get("url", ""))
     user = str(table.get("user", ""))
     options = {k: v for k, v in table.items() if k not in ("url", "user") and _OPTION.match(k)}
-    found = credentials.load(name, url, passphrase) if secret else None
-    return BackendConfig(name, url, user, options, found)
+    return BackendConfig(name, url, user, options, secret)
 
 
 def open_backend(name: str | None = None, passphrase: Passphrases | None = None) -> TicketBackend:
@@ -283,6 +290,7 @@ __all__ = [
     "available",
     "backend_config",
     "check_access",
+    "config_from",
     "config_path",
     "default_backend",
     "open_backend",
