@@ -173,9 +173,10 @@ def _open(key: bytes, name: str, sealed: object) -> str | None:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     try:
-        assert isinstance(sealed, dict)
+        if not isinstance(sealed, dict):
+            raise TypeError(type(sealed).__name__)
         nonce, data = _unb64(sealed["nonce"]), _unb64(sealed["ciphertext"])
-    except (AssertionError, KeyError, binascii.Error, ValueError):
+    except (TypeError, KeyError, binascii.Error, ValueError):
         raise _damaged(file_path(), f"the entry {name} is unusable") from None
     try:
         return AESGCM(key).decrypt(nonce, data, name.encode()).decode("utf-8")
