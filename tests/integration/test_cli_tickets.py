@@ -16,7 +16,10 @@ def test_list_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     cast.write_bytes(b"data")
     LocalTickets().attach("T-7", [cast], "session by Alice")
     assert toolkit(["tickets", "list", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == [{"ticket": "T-7", "attachments": 1}]
+    listed = json.loads(capsys.readouterr().out)
+    assert [{k: t[k] for k in ("ticket", "subject", "attachments")} for t in listed] == [
+        {"ticket": "T-7", "subject": None, "attachments": 1}
+    ]
     assert toolkit(["tickets", "show", "T-7", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert Path(shown["attachments"][0]["location"]).read_bytes() == b"data"

@@ -194,7 +194,7 @@ def test_a_ticket_systems_strings_are_shown_escaped(
     from toolkit.cli import run
     from toolkit.tickets import plugins
 
-    monkeypatch.setattr(plugins, "open_backend", lambda name: _HostileTickets())
+    monkeypatch.setattr(plugins, "open_backend", lambda name, passphrase=None: _HostileTickets())
     assert run(["tickets", "show", "T-1"]) == 0
     out = capsys.readouterr().out
     assert ESC not in out

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from typing import Annotated
 
 import typer
 
 from toolkit.cli._console import err, out
-from toolkit.cli._identity import AgentOption, KeyOption, load_identity, passphrase_source
+from toolkit.cli._identity import (
+    AgentOption,
+    KeyOption,
+    ask_text,
+    load_identity,
+    passphrase_source,
+)
+from toolkit.errors import UsageError
+from toolkit.identity import PASSPHRASE_ENV
 from toolkit.text import printable
 
 app = typer.Typer(
@@ -50,12 +60,40 @@ def _view(key: KeyOption, agent: AgentOption) -> dict[str, str | None]:
     }
 
 
+def _new_passphrase() -> str:
+    """The new key file's passphrase (asked only where no keyring takes the key)."""
+    from toolkit.identity.store import MIN_PASSPHRASE
+
+    if PASSPHRASE_ENV not in os.environ and sys.stdin.isatty():
+        err().print(
+            "No usable OS keyring here, so the key goes into a file encrypted with a "
+            f"passphrase (at least {MIN_PASSPHRASE} characters).",
+            highlight=False,
+            markup=False,
+        )
+    return passphrase_source(confirm=True, min_length=MIN_PASSPHRASE)
+
+
 @app.command()
 def init(
-    name: Annotated[str, typer.Option("--name", help="Your name, as customers will see it.")],
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            metavar="NAME",
+            help="Your name, as customers will see it [asked on a terminal].",
+            show_default=False,
+        ),
+    ] = None,
     email: Annotated[
-        str, typer.Option("--email", help="Your email: the principal in allowed_signers.")
-    ],
+        str | None,
+        typer.Option(
+            "--email",
+            metavar="EMAIL",
+            help="Your email: the principal in allowed_signers [asked on a terminal].",
+            show_default=False,
+        ),
+    ] = None,
     no_passphrase: Annotated[
         bool,
         typer.Option(
@@ -69,13 +107,41 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing identity.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Make a new Ed25519 signing key, kept in the OS keyring (or an encrypted file)."""
+    """Make a new Ed25519 signing key, kept in the OS keyring (or an encrypted file).
+
+    On a terminal it asks for what the flags do not give; scripts pass --name
+    and --email (and TOOLKIT_KEY_PASSPHRASE where no keyring exists).
+    """
     from toolkit.identity import store
+
+    # What the flags say is checked first, then whether a key exists: before anyone types.
+    name = store.check_name(name) if name is not None else None
+    email = store.check_email(email) if email is not None else None
+    store.check_free(force=force)
+    if name is None or email is None:
+        if not sys.stdin.isatty():
+            missing = " and ".join(
+                f for f, v in (("--name", name), ("--email", email)) if v is None
+            )
+            raise UsageError(
+                f"toolkit keys init needs {missing} when there is no terminal to ask.",
+                hint='Run `toolkit keys init --name "Your Name" --email you@example.com`.',
+            )
+        err().print(
+            "Your name and email go into every session: customers see them before they say yes, "
+            "and supervisors check transcripts by the email.",
+            highlight=False,
+            markup=False,
+        )
+        if name is None:
+            name = ask_text("Your name, as customers will see it", store.check_name)
+        if email is None:
+            email = ask_text("Your email", store.check_email)
 
     profile = store.init(
         name,
         email,
-        lambda: passphrase_source(confirm=True),
+        _new_passphrase,
         no_passphrase=no_passphrase,
         use_keyring=not no_keyring,
         force=force,

@@ -15,7 +15,7 @@ from toolkit.text import printable
 
 if TYPE_CHECKING:
     from toolkit.identity.signer import Signer
-    from toolkit.tickets.base import TicketBackend
+    from toolkit.tickets.base import Attachment, TicketBackend
     from toolkit.tickets.outbox import Delivered, Entry
 
 app = typer.Typer(
@@ -34,6 +34,10 @@ BackendOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+#: Characters of a subject shown in `toolkit tickets list`.
+_SUBJECT = 48
 
 
 def _print(text: str) -> None:
@@ -56,18 +60,51 @@ def _allowed_signers() -> Path | None:
 
 @app.command("list")
 def list_tickets(as_json: JsonOption = False) -> None:
-    """List tickets that have attachments in the local store."""
+    """List the tickets in the local store: id, subject, attachments, last attached."""
     from toolkit.tickets.local import LocalTickets
 
     tickets = LocalTickets().tickets()
     if as_json:
-        _json([{"ticket": t.id, "attachments": len(t.attachments)} for t in tickets])
+        _json(
+            [
+                {
+                    "ticket": t.id,
+                    "subject": t.title or None,
+                    "attachments": len(t.attachments),
+                    "last_attached": t.attachments[-1].attached_at if t.attachments else None,
+                }
+                for t in tickets
+            ]
+        )
         return
     if not tickets:
         _print("No tickets yet.")
-    for t in tickets:
-        last = printable(t.attachments[-1].attached_at) if t.attachments else "-"
-        _print(f"{printable(t.id):<24} {len(t.attachments):>3} attachment(s)  last {last}")
+        return
+    rows = [
+        (
+            printable(t.id),
+            printable(t.title or "-", _SUBJECT),
+            str(len(t.attachments)),
+            printable(t.attachments[-1].attached_at) if t.attachments else "-",
+        )
+        for t in tickets
+    ]
+    header = ("TICKET", "SUBJECT", "FILES", "LAST ATTACHED")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    for ticket, subject, files, last in [header, *rows]:
+        line = f"{ticket:<{widths[0]}}  {subject:<{widths[1]}}  {files:>{widths[2]}}  {last}"
+        _print(line.rstrip())
+
+
+def _batches(attachments: tuple[Attachment, ...]) -> list[list[Attachment]]:
+    """Attachments in the groups they were attached in: one comment, several files."""
+    groups: list[list[Attachment]] = []
+    for a in attachments:
+        if groups and a.comment and groups[-1][0].comment == a.comment:
+            groups[-1].append(a)
+        else:
+            groups.append([a])
+    return groups
 
 
 @app.command()
@@ -76,13 +113,12 @@ def show(
     backend: BackendOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show a ticket's attached files and where they are."""
+    """Show a ticket's attachments, where they are, and the summary stored with them."""
     from dataclasses import asdict
 
     from toolkit.tickets.base import check_ticket_id
-    from toolkit.tickets.plugins import open_backend
 
-    found = open_backend(backend).ticket(check_ticket_id(ticket))
+    found = _open(backend).ticket(check_ticket_id(ticket))
     if as_json:
         body: dict[str, Any] = {"ticket": found.id, "attachments": []}
         if found.title or found.url:
@@ -93,11 +129,23 @@ def show(
     # Every string here comes from the ticket system.
     title = f": {printable(found.title)}" if found.title else ""
     _print(f"ticket {printable(found.id)}{title}")
-    for a in found.attachments:
-        size = printable(a.size)  # a plugin's number: any type it sent
-        _print(f"  {printable(a.attached_at)}  {size:>9} bytes  {printable(a.location)}")
-        if a.comment:
-            _print(f"      {printable(a.comment.splitlines()[0])}")
+    if found.url:
+        _print(f"  {printable(found.url)}")
+    if not found.attachments:
+        _print("  No attachments yet.")
+    for batch in _batches(found.attachments):
+        files = "1 file" if len(batch) == 1 else f"{len(batch)} files"
+        _print("")
+        _print(f"attached {printable(batch[0].attached_at) or '(time not given)'}, {files}:")
+        names = [printable(a.name) for a in batch]
+        width = max(map(len, names))
+        for a, name in zip(batch, names, strict=True):
+            size = printable(a.size)  # a plugin's number: any type it sent
+            _print(f"  {name:<{width}}  {size:>10} bytes  {printable(a.location)}")
+        if batch[0].comment:
+            _print("  summary:")
+            for line in batch[0].comment.splitlines():
+                _print(f"    {printable(line)}".rstrip())
 
 
 @app.command()
@@ -133,7 +181,31 @@ def backends(as_json: JsonOption = False) -> None:
         _print(f"{mark} {name:<12} {url:<36} {summary}")
 
 
-def _read_secret(label: str, from_stdin: bool) -> str:
+def _passphrase(*, confirm: bool = False) -> str:
+    """The credentials file's passphrase: TOOLKIT_KEY_PASSPHRASE, else asked on the terminal."""
+    from toolkit.cli._identity import passphrase_source
+    from toolkit.errors import IdentityError
+    from toolkit.identity.store import MIN_PASSPHRASE
+
+    try:
+        return passphrase_source(
+            confirm=confirm,
+            min_length=MIN_PASSPHRASE if confirm else 0,
+            label="Passphrase of the ticket credentials file",
+            needed_by="The ticket credentials file",
+        )
+    except IdentityError as exc:  # a ticket-system failure here, exit 5
+        raise TicketBackendError(exc.message, hint=exc.hint) from None
+
+
+def _open(name: str | None = None) -> TicketBackend:
+    """The backend ``name`` (else the default); a prompt opens its credentials file if need be."""
+    from toolkit.tickets.plugins import open_backend
+
+    return open_backend(name, _passphrase)
+
+
+def _read_secret(backend: str, label: str, from_stdin: bool) -> str:
     if from_stdin:
         value = sys.stdin.readline().rstrip("\r\n")
     elif sys.stdin.isatty():
@@ -141,8 +213,12 @@ def _read_secret(label: str, from_stdin: bool) -> str:
 
         value = Prompt.ask(label[:1].upper() + label[1:], password=True, console=err())
     else:
+        from toolkit.tickets.credentials import token_env
+
         raise UsageError(
-            f"No terminal to ask for the {label}.", hint="Pass --secret-stdin and pipe it in."
+            f"No terminal to ask for the {label}.",
+            hint=f"Pass --secret-stdin and pipe it in, or set {token_env(backend)} "
+            "(checked, used, never stored).",
         )
     if not value:
         raise UsageError(f"The {label} is empty; nothing was stored.")
@@ -184,9 +260,23 @@ def login(
         bool, typer.Option("--default", help="Attach session transcripts here from now on.")
     ] = False,
 ) -> None:
-    """Store a backend's URL (tickets.toml) and its key or password (OS keyring only)."""
+    """Check a backend's URL and key with one read-only call, then save them.
+
+    The URL and settings go to tickets.toml; the key or password to the OS
+    keyring, or where there is none to an encrypted file. With
+    TOOLKIT_TICKETS_<BACKEND>_TOKEN set, that token is checked and used, and
+    never stored.
+    """
     from toolkit.secrets import Secret
-    from toolkit.tickets.plugins import check_name, plugin, read_config, store_secret, write_config
+    from toolkit.tickets import credentials
+    from toolkit.tickets.plugins import (
+        check_access,
+        check_name,
+        config_from,
+        plugin,
+        read_config,
+        write_config,
+    )
 
     found = plugin(check_name(backend))
     if found.needs_url and not url.startswith(("http://", "https://")):
@@ -205,13 +295,33 @@ def login(
             valid = ", ".join(found.options) or "none"
             raise UsageError(f"{backend} has no setting {key!r}.", hint=f"Its settings: {valid}.")
         table[key] = value
+    secret: Secret | None = None
+    from_env = credentials.from_environment(backend) if not secret_stdin else None
     if found.credential:
-        store_secret(backend, table["url"], Secret(_read_secret(found.credential, secret_stdin)))
+        secret = from_env or Secret(_read_secret(backend, found.credential, secret_stdin))
+    # One read-only call with what was just given, before anything is saved.
+    given = config_from(backend, table, secret)
+    where = given.url
+    made = found.make(given)
+    if found.credential:
+        account = check_access(made, found, where)
+        if account is None:
+            _say(f"The {backend} plugin cannot check its {found.credential}: saved unchecked.")
+        else:
+            who = printable(account)
+            _say(f"{backend} at {printable(where)} took the {found.credential} ({who}).")
+    stored = ""
+    if found.credential and secret is not None and from_env is None:
+        stored = f"; its {found.credential} is " + credentials.store(
+            backend, where, secret, _passphrase
+        )
+    elif found.credential:
+        env = credentials.token_env(backend)
+        stored = f"; its {found.credential} comes from {env} and was not stored"
     config[backend] = table
     if make_default:
         config["default"] = backend
     path = write_config(config)
-    stored = f"; its {found.credential} is in the OS keyring" if found.credential else ""
     _say(f"{backend} settings saved in {path}{stored}.")
     if make_default or config.get("default") == backend:
         _say(f"Session transcripts will be attached to {backend}.")
@@ -227,9 +337,7 @@ def new(
     as_json: JsonOption = False,
 ) -> None:
     """Open a new ticket and print its id."""
-    from toolkit.tickets.plugins import open_backend
-
-    opened = open_backend(backend)
+    opened = _open(backend)
     ticket = opened.create(subject, description or subject)
     if as_json:
         _json({"backend": opened.name, "ticket": ticket})
@@ -280,9 +388,8 @@ def _report(entry: Entry, delivered: Delivered | None, error: ToolkitError | Non
 def sync(as_json: JsonOption = False) -> None:
     """Attach every transcript waiting in the outbox; exit 5 if some still wait."""
     from toolkit.tickets.outbox import Outbox
-    from toolkit.tickets.plugins import open_backend
 
-    results = Outbox().sync(open_backend, _allowed_signers())
+    results = Outbox().sync(_open, _allowed_signers())
     if as_json:
         _json(
             [
@@ -318,9 +425,8 @@ def download(
     """Download a ticket's attachments and rebuild compressed or split transcripts."""
     from toolkit.tickets.base import check_ticket_id
     from toolkit.tickets.package import reassemble
-    from toolkit.tickets.plugins import open_backend
 
-    opened = open_backend(backend)
+    opened = _open(backend)
     found = opened.ticket(check_ticket_id(ticket))
     to.mkdir(parents=True, exist_ok=True)
     written = []
@@ -377,12 +483,12 @@ def attach_transcript(
     """
     from toolkit.tickets.outbox import Outbox
     from toolkit.tickets.package import MIN_LIMIT
-    from toolkit.tickets.plugins import default_backend, open_backend
+    from toolkit.tickets.plugins import default_backend
 
     name = default_backend()
     backend: TicketBackend | None = None
     try:
-        backend = open_backend(name)
+        backend = _open(name)
         limit = backend.max_attachment_bytes
     except ToolkitError as exc:
         _say(f"The {name} ticket backend cannot be used: {printable(exc.message)}")

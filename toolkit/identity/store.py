@@ -39,7 +39,7 @@ STORE_ENCRYPTED = "encrypted-file"
 STORE_PLAIN = "file"
 STORE_KEY_FILE = "key-file"
 STORE_AGENT = "ssh-agent"
-_MIN_PASSPHRASE = 8
+MIN_PASSPHRASE = 8
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def read_profile() -> Profile:
     return profile
 
 
-def _keyring_backend() -> Any | None:
+def usable_keyring() -> Any | None:
     """The keyring backend to use, or None where none is usable."""
     import keyring
     from keyring.backends import chainer, fail
@@ -127,7 +127,7 @@ def _forget_keyring_key() -> None:
     """Best effort: delete the replaced key from the keyring (it may be locked or gone)."""
     import keyring.errors
 
-    backend = _keyring_backend()
+    backend = usable_keyring()
     if backend is None:
         return
     with contextlib.suppress(keyring.errors.KeyringError):
@@ -137,6 +137,44 @@ def _forget_keyring_key() -> None:
 def _write_private(path: Path, data: bytes) -> None:
     paths.ensure_private_dir(path.parent)
     paths.atomic_write(path, data, 0o600)
+
+
+def _label(value: str, what: str) -> str:
+    # The customer's agent takes only names and emails it can show safely: refuse here
+    # what every consent would refuse later.
+    from toolkit.consent._messages import MAX_EMAIL, MAX_NAME, MessageError, check_label
+
+    email = what == "email"
+    try:
+        check_label(value, what, MAX_EMAIL if email else MAX_NAME, email=email)
+    except MessageError as exc:
+        raise UsageError(f"{str(exc).capitalize()}, which customers' agents refuse.") from None
+    return value
+
+
+def check_name(name: str) -> str:
+    """The technician's name as customers will see it, stripped; UsageError if unusable."""
+    name = name.strip()
+    if not name:
+        raise UsageError("Give a name, as customers will see it (like Alice Tech).")
+    return _label(name, "name")
+
+
+def check_email(email: str) -> str:
+    """The technician's email (the allowed_signers principal), stripped; UsageError if unusable."""
+    email = email.strip()
+    if "@" not in email or any(c.isspace() for c in email):
+        raise UsageError("Give an email address like alice@example.com.")
+    return _label(email, "email")
+
+
+def check_free(*, force: bool) -> None:
+    """IdentityError if a technician key exists and ``force`` does not allow replacing it."""
+    if profile_path().exists() and not force:
+        raise IdentityError(
+            f"A technician key already exists ({profile_path()}).",
+            hint="Use it, or pass --force to replace it (signatures by the old key stay valid).",
+        )
 
 
 def init(
@@ -149,27 +187,12 @@ def init(
     force: bool = False,
 ) -> Profile:
     """Make a new Ed25519 identity and store it; return its profile."""
-    name, email = name.strip(), email.strip()
-    if not name or "@" not in email or any(c.isspace() for c in email):
-        raise UsageError("Give a name and an email address like alice@example.com.")
-    # The customer's agent takes only names and emails it can show safely: refuse here
-    # what every consent would refuse later.
-    from toolkit.consent._messages import MAX_EMAIL, MAX_NAME, MessageError, check_label
-
-    try:
-        check_label(name, "name", MAX_NAME)
-        check_label(email, "email", MAX_EMAIL, email=True)
-    except MessageError as exc:
-        raise UsageError(f"{str(exc).capitalize()}, which customers' agents refuse.") from None
-    if profile_path().exists() and not force:
-        raise IdentityError(
-            f"A technician key already exists ({profile_path()}).",
-            hint="Use it, or pass --force to replace it (signatures by the old key stay valid).",
-        )
+    name, email = check_name(name), check_email(email)
+    check_free(force=force)
     replaced = _stored_in(profile_path())
     key = ed25519.Ed25519PrivateKey.generate()
     line = public_line(blob_of(key.public_key()), email)
-    backend = _keyring_backend() if use_keyring else None
+    backend = usable_keyring() if use_keyring else None
     store: str | None = None
     if backend is not None:
         import keyring.errors
@@ -191,8 +214,8 @@ def init(
             store = STORE_PLAIN
         else:
             secret = passphrase()
-            if len(secret) < _MIN_PASSPHRASE:
-                raise UsageError(f"The passphrase must have at least {_MIN_PASSPHRASE} characters.")
+            if len(secret) < MIN_PASSPHRASE:
+                raise UsageError(f"The passphrase must have at least {MIN_PASSPHRASE} characters.")
             encryption = serialization.BestAvailableEncryption(secret.encode())
             store = STORE_ENCRYPTED
         data = key.private_bytes(
@@ -305,10 +328,15 @@ def resolve(
 
 
 __all__ = [
+    "MIN_PASSPHRASE",
     "Identity",
     "Profile",
+    "check_email",
+    "check_free",
+    "check_name",
     "init",
     "load",
     "read_profile",
     "resolve",
+    "usable_keyring",
 ]

@@ -74,4 +74,21 @@ class TicketBackend(Protocol):
         ...
 
 
-__all__ = ["Attachment", "Ticket", "TicketBackend", "check_ticket_id"]
+class CheckableBackend(Protocol):
+    """A backend that can check its URL and credentials before they are saved.
+
+    ``toolkit tickets login`` calls :meth:`whoami` once, with the URL and the
+    secret just given, and saves nothing when it raises. Optional: without
+    it, login saves what it was given unchecked and says so.
+    """
+
+    def whoami(self) -> str:
+        """One read-only request that needs the credentials; who they are ("user alice").
+
+        Raises TicketBackendError (an HTTP refusal, an unreachable system, an
+        answer that is not the system's) like any other call.
+        """
+        ...
+
+
+__all__ = ["Attachment", "CheckableBackend", "Ticket", "TicketBackend", "check_ticket_id"]

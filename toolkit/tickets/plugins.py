@@ -9,9 +9,11 @@ exactly the same way a third party's would::
     "tickets.mysystem" = "mypackage.backend:plugin"
 
 Settings live in ``<config dir>/tickets.toml`` (one table per backend, plus
-``default``); API keys and passwords live in the OS keyring only, under
-service ``toolkit``, user ``tickets/NAME/URL``. ``toolkit tickets login``
-writes both.
+``default``); API keys and passwords never do: they come from
+``TOOLKIT_TICKETS_<NAME>_TOKEN``, the OS keyring, or where there is no
+keyring an encrypted file (see :mod:`toolkit.tickets.credentials`).
+``toolkit tickets login`` checks them with one read-only call, then writes
+both.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -28,13 +30,14 @@ from typing import Any
 from toolkit import paths
 from toolkit.errors import TicketBackendError, UsageError
 from toolkit.secrets import Secret
+from toolkit.tickets import credentials
 from toolkit.tickets.base import TicketBackend
+from toolkit.tickets.credentials import Passphrases
 
 GROUP = "toolkit.plugins"
 PREFIX = "tickets."
 DEFAULT_BACKEND = "local"
 BACKEND_ENV = "TOOLKIT_TICKET_BACKEND"
-KEYRING_SERVICE = "toolkit"
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _OPTION = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -66,8 +69,9 @@ class BackendConfig:
     def need_secret(self, label: str) -> str:
         if self.secret is None:
             raise TicketBackendError(
-                f"No {label} for {self.name} at {self.url} in the keyring.",
-                hint=f"Store one with `toolkit tickets login {self.name} --url {self.url}`.",
+                f"No {label} for {self.name} at {self.url or '(no URL)'}: none in "
+                f"{credentials.token_env(self.name)}, the OS keyring or the credentials file.",
+                hint=f"Store one with `toolkit tickets login {self.name} --url URL`.",
             )
         return self.secret.reveal()
 
@@ -195,78 +199,86 @@ def check_name(name: str) -> str:
     return name
 
 
-# -- secrets ------------------------------------------------------------------------------
+def backend_config(
+    name: str, passphrase: Passphrases | None = None, *, secret: bool = True
+) -> BackendConfig:
+    """The settings of backend ``name`` from tickets.toml, with its secret (unless not ``secret``).
 
-
-def _keyring_user(name: str, url: str) -> str:
-    return f"tickets/{name}/{url.rstrip('/')}"
-
-
-def _keyring() -> Any:
-    import keyring
-    import keyring.errors
-    from keyring.backends import fail
-
-    backend = keyring.get_keyring()
-    if isinstance(backend, fail.Keyring):
-        raise TicketBackendError(
-            "No OS keyring is usable here, and toolkit keeps ticket-system keys only in one.",
-            hint="Use a desktop session with a keyring (GNOME Keyring, KWallet, macOS Keychain, "
-            "Windows Credential Locker), or name a keyring backend in PYTHON_KEYRING_BACKEND.",
-        )
-    return backend
-
-
-def load_secret(name: str, url: str) -> Secret | None:
-    import keyring.errors
-
-    try:
-        value = _keyring().get_password(KEYRING_SERVICE, _keyring_user(name, url))
-    except TicketBackendError:
-        return None
-    except keyring.errors.KeyringError as exc:
-        raise TicketBackendError(
-            f"The OS keyring failed ({type(exc).__name__}).",
-            hint="Unlock your keyring (log in to the desktop session) and try again.",
-        ) from None
-    return Secret(value) if value is not None else None
-
-
-def store_secret(name: str, url: str, secret: Secret) -> None:
-    import keyring.errors
-
-    try:
-        _keyring().set_password(KEYRING_SERVICE, _keyring_user(name, url), secret.reveal())
-    except keyring.errors.KeyringError as exc:
-        raise TicketBackendError(
-            f"The OS keyring refused to store the key ({type(exc).__name__}).",
-            hint="Unlock your keyring and try again.",
-        ) from None
-
-
-def backend_config(name: str) -> BackendConfig:
-    """The settings of backend ``name`` from tickets.toml, with its secret from the keyring."""
+    ``passphrase`` opens the encrypted credentials file where the secret is
+    kept there (default: TOOLKIT_KEY_PASSPHRASE only).
+    """
     table = read_config().get(name, {})
     if not isinstance(table, Mapping):
         raise UsageError(f"tickets.toml: {name} must be a table ([{name}]).")
+    config = config_from(name, table)
+    if not secret:
+        return config
+    return replace(config, secret=credentials.load(name, config.url, passphrase))
+
+
+def config_from(name: str, table: Mapping[str, Any], secret: Secret | None = None) -> BackendConfig:
+    """A backend's config from its tickets.toml table (and a secret, when given)."""
     url = str(table.get("url", ""))
     user = str(table.get("user", ""))
     options = {k: v for k, v in table.items() if k not in ("url", "user") and _OPTION.match(k)}
-    secret = load_secret(name, url) if url else None
     return BackendConfig(name, url, user, options, secret)
 
 
-def open_backend(name: str | None = None) -> TicketBackend:
+def open_backend(name: str | None = None, passphrase: Passphrases | None = None) -> TicketBackend:
     """The backend ``name`` (default: tickets.toml's ``default``, else local), ready to use."""
     chosen = check_name(name or default_backend())
     found = plugin(chosen)
-    config = backend_config(chosen)
+    config = backend_config(chosen, passphrase, secret=found.credential is not None)
     if found.needs_url and not config.url:
         raise TicketBackendError(
             f"The {chosen} backend has no URL yet.",
             hint=f"Run `toolkit tickets login {chosen} --url URL`.",
         )
     return found.make(config)
+
+
+def check_access(backend: TicketBackend, found: TicketPlugin, url: str) -> str | None:
+    """Who ``backend`` is logged in as, by its one read-only call; None if it has no check.
+
+    A wrong URL or secret is one TicketBackendError sentence saying nothing was saved.
+    """
+    from toolkit.tickets.http import BackendRefused, BackendUnreachable
+
+    whoami = getattr(backend, "whoami", None)
+    if not callable(whoami):
+        return None
+    name, what = found.name, found.credential or "credentials"
+    try:
+        return str(whoami())
+    except BackendRefused as exc:
+        if exc.status in (401, 403):
+            also = f" and --user ({found.user_label})" if found.user_label else ""
+            raise TicketBackendError(
+                f"{name} at {url} refused the {what} (HTTP {exc.status}); nothing was saved.",
+                hint=f"Check the {what}{also}: copy it again from {name}, or make a new one.",
+            ) from None
+        if exc.status >= 500:
+            raise TicketBackendError(
+                f"{name} at {url} failed (HTTP {exc.status}); nothing was saved.",
+                hint="Try again later.",
+            ) from None
+        raise _not_the_system(name, url, f"HTTP {exc.status}") from None
+    except BackendUnreachable as exc:
+        raise TicketBackendError(
+            exc.message.rstrip(".") + "; nothing was saved.",
+            hint="Check --url, and that this machine can reach it.",
+        ) from None
+    except TicketBackendError:  # an answer that is not the system's API (an HTML page...)
+        raise _not_the_system(name, url, "its answer is not the API's") from None
+    except (KeyError, TypeError, AttributeError, ValueError):
+        raise _not_the_system(name, url, "its answer is not the API's") from None
+
+
+def _not_the_system(name: str, url: str, why: str) -> TicketBackendError:
+    return TicketBackendError(
+        f"{url} does not answer as {name} does ({why}); nothing was saved.",
+        hint=f"Check --url: the address you open {name} at in a browser, without a page's path.",
+    )
 
 
 __all__ = [
@@ -277,12 +289,12 @@ __all__ = [
     "TicketPlugin",
     "available",
     "backend_config",
+    "check_access",
+    "config_from",
     "config_path",
     "default_backend",
-    "load_secret",
     "open_backend",
     "plugin",
     "read_config",
-    "store_secret",
     "write_config",
 ]

@@ -55,6 +55,11 @@ class Jira:
         self.issue_type = config.option("issue_type", "Task")
         self.max_attachment_bytes = config.limit(DEFAULT_LIMIT)
 
+    def whoami(self) -> str:
+        """The token's account: ``GET /rest/api/3/myself`` (read-only)."""
+        me = self.http.json("GET", f"{API}/myself", what="checking the API token")
+        return f"account {me.get('emailAddress') or me['displayName']}"
+
     def ticket(self, ticket: str) -> Ticket:
         key = _key(ticket)
         issue = self.http.json(

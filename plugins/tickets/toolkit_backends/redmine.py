@@ -29,6 +29,11 @@ class Redmine:
         self.project = config.option("project", "")
         self.max_attachment_bytes = config.limit(DEFAULT_LIMIT)
 
+    def whoami(self) -> str:
+        """The API key's user: ``GET /users/current.json`` (read-only)."""
+        user = self.http.json("GET", "users/current.json", what="checking the API key")["user"]
+        return f"user {user['login']}"
+
     def ticket(self, ticket: str) -> Ticket:
         number = numeric_id(self.name, ticket)
         issue = self.http.json(

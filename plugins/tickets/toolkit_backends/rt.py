@@ -42,6 +42,11 @@ class RequestTracker:
         self.queue = config.option("queue", "General")
         self.max_attachment_bytes = config.limit(DEFAULT_LIMIT)
 
+    def whoami(self) -> str:
+        """``GET /REST/2.0/rt`` (read-only; like every REST2 call it needs the token)."""
+        found = self.http.json("GET", "rt", what="checking the API token")
+        return f"RT {found['Version']} answered"
+
     def ticket(self, ticket: str) -> Ticket:
         number = numeric_id(self.name, ticket)
         found = self.http.json("GET", f"ticket/{number}", what=f"reading ticket {number}")

@@ -34,12 +34,25 @@ class ServiceNow:
                 hint=f"Run `toolkit tickets login servicenow --url {config.url} --user NAME`.",
             )
         self.http = Http(self.name, config.url, auth_headers=basic_auth(config.user, password))
+        self.user = config.user
         self.table = config.option("table", "incident")
         if not _TABLE.match(self.table):
             raise UsageError(
                 f"tickets.toml: [servicenow] table {self.table!r} is not a table name."
             )
         self.max_attachment_bytes = config.limit(DEFAULT_LIMIT)
+
+    def whoami(self) -> str:
+        """One row of the tickets table (read-only): checks the password and the table's rights."""
+        found = self.http.json(
+            "GET",
+            f"api/now/table/{self.table}",
+            params={"sysparm_limit": "1", "sysparm_fields": "sys_id"},
+            what=f"reading the {self.table} table",
+        )
+        if not isinstance(found.get("result"), list):
+            raise TypeError("not a Table API answer")
+        return f"user {self.user}, who can read {self.table}"
 
     def _record(self, ticket: str) -> dict[str, str]:
         if not _NUMBER.match(ticket):

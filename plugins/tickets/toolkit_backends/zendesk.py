@@ -11,7 +11,7 @@ from pathlib import Path
 
 from toolkit.errors import UsageError
 from toolkit.tickets.base import Attachment, Ticket
-from toolkit.tickets.http import Http, basic_auth
+from toolkit.tickets.http import BackendRefused, Http, basic_auth
 from toolkit.tickets.plugins import BackendConfig, TicketPlugin
 from toolkit_backends._common import OCTET, attachment_from, latest, names, numeric_id
 
@@ -31,6 +31,13 @@ class Zendesk:
         auth = basic_auth(f"{config.user}/token", token)
         self.http = Http(self.name, config.url, auth_headers=auth)
         self.max_attachment_bytes = config.limit(DEFAULT_LIMIT)
+
+    def whoami(self) -> str:
+        """The token's agent: ``GET /api/v2/users/me.json`` (read-only)."""
+        me = self.http.json("GET", "api/v2/users/me.json", what="checking the API token")["user"]
+        if me.get("id") is None:  # Zendesk answers an unauthenticated caller as "anonymous"
+            raise BackendRefused("zendesk did not take the API token.", status=401)
+        return f"agent {me.get('email') or me['name']}"
 
     def ticket(self, ticket: str) -> Ticket:
         number = numeric_id(self.name, ticket)

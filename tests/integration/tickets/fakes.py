@@ -163,6 +163,8 @@ class Fake:
                 raise Refuse(400, "comment body must be an ADF document")
             self.find(m.group(1)).comments.append(doc)
             return 201, {"id": "1"}, {}
+        if method == "GET" and path == "/rest/api/3/myself":  # who the credentials are
+            return 200, {"accountId": "5b10ac8d82e05b22cc7d4ef5", "emailAddress": USER}, {}
         m = re.fullmatch(r"/rest/api/3/attachment/content/(\d+)", path)
         if m and method == "GET":
             return 303, b"", {"Location": self.media(m.group(1))}
@@ -189,6 +191,8 @@ class Fake:
             self.uploads.setdefault(token, []).append(item)
             att = {"id": int(file_id), "file_name": query["filename"], "size": len(body)}
             return 201, {"upload": {"token": token, "attachment": att}}, {}
+        if method == "GET" and path == "/api/v2/users/me.json":  # who the credentials are
+            return 200, {"user": {"id": 361, "name": "Agent", "email": USER}}, {}
         m = re.fullmatch(r"/api/v2/tickets/(\d+)(/comments)?\.json", path)
         if m and method == "GET" and not m.group(2):
             r = self.find(m.group(1))

@@ -77,11 +77,13 @@ def test_attached_read_back_and_downloaded(
 
 
 def test_a_wrong_secret_is_refused_and_the_transcript_waits(
-    fake: Fake, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fake: Fake, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     login(fake)
     number = ticket(capsys)
-    login(fake, "not-the-token")
+    # The key is revoked after login (login itself refuses a wrong one): the environment's
+    # token, which wins over the stored one, stands for it.
+    monkeypatch.setenv(f"TOOLKIT_TICKETS_{fake.system.upper()}_TOKEN", "not-the-token")
     signer = new_signer()
     cast = record_sample(tmp_path / "s.cast", signer)
     Outbox().enqueue(fake.system, number, cast, signer, None)

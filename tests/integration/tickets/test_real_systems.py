@@ -107,9 +107,28 @@ def test_login_keeps_the_key_in_the_keyring_only(redmine: System, test_keyring: 
 
 
 def test_a_wrong_key_is_refused_with_what_to_do(
-    redmine: System, test_keyring: Path, capsys: pytest.CaptureFixture[str]
+    redmine: System,
+    test_keyring: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    login(System("redmine", redmine.state, redmine.port, redmine.url, "0" * 40))
+    # login checks the key first: a wrong one is refused there and nothing is saved.
+    stdin = sys.stdin
+    sys.stdin = io.StringIO("0" * 40 + "\n")
+    try:
+        args = ["tickets", "login", "redmine", "--url", redmine.url, "--secret-stdin"]
+        assert toolkit(args) == 5
+    finally:
+        sys.stdin = stdin
+    shown = capsys.readouterr().err
+    assert shown.startswith(
+        f"redmine at {redmine.url} refused the API key (HTTP 401); nothing was saved."
+    )
+    assert not (Path(os.environ["XDG_CONFIG_HOME"]) / "toolkit" / "tickets.toml").exists()
+    assert not test_keyring.exists() or "0" * 40 not in test_keyring.read_text()
+    # A key that stops working later (revoked; here the environment's token, which wins).
+    login(redmine)
+    monkeypatch.setenv("TOOLKIT_TICKETS_REDMINE_TOKEN", "0" * 40)
     assert toolkit(["tickets", "new", "--subject", "x"]) == 5
     shown = capsys.readouterr().err
     assert "HTTP 401" in shown and "toolkit tickets login redmine --url" in shown
