@@ -17,7 +17,7 @@ from toolkit.identity import sshsig
 from toolkit.identity.allowed_signers import AllowedSigners
 from toolkit.identity.keys import public_line
 from toolkit.tickets.package import GZIP, MANIFEST_NAMESPACE, PARTS, Package, manifest_name
-from toolkit.transcript.models import NAMESPACE_CHECKPOINT, NAMESPACE_SEAL
+from toolkit.transcript.models import LOOKUP, NAMESPACE_CHECKPOINT, NAMESPACE_SEAL, counted_as
 from toolkit.transcript.verify import Report, examine
 
 #: Operations listed one by one; the rest are counted.
@@ -90,15 +90,12 @@ def comment(package: Package, allowed_signers: Path | None) -> tuple[str, Report
     report, verdict_line = verdict(cast, allowed_signers, operations=True)
     h = report.header
     listed: list[str] = []
-    operations = refusals = 0
+    # Counted as toolkit verify counts them (docs/transcript-format.md, "Operations").
+    operations, refusals = report.operations, report.refusals
     for fields in report.operation_events:
-        kind = fields.get("type")
-        if fields.get("purpose") == "completion":
-            continue
-        operations += kind == "operation"
-        refusals += kind == "refusal"
-        if len(listed) < MAX_LISTED:
-            listed.append(_operation(fields, str(kind)))
+        kind = counted_as(fields)
+        if kind is not None and kind != LOOKUP and len(listed) < MAX_LISTED:
+            listed.append(_operation(fields, kind))
     more = operations + refusals - len(listed)
     started = datetime.fromtimestamp(h.timestamp, UTC).isoformat(timespec="seconds")
     ended = report.ended.isoformat(timespec="seconds") if report.ended else "not recorded"
@@ -109,7 +106,8 @@ def comment(package: Package, allowed_signers: Path | None) -> tuple[str, Report
         f"Session {h.session_id}, ticket {h.ticket}",
         f"Started {started}, ended {ended}; end: {report.end_reason or 'not recorded'}",
         f"Scope: {', '.join(h.scope) or 'none'}",
-        f"Operations: {operations}, refusals: {refusals}",
+        f"Operations: {operations}, refusals: {refusals}"
+        + (f", completion look-ups: {report.lookups} (not counted)" if report.lookups else ""),
         *listed,
         *([f"  ... and {more} more (all in the transcript)"] if more > 0 else []),
         f"Verified right before upload: {verdict_line}",
