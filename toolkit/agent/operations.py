@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from toolkit import policy as pol
@@ -45,6 +45,8 @@ ApproveFix = Callable[[str, Sequence[Sequence[str]]], Awaitable[bool | Answer | 
 #: The same question for a fix outside the granted scope.
 AskOutOfScope = ApproveFix
 PIPE_CHUNK = 256 * 1024
+#: Starts the customer's line for a look-up the technician's Tab completion made.
+COMPLETION = "completion: "
 
 
 @dataclass(frozen=True)
@@ -115,9 +117,12 @@ class Operations:
     async def perform(self, request: Request) -> Outcome:
         record: dict[str, Any] = {"id": request.id, "op": request.op, **request.args}
         try:
-            return await getattr(self, f"_op_{request.op}")(request, record)  # type: ignore[no-any-return]
+            outcome: Outcome = await getattr(self, f"_op_{request.op}")(request, record)
         except ToolkitError as exc:
-            return _refusal(request, exc, record)
+            outcome = _refusal(request, exc, record)
+        if request.args.get("purpose") == "completion":  # a mark for the customer's screen
+            outcome = replace(outcome, summary=f"{COMPLETION}{outcome.summary}")
+        return outcome
 
     # -- scope -----------------------------------------------------------------
 

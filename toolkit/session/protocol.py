@@ -50,6 +50,8 @@ OPERATIONS: dict[str, dict[str, type]] = {
     "cancel": {"target": int},
     "shell": {},
 }
+#: ``list`` may also carry ``purpose``; its one value marks a look-up for Tab completion.
+LIST_PURPOSES = frozenset({"completion"})
 MAX_ARGV = 256
 MAX_ID = 0xFFFFFFFF  # request ids travel in data frames as a uint32
 MAX_ARG = 4096
@@ -234,6 +236,10 @@ def parse_request(body: Body) -> Request:
         raise ProtocolError(f"unknown operation {op!r}"[:200])
     schema = OPERATIONS[op]
     args = {k: v for k, v in value.items() if k not in ("v", "id", "op")}
+    marked = op == "list" and "purpose" in args  # optional, a display mark only
+    purpose = args.pop("purpose") if marked else None
+    if marked and not (isinstance(purpose, str) and purpose in LIST_PURPOSES):
+        raise ProtocolError(f"list: purpose must be one of: {', '.join(sorted(LIST_PURPOSES))}")
     if set(args) != set(schema):
         raise ProtocolError(f"{op} takes exactly: {', '.join(sorted(schema)) or 'no fields'}")
     for name, kind in schema.items():
@@ -247,6 +253,8 @@ def parse_request(body: Body) -> Request:
             raise ProtocolError(f"run: argv must have 1..{MAX_ARGV} items")
         if not all(isinstance(a, str) and len(a) <= MAX_ARG for a in argv):
             raise ProtocolError(f"run: argv items must be strings of at most {MAX_ARG} chars")
+    if marked:
+        args["purpose"] = purpose
     return Request(value["id"], op, args)
 
 

@@ -247,7 +247,8 @@ class TechnicianSession:
         Each listing is an operation like any other in both transcripts (op ``list``,
         ``purpose: completion``), but prints nothing and adds no output lines.
         """
-        reply = await self.client.request("list", path=directory)
+        # Marked for the customer's screen, which folds these; the agent's policy is the same.
+        reply = await self.client.request("list", path=directory, purpose="completion")
         response = reply.response
         fields: dict[str, Any] = {"op": "list", "path": directory, "purpose": "completion"}
         if not response.ok:
