@@ -37,6 +37,11 @@ else:
 _STYLE = {"SEALED": "bold green", "UNSEALED": "bold yellow"}
 
 
+def style_of(verdict: str) -> str:
+    """The rich style a verdict is printed in."""
+    return _STYLE.get(verdict, "bold red")
+
+
 def default_allowed_signers() -> Path | None:
     from toolkit import paths
 
@@ -46,7 +51,7 @@ def default_allowed_signers() -> Path | None:
     return None
 
 
-def _duration(seconds: float | None) -> str:
+def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return "unknown"
     minutes, secs = divmod(int(seconds), 60)
@@ -64,12 +69,12 @@ def counts(report: Report) -> str:
     return text
 
 
-def _shown_duration(report: Report) -> str:
+def duration_text(report: Report) -> str:
     """The session's duration; without a verified end, how long the verified part runs."""
     if report.duration is not None or report.covered_seconds is None:
-        return _duration(report.duration)
+        return format_duration(report.duration)
     return (
-        f"unknown; the verified part runs {_duration(report.covered_seconds)} "
+        f"unknown; the verified part runs {format_duration(report.covered_seconds)} "
         "(to its last valid checkpoint)"
     )
 
@@ -94,7 +99,7 @@ def _render(report: Report, signers: Path | None) -> None:
         ("customer", h.customer_host or "-"),
         ("scope", ", ".join(h.scope) or "-"),
         ("started", report.started.strftime("%Y-%m-%d %H:%M:%S UTC")),
-        ("duration", _shown_duration(report)),
+        ("duration", duration_text(report)),
         ("operations", counts(report)),
         ("ended", report.end_reason or "-"),
         ("checkpoints", f"{report.checkpoints} valid, {report.valid_bytes} of {report.size} bytes"),
@@ -128,7 +133,7 @@ def _render(report: Report, signers: Path | None) -> None:
             "do not rely on what it shows after the last valid checkpoint."
         )
     console.print(
-        f"[{_STYLE.get(verdict, 'bold red')}]{verdict}[/] {_markup_escape(shown_path)}",
+        f"[{style_of(verdict)}]{verdict}[/] {_markup_escape(shown_path)}",
         markup=True,
         plain=f"{verdict} {shown_path}",
     )
