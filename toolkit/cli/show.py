@@ -82,13 +82,13 @@ def show_file(path: Path, allowed_signers: Path | None, as_json: bool) -> ExitCo
     except TranscriptFormatError as exc:
         if as_json:
             stdout.print(json.dumps({"path": str(path), "error": exc.message}))
-        stderr.print(not_a_transcript(path, exc))
+        stderr.print(printable_lines(not_a_transcript(path, exc)))
         if exc.hint:
             stderr.print(printable_lines(exc.hint))
         return ExitCode.USAGE
     listed = entries(path, report.valid_bytes)
     if as_json:
-        stdout.print(json.dumps(_json(report, listed), ensure_ascii=False))
+        stdout.print(json.dumps(_json(report, listed)))
     else:
         _render(report, listed, signers)
     if trust is None and not as_json:

@@ -220,7 +220,7 @@ def verify_files(files: list[Path], allowed_signers: Path | None, as_json: bool)
         except TranscriptFormatError as exc:
             if as_json:
                 stdout.print(json.dumps({"path": str(path), "error": exc.message}))
-            stderr.print(not_a_transcript(path, exc))
+            stderr.print(printable_lines(not_a_transcript(path, exc)))
             if exc.hint and exc.hint not in hints:
                 hints.append(exc.hint)
             worst = ExitCode.USAGE
