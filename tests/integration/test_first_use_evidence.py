@@ -146,9 +146,19 @@ def session(
 
 
 def _wait_for_a_checkpoint(root: Path, timeout: float = 20.0) -> None:
+    """Until a checkpoint in the technician's transcript covers the last refusal."""
     deadline = time.monotonic() + timeout
-    while not any(b', "c", "' in cast.read_bytes() for cast in root.rglob("*.cast")):
-        assert time.monotonic() < deadline, "the technician's transcript has no checkpoint"
+
+    def covered() -> bool:
+        for cast in root.rglob("*.cast"):
+            data = cast.read_bytes()
+            refused = data.find(b'\\"argv\\":[\\"id\\",\\"-un\\"]')
+            if refused >= 0 and data.find(b', "c", "', refused) >= 0:
+                return True
+        return False
+
+    while not covered():
+        assert time.monotonic() < deadline, "no checkpoint after the refusal"
         time.sleep(0.2)
 
 
@@ -200,7 +210,8 @@ def test_the_technicians_transcript_plays_without_a_staircase(session: Session) 
         pytest.skip("asciinema is not installed (Debian package asciinema)")
     tmux = Tmux(session.root)
     try:
-        played = _play(tmux, asciinema, session.mine)
+        played = _play(tmux, "mine", asciinema, session.mine)
+        theirs = _play(tmux, "theirs", asciinema, session.theirs)
     finally:
         tmux.kill()
     lines = played.splitlines()
@@ -210,24 +221,30 @@ def test_the_technicians_transcript_plays_without_a_staircase(session: Session) 
     assert any(line.startswith("Filesystem") for line in lines), played
     assert any(line.startswith("Mem:") for line in lines), played
     # In the file: CRLF line ends, no bare LF anywhere in the output.
-    outputs = "".join(
-        Event.from_line(line).data
-        for line in session.mine.read_bytes().splitlines()[1:]
-        if Event.from_line(line).code == "o"
-    )
+    outputs = _outputs(session.mine)
     assert "staircase-1\r\nstaircase-2\r\nstaircase-3\r\n" in outputs
     assert re.search(r"(?<!\r)\n", outputs) is None, "a bare LF is left in the output"
+    # The shell's output (a PTY's, CRLF already) is in both copies as it came, and the
+    # customer's copy (which records no command output) plays its lines alike.
+    shell = _outputs(session.theirs)
+    assert "shell-42\r\n" in shell and shell in outputs
+    assert "shell-42" in theirs.splitlines(), theirs
 
 
-def _play(tmux: Tmux, asciinema: str, cast: Path) -> str:
+def _outputs(cast: Path) -> str:
+    """Every ``o`` line's data, joined."""
+    events = [Event.from_line(line) for line in cast.read_bytes().splitlines()[1:]]
+    return "".join(e.data for e in events if e.code == "o")
+
+
+def _play(tmux: Tmux, name: str, asciinema: str, cast: Path) -> str:
     """``asciinema play`` on a 100x30 tmux terminal; the screen and its history after."""
     command = f"{shlex.quote(asciinema)} play -s 20 -i 0.1 {shlex.quote(str(cast))}"
     tmux._run(
-        "new-session", "-d", "-s", "play", "-x", "100", "-y", "30",
+        "new-session", "-d", "-s", name, "-x", "100", "-y", "30",
         "sh", "-c", f'{command}; echo "[played $?]"; sleep 600',
     )  # fmt: skip
-    screen = tmux.wait_for("play", "[played 0]", timeout=60)
-    return screen
+    return tmux.wait_for(name, "[played 0]", timeout=60)
 
 
 # -- 5. the timeline -------------------------------------------------------------------------
