@@ -184,7 +184,11 @@ def test_verify_the_ticket_and_the_customers_copy_count_the_session_alike(
     assert f"Operations: {OPERATIONS}, refusals: {REFUSALS}," in session.comment, session.comment
     assert f"completion look-ups: {mine['lookups']} (not counted)" in session.comment
     # The comment lists each counted operation once, look-ups and session messages not.
-    listed = [line for line in session.comment.splitlines() if line.startswith("  ")]
+    listed = [
+        line
+        for line in session.comment.splitlines()
+        if line.startswith("  ") and not line.startswith("  approval ")
+    ]
     assert len(listed) == OPERATIONS + REFUSALS, session.comment
     assert sum("refused" in line for line in listed) == REFUSALS
     # The customer's copy holds more operation events (hello, end): not counted.
@@ -269,6 +273,7 @@ def test_show_lists_the_technicians_copy_in_order_with_times(session: Session) -
         ("operation", "ls ~: ok"),
         ("operation", "run uname -a: exit 0"),
         ("operation", "diag system"),
+        ("approval", "fix clear-thumbnails: approved by --yes at 20"),
         ("operation", "fix clear-thumbnails"),
         ("refusal", "read ~/.ssh/id_rsa: refused"),
         ("refusal", "run id -un: refused"),
@@ -295,6 +300,8 @@ def test_show_lists_the_customers_copy_alike(session: Session) -> None:
         ("session", "hello"),
         ("look-up", "list"),
         ("operation", "read "),
+        ("approval", "fix clear-thumbnails: approved by --yes at 20"),
+        ("operation", "fix clear-thumbnails"),
         ("refusal", "read "),
         ("refusal", "run id -un"),
         ("operation", "run false: exit 1"),

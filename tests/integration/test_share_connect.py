@@ -690,8 +690,12 @@ def test_customer_declines_then_approves_at_the_terminal(
         assert "declined" in declined
         for text in (NAME, EMAIL, "ticket       T-1", "asks for     diagnostics", "SHA256:"):
             assert text in shown
-        # A declined code is used up; a new one comes when the customer asks.
-        assert share.line(1, timeout=5)["event"] == "code-unusable"
+        # A declined code is used up; share ends unless the customer asks for a new one.
+        assert share.line(1, timeout=5) == {
+            "event": "declined",
+            "reason": "declined",
+            "ask": "new-code",
+        }
         share.type("n\n")
         fresh = share.line(2, timeout=5)
         assert fresh["code"] != share.code

@@ -47,8 +47,10 @@ from tests.relay_support import (
     try_register,
 )
 from tests.session_support import MARKER
+from tests.session_support import identity as technician_identity
 from toolkit.consent import CodeState, ConsentError, WrongCode, parse_code
 from toolkit.errors import ExitCode, TransportError
+from toolkit.identity.keys import public_line
 from toolkit.relay._wire import register_host
 from toolkit.relay.server import RelayOptions, read_technicians
 from toolkit.transport.relay import dial
@@ -102,7 +104,8 @@ def test_an_unknown_relay_host_key_stops_both_sides_before_anything_is_sent(
                 await relayed_agent(tmp_path, relay.route)
             text = info.value.diagnostics()
             assert info.value.exit_code is ExitCode.NETWORK
-            assert "known_hosts" in text and "ssh-keyscan -p" in text
+            # The fix works where ~/.ssh does not exist yet (mkdir -m 700 first).
+            assert "known_hosts" in text and "mkdir -p -m 700 ~/.ssh && echo" in text
             assert relay.relay.host_key_fingerprint in text  # what to compare with the operator
             with pytest.raises(TransportError):
                 await consent_through(relay.route, parse_code("417-093-552"))
@@ -111,14 +114,16 @@ def test_an_unknown_relay_host_key_stops_both_sides_before_anything_is_sent(
     run(main())
 
 
-def test_a_relay_key_that_changed_is_refused_like_an_unknown_one(tmp_path: Path) -> None:
+def test_a_relay_key_that_changed_is_refused_and_called_a_change(tmp_path: Path) -> None:
     async def main() -> None:
         async with running_relay(tmp_path) as first:
             port = first.port
         other = host_key(tmp_path / "impostor" / "host_key")
         async with running_relay(tmp_path, port=port, key=other, trusted=False) as impostor:
-            with pytest.raises(TransportError, match="not in your known_hosts, or its host key"):
+            with pytest.raises(TransportError, match="host key has changed") as info:
                 await relayed_agent(tmp_path, impostor.route)
+            assert "ssh-keygen -R" in info.value.diagnostics()
+            assert "echo" not in info.value.diagnostics()  # no command that trusts it
             assert impostor.log.events("auth") == []
 
     run(main())
@@ -164,23 +169,23 @@ def test_the_relay_grants_no_shell_exec_or_other_forwarding(tmp_path: Path) -> N
 
 
 def test_only_listed_technicians_reach_a_rendezvous(tmp_path: Path) -> None:
-    listed = tmp_path / "id_listed"
-    key = asyncssh.generate_private_key("ssh-ed25519")
-    listed.write_bytes(key.export_private_key())
-    listed.chmod(0o600)
+    # The relay knows technicians by their toolkit identity, the key they log in with.
+    listed = technician_identity()
     signers = tmp_path / "technicians"
-    signers.write_text(f'alice@example.com namespaces="toolkit" {key.export_public_key().decode()}')
+    signers.write_text(f'alice@example.com namespaces="toolkit" {public_line(listed.public_blob)}')
     technicians = read_technicians(signers)
 
     async def main() -> None:
         async with running_relay(tmp_path, technicians=technicians) as relay:
             agent = await relayed_agent(tmp_path, relay.route)  # anyone may register
             with pytest.raises(TransportError, match="admits listed technicians only"):
-                await consent_through(relay.route, agent.code)
+                await consent_through(relay.route, agent.code)  # another identity
+            # The listed identity gets in, whatever ~/.ssh holds besides.
             ssh = Path.home() / ".ssh"
-            (ssh / "id_ed25519").write_bytes(listed.read_bytes())
+            other = asyncssh.generate_private_key("ssh-ed25519")
+            (ssh / "id_ed25519").write_bytes(other.export_private_key())
             (ssh / "id_ed25519").chmod(0o600)
-            conn, _ = await consent_through(relay.route, agent.code)
+            conn, _ = await consent_through(relay.route, agent.code, listed)
             conn.close()
             await agent.agent.stop("test over")
 

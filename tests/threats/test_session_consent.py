@@ -227,7 +227,7 @@ def test_declined_gives_declined_and_a_new_code_only_when_asked(tmp_path: Path) 
                 await connect_to(agent)
             assert len(customer.asked) == 1
             assert first.state is not CodeState.ACTIVE
-            assert screen.codes == [first] and notices == [CodeNotice("used", {})]
+            assert screen.codes == [first] and notices == [CodeNotice("declined", {})]
             assert_no_session(agent, tmp_path)
             # The declined code stays dead; a new one, asked for, works once the customer
             # agrees, and the old one typed again costs it nothing.

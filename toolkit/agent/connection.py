@@ -142,7 +142,11 @@ class AgentConnection(asyncssh.SSHServer):
                 return _challenge(handshake.approved(decision))
             except ConsentError as exc:
                 reply = self._notice(exc)
-                self._agent.code_unusable("used")
+                # Not let in (share then ends, unless the customer asks for a new code),
+                # or a yes the handshake could not take.
+                self._agent.code_unusable(
+                    self._agent.declined_why if not decision.approved else "used"
+                )
                 return reply
         if handshake.state is AgentState.AWAITING_ACK:
             try:

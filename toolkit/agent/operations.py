@@ -21,30 +21,46 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from toolkit import policy as pol
 from toolkit.errors import PolicyRefused, ToolkitError
 from toolkit.plugins.catalogue import Catalogue, Kind, Procedure
 from toolkit.policy.commands import show_argv
-from toolkit.session.protocol import CONTENT, STDERR, STDOUT, Request, Response, data_frames
+from toolkit.session.protocol import (
+    CONTENT,
+    STDERR,
+    STDOUT,
+    Request,
+    Response,
+    commands_sha256,
+    data_frames,
+)
 
 Send = Callable[[bytes], Awaitable[None]]
 
 
 class Answer(enum.Enum):
-    """What came of asking the customer, when it was neither a yes nor a no."""
+    """What came of asking the customer, when it was not the customer's own yes or no."""
 
     NOBODY = "nobody"  # no one at the screen, or --yes for something it does not cover
     NO_ANSWER = "no answer"  # asked, and no answer came in time
+    YES_FLAG = "--yes"  # a yes given beforehand by `toolkit share --yes`: nobody was asked
 
 
 #: Asks the customer to approve a fix showing its exact commands: True is a yes, False a
-#: no, an :class:`Answer` (or None, for NOBODY) that neither came. The transcript says which.
+#: no, an :class:`Answer` (or None, for NOBODY) that neither came, or a yes from --yes.
+#: The transcript says which.
 ApproveFix = Callable[[str, Sequence[Sequence[str]]], Awaitable[bool | Answer | None]]
 #: The same question for a fix outside the granted scope.
 AskOutOfScope = ApproveFix
+#: Records one approval event in the customer's copy, when the answer comes.
+OnApproval = Callable[[dict[str, Any]], None]
 PIPE_CHUNK = 256 * 1024
+#: An approval sent to the technician carries its commands only up to this size of JSON
+#: (a ``run`` may be 256 arguments of 4096 characters); ``commands_sha256`` always.
+MAX_APPROVAL_COMMANDS = 32 * 1024
 #: Starts the customer's line for a look-up the technician's Tab completion made.
 COMPLETION = "completion: "
 
@@ -66,9 +82,49 @@ class _Streams:
     )
 
 
+def approval(
+    answer: bool | Answer | None,
+    *,
+    request: int,
+    asked_for: str,
+    procedure: Procedure | None,
+    commands: Sequence[Sequence[str]],
+    out_of_scope: bool,
+) -> dict[str, Any]:
+    """The approval event's fields (docs/transcript-format.md): who answered what, when."""
+    if answer is True or answer is Answer.YES_FLAG:
+        said = "approved"
+    elif answer is False:
+        said = "declined"
+    elif answer is Answer.NO_ANSWER:
+        said = "no answer"
+    else:
+        said = "nobody to ask"
+    by = "customer" if isinstance(answer, bool) else "--yes" if answer is Answer.YES_FLAG else None
+    listed = [list(c) for c in commands]
+    return {
+        "answer": said,
+        "by": by,
+        "at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "request": request,
+        "asked_for": asked_for,
+        "procedure": procedure.name if procedure is not None else None,
+        "summary": procedure.summary if procedure is not None else None,
+        "commands": listed,
+        "commands_sha256": commands_sha256(listed),
+        "out_of_scope": out_of_scope,
+    }
+
+
+def _for_the_technician(fields: dict[str, Any]) -> dict[str, Any]:
+    """The approval as sent with the response: its commands only while they are small."""
+    size = len(json.dumps(fields["commands"], separators=(",", ":")))
+    return fields if size <= MAX_APPROVAL_COMMANDS else {**fields, "commands": None}
+
+
 def _decided(answer: bool | Answer | None, what: str, *, outside: bool, declined: str) -> None:
     """Return on a yes; else refuse saying what happened, never "declined" for silence."""
-    if answer is True:
+    if answer is True or answer is Answer.YES_FLAG:
         return
     why = "is outside the approved scope" if outside else "needs the customer's approval"
     if answer is None or answer is Answer.NOBODY:
@@ -105,8 +161,11 @@ class Operations:
         send: Send,
         info: dict[str, Any],
         ask_out_of_scope: AskOutOfScope | None = None,
+        on_approval: OnApproval | None = None,
     ) -> None:
         self._ask_out_of_scope = ask_out_of_scope  # None: outside the scope is refused
+        self._on_approval = on_approval
+        self._approvals: dict[int, dict[str, Any]] = {}  # by request id, until answered
         self._policy = policy
         self._scopes = scopes
         self._catalogue = catalogue
@@ -120,9 +179,39 @@ class Operations:
             outcome: Outcome = await getattr(self, f"_op_{request.op}")(request, record)
         except ToolkitError as exc:
             outcome = _refusal(request, exc, record)
+        finally:
+            asked = self._approvals.pop(request.id, None)
+        if asked is not None:  # the technician hears what the customer answered
+            response = replace(outcome.response, approval=_for_the_technician(asked))
+            outcome = replace(outcome, response=response)
         if request.args.get("purpose") == "completion":  # a mark for the customer's screen
             outcome = replace(outcome, summary=f"{COMPLETION}{outcome.summary}")
         return outcome
+
+    async def _ask(
+        self,
+        ask: ApproveFix,
+        request: Request,
+        shown: str,
+        commands: Sequence[Sequence[str]],
+        *,
+        procedure: Procedure | None,
+        outside: bool,
+    ) -> bool | Answer | None:
+        """Ask, and record the answer as an approval event in both copies."""
+        answer = await ask(shown, commands)
+        fields = approval(
+            answer,
+            request=request.id,
+            asked_for=request.op,
+            procedure=procedure,
+            commands=commands,
+            out_of_scope=outside,
+        )
+        self._approvals[request.id] = fields
+        if self._on_approval is not None:
+            self._on_approval(fields)
+        return answer
 
     # -- scope -----------------------------------------------------------------
 
@@ -155,7 +244,9 @@ class Operations:
                 pol.match_command(argv, self._policy, "fixes")
             except PolicyRefused:
                 raise refused from None
-            answer = await ask(shown, [argv])
+            answer = await self._ask(
+                ask, request, shown, [argv], procedure=None, outside=not granted
+            )
             declined = f"refused: the customer declined to run {shown!r}"
             try:
                 _decided(answer, f"running {shown!r}", outside=not granted, declined=declined)
@@ -180,7 +271,14 @@ class Operations:
         if procedure.kind is Kind.FIX and record.get("out_of_scope"):
             pass  # the customer approved these very commands outside the scope
         elif procedure.kind is Kind.FIX:
-            answer = await self._approve_fix(procedure.name, commands)
+            answer = await self._ask(
+                self._approve_fix,
+                request,
+                procedure.name,
+                commands,
+                procedure=procedure,
+                outside=False,
+            )
             declined = f"refused: the customer declined the fix {procedure.name}"
             _decided(answer, f"the fix {procedure.name}", outside=False, declined=declined)
             record["approved"] = True
@@ -212,9 +310,13 @@ class Operations:
             # Outside the approved scope: the customer may still allow this one fix,
             # seeing exactly what it runs.
             procedure = self._catalogue.get(Kind.FIX, name)
-            answer = await ask(
+            answer = await self._ask(
+                ask,
+                request,
                 f"{procedure.name} (outside the approved scope)",
                 procedure.resolved(self._policy.home),
+                procedure=procedure,
+                outside=True,
             )
             declined = (
                 f"refused: the customer declined the fix {procedure.name}, "
@@ -231,7 +333,14 @@ class Operations:
         digest = hashlib.sha256()
         size = 0
         opened = await off_the_loop(pol.open_for_read, request.args["path"], self._policy)
-        chunks = opened.chunks(PIPE_CHUNK)
+        # The same checked open as a whole read; then only the lines asked are read and sent.
+        head, tail = request.args.get("head"), request.args.get("tail")
+        if head is not None:
+            chunks, asked = opened.head(head), f"first {head} lines, "
+        elif tail is not None:
+            chunks, asked = opened.tail(tail), f"last {tail} lines, "
+        else:
+            chunks, asked = opened.chunks(PIPE_CHUNK), ""
         reading = False
         try:
             while True:
@@ -256,9 +365,13 @@ class Operations:
             if not reading:
                 opened.close()
         real = opened.real_path
-        result = {"path": real, "size": size, "sha256": digest.hexdigest()}
+        result: dict[str, Any] = {"path": real, "size": size, "sha256": digest.hexdigest()}
+        if asked:  # the range asked is in the request's fields; say what the file was
+            result["file_size"] = opened.size
         record.update(result)
-        return Outcome(Response(request.id, True, result), record, f"read {real} ({size} bytes)")
+        return Outcome(
+            Response(request.id, True, result), record, f"read {real} ({asked}{size} bytes)"
+        )
 
     async def _op_stat(self, request: Request, record: dict[str, Any]) -> Outcome:
         self._need("diagnostics", "stat")
@@ -413,4 +526,13 @@ def _stat_fields(kind: str, st: os.stat_result) -> dict[str, Any]:
     }
 
 
-__all__ = ["Answer", "ApproveFix", "AskOutOfScope", "Operations", "Outcome", "Send"]
+__all__ = [
+    "Answer",
+    "ApproveFix",
+    "AskOutOfScope",
+    "OnApproval",
+    "Operations",
+    "Outcome",
+    "Send",
+    "approval",
+]

@@ -68,6 +68,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 APPROVAL_TIMEOUT = 300.0
+#: The reasons a code was used up because the technician was not let in.
+DECLINES = frozenset({"declined", "no-answer"})
 #: asyncssh's default listen backlog.
 BACKLOG = 100
 
@@ -95,7 +97,9 @@ class Observer(Protocol):
 class CodeNotice:
     """The code on the customer's screen can no longer be used."""
 
-    #: "burned", "expired" or "used" (used without a session: declined, or the peer left).
+    #: "burned", "expired", "used" (the technician left while the customer was asked),
+    #: "declined" (the customer said no, or could not be asked) or "no-answer" (no
+    #: answer in time): see DECLINES.
     why: str
     #: Tries of this code that failed, by source address (toolkit.consent._sources).
     failed: dict[str, int]
@@ -153,6 +157,8 @@ class Agent:
         self.sources = Sources()
         self._failed_now: Counter[str] = Counter()  # the current code's failed tries, by source
         self._reported: OneTimeCode | None = None  # the unusable code the customer was told of
+        #: Why the last approval was not a yes: "declined" or "no-answer" (DECLINES).
+        self.declined_why = "declined"
         self.session: AgentSession | None = None
         self._sock: socket.socket | None = None
         self._server: asyncssh.SSHAcceptor | None = None
@@ -321,6 +327,8 @@ class Agent:
             )
         elif why == "expired":
             self.observer.say(f"the code expired{detail}")
+        elif why in DECLINES:
+            self.observer.say(f"no session started, and the code is used up{detail}")
         else:
             self.observer.say(f"the code was used, and no session runs{detail}")
         if self.settings.code_unusable is not None:
@@ -351,11 +359,13 @@ class Agent:
     async def decide(self, request: ApprovalRequest) -> Decision:
         import asyncio
 
+        self.declined_why = "declined"
         try:
             return await asyncio.wait_for(
                 get_decision(self.settings.approver, request), self.settings.approval_timeout
             )
         except TimeoutError:
+            self.declined_why = "no-answer"
             self.observer.say("no answer in time: declined")
         except Exception:  # an approver that breaks must mean no, never yes
             logger.exception("the approval prompt failed")
@@ -423,4 +433,4 @@ def _cannot_listen(host: str, port: int, exc: OSError) -> TransportError:
     )
 
 
-__all__ = ["Agent", "AgentSettings", "HostKey", "Observer"]
+__all__ = ["DECLINES", "Agent", "AgentSettings", "CodeNotice", "HostKey", "Observer"]

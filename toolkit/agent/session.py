@@ -321,6 +321,7 @@ class AgentSession:
             catalogue=settings.catalogue,
             approve_fix=settings.approve_fix,
             ask_out_of_scope=settings.ask_out_of_scope,
+            on_approval=self._record_approval,
             send=self._send,
             info={
                 "agent": __version__,
@@ -557,6 +558,11 @@ class AgentSession:
         if self._ended or shell is None or Scope.SHELL not in self.consent.granted:
             return None
         return shell if shell.awaiting_channel else None
+
+    def _record_approval(self, fields: dict[str, Any]) -> None:
+        """The customer's answer to a fix, as it comes (docs/transcript-format.md)."""
+        if not self.recorder.closed:
+            self.recorder.event("approval", **fields)
 
     def _record(self, request: Request, outcome: Outcome) -> None:
         if self.recorder.closed:

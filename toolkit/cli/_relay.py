@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from toolkit.cli._console import say
 
 if TYPE_CHECKING:
     import asyncssh
@@ -46,6 +49,71 @@ def relay_route(relay: str | None, relay_dir: str) -> RelayRoute | None:
     from toolkit.transport.relay import RelayAddress, RelayRoute
 
     return RelayRoute(RelayAddress.parse(relay), socket_dir=relay_dir)
+
+
+def confirm_relay_host(route: RelayRoute) -> None:
+    """Check the relay's host key first, before a passphrase, a code or a rendezvous.
+
+    A known key goes on. An unknown one is shown and asked about on a
+    terminal, as ssh does: ``yes`` (or the fingerprint) adds it to known_hosts
+    (making ~/.ssh 0700 and the file 0600 if missing), ``no`` stops with exit
+    code 4. Without a terminal, exit code 4 and the command that adds it. A
+    changed or revoked key is always refused.
+    """
+    import asyncio
+
+    from toolkit.transport._asyncssh import load
+
+    load()
+    from toolkit.transport.known_hosts import HostKeyStatus, add_known_host
+    from toolkit.transport.relay import check_host_key, host_key_refused
+
+    check = asyncio.run(check_host_key(route))
+    if check.status is HostKeyStatus.KNOWN:
+        return
+    if check.status is not HostKeyStatus.UNKNOWN or not _terminal():
+        raise host_key_refused(check, route.address)
+    # The name known_hosts keeps it under, where ~/.ssh/config makes it another one.
+    named = "" if route.address.host in check.pattern else f" ({check.pattern})"
+    say(
+        f"The authenticity of the relay {route.address}{named} can't be "
+        f"established.\n{check.kind} key fingerprint is {check.fingerprint}.\n"
+        "Compare it with the fingerprint the relay's operator publishes."
+    )
+    if not _yes(check.fingerprint):
+        raise host_key_refused(check, route.address, declined=True)
+    try:
+        add_known_host(check)
+    except OSError as exc:
+        from toolkit.errors import TransportError
+
+        raise TransportError(
+            f"Cannot add the relay's host key to {check.file}: {exc.strerror or exc}.",
+            hint=f"Add it yourself: {check.add_command()}",
+        ) from None
+    say(f"Permanently added '{check.pattern}' ({check.kind}) to {check.file}.")
+
+
+def _terminal() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def _yes(fingerprint: str) -> bool:
+    """ssh's question: yes, no, or the fingerprint itself; end of input is no."""
+    question = "Are you sure you want to continue connecting (yes/no/[fingerprint])? "
+    while True:
+        sys.stderr.write(question)
+        sys.stderr.flush()
+        answer = sys.stdin.readline()
+        if not answer:
+            sys.stderr.write("\n")
+            return False
+        answer = answer.strip()
+        if answer.lower() == "yes" or answer == fingerprint:
+            return True
+        if answer.lower() == "no":
+            return False
+        question = "Please type 'yes', 'no' or the fingerprint: "
 
 
 def relay_shown(route: RelayRoute, code: Secret) -> str:
@@ -164,6 +232,7 @@ __all__ = [
     "DEFAULT_RELAY_DIR",
     "RelayDirOption",
     "RelayOption",
+    "confirm_relay_host",
     "connect_relayed",
     "relay_route",
     "relay_shown",

@@ -17,6 +17,7 @@ from toolkit.cli._relay import (
     DEFAULT_RELAY_DIR,
     RelayDirOption,
     RelayOption,
+    confirm_relay_host,
     connect_relayed,
     relay_route,
     relay_shown,
@@ -188,6 +189,8 @@ def connect_command(
         raise UsageError(
             "No terminal for the prompt.", hint="Use --batch FILE, or --batch - to read stdin."
         )
+    if route is not None:
+        confirm_relay_host(route)  # before the passphrase and the code
     identity = load_identity(key, agent)
     from toolkit.cli.tickets import sync_once_quietly
 

@@ -6,8 +6,9 @@ shell is open, its screen, mirrored read-only (a pyte terminal fed with the
 shell's output); and any question for the customer (a fix, an operation
 outside the approved scope) with its exact commands, a default of no and a
 countdown. Keys, read on the event loop with the terminal in cbreak mode:
-``q`` (or Ctrl-C) ends the session at once for both sides; ``y`` answers yes,
-``n`` or Enter no.
+``q`` (or Ctrl-C) ends the session at once for both sides (``q`` is an end on
+purpose, exit 0; Ctrl-C an interruption, exit 130); ``y`` answers yes, ``n`` or
+Enter no.
 
 Without a terminal on stderr there is no drawing: lines are printed as they
 come, and questions are asked on their own line.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import sys
 import termios
 import time
@@ -27,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from toolkit.agent.operations import Answer
+from toolkit.agent.operations import COMPLETION, Answer
 from toolkit.text import printable
 
 if TYPE_CHECKING:
@@ -36,8 +38,13 @@ if TYPE_CHECKING:
     from toolkit.agent.server import Agent
 
 LOG_LINES = 12
-#: The mirror is cut to this many rows of the shell's screen (the bottom ones).
-MIRROR_ROWS = 16
+#: Paths a folded line of completion look-ups names (the newest).
+FOLD_PATHS = 4
+#: The agent's line for a listing: "list PATH (ENTRIES)".
+_LISTED = re.compile(r"list (.*) \(\d+\)", re.DOTALL)
+#: The view's last line. q is the customer ending the share on purpose (exit 0); Ctrl-C
+#: and SIGTERM are interruptions (130), as everywhere else (docs/exit-codes.md).
+HELP = "q ends the session at once (exit 0); so does Ctrl-C (exit 130)"
 
 
 @dataclass
@@ -45,9 +52,43 @@ class Question:
     title: str
     lines: list[str]
     deadline: float
+    #: What the log says was answered, a whole phrase: "the fix flush-dns (...): 1 command".
+    subject: str
     answer: asyncio.Future[bool] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+
+
+@dataclass
+class _Fold:
+    """Consecutive look-ups for the technician's Tab completion, as one line of the log.
+
+    Each is still an operation the agent's policy decided and both transcripts
+    record; the customer's screen only shows them together, marked as completion.
+    """
+
+    paths: list[str] = field(default_factory=list)
+    refused: int = 0
+    count: int = 0
+
+    def add(self, summary: str) -> None:
+        self.count += 1
+        listed = _LISTED.fullmatch(summary)
+        if listed is None:  # refused or failed: the transcripts say why
+            self.refused += 1
+            return
+        path = listed.group(1)
+        if path in self.paths:
+            self.paths.remove(path)
+        self.paths.append(path)  # the newest last
+
+    def text(self) -> str:
+        shown = self.paths[-FOLD_PATHS:]
+        parts = [*(["..."] if len(self.paths) > len(shown) else []), *shown]
+        if self.refused:
+            parts.append(f"{self.refused} refused")
+        many = "s" if self.count != 1 else ""
+        return f"completion (Tab): {', '.join(parts)} ({self.count} look-up{many})"
 
 
 class Mirror:
@@ -67,7 +108,8 @@ class Mirror:
         self.active = True
         self._stream.feed(data)
 
-    def rows(self, limit: int = MIRROR_ROWS) -> list[str]:
+    def rows(self, limit: int = 1000) -> list[str]:
+        """The screen's rows down to its last non-blank one; the bottom ``limit`` of them."""
         display: list[str] = [str(line).rstrip() for line in self._screen.display]
         while display and not display[-1]:
             display.pop()
@@ -86,16 +128,30 @@ class LiveView:
         self.mirror = Mirror()
         self.question: Question | None = None
         self.on_quit: Callable[[], None] | None = None
+        self._fold: _Fold | None = None  # the log's last line, while it folds look-ups
         self._saved: list[Any] | None = None
         self._live: Any = None
 
     # -- what the agent reports ------------------------------------------------------
 
     def say(self, message: str) -> None:
+        if message.startswith(COMPLETION) and self.draw:
+            self._complete(message.removeprefix(COMPLETION))
+            return
+        self._fold = None
         line = f"{time.strftime('%H:%M:%S')} {printable(message)}"
         self.log.append(line)
         if not self.draw:
             self.console.print(f"[{line[:8]}]{line[8:]}", markup=False, highlight=False)
+
+    def _complete(self, summary: str) -> None:
+        """A look-up for the technician's Tab completion: folded into one line, kept updated."""
+        fold = self._fold
+        if fold is None or not self.log:
+            fold = self._fold = _Fold()
+            self.log.append("")
+        fold.add(summary)
+        self.log[-1] = f"{time.strftime('%H:%M:%S')} {printable(fold.text())}"
 
     def shell_size(self, width: int, height: int) -> None:
         self.mirror.resize(width, height)
@@ -108,14 +164,25 @@ class LiveView:
 
     # -- questions ---------------------------------------------------------------
 
-    async def ask(self, title: str, lines: Sequence[str], timeout: float) -> bool | Answer:
-        """Yes or no, in the view; Answer.NO_ANSWER when none came by ``timeout``."""
+    async def ask(
+        self, title: str, lines: Sequence[str], timeout: float, subject: str | None = None
+    ) -> bool | Answer:
+        """Yes or no, in the view; Answer.NO_ANSWER when none came by ``timeout``.
+
+        ``subject`` names what is asked about in the log ("you approved SUBJECT");
+        without it, the title does.
+        """
         while self.question is not None:  # one question at a time, in order
             with contextlib.suppress(BaseException):
                 await asyncio.shield(self.question.answer)
         # Made printable here, whoever asks: the view shows them as they are below.
         shown = [printable(line, None) for line in lines]
-        question = Question(printable(title, None), shown, time.monotonic() + timeout)
+        question = Question(
+            printable(title, None),
+            shown,
+            time.monotonic() + timeout,
+            printable(subject if subject is not None else title, None),
+        )
         self.question = question
         if not self.draw:
             text = "\n".join([title, *lines, f"Allow? [y/N] (no in {int(timeout)} s): "])
@@ -123,7 +190,7 @@ class LiveView:
         try:
             return await asyncio.wait_for(asyncio.shield(question.answer), timeout)
         except TimeoutError:
-            self.say(f"no answer in time: refused ({printable(title, 80)})")
+            self.say(f"no answer in time: refused {question.subject}")
             return Answer.NO_ANSWER
         finally:
             if not question.answer.done():
@@ -147,58 +214,128 @@ class LiveView:
             return
         if not self.draw:
             self.console.print("yes" if question.answer.result() else "no", markup=False)
-        answer = "yes" if question.answer.result() else "no"
-        # nosemgrep: toolkit-print-untrusted -- a Question's title is printable() (ask)
-        self.say(f"you answered {answer}: {question.title}")
+        answer = "approved" if question.answer.result() else "declined"
+        # nosemgrep: toolkit-print-untrusted -- a Question's subject is printable() (ask)
+        self.say(f"you {answer} {question.subject}")
 
     # -- the view ----------------------------------------------------------------
 
     def __rich__(self) -> RenderableType:
+        """The view, fitted to the terminal: the log and the mirror show their newest lines.
+
+        The header, a question and the help line come first; what rows are left go
+        to the log and, while a shell runs, to its mirror (the bottom rows of the
+        shell's screen, so the newest line and the prompt always show). Nothing is
+        left for the terminal to cut at the bottom.
+        """
         from rich.console import Group
+        from rich.panel import Panel
+        from rich.text import Text
+
+        width, height = self.console.size
+        inner = max(1, width - 4)  # a panel's borders and padding
+        top = self._header()
+        question = self._question()
+        fixed = [part for part in (top, question) if part is not None]
+        used = sum(self._height(part, width) for part in fixed) + 1  # and the help line
+        # One row spare: a view as tall as the terminal would scroll it by a line.
+        left = max(0, height - 1 - used)
+        mirror = self.mirror.rows(limit=max(1, height)) if self.mirror.active else None
+        if mirror is None:
+            log_rows = max(1, left - 2)
+        else:
+            log_rows = max(1, min(LOG_LINES, (left - 2) // 3, left - 5))
+        parts: list[RenderableType] = [] if top is None else [top]
+        log_height = min(self._log_height(log_rows, inner), log_rows) + 2
+        log = self._log(log_rows, inner)
+        parts.append(Panel(log, title="what happens", title_align="left", height=log_height))
+        if mirror is not None:
+            mirror_rows = max(1, left - log_height - 2)
+            shown = Text("\n".join(mirror[-mirror_rows:]), no_wrap=True, overflow="crop")
+            parts.append(
+                Panel(shown, title="the technician's shell (read-only)", title_align="left")
+            )
+        if question is not None:
+            parts.append(question)
+        parts.append(Text(HELP, style="dim", no_wrap=True, overflow="ellipsis"))
+        return Group(*parts)
+
+    def _height(self, part: RenderableType, width: int) -> int:
+        options = self.console.options.update(width=width, height=None)
+        return len(self.console.render_lines(part, options, pad=False))
+
+    def _wrapped(self, line: str, inner: int) -> int:
+        from rich.text import Text
+
+        return max(1, len(Text(line, no_wrap=False, overflow="fold").wrap(self.console, inner)))
+
+    def _log_lines(self, rows: int, inner: int) -> list[str]:
+        """The newest log lines that fit in ``rows`` rows once wrapped (the newest, always)."""
+        chosen: list[str] = []
+        used = 0
+        for line in reversed(list(self.log)[-LOG_LINES:]):
+            need = self._wrapped(line, inner)
+            if chosen and used + need > rows:
+                break
+            chosen.append(line)
+            used += need
+        return chosen[::-1]
+
+    def _log_height(self, rows: int, inner: int) -> int:
+        lines = self._log_lines(rows, inner)
+        return sum(self._wrapped(line, inner) for line in lines) if lines else 1
+
+    def _log(self, rows: int, inner: int) -> RenderableType:
+        from rich.text import Text
+
+        # A newest line longer than the panel is cut at the panel's bottom row, never
+        # the panel's tail: the rows above it give way first.
+        shown = "\n".join(self._log_lines(rows, inner)) or "(nothing yet)"
+        return Text(shown, no_wrap=False, overflow="fold")  # share's console soft-wraps
+
+    def _header(self) -> RenderableType | None:
         from rich.panel import Panel
         from rich.table import Table
         from rich.text import Text
 
-        parts: list[RenderableType] = []
         session = self.agent.session
-        if session is not None:
-            consent = session.consent
-            header = Table.grid(padding=(0, 2))
-            header.add_column(style="bold")
-            header.add_column()
-            trusted = (
-                Text("trusted (your allowed_signers vouches for this key)", style="green")
-                if consent.trusted
-                else Text("NOT trusted: no allowed_signers vouches for this key", style="yellow")
-            )
-            header.add_row(
-                "technician", Text(f"{printable(consent.name)} <{printable(consent.email)}>")
-            )
-            header.add_row("key", Text(consent.fingerprint))
-            header.add_row("", trusted)
-            header.add_row("ticket", Text(printable(consent.ticket)))
-            header.add_row("scope", Text(", ".join(sorted(s.value for s in consent.granted))))
-            elapsed = int(time.monotonic() - session.started)
-            header.add_row("elapsed", f"{elapsed // 60:02d}:{elapsed % 60:02d}")
-            parts.append(Panel(header, title="toolkit share: session running", title_align="left"))
-        log = Text("\n".join(list(self.log)[-LOG_LINES:]) or "(nothing yet)")
-        parts.append(Panel(log, title="what happens", title_align="left"))
-        if self.mirror.active:
-            rows = Text("\n".join(self.mirror.rows()))
-            parts.append(
-                Panel(rows, title="the technician's shell (read-only)", title_align="left")
-            )
+        if session is None:
+            return None
+        consent = session.consent
+        header = Table.grid(padding=(0, 2))
+        header.add_column(style="bold", no_wrap=True)
+        header.add_column(no_wrap=True, overflow="ellipsis")
+        trusted = (
+            Text("trusted (your allowed_signers vouches for this key)", style="green")
+            if consent.trusted
+            else Text("NOT trusted: no allowed_signers vouches for this key", style="yellow")
+        )
+        header.add_row(
+            "technician", Text(f"{printable(consent.name)} <{printable(consent.email)}>")
+        )
+        header.add_row("key", Text(consent.fingerprint))
+        header.add_row("", trusted)
+        header.add_row("ticket", Text(printable(consent.ticket)))
+        header.add_row("scope", Text(", ".join(sorted(s.value for s in consent.granted))))
+        elapsed = int(time.monotonic() - session.started)
+        header.add_row("elapsed", f"{elapsed // 60:02d}:{elapsed % 60:02d}")
+        return Panel(header, title="toolkit share: session running", title_align="left")
+
+    def _question(self) -> RenderableType | None:
+        from rich.panel import Panel
+        from rich.text import Text
+
         question = self.question
-        if question is not None:
-            left = max(0, int(question.deadline - time.monotonic()))
-            # nosemgrep: toolkit-print-untrusted -- a Question's lines are printable() (ask)
-            body = Text("\n".join([*question.lines, "", f"y = yes, n or Enter = no ({left} s)"]))
-            # nosemgrep: toolkit-print-untrusted -- and so is its title
-            title = Text(question.title)
-            # nosemgrep: toolkit-print-untrusted -- both made of printable() text, above
-            parts.append(Panel(body, title=title, style="bold yellow", title_align="left"))
-        parts.append(Text("q or Ctrl-C ends the session at once", style="dim"))
-        return Group(*parts)
+        if question is None:
+            return None
+        left = max(0, int(question.deadline - time.monotonic()))
+        lines = [*question.lines, "", f"y = yes, n or Enter = no ({left} s)"]
+        # nosemgrep: toolkit-print-untrusted -- a Question's lines are printable() (ask)
+        body = Text("\n".join(lines), no_wrap=False, overflow="fold")
+        # nosemgrep: toolkit-print-untrusted -- and so is its title
+        title = Text(question.title)
+        # nosemgrep: toolkit-print-untrusted -- both made of printable() text, above
+        return Panel(body, title=title, style="bold yellow", title_align="left")
 
     async def run(self, until: asyncio.Future[Any]) -> None:
         """Draw and read keys until ``until`` is done."""

@@ -125,6 +125,9 @@ async def _serve(relay: Relay, logs_on_stdout: bool) -> int:
     why: list[int] = []
 
     def stopping(code: int) -> None:
+        if code == ExitCode.INTERRUPTED and sys.stderr.isatty():
+            # After the terminal's ^C, so that the log's last line starts a line of its own.
+            print(file=sys.stderr, flush=True)
         why.append(code)
         stop.set()
 

@@ -18,6 +18,7 @@ import stat
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -28,6 +29,7 @@ from toolkit.cli._relay import (
     DEFAULT_RELAY_DIR,
     RelayDirOption,
     RelayOption,
+    confirm_relay_host,
     relay_route,
     start_relayed,
 )
@@ -44,13 +46,26 @@ if TYPE_CHECKING:
     from toolkit.agent.session import SessionEnd
     from toolkit.cli.live import LiveView
     from toolkit.consent import ApprovalRequest, Decision, OneTimeCode, TrustCheck
+    from toolkit.plugins.catalogue import Catalogue, Procedure
 
 FIX_TIMEOUT = 120.0
 #: The longest a code may stay valid: it is read out during a phone call, and a
 #: relay keeps a rendezvous an hour by default (toolkit relay --max-ttl).
 MAX_TTL = 3600.0
+#: What an untrusted key means and what to do, in one line (it fits 80 columns).
+UNTRUSTED = "NO: key not in your allowed_signers; check it with your provider"
 #: What the customer types (or a script writes on stdin) for a new code.
 NEW_CODE_WORDS = ("n", "new", "new-code")
+#: After a decline: what ends share (an empty line is Enter).
+END_WORDS = ("", "q", "quit", "end")
+DECLINED_HINT = "Type n and Enter for a new code; Enter or q ends toolkit share."
+#: Why no session started, by the reason share's JSON line gives.
+DECLINED_WHY = {
+    "declined": "you declined the technician",
+    "no-answer": "no answer in time",
+    "nobody-to-ask": "there was no terminal to ask you on",
+    "nothing-offered": "nothing the technician asked for is offered",
+}
 
 
 def parse_address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -129,6 +144,7 @@ class _Keyboard:
         self._waiting: asyncio.Future[str] | None = None
         self.ended = False
         self.on_command: Callable[[str], None] = lambda line: None
+        self.on_end: Callable[[], None] = lambda: None  # the end of input (not a cancel)
 
     async def run(self) -> None:
         """Read until the end of input (or cancelled, when the live view takes the keys)."""
@@ -141,7 +157,8 @@ class _Keyboard:
                 else:
                     self.on_command(line.strip().lower())
         except EOFError:
-            pass
+            self.ended = True
+            self.on_end()
         finally:
             self.ended = True
             if self._waiting is not None and not self._waiting.done():
@@ -169,10 +186,27 @@ class _Screen:
         self.agent: Agent | None = None
         self.live: LiveView | None = None
         self.keyboard: _Keyboard | None = None  # None: nobody can ask for a new code
+        #: Why the approver declined on its own ("nobody-to-ask", "nothing-offered"), if it did.
+        self.approver_why: Callable[[], str | None] = lambda: None
+        #: Ends share with no session (exit 3); set by share_command.
+        self.end_declined: Callable[[str], None] = lambda why: None
+        self._after_decline: str | None = None  # why, while "new code or end?" is asked
+
+    @property
+    def _asks(self) -> bool:
+        return self.keyboard is not None and not self.keyboard.ended
 
     def code_unusable(self, notice: CodeNotice) -> None:
-        """The code cannot be used any more: say how to get a new one (nothing happens alone)."""
-        asks = self.keyboard is not None and not self.keyboard.ended
+        """The code cannot be used any more: say how to get a new one (nothing happens alone).
+
+        After a decline, share ends unless the customer asks for a new code there.
+        """
+        from toolkit.agent.server import DECLINES
+
+        if notice.why in DECLINES:
+            self._declined(self.approver_why() or notice.why)
+            return
+        asks = self._asks
         if self._json:
             line = {
                 "event": "code-unusable",
@@ -186,11 +220,38 @@ class _Screen:
         else:
             say("Start toolkit share again for a new code.", highlight=True)
 
+    def _declined(self, reason: str) -> None:
+        """The technician was not let in: end share, unless the customer asks for a new code."""
+        why = DECLINED_WHY.get(reason, DECLINED_WHY["declined"])
+        asks = self._asks
+        if self._json:
+            line = {"event": "declined", "reason": reason, "ask": "new-code" if asks else None}
+            print(json.dumps(line), flush=True)
+        if not asks:
+            self.end_declined(why)
+            return
+        self._after_decline = why
+        if not self._json:
+            say(DECLINED_HINT, highlight=True)
+
+    def input_ended(self) -> None:
+        """Nobody can ask for a new code any more: if share was asking, it ends."""
+        if self._after_decline is not None:
+            why, self._after_decline = self._after_decline, None
+            self.end_declined(f"{why}, and no new code was asked for")
+
     def command(self, line: str) -> None:
         """A line typed while nothing was asked."""
+        if self._after_decline is not None and line not in NEW_CODE_WORDS:
+            if line in END_WORDS:
+                self.input_ended()
+            else:
+                say(DECLINED_HINT, highlight=True)
+            return
         if not line:
             return
         if line in NEW_CODE_WORDS:
+            self._after_decline = None
             assert self.agent is not None
             self.agent.fresh_code("you asked for a new code")
         else:
@@ -244,7 +305,7 @@ class _Screen:
 def _request_text(request: ApprovalRequest) -> str:
     from toolkit.consent import scope_names
 
-    trusted = "yes (your allowed_signers vouches for it)" if request.trusted else "NO"
+    trusted = "yes (your allowed_signers vouches for it)" if request.trusted else UNTRUSTED
     return "\n".join(
         [
             "A technician asks to connect:",
@@ -260,19 +321,54 @@ def _request_text(request: ApprovalRequest) -> str:
     )
 
 
-def _fix_question(name: str, commands: Sequence[Sequence[str]]) -> tuple[str, list[str]]:
-    """What the customer is asked about a fix: its name, then each exact command."""
+@dataclass(frozen=True)
+class FixQuestion:
+    """What the customer is asked about a fix (or a command outside the diagnostics list)."""
+
+    title: str  # "The technician asks to run the fix flush-dns"
+    lines: list[str]  # its summary (a catalogue fix), then each exact command
+    subject: str  # for the log, a whole phrase: "the fix flush-dns (Flush ...): 1 command"
+
+
+def _fix_question(
+    name: str, commands: Sequence[Sequence[str]], procedure: Procedure | None = None
+) -> FixQuestion:
+    """The fix's one-line summary (from the customer's catalogue), then its exact commands.
+
+    ``name`` is what the agent asks about: a catalogue fix's name (with "(outside the
+    approved scope)" after it when it is), or the command line of a ``run``.
+    """
     from toolkit.policy.commands import show_argv
 
-    lines = [f"  $ {printable(show_argv(argv))}" for argv in commands]
-    return f"The technician asks to run {printable(name)}, which runs:", lines
+    count = f"{len(commands)} command{'s' if len(commands) != 1 else ''}"
+    shown = [f"  $ {printable(show_argv(argv))}" for argv in commands]
+    if procedure is None:
+        return FixQuestion(
+            f"The technician asks to run {printable(name)}",
+            ["It runs exactly:", *shown],
+            f"running {printable(name)}: {count}",
+        )
+    summary = printable(procedure.summary)
+    outside = name != procedure.name
+    subject = f"the fix {procedure.name} ({summary})"
+    if outside:
+        subject += ", outside the approved scope"
+    return FixQuestion(
+        f"The technician asks to run the fix {printable(name)}",
+        [summary, "", f"It runs exactly ({count}):", *shown],
+        f"{subject}: {count}",
+    )
 
 
 class _Approver:
     """Asks at the terminal; ``--yes`` answers for the customer, with a warning each time."""
 
-    def __init__(self, yes: bool) -> None:
+    def __init__(self, yes: bool, catalogue: Catalogue | None = None, home: str = "") -> None:
         self._yes = yes
+        self._catalogue = catalogue  # the fixes the agent knows, for their summaries
+        #: Why the last request was declined without asking anyone, if it was.
+        self.declined_why: str | None = None
+        self._home = home
         self.keyboard: _Keyboard | None = None  # the lines typed, while no session runs
         self.live: LiveView | None = None  # asks in the live view while a session runs
 
@@ -297,18 +393,39 @@ class _Approver:
             say("Please answer y or n.", highlight=True)
 
     async def ask(self, request: ApprovalRequest) -> Decision:
+        self.declined_why = None
         say(_request_text(request))
         if not request.grantable:
             say("Nothing asked for is offered: declined.", highlight=True)
+            self.declined_why = "nothing-offered"
             return request.decline()
         if self._yes:
             say("WARNING: --yes approves without asking.", highlight=True)
             return request.grant()
         if not sys.stdin.isatty():
             say("No terminal to ask you on (use --yes in scripts): declined.", highlight=True)
+            self.declined_why = "nobody-to-ask"
             return request.decline()
         ok = await self._confirm("Allow this technician in?")
         return request.grant() if ok else request.decline()
+
+    def question(self, name: str, commands: Sequence[Sequence[str]]) -> FixQuestion:
+        """What to ask: with the fix's summary when ``commands`` are a catalogue fix's."""
+        return _fix_question(name, commands, self._procedure(name, commands))
+
+    def _procedure(self, name: str, commands: Sequence[Sequence[str]]) -> Procedure | None:
+        """The catalogue fix ``name`` names, if it runs exactly ``commands``."""
+        from toolkit.errors import PolicyRefused
+        from toolkit.plugins.catalogue import Kind
+
+        if self._catalogue is None:
+            return None
+        try:
+            procedure = self._catalogue.get(Kind.FIX, name.split(" ", 1)[0])
+        except PolicyRefused:
+            return None
+        resolved = [list(argv) for argv in procedure.resolved(self._home)]
+        return procedure if resolved == [list(argv) for argv in commands] else None
 
     async def approve_fix(
         self, name: str, commands: Sequence[Sequence[str]]
@@ -316,13 +433,16 @@ class _Approver:
         """Yes or no from the customer; None when there is no one to ask."""
         import asyncio
 
-        title, lines = _fix_question(name, commands)
+        asked = self.question(name, commands)
         if self.live is not None and not self._yes:
-            return await self.live.ask(title, lines, FIX_TIMEOUT)
-        say("\n".join([title, *lines]))
+            return await self.live.ask(asked.title, asked.lines, FIX_TIMEOUT, asked.subject)
+        # nosemgrep: toolkit-print-untrusted -- a FixQuestion is made of printable() text
+        say("\n".join([asked.title, *asked.lines]))
         if self._yes:
+            from toolkit.agent.operations import Answer
+
             say("WARNING: --yes approves without asking.", highlight=True)
-            return True
+            return Answer.YES_FLAG  # a yes, recorded as given by --yes, not by a person
         if not sys.stdin.isatty():
             say("No terminal to ask you on: refused.", highlight=True)
             return None
@@ -344,7 +464,8 @@ class _Approver:
         if self.live is None or not self.live.keys:
             return None  # --yes approves what the consent asked for, never more
         # Asked even under --yes: the person at the view decides, never the flag.
-        return await self.live.ask(*_fix_question(name, commands), FIX_TIMEOUT)
+        asked = self.question(name, commands)
+        return await self.live.ask(asked.title, asked.lines, FIX_TIMEOUT, asked.subject)
 
 
 ScopeOption = Annotated[
@@ -424,12 +545,18 @@ def share_command(
 
         signers_path = default_allowed_signers()
     trust = _trust(signers_path)
+    if route is not None:
+        confirm_relay_host(route)  # before any code is made
     # Imported after the checks above, so that a usage error comes without the wait.
     from toolkit.agent.server import Agent, AgentSettings
+    from toolkit.plugins.catalogue import Catalogue
 
-    approver = _Approver(yes)
+    catalogue = Catalogue()
+    approver = _Approver(yes, catalogue, rules.home)
     screen = _Screen(as_json, code_file)
+    screen.approver_why = lambda: approver.declined_why
     settings = AgentSettings(
+        catalogue=catalogue,
         policy=rules,
         approver=approver,
         approve_fix=approver.approve_fix,
@@ -450,11 +577,23 @@ def share_command(
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
-        stopped: list[asyncio.Task[None]] = []
+        stopped: list[asyncio.Task[None]] = []  # by a signal: Ctrl-C or SIGTERM (exit 130)
 
         def stop(why: str) -> None:
             stopped.append(loop.create_task(agent.stop(why)))
 
+        def quit_on_purpose(why: str) -> None:  # q in the live view: ended on purpose, exit 0
+            ending.append(loop.create_task(agent.stop(why)))
+
+        ending: list[asyncio.Task[None]] = []
+        declined: list[str] = []  # why share ends with no session (exit 3)
+
+        def end_declined(why: str) -> None:
+            if not declined:
+                declined.append(why)
+                ending.append(loop.create_task(agent.stop(f"no session: {why}")))
+
+        screen.end_declined = end_declined
         loop.add_signal_handler(signal.SIGINT, stop, "the customer ended the session (Ctrl-C)")
         loop.add_signal_handler(signal.SIGTERM, stop, "the agent was stopped (SIGTERM)")
         if route is not None:
@@ -469,7 +608,7 @@ def share_command(
         ended = asyncio.ensure_future(agent.wait())
         keys = _listen_for_keys(screen, approver)
         try:
-            await _live_view(agent, ended, screen, approver, stop, keys)
+            await _live_view(agent, ended, screen, approver, quit_on_purpose, keys)
         finally:
             if keys is not None:
                 keys.cancel()
@@ -485,7 +624,12 @@ def share_command(
             loop.remove_signal_handler(sig)
         if end.failure is not None:
             return int(end.failure.exit_code)
-        return int(ExitCode.INTERRUPTED) if stopped else int(ExitCode.OK)
+        if stopped:
+            return int(ExitCode.INTERRUPTED)
+        if declined and end.transcript is None:
+            say(f"No session ran: {declined[0]}. toolkit share ends.", highlight=True)
+            return int(ExitCode.REFUSED)
+        return int(ExitCode.OK)
 
     code = asyncio.run(main())
     if code:
@@ -519,6 +663,7 @@ def _listen_for_keys(screen: _Screen, approver: _Approver) -> asyncio.Task[None]
         return None  # nobody can ask for a new code: the customer is told to start again
     keyboard = _Keyboard(fd)
     keyboard.on_command = screen.command
+    keyboard.on_end = screen.input_ended
     screen.keyboard = approver.keyboard = keyboard
     return asyncio.ensure_future(keyboard.run())
 

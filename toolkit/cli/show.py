@@ -266,6 +266,30 @@ def _names(value: object) -> str:
     return _text(value)
 
 
+def _approval(fields: dict[str, Any]) -> str | None:
+    """An approval (docs/transcript-format.md, "Approvals") in words; None if it has
+    not that shape (it is then listed with its fields, as any event)."""
+    answer = fields.get("answer")
+    if not isinstance(answer, str):
+        return None
+    from toolkit.policy.commands import show_argv
+
+    procedure = fields.get("procedure")
+    what = f"fix {_text(procedure)}" if procedure else _text(fields.get("asked_for", "?"))
+    by = fields.get("by")
+    text = f"{what}: {_text(answer)} by {_text(by) if by else 'nobody'}"
+    text += f" at {_text(fields.get('at', '?'))}"
+    if fields.get("out_of_scope") is True:
+        text += ", outside the approved scope"
+    commands = fields.get("commands")
+    if isinstance(commands, list) and all(isinstance(c, list) for c in commands):
+        shown = "; ".join(show_argv([str(a) for a in c]) for c in commands)
+        text += f"; commands: {_text(shown)}"
+    elif fields.get("commands_sha256"):
+        text += f"; commands sha256 {_text(fields['commands_sha256'])}"
+    return text
+
+
 def _generic(fields: dict[str, Any]) -> str:
     """Any event: its fields as ``name=value``, in the order recorded."""
     return ", ".join(
@@ -292,6 +316,8 @@ def describe(entry: Entry) -> tuple[str, str]:
     if kind == "shell_start":
         size = f"{_text(fields.get('width', '?'))}x{_text(fields.get('height', '?'))}"
         return "shell start", f"{_text(fields.get('term', '?'))} {size}"
+    if kind == "approval" and (said := _approval(fields)) is not None:
+        return "approval", said
     if kind == "input_withheld":
         return "withheld", f"input not recorded ({_text(fields.get('reason', '?'))})"
     if counted == "lookup":

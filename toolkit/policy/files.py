@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
-from toolkit.errors import PolicyRefused
+from toolkit.errors import PolicyRefused, ToolkitError
 from toolkit.policy._glob import PatternSet, split_path
 from toolkit.policy._mounts import Mount, by_id, inside, mount_id, read_mounts, root_mount_id
 from toolkit.policy.rules import (
@@ -78,6 +78,7 @@ if TYPE_CHECKING:
 MAX_PATH_BYTES = 4095  # PATH_MAX (4096) less the terminating NUL
 MAX_SYMLINKS = 40  # as the kernel's own limit
 CHUNK = 1 << 20
+LINES_BLOCK = 64 * 1024  # head and tail read in blocks this size
 
 Operation = Literal["read", "list", "stat"]
 
@@ -213,6 +214,72 @@ class OpenedFile:
         """The whole content, at most ``max_bytes``."""
         return b"".join(self.chunks())
 
+    def _over_cap(self) -> PolicyRefused:
+        cap = too_large(self.max_bytes)
+        return PolicyRefused(f"refused: {_shown(self.real_path)}: {cap.message}", hint=cap.hint)
+
+    def head(self, lines: int, size: int = LINES_BLOCK) -> Iterator[bytes]:
+        """The first ``lines`` lines, each with its newline (the last may have none).
+
+        Reads on in blocks of ``size`` only until the last newline wanted, and
+        sends nothing past it; bounded by ``max_bytes`` as :meth:`chunks` is.
+        """
+        with contextlib.suppress(OSError):
+            os.lseek(self.fd, 0, os.SEEK_SET)
+        total, left = 0, lines
+        while left:
+            chunk = os.read(self.fd, min(size, self.max_bytes + 1 - total))
+            if not chunk:
+                return
+            at, found = _newlines(chunk, left, from_end=False)
+            left -= found
+            if not left:
+                chunk = chunk[: at + 1]
+            total += len(chunk)
+            if total > self.max_bytes:
+                raise self._over_cap()
+            yield chunk
+
+    def tail(self, lines: int, size: int = LINES_BLOCK) -> Iterator[bytes]:
+        """The last ``lines`` lines, as ``tail -n`` gives them (a final newline ends the
+        last line; it does not start another).
+
+        Reads backwards from the end in blocks of ``size`` until the line before
+        the first one wanted, then sends from there to the end, bounded by
+        ``max_bytes``. A file whose size reads as 0 (in /proc) is read forwards,
+        as :meth:`chunks` reads it.
+        """
+        end = os.fstat(self.fd).st_size
+        if end == 0:
+            data = b"".join(self.chunks(size))
+            need = lines + data.endswith(b"\n")
+            at, found = _newlines(data, need, from_end=True)
+            yield from _pieces(data[at + 1 :] if found == need else data)
+            return
+        blocks: list[bytes] = []
+        pos, need, found, start = end, lines, 0, 0
+        while pos > 0:
+            length = min(size, pos)
+            pos -= length
+            block = os.pread(self.fd, length, pos)
+            if len(block) != length:
+                raise ToolkitError(f"{_shown(self.real_path)} shrank while it was being read.")
+            if not blocks and block.endswith(b"\n"):
+                need += 1  # the final newline ends the last line
+            blocks.append(block)
+            at, counted = _newlines(block, need - found, from_end=True)
+            found += counted
+            if found == need:
+                start = pos + at + 1
+                break
+            if end - pos > self.max_bytes:
+                raise self._over_cap()
+        data = b"".join(reversed(blocks))
+        sent = data[start - pos :]
+        if len(sent) > self.max_bytes:
+            raise self._over_cap()
+        yield from _pieces(sent)
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -231,6 +298,24 @@ class OpenedFile:
 
     def __repr__(self) -> str:
         return f"OpenedFile(fd={self.fd}, real_path={self.real_path!r}, size={self.size})"
+
+
+def _newlines(data: bytes, wanted: int, *, from_end: bool) -> tuple[int, int]:
+    """Up to ``wanted`` newlines of ``data``, counted from its start or its end:
+    the index of the last one counted (-1 or len(data) if none) and how many."""
+    found, at = 0, len(data) if from_end else -1
+    while found < wanted:
+        at2 = data.rfind(b"\n", 0, at) if from_end else data.find(b"\n", at + 1)
+        if at2 < 0:
+            break
+        found, at = found + 1, at2
+    return at, found
+
+
+def _pieces(data: bytes, size: int = CHUNK) -> Iterator[bytes]:
+    view = memoryview(data)
+    for start in range(0, len(view), size):
+        yield bytes(view[start : start + size])
 
 
 def _shown(path: str) -> str:

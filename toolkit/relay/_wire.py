@@ -22,6 +22,9 @@ SERVER_VERSION = "toolkit-relay_1"
 REGISTER_HOST = "toolkit-rendezvous"
 #: Where rendezvous sockets live on an OpenSSH relay unless --relay-dir says otherwise.
 DEFAULT_SOCKET_DIR = "/run/toolkit-relay"
+#: Why ``toolkit relay --technicians`` refuses a channel to a rendezvous: the key the
+#: client logged in with is not listed. The technician's side recognises it by this text.
+NOT_A_TECHNICIAN = "this relay admits listed technicians only"
 
 
 def is_toolkit_relay(server_version: str | None) -> bool:
@@ -51,6 +54,7 @@ def name_of_path(path: str) -> str:
 __all__ = [
     "DEFAULT_SOCKET_DIR",
     "MAX_PACKET",
+    "NOT_A_TECHNICIAN",
     "REGISTER_HOST",
     "SERVER_VERSION",
     "WINDOW",

@@ -42,6 +42,7 @@ from toolkit.relay._log import EventLog, clip
 from toolkit.relay._table import DEFAULT_COOLDOWN, DEFAULT_MAX_TTL, Refused, Rendezvous, Table
 from toolkit.relay._wire import (
     MAX_PACKET,
+    NOT_A_TECHNICIAN,
     SERVER_VERSION,
     WINDOW,
     name_of_path,
@@ -501,8 +502,7 @@ class Relay:
             if self._refused(who):
                 self.log.emit("lookup", conn=who.id, name=name, ok=False, why="not a technician")
             raise asyncssh.ChannelOpenError(
-                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
-                "this relay admits listed technicians only",
+                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, NOT_A_TECHNICIAN
             )
         if not self.limit.allow(who.source):
             if self._refused(who):

@@ -1,7 +1,7 @@
 """The technician's session commands: one line each, as typed at the prompt or in --batch.
 
-``run CMD [ARGS...]``, ``read PATH``, ``ls PATH``, ``stat PATH``, ``diag NAME``,
-``fix NAME``, ``shell`` (at a terminal only), ``help [COMMAND]``, ``exit``.
+``run CMD [ARGS...]``, ``read PATH [--head N | --tail N]``, ``ls PATH``, ``stat PATH``,
+``diag NAME``, ``fix NAME``, ``shell`` (at a terminal only), ``help [COMMAND]``, ``exit``.
 Words are split like a POSIX shell does (quotes, backslashes) but nothing is
 expanded: no globbing, no variables. Blank lines and lines starting with ``#`` are skipped.
 """
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from toolkit.errors import UsageError
+from toolkit.session.protocol import MAX_LINES
 from toolkit.text import printable
 
 MAX_LINE = 16 * 1024
@@ -37,7 +38,12 @@ COMMANDS: dict[str, Spec] = {
         None,
     ),
     "read": Spec(
-        "read", "read PATH", "Print an allowlisted file (size and sha256 are recorded).", 1, 1
+        "read",
+        "read PATH [--head N | --tail N]",
+        "Print an allowlisted file, or its first or last N lines (range, size and "
+        "sha256 of what is sent are recorded).",
+        1,
+        None,  # PATH and its options: checked by _read_args
     ),
     "ls": Spec("list", "ls PATH", "List a directory's entries that the policy lets you see.", 1, 1),
     "stat": Spec(
@@ -93,11 +99,53 @@ def parse(line: str) -> Command | None:
     args: dict[str, Any] = {}
     if spec.op == "run":
         args = {"argv": list(rest)}
-    elif spec.op in ("read", "list", "stat"):
+    elif spec.op == "read":
+        args = _read_args(rest, spec.usage)
+    elif spec.op in ("list", "stat"):
         args = {"path": rest[0]}
     elif spec.op in ("diag", "fix"):
         args = {"name": rest[0]}
     return Command(text, name, rest, args)
+
+
+def _read_args(words: tuple[str, ...], usage: str) -> dict[str, Any]:
+    """``PATH`` plus at most one of ``--head N`` / ``--tail N`` (also ``--tail=N``),
+    in any order; ``--`` ends the options, for a path that starts with ``--``."""
+    hint = f"Usage: {usage}"
+    paths: list[str] = []
+    lines: dict[str, int] = {}
+    rest = list(words)
+    while rest:
+        word = rest.pop(0)
+        if word == "--":
+            paths += rest
+            break
+        if not word.startswith("--"):
+            paths.append(word)
+            continue
+        option, equals, value = word.partition("=")
+        if option not in ("--head", "--tail"):
+            raise UsageError(f"read has no option {printable(option, 40)}.", hint=hint)
+        if option[2:] in lines:
+            raise UsageError(f"{option} is given twice; give it once.", hint=hint)
+        if lines:
+            raise UsageError("read takes --head or --tail, not both.", hint=hint)
+        if not equals:
+            value = rest.pop(0) if rest else ""
+        lines[option[2:]] = _line_count(option, value, hint)
+    if len(paths) != 1:
+        raise UsageError(hint)
+    return {"path": paths[0], **lines}
+
+
+def _line_count(option: str, value: str, hint: str) -> int:
+    number = int(value) if value.isascii() and value.isdigit() else 0
+    if not 1 <= number <= MAX_LINES:
+        shown = f", not {printable(value, 20)!r}" if value else ""
+        raise UsageError(
+            f"{option} takes a number of lines from 1 to {MAX_LINES}{shown}.", hint=hint
+        )
+    return number
 
 
 def help_text(topic: str | None = None, info: dict[str, Any] | None = None) -> str:

@@ -16,6 +16,7 @@ specification.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from collections.abc import Iterator
@@ -50,6 +51,11 @@ OPERATIONS: dict[str, dict[str, type]] = {
     "cancel": {"target": int},
     "shell": {},
 }
+#: Fields a request may leave out; at most one of each set below is given.
+OPTIONAL: dict[str, dict[str, type]] = {
+    "read": {"head": int, "tail": int},  # only the first or the last N lines
+}
+MAX_LINES = 1_000_000  # --head/--tail N: 1 .. MAX_LINES
 #: ``list`` may also carry ``purpose``; its one value marks a look-up for Tab completion.
 LIST_PURPOSES = frozenset({"completion"})
 MAX_ARGV = 256
@@ -78,6 +84,9 @@ class Response:
     result: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # a short code: refused, failed, malformed, unknown, ...
     message: str | None = None  # a sentence for the technician
+    #: What the customer answered when the request asked them (a fix): the agent's report,
+    #: which the technician checks and records (toolkit.session.technician).
+    approval: Any = None
 
     def to_frame(self) -> bytes:
         body: dict[str, Any] = {"v": VERSION, "id": self.id, "ok": self.ok}
@@ -85,6 +94,8 @@ class Response:
             body["result"] = self.result
         else:
             body["error"] = {"code": self.error or "failed", "message": self.message or ""}
+        if self.approval is not None:
+            body["approval"] = self.approval
         return message_frame(body)
 
 
@@ -108,6 +119,11 @@ def data_frames(request_id: int, stream: int, data: bytes) -> Iterator[bytes]:
     for start in range(0, len(view), DATA_CHUNK):
         chunk = view[start : start + DATA_CHUNK]
         yield struct.pack(">IBIB", len(chunk) + 6, KIND_DATA, request_id, stream) + chunk
+
+
+def commands_sha256(commands: Any) -> str:
+    """The SHA-256 of an approval's commands as compact ASCII JSON (docs/protocol.md)."""
+    return hashlib.sha256(json.dumps(commands, separators=(",", ":")).encode()).hexdigest()
 
 
 #: A frame's body as the decoder hands it out: a view into the bytes fed, or a copy.
@@ -235,16 +251,29 @@ def parse_request(body: Body) -> Request:
     if not isinstance(op, str) or op not in OPERATIONS:
         raise ProtocolError(f"unknown operation {op!r}"[:200])
     schema = OPERATIONS[op]
+    optional = OPTIONAL.get(op, {})
     args = {k: v for k, v in value.items() if k not in ("v", "id", "op")}
     marked = op == "list" and "purpose" in args  # optional, a display mark only
     purpose = args.pop("purpose") if marked else None
     if marked and not (isinstance(purpose, str) and purpose in LIST_PURPOSES):
         raise ProtocolError(f"list: purpose must be one of: {', '.join(sorted(LIST_PURPOSES))}")
-    if set(args) != set(schema):
-        raise ProtocolError(f"{op} takes exactly: {', '.join(sorted(schema)) or 'no fields'}")
+    if not set(schema) <= set(args) <= set(schema) | set(optional):
+        takes = ", ".join(sorted(schema)) or "no fields"
+        if optional:
+            takes += f" (and optionally one of {', '.join(sorted(optional))})"
+        raise ProtocolError(f"{op} takes exactly: {takes}")
     for name, kind in schema.items():
         if not isinstance(args[name], kind):
             raise ProtocolError(f"{op}: {name} must be a {kind.__name__}")
+    for name, kind in optional.items():
+        if name in args and (not isinstance(args[name], kind) or isinstance(args[name], bool)):
+            raise ProtocolError(f"{op}: {name} must be an integer")
+    if op == "read":
+        lines = [name for name in optional if name in args]
+        if len(lines) > 1:
+            raise ProtocolError("read: give head or tail, not both")
+        if lines and not 1 <= args[lines[0]] <= MAX_LINES:
+            raise ProtocolError(f"read: {lines[0]} must be 1..{MAX_LINES} lines")
     if op == "cancel" and not _valid_request_id(args["target"]):
         raise ProtocolError(f"cancel: target must be a request id 1..{MAX_ID}")
     if op == "run":
@@ -263,16 +292,21 @@ def parse_response(body: Body) -> Response:
     ok = value.get("ok")
     if not isinstance(ok, bool):
         raise ProtocolError("response without ok")
+    approval = value.get("approval")  # checked where it is recorded
     if ok:
         result = value.get("result", {})
         if not isinstance(result, dict):
             raise ProtocolError("response result is not an object")
-        return Response(value["id"], True, result)
+        return Response(value["id"], True, result, approval=approval)
     error = value.get("error")
     if not isinstance(error, dict):
         raise ProtocolError("error response without an error object")
     return Response(
-        value["id"], False, error=str(error.get("code")), message=str(error.get("message"))
+        value["id"],
+        False,
+        error=str(error.get("code")),
+        message=str(error.get("message")),
+        approval=approval,
     )
 
 
@@ -283,8 +317,10 @@ __all__ = [
     "KIND_MESSAGE",
     "MAX_FRAME",
     "MAX_ID",
+    "MAX_LINES",
     "MAX_MESSAGE",
     "OPERATIONS",
+    "OPTIONAL",
     "SHELL_EVENTS",
     "STDERR",
     "STDOUT",
@@ -295,6 +331,7 @@ __all__ = [
     "ProtocolError",
     "Request",
     "Response",
+    "commands_sha256",
     "data_frames",
     "message_frame",
     "parse_data",

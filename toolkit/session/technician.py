@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +29,15 @@ from toolkit.errors import ConsentRefused, TranscriptWriteError, TransportError,
 from toolkit.identity.store import Identity
 from toolkit.session.client import OnData, Reply, SessionClient
 from toolkit.session.commands import Command, help_text
-from toolkit.session.protocol import CONTENT, STDERR, STDOUT
+from toolkit.session.protocol import (
+    CONTENT,
+    MAX_ARG,
+    MAX_ARGV,
+    STDERR,
+    STDOUT,
+    commands_sha256,
+)
+from toolkit.text import printable
 from toolkit.transcript.recorder import Recorder, keep_checkpointing, new_header
 
 if TYPE_CHECKING:
@@ -202,6 +211,8 @@ class TechnicianSession:
             stderr=bytes(collected.get(STDERR, b"")),
             content=bytes(collected.get(CONTENT, b"")),
         )
+        if response.approval is not None:  # the customer was asked: before the outcome
+            self._record_approval(command, response.id, response.approval)
         if not response.ok:
             result.status = "refused" if response.error == "refused" else "failed"
             result.error, result.message = response.error, response.message
@@ -232,6 +243,15 @@ class TechnicianSession:
         except (TypeError, ValueError) as exc:  # a field name the recorder refuses (a secret's)
             unrecorded = f"the agent's result was not recorded: {exc}"
             self.recorder.event(kind, **fields, unrecorded=unrecorded)
+
+    def _record_approval(self, command: Command, request_id: int, raw: Any) -> None:
+        """The agent's report of the customer's answer, checked, as an ``approval`` event."""
+        fields: dict[str, Any] = {"reported_by": "agent", "command": command.text}
+        try:
+            fields.update(checked_approval(raw, request_id, command.op or ""))
+        except ValueError as exc:
+            fields["unrecorded"] = f"the agent's approval report was not recorded: {exc}"
+        self.recorder.event("approval", **fields)
 
     async def cancel_running(self) -> int:
         """Cancel every operation in flight (Ctrl-C at the prompt); how many the agent stopped."""
@@ -283,6 +303,78 @@ class TechnicianSession:
         return self.path
 
 
+_APPROVAL_FIELDS = frozenset(
+    {
+        "answer",
+        "by",
+        "at",
+        "request",
+        "asked_for",
+        "procedure",
+        "summary",
+        "commands",
+        "commands_sha256",
+        "out_of_scope",
+    }
+)
+#: Each answer, and who may have given it (docs/transcript-format.md, "Approvals").
+_ANSWERED_BY: dict[str, tuple[str | None, ...]] = {
+    "approved": ("customer", "--yes"),
+    "declined": ("customer",),
+    "no answer": (None,),
+    "nobody to ask": (None,),
+}
+_AT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_APPROVAL_STEPS = 64
+
+
+def _short(value: Any, limit: int) -> bool:
+    return value is None or (isinstance(value, str) and len(value) <= limit)
+
+
+def checked_approval(raw: Any, request_id: int, op: str) -> dict[str, Any]:
+    """The agent's approval report when it has exactly the documented shape; ValueError
+    saying what is wrong otherwise. Its commands, when sent, must match their digest."""
+    if not isinstance(raw, dict) or set(raw) != _APPROVAL_FIELDS:
+        raise ValueError("its fields are not an approval's")
+    answer, by = raw["answer"], raw["by"]
+    if not isinstance(answer, str) or answer not in _ANSWERED_BY:
+        raise ValueError("its answer is not one of " + ", ".join(_ANSWERED_BY))
+    if not _short(by, 16) or by not in _ANSWERED_BY[answer]:
+        raise ValueError(f"{answer!r} cannot come from {printable(str(by), 20)!r}")
+    if not isinstance(raw["at"], str) or not _AT.fullmatch(raw["at"]):
+        raise ValueError("its time is not a UTC time like 2026-01-31T12:00:00Z")
+    if raw["request"] != request_id or isinstance(raw["request"], bool):
+        raise ValueError("it names another request")
+    if raw["asked_for"] != op or op not in ("fix", "run"):
+        raise ValueError("it is for another operation")
+    if not _short(raw["procedure"], 64) or not _short(raw["summary"], 200):
+        raise ValueError("its procedure or summary is not a short string")
+    if (raw["procedure"] is None) != (op == "run"):
+        raise ValueError("a fix names its procedure, a run none")
+    if not isinstance(raw["commands_sha256"], str) or not _SHA256.fullmatch(raw["commands_sha256"]):
+        raise ValueError("its commands_sha256 is not a SHA-256")
+    commands = raw["commands"]
+    if commands is not None:
+        if not (
+            isinstance(commands, list)
+            and 1 <= len(commands) <= MAX_APPROVAL_STEPS
+            and all(
+                isinstance(argv, list)
+                and 1 <= len(argv) <= MAX_ARGV
+                and all(_short(arg, MAX_ARG) and arg is not None for arg in argv)
+                for argv in commands
+            )
+        ):
+            raise ValueError("its commands are not lists of strings")
+        if commands_sha256(commands) != raw["commands_sha256"]:
+            raise ValueError("its commands do not match their commands_sha256")
+    if not isinstance(raw["out_of_scope"], bool):
+        raise ValueError("out_of_scope is not true or false")
+    return dict(raw)
+
+
 def _recordable(op: str, result: dict[str, Any]) -> dict[str, Any]:
     """The agent's result fields worth keeping in the transcript (not the hello catalogue)."""
     if op == "hello":
@@ -306,4 +398,4 @@ def _entries(data: bytes) -> list[dict[str, Any]]:
     return entries
 
 
-__all__ = ["OnOutput", "Result", "TechnicianSession", "transcript_path"]
+__all__ = ["OnOutput", "Result", "TechnicianSession", "checked_approval", "transcript_path"]

@@ -16,13 +16,18 @@ from toolkit.errors import ToolkitError
 from toolkit.identity import sshsig
 from toolkit.identity.allowed_signers import AllowedSigners
 from toolkit.identity.keys import public_line
+from toolkit.policy.commands import show_argv
+from toolkit.text import printable
 from toolkit.tickets.package import GZIP, MANIFEST_NAMESPACE, PARTS, Package, manifest_name
 from toolkit.transcript.models import LOOKUP, NAMESPACE_CHECKPOINT, NAMESPACE_SEAL, counted_as
 from toolkit.transcript.verify import Report, examine
 
 #: Operations listed one by one; the rest are counted.
 MAX_LISTED = 60
+#: Approvals listed one by one (apart from the operations); the rest are counted.
+MAX_APPROVALS = 60
 _FIELD = 120
+_APPROVAL_LINE = 400
 
 
 def _trust(cast: Path, allowed_signers: Path | None) -> tuple[AllowedSigners | None, str]:
@@ -83,6 +88,39 @@ def _operation(fields: dict[str, Any], kind: str) -> str:
     return f"  {result:<10} {_clip(what)}"
 
 
+def _approval(fields: dict[str, Any]) -> str:
+    """One approval event in one line: what was asked, the answer, who gave it, when, and
+    the exact commands (cut at _APPROVAL_LINE; the transcript holds them all)."""
+    if "unrecorded" in fields:
+        return f"  {'approval':<10} {_clip(fields['unrecorded'])}"
+    name = fields.get("procedure")
+    what = f"fix {name}" if name else str(fields.get("asked_for") or "?")
+    if fields.get("summary"):
+        what += f" ({fields['summary']})"
+    if fields.get("out_of_scope"):
+        what += ", outside the approved scope"
+    answer, by = fields.get("answer"), fields.get("by")
+    said = {
+        "approved": "approved by the customer at the prompt",
+        "declined": "declined by the customer",
+        "no answer": "no answer from the customer in time: refused",
+        "nobody to ask": "nobody at the customer's screen to ask: refused",
+    }.get(str(answer), str(answer))
+    if by == "--yes":
+        said = "approved in advance by share --yes (nobody was asked)"
+    commands = fields.get("commands")
+    if isinstance(commands, list):
+        shown = "; ".join(show_argv([str(a) for a in c]) for c in commands if isinstance(c, list))
+    else:
+        shown = f"(too long to show here; sha256 {fields.get('commands_sha256')})"
+    line = printable(
+        " ".join(f"{what}: {said} at {fields.get('at')}; commands: {shown}".split()), None
+    )
+    if len(line) > _APPROVAL_LINE:
+        line = line[: _APPROVAL_LINE - 27] + "... (all in the transcript)"
+    return f"  {'approval':<10} {line}"
+
+
 def comment(package: Package, allowed_signers: Path | None) -> tuple[str, Report]:
     """The comment text for ``package``, verifying its transcript first."""
     cast = package.transcript
@@ -92,11 +130,20 @@ def comment(package: Package, allowed_signers: Path | None) -> tuple[str, Report
     listed: list[str] = []
     # Counted as toolkit verify counts them (docs/transcript-format.md, "Operations").
     operations, refusals = report.operations, report.refusals
+    approvals = 0
+    shown = 0  # operations and refusals listed
     for fields in report.operation_events:
+        if fields.get("type") == "approval":  # each one listed, beside the operations it allowed
+            approvals += 1
+            if approvals <= MAX_APPROVALS:
+                listed.append(_approval(fields))
+            continue
         kind = counted_as(fields)
-        if kind is not None and kind != LOOKUP and len(listed) < MAX_LISTED:
+        if kind is not None and kind != LOOKUP and shown < MAX_LISTED:
+            shown += 1
             listed.append(_operation(fields, kind))
-    more = operations + refusals - len(listed)
+    more = operations + refusals - shown
+    more_approvals = approvals - min(approvals, MAX_APPROVALS)
     started = datetime.fromtimestamp(h.timestamp, UTC).isoformat(timespec="seconds")
     ended = report.ended.isoformat(timespec="seconds") if report.ended else "not recorded"
     lines = [
@@ -110,6 +157,11 @@ def comment(package: Package, allowed_signers: Path | None) -> tuple[str, Report
         + (f", completion look-ups: {report.lookups} (not counted)" if report.lookups else ""),
         *listed,
         *([f"  ... and {more} more (all in the transcript)"] if more > 0 else []),
+        *(
+            [f"  ... and {more_approvals} more approvals (all in the transcript)"]
+            if more_approvals > 0
+            else []
+        ),
         f"Verified right before upload: {verdict_line}",
         "Verify it: ssh-keygen -Y verify -f allowed_signers "
         f"-I {h.signed_by.email} -n {NAMESPACE_SEAL} -s {cast.name}.sig < {cast.name}",
@@ -128,4 +180,4 @@ def comment(package: Package, allowed_signers: Path | None) -> tuple[str, Report
     return "\n".join(lines) + "\n", report
 
 
-__all__ = ["MAX_LISTED", "comment", "verdict"]
+__all__ = ["MAX_APPROVALS", "MAX_LISTED", "comment", "verdict"]

@@ -625,7 +625,7 @@ def _outcome(found: _Found, seq: int, header: Header) -> bytes | Exception:
 
 
 _KEEP_END = frozenset({"session_end"})
-_KEEP_OPERATIONS = frozenset({"session_end", "operation", "refusal"})
+_KEEP_OPERATIONS = frozenset({"session_end", "operation", "refusal", "approval"})
 
 
 @functools.lru_cache(maxsize=16)  # every checkpoint of a file names the same key

@@ -1,10 +1,13 @@
 """Reaching an agent through a relay: ``toolkit relay`` or any stock OpenSSH server.
 
 Both sides dial the relay as ordinary SSH clients: the relay's host key is
-checked against known_hosts (never accepted silently), ``~/.ssh/config``
-applies, and the keys offered are the user's own and ssh-agent's, then a
-throwaway key (enough for ``toolkit relay``; an OpenSSH relay wants a key it
-lists). Then:
+checked against known_hosts (never accepted silently; :func:`check_host_key`
+looks before anything else happens, so that the CLI can ask as ssh does),
+``~/.ssh/config`` applies. The technician logs in with the toolkit identity
+(which a ``toolkit relay --technicians`` list names), then, if an OpenSSH
+relay does not take it, with the user's own keys and ssh-agent's; the agent
+offers the user's keys and ssh-agent's, then a throwaway key (enough for
+``toolkit relay``; an OpenSSH relay wants a key it lists). Then:
 
 - the agent (:class:`AgentRendezvous`) registers a rendezvous, a forward back
   to itself, and serves its consent-gated SSH server over each forwarded
@@ -37,10 +40,12 @@ import asyncssh
 
 from toolkit.consent._code import NAMEPLATE_WIDTHS, nameplate_of, new_code
 from toolkit.errors import TransportError, UsageError
-from toolkit.identity.keys import fingerprint
+from toolkit.identity.keys import blob_of, fingerprint, is_certificate, key_type, load_public
+from toolkit.identity.signer import Signer
 from toolkit.relay._wire import (
     DEFAULT_SOCKET_DIR,
     MAX_PACKET,
+    NOT_A_TECHNICIAN,
     WINDOW,
     is_toolkit_relay,
     register_host,
@@ -49,6 +54,14 @@ from toolkit.relay._wire import (
 from toolkit.secrets import Secret
 from toolkit.text import printable
 from toolkit.transport.batching import DirectTCP, attach
+from toolkit.transport.known_hosts import (
+    HostKeyCheck,
+    HostKeyStatus,
+    UnreadableKnownHosts,
+    classify,
+    known_hosts_files,
+    preferred_algorithms,
+)
 from toolkit.transport.tuning import CIPHERS
 
 CONNECT_TIMEOUT = 20.0
@@ -117,16 +130,50 @@ class RelayRoute:
             raise UsageError(f"--relay-dir {self.socket_dir!r} must be an absolute path.")
 
 
+class _IdentityKey(asyncssh.SSHKeyPair):
+    """The technician's toolkit identity as a key asyncssh logs in with.
+
+    Whatever holds it (the keyring, an encrypted file, ``--key``, ssh-agent)
+    signs through the identity's :class:`~toolkit.identity.signer.Signer`; a
+    certificate's bare key is offered (``toolkit relay --technicians`` lists
+    plain keys).
+    """
+
+    def __init__(self, signer: Signer) -> None:
+        blob = signer.public_blob
+        if is_certificate(blob):
+            blob = blob_of(load_public(blob))
+        algorithm = key_type(blob).encode("ascii")
+        # The signature algorithm the signer makes: SHA-512 for RSA (toolkit.identity.keys).
+        signs = b"rsa-sha2-512" if algorithm == b"ssh-rsa" else algorithm
+        super().__init__(algorithm, signs, [signs], [signs], blob, None)
+        self.algorithm = signs
+        self._signer = signer
+
+    def set_sig_algorithm(self, sig_algorithm: bytes) -> None:
+        return None  # it makes one kind of signature only
+
+    def sign(self, data: bytes) -> bytes:
+        return self._signer.sign_data(data)
+
+    async def sign_async(self, data: bytes) -> bytes:
+        # ssh-agent answers over a blocking socket: not on the event loop.
+        return await asyncio.to_thread(self._signer.sign_data, data)
+
+
 class _RelayLogin(asyncssh.SSHClient):
-    """After the user's keys and ssh-agent's: one throwaway key (enough for toolkit relay).
+    """After the keys offered (the technician's identity, or the user's keys and
+    ssh-agent's): one throwaway key, if given (enough for an agent at toolkit relay).
 
     It also keeps the relay's last debug message: ``toolkit relay`` sends why it
     refuses a registration that way, just before the refusal (which has no text).
     """
 
-    def __init__(self, spare: asyncssh.SSHKey) -> None:
-        self._spare: asyncssh.SSHKey | None = spare
+    def __init__(self, spare: asyncssh.SSHKey | None) -> None:
+        self._spare = spare
         self.said: str | None = None
+        #: The fingerprint of the technician's identity, when that is the key offered.
+        self.identity: str | None = None
 
     def debug_msg_received(self, msg: str, lang: str, always_display: bool) -> None:
         self.said = msg
@@ -193,18 +240,43 @@ def _known_hosts(options: asyncssh.SSHClientConnectionOptions) -> Any:
 
 
 async def dial(
-    route: RelayRoute, spare: asyncssh.SSHKey | None = None
+    route: RelayRoute, spare: asyncssh.SSHKey | None = None, *, login: Signer | None = None
 ) -> asyncssh.SSHClientConnection:
-    """An SSH connection to the relay; TransportError (exit 4) saying what to do if not."""
+    """An SSH connection to the relay; TransportError (exit 4) saying what to do if not.
+
+    With ``login`` (the technician's identity) that key is offered first and
+    alone: ``toolkit relay`` takes any key and admits to rendezvous the keys
+    its --technicians file lists. An OpenSSH relay that refuses it is dialled
+    again with the user's keys and ssh-agent's, as ssh would offer them.
+    """
+    if login is not None:
+        try:
+            return await _dial(route, None, _IdentityKey(login))
+        except _KeyRefused:
+            pass
+    return await _dial(route, spare or asyncssh.generate_private_key("ssh-ed25519"))
+
+
+class _KeyRefused(Exception):
+    """The relay took none of the keys offered (then :func:`dial` may offer others)."""
+
+
+async def _dial(
+    route: RelayRoute, spare: asyncssh.SSHKey | None, identity: _IdentityKey | None = None
+) -> asyncssh.SSHClientConnection:
     address = route.address
-    spare = spare or asyncssh.generate_private_key("ssh-ed25519")
     configured = _options(address)
+    login = _RelayLogin(spare)
+    keys: dict[str, Any] = {}
+    if identity is not None:
+        keys = {"client_keys": [identity], "agent_path": None}
+        login.identity = fingerprint(identity.public_data)
     options: dict[str, Any] = {
         "port": address.port or (),
         "username": address.user or (),
         "known_hosts": _known_hosts(configured),
         "tunnel": DirectTCP() if _plain_tcp(configured) else (),
-        "client_factory": lambda: _RelayLogin(spare),
+        "client_factory": lambda: login,
         "preferred_auth": "publickey",
         # AES-GCM first, as on the inner connection: every byte is encrypted twice.
         "encryption_algs": CIPHERS,
@@ -217,6 +289,10 @@ async def dial(
         "encoding": None,
     }
     try:
+        if identity is not None:
+            return await asyncio.wait_for(
+                asyncssh.connect(address.host, **keys, **options), route.connect_timeout
+            )
         try:
             return await asyncio.wait_for(
                 asyncssh.connect(address.host, **options), route.connect_timeout
@@ -231,6 +307,8 @@ async def dial(
     except asyncssh.HostKeyNotVerifiable:
         raise await _unknown_host_key(route) from None
     except asyncssh.PermissionDenied:
+        if identity is not None:
+            raise _KeyRefused() from None
         raise TransportError(
             f"The relay {address} refused every key we offered.",
             hint="An OpenSSH relay needs your public key in its relay user's authorized_keys "
@@ -238,31 +316,116 @@ async def dial(
             "in ~/.ssh/config.",
         ) from None
     except (OSError, asyncssh.Error, TimeoutError) as exc:
-        # A reason the relay (or whoever answers) sent: shown, never obeyed by the terminal.
-        detail = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
-        raise TransportError(
-            f"Cannot reach the relay {address}: {printable(detail or type(exc).__name__)}.",
-            hint="Check the relay's address, and that it is running and reachable from here.",
-        ) from None
+        raise _unreachable(address, exc) from None
+
+
+def _unreachable(address: RelayAddress, exc: BaseException) -> TransportError:
+    # A reason the relay (or whoever answers) sent: shown, never obeyed by the terminal.
+    detail = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+    return TransportError(
+        f"Cannot reach the relay {address}: {printable(detail or type(exc).__name__)}.",
+        hint="Check the relay's address, and that it is running and reachable from here.",
+    )
+
+
+async def check_host_key(route: RelayRoute) -> HostKeyCheck:
+    """The relay's host key, and whether known_hosts knows it; TransportError if unreachable.
+
+    Only the key exchange runs, as for ssh-keyscan: nothing is sent to log in.
+    ~/.ssh/config applies (HostName, Port, HostKeyAlias, UserKnownHostsFile,
+    ProxyJump...). Where known_hosts lists keys for the relay, the relay is asked
+    for one of their kinds, so a relay with several host keys offers the one known.
+    """
+    address = route.address
+    configured = _options(address)
+    host = str(configured.host_key_alias or configured.host)
+    port = int(configured.port)
+    files = known_hosts_files(configured.known_hosts)
+    try:
+        algorithms = preferred_algorithms(files, host, port)
+    except UnreadableKnownHosts as exc:
+        raise _unreadable(exc) from None
+    try:
+        key = await asyncio.wait_for(
+            asyncssh.get_server_host_key(
+                address.host,
+                address.port or (),
+                options=configured,  # ~/.ssh/config's, as read once; no client keys loaded
+                config=None,
+                server_host_key_algs=algorithms or (),
+            ),
+            route.connect_timeout,
+        )
+    except (OSError, asyncssh.Error, TimeoutError) as exc:
+        raise _unreachable(address, exc) from None
+    if key is None:
+        raise TransportError(f"The relay {address} offered no host key.")
+    try:
+        return classify(key, files, host, port)
+    except UnreadableKnownHosts as exc:
+        raise _unreadable(exc) from None
+
+
+def _unreadable(exc: UnreadableKnownHosts) -> TransportError:
+    where = ", ".join(printable(str(f), 200) for f in exc.files)
+    return TransportError(
+        f"Cannot check the relay's host key: {where} holds a line that cannot be read "
+        f"({printable(exc.reason, 200)}). Nothing was sent to the relay.",
+        hint="Fix or remove that line (ssh-keygen -F HOST finds a host's lines).",
+    )
+
+
+def host_key_refused(
+    check: HostKeyCheck, address: RelayAddress, *, declined: bool = False
+) -> TransportError:
+    """Why nothing goes to a relay whose key is not the one known: exit 4, and what to do.
+
+    ``declined``: the person answered no to an unknown key.
+    """
+    offered = f"{check.kind} key {check.fingerprint}"
+    if check.status is HostKeyStatus.REVOKED:
+        return TransportError(
+            f"The relay {address} offered the host key {check.fingerprint}, which your "
+            f"known_hosts ({check.file}) marks as revoked. Nothing was sent to it.",
+            hint="Ask the relay's operator which key it should have.",
+        )
+    if check.status is HostKeyStatus.CHANGED:
+        listed = ", ".join(check.listed)
+        return TransportError(
+            f"The relay {address}'s host key has changed: it offered the {offered}, but "
+            f"your known_hosts ({check.file}) lists {listed} for {check.pattern}. Nothing "
+            "was sent to it; someone may be between you and the relay.",
+            hint="Ask the relay's operator whether they replaced its key. Only if they "
+            f"confirm the new fingerprint, remove the old one with: ssh-keygen -R "
+            f"'{check.pattern}' (then run this command again and compare).",
+        )
+    if declined:
+        return TransportError(
+            f"You did not accept the relay {address}'s host key ({check.fingerprint}); "
+            "nothing was sent to it.",
+            hint="Compare it with the fingerprint the relay's operator publishes, then run "
+            "the command again and answer yes.",
+        )
+    return TransportError(
+        f"The relay {address} is not in your known_hosts: it offered the {offered}. "
+        "Nothing was sent to it.",
+        hint="Compare that fingerprint with the one the relay's operator publishes; if it "
+        f"matches, run the command in a terminal and answer yes, or add it with: "
+        f"{check.add_command()}",
+    )
 
 
 async def _unknown_host_key(route: RelayRoute) -> TransportError:
-    address = route.address
-    options = _options(address)
-    host, port = str(options.host), int(options.port)  # after ~/.ssh/config's HostName, Port
-    where = f"-p {port} {host}" if port != 22 else host
-    offered = ""
-    with contextlib.suppress(Exception):
-        key = await asyncio.wait_for(
-            asyncssh.get_server_host_key(host, port), route.connect_timeout
-        )
-        if key is not None:
-            offered = f" It offered the host key {fingerprint(key.public_data)}."
+    """After asyncssh refused the relay's key: which case it is, in one sentence."""
+    with contextlib.suppress(TransportError):
+        check = await check_host_key(route)
+        if check.status is not HostKeyStatus.KNOWN:
+            return host_key_refused(check, route.address)
     return TransportError(
-        f"The relay {address} is not in your known_hosts, or its host key changed.{offered}",
-        hint="Nothing was sent to it. Ask the relay's operator for its fingerprint; if it "
-        f"matches, add the key with: ssh-keyscan {where} >> ~/.ssh/known_hosts "
-        "(if the key changed, remove the old line first: ssh-keygen -R HOST).",
+        f"The relay {route.address}'s host key could not be verified against your "
+        "known_hosts; nothing was sent to it.",
+        hint="Run the command again; if this repeats, ask the relay's operator for its "
+        "fingerprint and check your known_hosts.",
     )
 
 
@@ -363,10 +526,17 @@ class _Hop(asyncssh.SSHTCPSession[bytes]):
 class _Channel:
     """asyncssh's tunnel protocol: the technician's connection runs in a relay channel."""
 
-    def __init__(self, relay: asyncssh.SSHClientConnection, route: RelayRoute, name: str):
+    def __init__(
+        self,
+        relay: asyncssh.SSHClientConnection,
+        route: RelayRoute,
+        name: str,
+        who: str | None = None,
+    ):
         self._relay = relay
         self._route = route
         self._name = name
+        self._who = who  # the fingerprint the technician logged in with, if the identity
 
     async def create_connection(
         self, session_factory: Callable[[], Any], host: str, port: int
@@ -379,13 +549,31 @@ class _Channel:
                 factory, path, window=WINDOW, max_pktsize=MAX_PACKET
             )
         except asyncssh.ChannelOpenError as exc:
-            raise TransportError(
-                f"The relay {self._route.address} cannot reach rendezvous {self._name}: "
-                f"{printable(exc.reason or 'refused')}.",
-                hint="Check the code's first group with the customer: their toolkit share may "
-                "have stopped, or shows a new code now.",
-            ) from None
+            raise self._refused(exc) from None
         return chan, hop.inner
+
+    def _refused(self, exc: asyncssh.ChannelOpenError) -> TransportError:
+        """Why the relay gave no channel to the rendezvous: the relay's refusal or the name."""
+        relay = self._route.address
+        reason = printable(exc.reason or "refused", 200)
+        if exc.code == asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED and exc.reason == NOT_A_TECHNICIAN:
+            key = f" ({self._who})" if self._who else ""
+            return TransportError(
+                f"The relay {relay} refused you: {NOT_A_TECHNICIAN}, and your toolkit "
+                f"key{key} is not on its list.",
+                hint="Send the relay's operator your public key, to add to its --technicians "
+                "file: toolkit keys allowed-signers prints it (with the same --key or --agent).",
+            )
+        if exc.code == asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED:
+            return TransportError(
+                f"The relay {relay} refused to open rendezvous {self._name}: {reason}.",
+                hint="Wait a little and try again; if it keeps refusing, ask the relay's operator.",
+            )
+        return TransportError(
+            f"The relay {relay} cannot reach rendezvous {self._name}: {reason}.",
+            hint="Check the code's first group with the customer: their toolkit share may "
+            "have stopped, or shows a new code now.",
+        )
 
 
 async def connect_through(route: RelayRoute, ask: Any) -> tuple[asyncssh.SSHClientConnection, Any]:
@@ -393,10 +581,13 @@ async def connect_through(route: RelayRoute, ask: Any) -> tuple[asyncssh.SSHClie
     from toolkit.transport.ssh import connect
 
     name = nameplate_of(ask.code)
-    relay = await dial(route)
+    signer = ask.identity.signer
+    relay = await dial(route, login=signer)
+    owner = relay.get_owner()
+    who = owner.identity if isinstance(owner, _RelayLogin) else None
     try:
         conn, consent = await connect(
-            str(route.address), int(name), ask, tunnel=_Channel(relay, route, name)
+            str(route.address), int(name), ask, tunnel=_Channel(relay, route, name, who)
         )
     except BaseException:
         relay.close()
@@ -801,6 +992,8 @@ __all__ = [
     "AgentRendezvous",
     "RelayAddress",
     "RelayRoute",
+    "check_host_key",
     "connect_through",
     "dial",
+    "host_key_refused",
 ]

@@ -77,8 +77,8 @@ def test_blank_and_comment_lines_are_skipped(line: str) -> None:
     ("line", "usage"),
     [
         ("run", "run CMD [ARGS...]"),
-        ("read", "read PATH"),
-        ("read /a /b", "read PATH"),
+        ("read", "read PATH [--head N | --tail N]"),
+        ("read /a /b", "read PATH [--head N | --tail N]"),
         ("ls", "ls PATH"),
         ("stat a b", "stat PATH"),
         ("diag", "diag NAME"),
@@ -127,7 +127,7 @@ def test_surrounding_whitespace_does_not_count_towards_the_limit() -> None:
 
 
 def test_help_text_for_one_command() -> None:
-    assert help_text("read") == f"read PATH\n  {COMMANDS['read'].summary}"
+    assert help_text("read") == f"read PATH [--head N | --tail N]\n  {COMMANDS['read'].summary}"
     with pytest.raises(UsageError, match="not a command"):
         help_text("bash")
 
