@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from toolkit import __version__
-from toolkit.cli import connect, keys, relay, share, tickets, verify
+from toolkit.cli import connect, keys, relay, share, show, tickets, verify
 from toolkit.cli._console import set_verbose
 
 EXIT_CODES = """\
@@ -50,4 +50,5 @@ app.add_typer(tickets.app, name="tickets")
 app.command(name="share", epilog=EXIT_CODES)(share.share_command)
 app.command(name="connect", epilog=EXIT_CODES)(connect.connect_command)
 app.command(name="verify", epilog=EXIT_CODES)(verify.verify_command)
+app.command(name="show", epilog=EXIT_CODES)(show.show_command)
 app.command(name="relay", epilog=EXIT_CODES)(relay.relay_command)

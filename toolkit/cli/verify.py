@@ -37,6 +37,11 @@ else:
 _STYLE = {"SEALED": "bold green", "UNSEALED": "bold yellow"}
 
 
+def style_of(verdict: str) -> str:
+    """The rich style a verdict is printed in."""
+    return _STYLE.get(verdict, "bold red")
+
+
 def default_allowed_signers() -> Path | None:
     from toolkit import paths
 
@@ -46,12 +51,32 @@ def default_allowed_signers() -> Path | None:
     return None
 
 
-def _duration(seconds: float | None) -> str:
+def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return "unknown"
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+def counts(report: Report) -> str:
+    """The operations row: counted as docs/transcript-format.md ("Operations") says."""
+    text = f"{report.operations} ({report.refusals} refused)"
+    if report.lookups:
+        text += f", {report.lookups} completion look-up{'s' if report.lookups != 1 else ''}"
+    if report.prefix_only:
+        text += f", in the verified part only ({report.valid_bytes} of {report.size} bytes)"
+    return text
+
+
+def duration_text(report: Report) -> str:
+    """The session's duration; without a verified end, how long the verified part runs."""
+    if report.duration is not None or report.covered_seconds is None:
+        return format_duration(report.duration)
+    return (
+        f"unknown; the verified part runs {format_duration(report.covered_seconds)} "
+        "(to its last valid checkpoint)"
+    )
 
 
 def _render(report: Report, signers: Path | None) -> None:
@@ -74,8 +99,8 @@ def _render(report: Report, signers: Path | None) -> None:
         ("customer", h.customer_host or "-"),
         ("scope", ", ".join(h.scope) or "-"),
         ("started", report.started.strftime("%Y-%m-%d %H:%M:%S UTC")),
-        ("duration", _duration(report.duration)),
-        ("operations", f"{report.operations} ({report.refusals} refused)"),
+        ("duration", duration_text(report)),
+        ("operations", counts(report)),
         ("ended", report.end_reason or "-"),
         ("checkpoints", f"{report.checkpoints} valid, {report.valid_bytes} of {report.size} bytes"),
     ]
@@ -108,10 +133,20 @@ def _render(report: Report, signers: Path | None) -> None:
             "do not rely on what it shows after the last valid checkpoint."
         )
     console.print(
-        f"[{_STYLE.get(verdict, 'bold red')}]{verdict}[/] {_markup_escape(shown_path)}",
+        f"[{style_of(verdict)}]{verdict}[/] {_markup_escape(shown_path)}",
         markup=True,
         plain=f"{verdict} {shown_path}",
     )
+
+
+def not_a_transcript(path: Path, exc: TranscriptFormatError) -> str:
+    """The error for one file that is no transcript, naming the file (its hint comes apart).
+
+    The message may name the path already (an unreadable file): then it is not said twice.
+    """
+    shown = printable(str(path), None)
+    message = printable_lines(exc.message)
+    return message if shown in message else f"{shown}: {message}"
 
 
 def _shown(value: object) -> str:
@@ -178,13 +213,16 @@ def verify_files(files: list[Path], allowed_signers: Path | None, as_json: bool)
     trust = AllowedSigners.from_file(signers) if signers else None
     stdout, stderr = Lines(stderr=False), Lines(stderr=True)
     worst = ExitCode.OK
+    hints: list[str] = []  # said once, after every file, however many files need it
     for path in files:
         try:
             report = examine(path, trust)
         except TranscriptFormatError as exc:
             if as_json:
                 stdout.print(json.dumps({"path": str(path), "error": exc.message}))
-            stderr.print(printable_lines(exc.diagnostics()))
+            stderr.print(printable_lines(not_a_transcript(path, exc)))
+            if exc.hint and exc.hint not in hints:
+                hints.append(exc.hint)
             worst = ExitCode.USAGE
             continue
         except Exception as exc:  # a bug: said, and the other files are still checked
@@ -203,6 +241,8 @@ def verify_files(files: list[Path], allowed_signers: Path | None, as_json: bool)
             _render(report, signers)
         if report.verdict is not Verdict.SEALED and worst is ExitCode.OK:
             worst = ExitCode.FAILED
+    for hint in hints:
+        stderr.print(printable_lines(hint))
     if trust is None and not as_json:
         stderr.print(
             "No allowed_signers file was found, so no signer can be trusted. "

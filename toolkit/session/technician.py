@@ -206,8 +206,8 @@ class TechnicianSession:
         def sink(stream: int, data: bytes) -> None:
             if stream == CONTENT:
                 content.update(data)
-            else:
-                rec.output(data)
+            else:  # pipes' bare LFs, written as CRLF so that players draw lines
+                rec.command_output(data)
             if streaming:
                 assert on_data is not None
                 on_data(stream, data)

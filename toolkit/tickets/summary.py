@@ -19,7 +19,7 @@ from toolkit.identity.keys import public_line
 from toolkit.policy.commands import show_argv
 from toolkit.text import printable
 from toolkit.tickets.package import GZIP, MANIFEST_NAMESPACE, PARTS, Package, manifest_name
-from toolkit.transcript.models import NAMESPACE_CHECKPOINT, NAMESPACE_SEAL
+from toolkit.transcript.models import LOOKUP, NAMESPACE_CHECKPOINT, NAMESPACE_SEAL, counted_as
 from toolkit.transcript.verify import Report, examine
 
 #: Operations listed one by one; the rest are counted.
@@ -128,21 +128,21 @@ def comment(package: Package, allowed_signers: Path | None) -> tuple[str, Report
     report, verdict_line = verdict(cast, allowed_signers, operations=True)
     h = report.header
     listed: list[str] = []
-    operations = refusals = approvals = 0
+    # Counted as toolkit verify counts them (docs/transcript-format.md, "Operations").
+    operations, refusals = report.operations, report.refusals
+    approvals = 0
+    shown = 0  # operations and refusals listed
     for fields in report.operation_events:
-        kind = fields.get("type")
-        if kind == "approval":  # each one listed, beside the operations it allowed
+        if fields.get("type") == "approval":  # each one listed, beside the operations it allowed
             approvals += 1
             if approvals <= MAX_APPROVALS:
                 listed.append(_approval(fields))
             continue
-        if fields.get("purpose") == "completion":
-            continue
-        operations += kind == "operation"
-        refusals += kind == "refusal"
-        if operations + refusals <= MAX_LISTED:
-            listed.append(_operation(fields, str(kind)))
-    more = operations + refusals - min(operations + refusals, MAX_LISTED)
+        kind = counted_as(fields)
+        if kind is not None and kind != LOOKUP and shown < MAX_LISTED:
+            shown += 1
+            listed.append(_operation(fields, kind))
+    more = operations + refusals - shown
     more_approvals = approvals - min(approvals, MAX_APPROVALS)
     started = datetime.fromtimestamp(h.timestamp, UTC).isoformat(timespec="seconds")
     ended = report.ended.isoformat(timespec="seconds") if report.ended else "not recorded"
@@ -153,7 +153,8 @@ def comment(package: Package, allowed_signers: Path | None) -> tuple[str, Report
         f"Session {h.session_id}, ticket {h.ticket}",
         f"Started {started}, ended {ended}; end: {report.end_reason or 'not recorded'}",
         f"Scope: {', '.join(h.scope) or 'none'}",
-        f"Operations: {operations}, refusals: {refusals}",
+        f"Operations: {operations}, refusals: {refusals}"
+        + (f", completion look-ups: {report.lookups} (not counted)" if report.lookups else ""),
         *listed,
         *([f"  ... and {more} more (all in the transcript)"] if more > 0 else []),
         *(

@@ -230,6 +230,31 @@ def valid_event_type(name: str) -> bool:
     return bool(_EVENT_TYPE.match(name))
 
 
+#: Requests that carry the session itself, not work on the customer's machine: the
+#: greeting, the technician's end, a cancel (the request it stops is counted).
+SESSION_OPS = frozenset({"hello", "end", "cancel"})
+#: What :func:`counted_as` makes of an event; None for everything else.
+OPERATION, REFUSAL, LOOKUP = "operation", "refusal", "lookup"
+
+
+def counted_as(fields: dict[str, Any]) -> str | None:
+    """How an ``e`` event counts: an operation, a refusal, a completion look-up, or not at all.
+
+    The one rule (docs/transcript-format.md, "Operations") that ``toolkit verify``,
+    the ticket's comment and ``toolkit show`` count by, so that the technician's
+    copy and the customer's copy of one session give the same numbers: an
+    ``operation`` or ``refusal`` event counts, unless its ``op`` is one of
+    :data:`SESSION_OPS`; a listing made for Tab completion (``purpose:
+    "completion"``) is a look-up, counted apart.
+    """
+    kind, op = fields.get("type"), fields.get("op")
+    if kind not in (OPERATION, REFUSAL) or (isinstance(op, str) and op in SESSION_OPS):
+        return None
+    if fields.get("purpose") == "completion":
+        return LOOKUP
+    return str(kind)
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A signed statement over every byte before its own line."""
@@ -291,16 +316,21 @@ __all__ = [
     "FORMAT_HASH",
     "FORMAT_VERSION",
     "INPUT",
+    "LOOKUP",
     "MARKER",
     "NAMESPACES",
     "NAMESPACE_CHECKPOINT",
     "NAMESPACE_SEAL",
+    "OPERATION",
     "OUTPUT",
+    "REFUSAL",
     "RESIZE",
+    "SESSION_OPS",
     "Checkpoint",
     "Event",
     "Header",
     "Technician",
     "checkpoint_statement",
+    "counted_as",
     "valid_event_type",
 ]

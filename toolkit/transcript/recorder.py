@@ -232,6 +232,7 @@ class Recorder:
             OUTPUT: Utf8Decoder("replace"),
             INPUT: Utf8Decoder("replace"),
         }
+        self._after_cr = False  # command output so far ends in CR (see command_output)
         self.closed = False
         self._start = clock()
         self._write_bytes(header.to_line())
@@ -261,6 +262,28 @@ class Recorder:
     # -- what sessions record -------------------------------------------------
 
     def output(self, data: bytes) -> None:
+        """Terminal output as the terminal got it (a PTY's, which already ends lines in CRLF)."""
+        self._after_cr = False
+        self._stream(OUTPUT, data)
+
+    def command_output(self, data: bytes) -> None:
+        """Output of a command run on pipes, written as a terminal would show it.
+
+        A pipe carries bare LF line ends, which a player (asciinema) draws as a
+        staircase: each LF not after a CR is written as CRLF, as a terminal's
+        ONLCR does. Only the transcript's text changes: digests of the output
+        (the agent's ``stdout_sha256``) are of the bytes as the command wrote them.
+        """
+        if not data:
+            return
+        if not isinstance(data, bytes):
+            data = bytes(data)
+        if b"\n" in data:
+            joined = self._after_cr and data.startswith(b"\n")  # its CR came in the write before
+            data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            if joined:
+                data = data[1:]
+        self._after_cr = data.endswith(b"\r")
         self._stream(OUTPUT, data)
 
     def input(self, data: bytes) -> None:

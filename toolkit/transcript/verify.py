@@ -46,11 +46,13 @@ from toolkit.transcript.models import (
     AGENT_PRINCIPAL_PREFIX,
     CHECKPOINT,
     CODES,
+    LOOKUP,
     NAMESPACE_CHECKPOINT,
     NAMESPACE_SEAL,
     Checkpoint,
     Event,
     Header,
+    counted_as,
 )
 
 _CHUNK = 8 << 20
@@ -115,13 +117,28 @@ class Report:
     signer: str | None = None  # fingerprint of the key that signed
     trusted_as: str | None = None  # allowed_signers principal, when trusted
     duration: float | None = None
+    #: Counted as docs/transcript-format.md ("Operations") says, by models.counted_as.
     operations: int = 0
     refusals: int = 0
+    lookups: int = 0  # listings made for Tab completion, not counted as operations
     end_reason: str | None = None
+    #: The time (seconds from the start) of the last valid checkpoint: how much of the
+    #: session the verified part covers, when it holds no end (a crash, a tampered file).
+    covered_seconds: float | None = None
     notes: tuple[str, ...] = ()
     #: With ``examine(..., keep_operations=True)``: the fields of every operation and
     #: refusal event the valid checkpoints cover, in order (for the ticket's comment).
     operation_events: tuple[dict[str, Any], ...] = field(default=(), repr=False)
+
+    @property
+    def prefix_only(self) -> bool:
+        """Whether what the report shows is only the verified prefix of the file.
+
+        The counts, the end and the duration are always read from the part the
+        valid checkpoints cover; for TAMPERED and UNSEALED that is not the session
+        as it was sealed (or the session went on past it).
+        """
+        return self.verdict in (Verdict.TAMPERED, Verdict.UNSEALED)
 
     @property
     def started(self) -> datetime:
@@ -170,6 +187,9 @@ class Report:
             "duration": self.duration,
             "operations": self.operations,
             "refusals": self.refusals,
+            "lookups": self.lookups,
+            "prefix_only": self.prefix_only,
+            "covered_seconds": self.covered_seconds,
             "end_reason": self.end_reason,
             "checkpoints": self.checkpoints,
             "valid_bytes": self.valid_bytes,
@@ -206,6 +226,7 @@ class _EventLine:
     line: int  # 1-based line number
     end: int  # byte offset just past the line
     kind: str | None = None  # its type; None when it is not a well-formed event
+    counted: str | None = None  # how it counts (models.counted_as)
     fields: dict[str, Any] | None = None  # all of its fields, kept for session_end only
     error: Exception | None = None  # parsing failed in a way only the stats may report
 
@@ -459,7 +480,7 @@ def _parse_event(raw: bytes | bytearray, line: int, end: int, keep: frozenset[st
     if fields is None:
         return _EventLine(line, end)
     kind = fields["type"]
-    return _EventLine(line, end, kind, fields if kind in keep else None)
+    return _EventLine(line, end, kind, counted_as(fields), fields if kind in keep else None)
 
 
 def _event_fields(raw: bytes | bytearray) -> dict[str, Any] | None:
@@ -642,8 +663,11 @@ def examine(path: Path, trust: AllowedSigners | None, *, keep_operations: bool =
             prev_line = scan.checkpoints[seq - 2].line if seq > 1 else 0
             end = found.start + len(found.raw)
             bad = _locate(path, max(valid_end, scan.header_end), end, max(prev_line + 1, 2))
+            # What the valid prefix shows, and only that (Report.prefix_only).
+            stats, _ = _stats(scan, valid_end, seq - 1)
             return Report(
                 **base,
+                **stats,
                 verdict=Verdict.TAMPERED,
                 checkpoints=valid,
                 valid_bytes=valid_end,
@@ -665,30 +689,8 @@ def examine(path: Path, trust: AllowedSigners | None, *, keep_operations: bool =
         signer=_plain_fingerprint(signer_key) if signer_key else None,
     )
 
-    # Stats only from structured events that the valid checkpoints cover.
-    operations = refusals = 0
-    end_reason: str | None = None
-    duration: float | None = None
-    end_line = None
-    listed: list[dict[str, Any]] = []
-    for event in scan.events:
-        if event.end > valid_end:
-            break
-        if event.error is not None:
-            raise event.error
-        kind = event.kind
-        if kind is None:
-            continue
-        operations += kind == "operation"
-        refusals += kind == "refusal"
-        if event.fields is not None and kind != "session_end":
-            listed.append(event.fields)
-        elif event.fields is not None:
-            end_line = event.line
-            end_reason = str(event.fields.get("reason"))
-            duration = _duration(event.fields.get("duration"))
-    base.update(operations=operations, refusals=refusals, end_reason=end_reason, duration=duration)
-    base["operation_events"] = tuple(listed)
+    stats, end_line = _stats(scan, valid_end, valid)
+    base.update(stats)
 
     # 2. Is the file complete: session_end, then the last checkpoint, then nothing?
     last = scan.checkpoints[-1] if scan.checkpoints else None
@@ -809,6 +811,51 @@ def examine(path: Path, trust: AllowedSigners | None, *, keep_operations: bool =
     except UntrustedSigner as exc:
         return Report(**base, verdict=Verdict.UNTRUSTED, failure=Failure(reason=exc.message))
     return Report(**base, verdict=Verdict.SEALED, trusted_as=entry.principals)
+
+
+def _stats(scan: _Scan, valid_end: int, valid: int) -> tuple[dict[str, Any], int | None]:
+    """The report's counts, end and times, from the structured events that the first
+    ``valid`` checkpoints cover (they end at byte ``valid_end``); and the line of the
+    session_end among them, if any."""
+    counts = {"operation": 0, "refusal": 0, LOOKUP: 0}
+    end_reason: str | None = None
+    duration: float | None = None
+    end_line = None
+    listed: list[dict[str, Any]] = []
+    for event in scan.events:
+        if event.end > valid_end:
+            break
+        if event.error is not None:
+            raise event.error
+        kind = event.kind
+        if kind is None:
+            continue
+        if event.counted is not None:
+            counts[event.counted] += 1
+        if event.fields is not None and kind != "session_end":
+            listed.append(event.fields)
+        elif event.fields is not None:
+            end_line = event.line
+            end_reason = str(event.fields.get("reason"))
+            duration = _duration(event.fields.get("duration"))
+    covered = _checkpoint_time(scan.checkpoints[valid - 1].raw) if valid else None
+    return {
+        "operations": counts["operation"],
+        "refusals": counts["refusal"],
+        "lookups": counts[LOOKUP],
+        "end_reason": end_reason,
+        "duration": duration,
+        "covered_seconds": covered,
+        "operation_events": tuple(listed),
+    }, end_line
+
+
+def _checkpoint_time(raw: bytes) -> float | None:
+    """The time field of a (verified) checkpoint line: seconds from the session's start."""
+    try:
+        return _duration(float(raw[1 : raw.index(b",")]))
+    except ValueError:
+        return None
 
 
 def verify(path: Path, trust: AllowedSigners | None) -> Report:
