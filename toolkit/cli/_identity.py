@@ -23,6 +23,7 @@ KeyOption = Annotated[
     Path | None,
     typer.Option(
         "--key",
+        metavar="FILE",
         help="Sign with this OpenSSH private key file instead of the stored identity.",
         dir_okay=False,
     ),

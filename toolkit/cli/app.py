@@ -9,6 +9,9 @@ import typer
 from toolkit import __version__
 from toolkit.cli import connect, keys, relay, share, show, tickets, verify
 from toolkit.cli._console import set_verbose
+from toolkit.cli._help import plain_arguments
+
+plain_arguments()
 
 EXIT_CODES = """\
 Exit codes: 0 ok, 1 failed check, 2 usage, 3 refused by policy or consent,

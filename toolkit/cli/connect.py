@@ -238,12 +238,14 @@ def connect_command(
     ] = None,
     *,
     ticket: Annotated[
-        str, typer.Option("--ticket", help="The support ticket this session is for.")
+        str,
+        typer.Option("--ticket", metavar="TICKET", help="The support ticket this session is for."),
     ],
     code: Annotated[
         str | None,
         typer.Option(
             "--code",
+            metavar="CODE",
             help="The customer's one-time code; a wrong one ends connect "
             "[default: ask, shown as typed, again after a wrong code].",
         ),

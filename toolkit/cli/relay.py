@@ -28,6 +28,7 @@ def relay_command(
         Path | None,
         typer.Option(
             "--host-key",
+            metavar="FILE",
             help="The relay's SSH host key [default: made once in the data dir].",
             dir_okay=False,
         ),
@@ -36,36 +37,55 @@ def relay_command(
         Path | None,
         typer.Option(
             "--technicians",
+            metavar="FILE",
             help="Only these keys (allowed_signers or authorized_keys) may reach a rendezvous.",
             dir_okay=False,
         ),
     ] = None,
     max_ttl: Annotated[
-        float, typer.Option("--max-ttl", min=1, help="Longest life of a rendezvous, in seconds.")
+        float,
+        typer.Option(
+            "--max-ttl", metavar="SECONDS", min=1, help="Longest life of a rendezvous, in seconds."
+        ),
     ] = 3600.0,
     lookup_rate: Annotated[
         float,
-        typer.Option("--lookup-rate", min=0.001, help="Lookups per second per source address."),
+        typer.Option(
+            "--lookup-rate",
+            metavar="PER_SECOND",
+            min=0.001,
+            help="Lookups per second per source address.",
+        ),
     ] = 1.0,
     lookup_burst: Annotated[
-        int, typer.Option("--lookup-burst", min=1, help="Lookups at once per source address.")
+        int,
+        typer.Option(
+            "--lookup-burst", metavar="COUNT", min=1, help="Lookups at once per source address."
+        ),
     ] = 20,
     names_per_address: Annotated[
         int,
         typer.Option(
             "--names-per-address",
+            metavar="COUNT",
             min=1,
             help="Rendezvous one source address (an IPv6 /64) may hold at once.",
         ),
     ] = 32,
     names_per_key: Annotated[
         int,
-        typer.Option("--names-per-key", min=1, help="Rendezvous one agent key may hold at once."),
+        typer.Option(
+            "--names-per-key",
+            metavar="COUNT",
+            min=1,
+            help="Rendezvous one agent key may hold at once.",
+        ),
     ] = 16,
     register_rate: Annotated[
         float,
         typer.Option(
             "--register-rate",
+            metavar="PER_SECOND",
             min=0.001,
             help="New rendezvous per second per source address, and per key.",
         ),
@@ -74,6 +94,7 @@ def relay_command(
         int,
         typer.Option(
             "--register-burst",
+            metavar="COUNT",
             min=1,
             help="New rendezvous at once per source address, and per key.",
         ),
@@ -81,7 +102,10 @@ def relay_command(
     log: Annotated[
         Path | None,
         typer.Option(
-            "--log", help="Append the JSON-lines log here [default: stdout].", dir_okay=False
+            "--log",
+            metavar="FILE",
+            help="Append the JSON-lines log here [default: stdout].",
+            dir_okay=False,
         ),
     ] = None,
 ) -> None:

@@ -473,6 +473,7 @@ ScopeOption = Annotated[
     list[str] | None,
     typer.Option(
         "--scope",
+        metavar="SCOPE",
         help="What you offer at most: diagnostics, fixes, shell (repeatable) "
         "[default: diagnostics].",
         show_default=False,
@@ -492,11 +493,15 @@ def share_command(
     ] = "127.0.0.1:0",
     ttl: Annotated[
         float,
-        typer.Option("--ttl", help=f"Seconds each code stays valid (1 to {int(MAX_TTL)})."),
+        typer.Option(
+            "--ttl", metavar="SECONDS", help=f"Seconds each code stays valid (1 to {int(MAX_TTL)})."
+        ),
     ] = 600.0,
     code_file: Annotated[
         Path | None,
-        typer.Option("--code-file", help="Also write the code to this file (mode 0600)."),
+        typer.Option(
+            "--code-file", metavar="FILE", help="Also write the code to this file (mode 0600)."
+        ),
     ] = None,
     as_json: Annotated[
         bool,
@@ -513,13 +518,16 @@ def share_command(
     policy_path: Annotated[
         Path | None,
         typer.Option(
-            "--policy", help="Policy TOML [default: config dir's agent.toml, else built-in]."
+            "--policy",
+            metavar="FILE",
+            help="Policy TOML [default: config dir's agent.toml, else built-in].",
         ),
     ] = None,
     allowed_signers: Annotated[
         Path | None,
         typer.Option(
             "--allowed-signers",
+            metavar="FILE",
             help="Which technician keys to show as trusted [default: as toolkit verify].",
             dir_okay=False,
         ),

@@ -30,6 +30,7 @@ BackendOption = Annotated[
     typer.Option(
         "--backend",
         "-b",
+        metavar="BACKEND",
         help="Ticket backend [default: tickets.toml's default, else local].",
         show_default=False,
     ),
@@ -109,7 +110,7 @@ def _batches(attachments: tuple[Attachment, ...]) -> list[list[Attachment]]:
 
 @app.command()
 def show(
-    ticket: Annotated[str, typer.Argument(help="Ticket id.")],
+    ticket: Annotated[str, typer.Argument(metavar="TICKET", help="Ticket id.")],
     backend: BackendOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -238,11 +239,18 @@ def _option_value(text: str) -> tuple[str, str | int | bool]:
 
 @app.command()
 def login(
-    backend: Annotated[str, typer.Argument(help="Backend name (`toolkit tickets backends`).")],
-    url: Annotated[str, typer.Option("--url", help="The ticket system's base URL.")] = "",
+    backend: Annotated[
+        str,
+        typer.Argument(metavar="BACKEND", help="Backend name (`toolkit tickets backends`)."),
+    ],
+    url: Annotated[
+        str, typer.Option("--url", metavar="URL", help="The ticket system's base URL.")
+    ] = "",
     user: Annotated[
         str | None,
-        typer.Option("--user", help="Account name or email, where the backend needs one."),
+        typer.Option(
+            "--user", metavar="USER", help="Account name or email, where the backend needs one."
+        ),
     ] = None,
     option: Annotated[
         list[str] | None,
@@ -331,8 +339,12 @@ def login(
 
 @app.command()
 def new(
-    subject: Annotated[str, typer.Option("--subject", help="The new ticket's subject.")],
-    description: Annotated[str, typer.Option("--description", help="Its first text.")] = "",
+    subject: Annotated[
+        str, typer.Option("--subject", metavar="TEXT", help="The new ticket's subject.")
+    ],
+    description: Annotated[
+        str, typer.Option("--description", metavar="TEXT", help="Its first text.")
+    ] = "",
     backend: BackendOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -417,8 +429,10 @@ def sync(as_json: JsonOption = False) -> None:
 
 @app.command()
 def download(
-    ticket: Annotated[str, typer.Argument(help="Ticket id.")],
-    to: Annotated[Path, typer.Option("--to", help="Folder to write the attachments in.")],
+    ticket: Annotated[str, typer.Argument(metavar="TICKET", help="Ticket id.")],
+    to: Annotated[
+        Path, typer.Option("--to", metavar="DIR", help="Folder to write the attachments in.")
+    ],
     backend: BackendOption = None,
     as_json: JsonOption = False,
 ) -> None:

@@ -186,11 +186,12 @@ def _markup_escape(text: str) -> str:
 
 
 def verify_command(
-    files: Annotated[list[Path], typer.Argument(help="Transcript files (.cast).")],
+    files: Annotated[list[Path], typer.Argument(metavar="FILE", help="Transcript files (.cast).")],
     allowed_signers: Annotated[
         Path | None,
         typer.Option(
             "--allowed-signers",
+            metavar="FILE",
             help="OpenSSH allowed_signers file "
             "[default: config dir's allowed_signers, else ~/.ssh/allowed_signers]",
             dir_okay=False,
