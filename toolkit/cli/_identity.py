@@ -85,13 +85,14 @@ def ask_text(question: str, check: Callable[[str], str]) -> str:
     from rich.prompt import Prompt
 
     from toolkit.cli._console import err, say
+    from toolkit.text import printable
 
     for _ in range(_TRIES):
         answer = Prompt.ask(question, console=err())
         try:
             return check(answer)
         except ToolkitError as exc:
-            say(f"{exc.message} Try again.")
+            say(printable(f"{exc.message} Try again."))  # it may quote what was typed
     raise UsageError(f"No usable answer after {_TRIES} tries; nothing was saved.")
 
 

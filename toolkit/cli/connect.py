@@ -150,7 +150,7 @@ async def _ask_code(again: bool = False) -> Secret:
             try:
                 return parse_code(await lines.line())
             except CodeFormatError as exc:
-                say(exc.message)
+                say(printable(exc.message))  # it may quote what was typed
     from prompt_toolkit import PromptSession
     from prompt_toolkit.buffer import Buffer
     from prompt_toolkit.output import create_output

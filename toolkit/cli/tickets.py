@@ -142,7 +142,9 @@ def show(
         width = max(map(len, names))
         for a, name in zip(batch, names, strict=True):
             size = printable(a.size)  # a plugin's number: any type it sent
-            _print(f"  {name:<{width}}  {size:>10} bytes  {printable(a.location)}")
+            where = printable(a.location)
+            row = f"  {name:<{width}}  {size:>10} bytes  {where}"
+            _print(row)  # nosemgrep: toolkit-print-untrusted -- each part is printable() above
         if batch[0].comment:
             _print("  summary:")
             for line in batch[0].comment.splitlines():
@@ -330,7 +332,7 @@ def login(
     if make_default:
         config["default"] = backend
     path = write_config(config)
-    _say(f"{backend} settings saved in {path}{stored}.")
+    _say(printable(f"{backend} settings saved in {path}{stored}."))
     if make_default or config.get("default") == backend:
         _say(f"Session transcripts will be attached to {backend}.")
     else:
