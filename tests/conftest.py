@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import tool
+from tests.integration.share_process import EMAIL, NAME, Person
+from tests.integration.terminal import Tmux
 
 
 @pytest.fixture(autouse=True)
@@ -76,3 +78,47 @@ def keygen_key(tmp_path: Path, ssh_keygen: str) -> Path:
     )
     os.chmod(path, 0o600)
     return path
+
+
+# -- the people and terminals of the session tests ------------------------------------
+
+
+@pytest.fixture(scope="session")
+def identity(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The technician's data dir holding a signing identity, made once (it takes a KDF)."""
+    person = Person.make(tmp_path_factory.mktemp("identity"))
+    done = person.toolkit("keys", "init", "--name", NAME, "--email", EMAIL, "--no-keyring")
+    assert done.returncode == 0, done.stderr
+    return person.data
+
+
+@pytest.fixture(scope="session")
+def signers(identity: Path) -> Path:
+    """The identity's allowed_signers line, as `toolkit keys allowed-signers` prints it."""
+    person = Person(identity.parent.parent)
+    done = person.toolkit("keys", "allowed-signers")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{EMAIL} ")
+    path = person.root / "allowed_signers"
+    path.write_text(done.stdout)
+    return path
+
+
+@pytest.fixture
+def people(tmp_path: Path, identity: Path) -> tuple[Person, Person]:
+    """The technician (with the identity) and the customer (with the test policy)."""
+    from tests.integration.test_share_connect import make_customer, make_technician
+
+    return make_technician(tmp_path / "technician", identity), make_customer(tmp_path / "customer")
+
+
+@pytest.fixture
+def tmux(tmp_path: Path) -> Iterator[Tmux]:
+    """Terminals of a tmux server of the test's own, killed at the end."""
+    if tool("tmux") is None:
+        pytest.skip("tmux is not installed (Debian package tmux)")
+    terminals = Tmux(tmp_path)
+    try:
+        yield terminals
+    finally:
+        terminals.kill()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,7 +17,6 @@ from tests.integration.terminal import Tmux
 from tests.integration.test_share_connect import (
     connect,
     events,
-    identity,  # noqa: F401 (a fixture)
     json_lines,
     make_customer,
     make_technician,
@@ -67,7 +65,7 @@ read ~/notes.txt
 
 
 @pytest.fixture
-def technician(tmp_path: Path, identity: Path) -> Person:  # noqa: F811
+def technician(tmp_path: Path, identity: Path) -> Person:
     return make_technician(tmp_path / "technician", identity)
 
 
@@ -269,13 +267,6 @@ def technician_completes(person: Person, env: dict[str, str]) -> str:
 
 
 # -- the code, asked again in place ------------------------------------------------------
-
-
-@pytest.fixture
-def tmux(tmp_path: Path) -> Any:
-    terminals = Tmux(tmp_path)
-    yield terminals
-    terminals.kill()
 
 
 def test_a_wrong_code_is_asked_again_in_place_and_the_session_runs(

@@ -32,10 +32,8 @@ from tests.integration.test_share_connect import (
     NOTES,
     customer_copy,
     events,
-    identity,  # noqa: F401  (a fixture)
     make_customer,
     make_technician,
-    signers,  # noqa: F401  (a fixture)
     technician_transcript,
 )
 from toolkit.transcript.models import Event
@@ -73,8 +71,8 @@ class Session:
 @pytest.fixture(scope="module")
 def session(
     tmp_path_factory: pytest.TempPathFactory,
-    identity: Path,  # noqa: F811
-    signers: Path,  # noqa: F811
+    identity: Path,
+    signers: Path,
 ) -> Session:
     root = tmp_path_factory.mktemp("evidence")
     technician = make_technician(root / "technician", identity)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import pwd
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,9 +25,6 @@ from tests.integration.test_share_connect import (
     QUESTION,
     connect,
     events,
-    identity,  # noqa: F401  (a fixture)
-    make_customer,
-    make_technician,
     technician_transcript,
 )
 
@@ -43,20 +39,6 @@ needs_no_resolvectl = pytest.mark.skipif(
     any(os.path.exists(f"{d}/resolvectl") for d in ("/usr/sbin", "/usr/bin", "/sbin", "/bin")),
     reason="resolvectl is installed here: flush-dns would not fail",
 )
-
-
-@pytest.fixture
-def tmux(tmp_path: Path) -> Iterator[Tmux]:
-    terminals = Tmux(tmp_path)
-    try:
-        yield terminals
-    finally:
-        terminals.kill()
-
-
-@pytest.fixture
-def people(tmp_path: Path, identity: Path) -> tuple[Person, Person]:  # noqa: F811
-    return make_technician(tmp_path / "technician", identity), make_customer(tmp_path / "customer")
 
 
 def start(tmux: Tmux, technician: Person, share: Share, *scopes: str, **size: int) -> None:

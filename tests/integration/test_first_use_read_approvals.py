@@ -27,7 +27,6 @@ from tests.integration.share_process import Person, sharing
 from tests.integration.test_share_connect import (  # the fixtures too: one identity
     customer_copy,
     events,
-    identity,  # noqa: F401
     make_customer,
     technician,  # noqa: F401
     technician_transcript,

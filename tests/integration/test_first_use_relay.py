@@ -22,7 +22,6 @@ import re
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +33,6 @@ from tests.integration.share_process import PASSPHRASE, Person, sharing
 from tests.integration.terminal import Tmux
 from tests.integration.test_share_connect import (
     NOTES,
-    identity,  # noqa: F401 (a fixture)
     make_customer,
     make_technician,
 )
@@ -84,19 +82,8 @@ def customer(tmp_path: Path) -> Person:
 
 
 @pytest.fixture
-def technician(tmp_path: Path, identity: Path) -> Person:  # noqa: F811
+def technician(tmp_path: Path, identity: Path) -> Person:
     return make_technician(tmp_path / "technician", identity)
-
-
-@pytest.fixture
-def tmux(tmp_path: Path) -> Iterator[Tmux]:
-    if tool("tmux") is None:
-        pytest.skip("tmux is not installed")
-    terminals = Tmux(tmp_path)
-    try:
-        yield terminals
-    finally:
-        terminals.kill()
 
 
 def at(relay: RelayProcess) -> str:

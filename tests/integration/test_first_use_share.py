@@ -38,9 +38,6 @@ from tests.integration.terminal import Tmux
 from tests.integration.test_share_connect import (
     customer_copy,
     events,
-    identity,  # noqa: F401  (a fixture)
-    make_customer,
-    make_technician,
     start_connect,
     technician_transcript,
 )
@@ -59,20 +56,6 @@ DECLINED_HINT = "Type n and Enter for a new code; Enter or q ends toolkit share.
 SCOPES = ("--scope", "diagnostics", "--scope", "fixes", "--scope", "shell")
 
 needs_tmux = pytest.mark.skipif(tool("tmux") is None, reason="tmux is not installed")
-
-
-@pytest.fixture
-def tmux(tmp_path: Path) -> Iterator[Tmux]:
-    terminals = Tmux(tmp_path)
-    try:
-        yield terminals
-    finally:
-        terminals.kill()
-
-
-@pytest.fixture
-def people(tmp_path: Path, identity: Path) -> tuple[Person, Person]:  # noqa: F811
-    return make_technician(tmp_path / "technician", identity), make_customer(tmp_path / "customer")
 
 
 def wait_on_screen(tmux: Tmux, name: str, text: str, timeout: float = 20.0) -> str:

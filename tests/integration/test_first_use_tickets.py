@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -129,17 +128,6 @@ class Newcomer(Person):
         env = super().env()
         del env["TOOLKIT_KEY_PASSPHRASE"]  # nothing set up: toolkit has to ask
         return env
-
-
-@pytest.fixture
-def tmux(tmp_path: Path) -> Iterator[Tmux]:
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed (Debian package tmux)")
-    terminals = Tmux(tmp_path)
-    try:
-        yield terminals
-    finally:
-        terminals.kill()
 
 
 @pytest.fixture

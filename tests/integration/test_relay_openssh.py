@@ -21,7 +21,6 @@ from bench.sshd import Bastion, available, bastion_sshd
 from tests.integration.share_process import Person, sharing
 from tests.integration.test_share_connect import (
     NOTES,
-    identity,  # noqa: F401 (a fixture)
     make_customer,
     make_technician,
 )
@@ -59,7 +58,7 @@ def point_at(home: Path, bastion: Bastion) -> None:
 
 
 @pytest.fixture
-def people(tmp_path: Path, identity: Path) -> Iterator[tuple[Person, Person, Bastion]]:  # noqa: F811
+def people(tmp_path: Path, identity: Path) -> Iterator[tuple[Person, Person, Bastion]]:
     customer = make_customer(tmp_path / "customer")
     technician = make_technician(tmp_path / "technician", identity)
     keys = [ssh_key(customer.home), ssh_key(technician.home)]

@@ -21,7 +21,6 @@ from tests.integration.test_share_connect import (
     NOTES,
     SLEEP,
     customer_copy,
-    identity,  # noqa: F401 (a fixture)
     make_customer,
     make_technician,
     technician_transcript,
@@ -48,7 +47,7 @@ def customer(tmp_path: Path) -> Person:
 
 
 @pytest.fixture
-def technician(tmp_path: Path, identity: Path) -> Person:  # noqa: F811
+def technician(tmp_path: Path, identity: Path) -> Person:
     return make_technician(tmp_path / "technician", identity)
 
 
@@ -149,7 +148,7 @@ def test_relay_restart_before_the_technician_joins_the_same_code_works(
 
 
 @pytest.fixture(scope="session")
-def signers(identity: Path) -> Path:  # noqa: F811
+def signers(identity: Path) -> Path:
     person = Person(identity.parent.parent)
     done = person.toolkit("keys", "allowed-signers")
     assert done.returncode == 0, done.stderr

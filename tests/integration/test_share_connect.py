@@ -63,27 +63,6 @@ CODE = re.compile(r"^\d{3}-\d{3}-\d{3}$")
 # -- the people ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def identity(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The technician's data dir holding a signing identity, made once (it takes a KDF)."""
-    person = Person.make(tmp_path_factory.mktemp("identity"))
-    done = person.toolkit("keys", "init", "--name", NAME, "--email", EMAIL, "--no-keyring")
-    assert done.returncode == 0, done.stderr
-    return person.data
-
-
-@pytest.fixture(scope="session")
-def signers(identity: Path) -> Path:
-    """The identity's allowed_signers line, as `toolkit keys allowed-signers` prints it."""
-    person = Person(identity.parent.parent)
-    done = person.toolkit("keys", "allowed-signers")
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith(f"{EMAIL} ")
-    path = person.root / "allowed_signers"
-    path.write_text(done.stdout)
-    return path
-
-
 def make_technician(root: Path, identity: Path) -> Person:
     person = Person.make(root)
     shutil.copytree(identity, person.data)

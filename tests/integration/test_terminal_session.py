@@ -16,7 +16,6 @@ import pwd
 import shlex
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,10 +28,6 @@ from tests.integration.test_share_connect import (
     SLEEP,
     customer_copy,
     events,
-    identity,  # noqa: F401  (a fixture)
-    make_customer,
-    make_technician,
-    signers,  # noqa: F401  (a fixture)
     technician_transcript,
     verified,
 )
@@ -48,21 +43,6 @@ FAKE_SUDO = (
 PROMPT = "toolkit>"  # (tmux drops trailing spaces)
 
 pytestmark = pytest.mark.skipif(tool("tmux") is None, reason="tmux is not installed")
-
-
-@pytest.fixture
-def tmux(tmp_path: Path) -> Iterator[Tmux]:
-    terminals = Tmux(tmp_path)
-    try:
-        yield terminals
-    finally:
-        terminals.kill()
-
-
-@pytest.fixture
-def people(tmp_path: Path, identity: Path) -> tuple[Person, Person]:  # noqa: F811
-    """The technician (with the identity) and the customer (with the test policy)."""
-    return make_technician(tmp_path / "technician", identity), make_customer(tmp_path / "customer")
 
 
 def lines_of(path: Path, code: str) -> str:
@@ -91,7 +71,7 @@ def asciinema_cat(path: Path) -> str:
 def test_prompt_shell_and_passwords_on_a_real_terminal(
     tmp_path: Path,
     people: tuple[Person, Person],
-    signers: Path,  # noqa: F811  (the fixture imported above)
+    signers: Path,
     tmux: Tmux,
 ) -> None:
     technician, customer = people
@@ -181,7 +161,7 @@ def test_prompt_shell_and_passwords_on_a_real_terminal(
 
 def test_customer_sees_the_session_declines_a_fix_and_q_ends_it_for_both(
     people: tuple[Person, Person],
-    signers: Path,  # noqa: F811  (the fixture imported above)
+    signers: Path,
     tmux: Tmux,
 ) -> None:
     technician, customer = people

@@ -29,7 +29,6 @@ import pytest
 
 from tests.integration.share_process import Person, end
 from tests.integration.test_share_connect import (
-    identity,  # noqa: F401 (a fixture)
     make_customer,
     make_technician,
 )
@@ -420,7 +419,7 @@ def hostile(tmp_path: Path) -> Iterator[int]:
 def test_escapes_from_a_hostile_relay_never_reach_the_customer_or_technician_raw(
     tmp_path: Path,
     hostile: int,
-    identity: Path,  # noqa: F811
+    identity: Path,
 ) -> None:
     customer = make_customer(tmp_path / "customer")
     technician = make_technician(tmp_path / "technician", identity)

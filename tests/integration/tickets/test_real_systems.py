@@ -21,7 +21,7 @@ import pytest
 
 from tests.helpers import new_signer, record_sample, write_allowed_signers
 from tests.integration.share_process import PASSPHRASE, Person, sharing
-from tests.integration.test_share_connect import identity, make_customer, signers
+from tests.integration.test_share_connect import make_customer
 from tests.integration.tickets.proxy import proxying
 from tests.integration.tickets.systems import System
 from toolkit.cli import run as toolkit
@@ -30,8 +30,6 @@ from toolkit.tickets.http import AttachmentTooLarge
 from toolkit.tickets.outbox import Outbox
 from toolkit.tickets.package import PARTS
 from toolkit.tickets.plugins import open_backend
-
-__all__ = ["identity", "signers"]  # session fixtures shared with the share/connect tests
 
 SYSTEMS = ["redmine", "rt"]
 MIB = 1024 * 1024
