@@ -230,7 +230,9 @@ class Http:
             raise self._unreachable(exc) from None
 
     def _unreachable(self, exc: Exception) -> BackendUnreachable:
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+        reason = getattr(exc, "reason", None) or exc
+        # URLError wraps the OSError: "Connection refused", not "[Errno 111] Connection refused".
+        reason = getattr(reason, "strerror", None) or reason
         return BackendUnreachable(
             f"{self.system} at {self.base_url} cannot be reached ({reason}).", hint=OUTBOX_HINT
         )
