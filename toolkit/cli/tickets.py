@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from toolkit.cli._complete import complete_ticket
 from toolkit.cli._console import err, say
 from toolkit.errors import ExitCode, TicketBackendError, ToolkitError, UsageError
 from toolkit.text import printable
@@ -110,7 +111,10 @@ def _batches(attachments: tuple[Attachment, ...]) -> list[list[Attachment]]:
 
 @app.command()
 def show(
-    ticket: Annotated[str, typer.Argument(metavar="TICKET", help="Ticket id.")],
+    ticket: Annotated[
+        str,
+        typer.Argument(metavar="TICKET", help="Ticket id.", autocompletion=complete_ticket),
+    ],
     backend: BackendOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -431,7 +435,10 @@ def sync(as_json: JsonOption = False) -> None:
 
 @app.command()
 def download(
-    ticket: Annotated[str, typer.Argument(metavar="TICKET", help="Ticket id.")],
+    ticket: Annotated[
+        str,
+        typer.Argument(metavar="TICKET", help="Ticket id.", autocompletion=complete_ticket),
+    ],
     to: Annotated[
         Path, typer.Option("--to", metavar="DIR", help="Folder to write the attachments in.")
     ],
