@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import builtins
 import os
-import re
 import sys
 from typing import TYPE_CHECKING, TextIO
 
@@ -20,20 +19,19 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 _state: dict[str, bool] = {"verbose": False}
-#: Whatever rich's emoji codes (``:name:``, ``:name-emoji:``) can match, and more.
-_MAYBE_EMOJI = re.compile(r":\S*:")
 
 
 def out() -> Console:
     from rich.console import Console
 
-    return Console(soft_wrap=True)
+    # emoji=False: ":fire:" in a ticket title or a JSON value is data, never a picture.
+    return Console(soft_wrap=True, emoji=False)
 
 
 def err() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, soft_wrap=True)
+    return Console(stderr=True, soft_wrap=True, emoji=False)
 
 
 def say(text: str = "", *, stderr: bool = True, highlight: bool = False) -> None:
@@ -42,13 +40,12 @@ def say(text: str = "", *, stderr: bool = True, highlight: bool = False) -> None
 
 
 class Lines:
-    """Prints to stdout or stderr as a rich ``Console(soft_wrap=True)`` does.
+    """Prints to stdout or stderr as a rich ``Console(soft_wrap=True, emoji=False)`` does.
 
-    Off a terminal, rich writes lines of printable text as they are, apart
-    from replacing emoji codes such as ``:smile:``: such text is written
-    here directly, with rich's own replacement, and a Console (most of
-    rich's start-up time) is made only for text that needs one: a terminal
-    (styles), markup holding a "[", control characters.
+    Off a terminal, rich writes lines of printable text as they are: such
+    text is written here directly, and a Console (most of rich's start-up
+    time) is made only for text that needs one: a terminal (styles), markup
+    holding a "[", control characters.
     tests/unit/cli/test_console.py compares both ways.
     """
 
@@ -71,19 +68,19 @@ class Lines:
 
             text = printable_lines(text)
         line = plain if markup else text
-        if not (markup and "[" in line) and surely_not_a_terminal(stream):
-            if _MAYBE_EMOJI.search(line):
-                from rich._emoji_replace import _emoji_replace
-
-                line = _emoji_replace(line)
-            if _printable(line) and (line.isascii() or _utf8(stream)):
-                try:
-                    stream.write(line + "\n")
-                    stream.flush()
-                except BrokenPipeError:  # what rich's Console.on_broken_pipe does
-                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-                    raise SystemExit(1) from None
-                return
+        if (
+            not (markup and "[" in line)
+            and surely_not_a_terminal(stream)
+            and _printable(line)
+            and (line.isascii() or _utf8(stream))
+        ):
+            try:
+                stream.write(line + "\n")
+                stream.flush()
+            except BrokenPipeError:  # what rich's Console.on_broken_pipe does
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                raise SystemExit(1) from None
+            return
         if self._console is None:
             self._console = err() if self._stderr else out()
         self._console.print(

@@ -50,10 +50,12 @@ def _both(
                     lines.print(text, highlight=highlight)
                 used_rich = lines._console is not None
             elif markup:
-                Console(stderr=stderr, soft_wrap=True).print(f"[bold red]TAMPERED[/] {text}")
+                Console(stderr=stderr, soft_wrap=True, emoji=False).print(
+                    f"[bold red]TAMPERED[/] {text}"
+                )
             else:
                 # Lines escapes control characters (toolkit.text) that rich would print raw.
-                Console(stderr=stderr, soft_wrap=True).print(
+                Console(stderr=stderr, soft_wrap=True, emoji=False).print(
                     _escaped(text), markup=False, highlight=highlight
                 )
         results.append(raw.getvalue().decode())
@@ -171,3 +173,14 @@ def test_agent_output_goes_raw_into_a_pipe_and_printable_onto_a_terminal(tmp_pat
         assert ready, shown  # everything written is readable at once: no waiting needed
         shown += os.read(leader, 4096)
     os.close(leader)
+
+
+@pytest.mark.parametrize("stderr", [False, True])
+def test_emoji_codes_are_data_not_pictures(stderr: bool) -> None:
+    # A ticket title or a transcript field may say ":fire:"; --json output stays ASCII and
+    # the value stays the value (docs/security-model.md).
+    line = '{"title": "disk :fire: :thumbs_up: :smile-emoji:"}'
+    mine, rich_, used_rich = _both(line, stderr=stderr)
+    assert mine == rich_ == line + "\n" and not used_rich
+    marked, _, _ = _both(":fire:", stderr=stderr, markup=True)
+    assert marked == "TAMPERED :fire:\n"
