@@ -30,6 +30,8 @@ from toolkit.secrets import Secret
 KEYRING_SERVICE = "toolkit"
 FILE_FORMAT = 1
 _SCRYPT = {"n": 2**15, "r": 8, "p": 1}
+#: The scrypt cost a file may name: ours or stronger, never weaker, never enough to exhaust memory.
+_SCRYPT_N = range(15, 21)  # log2(n)
 _SALT = 16
 _NONCE = 12
 _MAX_FILE = 1 << 20
@@ -153,7 +155,23 @@ def _read_file() -> dict[str, Any] | None:
         or not isinstance(raw.get("entries"), dict)
     ):
         raise _damaged(path, f"not a format {FILE_FORMAT} credentials file")
+    if not _sound_kdf(raw["kdf"]):
+        # Whoever wrote the file chose the cost: a weak one would be kept for new entries,
+        # a huge one would exhaust memory.
+        raise _damaged(path, "its key derivation settings are not toolkit's")
     return raw
+
+
+def _sound_kdf(kdf: dict[str, Any]) -> bool:
+    n, r, p = kdf.get("n"), kdf.get("r"), kdf.get("p")
+    return (
+        kdf.get("name") == "scrypt"
+        and isinstance(n, int)
+        and not isinstance(n, bool)
+        and any(n == 1 << bits for bits in _SCRYPT_N)
+        and r == _SCRYPT["r"]
+        and p == _SCRYPT["p"]
+    )
 
 
 def _derive(passphrase: str, kdf: dict[str, Any]) -> bytes:
@@ -210,7 +228,9 @@ def _file_set(backend: str, url: str, secret: Secret, passphrase: Passphrases) -
     from toolkit.identity.store import MIN_PASSPHRASE
 
     stored = _read_file()
-    if stored is None:
+    if stored is None or not stored["entries"]:
+        # A file emptied when the keyring took its last secret is a new file: a new salt
+        # and a new passphrase, asked twice and long enough, never one nothing checks.
         chosen = passphrase(confirm=True)
         if len(chosen) < MIN_PASSPHRASE:
             raise UsageError(f"The passphrase must have at least {MIN_PASSPHRASE} characters.")

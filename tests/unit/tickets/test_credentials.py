@@ -125,3 +125,49 @@ def test_no_passphrase_source_and_no_variable_is_a_clear_error() -> None:
     credentials.store("redmine", URL, Secret("k"), passphrase())
     with pytest.raises(TicketBackendError, match="needs a passphrase and there is no terminal"):
         credentials.load("redmine", URL)
+
+
+def test_an_emptied_file_is_a_new_file_asked_twice_with_a_new_salt(
+    file_keyring: FileKeyring,
+) -> None:
+    keyring.set_keyring(fail.Keyring())
+    credentials.store("redmine", URL, Secret("k-1"), passphrase())
+    salt = json.loads(credentials.file_path().read_text())["kdf"]["salt"]
+    keyring.set_keyring(file_keyring)  # the keyring takes it: the file copy goes
+    credentials.store("redmine", URL, Secret("k-2"), never)
+    assert json.loads(credentials.file_path().read_text())["entries"] == {}
+    keyring.set_keyring(fail.Keyring())
+    short = passphrase("short")
+    with pytest.raises(UsageError, match="at least 8 characters"):
+        credentials.store("rt", URL, Secret("k-3"), short)
+    assert short.asked == [True]  # asked as a new passphrase, not taken unchecked
+    again = passphrase("another good passphrase")
+    credentials.store("rt", URL, Secret("k-3"), again)
+    assert again.asked == [True]
+    assert json.loads(credentials.file_path().read_text())["kdf"]["salt"] != salt
+
+
+@pytest.mark.parametrize(
+    "kdf",
+    [
+        {"n": 2},  # weak: would be kept for every new entry
+        {"n": 2**30},  # would exhaust memory
+        {"n": 2**15 + 1},
+        {"n": True},
+        {"r": 1},
+        {"p": 4},
+        {"name": "pbkdf2"},
+    ],
+)
+def test_key_derivation_settings_other_than_toolkits_are_refused(kdf: dict[str, object]) -> None:
+    credentials.store("redmine", URL, Secret("k-1"), passphrase())
+    path = credentials.file_path()
+    stored = json.loads(path.read_text())
+    stored["kdf"].update(kdf)
+    path.write_text(json.dumps(stored))
+    for call in (
+        lambda: credentials.load("redmine", URL, passphrase()),
+        lambda: credentials.store("rt", URL, Secret("k-2"), passphrase()),
+    ):
+        with pytest.raises(TicketBackendError, match="key derivation settings are not toolkit's"):
+            call()
