@@ -30,6 +30,8 @@ from toolkit.plugins.catalogue import Catalogue, Kind, Procedure
 from toolkit.policy.commands import show_argv
 from toolkit.session.protocol import (
     CONTENT,
+    MAX_APPROVAL_COMMANDS,
+    MAX_APPROVAL_STEPS,
     MAX_NOTICE_TEXT,
     STDERR,
     STDOUT,
@@ -60,9 +62,6 @@ AskOutOfScope = ApproveFix
 #: Records one approval event in the customer's copy, when the answer comes.
 OnApproval = Callable[[dict[str, Any]], None]
 PIPE_CHUNK = 256 * 1024
-#: An approval sent to the technician carries its commands only up to this size of JSON
-#: (a ``run`` may be 256 arguments of 4096 characters); ``commands_sha256`` always.
-MAX_APPROVAL_COMMANDS = 32 * 1024
 #: Starts the customer's line for a look-up the technician's Tab completion made.
 COMPLETION = "completion: "
 
@@ -120,8 +119,10 @@ def approval(
 
 def _for_the_technician(fields: dict[str, Any]) -> dict[str, Any]:
     """The approval as sent with the response: its commands only while they are small."""
-    size = len(json.dumps(fields["commands"], separators=(",", ":")))
-    return fields if size <= MAX_APPROVAL_COMMANDS else {**fields, "commands": None}
+    commands = fields["commands"]
+    size = len(json.dumps(commands, separators=(",", ":")))
+    small = len(commands) <= MAX_APPROVAL_STEPS and size <= MAX_APPROVAL_COMMANDS
+    return fields if small else {**fields, "commands": None}
 
 
 def _decided(answer: bool | Answer | None, what: str, *, outside: bool, declined: str) -> None:

@@ -125,6 +125,28 @@ def data_frames(request_id: int, stream: int, data: bytes) -> Iterator[bytes]:
         yield struct.pack(">IBIB", len(chunk) + 6, KIND_DATA, request_id, stream) + chunk
 
 
+#: An approval report's fields (docs/transcript-format.md, "Approvals"), both sides.
+APPROVAL_FIELDS = frozenset(
+    {
+        "answer",
+        "by",
+        "at",
+        "request",
+        "asked_for",
+        "procedure",
+        "summary",
+        "commands",
+        "commands_sha256",
+        "out_of_scope",
+    }
+)
+#: An approval sent with a response carries its commands only up to this many steps and
+#: this size of compact JSON (a ``run`` may be 256 arguments of 4096 characters);
+#: beyond either, ``commands`` is null and ``commands_sha256`` alone travels.
+MAX_APPROVAL_STEPS = 64
+MAX_APPROVAL_COMMANDS = 32 * 1024
+
+
 def commands_sha256(commands: Any) -> str:
     """The SHA-256 of an approval's commands as compact ASCII JSON (docs/protocol.md)."""
     return hashlib.sha256(json.dumps(commands, separators=(",", ":")).encode()).hexdigest()
@@ -321,10 +343,13 @@ def parse_response(body: Body) -> Response:
 
 
 __all__ = [
+    "APPROVAL_FIELDS",
     "CONTENT",
     "KIND_BAD",
     "KIND_DATA",
     "KIND_MESSAGE",
+    "MAX_APPROVAL_COMMANDS",
+    "MAX_APPROVAL_STEPS",
     "MAX_FRAME",
     "MAX_ID",
     "MAX_LINES",

@@ -30,7 +30,9 @@ from toolkit.identity.store import Identity
 from toolkit.session.client import OnData, Reply, SessionClient
 from toolkit.session.commands import Command, help_text
 from toolkit.session.protocol import (
+    APPROVAL_FIELDS,
     CONTENT,
+    MAX_APPROVAL_STEPS,
     MAX_ARG,
     MAX_ARGV,
     STDERR,
@@ -321,20 +323,6 @@ class TechnicianSession:
         return self.path
 
 
-_APPROVAL_FIELDS = frozenset(
-    {
-        "answer",
-        "by",
-        "at",
-        "request",
-        "asked_for",
-        "procedure",
-        "summary",
-        "commands",
-        "commands_sha256",
-        "out_of_scope",
-    }
-)
 #: Each answer, and who may have given it (docs/transcript-format.md, "Approvals").
 _ANSWERED_BY: dict[str, tuple[str | None, ...]] = {
     "approved": ("customer", "--yes"),
@@ -344,7 +332,6 @@ _ANSWERED_BY: dict[str, tuple[str | None, ...]] = {
 }
 _AT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-MAX_APPROVAL_STEPS = 64
 
 
 def _short(value: Any, limit: int) -> bool:
@@ -354,7 +341,7 @@ def _short(value: Any, limit: int) -> bool:
 def checked_approval(raw: Any, request_id: int, op: str) -> dict[str, Any]:
     """The agent's approval report when it has exactly the documented shape; ValueError
     saying what is wrong otherwise. Its commands, when sent, must match their digest."""
-    if not isinstance(raw, dict) or set(raw) != _APPROVAL_FIELDS:
+    if not isinstance(raw, dict) or set(raw) != APPROVAL_FIELDS:
         raise ValueError("its fields are not an approval's")
     answer, by = raw["answer"], raw["by"]
     if not isinstance(answer, str) or answer not in _ANSWERED_BY:
@@ -375,9 +362,13 @@ def checked_approval(raw: Any, request_id: int, op: str) -> dict[str, Any]:
         raise ValueError("its commands_sha256 is not a SHA-256")
     commands = raw["commands"]
     if commands is not None:
+        if isinstance(commands, list) and len(commands) > MAX_APPROVAL_STEPS:
+            raise ValueError(
+                f"it sends more than {MAX_APPROVAL_STEPS} commands (it sends none then)"
+            )
         if not (
             isinstance(commands, list)
-            and 1 <= len(commands) <= MAX_APPROVAL_STEPS
+            and commands
             and all(
                 isinstance(argv, list)
                 and 1 <= len(argv) <= MAX_ARGV
