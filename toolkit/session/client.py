@@ -24,6 +24,7 @@ from toolkit.session.protocol import (
     CONTENT,
     KIND_DATA,
     KIND_MESSAGE,
+    MAX_NOTICES,
     NOTICES,
     STDERR,
     STDOUT,
@@ -83,6 +84,7 @@ class _Pending:
     on_data: OnData | None
     op: str = ""
     data: dict[int, bytearray] = field(default_factory=dict)
+    notices: int = 0  # told so far (docs/protocol.md: at most MAX_NOTICES)
 
 
 logger = logging.getLogger(__name__)
@@ -194,7 +196,12 @@ class SessionClient:
             return  # data for a request that gave up waiting
         if data.stream == NOTICES:
             # Neither output nor content: never recorded or collected, only told.
+            # A hostile agent's flood of notices would be a redraw each: past the documented
+            # two per request, they are dropped unread.
             for line in data.data.splitlines():
+                if pending.notices >= MAX_NOTICES:
+                    break
+                pending.notices += 1
                 with contextlib.suppress(ValueError, RecursionError):
                     notice = json.loads(line)
                     if isinstance(notice, dict) and self.on_notice is not None:

@@ -42,6 +42,8 @@ NOTICES = 5
 STREAMS = frozenset({STDOUT, STDERR, CONTENT, SHELL_EVENTS, NOTICES})
 #: A notice's text is cut to this many characters; a request sends at most two notices.
 MAX_NOTICE_TEXT = 200
+#: A request carries at most this many notices (asking, answered); more are ignored.
+MAX_NOTICES = 2
 
 OPERATIONS: dict[str, dict[str, type]] = {
     "run": {"argv": list},
@@ -354,6 +356,7 @@ __all__ = [
     "MAX_ID",
     "MAX_LINES",
     "MAX_MESSAGE",
+    "MAX_NOTICES",
     "MAX_NOTICE_TEXT",
     "NOTICES",
     "OPERATIONS",

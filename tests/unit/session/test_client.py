@@ -61,3 +61,42 @@ def test_a_write_that_fails_with_no_reason_from_the_agent_is_a_lost_connection()
         return caught.value
 
     assert isinstance(asyncio.run(main()), ConnectionLost)
+
+
+class _Open:
+    """A channel writer that takes every request."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    async def drain(self) -> None:
+        return None
+
+
+def test_past_two_notices_a_request_hears_no_more() -> None:
+    # A hostile agent floods notices (each one a redraw of the waiting line); the
+    # protocol allows two per request, the client tells no more than that.
+    from toolkit.session.protocol import MAX_NOTICES, data_frames, notice_frame, request_id_of
+
+    async def main() -> list[tuple[int, dict[str, Any]]]:
+        reader, writer = _Reader(), _Open()
+        client = SessionClient(writer, reader)  # type: ignore[arg-type]
+        told: list[tuple[int, dict[str, Any]]] = []
+        client.on_notice = lambda rid, notice: told.append((rid, notice))
+        asking = asyncio.ensure_future(client.request("fix", name="flush-dns"))
+        while not writer.written:
+            await asyncio.sleep(0)
+        rid = request_id_of(writer.written[0][5:])
+        flood = b"".join(b'{"asking":"fix %d"}\n' % i for i in range(500))
+        reader.frames.put_nowait(b"".join(data_frames(rid, 5, flood)))
+        reader.frames.put_nowait(notice_frame(rid, {"answered": True}))
+        reader.frames.put_nowait(Response(rid, True, {}).to_frame())
+        await asyncio.wait_for(asking, 5)
+        assert len(told) == MAX_NOTICES
+        return told
+
+    told = asyncio.run(main())
+    assert [notice for _, notice in told] == [{"asking": "fix 0"}, {"asking": "fix 1"}]
