@@ -437,3 +437,35 @@ def test_a_known_hosts_line_that_cannot_be_read_is_refused_not_taken_for_an_unkn
     assert done.returncode == 4, done.stderr
     assert f"{known} holds a line that cannot be read" in done.stderr
     assert "Traceback" not in done.stderr and "echo" not in done.stderr
+
+
+def test_a_key_known_hosts_seems_to_accept_but_ssh_refuses_is_said_with_ssh_s_reason(
+    operator: Person, technician: Person, key: Path, tmp_path: Path
+) -> None:
+    # A @cert-authority line for the relay: the check before the passphrase takes it as
+    # known, the real connection refuses the relay's plain (uncertified) key. The person
+    # hears that reason, not "could not be verified; run it again".
+    ca = host_key(tmp_path / "ca" / "host_key")
+    public = ca.with_name(ca.name + ".pub").read_text().split()[:2]
+    with relay_process(operator, key) as relay:
+        ssh = technician.home / ".ssh"
+        ssh.mkdir(mode=0o700, exist_ok=True)
+        line = f"@cert-authority [127.0.0.1]:{relay.port} {' '.join(public)}\n"
+        (ssh / "known_hosts").write_text(line)
+        done = technician.toolkit(
+            "connect",
+            "--relay",
+            at(relay),
+            "--ticket",
+            "T-1",
+            "--code",
+            "1234-567-890",
+            "--batch",
+            "-",
+            stdin="exit\n",
+        )
+    assert done.returncode == 4, done.stderr
+    first = next(line for line in done.stderr.splitlines() if line.startswith("The relay"))
+    assert first.startswith(f"The relay {at(relay)}'s host key (SHA256:"), done.stderr
+    assert "was refused (" in first and "though your known_hosts" in first, done.stderr
+    assert "@cert-authority" in done.stderr and "Traceback" not in done.stderr

@@ -304,8 +304,13 @@ async def _dial(
                 asyncssh.connect(address.host, client_keys=_loadable_keys() or None, **options),
                 route.connect_timeout,
             )
-    except asyncssh.HostKeyNotVerifiable:
-        raise await _unknown_host_key(route) from None
+    except asyncssh.HostKeyNotVerifiable as exc:
+        raise await _unknown_host_key(route, exc) from None
+    except asyncssh.KeyExchangeFailed as exc:
+        if "host key" not in str(exc.reason):
+            raise _unreachable(address, exc) from None
+        # known_hosts trusts only a host CA for it, and the relay has no certificate.
+        raise await _unknown_host_key(route, exc) from None
     except asyncssh.PermissionDenied:
         if identity is not None:
             raise _KeyRefused() from None
@@ -415,17 +420,26 @@ def host_key_refused(
     )
 
 
-async def _unknown_host_key(route: RelayRoute) -> TransportError:
+async def _unknown_host_key(route: RelayRoute, refused: asyncssh.Error) -> TransportError:
     """After asyncssh refused the relay's key: which case it is, in one sentence."""
-    with contextlib.suppress(TransportError):
+    # asyncssh's own words (a host CA that did not certify the key, say), shown, not obeyed.
+    reason = printable(str(refused.reason or refused), 200).rstrip(".")
+    try:
         check = await check_host_key(route)
-        if check.status is not HostKeyStatus.KNOWN:
-            return host_key_refused(check, route.address)
+    except TransportError as exc:
+        return TransportError(
+            f"The relay {route.address}'s host key could not be verified against your "
+            f"known_hosts ({reason}); nothing was sent to it.",
+            hint=f"Checking it again failed too: {exc.message}",
+        )
+    if check.status is not HostKeyStatus.KNOWN:
+        return host_key_refused(check, route.address)
     return TransportError(
-        f"The relay {route.address}'s host key could not be verified against your "
-        "known_hosts; nothing was sent to it.",
-        hint="Run the command again; if this repeats, ask the relay's operator for its "
-        "fingerprint and check your known_hosts.",
+        f"The relay {route.address}'s host key ({check.fingerprint}) was refused "
+        f"({reason}), though your known_hosts ({check.file}) accepts it for "
+        f"{check.pattern}; nothing was sent to it.",
+        hint="A @cert-authority or @revoked line may apply to it (ssh-keygen -F "
+        f"'{check.pattern}' lists the lines for it); ask the relay's operator.",
     )
 
 
