@@ -236,3 +236,28 @@ def test_a_batch_says_it_waits_for_the_customer_and_keeps_headers_off_stdout(
         assert "Filesystem" in found[0]["stdout"]
     else:
         assert done.stdout.lstrip().startswith("Filesystem"), done.stdout
+
+
+def test_the_plain_prompt_exits_0_after_a_refusal_too(
+    tmp_path: Path, people: tuple[Person, Person]
+) -> None:
+    """The prompt on a terminal whose output is piped: the same rule as the full prompt."""
+    import pty
+
+    technician, customer = people
+    policy = customer.root / "policy.toml"
+    with sharing(customer, "--policy", policy, logs=tmp_path) as share:
+        controller, terminal = pty.openpty()
+        try:
+            proc = technician.popen(
+                "connect", share.address, "--code", share.code, "--ticket", "T-1",
+                stdin=terminal,
+            )  # fmt: skip
+            os.close(terminal)
+            os.write(controller, b"read ~/.ssh/id_rsa\nrun true\nshell\nexit\n")
+            stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT)
+        finally:
+            os.close(controller)
+    assert stdout.startswith("toolkit> "), stdout  # the plain prompt, on the pipe
+    assert "refused:" in stderr and "shell: needs the interactive prompt" in stderr, stderr
+    assert proc.returncode == 0, stderr

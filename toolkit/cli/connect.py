@@ -611,7 +611,6 @@ async def _drive(
                     "shell: needs the interactive prompt (a terminal on stdin and stdout).",
                     highlight=True,
                 )
-                worst = max(worst, ExitCode.FAILED, key=_rank)
                 continue
             streaming = not as_json and command.name in ("run", "read")
             session.client.on_notice = _Asking().notice
