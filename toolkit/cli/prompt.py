@@ -5,14 +5,17 @@ sessions; Tab completes commands, ``diag``/``fix`` names from the agent's
 catalogue, the agent's command templates after ``run``, and paths the agent
 lists under its policy, a directory with its ``/``); rich draws the results
 (toolkit.cli.render), through $PAGER when longer than the screen. The bottom
-line shows ticket, customer host, granted scope, the session's elapsed time
-and a detached shell. While a command runs, one line says so, and while the
-agent asks the customer (its notices), that it waits for the customer.
+line shows ticket, customer host, granted scope, the session's elapsed time,
+a detached shell and the keys, dropping whole parts on a narrow terminal.
+While a command runs, one line says so, and while the agent asks the
+customer (its notices), that it waits for the customer.
 
 Ctrl-C while a command runs cancels that command on the agent (a ``cancel``
 request); Ctrl-C at the prompt clears the line; ``exit`` or Ctrl-D ends the
 session. When the customer ends it, or the connection drops, the prompt
-stops at once and says why.
+stops at once and says why. The exit code is the session's own end (0 for
+``exit``, 3 when the customer ended it, 4 when the connection dropped), as
+ssh's: what each command did was shown when it came.
 """
 
 from __future__ import annotations
