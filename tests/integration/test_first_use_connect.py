@@ -210,7 +210,7 @@ def test_human_batch_output_has_headers_refusals_by_line_and_a_recap(
     ]
     refusal = said[said.index(headers[2]) + 1]
     assert refusal.startswith("stdin, line 5: refused:"), refusal
-    assert said[-1] == "recap: ok=2 failed=1 refused=1 (exit 3)"
+    assert said[-1] == "recap: ok=2 failed=1 refused=1 (exit 3: a command was refused)"
     assert done.stdout.startswith("hello")  # stdout: the data alone, as before
 
 
@@ -297,7 +297,7 @@ def test_a_code_not_well_formed_is_asked_again_without_a_try(
     tmux.start("tech", technician, "connect", share.address, "--ticket", "T-1")
     tmux.wait_for("tech", "One-time code from the customer:")
     tmux.type("tech", "12345")
-    assert "Connecting" not in tmux.wait_for("tech", "9 digits in three groups")
+    assert "Connecting" not in tmux.wait_for("tech", "Not a code: 9 digits")
     tmux.keys("tech", "C-u")
     tmux.type("tech", digits(share.code))
     tmux.wait_for("tech", "toolkit>")

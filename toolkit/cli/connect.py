@@ -132,6 +132,10 @@ def grouped_digits(text: str) -> str:
     return "-".join(g for g in groups if g)
 
 
+#: Under the code prompt when what was typed is not a code: one line within 80 columns.
+CODE_HINT = "Not a code: 9 digits, like 417-093-552 (10 or 11 through a relay)"
+
+
 async def _ask_code(again: bool = False) -> Secret:
     """The code, typed at the terminal and shown as typed, grouped; asked until it is one.
 
@@ -167,8 +171,7 @@ async def _ask_code(again: bool = False) -> Secret:
         output=create_output(stdout=sys.stderr),
         validator=Validator.from_callable(
             well_formed,
-            error_message="9 digits in three groups, like 417-093-552 "
-            "(through a relay the first group may have 4 or 5)",
+            error_message=CODE_HINT,
             move_cursor_to_end=True,
         ),
         validate_while_typing=False,
@@ -185,12 +188,17 @@ async def _ask_code(again: bool = False) -> Secret:
 
 
 def _show(result: Result, as_json: bool, line: Line | None = None) -> None:
-    """A result for people (plain text) or scripts (one JSON line)."""
+    """A result for people (plain text) or scripts (one JSON line).
+
+    stdout is what differs: with ``as_json`` one JSON line, else only what
+    the commands printed and the files read. toolkit's lines for people on
+    stderr (a refusal, a step's header, an exit status) are the same either
+    way; the commands' own stderr is in the JSON line instead.
+    """
     if as_json:
         body = {"type": "result", "line": line.number if line is not None else None}
         # ASCII: a C1 control or a bidi override from the agent stays a \u escape.
         print(json.dumps({**body, **result.to_json()}), flush=True)
-        return
     if result.status == "refused" or result.error:
         message = printable(result.message or "")
         if not message.startswith(f"{result.status}:"):
@@ -199,7 +207,18 @@ def _show(result: Result, as_json: bool, line: Line | None = None) -> None:
             message = f"{line.where}: {message}"
         say(message)
         return
-    if result.name == "ls":
+    if result.name in ("diag", "fix"):
+        from toolkit.cli.render import steps
+
+        for step in steps(result):
+            # A header for people, on stderr: stdout holds only what the commands printed.
+            say(f"== {printable(step.argv)} (exit {printable(step.exit_status)})")
+            if not as_json:
+                write_output(sys.stdout, step.stdout)
+                write_output(sys.stderr, step.stderr)
+    elif as_json:
+        pass
+    elif result.name == "ls":
         for entry in result.result.get("entries", []):
             # str() first: a format spec on a peer's value of another type would raise.
             kind, length = str(entry.get("kind", "?")), str(entry.get("size", 0))
@@ -211,13 +230,6 @@ def _show(result: Result, as_json: bool, line: Line | None = None) -> None:
             if key == "mode" and isinstance(value, int):
                 value = oct(value)
             say(f"{key:<6} {printable(str(value))}", stderr=False)
-    elif result.name in ("diag", "fix"):
-        from toolkit.cli.render import steps
-
-        for step in steps(result):
-            say(f"== {printable(step.argv)} (exit {printable(step.exit_status)})", stderr=False)
-            write_output(sys.stdout, step.stdout)
-            write_output(sys.stderr, step.stderr)
     else:
         write_output(sys.stdout, result.stdout or result.content)
         write_output(sys.stderr, result.stderr)
@@ -382,9 +394,19 @@ class _Summary:
         else:
             self.failed += 1
 
-    def recap(self, exit_code: int) -> str:
-        """The closing line for people, as Ansible's PLAY RECAP."""
-        return f"recap: ok={self.ok} failed={self.failed} refused={self.refused} (exit {exit_code})"
+    def recap(self, exit_code: int, reason: str) -> str:
+        """The closing line for people, as Ansible's PLAY RECAP; a non-zero exit says why."""
+        counts = f"recap: ok={self.ok} failed={self.failed} refused={self.refused}"
+        if exit_code == 0:
+            return f"{counts} (exit 0)"
+        if reason == "completed" or reason == "the technician ended the session":
+            why = {
+                int(ExitCode.REFUSED): "a command was refused",
+                int(ExitCode.FAILED): "a command failed",
+            }.get(exit_code, reason)
+        else:
+            why = (reason.splitlines() or [reason])[0]
+        return printable(f"{counts} (exit {exit_code}: {why.rstrip('.')})")
 
     def line(
         self, session: TechnicianSession, path: Path, verdict: str | None, reason: str, code: int
@@ -447,11 +469,10 @@ async def _consent(
         code = await _ask_code()
     while True:
         ask = ConsentAsk(identity, ticket, asked, code)
-        if not as_json:
-            say(
-                f"Connecting to {place.shown(code)}; the customer will be asked to approve...",
-                highlight=True,
-            )
+        say(  # stderr's lines for people are the same with --json: stdout is what differs
+            f"Connecting to {place.shown(code)}; the customer will be asked to approve...",
+            highlight=True,
+        )
         try:
             if place.route is not None:
                 conn, consent = await connect_relayed(place.route, ask)
@@ -526,8 +547,8 @@ async def _session(
         if as_json and not _interactive(lines):
             print(json.dumps(summary.line(session, path, verdict, reason, exit_code)), flush=True)
             summary.printed = True
-        elif lines is not None:
-            say(summary.recap(exit_code))
+        if lines is not None:  # a batch, with --json too (stderr is for people either way)
+            say(summary.recap(exit_code, reason))
     if session.recorder.failure is not None:
         raise session.recorder.failure  # whatever the session ended with, this is the cause
     return int(worst)
@@ -565,8 +586,8 @@ async def _drive(
                 line = next(pending, None)
                 if line is None:
                     return worst, "completed"
-                if not as_json:  # a header per command, as diag has per step
-                    say(f"== {printable(line.command.text)} ({line.where})")
+                # A header per command on stderr, as diag has per step (with --json too).
+                say(f"== {printable(line.command.text)} ({line.where})")
             else:
                 assert terminal is not None
                 try:
@@ -590,21 +611,43 @@ async def _drive(
                     "shell: needs the interactive prompt (a terminal on stdin and stdout).",
                     highlight=True,
                 )
-                worst = max(worst, ExitCode.FAILED, key=_rank)
                 continue
             streaming = not as_json and command.name in ("run", "read")
-            result = await session.execute(command, _stream if streaming else None)
+            session.client.on_notice = _Asking().notice
+            try:
+                result = await session.execute(command, _stream if streaming else None)
+            finally:
+                session.client.on_notice = None
             if streaming and result.status == "ok":
                 result.stdout = result.content = result.stderr = b""
             _show(result, as_json, line)
             summary.count(result)
-            worst = max(worst, _STATUS.get(result.status, ExitCode.FAILED), key=_rank)
+            if pending is not None:  # at a prompt the person saw it: the exit is the session's
+                worst = max(worst, _STATUS.get(result.status, ExitCode.FAILED), key=_rank)
     except SessionEnded as exc:
         say(printable_lines(exc.message), highlight=True)
         return max(worst, ExitCode.REFUSED, key=_rank), exc.message
     except ConnectionLost as exc:
         say(printable_lines(exc.message), highlight=True)
         return ExitCode.NETWORK, exc.message
+
+
+class _Asking:
+    """Says once on stderr, off the interactive prompt, that the customer is being asked.
+
+    The agent's ``asking`` notice (docs/protocol.md) comes when the customer's
+    screen asks about this command; until the answer nothing else is printed,
+    so a batch would look stuck for as long as the customer takes.
+    """
+
+    def __init__(self) -> None:
+        self._said = False
+
+    def notice(self, request_id: int, notice: dict[str, Any]) -> None:
+        asking = notice.get("asking")
+        if isinstance(asking, str) and not self._said:
+            self._said = True
+            say(printable(f"waiting for the customer to approve {printable(asking, 120)}..."))
 
 
 #: The source of lines typed at the plain prompt.

@@ -5,14 +5,17 @@ sessions; Tab completes commands, ``diag``/``fix`` names from the agent's
 catalogue, the agent's command templates after ``run``, and paths the agent
 lists under its policy, a directory with its ``/``); rich draws the results
 (toolkit.cli.render), through $PAGER when longer than the screen. The bottom
-line shows ticket, customer host, granted scope, the session's elapsed time
-and a detached shell. While a command runs, one line says so, and while the
-agent asks the customer (its notices), that it waits for the customer.
+line shows ticket, customer host, granted scope, the session's elapsed time,
+a detached shell and the keys, dropping whole parts on a narrow terminal.
+While a command runs, one line says so, and while the agent asks the
+customer (its notices), that it waits for the customer.
 
 Ctrl-C while a command runs cancels that command on the agent (a ``cancel``
 request); Ctrl-C at the prompt clears the line; ``exit`` or Ctrl-D ends the
 session. When the customer ends it, or the connection drops, the prompt
-stops at once and says why.
+stops at once and says why. The exit code is the session's own end (0 for
+``exit``, 3 when the customer ended it, 4 when the connection dropped), as
+ssh's: what each command did was shown when it came.
 """
 
 from __future__ import annotations
@@ -283,20 +286,68 @@ def _elapsed(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
-def status_line(session: TechnicianSession, started: float) -> HTML:
+#: When the status line is wider than the terminal, its parts give way, first to
+#: last: the keys' hint gets shorter, the host goes, the keys' hint goes, then the
+#: scope, then the detached shell's hint gets shorter (twice), then the time. The
+#: ticket always stays; no part is ever cut mid-word.
+_GIVE_WAY = ("keys", "host", "keys", "scope", "shell", "shell", "time")
+
+
+def status_line(session: TechnicianSession, started: float, width: int = 0) -> HTML:
+    """The bottom line; within ``width`` columns if given, parts dropped or shortened whole."""
     from html import escape
+
+    from prompt_toolkit.utils import get_cwidth
 
     from toolkit.consent import scope_names
 
     host = printable(str(session.info.get("host") or "?"), 60)
     scope = ", ".join(scope_names(session.consent.granted))
-    return HTML(
-        f" ticket <b>{escape(printable(session.consent.ticket, 60))}</b>"
-        f" | host <b>{escape(host)}</b> | scope <b>{escape(scope)}</b>"
-        f" | {_elapsed(time.monotonic() - started)}"
-        + (" | <b>shell detached</b> (shell returns)" if detached(session) else "")
-        + " | Tab, Ctrl-C cancels, Ctrl-D ends "
-    )
+    ticket = printable(session.consent.ticket, 60)
+    # Each part: its forms from the longest to the shortest, as (plain, markup).
+    forms: dict[str, list[tuple[str, str]]] = {
+        "ticket": [(f"ticket {ticket}", f"ticket <b>{escape(ticket)}</b>")],
+        "host": [(f"host {host}", f"host <b>{escape(host)}</b>")],
+        "scope": [(f"scope {scope}", f"scope <b>{escape(scope)}</b>")],
+        "time": [(_elapsed(time.monotonic() - started),) * 2],
+        "keys": [
+            ("Tab, Ctrl-C cancels, Ctrl-D ends",) * 2,
+            ("Ctrl-D ends",) * 2,
+        ],
+    }
+    if detached(session):
+        forms["shell"] = [
+            (f"shell detached{hint}", f"<b>shell detached</b>{hint}")
+            for hint in (": type shell to go back", ": type shell", "")
+        ]
+    order = ["ticket", "host", "scope", "time", "shell", "keys"]
+    chosen = {name: 0 for name in order if name in forms}
+
+    def plain() -> str:
+        return " " + " | ".join(forms[n][chosen[n]][0] for n in order if n in chosen) + " "
+
+    steps = iter(_GIVE_WAY)
+    while width > 0 and get_cwidth(plain()) >= width:
+        name = next(steps, None)
+        if name is None:
+            break  # the ticket alone: as it is
+        if name not in chosen:
+            continue
+        if chosen[name] + 1 < len(forms[name]):
+            chosen[name] += 1
+        else:
+            del chosen[name]
+    return HTML(" " + " | ".join(forms[n][chosen[n]][1] for n in order if n in chosen) + " ")
+
+
+def _columns() -> int:
+    """The terminal's width, as the prompt draws it."""
+    from prompt_toolkit.application.current import get_app
+
+    try:
+        return get_app().output.get_size().columns
+    except Exception:  # no app running: no limit
+        return 0
 
 
 async def _run(session: TechnicianSession, command: Command) -> Result | None:
@@ -317,7 +368,7 @@ async def _run(session: TechnicianSession, command: Command) -> Result | None:
             return None
         response = left.response
         if left.how == "detached":
-            how = "it keeps running; `shell` goes back to it, ~. there ends it"
+            how = "the shell keeps running: type shell to go back"  # fits 80 columns
         elif left.how == "hung up":
             how = "~. hung up the shell"
         elif response is not None and response.ok:
@@ -401,7 +452,7 @@ async def _show_paged(session: TechnicianSession, result: Result) -> None:
 
 async def interactive(session: TechnicianSession) -> tuple[ExitCode, str]:
     """The prompt until ``exit``, Ctrl-D, the customer's end or a lost connection."""
-    from toolkit.cli.connect import _STATUS, _parse, _rank
+    from toolkit.cli.connect import _parse
     from toolkit.session.client import ConnectionLost, SessionEnded
 
     started = time.monotonic()
@@ -409,7 +460,7 @@ async def interactive(session: TechnicianSession) -> tuple[ExitCode, str]:
         history=_history(),
         completer=SessionCompleter(session),
         complete_while_typing=False,
-        bottom_toolbar=lambda: status_line(session, started),
+        bottom_toolbar=lambda: status_line(session, started, _columns()),
         refresh_interval=1.0,
         enable_history_search=True,
     )
@@ -418,7 +469,6 @@ async def interactive(session: TechnicianSession) -> tuple[ExitCode, str]:
         style="dim",
         highlight=False,
     )
-    worst = ExitCode.OK
     ended = asyncio.ensure_future(session.client.wait_ended())
     asking: asyncio.Future[str | None] | None = None
     try:
@@ -453,7 +503,7 @@ async def interactive(session: TechnicianSession) -> tuple[ExitCode, str]:
                 line = asking.result()
             except EOFError:
                 await _hang_up_detached(session)
-                return worst, "the technician ended the session"
+                return ExitCode.OK, "the technician ended the session"
             finally:
                 asking = None
             if line is None:
@@ -469,13 +519,13 @@ async def interactive(session: TechnicianSession) -> tuple[ExitCode, str]:
                 continue
             if command.name == "exit":
                 await _hang_up_detached(session)
-                return worst, "the technician ended the session"
-            result = await _run(session, command)
-            if result is not None:
-                worst = max(worst, _STATUS.get(result.status, ExitCode.FAILED), key=_rank)
+                return ExitCode.OK, "the technician ended the session"
+            # What a command did was shown to the person (a refusal, a failure): like
+            # ssh's, the prompt's exit code is the session's own end, not the worst command.
+            await _run(session, command)
     except SessionEnded as exc:
         err().print(printable_lines(exc.message), markup=False, style="bold red")
-        return max(worst, ExitCode.REFUSED, key=_rank), exc.message
+        return ExitCode.REFUSED, exc.message
     except ConnectionLost as exc:
         err().print(printable_lines(exc.message), markup=False, style="bold red")
         return ExitCode.NETWORK, exc.message

@@ -42,7 +42,8 @@ def _when(value: Any) -> str:
 
 
 def _size(value: Any) -> str:
-    return f"{value:,}" if isinstance(value, int) else "?"
+    """A size in bytes as the customer's screen writes it (``532114``): one format on both sides."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else "?"
 
 
 def _status(console: Console, result: Result) -> None:
@@ -138,19 +139,55 @@ def _read(result: Result, out: Console, err: Console) -> None:
             Syntax(
                 printable_lines(text),
                 _lexer(path),
-                line_numbers=True,
+                line_numbers=_numbered_from_one(result),
                 word_wrap=False,
                 theme="ansi_dark",
             )
         )
     size = result.result.get("size")
+    whole = result.result.get("file_size")
+    of = f" of {_size(whole)}" if isinstance(whole, int) and whole != size else ""
     err.print(
         Text(
-            f"{printable(path)}: {_size(size)} bytes, "
+            f"{printable(path)}: {_range(result)}{_size(size)} bytes{of}, "
             f"sha256 {printable(result.result.get('sha256'), 64)}"
         ),
         style="dim",
     )
+
+
+def _read_args(result: Result) -> dict[str, Any]:
+    """The ``read`` command's own arguments (``head``, ``tail``), as it was typed."""
+    from toolkit.errors import UsageError
+    from toolkit.session.commands import parse
+
+    try:
+        command = parse(result.command)
+    except UsageError:
+        return {}
+    return dict(command.args) if command is not None else {}
+
+
+def _numbered_from_one(result: Result) -> bool:
+    """Line numbers only where they are the file's own: a whole read or ``--head``.
+
+    The last N lines (``--tail``) start at a line nobody counted (the agent reads
+    from the end); numbering them 1.. would send the technician to the wrong
+    line. Unless they are the whole file: the agent sent all of its bytes.
+    """
+    if _read_args(result).get("tail") is None:
+        return True
+    size, whole = result.result.get("size"), result.result.get("file_size")
+    return isinstance(size, int) and size == whole
+
+
+def _range(result: Result) -> str:
+    """``last 5 lines, `` / ``first 5 lines, ``, as the customer's log says it."""
+    args = _read_args(result)
+    for key, word in (("head", "first"), ("tail", "last")):
+        if isinstance(args.get(key), int):
+            return f"{word} {args[key]} lines, "
+    return ""
 
 
 def _lexer(path: str) -> str:
