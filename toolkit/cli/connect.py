@@ -116,22 +116,6 @@ def _warn_fixes(lines: list[Line], asked: frozenset[Scope]) -> None:
     )
 
 
-#: A code as the customer reads it: up to 11 digits (9, or 10 to 11 through a relay).
-_MAX_DIGITS = 11
-
-
-def grouped_digits(text: str) -> str:
-    """The digits typed so far, grouped as toolkit share shows them (``417-093-552``).
-
-    Anything but digits is dropped (the dashes are put back where they belong);
-    10 or 11 digits are a relay's code, whose first group is wider (``4170-093-552``).
-    """
-    digits = "".join(c for c in text if c in "0123456789")[:_MAX_DIGITS]
-    first = len(digits) - 6 if len(digits) > 9 else 3
-    groups = [digits[:first], digits[first : first + 3], digits[first + 3 :]]
-    return "-".join(g for g in groups if g)
-
-
 #: Under the code prompt when what was typed is not a code: one line within 80 columns.
 CODE_HINT = "Not a code: 9 digits, like 417-093-552 (10 or 11 through a relay)"
 
@@ -143,6 +127,7 @@ async def _ask_code(again: bool = False) -> Secret:
     how the technician checks them with the customer.
     """
     from toolkit.consent import parse_code
+    from toolkit.consent._code import grouped_digits
     from toolkit.consent.errors import CodeFormatError
 
     question = "Type the code again: " if again else "One-time code from the customer: "
@@ -462,11 +447,16 @@ async def _consent(
     code given with --code is not asked again: a script gets the refusal.
     """
     from toolkit.consent import WrongCode
+    from toolkit.consent._code import DEFAULT_TRIES
     from toolkit.transport.ssh import ConsentAsk, connect
 
     typed = code is None
     if code is None:
         code = await _ask_code()
+    # The tries left come from the agent, unauthenticated: a fake agent could claim
+    # many and so win a guess at the real code from each retype. One run asks at most
+    # as often as a real code can be tried (docs/consent.md).
+    retypes = DEFAULT_TRIES - 1
     while True:
         ask = ConsentAsk(identity, ticket, asked, code)
         say(  # stderr's lines for people are the same with --json: stdout is what differs
@@ -479,8 +469,9 @@ async def _consent(
             else:
                 conn, consent = await connect(place.host, place.port, ask)
         except WrongCode as exc:
-            if not typed or exc.tries_left <= 0:
+            if not typed or exc.tries_left <= 0 or retypes <= 0:
                 raise
+            retypes -= 1
             say(printable_lines(exc.message), highlight=True)
             say("Check the digits with the customer.")
             code = await _ask_code(again=True)

@@ -89,9 +89,19 @@ def nameplate_of(code: Secret) -> str:
 
 def grouped(code: Secret) -> Secret:
     """The code as shown to the customer: ``417-093-552`` (``4170-093-552`` when wider)."""
-    d = parse_code(code.reveal()).reveal()
-    n = len(d) - SECRET_DIGITS
-    return Secret(f"{d[:n]}-{d[n : n + 3]}-{d[n + 3 :]}")
+    return Secret(grouped_digits(parse_code(code.reveal()).reveal()))
+
+
+def grouped_digits(text: str) -> str:
+    """The digits of ``text`` (all of a code, or what is typed so far), grouped as the
+    customer reads them; anything but ASCII digits is dropped. More digits than the
+    narrowest code's are a relay's code, whose first group is wider (``4170-093-552``).
+    """
+    digits = "".join(c for c in text if c in "0123456789")[: NAMEPLATE_WIDTHS[-1] + SECRET_DIGITS]
+    wider = len(digits) > NAMEPLATE_WIDTHS[0] + SECRET_DIGITS
+    first = len(digits) - SECRET_DIGITS if wider else NAMEPLATE_WIDTHS[0]
+    groups = [digits[:first], digits[first : first + 3], digits[first + 3 :]]
+    return "-".join(g for g in groups if g)
 
 
 class CodeSource(Protocol):
@@ -339,6 +349,7 @@ __all__ = [
     "OneTimeCode",
     "check_nameplate",
     "grouped",
+    "grouped_digits",
     "nameplate_of",
     "new_code",
     "parse_code",
