@@ -381,6 +381,8 @@ def describe(entry: Entry) -> tuple[str, str]:
             return "session", f"the technician's toolkit connected{said}"
         if op == "end" and fields.get("ok") is not False:
             return "session", "the technician's toolkit asked to end the session"
+        if op == "cancel" and fields.get("ok") is not False:
+            return "session", f"the technician cancelled request {_text(fields.get('target'))}"
         return "session", f"{_request(fields)}: {_result(fields)}"
     return printable(kind, _LABEL), _generic(fields)
 

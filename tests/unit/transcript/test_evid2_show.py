@@ -22,6 +22,11 @@ def test_the_technicians_end_request_is_said_in_words() -> None:
     assert (label, text) == ("session", "the technician's toolkit asked to end the session")
 
 
+def test_a_cancel_names_its_request() -> None:
+    label, text = _said(type="operation", id=7, op="cancel", target=6, cancelled=True, ok=True)
+    assert (label, text) == ("session", "the technician cancelled request 6")
+
+
 def test_a_hello_says_which_copy_is_the_technicians() -> None:
     label, text = _said(
         type="operation", id=1, op="hello", session="abc", technician_session="abc", ok=True
