@@ -30,7 +30,7 @@ def test_sealed_shows_who_when_what_and_exits_0(
     # The file's own path heads the report; the verdict is the last line, after it all.
     assert out.startswith(f"{path}\n")
     assert out.endswith(f"\nSEALED {path}\n")
-    for expected in ["Alice Tech <alice@example.com>", "T-1", "5 (0 refused)", "completed"]:
+    for expected in ["Alice Tech <alice@example.com>", "T-1", "5, refusals 0", "completed"]:
         assert expected in out
     assert f"ssh-keygen -Y verify -f {signers} -I {EMAIL} -n toolkit-transcript" in out
 

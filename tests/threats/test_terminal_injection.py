@@ -31,7 +31,7 @@ def _fake_report(path: Path) -> str:
     """What the attacker wants the supervisor to see instead of the truth."""
     return (
         f"{ESC}[H{ESC}[2J{path}\r\n  technician   Alice Tech <{EMAIL}>\r\n"
-        f"  operations   1 (0 refused)\r\nSEALED {path}\r\n{ESC}[8m"
+        f"  operations   1, refusals 0\r\nSEALED {path}\r\n{ESC}[8m"
     )
 
 
@@ -70,14 +70,14 @@ def test_an_escape_laden_ticket_cannot_make_a_tampered_file_look_sealed(tmp_path
 
 def test_an_escape_laden_end_reason_cannot_change_the_counts_shown(tmp_path: Path) -> None:
     # The customer's copy records the technician's end reason; it must not redraw the report.
-    reason = f"done{ESC}[3A{ESC}[1G{ESC}[2K  operations   999 (0 refused){ESC}[3B"
+    reason = f"done{ESC}[3A{ESC}[1G{ESC}[2K  operations   999, refusals 0{ESC}[3B"
     path = _record(tmp_path / "customer.cast", reason=reason, ops=4)
 
     code, lines, text = _verify(path)
 
     assert code == 0 and lines[-1] == f"SEALED {path}"
     operations = [line for line in lines if line.lstrip().startswith("operations")]
-    assert operations == ["  operations   4 (0 refused)"], text
+    assert operations == ["  operations   4, refusals 0"], text
     ended = next(line for line in lines if line.lstrip().startswith("ended"))
     assert ended.startswith("  ended        done\\x1b[3A")
 
@@ -85,7 +85,7 @@ def test_an_escape_laden_end_reason_cannot_change_the_counts_shown(tmp_path: Pat
 @pytest.mark.parametrize("width", [80, 120])
 def test_spaces_cannot_wrap_a_value_into_a_row_of_its_own(tmp_path: Path, width: int) -> None:
     # Padding pushes the rest of the end reason to the next screen line, lined up as a row.
-    lead, fake = "  ended        ", "  operations   2 (0 refused)"
+    lead, fake = "  ended        ", "  operations   2, refusals 0"
     reason = "completed" + " " * (width - len(lead) - len("completed")) + fake
     path = _record(tmp_path / "padded.cast", reason=reason, ops=40)
     argv = [*TOOLKIT, "verify", "--allowed-signers", "allowed_signers", path.name]
@@ -93,7 +93,7 @@ def test_spaces_cannot_wrap_a_value_into_a_row_of_its_own(tmp_path: Path, width:
 
     assert screen.code == 0 and screen.lines[-1] == f"SEALED {path.name}"
     rows = [line for line in screen.lines if line.lstrip().startswith("operations")]
-    assert rows == ["  operations   40 (0 refused)"], screen.text
+    assert rows == ["  operations   40, refusals 0"], screen.text
 
 
 def test_a_file_name_with_escapes_is_shown_escaped(tmp_path: Path) -> None:

@@ -606,6 +606,8 @@ class AgentSession:
             if task is not current:
                 task.cancel()
         self._ticker.cancel()
+        if self.shell is not None:  # cut off by the end: its end is recorded all the same
+            self.shell.session_ended()
         channel = self.channel
         if notify and channel is not None:
             channel.write_now(Response(0, False, error="ended", message=reason).to_frame())

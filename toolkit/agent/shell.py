@@ -29,6 +29,7 @@ import asyncssh
 from toolkit.agent.pty import PtyShell
 from toolkit.session.echo import EchoJudge
 from toolkit.session.protocol import SHELL_EVENTS, data_frames
+from toolkit.session.shell import SESSION_ENDED
 
 if TYPE_CHECKING:
     from toolkit.agent.session import AgentSession
@@ -62,6 +63,7 @@ class AgentShell:
         self._opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._ended: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._started = time.monotonic()
+        self._cut_off = False  # its end recorded by session_ended()
         self.input_bytes = 0
         self.recorded_bytes = 0
         self.withheld_spans = 0
@@ -261,6 +263,22 @@ class AgentShell:
         elif not self._opened.done():
             self._opened.set_exception(ShellError("the shell's channel closed before it started"))
             self._ended.cancel()
+
+    def session_ended(self) -> None:
+        """The session ends under a running shell: record its end now, before the seal.
+
+        The request that would have recorded it is cancelled with the session, so
+        without this a shell cut off by the end is neither counted nor ended in the
+        customer's copy (docs/transcript-format.md, "Operations").
+        """
+        rec = self.session.recorder
+        exited = self._ended.done() and not self._ended.cancelled()  # (the end cancels it)
+        if self.pty is None or exited or self._cut_off or rec.closed:
+            return
+        self._cut_off = True
+        self._apply(self._judge.give_up())
+        fields = {"id": self.request_id, "op": "shell", **self.result(None)}
+        rec.event("operation", **fields, ok=True, reason=SESSION_ENDED)
 
     async def close(self) -> None:
         """Whatever happened: no shell, no channel, no verdict left unsent."""

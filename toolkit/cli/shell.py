@@ -239,6 +239,7 @@ async def interactive_shell(session: TechnicianSession) -> Left:
     else:
         attachment = _attachments[shell]
         nudge = attachment.modes.full_screen
+        shell.mark_attached()
         attachment.attach(show)
     loop = asyncio.get_running_loop()
     escapes = EscapeReader()
@@ -295,6 +296,7 @@ async def interactive_shell(session: TechnicianSession) -> Left:
         raise session.ended
     show(b"\r\n")
     if escapes.detached and not shell.closed:
+        shell.mark_detached()
         return Left("detached", None)
     _attachments.pop(shell, None)
     hung_up = escapes.left and not shell.closed

@@ -23,8 +23,11 @@ from toolkit.cli.verify import (
     default_allowed_signers,
     duration_text,
     format_duration,
+    lookups,
     not_a_transcript,
     style_of,
+    terminal_width,
+    wrap,
 )
 from toolkit.errors import ExitCode, TranscriptFormatError
 from toolkit.text import printable, printable_lines
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
 #: How much of one value a timeline row shows.
 _VALUE = 200
 _LABEL = 12
+#: Where an event's text starts (time, elapsed, event, then what): its continuations too.
+_WHAT = 2 + 10 + 1 + 9 + 2 + _LABEL + 1
 
 
 def show_command(
@@ -135,11 +140,14 @@ def _render(report: Report, listed: list[Entry], signers: Path | None) -> None:
         ("started", report.started.strftime("%Y-%m-%d %H:%M:%S UTC")),
         ("duration", duration_text(report)),
         ("operations", counts(report)),
+        *([("look-ups", seen)] if (seen := lookups(report)) else []),
         ("verdict", f"{verdict}{problem}"),
     ]
+    width = terminal_width()
     console.print(shown_path)
     for label, value in rows:
-        console.print(_row(label, value))  # nosemgrep: toolkit-print-untrusted
+        for line in wrap(f"  {label:<{_LABEL}} ", _shown(value), width, _LABEL + 3):
+            console.print(line)  # nosemgrep: toolkit-print-untrusted
     if report.prefix_only:
         console.print(
             f"  Only the verified part is listed (bytes 0-{report.valid_bytes} of "
@@ -147,11 +155,13 @@ def _render(report: Report, listed: list[Entry], signers: Path | None) -> None:
         )
     console.print("")
     console.print(f"  {'time (UTC)':<10} {'elapsed':>9}  {'event':<{_LABEL}} what")
+    late = _late(h.timestamp, listed)
     for entry in listed:
         label, text = describe(entry)
-        when = _clock(h.timestamp, entry.time)
-        line = f"  {when:<10} {_elapsed(entry.time):>9}  {label:<{_LABEL}} {_shown(text)}"
-        console.print(line)  # nosemgrep: toolkit-print-untrusted
+        when = _clock(h.timestamp + late, entry.time)
+        first = f"  {when:<10} {_elapsed(entry.time):>9}  {label:<{_LABEL}} "
+        for line in wrap(first, _shown(text), width, _WHAT):
+            console.print(line)  # nosemgrep: toolkit-print-untrusted
     if not listed:
         console.print("  (no events in the verified part)")
     console.print("")
@@ -160,10 +170,6 @@ def _render(report: Report, listed: list[Entry], signers: Path | None) -> None:
         markup=True,
         plain=f"{verdict} {shown_path}",
     )
-
-
-def _row(label: str, value: str) -> str:
-    return f"  {label:<{_LABEL}} {_shown(value)}"
 
 
 def _shown(value: object) -> str:
@@ -177,9 +183,31 @@ def _markup_escape(text: str) -> str:
     return escape(text)
 
 
-def _clock(started: int, t: float) -> str:
+def _late(started: int, listed: list[Entry]) -> float:
+    """How much later than ``timestamp + t`` events happened, as far as a recorded time
+    says (an approval's ``at``): 0 for files whose times count from the timestamp.
+
+    Older files counted ``t`` from the moment the file was made, up to a second after
+    the timestamp (whole seconds): their rows would show a time earlier than the one
+    an approval records. All rows move alike, so their order holds.
+    """
+    late = 0.0
+    for entry in listed:
+        at = entry.fields.get("at")
+        if not isinstance(at, str):
+            continue
+        try:
+            recorded = datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            continue
+        late = max(late, min(recorded - (started + entry.time), 1.0))
+    return late
+
+
+def _clock(started: float, t: float) -> str:
+    """The wall-clock time, to the second (cut, as a recorded ``at`` is)."""
     try:
-        return datetime.fromtimestamp(started + t, UTC).strftime("%H:%M:%S")
+        return datetime.fromtimestamp(int(started + t), UTC).strftime("%H:%M:%S")
     except (OverflowError, ValueError, OSError):
         return "?"
 
@@ -209,10 +237,17 @@ def _text(value: object) -> str:
 
 
 def _request(fields: dict[str, Any]) -> str:
-    """What was asked: the line as typed (technician's copy), else op and its arguments."""
+    """What was asked: the line as typed (technician's copy), else op and its arguments
+    (the customer's copy), as the technician would have typed it."""
     if fields.get("command"):
         return _text(fields["command"])
     op = _text(fields.get("op", "?"))
+    if fields.get("op") in ("read", "list", "stat") and isinstance(fields.get("path"), str):
+        text = f"{op} {_text(fields['path'])}"
+        for option in ("head", "tail"):
+            if isinstance(fields.get(option), int) and not isinstance(fields[option], bool):
+                text += f" --{option} {fields[option]}"
+        return text
     for name in ("argv", "name", "path", "target"):
         if fields.get(name) not in (None, "", []):
             return f"{op} {_text(fields[name])}"
@@ -247,8 +282,13 @@ def _consent(fields: dict[str, Any]) -> str:
         parts.append(f"technician {_text(who)} <{_text(fields.get('email', '?'))}>")
     if fields.get("key_fingerprint"):
         parts.append(f"key {_text(fields['key_fingerprint'])}")
-    if "trusted" in fields and fields["trusted"] is not None:
-        parts.append(f"trusted {'yes' if fields['trusted'] is True else _text(fields['trusted'])}")
+    trusted = fields.get("trusted")
+    if trusted is True:
+        parts.append("the customer's allowed_signers vouched for the key")
+    elif trusted is False:
+        parts.append("no allowed_signers of the customer's vouched for the key")
+    elif trusted is not None:
+        parts.append(f"trusted {_text(trusted)}")
     if fields.get("ticket"):
         parts.append(f"ticket {_text(fields['ticket'])}")
     for name, said in (("requested", "asked"), ("granted", "granted")):
@@ -323,16 +363,26 @@ def describe(entry: Entry) -> tuple[str, str]:
     if counted == "lookup":
         return "look-up", f"{_request(fields)} (Tab completion): {_result(fields)}"
     if counted is not None and fields.get("op") == "shell" and kind == "operation":
+        if fields.get("exit_status") is None and fields.get("reason"):
+            return "shell end", f"hung up: {_text(fields['reason'])}"
         return "shell end", _result(fields)
+    if kind == "shell_detach":
+        return "shell detach", "the technician left the shell running (~^Z)"
+    if kind == "shell_attach":
+        return "shell attach", "the technician went back to the shell"
     if counted is not None:
         label = "refusal" if counted == "refusal" else "operation"
         return label, f"{_request(fields)}: {_result(fields)}"
     if kind in ("operation", "refusal"):  # the session's own requests: hello, end, cancel
         op = fields.get("op")
-        if op == "hello":
-            return "session", f"the technician's client said hello ({_generic(fields)})"
-        if op == "end":
-            return "session", f"the technician asked to end: {_result(fields)}"
+        if op == "hello" and fields.get("ok") is not False:
+            copy_id = fields.get("technician_session")
+            said = f"; the technician's copy is session {_text(copy_id)}" if copy_id else ""
+            return "session", f"the technician's toolkit connected{said}"
+        if op == "end" and fields.get("ok") is not False:
+            return "session", "the technician's toolkit asked to end the session"
+        if op == "cancel" and fields.get("ok") is not False:
+            return "session", f"the technician cancelled request {_text(fields.get('target'))}"
         return "session", f"{_request(fields)}: {_result(fields)}"
     return printable(kind, _LABEL), _generic(fields)
 

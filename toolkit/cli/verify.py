@@ -8,6 +8,7 @@ is the typer command around it.
 from __future__ import annotations
 
 import json
+import os.path
 import shutil
 import sys
 from pathlib import Path
@@ -60,13 +61,43 @@ def format_duration(seconds: float | None) -> str:
 
 
 def counts(report: Report) -> str:
-    """The operations row: counted as docs/transcript-format.md ("Operations") says."""
-    text = f"{report.operations} ({report.refusals} refused)"
-    if report.lookups:
-        text += f", {report.lookups} completion look-up{'s' if report.lookups != 1 else ''}"
+    """The operations row, as the ticket's comment says it: N operations and, besides
+    them, R refusals (docs/transcript-format.md, "Operations")."""
+    text = f"{report.operations}, refusals {report.refusals}"
     if report.prefix_only:
         text += f", in the verified part only ({report.valid_bytes} of {report.size} bytes)"
     return text
+
+
+def lookups(report: Report) -> str | None:
+    """The look-ups row, apart from the operations; None when there were none."""
+    if not report.lookups:
+        return None
+    return f"{report.lookups} (Tab completion listings, not counted as operations)"
+
+
+def terminal_width() -> int | None:
+    """The width to wrap rows at: the terminal's, or None off a terminal (no wrapping)."""
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+
+
+def wrap(first: str, text: str, width: int | None, indent: int) -> list[str]:
+    """``first`` then ``text``, wrapped at spaces to ``width``; continuations start at
+    column ``indent``. A word longer than a line (a digest, a path) is kept whole."""
+    import textwrap
+
+    room = (width or 0) - indent - 1
+    if width is None or room < 20 or len(first) + len(text) < width:
+        return [first + text]
+    pieces = textwrap.wrap(
+        text,
+        width=room,
+        initial_indent=" " * (len(first) - indent),
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [""]
+    pieces[0] = pieces[0].removeprefix(" " * (len(first) - indent))
+    return [first + pieces[0], *(" " * indent + piece for piece in pieces[1:])]
 
 
 def duration_text(report: Report) -> str:
@@ -101,6 +132,7 @@ def _render(report: Report, signers: Path | None) -> None:
         ("started", report.started.strftime("%Y-%m-%d %H:%M:%S UTC")),
         ("duration", duration_text(report)),
         ("operations", counts(report)),
+        *([("look-ups", seen)] if (seen := lookups(report)) else []),
         ("ended", report.end_reason or "-"),
         ("checkpoints", f"{report.checkpoints} valid, {report.valid_bytes} of {report.size} bytes"),
     ]
@@ -122,10 +154,10 @@ def _render(report: Report, signers: Path | None) -> None:
     rows.append(
         ("ssh-keygen", report.ssh_keygen_command(str(signers) if signers else "ALLOWED_SIGNERS"))
     )
-    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+    width = terminal_width()
     for label, value in rows:
         # The labels are ours; every value goes through _shown() here.
-        for line in _lines(label, _shown(value), width, wrap=label != "ssh-keygen"):
+        for line in _lines(label, _shown(value), width, wrapped=label != "ssh-keygen"):
             console.print(line)  # nosemgrep: toolkit-print-untrusted
     if report.verdict.value == "TAMPERED":
         console.print(
@@ -162,19 +194,16 @@ def _shown(value: object) -> str:
 _INDENT = 15
 
 
-def _lines(label: str, text: str, width: int | None, *, wrap: bool) -> list[str]:
+def _lines(label: str, text: str, width: int | None, *, wrapped: bool) -> list[str]:
     """A row, wrapped here (on a terminal) so the terminal never wraps it.
 
     A continuation starts at the value's column, never where a row's label
-    does, so nothing in a value can look like a row of its own. The
+    does, so nothing in a value can look like a row of its own; lines break
+    at spaces, and a word longer than a line (a digest) is kept whole. The
     ssh-keygen line is not wrapped: people paste it (a principal has no spaces).
     """
     first = f"  {label:<12} "
-    room = (width or 0) - _INDENT - 1
-    if not wrap or width is None or room < 20 or len(text) <= room:
-        return [first + text]
-    pieces = [text[i : i + room] for i in range(0, len(text), room)]
-    return [first + pieces[0], *(" " * _INDENT + piece for piece in pieces[1:])]
+    return wrap(first, text, width if wrapped else None, _INDENT)
 
 
 def _markup_escape(text: str) -> str:
@@ -183,6 +212,24 @@ def _markup_escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+#: What toolkit writes beside a transcript NAME: its seal (NAME.sig, the recorder) and,
+#: for the customer's copy, the line that trusts its agent key (NAME.allowed_signers,
+#: toolkit share).
+COMPANIONS = (".sig", ".allowed_signers")
+
+
+def companion(path: Path, given: set[str]) -> bool:
+    """Whether ``path`` is a file toolkit wrote beside a transcript also given
+    (``toolkit verify DIR/*``; ``given``: their paths, normalised): part of that
+    transcript, so not one of its own."""
+    return any(
+        path.name.endswith(suffix)
+        and len(path.name) > len(suffix)
+        and os.path.normpath(str(path)[: -len(suffix)]) in given
+        for suffix in COMPANIONS
+    )
 
 
 def verify_command(
@@ -215,7 +262,10 @@ def verify_files(files: list[Path], allowed_signers: Path | None, as_json: bool)
     stdout, stderr = Lines(stderr=False), Lines(stderr=True)
     worst = ExitCode.OK
     hints: list[str] = []  # said once, after every file, however many files need it
+    given = {os.path.normpath(f) for f in files}
     for path in files:
+        if companion(path, given):
+            continue
         try:
             report = examine(path, trust)
         except TranscriptFormatError as exc:

@@ -44,6 +44,8 @@ LOCAL_WINDOW = 1.0
 OUTPUT_LOG = 256 * 1024
 #: How long closing waits for the agent's account of the shell.
 CLOSE_TIMEOUT = 5.0
+#: Why a shell ended that the session's end cut off (both copies record it so).
+SESSION_ENDED = "the session ended"
 
 
 @dataclass
@@ -155,6 +157,10 @@ class ShellClient:
     def _answered(self, request: asyncio.Task[Reply]) -> None:
         if not request.cancelled() and request.exception() is None:
             self.result = request.result().response
+        elif not request.cancelled() and self._chan is not None:
+            # The session ended (or the connection went) under a running shell: its end
+            # is recorded all the same, and why, as the agent records it in its copy.
+            self._record_cut_off()
         self._closed.set()
         if not self._ready.done():
             self._ready.cancel()
@@ -294,6 +300,30 @@ class ShellClient:
             raise self.session.recorder.failure
         return self.result
 
+    def mark_detached(self) -> None:
+        """The technician left the shell running (``~^Z``): an event in this copy only."""
+        if not self.session.recorder.closed and not self.closed:
+            self.session.recorder.event("shell_detach")
+
+    def mark_attached(self) -> None:
+        """The technician came back to the detached shell (``shell``)."""
+        if not self.session.recorder.closed and not self.closed:
+            self.session.recorder.event("shell_attach")
+
+    def _record_cut_off(self) -> None:
+        rec = self.session.recorder
+        if rec.closed or self._recorded_end:
+            return
+        self._recorded_end = True
+        rec.event(
+            "operation",
+            command="shell",
+            op="shell",
+            ok=True,
+            exit_status=None,
+            reason=SESSION_ENDED,
+        )
+
     def _record_end(self, response: Response) -> None:
         rec = self.session.recorder
         if rec.closed or self._recorded_end:
@@ -310,4 +340,4 @@ class ShellClient:
         rec.event(kind, **fields)
 
 
-__all__ = ["ShellClient"]
+__all__ = ["SESSION_ENDED", "ShellClient"]

@@ -181,6 +181,11 @@ def _cannot_create(path: Path, exc: OSError) -> TranscriptWriteError:
     )
 
 
+#: The longest time between a header's timestamp and its file's creation that event
+#: times count from the timestamp (a header made longer ago counts from the file).
+MAX_LEAD = 300.0
+
+
 class Recorder:
     """Writes one transcript. Use :meth:`create`; end with :meth:`close`."""
 
@@ -234,7 +239,11 @@ class Recorder:
         }
         self._after_cr = False  # command output so far ends in CR (see command_output)
         self.closed = False
-        self._start = clock()
+        # Event times count from the header's timestamp (whole seconds, made before this
+        # file was), so that timestamp + t is each event's wall-clock time: what a
+        # timeline shows is never early (docs/transcript-format.md, "Event lines").
+        lead = time.time() - header.timestamp if clock is time.monotonic else 0.0
+        self._start = clock() - (lead if 0.0 <= lead < MAX_LEAD else 0.0)
         self._write_bytes(header.to_line())
         self._sync()
 
