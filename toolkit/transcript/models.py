@@ -245,12 +245,14 @@ def counted_as(fields: dict[str, Any]) -> str | None:
     copy and the customer's copy of one session give the same numbers: an
     ``operation`` or ``refusal`` event counts, unless its ``op`` is one of
     :data:`SESSION_OPS`; a listing made for Tab completion (``purpose:
-    "completion"``) is a look-up, counted apart.
+    "completion"``) that the agent answered is a look-up, counted apart. A refused
+    one stays a refusal: the technician alone chooses the mark, and refusals are
+    how a probe of what the policy denies shows.
     """
     kind, op = fields.get("type"), fields.get("op")
     if kind not in (OPERATION, REFUSAL) or (isinstance(op, str) and op in SESSION_OPS):
         return None
-    if fields.get("purpose") == "completion":
+    if kind == OPERATION and fields.get("purpose") == "completion":
         return LOOKUP
     return str(kind)
 

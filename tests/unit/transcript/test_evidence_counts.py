@@ -76,7 +76,8 @@ def test_terminal_output_is_written_as_it_came(tmp_path: Path) -> None:
         ({"type": "refusal", "op": "read", "error": "refused"}, "refusal"),
         ({"type": "refusal", "op": "channel", "error": "refused"}, "refusal"),
         ({"type": "operation", "op": "list", "purpose": "completion"}, "lookup"),
-        ({"type": "refusal", "op": "list", "purpose": "completion"}, "lookup"),
+        # The technician alone chooses the mark: a refused "look-up" is a probe, a refusal.
+        ({"type": "refusal", "op": "list", "purpose": "completion"}, "refusal"),
         ({"type": "operation", "op": "hello"}, None),
         ({"type": "operation", "op": "end"}, None),
         ({"type": "operation", "op": "cancel", "target": 3}, None),
