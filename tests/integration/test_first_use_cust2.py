@@ -15,14 +15,14 @@ import json
 import os
 import pwd
 import re
+import shutil
 from pathlib import Path
-
-import pytest
 
 from tests.integration.share_process import RUN_TIMEOUT, Person, end, sharing
 from tests.integration.terminal import Tmux
 from tests.integration.test_first_use_share import HELP, QUESTION, SCOPES, wait_on_screen
 from tests.integration.test_share_connect import start_connect
+from tests.relay_support import host_key, relay_process
 
 PROMPT = "toolkit>"
 USER = pwd.getpwuid(os.getuid()).pw_name
@@ -69,10 +69,10 @@ def test_the_whole_log_reaches_the_scrollback_each_fact_once_with_the_shell_said
     tmux.keys("cust", "n")
     tmux.wait_for("tech", "refused: the customer declined the fix flush-dns")
     wait_on_screen(tmux, "cust", "you declined the fix flush-dns")
-    for n in range(RUNS):
+    for _ in range(RUNS):
         tmux.type("tech", "run true")
-        tmux.wait_for("tech", "exit 0", count=n + 1)
-    view = wait_on_screen(tmux, "cust", "run true -> exit 0")
+    tmux.type("tech", "run false")  # the prompt runs one line at a time: this one comes last
+    view = wait_on_screen(tmux, "cust", "run false -> exit 1")
     assert "diagnostic system" not in view, view  # the view had to drop it
 
     # A shell: the header says it is open, and still does once the technician detached.
@@ -184,3 +184,29 @@ def test_nothing_offered_is_what_the_technician_hears(
     assert error["code"] == "nothing-offered", error
     assert "offers none of the scopes you asked for" in str(error["message"]), error
     assert "--scope" in str(error["hint"]), error
+
+
+def test_through_a_relay_share_says_the_host_key_it_names_is_its_own_not_the_relays(
+    tmp_path: Path, tmux: Tmux
+) -> None:
+    """Right after comparing the relay's fingerprint, the customer reads another one: share
+    says whose it is."""
+    operator = Person.make(tmp_path / "operator")
+    customer = Person.make(tmp_path / "customer")
+    shutil.rmtree(customer.home / ".ssh", ignore_errors=True)
+    with relay_process(operator, host_key(tmp_path / "operator" / "host_key")) as relay:
+        tmux.start("cust", customer, "share", "--relay", f"127.0.0.1:{relay.port}", width=80)
+        tmux.wait_for("cust", "(yes/no/[fingerprint])?")
+        tmux.type("cust", "yes")
+        screen = tmux.wait_for("cust", "One-time code")
+        shown = " ".join(screen.split())  # the line, as one, however the terminal wrapped it
+        said = re.search(
+            r"Listening on the relay 127\.0\.0\.1:\d+ as rendezvous \d+, this share's own "
+            r"host key (SHA256:\S+), not the relay's\. Ctrl-C ends it at once\.",
+            shown,
+        )
+        assert said is not None, screen
+        relays = str(relay.listening["host_key"])
+        assert relays in shown and said.group(1) != relays, screen
+        tmux.keys("cust", "C-c")
+        tmux.wait_for("cust", "[exit")
