@@ -77,9 +77,9 @@ SEND_LOW = 16 * 1024
 #: waits at all only when the technician's SSH window is full, so far behind reading.
 END_GRACE = 0.25
 AGENT_PRINCIPAL = "toolkit agent"
-#: Operations whose line the customer's screen leaves out: the session's start and end
-#: are said once, by the session itself ("session started: ...", how it ended).
-UNSAID_OPS = frozenset({"hello", "end"})
+#: Operations whose line the customer's screen leaves out: the session's end is said
+#: once, by the session itself (how it ended, in the customer's words).
+UNSAID_OPS = frozenset({"end"})
 #: Approval answers the customer saw as they came (the question said "you declined ..."
 #: or "no answer in time"): the refusal that follows is not said again.
 SHOWN_ANSWERS = frozenset({"declined", "no answer"})
@@ -598,8 +598,8 @@ class AgentSession:
         kind = "refusal" if outcome.response.error == "refused" else "operation"
         fields.setdefault("ok", outcome.response.ok)
         self.recorder.event(kind, **fields)
-        # The customer's screen says each fact once: the session's start and end have
-        # their own lines, and a no (or no answer) was shown as the customer gave it.
+        # The customer's screen says each fact once: the session's end has its own line,
+        # and a no (or no answer) was shown as the customer gave it.
         answered = request.id in self._shown_answers and not outcome.response.ok
         self._shown_answers.discard(request.id)
         if outcome.summary and request.op not in UNSAID_OPS and not answered:
