@@ -233,7 +233,7 @@ def test_an_end_reason_with_escapes_cannot_rewrite_the_customers_screen(customer
     shown = "\n".join(rows)
     assert_untouched(rows, "Listening on 127.0.0.1:", "Your copy of the transcript")
     assert f"done\\x1b[2A\\x1b[1G\\x1b[2K{FAKE}" in shown
-    assert "The session ended: " in shown
+    assert "] the technician ended the session: done" in shown  # the log, after the view
 
 
 def test_a_burned_code_stays_until_the_customer_types_n(customer: Person) -> None:

@@ -203,7 +203,7 @@ def test_customer_sees_the_session_declines_a_fix_and_q_ends_it_for_both(
     tech_screen = tmux.wait_for("tech", "[exit ")
     assert "[exit 3]" in tech_screen
     cust_screen = tmux.wait_for("cust", "[exit ")
-    assert "The session ended: the customer ended the session (q)" in cust_screen
+    assert "] you ended the session (q)" in cust_screen  # the log, once the view is gone
     assert "Your copy of the transcript:" in cust_screen
     why = "the customer ended the session (q)"
     mine = technician_transcript(technician, "T-7")

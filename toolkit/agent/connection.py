@@ -144,9 +144,7 @@ class AgentConnection(asyncssh.SSHServer):
                 reply = self._notice(exc)
                 # Not let in (share then ends, unless the customer asks for a new code),
                 # or a yes the handshake could not take.
-                self._agent.code_unusable(
-                    self._agent.declined_why if not decision.approved else "used"
-                )
+                self._agent.code_unusable(decision.reason or "used")
                 return reply
         if handshake.state is AgentState.AWAITING_ACK:
             try:

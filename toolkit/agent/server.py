@@ -40,6 +40,7 @@ from toolkit.consent import (
     CodeState,
     ConsentError,
     Decision,
+    Declined,
     OneTimeCode,
     Scope,
     TrustCheck,
@@ -68,8 +69,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 APPROVAL_TIMEOUT = 300.0
-#: The reasons a code was used up because the technician was not let in.
-DECLINES = frozenset({"declined", "no-answer"})
+#: The reasons a code was used up because the technician was not let in: how the no came
+#: about (toolkit.consent DECLINE_REASONS), each told to the technician in its own words.
+DECLINES = frozenset({"declined", "no-answer", "nobody-to-ask", "nothing-offered"})
 #: asyncssh's default listen backlog.
 BACKLOG = 100
 
@@ -98,8 +100,8 @@ class CodeNotice:
     """The code on the customer's screen can no longer be used."""
 
     #: "burned", "expired", "used" (the technician left while the customer was asked),
-    #: "declined" (the customer said no, or could not be asked) or "no-answer" (no
-    #: answer in time): see DECLINES.
+    #: or how a no came about: "declined" (the customer said no), "no-answer" (no
+    #: answer in time), "nobody-to-ask" or "nothing-offered": see DECLINES.
     why: str
     #: Tries of this code that failed, by source address (toolkit.consent._sources).
     failed: dict[str, int]
@@ -157,8 +159,6 @@ class Agent:
         self.sources = Sources()
         self._failed_now: Counter[str] = Counter()  # the current code's failed tries, by source
         self._reported: OneTimeCode | None = None  # the unusable code the customer was told of
-        #: Why the last approval was not a yes: "declined" or "no-answer" (DECLINES).
-        self.declined_why = "declined"
         self.session: AgentSession | None = None
         self._sock: socket.socket | None = None
         self._server: asyncssh.SSHAcceptor | None = None
@@ -352,21 +352,21 @@ class Agent:
         if getattr(exc, "tries_left", None) is not None:
             self.sources.failed(source)
             self._failed_now[source] += 1
-        self.observer.say(f"refused {peer}: {exc.message}")
+        if not isinstance(exc, Declined):  # a no: the customer saw it come (code_unusable)
+            self.observer.say(f"refused {peer}: {exc.message}")
         if self.session is None and self.codes.current.state is CodeState.BURNED:
             self.code_unusable("burned")
 
     async def decide(self, request: ApprovalRequest) -> Decision:
         import asyncio
 
-        self.declined_why = "declined"
         try:
             return await asyncio.wait_for(
                 get_decision(self.settings.approver, request), self.settings.approval_timeout
             )
         except TimeoutError:
-            self.declined_why = "no-answer"
             self.observer.say("no answer in time: declined")
+            return request.decline("no-answer")
         except Exception:  # an approver that breaks must mean no, never yes
             logger.exception("the approval prompt failed")
         return request.decline()

@@ -77,6 +77,27 @@ SEND_LOW = 16 * 1024
 #: waits at all only when the technician's SSH window is full, so far behind reading.
 END_GRACE = 0.25
 AGENT_PRINCIPAL = "toolkit agent"
+#: Operations whose line the customer's screen leaves out: the session's end is said
+#: once, by the session itself (how it ended, in the customer's words).
+UNSAID_OPS = frozenset({"end"})
+#: Approval answers the customer saw as they came (the question said "you declined ..."
+#: or "no answer in time"): the refusal that follows is not said again.
+SHOWN_ANSWERS = frozenset({"declined", "no answer"})
+
+
+def for_the_customer(reason: str) -> str:
+    """How a session ended, on the customer's screen: once, and to the customer.
+
+    The transcripts keep ``reason`` as it is ("the customer ended the session (q)");
+    the customer reads "you ended the session (q)".
+    """
+    for theirs, yours in (("the customer's ", "your "), ("the customer ", "you ")):
+        if reason.startswith(theirs):
+            reason = yours + reason.removeprefix(theirs)
+    said = " ended the session" in reason or "the session ended" in reason
+    return reason if said else f"session ended: {reason}"
+
+
 #: Channel requests the protocol channel refuses, and records. asyncssh would accept
 #: env (keeping every variable), window-change, signal and xon-xoff without asking the
 #: session; x11 and agent forwarding it refuses unrecorded.
@@ -345,6 +366,8 @@ class AgentSession:
         self.recorder.on_failure = self._unrecordable  # its writes never raise it here
         self._ended = False
         self._rejects = 0
+        #: Requests whose approval the customer answered no (or not at all), as asked.
+        self._shown_answers: set[int] = set()
         agent.observer.say(
             f"session started: {consent.name} <{consent.email}> {consent.fingerprint}, "
             f"ticket {consent.ticket}, granted {', '.join(granted)}"
@@ -561,6 +584,8 @@ class AgentSession:
 
     def _record_approval(self, fields: dict[str, Any]) -> None:
         """The customer's answer to a fix, as it comes (docs/transcript-format.md)."""
+        if fields.get("answer") in SHOWN_ANSWERS:
+            self._shown_answers.add(fields["request"])
         if not self.recorder.closed:
             self.recorder.event("approval", **fields)
 
@@ -573,7 +598,11 @@ class AgentSession:
         kind = "refusal" if outcome.response.error == "refused" else "operation"
         fields.setdefault("ok", outcome.response.ok)
         self.recorder.event(kind, **fields)
-        if outcome.summary:
+        # The customer's screen says each fact once: the session's end has its own line,
+        # and a no (or no answer) was shown as the customer gave it.
+        answered = request.id in self._shown_answers and not outcome.response.ok
+        self._shown_answers.discard(request.id)
+        if outcome.summary and request.op not in UNSAID_OPS and not answered:
             self.agent.observer.say(outcome.summary)
 
     def _unrecordable(self, failure: TranscriptWriteError) -> None:
@@ -619,7 +648,7 @@ class AgentSession:
         if channel is not None:
             channel.close()
         self.connection.close()
-        self.agent.observer.say(f"session ended: {reason}")
+        self.agent.observer.say(for_the_customer(reason))
         self.agent.finished(SessionEnd(reason, self.path, self.recorder.failure))
 
 

@@ -10,6 +10,12 @@ countdown. Keys, read on the event loop with the terminal in cbreak mode:
 purpose, exit 0; Ctrl-C an interruption, exit 130); ``y`` answers yes, ``n`` or
 Enter no.
 
+While a shell is open (granted, started and not yet ended) the header says
+so, whether or not its mirror shows anything: the technician may have
+detached from it on their side, which the agent cannot see, and it runs on.
+When the session ends the view goes, and its whole log is printed as plain
+lines, so that the terminal's scrollback keeps what the view had to drop.
+
 Without a terminal on stderr there is no drawing: lines are printed as they
 come, and questions are asked on their own line.
 """
@@ -38,6 +44,12 @@ if TYPE_CHECKING:
     from toolkit.agent.server import Agent
 
 LOG_LINES = 12
+#: Log lines kept for the scrollback at the end (a line is about 100 bytes); older ones
+#: are counted, and the customer's copy of the transcript has them all.
+LOG_KEEP = 5000
+#: The header's word while a shell runs: the technician may type in it, even after they
+#: detached from it on their side (the agent cannot see that).
+SHELL_OPEN = "open: it runs until it exits or the session ends"
 #: Paths a folded line of completion look-ups names (the newest).
 FOLD_PATHS = 4
 #: The agent's line for a listing: "list PATH (ENTRIES)".
@@ -124,8 +136,10 @@ class LiveView:
         self.console = console
         self.draw = console.is_terminal
         self.keys = keys
-        self.log: deque[str] = deque(maxlen=200)
+        self.log: deque[str] = deque(maxlen=LOG_KEEP)
+        self.dropped = 0  # log lines older than the LOG_KEEP kept
         self.mirror = Mirror()
+        self.shell_open = False  # from its first size to its end
         self.question: Question | None = None
         self.on_quit: Callable[[], None] | None = None
         self._fold: _Fold | None = None  # the log's last line, while it folds look-ups
@@ -140,7 +154,7 @@ class LiveView:
             return
         self._fold = None
         line = f"{time.strftime('%H:%M:%S')} {printable(message)}"
-        self.log.append(line)
+        self._append(line)
         if not self.draw:
             self.console.print(f"[{line[:8]}]{line[8:]}", markup=False, highlight=False)
 
@@ -149,18 +163,39 @@ class LiveView:
         fold = self._fold
         if fold is None or not self.log:
             fold = self._fold = _Fold()
-            self.log.append("")
+            self._append("")
         fold.add(summary)
         self.log[-1] = f"{time.strftime('%H:%M:%S')} {printable(fold.text())}"
 
+    def _append(self, line: str) -> None:
+        if len(self.log) == self.log.maxlen:
+            self.dropped += 1
+        self.log.append(line)
+
     def shell_size(self, width: int, height: int) -> None:
+        """A shell opened (its first size), or its window changed size."""
+        self.shell_open = True
         self.mirror.resize(width, height)
 
     def shell_output(self, data: bytes) -> None:
         self.mirror.feed(data)
 
     def shell_ended(self) -> None:
+        self.shell_open = False
         self.mirror = Mirror()
+
+    def scrollback(self) -> None:
+        """The whole log as plain lines, once the view is gone: the view dropped its
+        oldest lines to fit the terminal, and the terminal's scrollback keeps these."""
+        if self.dropped:
+            self.console.print(
+                f"({self.dropped} earlier lines: see your copy of the transcript)",
+                markup=False,
+                highlight=False,
+            )
+        for line in self.log:
+            # nosemgrep: toolkit-print-untrusted -- log lines are printable() (say, _complete)
+            self.console.print(f"[{line[:8]}]{line[8:]}", markup=False, highlight=False)
 
     # -- questions ---------------------------------------------------------------
 
@@ -240,7 +275,8 @@ class LiveView:
         used = sum(self._height(part, width) for part in fixed) + 1  # and the help line
         # One row spare: a view as tall as the terminal would scroll it by a line.
         left = max(0, height - 1 - used)
-        mirror = self.mirror.rows(limit=max(1, height)) if self.mirror.active else None
+        shell = self.shell_open or self.mirror.active
+        mirror = self.mirror.rows(limit=max(1, height)) if shell else None
         if mirror is None:
             log_rows = max(1, left - 2)
         else:
@@ -252,9 +288,8 @@ class LiveView:
         if mirror is not None:
             mirror_rows = max(1, left - log_height - 2)
             shown = Text("\n".join(mirror[-mirror_rows:]), no_wrap=True, overflow="crop")
-            parts.append(
-                Panel(shown, title="the technician's shell (read-only)", title_align="left")
-            )
+            title = "the technician's shell (read-only): open"
+            parts.append(Panel(shown, title=title, title_align="left"))
         if question is not None:
             parts.append(question)
         parts.append(Text(HELP, style="dim", no_wrap=True, overflow="ellipsis"))
@@ -316,7 +351,11 @@ class LiveView:
         header.add_row("key", Text(consent.fingerprint))
         header.add_row("", trusted)
         header.add_row("ticket", Text(printable(consent.ticket)))
-        header.add_row("scope", Text(", ".join(sorted(s.value for s in consent.granted))))
+        granted = sorted(s.value for s in consent.granted)
+        header.add_row("scope", Text(", ".join(granted)))
+        if "shell" in granted:  # whether one runs now: the technician's side may hide it
+            shell = Text(SHELL_OPEN, style="bold") if self.shell_open else Text("none open")
+            header.add_row("shell", shell)
         elapsed = int(time.monotonic() - session.started)
         header.add_row("elapsed", f"{elapsed // 60:02d}:{elapsed % 60:02d}")
         return Panel(header, title="toolkit share: session running", title_align="left")
@@ -361,8 +400,12 @@ class LiveView:
             loop.add_reader(fd, readable)
         try:
             if self.draw:
-                with Live(self, console=self.console, refresh_per_second=8, transient=False):
-                    await asyncio.shield(until)
+                try:
+                    # Transient: the log printed after it says each line once.
+                    with Live(self, console=self.console, refresh_per_second=8, transient=True):
+                        await asyncio.shield(until)
+                finally:
+                    self.scrollback()
             else:
                 await asyncio.shield(until)
         finally:

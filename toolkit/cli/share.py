@@ -187,8 +187,6 @@ class _Screen:
         self.agent: Agent | None = None
         self.live: LiveView | None = None
         self.keyboard: _Keyboard | None = None  # None: nobody can ask for a new code
-        #: Why the approver declined on its own ("nobody-to-ask", "nothing-offered"), if it did.
-        self.approver_why: Callable[[], str | None] = lambda: None
         #: Ends share with no session (exit 3); set by share_command.
         self.end_declined: Callable[[str], None] = lambda why: None
         self._after_decline: str | None = None  # why, while "new code or end?" is asked
@@ -205,7 +203,7 @@ class _Screen:
         from toolkit.agent.server import DECLINES
 
         if notice.why in DECLINES:
-            self._declined(self.approver_why() or notice.why)
+            self._declined(notice.why)
             return
         asks = self._asks
         if self._json:
@@ -367,8 +365,6 @@ class _Approver:
     def __init__(self, yes: bool, catalogue: Catalogue | None = None, home: str = "") -> None:
         self._yes = yes
         self._catalogue = catalogue  # the fixes the agent knows, for their summaries
-        #: Why the last request was declined without asking anyone, if it was.
-        self.declined_why: str | None = None
         self._home = home
         self.keyboard: _Keyboard | None = None  # the lines typed, while no session runs
         self.live: LiveView | None = None  # asks in the live view while a session runs
@@ -394,19 +390,16 @@ class _Approver:
             say("Please answer y or n.", highlight=True)
 
     async def ask(self, request: ApprovalRequest) -> Decision:
-        self.declined_why = None
         say(_request_text(request))
         if not request.grantable:
             say("Nothing asked for is offered: declined.", highlight=True)
-            self.declined_why = "nothing-offered"
-            return request.decline()
+            return request.decline("nothing-offered")
         if self._yes:
             say("WARNING: --yes approves without asking.", highlight=True)
             return request.grant()
         if not sys.stdin.isatty():
             say("No terminal to ask you on (use --yes in scripts): declined.", highlight=True)
-            self.declined_why = "nobody-to-ask"
-            return request.decline()
+            return request.decline("nobody-to-ask")
         ok = await self._confirm("Allow this technician in?")
         return request.grant() if ok else request.decline()
 
@@ -564,7 +557,6 @@ def share_command(
     catalogue = Catalogue()
     approver = _Approver(yes, catalogue, rules.home)
     screen = _Screen(as_json, code_file)
-    screen.approver_why = lambda: approver.declined_why
     settings = AgentSettings(
         catalogue=catalogue,
         policy=rules,
@@ -611,8 +603,11 @@ def share_command(
         else:
             bound = _bound_text(*await agent.start(host, port))
         if not as_json:
+            # Whose key: this share's own (the technician's screen shows it), never the relay's.
+            relayed = "" if route is None else ", not the relay's"
             say(
-                f"Listening on {bound}, host key {agent.host_key.fingerprint}. "
+                f"Listening on {bound}, this share's own host key "
+                f"{agent.host_key.fingerprint}{relayed}. "
                 "Ctrl-C ends it at once.",
             )
         ended = asyncio.ensure_future(agent.wait())
@@ -713,13 +708,9 @@ async def _live_view(
     live.on_quit = lambda: stop("the customer ended the session (q)")
     screen.live = approver.live = live
     try:
-        await live.run(ended)
+        await live.run(ended)  # then the whole log, into the scrollback
     finally:
         screen.live = approver.live = None
-    if not ended.cancelled() and ended.exception() is None:
-        console.print(
-            f"The session ended: {printable(ended.result().reason)}", markup=False, highlight=False
-        )
 
 
 def _bound_text(host: str, port: int) -> str:

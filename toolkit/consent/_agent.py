@@ -42,6 +42,7 @@ from toolkit.consent._outputs import Outputs
 from toolkit.consent._pake import Pake, Side
 from toolkit.consent._trust import TrustCheck, trust_from_allowed_signers, untrusted
 from toolkit.consent.errors import (
+    DECLINES,
     CodeExpired,
     ConsentError,
     Declined,
@@ -72,6 +73,15 @@ _REFUSED: Input[None] = Input("refused")
 _ACK: Input[Consent] = Input("receive_ack")
 _NOTICE: Input[str | None] = Input("notice")
 _NOT_STARTED: Input[None] = Input("not_started")
+
+
+#: The agent's words for each way a no came about (DECLINES), as its transcript and log keep them.
+_DECLINED_TEXT = {
+    "declined": "The customer declined the session.",
+    "no-answer": "The customer did not answer in time.",
+    "nobody-to-ask": "Nobody could be asked: toolkit share has no terminal and no --yes.",
+    "nothing-offered": "Nothing the technician asked for is offered.",
+}
 
 
 def _tries_text(tries_left: int) -> str:
@@ -324,8 +334,12 @@ class AgentHandshake(Machine[AgentState]):
 
     def _decide(self, decision: Decision) -> str:
         assert self._request is not None and self._confirm is not None
-        if not isinstance(decision, Decision) or not decision.approved:
+        if not isinstance(decision, Decision):
             self._fail(Declined("The customer declined the session."))
+        if not decision.approved:
+            # How the no came about travels in the notice: the technician hears which.
+            declined = DECLINES.get(decision.reason or "declined", Declined)
+            self._fail(declined(_DECLINED_TEXT[declined.reason]))
         try:
             decision.check_against(self._request)
         except ValueError:

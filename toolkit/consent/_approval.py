@@ -98,8 +98,15 @@ class ApprovalRequest:
             raise ValueError("nothing to grant: decline instead")
         return Decision(True, granted)
 
-    def decline(self) -> Decision:
-        return Decision(False, frozenset())
+    def decline(self, reason: str = "declined") -> Decision:
+        """A no; ``reason`` says how it came (DECLINE_REASONS), for the technician's notice."""
+        return Decision(False, frozenset(), reason)
+
+
+#: How a no came about, each its own word in the technician's notice (docs/consent.md):
+#: the customer said no, did not answer in time, could not be asked (no terminal and no
+#: --yes), or was offered nothing the technician asked for.
+DECLINE_REASONS = ("declined", "no-answer", "nobody-to-ask", "nothing-offered")
 
 
 @dataclass(frozen=True)
@@ -108,8 +115,16 @@ class Decision:
 
     approved: bool
     granted: frozenset[Scope] = frozenset()
+    #: How a no came about (one of DECLINE_REASONS); None for a yes.
+    reason: str | None = None
 
     def __post_init__(self) -> None:
+        if self.approved and self.reason is not None:
+            raise ValueError("a yes has no reason to decline")
+        if not self.approved and self.reason is None:
+            object.__setattr__(self, "reason", "declined")
+        if not self.approved and self.reason not in DECLINE_REASONS:
+            raise ValueError(f"a no is one of {', '.join(DECLINE_REASONS)}")
         if not isinstance(self.granted, frozenset) or not all(
             isinstance(s, Scope) for s in self.granted
         ):
@@ -208,11 +223,12 @@ class AutoApprove:
             ",".join(scope_names(request.grantable)) or "(none)",
         )
         if not request.grantable:
-            return request.decline()
+            return request.decline("nothing-offered")
         return request.grant()
 
 
 __all__ = [
+    "DECLINE_REASONS",
     "ApprovalRequest",
     "Approver",
     "AutoApprove",

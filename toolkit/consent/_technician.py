@@ -51,6 +51,9 @@ from toolkit.consent.errors import (
     IdentityProofFailed,
     KeyMismatch,
     MalformedMessage,
+    NoAnswer,
+    NobodyToAsk,
+    NothingOffered,
     SessionNotStarted,
     WrongCode,
 )
@@ -106,6 +109,10 @@ def notice_error(notice: Notice, host_key: bytes) -> ConsentError:
         CodeUsed: "The code was already used.",
         IdentityProofFailed: "The customer's agent could not verify this side's signature.",
         Declined: "The customer declined the session.",
+        NoAnswer: "The customer did not answer in time: nobody let you in.",
+        NobodyToAsk: "Nobody could be asked: the customer's toolkit share has no terminal "
+        "to ask on and no --yes.",
+        NothingOffered: "The customer's toolkit share offers none of the scopes you asked for.",
         SessionNotStarted: "The customer's agent accepted the code but could not start "
         "the session: its copy of the transcript could not be created.",
     }

@@ -152,11 +152,55 @@ class IdentityProofFailed(ConsentError):
 class Declined(ConsentError):
     """The customer did not approve the session.
 
-    The customer answered no, closed toolkit share, or did not answer. Nothing
-    was run on their machine. Talk to the customer before trying again.
+    The customer was shown who you are, your key and what you asked for, and
+    answered no. Nothing was run on their machine. Talk to the customer
+    before trying again.
     """
 
     reason = "declined"
+
+
+class NoAnswer(Declined):
+    """The customer did not answer in time.
+
+    toolkit share asked the customer whether to let you in, and no answer came
+    before the question timed out (5 minutes). Nothing was run on their
+    machine. Call the customer; they ask toolkit share for a new code (type n
+    and Enter) and answer y when asked.
+    """
+
+    reason = "no-answer"
+
+
+class NobodyToAsk(Declined):
+    """Nobody could be asked: the customer's toolkit share has no terminal to ask on.
+
+    toolkit share asks the customer on its terminal before letting anyone in.
+    It runs without one (from a script, or with its input redirected) and was
+    not started with --yes, so it said no for them. Nothing was run on their
+    machine. Ask the customer to run toolkit share in a terminal window (or,
+    for an unattended machine, with --yes or a grant).
+    """
+
+    reason = "nobody-to-ask"
+
+
+class NothingOffered(Declined):
+    """The customer's toolkit share offers none of the scopes you asked for.
+
+    toolkit share offers diagnostics unless the customer chose otherwise with
+    --scope, and a yes can grant only what is both asked for and offered.
+    Nothing was run on their machine. Ask the customer which scopes they
+    offer, and connect again asking for those (--scope).
+    """
+
+    reason = "nothing-offered"
+
+
+#: The refusal for each way a no comes about (toolkit.consent._approval.DECLINE_REASONS).
+DECLINES: dict[str, type[Declined]] = {
+    cls.reason: cls for cls in (Declined, NoAnswer, NobodyToAsk, NothingOffered)
+}
 
 
 class SessionNotStarted(ConsentError):
@@ -203,6 +247,9 @@ NOTICE_ERRORS: dict[str, type[ConsentError]] = {
         MalformedMessage,
         IdentityProofFailed,
         Declined,
+        NoAnswer,
+        NobodyToAsk,
+        NothingOffered,
         KeyMismatch,
         SessionNotStarted,
     )
@@ -210,6 +257,7 @@ NOTICE_ERRORS: dict[str, type[ConsentError]] = {
 
 
 __all__ = [
+    "DECLINES",
     "NOTICE_ERRORS",
     "CodeBurned",
     "CodeExpired",
@@ -222,6 +270,9 @@ __all__ = [
     "IdentityProofFailed",
     "KeyMismatch",
     "MalformedMessage",
+    "NoAnswer",
+    "NobodyToAsk",
+    "NothingOffered",
     "SessionNotStarted",
     "WrongCode",
 ]

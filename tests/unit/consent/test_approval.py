@@ -96,7 +96,8 @@ def test_auto_approve_grants_as_asked_and_warns_every_time(
     approver = AutoApprove()
     with caplog.at_level(logging.WARNING, logger="toolkit.consent"):
         assert approver.ask(request({D, S}, {D})).granted == {D}
-        assert approver.ask(request({S}, {D})) == Decision.deny()
+        # Nothing asked for is offered: a no that says so (the technician hears which).
+        assert approver.ask(request({S}, {D})) == Decision(False, reason="nothing-offered")
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2
     assert "without asking" in warnings[0].getMessage()
