@@ -77,19 +77,15 @@ class _Fold:
 
     Each is still an operation the agent's policy decided and both transcripts
     record; the customer's screen only shows them together, marked as completion.
+    Only answered listings fold: the technician alone chooses the mark, so a
+    refused one is a line of its own, with its path (a probe shows).
     """
 
     paths: list[str] = field(default_factory=list)
-    refused: int = 0
     count: int = 0
 
-    def add(self, summary: str) -> None:
+    def add(self, path: str) -> None:
         self.count += 1
-        listed = _LISTED.fullmatch(summary)
-        if listed is None:  # refused or failed: the transcripts say why
-            self.refused += 1
-            return
-        path = listed.group(1)
         if path in self.paths:
             self.paths.remove(path)
         self.paths.append(path)  # the newest last
@@ -97,8 +93,6 @@ class _Fold:
     def text(self) -> str:
         shown = self.paths[-FOLD_PATHS:]
         parts = [*(["..."] if len(self.paths) > len(shown) else []), *shown]
-        if self.refused:
-            parts.append(f"{self.refused} refused")
         many = "s" if self.count != 1 else ""
         return f"completion (Tab): {', '.join(parts)} ({self.count} look-up{many})"
 
@@ -149,8 +143,9 @@ class LiveView:
     # -- what the agent reports ------------------------------------------------------
 
     def say(self, message: str) -> None:
-        if message.startswith(COMPLETION) and self.draw:
-            self._complete(message.removeprefix(COMPLETION))
+        listed = _LISTED.fullmatch(message.removeprefix(COMPLETION))
+        if message.startswith(COMPLETION) and listed is not None and self.draw:
+            self._complete(listed.group(1))
             return
         self._fold = None
         line = f"{time.strftime('%H:%M:%S')} {printable(message)}"
@@ -158,13 +153,13 @@ class LiveView:
         if not self.draw:
             self.console.print(f"[{line[:8]}]{line[8:]}", markup=False, highlight=False)
 
-    def _complete(self, summary: str) -> None:
+    def _complete(self, path: str) -> None:
         """A look-up for the technician's Tab completion: folded into one line, kept updated."""
         fold = self._fold
         if fold is None or not self.log:
             fold = self._fold = _Fold()
             self._append("")
-        fold.add(summary)
+        fold.add(path)
         self.log[-1] = f"{time.strftime('%H:%M:%S')} {printable(fold.text())}"
 
     def _append(self, line: str) -> None:

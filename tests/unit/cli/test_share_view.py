@@ -108,15 +108,26 @@ def test_completion_look_ups_fold_into_one_line_updated_in_place() -> None:
     view.say("session started")
     view.say(f"{COMPLETION}list /var (3)")
     view.say(f"{COMPLETION}list /etc (40)")
-    view.say(f"{COMPLETION}refused: '/root': not available under the agent's file policy")
     view.say(f"{COMPLETION}list /var (3)")
-    assert list(view.log)[1:] == [
-        f"{view.log[1][:8]} completion (Tab): /etc, /var, 1 refused (4 look-ups)"
-    ]
+    assert list(view.log)[1:] == [f"{view.log[1][:8]} completion (Tab): /etc, /var (3 look-ups)"]
     view.say("run uname -a -> exit 0")
     view.say(f"{COMPLETION}list /tmp (1)")  # a new fold after another line
     assert list(view.log)[-1].endswith("completion (Tab): /tmp (1 look-up)")
     assert len(view.log) == 4
+
+
+def test_a_refused_completion_look_up_is_a_line_of_its_own_with_its_path() -> None:
+    # The technician alone chooses the completion mark: a refused "look-up" may be a probe
+    # of what the policy denies, and the customer sees which path, never a folded count.
+    view, _ = drawn(120, 35)
+    view.say(f"{COMPLETION}list /var (3)")
+    view.say(f"{COMPLETION}refused: '/root/.ssh': not available under the agent's file policy")
+    view.say(f"{COMPLETION}list /etc (40)")
+    assert [line[9:] for line in view.log] == [
+        "completion (Tab): /var (1 look-up)",
+        "completion: refused: '/root/.ssh': not available under the agent's file policy",
+        "completion (Tab): /etc (1 look-up)",
+    ]
 
 
 def test_completion_look_ups_without_a_screen_are_printed_marked() -> None:
