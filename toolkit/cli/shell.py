@@ -105,11 +105,14 @@ def terminal_size() -> tuple[int, int]:
 #: DEC private modes a program may leave set, and how each is put back
 #: (1049/1047/47: the alternate screen; 25: the cursor shown).
 _MODES_OFF = {
-    "1": "l", "9": "l", "25": "h", "47": "l", "1000": "l", "1001": "l", "1002": "l",
-    "1003": "l", "1004": "l", "1005": "l", "1006": "l", "1015": "l", "1047": "l",
-    "1049": "l", "2004": "l",
+    "1": "l", "5": "l", "6": "l", "7": "h", "9": "l", "25": "h", "47": "l", "1000": "l",
+    "1001": "l", "1002": "l", "1003": "l", "1004": "l", "1005": "l", "1006": "l",
+    "1015": "l", "1047": "l", "1049": "l", "2004": "l",
 }  # fmt: skip
-_PRIVATE_MODE = re.compile(rb"\x1b\[\?([0-9;]+)([hl])|\x1b([=>])")
+_PRIVATE_MODE = re.compile(rb"\x1b\[\?([0-9;]+)([hl])|\x1b([=>])|\x1b\[([0-9;]*)r")
+_SCREENS = ("1049", "1047", "47")
+#: Always sent on restore: the G0 character set as ASCII, shifted in (line drawing off).
+_CHARSET = "\x0f\x1b(B"
 
 
 @dataclass
@@ -118,6 +121,7 @@ class TerminalModes:
 
     changed: dict[str, str] = field(default_factory=dict)  # mode -> "h" or "l", as set
     keypad: bool = False  # application keypad (ESC =)
+    region: bool = False  # a scroll region (DECSTBM) narrower than the screen is set
     _tail: bytes = b""
 
     def feed(self, data: bytes) -> None:
@@ -126,6 +130,9 @@ class TerminalModes:
         for found in _PRIVATE_MODE.finditer(view):
             if found.group(3) is not None:
                 self.keypad = found.group(3) == b"="
+                continue
+            if found.group(4) is not None:
+                self.region = found.group(4).strip(b";") != b""
                 continue
             for mode in found.group(1).decode().split(";"):
                 if mode in _MODES_OFF:
@@ -136,22 +143,31 @@ class TerminalModes:
         cut = view.rfind(b"\x1b")
         self._tail = view[cut:][:32] if cut >= 0 and len(view) - cut < 32 else b""
 
+    def _order(self) -> list[str]:
+        # The alternate screen first: the modes after it then apply to the screen it shows.
+        return sorted(self.changed, key=lambda m: m not in _SCREENS)
+
     def restore(self) -> bytes:
-        """What puts the terminal back: every changed mode reset, colours off."""
-        # The alternate screen first: the resets after it then apply to the main screen.
-        order = sorted(self.changed, key=lambda m: m not in ("1049", "1047", "47"))
-        undo = "".join(f"\x1b[?{m}{_MODES_OFF[m]}" for m in order)
-        return (undo + ("\x1b>" if self.keypad else "") + "\x1b[0m").encode()
+        """What puts the terminal back: every changed mode reset, the whole screen as the
+        scroll region, ASCII characters, colours off.
+
+        Without it a shell could leave autowrap off (cutting toolkit's next lines at the
+        screen's edge), reverse video, a scroll region or line-drawing characters behind.
+        """
+        undo = "".join(f"\x1b[?{m}{_MODES_OFF[m]}" for m in self._order())
+        if self.region or "6" in self.changed:
+            # Both move the cursor home: back to the bottom line, where output goes on.
+            undo += "\x1b[r\x1b[999;1H"
+        return (undo + ("\x1b>" if self.keypad else "") + _CHARSET + "\x1b[0m").encode()
 
     def reapply(self) -> bytes:
         """What sets the modes again (coming back to a detached shell)."""
-        order = sorted(self.changed, key=lambda m: m not in ("1049", "1047", "47"))
-        redo = "".join(f"\x1b[?{m}{self.changed[m]}" for m in order)
+        redo = "".join(f"\x1b[?{m}{self.changed[m]}" for m in self._order())
         return (redo + ("\x1b=" if self.keypad else "")).encode()
 
     @property
     def full_screen(self) -> bool:
-        return any(m in self.changed for m in ("1049", "1047", "47"))
+        return any(m in self.changed for m in _SCREENS)
 
 
 class Attachment:
