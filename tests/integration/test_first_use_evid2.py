@@ -90,7 +90,7 @@ def session(tmp_path_factory: pytest.TempPathFactory, identity: Path, signers: P
         tmux.keys("tech", "Enter")
         tmux.keys("tech", "~", literal=True)
         tmux.keys("tech", "C-z")
-        tmux.wait_for("tech", "[back at the toolkit prompt; it keeps running")
+        tmux.wait_for("tech", "[back at the toolkit prompt; the shell keeps running")
         seen = tmux.screen("tech", history=True).count("-rw-r--r--")
         tmux.type("tech", "stat ~/notes.txt")
         tmux.wait_for("tech", "-rw-r--r--", count=seen + 1)

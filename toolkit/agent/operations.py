@@ -28,6 +28,7 @@ from toolkit import policy as pol
 from toolkit.errors import PolicyRefused, ToolkitError
 from toolkit.plugins.catalogue import Catalogue, Kind, Procedure
 from toolkit.policy.commands import show_argv
+from toolkit.session.commands import lines_asked
 from toolkit.session.protocol import (
     CONTENT,
     MAX_APPROVAL_COMMANDS,
@@ -354,12 +355,13 @@ class Operations:
         opened = await off_the_loop(pol.open_for_read, request.args["path"], self._policy)
         # The same checked open as a whole read; then only the lines asked are read and sent.
         head, tail = request.args.get("head"), request.args.get("tail")
+        asked = lines_asked(request.args)
         if head is not None:
-            chunks, asked = opened.head(head), f"first {head} lines, "
+            chunks = opened.head(head)
         elif tail is not None:
-            chunks, asked = opened.tail(tail), f"last {tail} lines, "
+            chunks = opened.tail(tail)
         else:
-            chunks, asked = opened.chunks(PIPE_CHUNK), ""
+            chunks = opened.chunks(PIPE_CHUNK)
         reading = False
         try:
             while True:

@@ -183,11 +183,9 @@ def _numbered_from_one(result: Result) -> bool:
 
 def _range(result: Result) -> str:
     """``last 5 lines, `` / ``first 5 lines, ``, as the customer's log says it."""
-    args = _read_args(result)
-    for key, word in (("head", "first"), ("tail", "last")):
-        if isinstance(args.get(key), int):
-            return f"{word} {args[key]} lines, "
-    return ""
+    from toolkit.session.commands import lines_asked
+
+    return lines_asked(_read_args(result))
 
 
 def _lexer(path: str) -> str:

@@ -108,6 +108,16 @@ def parse(line: str) -> Command | None:
     return Command(text, name, rest, args)
 
 
+def lines_asked(args: dict[str, Any]) -> str:
+    """``first 5 lines, `` / ``last 1 line, `` for a read with ``head``/``tail`` (else ""):
+    the one wording of the customer's log and the technician's footer."""
+    for key, word in (("head", "first"), ("tail", "last")):
+        count = args.get(key)
+        if isinstance(count, int) and not isinstance(count, bool):
+            return f"{word} {count} line{'s' if count != 1 else ''}, "
+    return ""
+
+
 def _read_args(words: tuple[str, ...], usage: str) -> dict[str, Any]:
     """``PATH`` plus at most one of ``--head N`` / ``--tail N`` (also ``--tail=N``),
     in any order; ``--`` ends the options, for a path that starts with ``--``."""
