@@ -25,7 +25,8 @@ from toolkit.cli.verify import (
     format_duration,
     lookups,
     not_a_transcript,
-    style_of,
+    print_verdict,
+    shown_value,
     terminal_width,
     wrap,
 )
@@ -146,7 +147,9 @@ def _render(report: Report, listed: list[Entry], signers: Path | None) -> None:
     width = terminal_width()
     console.print(shown_path)
     for label, value in rows:
-        for line in wrap(f"  {label:<{_LABEL}} ", _shown(value), width, _LABEL + 3):
+        for line in wrap(
+            f"  {label:<{_LABEL}} ", shown_value(value, _VALUE * 2), width, _LABEL + 3
+        ):
             console.print(line)  # nosemgrep: toolkit-print-untrusted
     if report.prefix_only:
         console.print(
@@ -160,27 +163,12 @@ def _render(report: Report, listed: list[Entry], signers: Path | None) -> None:
         label, text = describe(entry)
         when = _clock(h.timestamp + late, entry.time)
         first = f"  {when:<10} {_elapsed(entry.time):>9}  {label:<{_LABEL}} "
-        for line in wrap(first, _shown(text), width, _WHAT):
+        for line in wrap(first, shown_value(text, _VALUE * 2), width, _WHAT):
             console.print(line)  # nosemgrep: toolkit-print-untrusted
     if not listed:
         console.print("  (no events in the verified part)")
     console.print("")
-    console.print(
-        f"[{style_of(verdict)}]{verdict}[/] {_markup_escape(shown_path)}",
-        markup=True,
-        plain=f"{verdict} {shown_path}",
-    )
-
-
-def _shown(value: object) -> str:
-    """One line, printable, runs of spaces made one (as toolkit verify shows values)."""
-    return printable(" ".join(str(value).split()), _VALUE * 2)
-
-
-def _markup_escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
+    print_verdict(console, verdict, shown_path)
 
 
 def _late(started: int, listed: list[Entry]) -> float:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from toolkit.cli._console import Lines
 from toolkit.errors import ExitCode, ToolkitError, TranscriptFormatError
-from toolkit.text import printable, printable_lines
+from toolkit.text import LIMIT, printable, printable_lines
 
 if TYPE_CHECKING:
     import typer
@@ -156,19 +156,15 @@ def _render(report: Report, signers: Path | None) -> None:
     )
     width = terminal_width()
     for label, value in rows:
-        # The labels are ours; every value goes through _shown() here.
-        for line in _lines(label, _shown(value), width, wrapped=label != "ssh-keygen"):
+        # The labels are ours; every value goes through shown_value() here.
+        for line in _lines(label, shown_value(value), width, wrapped=label != "ssh-keygen"):
             console.print(line)  # nosemgrep: toolkit-print-untrusted
     if report.verdict.value == "TAMPERED":
         console.print(
             "  This transcript was modified after it was signed, maybe maliciously: "
             "do not rely on what it shows after the last valid checkpoint."
         )
-    console.print(
-        f"[{style_of(verdict)}]{verdict}[/] {_markup_escape(shown_path)}",
-        markup=True,
-        plain=f"{verdict} {shown_path}",
-    )
+    print_verdict(console, verdict, shown_path)
 
 
 def not_a_transcript(path: Path, exc: TranscriptFormatError) -> str:
@@ -181,13 +177,22 @@ def not_a_transcript(path: Path, exc: TranscriptFormatError) -> str:
     return message if shown in message else f"{shown}: {message}"
 
 
-def _shown(value: object) -> str:
+def shown_value(value: object, limit: int | None = LIMIT) -> str:
     """A value from the file on one line: printable, and runs of spaces made one.
 
     A run of spaces could push the rest of a value onto the next row of the
     screen, lined up as one of the report's own rows.
     """
-    return printable(" ".join(str(value).split()))
+    return printable(" ".join(str(value).split()), limit)
+
+
+def print_verdict(console: Lines, verdict: str, shown_path: str) -> None:
+    """The last line, as verify and show end: the verdict (in its colour) and the file."""
+    console.print(
+        f"[{style_of(verdict)}]{verdict}[/] {_markup_escape(shown_path)}",
+        markup=True,
+        plain=f"{verdict} {shown_path}",
+    )
 
 
 #: Where a row's value starts: two spaces, a 12-column label, a space.
