@@ -166,11 +166,17 @@ class Header:
 
 
 def _loads(text: str | bytes) -> Any:
-    """``json.loads``; arrays or objects nested too deep are a ValueError like any bad JSON."""
+    """``json.loads`` of JSON proper: NaN and Infinity (which Python reads, and no toolkit
+    writes) and arrays or objects nested too deep are a ValueError like any bad JSON."""
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_not_json)
     except RecursionError:
         raise ValueError("JSON nested too deep") from None
+
+
+def _not_json(name: str) -> Any:
+    # A NaN time would pass every range check and come out of --json as invalid JSON.
+    raise ValueError(f"{name} is not JSON")
 
 
 #: The header's timestamp is a time from 1970 up to the end of year 9999.
