@@ -437,6 +437,7 @@ async def _show_paged(session: TechnicianSession, result: Result) -> None:
         force_terminal=True,
         width=screen.width,
         soft_wrap=True,
+        emoji=False,  # as toolkit.cli._console: ":fire:" in a file is text
     )
     render.show(result, console, console)
     text = drawn.getvalue()
