@@ -83,6 +83,9 @@ def _operation(fields: dict[str, Any], kind: str) -> str:
         result = f"failed ({fields.get('error', 'error')})"
     elif fields.get("exit_status") not in (None, 0):
         result = f"exit {fields.get('exit_status')}"
+    elif fields.get("op") == "shell" and fields.get("reason"):
+        result = "hung up"  # a shell the session's end cut off: not an exit of its own
+        what = f"{what} ({fields.get('reason')})"
     else:
         result = "ok"
     return f"  {result:<10} {_clip(what)}"
