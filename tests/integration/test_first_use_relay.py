@@ -90,6 +90,14 @@ def at(relay: RelayProcess) -> str:
     return f"127.0.0.1:{relay.port}"
 
 
+def scripted_connect(person: Person, relay: RelayProcess) -> subprocess.CompletedProcess[str]:
+    """connect through ``relay`` as a script runs it: --code given, the batch on stdin."""
+    return person.toolkit(
+        "connect", "--relay", at(relay), "--ticket", "T-1", "--code", "1234-567-890",
+        "--batch", "-", stdin="exit\n",
+    )  # fmt: skip
+
+
 def without_ssh_dir(person: Person) -> Person:
     shutil.rmtree(person.home / ".ssh", ignore_errors=True)
     return person
@@ -218,18 +226,7 @@ def test_unknown_relay_key_without_a_terminal_is_exit_4_before_the_passphrase_an
         # The technician: stopped at the relay's key, not at the passphrase or the code.
         # A script gives --code (without one and without a terminal, connect stops at
         # once with a usage error, before any network).
-        done = hurried.toolkit(
-            "connect",
-            "--relay",
-            at(relay),
-            "--ticket",
-            "T-1",
-            "--code",
-            "1234-567-890",
-            "--batch",
-            "-",
-            stdin="exit\n",
-        )
+        done = scripted_connect(hurried, relay)
         assert done.returncode == 4, done.stderr
         assert f"The relay {at(relay)} is not in your known_hosts" in done.stderr
         assert fingerprint in done.stderr
@@ -341,18 +338,7 @@ def test_a_changed_relay_key_is_refused_without_a_question(
             tmux.start("tech", technician, "connect", "--relay", at(relay), "--ticket", "T-1")
             said = tmux.wait_for("tech", "[exit 4]")
         else:
-            done = technician.toolkit(
-                "connect",
-                "--relay",
-                at(relay),
-                "--ticket",
-                "T-1",
-                "--code",
-                "1234-567-890",
-                "--batch",
-                "-",
-                stdin="exit\n",
-            )
+            done = scripted_connect(technician, relay)
             assert done.returncode == 4, done.stderr
             said = done.stderr
     assert "host key has changed" in said and relay.listening["host_key"] in said
@@ -422,18 +408,7 @@ def test_a_known_hosts_line_that_cannot_be_read_is_refused_not_taken_for_an_unkn
         known = technician.home / ".ssh" / "known_hosts"
         valid = key.with_name(key.name + ".pub").read_text().split()[:2]
         known.write_text(f"|1|abc|def {' '.join(valid)}\n" + known.read_text())  # a bad hash
-        done = technician.toolkit(
-            "connect",
-            "--relay",
-            at(relay),
-            "--ticket",
-            "T-1",
-            "--code",
-            "1234-567-890",
-            "--batch",
-            "-",
-            stdin="exit\n",
-        )
+        done = scripted_connect(technician, relay)
     assert done.returncode == 4, done.stderr
     assert f"{known} holds a line that cannot be read" in done.stderr
     assert "Traceback" not in done.stderr and "echo" not in done.stderr
@@ -452,18 +427,7 @@ def test_a_key_known_hosts_seems_to_accept_but_ssh_refuses_is_said_with_ssh_s_re
         ssh.mkdir(mode=0o700, exist_ok=True)
         line = f"@cert-authority [127.0.0.1]:{relay.port} {' '.join(public)}\n"
         (ssh / "known_hosts").write_text(line)
-        done = technician.toolkit(
-            "connect",
-            "--relay",
-            at(relay),
-            "--ticket",
-            "T-1",
-            "--code",
-            "1234-567-890",
-            "--batch",
-            "-",
-            stdin="exit\n",
-        )
+        done = scripted_connect(technician, relay)
     assert done.returncode == 4, done.stderr
     first = next(line for line in done.stderr.splitlines() if line.startswith("The relay"))
     assert first.startswith(f"The relay {at(relay)}'s host key (SHA256:"), done.stderr
