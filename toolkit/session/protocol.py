@@ -60,9 +60,10 @@ OPERATIONS: dict[str, dict[str, type]] = {
 #: Fields a request may leave out; at most one of each set below is given.
 OPTIONAL: dict[str, dict[str, type]] = {
     "read": {"head": int, "tail": int},  # only the first or the last N lines
+    "list": {"purpose": str},  # a display mark: LIST_PURPOSES
 }
 MAX_LINES = 1_000_000  # --head/--tail N: 1 .. MAX_LINES
-#: ``list`` may also carry ``purpose``; its one value marks a look-up for Tab completion.
+#: ``list``'s ``purpose``: its one value marks a look-up for Tab completion.
 LIST_PURPOSES = frozenset({"completion"})
 MAX_ARGV = 256
 MAX_ID = 0xFFFFFFFF  # request ids travel in data frames as a uint32
@@ -276,6 +277,9 @@ def request_id_of(body: Body) -> int:
     return ids[0] if len(ids) == 1 and _valid_request_id(ids[0]) else 0
 
 
+_A = {int: "an integer", str: "a string"}
+
+
 def parse_request(body: Body) -> Request:
     value = _load(body)
     if not _valid_request_id(value["id"]):
@@ -287,10 +291,6 @@ def parse_request(body: Body) -> Request:
     schema = OPERATIONS[op]
     optional = OPTIONAL.get(op, {})
     args = {k: v for k, v in value.items() if k not in ("v", "id", "op")}
-    marked = op == "list" and "purpose" in args  # optional, a display mark only
-    purpose = args.pop("purpose") if marked else None
-    if marked and not (isinstance(purpose, str) and purpose in LIST_PURPOSES):
-        raise ProtocolError(f"list: purpose must be one of: {', '.join(sorted(LIST_PURPOSES))}")
     if not set(schema) <= set(args) <= set(schema) | set(optional):
         takes = ", ".join(sorted(schema)) or "no fields"
         if optional:
@@ -301,7 +301,9 @@ def parse_request(body: Body) -> Request:
             raise ProtocolError(f"{op}: {name} must be a {kind.__name__}")
     for name, kind in optional.items():
         if name in args and (not isinstance(args[name], kind) or isinstance(args[name], bool)):
-            raise ProtocolError(f"{op}: {name} must be an integer")
+            raise ProtocolError(f"{op}: {name} must be {_A[kind]}")
+    if "purpose" in args and args["purpose"] not in LIST_PURPOSES:
+        raise ProtocolError(f"list: purpose must be one of: {', '.join(sorted(LIST_PURPOSES))}")
     if op == "read":
         lines = [name for name in optional if name in args]
         if len(lines) > 1:
@@ -316,8 +318,6 @@ def parse_request(body: Body) -> Request:
             raise ProtocolError(f"run: argv must have 1..{MAX_ARGV} items")
         if not all(isinstance(a, str) and len(a) <= MAX_ARG for a in argv):
             raise ProtocolError(f"run: argv items must be strings of at most {MAX_ARG} chars")
-    if marked:
-        args["purpose"] = purpose
     return Request(value["id"], op, args)
 
 
