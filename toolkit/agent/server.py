@@ -47,6 +47,7 @@ from toolkit.consent import (
     get_decision,
     untrusted,
 )
+from toolkit.consent._approval import DECLINE_REASONS
 from toolkit.consent._sources import Sources, tally
 from toolkit.errors import TranscriptWriteError, TransportError, UsageError
 from toolkit.identity.keys import fingerprint
@@ -70,8 +71,8 @@ logger = logging.getLogger(__name__)
 
 APPROVAL_TIMEOUT = 300.0
 #: The reasons a code was used up because the technician was not let in: how the no came
-#: about (toolkit.consent DECLINE_REASONS), each told to the technician in its own words.
-DECLINES = frozenset({"declined", "no-answer", "nobody-to-ask", "nothing-offered"})
+#: about, each told to the technician in its own words.
+DECLINES = frozenset(DECLINE_REASONS)  # the words of toolkit.consent.errors.DECLINES
 #: asyncssh's default listen backlog.
 BACKLOG = 100
 

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from toolkit.consent.errors import DECLINES
 from toolkit.identity.keys import fingerprint
 
 logger = logging.getLogger("toolkit.consent")
@@ -105,8 +106,8 @@ class ApprovalRequest:
 
 #: How a no came about, each its own word in the technician's notice (docs/consent.md):
 #: the customer said no, did not answer in time, could not be asked (no terminal and no
-#: --yes), or was offered nothing the technician asked for.
-DECLINE_REASONS = ("declined", "no-answer", "nobody-to-ask", "nothing-offered")
+#: --yes), or was offered nothing the technician asked for. One refusal each (DECLINES).
+DECLINE_REASONS = tuple(DECLINES)
 
 
 @dataclass(frozen=True)
