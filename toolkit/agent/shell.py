@@ -28,8 +28,7 @@ import asyncssh
 
 from toolkit.agent.pty import PtyShell
 from toolkit.session.echo import EchoJudge
-from toolkit.session.protocol import SHELL_EVENTS, data_frames
-from toolkit.session.shell import SESSION_ENDED
+from toolkit.session.protocol import SESSION_ENDED, SHELL_EVENTS, data_frames
 
 if TYPE_CHECKING:
     from toolkit.agent.session import AgentSession

@@ -37,6 +37,8 @@ KIND_BAD = 0  # FrameDecoder's report of a frame it skipped
 STDOUT, STDERR, CONTENT = 1, 2, 3
 #: Events of a running ``shell`` request: JSON objects, one per line (docs/protocol.md).
 SHELL_EVENTS = 4
+#: Why a shell ended that the session's end cut off: both copies record it so.
+SESSION_ENDED = "the session ended"
 #: Notices of any request while it waits on the customer (docs/protocol.md): JSON lines.
 NOTICES = 5
 STREAMS = frozenset({STDOUT, STDERR, CONTENT, SHELL_EVENTS, NOTICES})
@@ -361,6 +363,7 @@ __all__ = [
     "NOTICES",
     "OPERATIONS",
     "OPTIONAL",
+    "SESSION_ENDED",
     "SHELL_EVENTS",
     "STDERR",
     "STDOUT",

@@ -27,7 +27,7 @@ import asyncssh
 from toolkit.errors import PolicyRefused, TransportError
 from toolkit.session.client import OnData, Reply
 from toolkit.session.echo import characters
-from toolkit.session.protocol import SHELL_EVENTS, Response
+from toolkit.session.protocol import SESSION_ENDED, SHELL_EVENTS, Response
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,8 +44,6 @@ LOCAL_WINDOW = 1.0
 OUTPUT_LOG = 256 * 1024
 #: How long closing waits for the agent's account of the shell.
 CLOSE_TIMEOUT = 5.0
-#: Why a shell ended that the session's end cut off (both copies record it so).
-SESSION_ENDED = "the session ended"
 
 
 @dataclass
@@ -340,4 +338,4 @@ class ShellClient:
         rec.event(kind, **fields)
 
 
-__all__ = ["SESSION_ENDED", "ShellClient"]
+__all__ = ["ShellClient"]
