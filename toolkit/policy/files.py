@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
-from toolkit.errors import PolicyRefused, ToolkitError
+from toolkit.errors import PolicyRefused
 from toolkit.policy._glob import PatternSet, split_path
 from toolkit.policy._mounts import Mount, by_id, inside, mount_id, read_mounts, root_mount_id
 from toolkit.policy.rules import (
@@ -204,10 +204,7 @@ class OpenedFile:
                 return
             total += len(chunk)
             if total > self.max_bytes:
-                cap = too_large(self.max_bytes)
-                raise PolicyRefused(
-                    f"refused: {_shown(self.real_path)}: {cap.message}", hint=cap.hint
-                )
+                raise self._over_cap()
             yield chunk
 
     def read(self) -> bytes:
@@ -246,15 +243,13 @@ class OpenedFile:
 
         Reads backwards from the end in blocks of ``size`` until the line before
         the first one wanted, then sends from there to the end, bounded by
-        ``max_bytes``. A file whose size reads as 0 (in /proc) is read forwards,
-        as :meth:`chunks` reads it.
+        ``max_bytes``. A file whose size is not what it holds (0 in /proc, 4096
+        in /sys, or one cut short meanwhile) is read forwards, as :meth:`chunks`
+        reads it.
         """
         end = os.fstat(self.fd).st_size
         if end == 0:
-            data = b"".join(self.chunks(size))
-            need = lines + data.endswith(b"\n")
-            at, found = _newlines(data, need, from_end=True)
-            yield from _pieces(data[at + 1 :] if found == need else data)
+            yield from self._tail_forwards(lines, size)
             return
         blocks: list[bytes] = []
         pos, need, found, start = end, lines, 0, 0
@@ -263,7 +258,8 @@ class OpenedFile:
             pos -= length
             block = os.pread(self.fd, length, pos)
             if len(block) != length:
-                raise ToolkitError(f"{_shown(self.real_path)} shrank while it was being read.")
+                yield from self._tail_forwards(lines, size)
+                return
             if not blocks and block.endswith(b"\n"):
                 need += 1  # the final newline ends the last line
             blocks.append(block)
@@ -279,6 +275,12 @@ class OpenedFile:
         if len(sent) > self.max_bytes:
             raise self._over_cap()
         yield from _pieces(sent)
+
+    def _tail_forwards(self, lines: int, size: int) -> Iterator[bytes]:
+        data = b"".join(self.chunks(size))
+        need = lines + data.endswith(b"\n")
+        at, found = _newlines(data, need, from_end=True)
+        yield from _pieces(data[at + 1 :] if found == need else data)
 
     def close(self) -> None:
         if not self.closed:
