@@ -138,5 +138,5 @@ def test_a_code_is_asked_again_at_most_twice_whatever_the_agent_claims(
     monkeypatch.setattr(cli_connect, "_ask_code", typed)
     place = cli_connect._Place("127.0.0.1", 1)
     with pytest.raises(WrongCode):
-        asyncio.run(cli_connect._consent(place, Any, "T-1", frozenset(), None, False))  # type: ignore[arg-type]
+        asyncio.run(cli_connect._consent(place, Any, "T-1", frozenset(), None))  # type: ignore[arg-type]
     assert len(tried) == 3  # the first code and two retypes: as many as a real code allows

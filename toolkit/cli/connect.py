@@ -438,7 +438,6 @@ async def _consent(
     ticket: str,
     asked: frozenset[Scope],
     code: Secret | None,
-    as_json: bool,
 ) -> tuple[asyncssh.SSHClientConnection, Consent, Secret]:
     """Connect and pass consent; the code that passed it, too.
 
@@ -496,7 +495,7 @@ async def _session(
     load()  # before the modules below import it
     from toolkit.session.technician import TechnicianSession
 
-    conn, consent, code = await _consent(place, identity, ticket, asked, code, as_json)
+    conn, consent, code = await _consent(place, identity, ticket, asked, code)
     from toolkit.consent import scope_names
 
     say(
