@@ -38,6 +38,7 @@ from prompt_toolkit.formatted_text import HTML
 from prompt_toolkit.history import FileHistory
 
 from toolkit.cli._console import err, out
+from toolkit.cli.render import DIRECTORY
 from toolkit.cli.shell import close_detached, detached
 from toolkit.errors import ExitCode, ToolkitError, TranscriptWriteError, UsageError
 from toolkit.session.commands import COMMANDS, Command
@@ -59,10 +60,6 @@ def history_path() -> Path:
     directory = paths.state_dir()
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     return directory / "history"
-
-
-#: The agent's word for a directory in a listing (toolkit.policy.rules.kind_of).
-DIRECTORY = "directory"
 
 
 def _templates(info: dict[str, Any]) -> list[tuple[str, str]]:

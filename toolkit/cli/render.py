@@ -23,12 +23,15 @@ if TYPE_CHECKING:
 
 #: Larger files, or files that are not UTF-8, are written as they are, not highlighted.
 HIGHLIGHT_LIMIT = 512 * 1024
+#: The agent's words for a listing's kinds (toolkit.policy.rules.kind_of, not imported:
+#: the policy package is slow to load for two words).
+DIRECTORY, SYMLINK = "directory", "symlink"
 
 
 def _mode(kind: str, mode: Any) -> str:
     if not isinstance(mode, int):
         return "?"
-    prefix = {"directory": "d", "symlink": "l"}.get(kind, "-")
+    prefix = {DIRECTORY: "d", SYMLINK: "l"}.get(kind, "-")
     return prefix + stat_module.filemode(mode)[1:]
 
 
@@ -83,7 +86,7 @@ def show(result: Result, out: Console, err: Console) -> None:
         for entry in result.result.get("entries", []):
             kind = str(entry.get("kind", "?"))
             name = Text(
-                printable(str(entry.get("name"))), style="bold blue" if kind == "directory" else ""
+                printable(str(entry.get("name"))), style="bold blue" if kind == DIRECTORY else ""
             )
             table.add_row(
                 _mode(kind, entry.get("mode")),
