@@ -853,7 +853,7 @@ def _stats(scan: _Scan, valid_end: int, valid: int) -> tuple[dict[str, Any], int
 def _checkpoint_time(raw: bytes) -> float | None:
     """The time field of a (verified) checkpoint line: seconds from the session's start."""
     try:
-        return _duration(float(raw[1 : raw.index(b",")]))
+        return _duration(Event.from_line(raw).time)
     except ValueError:
         return None
 
