@@ -23,8 +23,8 @@ from tests.session_support import open_session, start_agent
 from toolkit.agent.session import SessionEnd
 from toolkit.errors import UsageError
 from toolkit.policy import Policy
+from toolkit.protocol import MAX_LINES
 from toolkit.session.commands import parse
-from toolkit.session.protocol import MAX_LINES
 from toolkit.session.technician import Result, TechnicianSession
 from toolkit.transcript.verify import read_events
 

@@ -35,8 +35,8 @@ from tests.session_support import Customer, open_session, start_agent
 from toolkit.agent.operations import Answer
 from toolkit.cli.share import _Approver
 from toolkit.consent import Scope
+from toolkit.protocol import commands_sha256
 from toolkit.session.commands import parse
-from toolkit.session.protocol import commands_sha256
 from toolkit.session.technician import Result, TechnicianSession, checked_approval
 from toolkit.tickets.package import PLAIN, Package
 from toolkit.tickets.summary import comment

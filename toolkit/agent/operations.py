@@ -28,8 +28,7 @@ from toolkit import policy as pol
 from toolkit.errors import PolicyRefused, ToolkitError
 from toolkit.plugins.catalogue import Catalogue, Kind, Procedure
 from toolkit.policy.commands import show_argv
-from toolkit.session.commands import lines_asked
-from toolkit.session.protocol import (
+from toolkit.protocol import (
     CONTENT,
     MAX_APPROVAL_COMMANDS,
     MAX_APPROVAL_STEPS,
@@ -42,6 +41,7 @@ from toolkit.session.protocol import (
     data_frames,
     notice_frame,
 )
+from toolkit.session.commands import lines_asked
 
 Send = Callable[[bytes], Awaitable[None]]
 

@@ -34,7 +34,7 @@ from toolkit.agent.operations import Operations, Outcome
 from toolkit.agent.shell import AgentShell, ShellError
 from toolkit.consent import Consent, Scope, scope_names
 from toolkit.errors import TranscriptWriteError
-from toolkit.session.protocol import (
+from toolkit.protocol import (
     KIND_BAD,
     KIND_DATA,
     SUBSYSTEM,

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 import asyncssh
 
 from toolkit.agent.pty import PtyShell
-from toolkit.session.echo import EchoJudge
-from toolkit.session.protocol import SESSION_ENDED, SHELL_EVENTS, data_frames
+from toolkit.protocol import SESSION_ENDED, SHELL_EVENTS, data_frames
+from toolkit.protocol.echo import EchoJudge
 
 if TYPE_CHECKING:
     from toolkit.agent.session import AgentSession

@@ -223,7 +223,7 @@ def _show(result: Result, as_json: bool, line: Line | None = None) -> None:
 
 
 def _stream(stream: int, data: bytes) -> None:
-    from toolkit.session.protocol import STDERR
+    from toolkit.protocol import STDERR
 
     write_output(sys.stderr if stream == STDERR else sys.stdout, data)
 

@@ -20,7 +20,7 @@ from typing import Any
 import asyncssh
 
 from toolkit.errors import ConsentRefused, ToolkitError, TransportError
-from toolkit.session.protocol import (
+from toolkit.protocol import (
     CONTENT,
     KIND_DATA,
     KIND_MESSAGE,

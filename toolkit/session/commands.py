@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from toolkit.errors import UsageError
-from toolkit.session.protocol import MAX_LINES
+from toolkit.protocol import MAX_LINES
 from toolkit.text import printable
 
 MAX_LINE = 16 * 1024

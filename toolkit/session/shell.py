@@ -5,7 +5,7 @@
 ``shell``). Output is recorded (``o``) and handed to ``on_output`` as it
 arrives. Input goes out at once, but is recorded (``i``) only when the
 agent's verdict for those bytes says the PTY echoed them, *and* the
-characters came back in the output this side received (toolkit.session.echo,
+characters came back in the output this side received (toolkit.protocol.echo,
 checked here, so that no agent can have the technician's typing recorded
 without showing it): until both are known it waits here, and whatever lacks
 either when the shell ends is not recorded. So the technician's copy
@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 import asyncssh
 
 from toolkit.errors import PolicyRefused, TransportError
+from toolkit.protocol import SESSION_ENDED, SHELL_EVENTS, Response
+from toolkit.protocol.echo import characters
 from toolkit.session.client import OnData, Reply
-from toolkit.session.echo import characters
-from toolkit.session.protocol import SESSION_ENDED, SHELL_EVENTS, Response
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -27,9 +27,7 @@ from toolkit import paths
 from toolkit.consent import Consent, scope_names
 from toolkit.errors import ConsentRefused, TranscriptWriteError, TransportError, UsageError
 from toolkit.identity.store import Identity
-from toolkit.session.client import OnData, Reply, SessionClient
-from toolkit.session.commands import Command, help_text
-from toolkit.session.protocol import (
+from toolkit.protocol import (
     APPROVAL_FIELDS,
     CONTENT,
     MAX_APPROVAL_STEPS,
@@ -39,6 +37,8 @@ from toolkit.session.protocol import (
     STDOUT,
     commands_sha256,
 )
+from toolkit.session.client import OnData, Reply, SessionClient
+from toolkit.session.commands import Command, help_text
 from toolkit.text import printable
 from toolkit.transcript.recorder import Recorder, keep_checkpointing, new_header
 
