@@ -39,9 +39,9 @@ from toolkit.protocol import (
     Response,
     commands_sha256,
     data_frames,
+    lines_asked,
     notice_frame,
 )
-from toolkit.session.commands import lines_asked
 
 Send = Callable[[bytes], Awaitable[None]]
 

@@ -186,7 +186,7 @@ def _numbered_from_one(result: Result) -> bool:
 
 def _range(result: Result) -> str:
     """``last 5 lines, `` / ``first 5 lines, ``, as the customer's log says it."""
-    from toolkit.session.commands import lines_asked
+    from toolkit.protocol import lines_asked
 
     return lines_asked(_read_args(result))
 

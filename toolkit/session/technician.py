@@ -35,6 +35,7 @@ from toolkit.protocol import (
     MAX_ARGV,
     STDERR,
     STDOUT,
+    Op,
     commands_sha256,
 )
 from toolkit.session.client import OnData, Reply, SessionClient
@@ -161,7 +162,7 @@ class TechnicianSession:
             agent_host_key=consent.host_key_fingerprint,
         )
         client = await SessionClient.open(conn)
-        reply = await client.request("hello", session=header.session_id)
+        reply = await client.request(Op.HELLO, session=header.session_id)
         if not reply.response.ok:
             await client.close()
             raise TransportError(
@@ -216,7 +217,7 @@ class TechnicianSession:
             else:
                 collected.setdefault(stream, bytearray()).extend(data)
 
-        streaming = on_data is not None and command.op in ("run", "read")
+        streaming = on_data is not None and command.op in (Op.RUN, Op.READ)
         collected: dict[int, bytearray] = {}
         reply: Reply = await self.client.request(command.op, on_data=sink, **command.args)
         response = reply.response
@@ -243,11 +244,11 @@ class TechnicianSession:
         else:
             fields["ok"] = True
             reported = _recordable(command.op, response.result)
-            if command.op == "read" and content.hexdigest() != response.result.get("sha256"):
+            if command.op is Op.READ and content.hexdigest() != response.result.get("sha256"):
                 result.status, result.error = "failed", "integrity"
                 result.message = "the file's content does not match the sha256 the agent sent"
                 fields.update(ok=False, error="integrity")
-            elif command.op == "list":
+            elif command.op is Op.LIST:
                 result.result["entries"] = _entries(result.content)
                 result.content = b""
             elif result.exit_status not in (None, 0):
@@ -288,15 +289,15 @@ class TechnicianSession:
         ``purpose: completion``), but prints nothing and adds no output lines.
         """
         # Marked for the customer's screen, which folds these; the agent's policy is the same.
-        reply = await self.client.request("list", path=directory, purpose="completion")
+        reply = await self.client.request(Op.LIST, path=directory, purpose="completion")
         response = reply.response
-        fields: dict[str, Any] = {"op": "list", "path": directory, "purpose": "completion"}
+        fields: dict[str, Any] = {"op": Op.LIST, "path": directory, "purpose": "completion"}
         if not response.ok:
             fields.update(ok=False, error=response.error, message=response.message)
             self._record("refusal" if response.error == "refused" else "operation", fields, {})
             return []
         fields["ok"] = True
-        self._record("operation", fields, _recordable("list", response.result))
+        self._record("operation", fields, _recordable(Op.LIST, response.result))
         return _entries(reply.content)
 
     async def open_shell(
@@ -314,7 +315,7 @@ class TechnicianSession:
         """Tell the agent (when it is still there), seal the transcript; returns its path."""
         if self.client.ended is None or self.recorder.failure is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.client.request("end", reason=reason), END_TIMEOUT)
+                await asyncio.wait_for(self.client.request(Op.END, reason=reason), END_TIMEOUT)
         await self.client.close()
         self.conn.close()
         self._ticker.cancel()
@@ -352,11 +353,11 @@ def checked_approval(raw: Any, request_id: int, op: str) -> dict[str, Any]:
         raise ValueError("its time is not a UTC time like 2026-01-31T12:00:00Z")
     if raw["request"] != request_id or isinstance(raw["request"], bool):
         raise ValueError("it names another request")
-    if raw["asked_for"] != op or op not in ("fix", "run"):
+    if raw["asked_for"] != op or op not in (Op.FIX, Op.RUN):
         raise ValueError("it is for another operation")
     if not _short(raw["procedure"], 64) or not _short(raw["summary"], 200):
         raise ValueError("its procedure or summary is not a short string")
-    if (raw["procedure"] is None) != (op == "run"):
+    if (raw["procedure"] is None) != (op == Op.RUN):
         raise ValueError("a fix names its procedure, a run none")
     if not isinstance(raw["commands_sha256"], str) or not _SHA256.fullmatch(raw["commands_sha256"]):
         raise ValueError("its commands_sha256 is not a SHA-256")
@@ -386,13 +387,13 @@ def checked_approval(raw: Any, request_id: int, op: str) -> dict[str, Any]:
 
 def _recordable(op: str, result: dict[str, Any]) -> dict[str, Any]:
     """The agent's result fields worth keeping in the transcript (not the hello catalogue)."""
-    if op == "hello":
+    if op == Op.HELLO:
         return {}
     return {k: v for k, v in result.items() if k not in _OURS}
 
 
 #: Operations that Ctrl-C at the prompt cancels (not hello, end, or a cancel).
-_CANCELLABLE = ("run", "read", "list", "stat", "diag", "fix", "shell")
+_CANCELLABLE = (Op.RUN, Op.READ, Op.LIST, Op.STAT, Op.DIAG, Op.FIX, Op.SHELL)
 #: Fields of a recorded operation that the technician's side writes, never the agent.
 _OURS = frozenset({"type", "ok", "op", "command", "error", "message"})
 
