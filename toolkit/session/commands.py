@@ -110,6 +110,15 @@ def parse(line: str) -> Command | None:
     return Command(text, name, rest, args)
 
 
+def parse_checked(line: str) -> Command | None:
+    """:func:`parse`, with ``help TOPIC``'s topic checked too: a whole line checked at once,
+    as a batch is before anything connects and a prompt's line before it runs."""
+    command = parse(line)
+    if command is not None and command.name == "help" and command.words:
+        help_text(command.words[0])
+    return command
+
+
 def _read_args(words: tuple[str, ...], usage: str) -> dict[str, Any]:
     """``PATH`` plus at most one of ``--head N`` / ``--tail N`` (also ``--tail=N``),
     in any order; ``--`` ends the options, for a path that starts with ``--``."""
@@ -185,4 +194,4 @@ def _printable(value: Any) -> str:
     return printable(value if isinstance(value, str) else json.dumps(value), 200)
 
 
-__all__ = ["COMMANDS", "Command", "help_text", "parse"]
+__all__ = ["COMMANDS", "Command", "help_text", "parse", "parse_checked"]

@@ -17,7 +17,6 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +39,7 @@ from toolkit.protocol import (
 )
 from toolkit.session.client import OnData, Reply, SessionClient
 from toolkit.session.commands import Command, help_text
+from toolkit.session.results import OperationResult, Status
 from toolkit.text import printable
 from toolkit.transcript.recorder import Recorder, keep_checkpointing, new_header
 
@@ -48,64 +48,6 @@ if TYPE_CHECKING:
 
 END_TIMEOUT = 5.0
 OnOutput = Callable[[bytes], None]
-
-
-@dataclass
-class Result:
-    """What one command did, for the screen, for --json, and for the exit code."""
-
-    command: str
-    name: str
-    status: str  # ok | failed | refused
-    result: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    message: str | None = None
-    stdout: bytes = b""
-    stderr: bytes = b""
-    content: bytes = b""
-
-    @property
-    def exit_status(self) -> int | None:
-        value = self.result.get("exit_status")
-        return value if isinstance(value, int) else None
-
-    def to_json(self) -> dict[str, Any]:
-        """The result for ``--json``: always the same keys, null where there is nothing.
-
-        ``error`` is ``{"code", "message"}`` whenever the status is not ok (a
-        command that exited non-zero: code ``exit-status``). Output that is not
-        UTF-8 goes in the ``*_base64`` key instead (docs/quickstart.md).
-        """
-        error: dict[str, Any] | None = None
-        if self.error is not None:
-            error = {"code": self.error, "message": self.message}
-        elif self.status != "ok":
-            status = self.exit_status
-            error = (
-                {"code": "exit-status", "message": f"exit status {status}"}
-                if status is not None
-                else {"code": self.status, "message": self.message}
-            )
-        body: dict[str, Any] = {
-            "command": self.command,
-            "name": self.name,
-            "status": self.status,
-            "exit_status": self.exit_status,
-            "error": error,
-            "result": self.result or None,
-        }
-        for name in ("stdout", "stderr", "content"):
-            data: bytes = getattr(self, name)
-            body[name] = body[f"{name}_base64"] = None
-            if not data:
-                continue
-            try:
-                body[name] = data.decode("utf-8")
-            except UnicodeDecodeError:
-                import base64
-
-                body[f"{name}_base64"] = base64.b64encode(data).decode("ascii")
-        return body
 
 
 def transcript_path(ticket: str, session_id: str) -> Path:
@@ -188,7 +130,7 @@ class TechnicianSession:
     def ended(self) -> Exception | None:
         return self.client.ended
 
-    async def execute(self, command: Command, on_data: OnData | None = None) -> Result:
+    async def execute(self, command: Command, on_data: OnData | None = None) -> OperationResult:
         """Run one command; ``on_data`` streams run/read output instead of collecting it.
 
         Raises SessionEnded or ConnectionLost when the session is gone.
@@ -197,10 +139,12 @@ class TechnicianSession:
             try:
                 text = help_text(command.words[0] if command.words else None, self.info)
             except UsageError as exc:  # `help NOSUCH` at the prompt: say so, go on
-                return Result(
-                    command.text, command.name, "failed", error="usage", message=exc.message
+                return OperationResult(
+                    command.text, command.name, Status.FAILED, error="usage", message=exc.message
                 )
-            return Result(command.text, command.name, "ok", stdout=text.encode() + b"\n")
+            return OperationResult(
+                command.text, command.name, Status.OK, stdout=text.encode() + b"\n"
+            )
         assert command.op is not None
         rec = self.recorder
         rec.output(f"$ {command.text}\r\n".encode())
@@ -223,20 +167,14 @@ class TechnicianSession:
         response = reply.response
         fields: dict[str, Any] = {"command": command.text, "op": command.op, **command.args}
         reported: dict[str, Any] = {}  # what the agent says it did, recorded beside ours
-        result = Result(
-            command.text,
-            command.name,
-            "ok",
-            result=dict(response.result),
-            stdout=bytes(collected.get(STDOUT, b"")),
-            stderr=bytes(collected.get(STDERR, b"")),
-            content=bytes(collected.get(CONTENT, b"")),
-        )
+        status, error, message = Status.OK, None, None
+        result = dict(response.result)
+        output = bytes(collected.get(CONTENT, b""))
         if response.approval is not None:  # the customer was asked: before the outcome
             self._record_approval(command, response.id, response.approval)
         if not response.ok:
-            result.status = "refused" if response.error == "refused" else "failed"
-            result.error, result.message = response.error, response.message
+            status = Status.REFUSED if response.error == "refused" else Status.FAILED
+            error, message = response.error, response.message
             fields.update(ok=False, error=response.error, message=response.message)
             # Shown on playback too, where the technician saw it.
             shown = response.message or response.error or "failed"
@@ -244,17 +182,28 @@ class TechnicianSession:
         else:
             fields["ok"] = True
             reported = _recordable(command.op, response.result)
+            exit_status = result.get("exit_status")
             if command.op is Op.READ and content.hexdigest() != response.result.get("sha256"):
-                result.status, result.error = "failed", "integrity"
-                result.message = "the file's content does not match the sha256 the agent sent"
+                status, error = Status.FAILED, "integrity"
+                message = "the file's content does not match the sha256 the agent sent"
                 fields.update(ok=False, error="integrity")
             elif command.op is Op.LIST:
-                result.result["entries"] = _entries(result.content)
-                result.content = b""
-            elif result.exit_status not in (None, 0):
-                result.status = "failed"
-        self._record("refusal" if result.status == "refused" else "operation", fields, reported)
-        return result
+                result["entries"] = _entries(output)
+                output = b""
+            elif isinstance(exit_status, int) and exit_status != 0:
+                status = Status.FAILED
+        self._record("refusal" if status is Status.REFUSED else "operation", fields, reported)
+        return OperationResult(
+            command.text,
+            command.name,
+            status,
+            result=result,
+            error=error,
+            message=message,
+            stdout=bytes(collected.get(STDOUT, b"")),
+            stderr=bytes(collected.get(STDERR, b"")),
+            content=output,
+        )
 
     def _record(self, kind: str, fields: dict[str, Any], reported: dict[str, Any]) -> None:
         """One operation's event: our fields, beside what the agent reported it did."""
@@ -408,4 +357,4 @@ def _entries(data: bytes) -> list[dict[str, Any]]:
     return entries
 
 
-__all__ = ["OnOutput", "Result", "TechnicianSession", "checked_approval", "transcript_path"]
+__all__ = ["OnOutput", "TechnicianSession", "checked_approval", "transcript_path"]
