@@ -410,7 +410,7 @@ class _Screen:
             say(f"Transcript sealed and attached to ticket {ticket}: {where}")
         else:
             say(
-                f"Transcript sealed and attached to {attached.backend} ticket {ticket} "
+                f"Transcript sealed and attached to {printable(attached.backend)} ticket {ticket} "
                 f"(read back, SHA-256 matches); the sealed copy stays at "
                 f"{printable(attached.sealed)}"
             )
