@@ -716,13 +716,13 @@ def _stats(values: list[float]) -> list[str]:
 
 #: What the probe times: "module:attribute" (a function, or Class.method).
 PROBED = (
-    "toolkit.cli.tickets:sync_once_quietly",
+    "toolkit.tickets.attach:sync_quietly",
     "toolkit.transport.ssh:connect",
     "toolkit.session.technician:TechnicianSession.start",
     "toolkit.session.technician:TechnicianSession.execute",
     "toolkit.session.technician:TechnicianSession.end",
     "toolkit.transcript.recorder:Recorder.close",
-    "toolkit.cli.tickets:attach_transcript",
+    "toolkit.tickets.attach:attach_transcript",
     "toolkit.tickets.plugins:open_backend",
     "toolkit.tickets.outbox:Outbox.enqueue",
     "toolkit.tickets.outbox:Outbox.deliver",
@@ -733,8 +733,8 @@ PROBED = (
 STEPS = (
     ("Python start-up", "started"),
     ("imports (all the session's, at once here)", "imported"),
-    ("reading the command line", "toolkit.cli.tickets:sync_once_quietly >"),
-    ("outbox sync at start", "toolkit.cli.tickets:sync_once_quietly <"),
+    ("reading the command line", "toolkit.tickets.attach:sync_quietly >"),
+    ("outbox sync at start", "toolkit.tickets.attach:sync_quietly <"),
     ("imports for the session", "toolkit.transport.ssh:connect >"),
     ("SSH handshake and consent", "toolkit.transport.ssh:connect <"),
     ("session start (hello, transcript)", "toolkit.session.technician:TechnicianSession.start <"),

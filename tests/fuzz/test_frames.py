@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.fuzz.budget import budget
-from toolkit.session import protocol as p
+from toolkit import protocol as p
 
 # Small limits make "over the limit" cheap to send whole; MAX_FRAME is the real one.
 LIMITS = [6, 64, 300, p.MAX_FRAME]

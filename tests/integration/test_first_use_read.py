@@ -23,9 +23,10 @@ from tests.session_support import open_session, start_agent
 from toolkit.agent.session import SessionEnd
 from toolkit.errors import UsageError
 from toolkit.policy import Policy
+from toolkit.protocol import MAX_LINES
 from toolkit.session.commands import parse
-from toolkit.session.protocol import MAX_LINES
-from toolkit.session.technician import Result, TechnicianSession
+from toolkit.session.results import OperationResult
+from toolkit.session.technician import TechnicianSession
 from toolkit.transcript.verify import read_events
 
 LINES = 7566
@@ -62,7 +63,7 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-async def execute(session: TechnicianSession, line: str) -> Result:
+async def execute(session: TechnicianSession, line: str) -> OperationResult:
     command = parse(line)
     assert command is not None
     return await session.execute(command)
@@ -70,7 +71,7 @@ async def execute(session: TechnicianSession, line: str) -> Result:
 
 async def in_session(
     root: Path, lines: list[str], policy: Policy | None = None
-) -> tuple[list[Result], list[str], SessionEnd]:
+) -> tuple[list[OperationResult], list[str], SessionEnd]:
     """Run ``lines`` in one session; the results, the customer's screen, the agent's end."""
     agent, screen, _ = await start_agent(root, policy=policy)
     try:

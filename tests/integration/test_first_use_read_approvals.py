@@ -35,9 +35,10 @@ from tests.session_support import Customer, open_session, start_agent
 from toolkit.agent.operations import Answer
 from toolkit.cli.share import _Approver
 from toolkit.consent import Scope
+from toolkit.protocol import commands_sha256
 from toolkit.session.commands import parse
-from toolkit.session.protocol import commands_sha256
-from toolkit.session.technician import Result, TechnicianSession, checked_approval
+from toolkit.session.results import OperationResult
+from toolkit.session.technician import TechnicianSession, checked_approval
 from toolkit.tickets.package import PLAIN, Package
 from toolkit.tickets.summary import comment
 
@@ -61,7 +62,7 @@ def run(coro: Awaitable[None]) -> None:
     asyncio.run(asyncio.wait_for(coro, 60))
 
 
-async def execute(session: TechnicianSession, line: str) -> Result:
+async def execute(session: TechnicianSession, line: str) -> OperationResult:
     command = parse(line)
     assert command is not None
     return await session.execute(command)

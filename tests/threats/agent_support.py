@@ -20,7 +20,7 @@ from toolkit.agent.server import Agent
 from toolkit.agent.session import SessionEnd
 from toolkit.consent import OneTimeCode, Scope, parse_code
 from toolkit.identity.allowed_signers import AllowedSigners
-from toolkit.session.protocol import (
+from toolkit.protocol import (
     KIND_DATA,
     KIND_MESSAGE,
     SUBSYSTEM,

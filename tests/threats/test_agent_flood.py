@@ -40,7 +40,7 @@ from tests.threats.agent_support import (
 from toolkit.agent.session import MAX_IN_FLIGHT, MAX_REJECTS, SEND_HIGH
 from toolkit.agent.shell import PTY_INPUT_HIGH, RESIZE_INTERVAL
 from toolkit.consent import Scope
-from toolkit.session.protocol import KIND_DATA, MAX_FRAME
+from toolkit.protocol import KIND_DATA, MAX_FRAME
 from toolkit.transcript.verify import read_events
 from toolkit.transport.tuning import MAX_PACKET
 

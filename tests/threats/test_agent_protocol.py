@@ -38,8 +38,7 @@ from tests.threats.agent_support import (
 from toolkit.agent.operations import Operations, Outcome
 from toolkit.agent.session import MAX_IN_FLIGHT, MAX_REJECTS
 from toolkit.consent import Scope
-from toolkit.session.commands import parse
-from toolkit.session.protocol import (
+from toolkit.protocol import (
     KIND_DATA,
     MAX_FRAME,
     MAX_ID,
@@ -48,6 +47,7 @@ from toolkit.session.protocol import (
     Request,
     Response,
 )
+from toolkit.session.commands import parse
 from toolkit.transport import ssh as transport
 
 SURROGATE = "\ud800"  # a lone surrogate: valid JSON (as an escape), not valid UTF-8

@@ -23,7 +23,8 @@ from tests.unit.policy.support import ALLOWED_CONTENT, SECRET_CONTENT, World, bu
 from toolkit.agent.server import Agent, AgentSettings
 from toolkit.consent import Scope
 from toolkit.session.commands import Command
-from toolkit.session.technician import Result, TechnicianSession
+from toolkit.session.results import OperationResult
+from toolkit.session.technician import TechnicianSession
 from toolkit.transport.ssh import ConsentAsk, connect
 
 Setup = Callable[[World], str]
@@ -127,9 +128,9 @@ def test_every_trick_is_refused_over_the_wire(tmp_path: Path) -> None:
     world = build_world(tmp_path)
     paths = {name: setup(world) for name, setup in TRICKS.items()}
 
-    async def attack() -> tuple[dict[str, dict[str, Result]], Path, Path]:
+    async def attack() -> tuple[dict[str, dict[str, OperationResult]], Path, Path]:
         agent, session = await _session(world, tmp_path)
-        results: dict[str, dict[str, Result]] = {}
+        results: dict[str, dict[str, OperationResult]] = {}
         for name, path in paths.items():
             results[name] = {}
             for op in ("read", "stat", "list"):
@@ -194,7 +195,7 @@ def test_key_names_in_upper_case_are_refused_over_the_wire(tmp_path: Path) -> No
     for name in ["ID_RSA", "backup.PEM"]:
         (world.allowed / name).write_bytes(SECRET_CONTENT)
 
-    async def attack() -> dict[str, Result]:
+    async def attack() -> dict[str, OperationResult]:
         agent, session = await _session(world, tmp_path)
         results = {
             f"{op} {name}": await session.execute(_command(op, f"{world.allowed}/{name}"))
@@ -220,7 +221,7 @@ def test_another_mount_namespace_through_proc_pid_root_over_the_wire(tmp_path: P
     world = build_world(tmp_path)
     (world.allowed / "nsbind").mkdir()
 
-    async def attack(pid: int) -> dict[str, Result]:
+    async def attack(pid: int) -> dict[str, OperationResult]:
         agent, session = await _session(world, tmp_path)
         bound = f"/proc/{pid}/root{world.allowed}/nsbind"
         results = {

@@ -18,7 +18,7 @@ import pytest
 
 from tests.threats.agent_support import Hostile, assert_sealed, hostile_session, request
 from toolkit.consent import Scope
-from toolkit.session.protocol import SHELL_EVENTS
+from toolkit.protocol import SHELL_EVENTS
 
 
 def run(coro: Awaitable[None]) -> None:

@@ -13,7 +13,7 @@ from toolkit.consent import Scope
 from toolkit.consent._code import grouped_digits
 from toolkit.consent.errors import CodeExpired, WrongCode
 from toolkit.errors import TransportError, UsageError
-from toolkit.session.technician import Result
+from toolkit.session.results import OperationResult
 
 KEYS = {
     "command",
@@ -74,7 +74,7 @@ def test_scope_completion_knows_every_scope() -> None:
 
 
 def _json(**fields: Any) -> dict[str, Any]:
-    return Result(command="run x", name="run", **fields).to_json()
+    return OperationResult(command="run x", name="run", **fields).to_json()
 
 
 def test_every_result_has_the_same_keys() -> None:
@@ -111,32 +111,3 @@ def test_error_lines_name_the_error() -> None:
         "hint": "fix it",
         "tries_left": None,
     }
-
-
-def test_a_code_is_asked_again_at_most_twice_whatever_the_agent_claims(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # The tries left come from the agent, unauthenticated: a fake agent that always says
-    # "1000 left" must not win one more guess at the real code from each retype.
-    import asyncio
-
-    from toolkit.cli import connect as cli_connect
-    from toolkit.secrets import Secret
-    from toolkit.transport import ssh
-
-    tried: list[str] = []
-
-    async def fake_agent(host: str, port: int, ask: Any) -> Any:
-        tried.append(ask.code.reveal())
-        assert len(tried) <= 3, "asked again past the tries a real code has"
-        raise WrongCode("The customer's agent did not accept the code.", tries_left=1000)
-
-    async def typed(again: bool = False) -> Secret:
-        return Secret(f"41709355{len(tried)}")
-
-    monkeypatch.setattr(ssh, "connect", fake_agent)
-    monkeypatch.setattr(cli_connect, "_ask_code", typed)
-    place = cli_connect._Place("127.0.0.1", 1)
-    with pytest.raises(WrongCode):
-        asyncio.run(cli_connect._consent(place, Any, "T-1", frozenset(), None))  # type: ignore[arg-type]
-    assert len(tried) == 3  # the first code and two retypes: as many as a real code allows

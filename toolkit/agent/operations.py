@@ -28,8 +28,7 @@ from toolkit import policy as pol
 from toolkit.errors import PolicyRefused, ToolkitError
 from toolkit.plugins.catalogue import Catalogue, Kind, Procedure
 from toolkit.policy.commands import show_argv
-from toolkit.session.commands import lines_asked
-from toolkit.session.protocol import (
+from toolkit.protocol import (
     CONTENT,
     MAX_APPROVAL_COMMANDS,
     MAX_APPROVAL_STEPS,
@@ -40,6 +39,7 @@ from toolkit.session.protocol import (
     Response,
     commands_sha256,
     data_frames,
+    lines_asked,
     notice_frame,
 )
 

@@ -28,7 +28,7 @@ import struct
 import termios
 from collections.abc import Callable
 
-from toolkit.session.echo import ECHOED, HIDDEN, SELF_ECHO
+from toolkit.protocol.echo import ECHOED, HIDDEN, SELF_ECHO
 
 #: The only variables the shell gets (plus TERM, HOME, USER, LOGNAME, SHELL, TOOLKIT_SESSION).
 BASE_ENV = {

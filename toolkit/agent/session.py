@@ -34,12 +34,13 @@ from toolkit.agent.operations import Operations, Outcome
 from toolkit.agent.shell import AgentShell, ShellError
 from toolkit.consent import Consent, Scope, scope_names
 from toolkit.errors import TranscriptWriteError
-from toolkit.session.protocol import (
+from toolkit.protocol import (
     KIND_BAD,
     KIND_DATA,
     SUBSYSTEM,
     Body,
     FrameDecoder,
+    Op,
     ProtocolError,
     Request,
     Response,
@@ -79,7 +80,7 @@ END_GRACE = 0.25
 AGENT_PRINCIPAL = "toolkit agent"
 #: Operations whose line the customer's screen leaves out: the session's end is said
 #: once, by the session itself (how it ended, in the customer's words).
-UNSAID_OPS = frozenset({"end"})
+UNSAID_OPS = frozenset({Op.END})
 #: Approval answers the customer saw as they came (the question said "you declined ..."
 #: or "no answer in time"): the refusal that follows is not said again.
 SHOWN_ANSWERS = frozenset({"declined", "no answer"})
@@ -439,7 +440,7 @@ class AgentSession:
                 message = f"request id {request.id} is already in flight"
                 self._reject(request.id, "malformed", message)
                 return
-            if request.op == "cancel":
+            if request.op == Op.CANCEL:
                 self._cancel(request)
                 return
             if len(self._serving) >= MAX_IN_FLIGHT:
@@ -465,7 +466,7 @@ class AgentSession:
         self._cancelled.add(target)
         task.cancel()
         answer = Response(request.id, True, {"cancelled": True})
-        record = {"id": request.id, "op": "cancel", "target": target, "cancelled": True}
+        record = {"id": request.id, "op": Op.CANCEL, "target": target, "cancelled": True}
         self._record(request, Outcome(answer, record, f"the technician cancelled request {target}"))
         self.write_now(answer.to_frame())
 
@@ -500,7 +501,7 @@ class AgentSession:
 
     async def _serve(self, request: Request) -> None:
         try:
-            if request.op == "shell":
+            if request.op == Op.SHELL:
                 outcome = await self._serve_shell(request)
             else:
                 outcome = await self.operations.perform(request)
@@ -530,7 +531,7 @@ class AgentSession:
             with contextlib.suppress(ConnectionError):
                 await self._send(outcome.response.to_frame())
         self._record(request, outcome)
-        if request.op == "end":
+        if request.op == Op.END:
             # One line, single spaces: the customer's copy shows it in every report.
             reason = " ".join(str(request.args.get("reason") or "").split())[:200]
             prefix = "the technician ended the session"
@@ -541,7 +542,7 @@ class AgentSession:
 
     async def _serve_shell(self, request: Request) -> Outcome:
         """A PTY on the next session channel, only with the shell scope; answered at its end."""
-        record: dict[str, Any] = {"id": request.id, "op": "shell"}
+        record: dict[str, Any] = {"id": request.id, "op": Op.SHELL}
         if Scope.SHELL not in self.consent.granted:
             message = "refused: a shell needs the shell scope, which the customer did not grant"
             return Outcome(
@@ -593,7 +594,7 @@ class AgentSession:
         if self.recorder.closed:
             return
         fields = dict(outcome.record)
-        if request.op == "hello":
+        if request.op == Op.HELLO:
             fields["technician_session"] = request.args.get("session")
         kind = "refusal" if outcome.response.error == "refused" else "operation"
         fields.setdefault("ok", outcome.response.ok)

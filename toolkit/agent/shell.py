@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 import asyncssh
 
 from toolkit.agent.pty import PtyShell
-from toolkit.session.echo import EchoJudge
-from toolkit.session.protocol import SESSION_ENDED, SHELL_EVENTS, data_frames
+from toolkit.protocol import SESSION_ENDED, SHELL_EVENTS, Op, data_frames
+from toolkit.protocol.echo import EchoJudge
 
 if TYPE_CHECKING:
     from toolkit.agent.session import AgentSession
@@ -276,7 +276,7 @@ class AgentShell:
             return
         self._cut_off = True
         self._apply(self._judge.give_up())
-        fields = {"id": self.request_id, "op": "shell", **self.result(None)}
+        fields = {"id": self.request_id, "op": Op.SHELL, **self.result(None)}
         rec.event("operation", **fields, ok=True, reason=SESSION_ENDED)
 
     async def close(self) -> None:

@@ -91,6 +91,15 @@ def write_output(stream: IO[str], data: bytes) -> None:
     stream.flush()
 
 
+def stream_output(stream: int, data: bytes) -> None:
+    """A streamed command's output as it comes: its stderr on stderr, the rest on stdout."""
+    import sys
+
+    from toolkit.protocol import STDERR
+
+    write_output(sys.stderr if stream == STDERR else sys.stdout, data)
+
+
 class Captured(io.StringIO):
     """Text as it would go to the terminal (``isatty`` says so), kept to page it."""
 
@@ -189,4 +198,12 @@ async def _feed(stdin: asyncio.StreamWriter, data: bytes) -> None:
         await stdin.wait_closed()
 
 
-__all__ = ["Captured", "TerminalLines", "page", "pager_command", "rows", "write_output"]
+__all__ = [
+    "Captured",
+    "TerminalLines",
+    "page",
+    "pager_command",
+    "rows",
+    "stream_output",
+    "write_output",
+]

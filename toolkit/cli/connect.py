@@ -1,12 +1,16 @@
-"""``toolkit connect``: the technician's audited session on a customer's machine."""
+"""``toolkit connect``: the technician's audited session on a customer's machine.
+
+A renderer over :func:`toolkit.session.workflow.run_session`: it parses the
+flags, builds the request, and says what the workflow reports (stderr for
+people, one JSON line per result and a summary on stdout with --json).
+"""
 
 from __future__ import annotations
 
 import json
 import shlex
-import signal
 import sys
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -20,55 +24,32 @@ from toolkit.cli._relay import (
     RelayDirOption,
     RelayOption,
     confirm_relay_host,
-    connect_relayed,
     relay_route,
-    relay_shown,
 )
-from toolkit.cli._terminal import TerminalLines, write_output
+from toolkit.cli._terminal import TerminalLines, stream_output, write_output
 from toolkit.cli.share import parse_address
 from toolkit.errors import ExitCode, ToolkitError, UsageError
+from toolkit.protocol import Op
+from toolkit.session.results import ENDED_BY_TECHNICIAN, OperationResult, SessionResult, Status
 from toolkit.text import printable, printable_lines
 
 if TYPE_CHECKING:
-    import asyncssh
-
-    from toolkit.consent import Consent, Scope
-    from toolkit.identity.store import Identity
+    from toolkit.consent import Scope
     from toolkit.secrets import Secret
-    from toolkit.session.commands import Command
-    from toolkit.session.technician import Result, TechnicianSession
-    from toolkit.transport.relay import RelayRoute
+    from toolkit.session.results import Tally
+    from toolkit.session.technician import TechnicianSession
+    from toolkit.session.workflow import Line
+    from toolkit.tickets.attach import Attached, Synced
 
 PROMPT = "toolkit> "
 #: How often the prompt checks whether the customer ended the session meanwhile.
 ENDED_POLL = 0.1
 
 
-def _parse(line: str) -> Command | None:
-    """One command line, checked whole (``help NOSUCH`` too); UsageError if it is wrong."""
-    from toolkit.session.commands import help_text, parse
-
-    command = parse(line)
-    if command is not None and command.name == "help" and command.words:
-        help_text(command.words[0])
-    return command
-
-
-@dataclass(frozen=True)
-class Line:
-    """One command of a batch (or typed at the plain prompt), with where it came from."""
-
-    source: str  # the batch file's name, "stdin", or "prompt"
-    number: int  # 1-based line number in the source
-    command: Command
-
-    @property
-    def where(self) -> str:
-        return f"{printable(self.source)}, line {self.number}"
-
-
 def _read_batch(batch: str) -> list[Line]:
     """Every command of the batch, checked before anything connects."""
+    from toolkit.session.workflow import parse_batch
+
     if batch == "-":
         text = sys.stdin.read()
         source = "stdin"
@@ -77,23 +58,7 @@ def _read_batch(batch: str) -> list[Line]:
 
         text = read_text(batch, what="the batch file")  # a FIFO or device: refused, not awaited
         source = batch
-    lines = []
-    for number, text_line in enumerate(text.splitlines(), 1):
-        try:
-            command = _parse(text_line)
-        except UsageError as exc:
-            raise UsageError(f"{source}, line {number}: {exc.message}", hint=exc.hint) from None
-        if command is None:
-            continue
-        if command.name == "shell":
-            raise UsageError(
-                f"{source}, line {number}: `shell` cannot run in a batch: it needs the "
-                "interactive prompt (a terminal on stdin and stdout).",
-                hint="Remove that line, or run toolkit connect without --batch on a terminal "
-                "and type `shell` at the prompt.",
-            )
-        lines.append(Line(source, number, command))
-    return lines
+    return parse_batch(text, source)
 
 
 def _warn_fixes(lines: list[Line], asked: frozenset[Scope]) -> None:
@@ -102,7 +67,7 @@ def _warn_fixes(lines: list[Line], asked: frozenset[Scope]) -> None:
 
     if Scope.FIXES in asked:
         return
-    fixes = [line for line in lines if line.command.name == "fix"]
+    fixes = [line for line in lines if line.command.op is Op.FIX]
     if not fixes:
         return
     numbers = ", ".join(str(line.number) for line in fixes)
@@ -172,7 +137,7 @@ async def _ask_code(again: bool = False) -> Secret:
     return parse_code(await prompt.prompt_async(question))
 
 
-def _show(result: Result, as_json: bool, line: Line | None = None) -> None:
+def _show(result: OperationResult, as_json: bool, line: Line | None = None) -> None:
     """A result for people (plain text) or scripts (one JSON line).
 
     stdout is what differs: with ``as_json`` one JSON line, else only what
@@ -184,7 +149,9 @@ def _show(result: Result, as_json: bool, line: Line | None = None) -> None:
         body = {"type": "result", "line": line.number if line is not None else None}
         # ASCII: a C1 control or a bidi override from the agent stays a \u escape.
         print(json.dumps({**body, **result.to_json()}), flush=True)
-    if result.status == "refused" or result.error:
+    if result.status is Status.REFUSED or result.error:
+        from toolkit.session.workflow import PROMPT_SOURCE
+
         message = printable(result.message or "")
         if not message.startswith(f"{result.status}:"):
             message = f"{result.status}: {message}"
@@ -220,12 +187,6 @@ def _show(result: Result, as_json: bool, line: Line | None = None) -> None:
         write_output(sys.stderr, result.stderr)
     if result.exit_status not in (None, 0):
         say(f"exit status {result.exit_status}", highlight=True)
-
-
-def _stream(stream: int, data: bytes) -> None:
-    from toolkit.session.protocol import STDERR
-
-    write_output(sys.stderr if stream == STDERR else sys.stdout, data)
 
 
 def connect_command(
@@ -273,13 +234,13 @@ def connect_command(
     relay_dir: RelayDirOption = DEFAULT_RELAY_DIR,
 ) -> None:
     """Connect to a customer's toolkit share, with their code and consent."""
-    summary = _Summary(ticket=ticket)
+    screen = _Screen(as_json)
     try:
         worst = _connect(
-            address, ticket, code, scope, batch, as_json, key, agent, relay, relay_dir, summary
+            address, ticket, code, scope, batch, as_json, key, agent, relay, relay_dir, screen
         )
     except ToolkitError as exc:
-        if as_json and not summary.printed:  # a script hears why, on stdout too
+        if as_json and not screen.printed:  # a script hears why, on stdout too
             print(json.dumps(_error_line(exc)), flush=True)
         raise
     if worst:
@@ -297,11 +258,13 @@ def _connect(
     agent: str | None,
     relay: str | None,
     relay_dir: str,
-    summary: _Summary,
+    screen: _Screen,
 ) -> int:
     import asyncio
 
+    from toolkit.cli.verify import default_allowed_signers
     from toolkit.consent import parse_code, scopes
+    from toolkit.session.workflow import Place, SessionRequest, Work, run_batch, run_session
     from toolkit.tickets.base import check_ticket_id
 
     route = relay_route(relay, relay_dir)
@@ -339,75 +302,40 @@ def _connect(
     if route is not None:
         confirm_relay_host(route)  # before the passphrase and the code
     identity = load_identity(key, agent)
-    from toolkit.cli.tickets import sync_once_quietly
+    request = SessionRequest(
+        Place(host, port, route),
+        identity,
+        ticket,
+        asked,
+        secret,
+        allowed_signers=default_allowed_signers(),
+        verdict=as_json,  # the summary line states it
+    )
+    screen.batch = lines is not None
+    screen.interactive = _interactive(lines)
+    work: Work
+    if lines is not None:
+        batch_lines = lines
 
-    sync_once_quietly()  # transcripts left in the outbox: one try before this session
-    place = _Place(host, port, route)
-    return asyncio.run(_session(place, identity, ticket, asked, secret, lines, as_json, summary))
+        async def work(session: TechnicianSession, tally: Tally) -> tuple[ExitCode, str]:
+            return await run_batch(session, batch_lines, screen, tally, stream=not as_json)
 
+    elif screen.interactive:
 
-@dataclass(frozen=True)
-class _Place:
-    """Where the customer's agent is: HOST:PORT, or a rendezvous at a relay."""
+        async def work(session: TechnicianSession, tally: Tally) -> tuple[ExitCode, str]:
+            from toolkit.cli.prompt import interactive
 
-    host: str
-    port: int
-    route: RelayRoute | None = None
+            return await interactive(session)  # what it did was shown; nothing is counted
 
-    def shown(self, code: Secret) -> str:
-        if self.route is not None:
-            return relay_shown(self.route, code)
-        host, port = self.host, self.port
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    else:
 
+        async def work(session: TechnicianSession, tally: Tally) -> tuple[ExitCode, str]:
+            return await _plain_prompt(session, tally, screen)
 
-@dataclass
-class _Summary:
-    """The session's closing line for --json (docs/quickstart.md), counted as it runs."""
-
-    ticket: str
-    ok: int = 0
-    failed: int = 0
-    refused: int = 0
-    printed: bool = False
-
-    def count(self, result: Result) -> None:
-        if result.status == "ok":
-            self.ok += 1
-        elif result.status == "refused":
-            self.refused += 1
-        else:
-            self.failed += 1
-
-    def recap(self, exit_code: int, reason: str) -> str:
-        """The closing line for people, as Ansible's PLAY RECAP; a non-zero exit says why."""
-        counts = f"recap: ok={self.ok} failed={self.failed} refused={self.refused}"
-        if exit_code == 0:
-            return f"{counts} (exit 0)"
-        if reason == "completed" or reason == "the technician ended the session":
-            why = {
-                int(ExitCode.REFUSED): "a command was refused",
-                int(ExitCode.FAILED): "a command failed",
-            }.get(exit_code, reason)
-        else:
-            why = (reason.splitlines() or [reason])[0]
-        return printable(f"{counts} (exit {exit_code}: {why.rstrip('.')})")
-
-    def line(
-        self, session: TechnicianSession, path: Path, verdict: str | None, reason: str, code: int
-    ) -> dict[str, object]:
-        return {
-            "type": "summary",
-            "session": session.recorder.header.session_id,
-            "ticket": self.ticket,
-            "transcript": str(path),
-            "verdict": verdict,
-            "ended": reason,
-            "ok": self.ok,
-            "failed": self.failed,
-            "refused": self.refused,
-            "exit_code": code,
-        }
+    # At the interactive prompt Ctrl-C cancels the running command (toolkit.cli.prompt);
+    # in a batch or the plain prompt it ends the session.
+    result = asyncio.run(run_session(request, screen, work, ctrl_c_ends=not screen.interactive))
+    return result.exit_code
 
 
 #: Error codes in JSON error lines, for errors that are not a consent refusal.
@@ -432,216 +360,135 @@ def _error_line(exc: ToolkitError) -> dict[str, Any]:
     return {"type": "error", "error": error, "exit_code": code}
 
 
-async def _consent(
-    place: _Place,
-    identity: Identity,
-    ticket: str,
-    asked: frozenset[Scope],
-    code: Secret | None,
-) -> tuple[asyncssh.SSHClientConnection, Consent, Secret]:
-    """Connect and pass consent; the code that passed it, too.
+class _Screen:
+    """connect's side of the workflow (SessionUI, CommandsUI): lines on stderr for people,
+    with --json one line per result and the summary on stdout."""
 
-    A code typed here is asked again while it has tries left.
-    The identity stays unlocked meanwhile (as ssh asks again for a password). A
-    code given with --code is not asked again: a script gets the refusal.
-    """
-    from toolkit.consent import WrongCode
-    from toolkit.consent._code import DEFAULT_TRIES
-    from toolkit.transport.ssh import ConsentAsk, connect
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.batch = False  # --batch: a recap closes it
+        self.interactive = False  # the full prompt: no summary line, it counts nothing
+        self.printed = False  # the summary line is out: an error after it is not a line
 
-    typed = code is None
-    if code is None:
-        code = await _ask_code()
-    # The tries left come from the agent, unauthenticated: a fake agent could claim
-    # many and so win a guess at the real code from each retype. One run asks at most
-    # as often as a real code can be tried (docs/consent.md).
-    retypes = DEFAULT_TRIES - 1
-    while True:
-        ask = ConsentAsk(identity, ticket, asked, code)
+    # SessionUI
+
+    async def ask_code(self, *, again: bool = False) -> Secret:
+        return await _ask_code(again)
+
+    def ticket_passphrase(self, *, confirm: bool = False) -> str:
+        from toolkit.cli.tickets import ask_passphrase
+
+        return ask_passphrase(confirm=confirm)
+
+    def ticket_note(self, text: str) -> None:
+        say(text)
+
+    def outbox_tried(self, synced: Sequence[Synced]) -> None:
+        from toolkit.cli.tickets import report_sync
+
+        for entry in synced:
+            report_sync(*entry)
+
+    def connecting(self, place: str) -> None:
         say(  # stderr's lines for people are the same with --json: stdout is what differs
-            f"Connecting to {place.shown(code)}; the customer will be asked to approve...",
+            f"Connecting to {place}; the customer will be asked to approve...",
             highlight=True,
         )
-        try:
-            if place.route is not None:
-                conn, consent = await connect_relayed(place.route, ask)
-            else:
-                conn, consent = await connect(place.host, place.port, ask)
-        except WrongCode as exc:
-            if not typed or exc.tries_left <= 0 or retypes <= 0:
-                raise
-            retypes -= 1
-            say(printable_lines(exc.message), highlight=True)
-            say("Check the digits with the customer.")
-            code = await _ask_code(again=True)
-            continue
-        return conn, consent, code
+
+    def wrong_code(self, message: str) -> None:
+        say(printable_lines(message), highlight=True)
+        say("Check the digits with the customer.")
+
+    def consent_passed(self, host_key: str, granted: Sequence[str]) -> None:
+        say(f"Consent passed. Agent host key {host_key}; granted: {', '.join(granted)}.")
+
+    def attached(self, attached: Attached, principal: str) -> None:
+        from toolkit.transcript.models import NAMESPACE_SEAL
+
+        ticket, where = printable(attached.ticket), printable(attached.transcript)
+        if attached.in_local_store:
+            say(f"Transcript sealed and attached to ticket {ticket}: {where}")
+        else:
+            say(
+                f"Transcript sealed and attached to {printable(attached.backend)} ticket {ticket} "
+                f"(read back, SHA-256 matches); the sealed copy stays at "
+                f"{printable(attached.sealed)}"
+            )
+        q, cast, sig = shlex.quote, attached.transcript, attached.signature
+        say(f"Verify it: toolkit verify {printable(q(cast))}")
+        say(
+            printable(
+                f"  or: ssh-keygen -Y verify -f ALLOWED_SIGNERS -I {q(principal)} "
+                f"-n {NAMESPACE_SEAL} -s {q(sig)} < {q(cast)}"
+            ),
+        )
+
+    def attach_failed(self, error: ToolkitError) -> None:
+        say(printable_lines(error.diagnostics()))
+
+    def finished(self, result: SessionResult) -> None:
+        if self.as_json and not self.interactive:
+            print(json.dumps(result.to_json()), flush=True)
+            self.printed = True
+        if self.batch:  # with --json too (stderr is for people either way)
+            say(result.recap())
+
+    # CommandsUI
+
+    def starting(self, line: Line) -> None:
+        # A header per command on stderr, as diag has per step (with --json too).
+        say(f"== {printable(line.command.text)} ({line.where})")
+
+    def asking_customer(self, asking: str) -> None:
+        say(printable(f"waiting for the customer to approve {printable(asking, 120)}..."))
+
+    def output(self, stream: int, data: bytes) -> None:
+        stream_output(stream, data)
+
+    def result(self, result: OperationResult, line: Line | None) -> None:
+        _show(result, self.as_json, line)
+
+    def session_lost(self, message: str) -> None:
+        say(printable_lines(message), highlight=True)
 
 
-async def _session(
-    place: _Place,
-    identity: Identity,
-    ticket: str,
-    asked: frozenset[Scope],
-    code: Secret | None,
-    lines: list[Line] | None,
-    as_json: bool,
-    summary: _Summary,
-) -> int:
-    import asyncio
-
-    from toolkit.transport._asyncssh import load
-
-    load()  # before the modules below import it
-    from toolkit.session.technician import TechnicianSession
-
-    conn, consent, code = await _consent(place, identity, ticket, asked, code)
-    from toolkit.consent import scope_names
-
-    say(
-        f"Consent passed. Agent host key {consent.host_key_fingerprint}; "
-        f"granted: {', '.join(scope_names(consent.granted))}.",
-    )
-    session = await TechnicianSession.start(conn, consent, identity, place.shown(code))
-    loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
-    interrupted: list[bool] = []
-
-    def interrupt() -> None:
-        interrupted.append(True)
-        if main is not None:
-            main.cancel()
-
-    # At the interactive prompt Ctrl-C cancels the running command (toolkit.cli.prompt);
-    # in a batch or the plain prompt it ends the session.
-    if not _interactive(lines):
-        loop.add_signal_handler(signal.SIGINT, interrupt)
-    worst = ExitCode.OK
-    reason = "the technician's toolkit stopped on an error"  # unless _drive returns
-    try:
-        worst, reason = await _drive(session, lines, as_json, summary)
-    except asyncio.CancelledError:
-        if not interrupted:
-            raise
-        worst, reason = ExitCode.INTERRUPTED, "interrupted by the technician (Ctrl-C)"
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
-        failure = session.recorder.failure
-        if failure is not None:  # whatever else the session ended with
-            reason = "the technician's transcript could not be written"
-        path = await session.end(reason)
-        verdict = _verdict(path) if as_json else None
-        if session.recorder.failure is None:  # an unsealed transcript is not attached
-            _attach(ticket, path, session, reason)
-        exit_code = int(failure.exit_code if failure is not None else worst)
-        if as_json and not _interactive(lines):
-            print(json.dumps(summary.line(session, path, verdict, reason, exit_code)), flush=True)
-            summary.printed = True
-        if lines is not None:  # a batch, with --json too (stderr is for people either way)
-            say(summary.recap(exit_code, reason))
-    if session.recorder.failure is not None:
-        raise session.recorder.failure  # whatever the session ended with, this is the cause
-    return int(worst)
-
-
-def _verdict(path: Path) -> str | None:
-    """The transcript's verdict before upload, as the ticket's comment states it."""
-    from toolkit.cli.verify import default_allowed_signers
-    from toolkit.tickets.summary import verdict
-
-    try:
-        report, _ = verdict(path, default_allowed_signers())
-    except ToolkitError:
-        return None
-    return report.verdict.value
-
-
-async def _drive(
-    session: TechnicianSession, lines: list[Line] | None, as_json: bool, summary: _Summary
+async def _plain_prompt(
+    session: TechnicianSession, tally: Tally, screen: _Screen
 ) -> tuple[ExitCode, str]:
-    """Run the batch (or the prompt) to its end; the worst exit code and why it ended."""
+    """Lines typed without a terminal to draw on: each run as typed, counted, never ranked
+    (the person saw what each did: the exit code is the session's own end)."""
     from toolkit.session.client import ConnectionLost, SessionEnded
+    from toolkit.session.commands import parse_checked
+    from toolkit.session.workflow import PROMPT_SOURCE, Line, run_line, session_lost
 
-    if _interactive(lines):
-        from toolkit.cli.prompt import interactive
-
-        return await interactive(session)
-    worst = ExitCode.OK
-    pending = iter(lines) if lines is not None else None
-    terminal = TerminalLines(sys.stdin.fileno()) if pending is None else None
+    terminal = TerminalLines(sys.stdin.fileno())
     typed = 0
     try:
         while True:
-            if pending is not None:
-                line = next(pending, None)
-                if line is None:
-                    return worst, "completed"
-                # A header per command on stderr, as diag has per step (with --json too).
-                say(f"== {printable(line.command.text)} ({line.where})")
-            else:
-                assert terminal is not None
-                try:
-                    text = await _typed(session, terminal)
-                except EOFError:
-                    return worst, "the technician ended the session"
-                typed += 1
-                try:
-                    command = _parse(text)
-                except UsageError as exc:
-                    say(printable_lines(exc.diagnostics()))
-                    continue
-                if command is None:
-                    continue
-                line = Line(PROMPT_SOURCE, typed, command)
-            command = line.command
+            try:
+                text = await _typed(session, terminal)
+            except EOFError:
+                return ExitCode.OK, ENDED_BY_TECHNICIAN
+            typed += 1
+            try:
+                command = parse_checked(text)
+            except UsageError as exc:
+                say(printable_lines(exc.diagnostics()))
+                continue
+            if command is None:
+                continue
             if command.name == "exit":
-                return worst, "the technician ended the session"
-            if command.name == "shell":  # the plain prompt (a batch refuses it up front)
+                return ExitCode.OK, ENDED_BY_TECHNICIAN
+            if command.op is Op.SHELL:
                 say(
                     "shell: needs the interactive prompt (a terminal on stdin and stdout).",
                     highlight=True,
                 )
                 continue
-            streaming = not as_json and command.name in ("run", "read")
-            session.client.on_notice = _Asking().notice
-            try:
-                result = await session.execute(command, _stream if streaming else None)
-            finally:
-                session.client.on_notice = None
-            if streaming and result.status == "ok":
-                result.stdout = result.content = result.stderr = b""
-            _show(result, as_json, line)
-            summary.count(result)
-            if pending is not None:  # at a prompt the person saw it: the exit is the session's
-                worst = max(worst, _STATUS.get(result.status, ExitCode.FAILED), key=_rank)
-    except SessionEnded as exc:
-        say(printable_lines(exc.message), highlight=True)
-        return max(worst, ExitCode.REFUSED, key=_rank), exc.message
-    except ConnectionLost as exc:
-        say(printable_lines(exc.message), highlight=True)
-        return ExitCode.NETWORK, exc.message
-
-
-class _Asking:
-    """Says once on stderr, off the interactive prompt, that the customer is being asked.
-
-    The agent's ``asking`` notice (docs/protocol.md) comes when the customer's
-    screen asks about this command; until the answer nothing else is printed,
-    so a batch would look stuck for as long as the customer takes.
-    """
-
-    def __init__(self) -> None:
-        self._said = False
-
-    def notice(self, request_id: int, notice: dict[str, Any]) -> None:
-        asking = notice.get("asking")
-        if isinstance(asking, str) and not self._said:
-            self._said = True
-            say(printable(f"waiting for the customer to approve {printable(asking, 120)}..."))
-
-
-#: The source of lines typed at the plain prompt.
-PROMPT_SOURCE = "prompt"
+            line = Line(PROMPT_SOURCE, typed, command)
+            tally.count(await run_line(session, line, screen, stream=not screen.as_json))
+    except (SessionEnded, ConnectionLost) as exc:
+        return session_lost(exc, ExitCode.OK, screen)
 
 
 def _interactive(lines: list[Line] | None) -> bool:
@@ -664,36 +511,6 @@ async def _typed(session: TechnicianSession, lines: TerminalLines) -> str:
     finally:
         typed.cancel()
     return typed.result()
-
-
-_STATUS = {"ok": ExitCode.OK, "refused": ExitCode.REFUSED}
-
-
-def _rank(code: ExitCode) -> int:
-    """Batch exit precedence: refused (3) over failed (1) over ok (0)."""
-    return {ExitCode.OK: 0, ExitCode.FAILED: 1, ExitCode.REFUSED: 2}.get(code, 3)
-
-
-def _attach(ticket: str, path: Path, session: TechnicianSession, reason: str) -> None:
-    """Through the outbox onto the ticket (docs/tickets.md); if that fails, it waits there."""
-    from toolkit.cli.tickets import attach_transcript
-    from toolkit.transcript.models import NAMESPACE_SEAL
-
-    # The key that sealed the transcript also signs a SHA256SUMS manifest when one is needed.
-    signer = session.recorder.signer
-    try:
-        cast, sig = attach_transcript(ticket, path, signer, session.recorder.sha256)
-    except ToolkitError as exc:
-        say(printable_lines(exc.diagnostics()))
-        return
-    q = shlex.quote
-    say(f"Verify it: toolkit verify {printable(q(str(cast)))}")
-    say(
-        printable(
-            f"  or: ssh-keygen -Y verify -f ALLOWED_SIGNERS -I {q(session.consent.email)} "
-            f"-n {NAMESPACE_SEAL} -s {q(str(sig))} < {q(str(cast))}"
-        ),
-    )
 
 
 __all__ = ["connect_command"]

@@ -27,6 +27,7 @@ import os
 import signal
 import time
 from collections.abc import AsyncGenerator, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -41,11 +42,14 @@ from toolkit.cli._console import err, out
 from toolkit.cli.render import DIRECTORY
 from toolkit.cli.shell import close_detached, detached
 from toolkit.errors import ExitCode, ToolkitError, TranscriptWriteError, UsageError
+from toolkit.protocol import Op
 from toolkit.session.commands import COMMANDS, Command
+from toolkit.session.results import ENDED_BY_TECHNICIAN
 from toolkit.text import printable, printable_lines
 
 if TYPE_CHECKING:
-    from toolkit.session.technician import Result, TechnicianSession
+    from toolkit.session.results import OperationResult
+    from toolkit.session.technician import TechnicianSession
 
 PROMPT = "toolkit> "
 #: Directory listings for completion are reused this long (seconds).
@@ -347,12 +351,12 @@ def _columns() -> int:
         return 0
 
 
-async def _run(session: TechnicianSession, command: Command) -> Result | None:
+async def _run(session: TechnicianSession, command: Command) -> OperationResult | None:
     """One command, with Ctrl-C cancelling it on the agent (not ending the session)."""
     from toolkit.cli import render
-    from toolkit.cli.connect import _stream
+    from toolkit.cli._terminal import stream_output
 
-    if command.name == "shell":
+    if command.op is Op.SHELL:
         from toolkit.cli.shell import interactive_shell
         from toolkit.session.client import ConnectionLost, SessionEnded
 
@@ -378,7 +382,7 @@ async def _run(session: TechnicianSession, command: Command) -> Result | None:
         return None
     loop = asyncio.get_running_loop()
     cancelling: list[asyncio.Task[int]] = []
-    streaming = command.name == "run"
+    streaming = command.op is Op.RUN
     # Output streamed as it comes owns the screen: its line shows only while the customer
     # is asked (nothing streams before the answer).
     waiting = Waiting(command.text, running=not streaming)
@@ -391,7 +395,7 @@ async def _run(session: TechnicianSession, command: Command) -> Result | None:
     loop.add_signal_handler(signal.SIGINT, interrupt)
     session.client.on_notice = waiting.notice
     try:
-        result = await session.execute(command, _stream if streaming else None)
+        result = await session.execute(command, stream_output if streaming else None)
     finally:
         session.client.on_notice = None
         waiting.stop()
@@ -400,7 +404,7 @@ async def _run(session: TechnicianSession, command: Command) -> Result | None:
             with contextlib.suppress(Exception):
                 await task
     if streaming:
-        result.stdout = b""
+        result = replace(result, stdout=b"")
     if result.error == "cancelled":
         err().print("cancelled", style="yellow", highlight=False)
         return result
@@ -411,7 +415,7 @@ async def _run(session: TechnicianSession, command: Command) -> Result | None:
     return result
 
 
-async def _show_paged(session: TechnicianSession, result: Result) -> None:
+async def _show_paged(session: TechnicianSession, result: OperationResult) -> None:
     """``result`` drawn as always; through the pager when longer than the screen.
 
     Drawn first (escaped and coloured as on the terminal), then either written
@@ -450,8 +454,8 @@ async def _show_paged(session: TechnicianSession, result: Result) -> None:
 
 async def interactive(session: TechnicianSession) -> tuple[ExitCode, str]:
     """The prompt until ``exit``, Ctrl-D, the customer's end or a lost connection."""
-    from toolkit.cli.connect import _parse
     from toolkit.session.client import ConnectionLost, SessionEnded
+    from toolkit.session.commands import parse_checked
 
     started = time.monotonic()
     prompt: PromptSession[str] = PromptSession(
@@ -501,13 +505,13 @@ async def interactive(session: TechnicianSession) -> tuple[ExitCode, str]:
                 line = asking.result()
             except EOFError:
                 await _hang_up_detached(session)
-                return ExitCode.OK, "the technician ended the session"
+                return ExitCode.OK, ENDED_BY_TECHNICIAN
             finally:
                 asking = None
             if line is None:
                 continue  # Ctrl-C at the prompt: a fresh line
             try:
-                command = _parse(line)
+                command = parse_checked(line)
             except UsageError as exc:
                 err().print(
                     printable_lines(exc.diagnostics()), markup=False, highlight=False, style="red"
@@ -517,7 +521,7 @@ async def interactive(session: TechnicianSession) -> tuple[ExitCode, str]:
                 continue
             if command.name == "exit":
                 await _hang_up_detached(session)
-                return ExitCode.OK, "the technician ended the session"
+                return ExitCode.OK, ENDED_BY_TECHNICIAN
             # What a command did was shown to the person (a refusal, a failure): like
             # ssh's, the prompt's exit code is the session's own end, not the worst command.
             await _run(session, command)

@@ -19,7 +19,7 @@ from toolkit.text import printable, printable_lines
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from toolkit.session.technician import Result
+    from toolkit.session.results import OperationResult
 
 #: Larger files, or files that are not UTF-8, are written as they are, not highlighted.
 HIGHLIGHT_LIMIT = 512 * 1024
@@ -49,7 +49,7 @@ def _size(value: Any) -> str:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else "?"
 
 
-def _status(console: Console, result: Result) -> None:
+def _status(console: Console, result: OperationResult) -> None:
     status = result.exit_status
     if status is None:
         return
@@ -67,7 +67,7 @@ def _stderr(console: Console, data: bytes, title: str = "stderr") -> None:
     console.print(Text(printable_lines(data), style="red"))
 
 
-def show(result: Result, out: Console, err: Console) -> None:
+def show(result: OperationResult, out: Console, err: Console) -> None:
     """One result, drawn for a person."""
     from rich.table import Table
     from rich.text import Text
@@ -125,7 +125,7 @@ def show(result: Result, out: Console, err: Console) -> None:
         out.print(Text(printable_lines(result.stdout)))
 
 
-def _read(result: Result, out: Console, err: Console) -> None:
+def _read(result: OperationResult, out: Console, err: Console) -> None:
     from rich.syntax import Syntax
     from rich.text import Text
 
@@ -159,7 +159,7 @@ def _read(result: Result, out: Console, err: Console) -> None:
     )
 
 
-def _read_args(result: Result) -> dict[str, Any]:
+def _read_args(result: OperationResult) -> dict[str, Any]:
     """The ``read`` command's own arguments (``head``, ``tail``), as it was typed."""
     from toolkit.errors import UsageError
     from toolkit.session.commands import parse
@@ -171,7 +171,7 @@ def _read_args(result: Result) -> dict[str, Any]:
     return dict(command.args) if command is not None else {}
 
 
-def _numbered_from_one(result: Result) -> bool:
+def _numbered_from_one(result: OperationResult) -> bool:
     """Line numbers only where they are the file's own: a whole read or ``--head``.
 
     The last N lines (``--tail``) start at a line nobody counted (the agent reads
@@ -184,9 +184,9 @@ def _numbered_from_one(result: Result) -> bool:
     return isinstance(size, int) and size == whole
 
 
-def _range(result: Result) -> str:
+def _range(result: OperationResult) -> str:
     """``last 5 lines, `` / ``first 5 lines, ``, as the customer's log says it."""
-    from toolkit.session.commands import lines_asked
+    from toolkit.protocol import lines_asked
 
     return lines_asked(_read_args(result))
 
@@ -212,7 +212,7 @@ class Step:
     stderr: bytes
 
 
-def steps(result: Result) -> list[Step]:
+def steps(result: OperationResult) -> list[Step]:
     """The steps the agent reported, each with its stdout and stderr cut from the result's.
 
     The agent's record is taken as it comes: anything not of the expected
@@ -247,7 +247,7 @@ def steps(result: Result) -> list[Step]:
     return found
 
 
-def _steps(result: Result, out: Console, err: Console) -> None:
+def _steps(result: OperationResult, out: Console, err: Console) -> None:
     from rich.rule import Rule
     from rich.text import Text
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from toolkit.session.protocol import Response
+    from toolkit.protocol import Response
     from toolkit.session.shell import ShellClient
     from toolkit.session.technician import TechnicianSession
 

@@ -31,6 +31,7 @@ from toolkit.cli.verify import (
     wrap,
 )
 from toolkit.errors import ExitCode, TranscriptFormatError
+from toolkit.protocol import Op
 from toolkit.text import printable, printable_lines
 
 if TYPE_CHECKING:
@@ -230,7 +231,7 @@ def _request(fields: dict[str, Any]) -> str:
     if fields.get("command"):
         return _text(fields["command"])
     op = _text(fields.get("op", "?"))
-    if fields.get("op") in ("read", "list", "stat") and isinstance(fields.get("path"), str):
+    if fields.get("op") in (Op.READ, Op.LIST, Op.STAT) and isinstance(fields.get("path"), str):
         text = f"{op} {_text(fields['path'])}"
         for option in ("head", "tail"):
             if isinstance(fields.get(option), int) and not isinstance(fields[option], bool):
@@ -350,7 +351,7 @@ def describe(entry: Entry) -> tuple[str, str]:
         return "withheld", f"input not recorded ({_text(fields.get('reason', '?'))})"
     if counted == "lookup":
         return "look-up", f"{_request(fields)} (Tab completion): {_result(fields)}"
-    if counted is not None and fields.get("op") == "shell" and kind == "operation":
+    if counted is not None and fields.get("op") == Op.SHELL and kind == "operation":
         if fields.get("exit_status") is None and fields.get("reason"):
             return "shell end", f"hung up: {_text(fields['reason'])}"
         return "shell end", _result(fields)
@@ -363,13 +364,13 @@ def describe(entry: Entry) -> tuple[str, str]:
         return label, f"{_request(fields)}: {_result(fields)}"
     if kind in ("operation", "refusal"):  # the session's own requests: hello, end, cancel
         op = fields.get("op")
-        if op == "hello" and fields.get("ok") is not False:
+        if op == Op.HELLO and fields.get("ok") is not False:
             copy_id = fields.get("technician_session")
             said = f"; the technician's copy is session {_text(copy_id)}" if copy_id else ""
             return "session", f"the technician's toolkit connected{said}"
-        if op == "end" and fields.get("ok") is not False:
+        if op == Op.END and fields.get("ok") is not False:
             return "session", "the technician's toolkit asked to end the session"
-        if op == "cancel" and fields.get("ok") is not False:
+        if op == Op.CANCEL and fields.get("ok") is not False:
             return "session", f"the technician cancelled request {_text(fields.get('target'))}"
         return "session", f"{_request(fields)}: {_result(fields)}"
     return printable(kind, _LABEL), _generic(fields)

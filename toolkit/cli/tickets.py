@@ -15,7 +15,6 @@ from toolkit.errors import ExitCode, TicketBackendError, ToolkitError, UsageErro
 from toolkit.text import printable
 
 if TYPE_CHECKING:
-    from toolkit.identity.signer import Signer
     from toolkit.tickets.base import Attachment, TicketBackend
     from toolkit.tickets.outbox import Delivered, Entry
 
@@ -188,7 +187,7 @@ def backends(as_json: JsonOption = False) -> None:
         _print(f"{mark} {name:<12} {url:<36} {summary}")
 
 
-def _passphrase(*, confirm: bool = False) -> str:
+def ask_passphrase(*, confirm: bool = False) -> str:
     """The credentials file's passphrase: TOOLKIT_KEY_PASSPHRASE, else asked on the terminal."""
     from toolkit.cli._identity import passphrase_source
     from toolkit.errors import IdentityError
@@ -209,7 +208,7 @@ def _open(name: str | None = None) -> TicketBackend:
     """The backend ``name`` (else the default); a prompt opens its credentials file if need be."""
     from toolkit.tickets.plugins import open_backend
 
-    return open_backend(name, _passphrase)
+    return open_backend(name, ask_passphrase)
 
 
 def _read_secret(backend: str, label: str, from_stdin: bool) -> str:
@@ -327,7 +326,7 @@ def login(
     stored = ""
     if found.credential and secret is not None and from_env is None:
         stored = f"; its {found.credential} is " + credentials.store(
-            backend, where, secret, _passphrase
+            backend, where, secret, ask_passphrase
         )
     elif found.credential:
         env = credentials.token_env(backend)
@@ -387,7 +386,8 @@ def outbox(as_json: JsonOption = False) -> None:
         _print(f"    {why}")
 
 
-def _report(entry: Entry, delivered: Delivered | None, error: ToolkitError | None) -> None:
+def report_sync(entry: Entry, delivered: Delivered | None, error: ToolkitError | None) -> None:
+    """One line on stderr for one outbox entry tried (toolkit tickets sync, a session's start)."""
     where = printable(f"{entry.backend} ticket {entry.ticket}")
     transcript = printable(entry.transcript)
     if error is not None:
@@ -428,7 +428,7 @@ def sync(as_json: JsonOption = False) -> None:
         if not results:
             _say("The outbox is empty: nothing to attach.")
         for result in results:
-            _report(*result)
+            report_sync(*result)
     if any(error is not None for _, _, error in results):
         raise typer.Exit(ExitCode.TICKET_BACKEND)
 
@@ -468,79 +468,3 @@ def download(
     for path in rebuilt:
         shown = printable(str(path), None)
         _say(f"Rebuilt {shown} from its parts; check it with: toolkit verify {shown}")
-
-
-# -- what toolkit connect calls ---------------------------------------------------------
-
-
-def sync_once_quietly() -> None:
-    """Try the outbox once (toolkit connect, at start): one line per transcript, never an error."""
-    from toolkit.tickets.outbox import Outbox
-
-    box = Outbox()
-    if not box.entries():
-        return
-    from toolkit.tickets.http import quick
-    from toolkit.tickets.plugins import open_backend
-
-    try:
-        with quick(5.0):
-            results = box.sync(open_backend, _allowed_signers())
-    except Exception as exc:  # never stop a session from starting
-        _say(f"Could not try the outbox ({printable(exc)}); `toolkit tickets sync` tries again.")
-        return
-    for result in results:
-        _report(*result)
-
-
-def attach_transcript(
-    ticket: str, cast: Path, signer: Signer, sha256: str | None = None
-) -> tuple[str, str]:
-    """The seal's last step: into the outbox, then onto the ticket now if the system answers.
-
-    ``sha256`` is the sealed file's, as the recorder hashed it (checked again
-    before anything leaves the outbox). Returns where the transcript and its
-    signature can be read (the ticket's names for them in the local store, the
-    sealed files for a remote system). When attaching fails, the transcript
-    waits in the outbox and TicketBackendError says so.
-    """
-    from toolkit.tickets.outbox import Outbox
-    from toolkit.tickets.package import MIN_LIMIT
-    from toolkit.tickets.plugins import default_backend
-
-    name = default_backend()
-    backend: TicketBackend | None = None
-    try:
-        backend = _open(name)
-        limit = backend.max_attachment_bytes
-    except ToolkitError as exc:
-        _say(f"The {name} ticket backend cannot be used: {printable(exc.message)}")
-        limit = max(MIN_LIMIT, 5 * 1024 * 1024)  # the smallest common default (Redmine's)
-    box = Outbox()
-    entry = box.enqueue(name, ticket, cast, signer, limit, sha256=sha256)
-    delivered: Delivered | None = None
-    if backend is not None:
-        try:
-            delivered = box.deliver(entry, backend, _allowed_signers())
-        except ToolkitError as exc:
-            _say(
-                f"Could not attach the transcript to {name} ticket {printable(ticket)}: "
-                f"{printable(exc.message)}"
-            )
-    if delivered is None:
-        raise TicketBackendError(
-            f"The transcript is sealed at {cast} and waits in the outbox ({entry.folder}).",
-            hint="`toolkit tickets sync` attaches it; `toolkit tickets outbox` shows why it waits.",
-        )
-    by_name = {a.name: a.location for a in delivered.attachments}
-    sig = cast.name + ".sig"
-    if name == "local" and cast.name in by_name:
-        shown = (by_name[cast.name], by_name[sig])
-        _say(f"Transcript sealed and attached to ticket {printable(ticket)}: {printable(shown[0])}")
-    else:
-        shown = (str(cast), str(cast.with_name(sig)))
-        _say(
-            f"Transcript sealed and attached to {name} ticket {printable(ticket)} "
-            f"(read back, SHA-256 matches); the sealed copy stays at {printable(cast)}"
-        )
-    return shown

@@ -20,7 +20,7 @@ from typing import Any
 import asyncssh
 
 from toolkit.errors import ConsentRefused, ToolkitError, TransportError
-from toolkit.session.protocol import (
+from toolkit.protocol import (
     CONTENT,
     KIND_DATA,
     KIND_MESSAGE,
@@ -31,6 +31,7 @@ from toolkit.session.protocol import (
     SUBSYSTEM,
     Body,
     FrameDecoder,
+    Op,
     ProtocolError,
     Request,
     Response,
@@ -131,7 +132,7 @@ class SessionClient:
         """Send one request and wait for its response (SessionEnded/ConnectionLost if gone)."""
         if self._ended is not None:
             raise self._ended
-        if self._failure is not None and op != "end":
+        if self._failure is not None and op != Op.END:
             raise self._failure
         request_id = next(self._ids)
         pending = _Pending(asyncio.get_running_loop().create_future(), on_data, op)
@@ -161,7 +162,7 @@ class SessionClient:
 
         The target then answers with the error ``cancelled``.
         """
-        reply = await self.request("cancel", target=target)
+        reply = await self.request(Op.CANCEL, target=target)
         return bool(reply.response.ok and reply.response.result.get("cancelled"))
 
     async def _read(self) -> None:

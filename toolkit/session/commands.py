@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from toolkit.errors import UsageError
-from toolkit.session.protocol import MAX_LINES
+from toolkit.protocol import MAX_LINES, Op
 from toolkit.text import printable
 
 MAX_LINE = 16 * 1024
@@ -22,7 +22,7 @@ MAX_LINE = 16 * 1024
 
 @dataclass(frozen=True)
 class Spec:
-    op: str | None  # the protocol operation; None for commands handled locally
+    op: Op | None  # the protocol operation; None for commands handled locally
     usage: str
     summary: str
     min_args: int
@@ -31,30 +31,32 @@ class Spec:
 
 COMMANDS: dict[str, Spec] = {
     "run": Spec(
-        "run",
+        Op.RUN,
         "run CMD [ARGS...]",
         "Run a command matching one of the agent's templates.",
         1,
         None,
     ),
     "read": Spec(
-        "read",
+        Op.READ,
         "read PATH [--head N | --tail N]",
         "Print an allowlisted file, or its first or last N lines (range, size and "
         "sha256 of what is sent are recorded).",
         1,
         None,  # PATH and its options: checked by _read_args
     ),
-    "ls": Spec("list", "ls PATH", "List a directory's entries that the policy lets you see.", 1, 1),
+    "ls": Spec(
+        Op.LIST, "ls PATH", "List a directory's entries that the policy lets you see.", 1, 1
+    ),
     "stat": Spec(
-        "stat", "stat PATH", "Show type, size, mode and time of an allowlisted path.", 1, 1
+        Op.STAT, "stat PATH", "Show type, size, mode and time of an allowlisted path.", 1, 1
     ),
     "diag": Spec(
-        "diag", "diag NAME", "Run a named diagnostic (the agent fixes its commands).", 1, 1
+        Op.DIAG, "diag NAME", "Run a named diagnostic (the agent fixes its commands).", 1, 1
     ),
-    "fix": Spec("fix", "fix NAME", "Run a named fix; the customer sees its commands first.", 1, 1),
+    "fix": Spec(Op.FIX, "fix NAME", "Run a named fix; the customer sees its commands first.", 1, 1),
     "shell": Spec(
-        "shell",
+        Op.SHELL,
         "shell",
         "A shell on the customer's machine (shell scope only); ~. ends it, ~^Z detaches.",
         0,
@@ -73,7 +75,7 @@ class Command:
     args: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def op(self) -> str | None:
+    def op(self) -> Op | None:
         return COMMANDS[self.name].op
 
 
@@ -97,25 +99,24 @@ def parse(line: str) -> Command | None:
     if len(rest) < spec.min_args or (spec.max_args is not None and len(rest) > spec.max_args):
         raise UsageError(f"Usage: {spec.usage}")
     args: dict[str, Any] = {}
-    if spec.op == "run":
+    if spec.op is Op.RUN:
         args = {"argv": list(rest)}
-    elif spec.op == "read":
+    elif spec.op is Op.READ:
         args = _read_args(rest, spec.usage)
-    elif spec.op in ("list", "stat"):
+    elif spec.op in (Op.LIST, Op.STAT):
         args = {"path": rest[0]}
-    elif spec.op in ("diag", "fix"):
+    elif spec.op in (Op.DIAG, Op.FIX):
         args = {"name": rest[0]}
     return Command(text, name, rest, args)
 
 
-def lines_asked(args: dict[str, Any]) -> str:
-    """``first 5 lines, `` / ``last 1 line, `` for a read with ``head``/``tail`` (else ""):
-    the one wording of the customer's log and the technician's footer."""
-    for key, word in (("head", "first"), ("tail", "last")):
-        count = args.get(key)
-        if isinstance(count, int) and not isinstance(count, bool):
-            return f"{word} {count} line{'s' if count != 1 else ''}, "
-    return ""
+def parse_checked(line: str) -> Command | None:
+    """:func:`parse`, with ``help TOPIC``'s topic checked too: a whole line checked at once,
+    as a batch is before anything connects and a prompt's line before it runs."""
+    command = parse(line)
+    if command is not None and command.name == "help" and command.words:
+        help_text(command.words[0])
+    return command
 
 
 def _read_args(words: tuple[str, ...], usage: str) -> dict[str, Any]:
@@ -193,4 +194,4 @@ def _printable(value: Any) -> str:
     return printable(value if isinstance(value, str) else json.dumps(value), 200)
 
 
-__all__ = ["COMMANDS", "Command", "help_text", "parse"]
+__all__ = ["COMMANDS", "Command", "help_text", "parse", "parse_checked"]

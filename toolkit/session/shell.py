@@ -5,7 +5,7 @@
 ``shell``). Output is recorded (``o``) and handed to ``on_output`` as it
 arrives. Input goes out at once, but is recorded (``i``) only when the
 agent's verdict for those bytes says the PTY echoed them, *and* the
-characters came back in the output this side received (toolkit.session.echo,
+characters came back in the output this side received (toolkit.protocol.echo,
 checked here, so that no agent can have the technician's typing recorded
 without showing it): until both are known it waits here, and whatever lacks
 either when the shell ends is not recorded. So the technician's copy
@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 import asyncssh
 
 from toolkit.errors import PolicyRefused, TransportError
+from toolkit.protocol import SESSION_ENDED, SHELL_EVENTS, Op, Response
+from toolkit.protocol.echo import characters
 from toolkit.session.client import OnData, Reply
-from toolkit.session.echo import characters
-from toolkit.session.protocol import SESSION_ENDED, SHELL_EVENTS, Response
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -123,7 +123,7 @@ class ShellClient:
         shell = cls(session, on_output)
         session.recorder.output(b"$ shell\r\n")
         sink: OnData = shell._event
-        shell._request = asyncio.ensure_future(session.client.request("shell", on_data=sink))
+        shell._request = asyncio.ensure_future(session.client.request(Op.SHELL, on_data=sink))
         shell._request.add_done_callback(shell._answered)
         waiters: set[asyncio.Future[Any]] = {shell._ready, shell._request}
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -316,7 +316,7 @@ class ShellClient:
         rec.event(
             "operation",
             command="shell",
-            op="shell",
+            op=Op.SHELL,
             ok=True,
             exit_status=None,
             reason=SESSION_ENDED,
@@ -327,7 +327,7 @@ class ShellClient:
         if rec.closed or self._recorded_end:
             return
         self._recorded_end = True
-        fields: dict[str, Any] = {"command": "shell", "op": "shell", "ok": response.ok}
+        fields: dict[str, Any] = {"command": "shell", "op": Op.SHELL, "ok": response.ok}
         if response.ok:
             fields.update(
                 {k: v for k, v in response.result.items() if k not in ("type", "ok", "op")}

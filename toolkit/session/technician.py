@@ -17,7 +17,6 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,9 +26,7 @@ from toolkit import paths
 from toolkit.consent import Consent, scope_names
 from toolkit.errors import ConsentRefused, TranscriptWriteError, TransportError, UsageError
 from toolkit.identity.store import Identity
-from toolkit.session.client import OnData, Reply, SessionClient
-from toolkit.session.commands import Command, help_text
-from toolkit.session.protocol import (
+from toolkit.protocol import (
     APPROVAL_FIELDS,
     CONTENT,
     MAX_APPROVAL_STEPS,
@@ -37,8 +34,12 @@ from toolkit.session.protocol import (
     MAX_ARGV,
     STDERR,
     STDOUT,
+    Op,
     commands_sha256,
 )
+from toolkit.session.client import OnData, Reply, SessionClient
+from toolkit.session.commands import Command, help_text
+from toolkit.session.results import OperationResult, Status
 from toolkit.text import printable
 from toolkit.transcript.recorder import Recorder, keep_checkpointing, new_header
 
@@ -47,64 +48,6 @@ if TYPE_CHECKING:
 
 END_TIMEOUT = 5.0
 OnOutput = Callable[[bytes], None]
-
-
-@dataclass
-class Result:
-    """What one command did, for the screen, for --json, and for the exit code."""
-
-    command: str
-    name: str
-    status: str  # ok | failed | refused
-    result: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    message: str | None = None
-    stdout: bytes = b""
-    stderr: bytes = b""
-    content: bytes = b""
-
-    @property
-    def exit_status(self) -> int | None:
-        value = self.result.get("exit_status")
-        return value if isinstance(value, int) else None
-
-    def to_json(self) -> dict[str, Any]:
-        """The result for ``--json``: always the same keys, null where there is nothing.
-
-        ``error`` is ``{"code", "message"}`` whenever the status is not ok (a
-        command that exited non-zero: code ``exit-status``). Output that is not
-        UTF-8 goes in the ``*_base64`` key instead (docs/quickstart.md).
-        """
-        error: dict[str, Any] | None = None
-        if self.error is not None:
-            error = {"code": self.error, "message": self.message}
-        elif self.status != "ok":
-            status = self.exit_status
-            error = (
-                {"code": "exit-status", "message": f"exit status {status}"}
-                if status is not None
-                else {"code": self.status, "message": self.message}
-            )
-        body: dict[str, Any] = {
-            "command": self.command,
-            "name": self.name,
-            "status": self.status,
-            "exit_status": self.exit_status,
-            "error": error,
-            "result": self.result or None,
-        }
-        for name in ("stdout", "stderr", "content"):
-            data: bytes = getattr(self, name)
-            body[name] = body[f"{name}_base64"] = None
-            if not data:
-                continue
-            try:
-                body[name] = data.decode("utf-8")
-            except UnicodeDecodeError:
-                import base64
-
-                body[f"{name}_base64"] = base64.b64encode(data).decode("ascii")
-        return body
 
 
 def transcript_path(ticket: str, session_id: str) -> Path:
@@ -161,7 +104,7 @@ class TechnicianSession:
             agent_host_key=consent.host_key_fingerprint,
         )
         client = await SessionClient.open(conn)
-        reply = await client.request("hello", session=header.session_id)
+        reply = await client.request(Op.HELLO, session=header.session_id)
         if not reply.response.ok:
             await client.close()
             raise TransportError(
@@ -187,7 +130,7 @@ class TechnicianSession:
     def ended(self) -> Exception | None:
         return self.client.ended
 
-    async def execute(self, command: Command, on_data: OnData | None = None) -> Result:
+    async def execute(self, command: Command, on_data: OnData | None = None) -> OperationResult:
         """Run one command; ``on_data`` streams run/read output instead of collecting it.
 
         Raises SessionEnded or ConnectionLost when the session is gone.
@@ -196,10 +139,12 @@ class TechnicianSession:
             try:
                 text = help_text(command.words[0] if command.words else None, self.info)
             except UsageError as exc:  # `help NOSUCH` at the prompt: say so, go on
-                return Result(
-                    command.text, command.name, "failed", error="usage", message=exc.message
+                return OperationResult(
+                    command.text, command.name, Status.FAILED, error="usage", message=exc.message
                 )
-            return Result(command.text, command.name, "ok", stdout=text.encode() + b"\n")
+            return OperationResult(
+                command.text, command.name, Status.OK, stdout=text.encode() + b"\n"
+            )
         assert command.op is not None
         rec = self.recorder
         rec.output(f"$ {command.text}\r\n".encode())
@@ -216,26 +161,20 @@ class TechnicianSession:
             else:
                 collected.setdefault(stream, bytearray()).extend(data)
 
-        streaming = on_data is not None and command.op in ("run", "read")
+        streaming = on_data is not None and command.op in (Op.RUN, Op.READ)
         collected: dict[int, bytearray] = {}
         reply: Reply = await self.client.request(command.op, on_data=sink, **command.args)
         response = reply.response
         fields: dict[str, Any] = {"command": command.text, "op": command.op, **command.args}
         reported: dict[str, Any] = {}  # what the agent says it did, recorded beside ours
-        result = Result(
-            command.text,
-            command.name,
-            "ok",
-            result=dict(response.result),
-            stdout=bytes(collected.get(STDOUT, b"")),
-            stderr=bytes(collected.get(STDERR, b"")),
-            content=bytes(collected.get(CONTENT, b"")),
-        )
+        status, error, message = Status.OK, None, None
+        result = dict(response.result)
+        output = bytes(collected.get(CONTENT, b""))
         if response.approval is not None:  # the customer was asked: before the outcome
             self._record_approval(command, response.id, response.approval)
         if not response.ok:
-            result.status = "refused" if response.error == "refused" else "failed"
-            result.error, result.message = response.error, response.message
+            status = Status.REFUSED if response.error == "refused" else Status.FAILED
+            error, message = response.error, response.message
             fields.update(ok=False, error=response.error, message=response.message)
             # Shown on playback too, where the technician saw it.
             shown = response.message or response.error or "failed"
@@ -243,17 +182,28 @@ class TechnicianSession:
         else:
             fields["ok"] = True
             reported = _recordable(command.op, response.result)
-            if command.op == "read" and content.hexdigest() != response.result.get("sha256"):
-                result.status, result.error = "failed", "integrity"
-                result.message = "the file's content does not match the sha256 the agent sent"
+            exit_status = result.get("exit_status")
+            if command.op is Op.READ and content.hexdigest() != response.result.get("sha256"):
+                status, error = Status.FAILED, "integrity"
+                message = "the file's content does not match the sha256 the agent sent"
                 fields.update(ok=False, error="integrity")
-            elif command.op == "list":
-                result.result["entries"] = _entries(result.content)
-                result.content = b""
-            elif result.exit_status not in (None, 0):
-                result.status = "failed"
-        self._record("refusal" if result.status == "refused" else "operation", fields, reported)
-        return result
+            elif command.op is Op.LIST:
+                result["entries"] = _entries(output)
+                output = b""
+            elif isinstance(exit_status, int) and exit_status != 0:
+                status = Status.FAILED
+        self._record("refusal" if status is Status.REFUSED else "operation", fields, reported)
+        return OperationResult(
+            command.text,
+            command.name,
+            status,
+            result=result,
+            error=error,
+            message=message,
+            stdout=bytes(collected.get(STDOUT, b"")),
+            stderr=bytes(collected.get(STDERR, b"")),
+            content=output,
+        )
 
     def _record(self, kind: str, fields: dict[str, Any], reported: dict[str, Any]) -> None:
         """One operation's event: our fields, beside what the agent reported it did."""
@@ -288,15 +238,15 @@ class TechnicianSession:
         ``purpose: completion``), but prints nothing and adds no output lines.
         """
         # Marked for the customer's screen, which folds these; the agent's policy is the same.
-        reply = await self.client.request("list", path=directory, purpose="completion")
+        reply = await self.client.request(Op.LIST, path=directory, purpose="completion")
         response = reply.response
-        fields: dict[str, Any] = {"op": "list", "path": directory, "purpose": "completion"}
+        fields: dict[str, Any] = {"op": Op.LIST, "path": directory, "purpose": "completion"}
         if not response.ok:
             fields.update(ok=False, error=response.error, message=response.message)
             self._record("refusal" if response.error == "refused" else "operation", fields, {})
             return []
         fields["ok"] = True
-        self._record("operation", fields, _recordable("list", response.result))
+        self._record("operation", fields, _recordable(Op.LIST, response.result))
         return _entries(reply.content)
 
     async def open_shell(
@@ -314,7 +264,7 @@ class TechnicianSession:
         """Tell the agent (when it is still there), seal the transcript; returns its path."""
         if self.client.ended is None or self.recorder.failure is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.client.request("end", reason=reason), END_TIMEOUT)
+                await asyncio.wait_for(self.client.request(Op.END, reason=reason), END_TIMEOUT)
         await self.client.close()
         self.conn.close()
         self._ticker.cancel()
@@ -352,11 +302,11 @@ def checked_approval(raw: Any, request_id: int, op: str) -> dict[str, Any]:
         raise ValueError("its time is not a UTC time like 2026-01-31T12:00:00Z")
     if raw["request"] != request_id or isinstance(raw["request"], bool):
         raise ValueError("it names another request")
-    if raw["asked_for"] != op or op not in ("fix", "run"):
+    if raw["asked_for"] != op or op not in (Op.FIX, Op.RUN):
         raise ValueError("it is for another operation")
     if not _short(raw["procedure"], 64) or not _short(raw["summary"], 200):
         raise ValueError("its procedure or summary is not a short string")
-    if (raw["procedure"] is None) != (op == "run"):
+    if (raw["procedure"] is None) != (op == Op.RUN):
         raise ValueError("a fix names its procedure, a run none")
     if not isinstance(raw["commands_sha256"], str) or not _SHA256.fullmatch(raw["commands_sha256"]):
         raise ValueError("its commands_sha256 is not a SHA-256")
@@ -386,13 +336,13 @@ def checked_approval(raw: Any, request_id: int, op: str) -> dict[str, Any]:
 
 def _recordable(op: str, result: dict[str, Any]) -> dict[str, Any]:
     """The agent's result fields worth keeping in the transcript (not the hello catalogue)."""
-    if op == "hello":
+    if op == Op.HELLO:
         return {}
     return {k: v for k, v in result.items() if k not in _OURS}
 
 
 #: Operations that Ctrl-C at the prompt cancels (not hello, end, or a cancel).
-_CANCELLABLE = ("run", "read", "list", "stat", "diag", "fix", "shell")
+_CANCELLABLE = (Op.RUN, Op.READ, Op.LIST, Op.STAT, Op.DIAG, Op.FIX, Op.SHELL)
 #: Fields of a recorded operation that the technician's side writes, never the agent.
 _OURS = frozenset({"type", "ok", "op", "command", "error", "message"})
 
@@ -407,4 +357,4 @@ def _entries(data: bytes) -> list[dict[str, Any]]:
     return entries
 
 
-__all__ = ["OnOutput", "Result", "TechnicianSession", "checked_approval", "transcript_path"]
+__all__ = ["OnOutput", "TechnicianSession", "checked_approval", "transcript_path"]

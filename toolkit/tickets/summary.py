@@ -17,6 +17,7 @@ from toolkit.identity import sshsig
 from toolkit.identity.allowed_signers import AllowedSigners
 from toolkit.identity.keys import public_line
 from toolkit.policy.commands import show_argv
+from toolkit.protocol import Op
 from toolkit.text import printable
 from toolkit.tickets.package import GZIP, MANIFEST_NAMESPACE, PARTS, Package, manifest_name
 from toolkit.transcript.models import LOOKUP, NAMESPACE_CHECKPOINT, NAMESPACE_SEAL, counted_as
@@ -83,7 +84,7 @@ def _operation(fields: dict[str, Any], kind: str) -> str:
         result = f"failed ({fields.get('error', 'error')})"
     elif fields.get("exit_status") not in (None, 0):
         result = f"exit {fields.get('exit_status')}"
-    elif fields.get("op") == "shell" and fields.get("reason"):
+    elif fields.get("op") == Op.SHELL and fields.get("reason"):
         result = "hung up"  # a shell the session's end cut off: not an exit of its own
         what = f"{what} ({fields.get('reason')})"
     else:

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from toolkit.errors import TranscriptFormatError
+from toolkit.protocol import Op
 from toolkit.text import printable
 from toolkit.unique_json import DuplicateName, unique_names
 
@@ -238,7 +239,7 @@ def valid_event_type(name: str) -> bool:
 
 #: Requests that carry the session itself, not work on the customer's machine: the
 #: greeting, the technician's end, a cancel (the request it stops is counted).
-SESSION_OPS = frozenset({"hello", "end", "cancel"})
+SESSION_OPS = frozenset({Op.HELLO, Op.END, Op.CANCEL})
 #: What :func:`counted_as` makes of an event; None for everything else.
 OPERATION, REFUSAL, LOOKUP = "operation", "refusal", "lookup"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from toolkit.agent.operations import _for_the_technician, approval
-from toolkit.session.protocol import APPROVAL_FIELDS, MAX_APPROVAL_COMMANDS, MAX_APPROVAL_STEPS
+from toolkit.protocol import APPROVAL_FIELDS, MAX_APPROVAL_COMMANDS, MAX_APPROVAL_STEPS
 from toolkit.session.technician import checked_approval
 
 

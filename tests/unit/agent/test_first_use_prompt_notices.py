@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from tests.unit.agent.test_operations import perform, setup
-from toolkit.session.protocol import NOTICES, STDERR
+from toolkit.protocol import NOTICES, STDERR
 
 
 def notices(data: dict[int, bytes]) -> list[dict[str, object]]:

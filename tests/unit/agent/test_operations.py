@@ -18,8 +18,7 @@ from tests.session_support import Customer, connect_to, make_catalogue, make_pol
 from toolkit.agent.operations import PIPE_CHUNK, Operations, Outcome
 from toolkit.plugins.catalogue import Catalogue, Kind, Procedure
 from toolkit.policy import UNAVAILABLE, Policy
-from toolkit.session.client import SessionClient, SessionEnded
-from toolkit.session.protocol import (
+from toolkit.protocol import (
     CONTENT,
     STDERR,
     STDOUT,
@@ -27,6 +26,7 @@ from toolkit.session.protocol import (
     Request,
     parse_data,
 )
+from toolkit.session.client import SessionClient, SessionEnded
 
 # Prints its own pid and its background child's, then waits for the child.
 TREE = ["sh", "-c", "sleep 30 & echo $$ $!; wait"]

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from toolkit.cli.render import steps
-from toolkit.session.technician import Result
+from toolkit.session.results import OperationResult, Status
 
 
-def result(*counted: tuple[int, int], stdout: bytes = b"", stderr: bytes = b"") -> Result:
+def result(*counted: tuple[int, int], stdout: bytes = b"", stderr: bytes = b"") -> OperationResult:
     listed = [
         {"argv": ["step", str(i)], "exit_status": 0, "stdout_bytes": o, "stderr_bytes": e}
         for i, (o, e) in enumerate(counted)
     ]
     listed[-1]["exit_status"] = 127
-    return Result("fix x", "fix", "failed", {"steps": listed}, stdout=stdout, stderr=stderr)
+    return OperationResult(
+        "fix x", "fix", Status.FAILED, {"steps": listed}, stdout=stdout, stderr=stderr
+    )
 
 
 def test_each_step_gets_the_bytes_it_counted() -> None:
@@ -27,5 +29,5 @@ def test_output_nobody_counted_belongs_to_the_step_that_stopped() -> None:
 
 
 def test_no_steps_no_output() -> None:
-    empty = Result("fix x", "fix", "failed", {"steps": "nonsense"}, stderr=b"x")
+    empty = OperationResult("fix x", "fix", Status.FAILED, {"steps": "nonsense"}, stderr=b"x")
     assert steps(empty) == []

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from toolkit.protocol import Response
 from toolkit.session.client import ConnectionLost, SessionClient, SessionEnded
-from toolkit.session.protocol import Response
 
 
 class _Closed:
@@ -79,7 +79,7 @@ class _Open:
 def test_past_two_notices_a_request_hears_no_more() -> None:
     # A hostile agent floods notices (each one a redraw of the waiting line); the
     # protocol allows two per request, the client tells no more than that.
-    from toolkit.session.protocol import MAX_NOTICES, data_frames, notice_frame, request_id_of
+    from toolkit.protocol import MAX_NOTICES, data_frames, notice_frame, request_id_of
 
     async def main() -> list[tuple[int, dict[str, Any]]]:
         reader, writer = _Reader(), _Open()

@@ -183,20 +183,3 @@ def test_help_text_never_puts_a_control_sequence_on_the_terminal() -> None:
     text = help_text(info=info)
     assert all(c == "\n" or c.isprintable() for c in text)
     assert "\\x1b]0;pwned\\x07" in text and "\\u202e" in text
-
-
-@pytest.mark.parametrize(
-    ("args", "said"),
-    [
-        ({"head": 1}, "first 1 line, "),
-        ({"head": 15}, "first 15 lines, "),
-        ({"tail": 1}, "last 1 line, "),
-        ({"tail": 20}, "last 20 lines, "),
-        ({}, ""),
-        ({"tail": True}, ""),
-    ],
-)
-def test_a_reads_range_is_said_one_way_on_both_sides(args: dict[str, object], said: str) -> None:
-    from toolkit.session.commands import lines_asked
-
-    assert lines_asked(args) == said

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from toolkit.session.protocol import SESSION_ENDED
+from toolkit.protocol import SESSION_ENDED
 from toolkit.tickets.summary import _operation
 
 

@@ -6,7 +6,7 @@ import tracemalloc
 
 import pytest
 
-from toolkit.session import protocol as p
+from toolkit import protocol as p
 
 
 def test_request_and_response_round_trip() -> None:

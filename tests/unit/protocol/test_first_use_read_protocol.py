@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from toolkit.session.protocol import (
+from toolkit.protocol import (
     MAX_LINES,
     ProtocolError,
     Response,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from toolkit.session.echo import ECHOED, HIDDEN, SELF_ECHO, EchoJudge, characters
+from toolkit.protocol.echo import ECHOED, HIDDEN, SELF_ECHO, EchoJudge, characters
 
 
 def test_characters_skip_control_bytes_and_escape_sequences() -> None:

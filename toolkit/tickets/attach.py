@@ -1,0 +1,135 @@
+"""Sealed transcripts onto tickets: through the outbox, so that nothing is lost.
+
+:func:`attach_transcript` is a session's last step (docs/tickets.md): the
+sealed transcript goes into the outbox, then onto the ticket if the ticket
+system answers; if it does not, it waits there. :func:`sync_quietly` retries
+what waits, once and quickly, at a session's start. Neither prints: what
+happened comes back as records, and a problem on the way as a sentence handed
+to ``note`` (each string in it already made printable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from toolkit.errors import TicketBackendError, ToolkitError
+from toolkit.text import printable
+
+if TYPE_CHECKING:
+    from toolkit.identity.signer import Signer
+    from toolkit.tickets.base import TicketBackend
+    from toolkit.tickets.credentials import Passphrases
+    from toolkit.tickets.outbox import Delivered, Entry
+
+#: A line about the ticket system for the person (already printable).
+Note = Callable[[str], None]
+#: One outbox entry tried: what was delivered, or why not (Outbox.sync's records).
+Synced = tuple["Entry", "Delivered | None", "ToolkitError | None"]
+#: How long a session's start waits on each ticket system when it retries the outbox.
+QUICK_SYNC = 5.0
+
+
+def _ignore(text: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Attached:
+    """A transcript on its ticket: where it and its signature can be read."""
+
+    backend: str
+    ticket: str
+    #: The ticket's names for them in the local store; for a remote system, the sealed
+    #: files on this machine (the copies the ticket holds were read back and match).
+    transcript: str
+    signature: str
+    sealed: Path  # the sealed transcript on this machine
+    in_local_store: bool  # transcript and signature name the local store's copies
+
+
+def attach_transcript(
+    ticket: str,
+    cast: Path,
+    signer: Signer,
+    sha256: str | None = None,
+    *,
+    passphrase: Passphrases | None = None,
+    allowed_signers: Path | None = None,
+    note: Note = _ignore,
+) -> Attached:
+    """The seal's last step: into the outbox, then onto the ticket now if the system answers.
+
+    ``sha256`` is the sealed file's, as the recorder hashed it (checked again
+    before anything leaves the outbox); ``passphrase`` opens the ticket
+    credentials file if the default backend needs it. When attaching fails,
+    the transcript waits in the outbox and TicketBackendError says so, after
+    ``note`` heard what went wrong.
+    """
+    from toolkit.tickets.outbox import Outbox
+    from toolkit.tickets.package import MIN_LIMIT
+    from toolkit.tickets.plugins import default_backend, open_backend
+
+    name = default_backend()
+    backend: TicketBackend | None = None
+    try:
+        backend = open_backend(name, passphrase)
+        limit = backend.max_attachment_bytes
+    except ToolkitError as exc:
+        note(f"The {name} ticket backend cannot be used: {printable(exc.message)}")
+        limit = max(MIN_LIMIT, 5 * 1024 * 1024)  # the smallest common default (Redmine's)
+    box = Outbox()
+    entry = box.enqueue(name, ticket, cast, signer, limit, sha256=sha256)
+    delivered: Delivered | None = None
+    if backend is not None:
+        try:
+            delivered = box.deliver(entry, backend, allowed_signers)
+        except ToolkitError as exc:
+            note(
+                f"Could not attach the transcript to {name} ticket {printable(ticket)}: "
+                f"{printable(exc.message)}"
+            )
+    if delivered is None:
+        raise TicketBackendError(
+            f"The transcript is sealed at {cast} and waits in the outbox ({entry.folder}).",
+            hint="`toolkit tickets sync` attaches it; `toolkit tickets outbox` shows why it waits.",
+        )
+    by_name = {a.name: a.location for a in delivered.attachments}
+    sig = cast.name + ".sig"
+    if name == "local" and cast.name in by_name:
+        return Attached(name, ticket, by_name[cast.name], by_name[sig], cast, True)
+    return Attached(name, ticket, str(cast), str(cast.with_name(sig)), cast, False)
+
+
+def sync_quietly(
+    passphrase: Passphrases | None = None,
+    allowed_signers: Path | None = None,
+    note: Note = _ignore,
+) -> list[Synced]:
+    """Try the outbox once, each ticket system for at most :data:`QUICK_SYNC` seconds.
+
+    For a session's start: never an error. An outbox that cannot be tried at
+    all is a ``note``; each entry tried is a record, attached or not.
+    """
+    from toolkit.tickets.outbox import Outbox
+
+    box = Outbox()
+    if not box.entries():
+        return []
+    from toolkit.tickets.http import quick
+    from toolkit.tickets.plugins import open_backend
+
+    def opened(name: str) -> TicketBackend:
+        return open_backend(name, passphrase)
+
+    try:
+        with quick(QUICK_SYNC):
+            return box.sync(opened, allowed_signers)
+    except Exception as exc:  # never stop a session from starting
+        note(f"Could not try the outbox ({printable(exc)}); `toolkit tickets sync` tries again.")
+        return []
+
+
+__all__ = ["QUICK_SYNC", "Attached", "Note", "Synced", "attach_transcript", "sync_quietly"]
