@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from toolkit import paths
 from toolkit.errors import TicketBackendError, UsageError
+from toolkit.plugins.plugin import GROUP
 from toolkit.secrets import Secret
 from toolkit.tickets import credentials
 from toolkit.tickets.base import TicketBackend
@@ -40,7 +41,6 @@ from toolkit.tickets.credentials import Passphrases
 if TYPE_CHECKING:
     from toolkit.plugins.loader import Broken
 
-GROUP = "toolkit.plugins"
 DEFAULT_BACKEND = "local"
 BACKEND_ENV = "TOOLKIT_TICKET_BACKEND"
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
