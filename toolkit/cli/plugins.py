@@ -76,7 +76,7 @@ def _warn(found: Installed) -> None:
 
 @app.command("list")
 def list_plugins(as_json: JsonOption = False) -> None:
-    """List every plugin: its procedures and ticket backends, and the broken ones with why."""
+    """List the plugins, what each gives, and the broken ones with why."""
     from toolkit.plugins.loader import installed
 
     found = installed()
@@ -195,7 +195,7 @@ def show_procedure(
     kind: KindOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show a diagnostic or fix: its parameters, every step's commands, the files it reads."""
+    """Show a diagnostic or fix: parameters, commands, files it reads."""
     from toolkit.plugins import Step
     from toolkit.plugins.loader import installed
 
