@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from toolkit import __version__
-from toolkit.cli import connect, keys, relay, share, show, tickets, verify
+from toolkit.cli import connect, keys, plugins, relay, share, show, tickets, verify
 from toolkit.cli._console import set_verbose
 from toolkit.cli._help import plain_arguments
 
@@ -50,6 +50,7 @@ def root(
 
 app.add_typer(keys.app, name="keys")
 app.add_typer(tickets.app, name="tickets")
+app.add_typer(plugins.app, name="plugins")
 app.command(name="share", epilog=EXIT_CODES)(share.share_command)
 app.command(name="connect", epilog=EXIT_CODES)(connect.connect_command)
 app.command(name="verify", epilog=EXIT_CODES)(verify.verify_command)

@@ -180,11 +180,29 @@ def backends(as_json: JsonOption = False) -> None:
         )
     if as_json:
         _json(rows)
+        _plugin_notes()
         return
     for row in rows:
         mark = "*" if row["default"] else " "
         name, url, summary = (printable(row[k] or "-") for k in ("name", "url", "summary"))
         _print(f"{mark} {name:<12} {url:<36} {summary}")
+    _plugin_notes()
+
+
+def _plugin_notes() -> None:
+    """A plugin in the old form, or one that did not load at all, on stderr: it may be a backend."""
+    from toolkit.plugins.loader import installed
+
+    found = installed()
+    for loaded in found.plugins:
+        if loaded.deprecated:
+            _say(f"note: {printable(loaded.deprecated)}")
+    for b in found.broken:
+        if b.refused is None:
+            _say(
+                f"plugin {printable(b.name)} did not load: {printable(b.reason)} "
+                "Any ticket backend it gives is missing (`toolkit plugins list`)."
+            )
 
 
 def ask_passphrase(*, confirm: bool = False) -> str:

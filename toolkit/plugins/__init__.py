@@ -1,7 +1,9 @@
 """The public plugin API: diagnostics, fixes and ticket backends that plug into toolkit.
 
 A plugin is a :class:`Plugin` behind an entry point in the ``toolkit.plugins``
-group (docs/plugins.md). First-party plugins (plugins/) use exactly these
+group (docs/plugins.md); :func:`toolkit.plugins.loader.installed` finds them
+(kept out of this package so that a plugin's import does not load
+``importlib.metadata``). First-party plugins (plugins/) use exactly these
 names and nothing else of toolkit's::
 
     from toolkit.plugins import Fix, Parameter, Plugin

@@ -170,7 +170,12 @@ class Parameter:
                 f"{refused}: a value cannot start with '-' (it would be an option)."
             )
         if self.type is ParameterType.PATH:
-            if not value.startswith("/") or posixpath.normpath(value) != value:
+            # normpath keeps a leading '//' (POSIX leaves its meaning to the system).
+            if (
+                not value.startswith("/")
+                or value.startswith("//")
+                or posixpath.normpath(value) != value
+            ):
                 raise ParameterError(
                     f"{refused}: a path is absolute, with no '.', '..' or '//' parts."
                 )

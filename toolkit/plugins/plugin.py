@@ -45,8 +45,25 @@ class Plugin:
             )
         object.__setattr__(self, "procedures", tuple(self.procedures))
         object.__setattr__(self, "ticket_backends", tuple(self.ticket_backends))
+        where = f"plugin {self.name}"
+        if not isinstance(self.version, str) or not self.version or len(self.version) > 64:
+            raise DeclarationError(f"{where}: version is a short string.")
+        if not isinstance(self.summary, str) or len(self.summary) > 120:
+            raise DeclarationError(f"{where}: summary is one line of at most 120 characters.")
         if not all(isinstance(p, Procedure) for p in self.procedures):
-            raise DeclarationError(f"plugin {self.name}: procedures are Diagnostic or Fix objects.")
+            raise DeclarationError(f"{where}: procedures are Diagnostic or Fix objects.")
+        keys = [(p.kind, p.name) for p in self.procedures]
+        if len(set(keys)) != len(keys):
+            raise DeclarationError(f"{where}: two procedures of one kind have one name.")
+        if self.ticket_backends:
+            # Only a plugin that gives backends pays for importing their module.
+            from toolkit.tickets.plugins import TicketPlugin
+
+            if not all(isinstance(b, TicketPlugin) for b in self.ticket_backends):
+                raise DeclarationError(f"{where}: ticket_backends are TicketPlugin objects.")
+            names = [b.name for b in self.ticket_backends]
+            if len(set(names)) != len(names):
+                raise DeclarationError(f"{where}: two ticket backends have one name.")
 
 
 __all__ = ["GROUP", "Plugin"]

@@ -19,8 +19,9 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from toolkit import paths
+from toolkit import __version__, paths
 from toolkit.errors import TicketBackendError
+from toolkit.plugins.plugin import Plugin
 from toolkit.tickets.base import Attachment, Ticket, check_ticket_id
 from toolkit.tickets.package import link_or_copy
 from toolkit.tickets.plugins import BackendConfig, TicketPlugin
@@ -187,4 +188,12 @@ plugin = TicketPlugin(
     options={"folder": "where the ticket folders live [default: <data dir>/tickets]"},
 )
 
-__all__ = ["LocalTickets", "plugin"]
+#: toolkit's own entry point in ``toolkit.plugins``: ``builtin = "toolkit.tickets.local:bundle"``.
+bundle = Plugin(
+    name="builtin",
+    version=__version__,
+    summary="What toolkit itself provides: the local ticket backend",
+    ticket_backends=(plugin,),
+)
+
+__all__ = ["LocalTickets", "bundle", "plugin"]

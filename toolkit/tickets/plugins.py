@@ -1,12 +1,16 @@
 """Finding ticket backends: the ``toolkit.plugins`` entry points, their settings, their keys.
 
-A backend is a plugin: an entry point in the ``toolkit.plugins`` group named
-``tickets.NAME`` whose object is a :class:`TicketPlugin`. First-party
-backends (``local`` in toolkit itself, the others in ``plugins/``) register
-exactly the same way a third party's would::
+A backend is a :class:`TicketPlugin` in the ``ticket_backends`` of a
+:class:`toolkit.plugins.Plugin`, found by :mod:`toolkit.plugins.loader` like
+every plugin. First-party backends (``local`` in toolkit's own ``builtin``
+plugin, the others in ``plugins/tickets``) register exactly the way a third
+party's would::
 
     [project.entry-points."toolkit.plugins"]
-    "tickets.mysystem" = "mypackage.backend:plugin"
+    mysystem = "mypackage.backend:plugin"   # a Plugin(name="mysystem", ...)
+
+The old form, an entry point ``tickets.NAME`` of a bare TicketPlugin, still
+loads until toolkit 0.3, with a deprecation line (docs/plugins.md).
 
 Settings live in ``<config dir>/tickets.toml`` (one table per backend, plus
 ``default``); API keys and passwords never do: they come from
@@ -23,19 +27,20 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toolkit import paths
 from toolkit.errors import TicketBackendError, UsageError
+from toolkit.plugins.plugin import GROUP
 from toolkit.secrets import Secret
 from toolkit.tickets import credentials
 from toolkit.tickets.base import TicketBackend
 from toolkit.tickets.credentials import Passphrases
 
-GROUP = "toolkit.plugins"
-PREFIX = "tickets."
+if TYPE_CHECKING:
+    from toolkit.plugins.loader import Broken
+
 DEFAULT_BACKEND = "local"
 BACKEND_ENV = "TOOLKIT_TICKET_BACKEND"
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
@@ -78,7 +83,7 @@ class BackendConfig:
 
 @dataclass(frozen=True)
 class TicketPlugin:
-    """What an entry point in ``toolkit.plugins`` named ``tickets.NAME`` provides."""
+    """One ticket backend, as a :class:`toolkit.plugins.Plugin` gives it in ``ticket_backends``."""
 
     name: str
     summary: str
@@ -89,50 +94,46 @@ class TicketPlugin:
     needs_url: bool = True
 
 
-def _local_plugin() -> TicketPlugin:
-    from toolkit.tickets.local import plugin
+def _backends() -> tuple[dict[str, tuple[TicketPlugin, str]], dict[str, Broken]]:
+    """Backend name -> (plugin, where from), and the broken backends' names -> why."""
+    from toolkit.plugins.loader import installed
 
-    return plugin
+    found = installed()
+    loaded = {name: (b, where.origin) for name, (b, where) in found.ticket_backends().items()}
+    broken = {b.ticket_backend: b for b in found.broken if b.ticket_backend}
+    if DEFAULT_BACKEND not in loaded and DEFAULT_BACKEND not in broken:
+        # A source tree that was never installed has no entry points at all.
+        from toolkit.tickets.local import plugin as local
 
-
-def _entry_points() -> dict[str, metadata.EntryPoint]:
-    found: dict[str, metadata.EntryPoint] = {}
-    for ep in metadata.entry_points(group=GROUP):
-        if ep.name.startswith(PREFIX):
-            found.setdefault(ep.name[len(PREFIX) :], ep)
-    return found
+        loaded[DEFAULT_BACKEND] = (local, "toolkit.tickets.local:bundle")
+    return loaded, broken
 
 
 def available() -> dict[str, str]:
-    """Every ticket backend installed: name -> where it comes from (``local`` always)."""
-    found = {name: ep.value for name, ep in _entry_points().items()}
-    found.setdefault(DEFAULT_BACKEND, "toolkit.tickets.local:plugin")
+    """Every ticket backend installed, broken ones too: name -> where it comes from."""
+    loaded, broken = _backends()
+    found = {name: where for name, (_, where) in loaded.items()}
+    found.update({name: b.origin for name, b in broken.items()})
     return dict(sorted(found.items()))
 
 
 def plugin(name: str) -> TicketPlugin:
-    """The plugin named ``name``, loaded; UsageError naming the installed ones if none."""
-    ep = _entry_points().get(name)
-    if ep is None and name == DEFAULT_BACKEND:  # a source tree that was never installed
-        return _local_plugin()
-    if ep is None:
-        raise UsageError(
-            f"No ticket backend named {name!r} is installed.",
-            hint="Installed: "
-            + ", ".join(available())
-            + ". A backend is a toolkit.plugins entry point named tickets.NAME.",
-        )
-    try:
-        loaded: object = ep.load()
-    except Exception as exc:  # a third party's import error must not look like our bug
+    """The backend named ``name``; UsageError naming the installed ones if none."""
+    loaded, broken = _backends()
+    if name in loaded:
+        return loaded[name][0]
+    if name in broken:
+        b = broken[name]
         raise TicketBackendError(
-            f"The ticket backend plugin {name!r} ({ep.value}) failed to load: {exc}."
-        ) from None
-    if not isinstance(loaded, TicketPlugin) or loaded.name != name:
-        raise TicketBackendError(
-            f"The entry point tickets.{name} ({ep.value}) is not a TicketPlugin named {name!r}."
+            f"The ticket backend {name!r} ({b.origin}) cannot be used: {b.reason}",
+            hint="`toolkit plugins list` shows every plugin and what is wrong with it.",
         )
-    return loaded
+    raise UsageError(
+        f"No ticket backend named {name!r} is installed.",
+        hint="Installed: "
+        + ", ".join(available())
+        + ". A backend comes with a plugin (docs/plugins.md); `toolkit plugins list` shows them.",
+    )
 
 
 # -- tickets.toml ---------------------------------------------------------------------
