@@ -42,7 +42,7 @@ class Installed:
 
     def find(self, kind: Kind, name: str) -> tuple[Procedure, Loaded] | None:
         return next(
-            ((p, l) for p, l in self.procedures() if p.kind is kind and p.name == name), None
+            ((p, lo) for p, lo in self.procedures() if p.kind is kind and p.name == name), None
         )
 
 
@@ -52,7 +52,7 @@ def installed() -> Installed:
     for ep in entry_points(group=GROUP):
         try:
             value = ep.load()
-        except Exception as exc:  # noqa: BLE001 -- a broken plugin is listed, never raised
+        except Exception as exc:  # a broken plugin is listed, never raised
             broken.append(Broken(ep.name, ep.value, str(exc)))
             continue
         if isinstance(value, Plugin):

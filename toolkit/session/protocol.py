@@ -63,7 +63,13 @@ OPERATIONS: dict[str, dict[str, type]] = {
 OPTIONAL: dict[str, dict[str, type]] = {
     "read": {"head": int, "tail": int},  # only the first or the last N lines
     "list": {"purpose": str},  # a display mark: LIST_PURPOSES
+    # declared procedures (docs/protocol.md, "diag, fix"): parameter values, a brought one
+    "diag": {"params": dict, "declaration": dict},
+    "fix": {"step": str, "params": dict, "declaration": dict},
 }
+#: ``fix``'s ``step``: check, apply (when absent), verify or rollback.
+FIX_STEPS = frozenset({"check", "apply", "verify", "rollback"})
+MAX_PARAMS = 16
 MAX_LINES = 1_000_000  # --head/--tail N: 1 .. MAX_LINES
 #: ``list``'s ``purpose``: its one value marks a look-up for Tab completion.
 LIST_PURPOSES = frozenset({"completion"})
@@ -279,7 +285,7 @@ def request_id_of(body: Body) -> int:
     return ids[0] if len(ids) == 1 and _valid_request_id(ids[0]) else 0
 
 
-_A = {int: "an integer", str: "a string"}
+_A = {int: "an integer", str: "a string", dict: "an object"}
 
 
 def parse_request(body: Body) -> Request:
@@ -296,7 +302,8 @@ def parse_request(body: Body) -> Request:
     if not set(schema) <= set(args) <= set(schema) | set(optional):
         takes = ", ".join(sorted(schema)) or "no fields"
         if optional:
-            takes += f" (and optionally one of {', '.join(sorted(optional))})"
+            some = "any of" if op in ("diag", "fix") else "one of"
+            takes += f" (and optionally {some} {', '.join(sorted(optional))})"
         raise ProtocolError(f"{op} takes exactly: {takes}")
     for name, kind in schema.items():
         if not isinstance(args[name], kind):
@@ -304,6 +311,8 @@ def parse_request(body: Body) -> Request:
     for name, kind in optional.items():
         if name in args and (not isinstance(args[name], kind) or isinstance(args[name], bool)):
             raise ProtocolError(f"{op}: {name} must be {_A[kind]}")
+    if op in ("diag", "fix"):
+        _check_procedure_args(op, args)
     if "purpose" in args and args["purpose"] not in LIST_PURPOSES:
         raise ProtocolError(f"list: purpose must be one of: {', '.join(sorted(LIST_PURPOSES))}")
     if op == "read":
@@ -321,6 +330,18 @@ def parse_request(body: Body) -> Request:
         if not all(isinstance(a, str) and len(a) <= MAX_ARG for a in argv):
             raise ProtocolError(f"run: argv items must be strings of at most {MAX_ARG} chars")
     return Request(value["id"], op, args)
+
+
+def _check_procedure_args(op: str, args: dict[str, Any]) -> None:
+    """``step`` one of FIX_STEPS; ``params`` at most MAX_PARAMS strings by name."""
+    if "step" in args and args["step"] not in FIX_STEPS:
+        raise ProtocolError(f"fix: step must be one of: {', '.join(sorted(FIX_STEPS))}")
+    params = args.get("params", {})
+    if len(params) > MAX_PARAMS or not all(
+        isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= MAX_ARG
+        for k, v in params.items()
+    ):
+        raise ProtocolError(f"{op}: params must be at most {MAX_PARAMS} strings by name")
 
 
 def parse_response(body: Body) -> Response:
@@ -349,6 +370,7 @@ def parse_response(body: Body) -> Response:
 __all__ = [
     "APPROVAL_FIELDS",
     "CONTENT",
+    "FIX_STEPS",
     "KIND_BAD",
     "KIND_DATA",
     "KIND_MESSAGE",
