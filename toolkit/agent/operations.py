@@ -393,7 +393,7 @@ class Operations:
             try:
                 pol.open_for_read(path, self._policy).close()
             except PolicyRefused as exc:
-                raise _about(exc, f"{procedure.name} reads {path}") from None
+                raise _about(exc, f"{procedure.name} reads", path) from None
         for parameter in procedure.parameters:
             if parameter.type is not ParameterType.PATH:
                 continue
@@ -401,7 +401,7 @@ class Operations:
             try:
                 pol.stat_path(path, self._policy)
             except PolicyRefused as exc:
-                raise _about(exc, f"-p {parameter.name}={path}") from None
+                raise _about(exc, f"-p {parameter.name} names", path) from None
 
     async def _approve(
         self,
@@ -663,10 +663,12 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _about(exc: PolicyRefused, what: str) -> PolicyRefused:
-    """``exc`` with what it was checking for named first (the file policy's text does not)."""
+def _about(exc: PolicyRefused, what: str, path: str) -> PolicyRefused:
+    """``exc`` saying what wanted ``path`` (the file policy's text names the path, not why)."""
     why = exc.message.removeprefix("refused: ")
-    return PolicyRefused(f"refused: {what}: {why}", hint=exc.hint)
+    if path not in why:
+        why = f"{path}: {why}"
+    return PolicyRefused(f"refused: {what} {why}", hint=exc.hint)
 
 
 def _stat_fields(kind: str, st: os.stat_result) -> dict[str, Any]:
