@@ -574,7 +574,7 @@ async def _hold(route: Any, idle: int, active: int, root: Path, measure: Any) ->
     return stages
 
 
-async def _no(name: str, commands: Any) -> bool:
+async def _no(question: Any) -> bool:
     return False
 
 

@@ -16,10 +16,12 @@ from typing import Any
 import asyncssh
 
 from tests.helpers import EMAIL, new_signer
+from toolkit.agent.operations import Question
 from toolkit.agent.server import Agent, AgentSettings
 from toolkit.consent import ApprovalRequest, Consent, Decision, OneTimeCode, Scope, parse_code
 from toolkit.identity.store import Identity
-from toolkit.plugins.catalogue import Catalogue, Kind, Procedure
+from toolkit.plugins import Diagnostic, Fix
+from toolkit.plugins.catalogue import Catalogue
 from toolkit.policy import Policy
 from toolkit.secrets import Secret
 from toolkit.session.technician import TechnicianSession
@@ -62,13 +64,15 @@ class Customer:
     approve_fixes: bool = True
     asked: list[ApprovalRequest] = field(default_factory=list)
     fixes: list[tuple[str, list[list[str]]]] = field(default_factory=list)
+    questions: list[Question] = field(default_factory=list)
 
     def ask(self, request: ApprovalRequest) -> Decision:
         self.asked.append(request)
         return request.grant() if self.approve and request.grantable else request.decline()
 
-    async def approve_fix(self, name: str, commands: Sequence[Sequence[str]]) -> bool:
-        self.fixes.append((name, [list(c) for c in commands]))
+    async def approve_fix(self, question: Question) -> bool:
+        self.questions.append(question)
+        self.fixes.append((question.name, [list(c) for c in question.commands]))
         return self.approve_fixes
 
 
@@ -95,13 +99,12 @@ def make_policy(root: Path) -> Policy:
 
 
 def make_catalogue() -> Catalogue:
+    """Two diagnostics and a fix, installed on every platform."""
     return Catalogue(
         [
-            Procedure("hello", Kind.DIAGNOSTIC, "Say hello", (("echo", "hello"), ("uptime",))),
-            Procedure("broken", Kind.DIAGNOSTIC, "Missing", (("no-such-command-xyz",),)),
-            Procedure(
-                "mark", Kind.FIX, "Leave a mark", (("touch", "{home}/fixed"), ("echo", "done"))
-            ),
+            Diagnostic("hello", "Say hello", run=[["echo", "hello"], ["uptime"]]),
+            Diagnostic("broken", "Missing", run=[["no-such-command-xyz"]]),
+            Fix("mark", "Leave a mark", apply=[["touch", "{home}/fixed"], ["echo", "done"]]),
         ]
     )
 

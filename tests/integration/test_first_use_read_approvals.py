@@ -32,7 +32,7 @@ from tests.integration.test_share_connect import (  # the fixtures too: one iden
     technician_transcript,
 )
 from tests.session_support import Customer, open_session, start_agent
-from toolkit.agent.operations import Answer
+from toolkit.agent.operations import Answer, Question
 from toolkit.cli.share import _Approver
 from toolkit.consent import Scope
 from toolkit.protocol import commands_sha256
@@ -53,8 +53,8 @@ class Answering(Customer):
         super().__init__()
         self.answers = list(answers)
 
-    async def approve_fix(self, name: str, commands: Sequence[Sequence[str]]) -> Any:
-        self.fixes.append((name, [list(c) for c in commands]))
+    async def approve_fix(self, question: Question) -> Any:
+        self.fixes.append((question.name, [list(c) for c in question.commands]))
         return self.answers.pop(0)
 
 

@@ -295,8 +295,9 @@ def test_ctrl_c_cancels_the_running_operation_not_the_session(tmp_path: Path) ->
 def test_a_fix_outside_the_scope_is_asked_and_can_be_declined(tmp_path: Path) -> None:
     asked: list[tuple[str, list[list[str]]]] = []
 
-    async def ask(name: str, commands: Any) -> bool:
-        asked.append((name, [list(c) for c in commands]))
+    async def ask(question: Any) -> bool:
+        assert question.out_of_scope
+        asked.append((question.name, [list(c) for c in question.commands]))
         return len(asked) == 2  # no the first time, yes the second
 
     async def main() -> None:
@@ -314,7 +315,7 @@ def test_a_fix_outside_the_scope_is_asked_and_can_be_declined(tmp_path: Path) ->
             end = await asyncio.wait_for(agent.wait(), 10)
         finally:
             await agent.stop("test over")
-        assert [name for name, _ in asked] == ["mark (outside the approved scope)"] * 2
+        assert [name for name, _ in asked] == ["mark"] * 2
         assert asked[0][1][1] == ["echo", "done"]
         fix = [f for f in assert_sealed(end) if f.get("op") == "fix"]
         assert [f.get("out_of_scope") for f in fix] == [None, True]

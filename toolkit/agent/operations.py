@@ -26,7 +26,15 @@ from typing import Any, TypeVar
 
 from toolkit import policy as pol
 from toolkit.errors import PolicyRefused, ToolkitError
-from toolkit.plugins.catalogue import Catalogue, Kind, Procedure
+from toolkit.plugins.catalogue import Catalogue, Chosen
+from toolkit.plugins.declaration import (
+    DeclarationError,
+    Kind,
+    ParameterError,
+    ParameterType,
+    Procedure,
+    Step,
+)
 from toolkit.policy.commands import show_argv
 from toolkit.protocol import (
     CONTENT,
@@ -54,10 +62,37 @@ class Answer(enum.Enum):
     YES_FLAG = "--yes"  # a yes given beforehand by `toolkit share --yes`: nobody was asked
 
 
-#: Asks the customer to approve a fix showing its exact commands: True is a yes, False a
-#: no, an :class:`Answer` (or None, for NOBODY) that neither came, or a yes from --yes.
+Commands = tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class Question:
+    """What the customer is asked to approve, whole: the asker shows it and derives nothing.
+
+    ``steps`` are the exact commands the approval covers, by step: a fix's apply
+    (with its rollback, which the same yes covers later), a rollback, every step of
+    a brought procedure, or ``("run", (argv,))`` for a command outside the
+    diagnostics list.
+    """
+
+    name: str  # the procedure's name, or the command line of a `run`
+    steps: tuple[tuple[str, Commands], ...]
+    summary: str | None = None  # a procedure's one line; None for a `run`
+    description: str = ""  # a brought procedure's, shown whole
+    brought: bool = False  # sent by the technician: not installed on this machine
+    out_of_scope: bool = False  # a change the granted scopes do not cover
+    kind: str = "fix"  # diagnostic or fix (a `run` outside the list counts as a fix)
+
+    @property
+    def commands(self) -> Commands:
+        """Every command asked about, in order: what the approval event records."""
+        return tuple(argv for _, commands in self.steps for argv in commands)
+
+
+#: Asks the customer to approve a :class:`Question`: True is a yes, False a no, an
+#: :class:`Answer` (or None, for NOBODY) that neither came, or a yes from --yes.
 #: The transcript says which.
-ApproveFix = Callable[[str, Sequence[Sequence[str]]], Awaitable[bool | Answer | None]]
+ApproveFix = Callable[[Question], Awaitable[bool | Answer | None]]
 #: The same question for a fix outside the granted scope.
 AskOutOfScope = ApproveFix
 #: Records one approval event in the customer's copy, when the answer comes.
@@ -142,6 +177,8 @@ def _decided(answer: bool | Answer | None, what: str, *, outside: bool, declined
 
 def _refusal(request: Request, exc: ToolkitError, record: dict[str, Any]) -> Outcome:
     code = "refused" if isinstance(exc, PolicyRefused) else "failed"
+    if isinstance(exc, DeclarationError):
+        code = "malformed"  # a brought declaration that does not parse
     record = {**record, "ok": False, "error": code, "message": exc.message}
     # Policy refusals already start with "refused:"; say it once on the customer's screen.
     summary = exc.message if exc.message.startswith(f"{code}:") else f"{code}: {exc.message}"
@@ -173,6 +210,10 @@ class Operations:
         self._policy = policy
         self._scopes = scopes
         self._catalogue = catalogue
+        #: (sha256, params) of brought procedures the customer approved this session.
+        self._brought: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+        #: (sha256, params) of fixes whose apply was approved: their rollback is too.
+        self._rollback_approved: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         self._approve_fix = approve_fix
         self._send = send
         self._info = info
@@ -196,11 +237,9 @@ class Operations:
         self,
         ask: ApproveFix,
         request: Request,
-        shown: str,
-        commands: Sequence[Sequence[str]],
+        question: Question,
         *,
         procedure: Procedure | None,
-        outside: bool,
         asking: str,
     ) -> bool | Answer | None:
         """Ask, and record the answer as an approval event in both copies.
@@ -209,15 +248,15 @@ class Operations:
         what), and when the answer came (docs/protocol.md, "Notices").
         """
         await self._send(notice_frame(request.id, {"asking": asking[:MAX_NOTICE_TEXT]}))
-        answer = await ask(shown, commands)
+        answer = await ask(question)
         await self._send(notice_frame(request.id, {"answered": True}))
         fields = approval(
             answer,
             request=request.id,
             asked_for=request.op,
             procedure=procedure,
-            commands=commands,
-            out_of_scope=outside,
+            commands=question.commands,
+            out_of_scope=question.out_of_scope,
         )
         self._approvals[request.id] = fields
         if self._on_approval is not None:
@@ -256,14 +295,9 @@ class Operations:
             except PolicyRefused:
                 raise refused from None
             outside = "" if granted else " (outside the approved scope)"
+            question = Question(shown, (("run", (tuple(argv),)),), out_of_scope=not granted)
             answer = await self._ask(
-                ask,
-                request,
-                shown,
-                [argv],
-                procedure=None,
-                outside=not granted,
-                asking=f"run {shown}{outside}",
+                ask, request, question, procedure=None, asking=f"run {shown}{outside}"
             )
             declined = f"refused: the customer declined to run {shown!r}"
             try:
@@ -281,72 +315,154 @@ class Operations:
             f"run {shown} -> exit {result['exit_status']}",
         )
 
-    async def _procedure(
-        self, request: Request, record: dict[str, Any], procedure: Procedure
-    ) -> Outcome:
-        commands = procedure.resolved(self._policy.home)
+    async def _op_diag(self, request: Request, record: dict[str, Any]) -> Outcome:
+        return await self._procedure(request, record, Kind.DIAGNOSTIC)
+
+    async def _op_fix(self, request: Request, record: dict[str, Any]) -> Outcome:
+        return await self._procedure(request, record, Kind.FIX)
+
+    async def _procedure(self, request: Request, record: dict[str, Any], kind: Kind) -> Outcome:
+        """One step of a diagnostic or fix, installed or brought (docs/protocol.md, "diag, fix").
+
+        In order, before anything runs: the scope, the procedure (policy, platform,
+        a brought one's declaration), its parameters, the files it names; then
+        the customer's approvals; then its commands, a fix's up to the first failing.
+        """
+        args = request.args
+        name: str = args["name"]
+        default = Step.RUN if kind is Kind.DIAGNOSTIC else Step.APPLY
+        step = Step(args.get("step", default))
+        record.pop("declaration", None)  # the transcript names it by its sha256
+        record["step"] = step.value
+        outside = False
+        if step.read_only:
+            self._need("diagnostics", f"{request.op} {name[:64]!r}")
+        elif "fixes" not in self._scopes:
+            if self._ask_out_of_scope is None:
+                self._need("fixes", f"{request.op} {name[:64]!r}")
+            outside = True  # the customer may still allow this one change
+        chosen = self._choose(kind, name, args.get("declaration"))
+        procedure = chosen.procedure
+        record["procedure"] = chosen.about()
+        if step not in procedure.steps:
+            raise PolicyRefused(f"refused: the {kind.value} {name} has no {step.value} step")
+        try:
+            values = procedure.bind(args.get("params", {}))
+        except ParameterError as exc:
+            raise PolicyRefused(f"refused: {exc.message}") from None
+        record["params"] = values
+        await off_the_loop(self._check_files, procedure, values)
+        commands = procedure.resolve(step, values, self._policy.home)
         record["commands"] = [list(c) for c in commands]
-        if procedure.kind is Kind.FIX and record.get("out_of_scope"):
-            pass  # the customer approved these very commands outside the scope
-        elif procedure.kind is Kind.FIX:
-            answer = await self._ask(
-                self._approve_fix,
-                request,
-                procedure.name,
-                commands,
-                procedure=procedure,
-                outside=False,
-                asking=f"fix {procedure.name}",
-            )
-            declined = f"refused: the customer declined the fix {procedure.name}"
-            _decided(answer, f"the fix {procedure.name}", outside=False, declined=declined)
-            record["approved"] = True
+        await self._approve(request, record, chosen, step, values, outside=outside)
         results = []
         for argv in commands:
             result = await self._execute(request.id, list(argv))
             results.append({"argv": list(argv), **result})
-            # A fix stops at its first failing step; a diagnostic gathers everything.
-            if procedure.kind is Kind.FIX and result["exit_status"] != 0:
+            # A fix's step stops at its first failing command; a diagnostic gathers everything.
+            if kind is Kind.FIX and result["exit_status"] != 0:
                 break
         status = next((r["exit_status"] for r in results if r["exit_status"] != 0), 0)
-        summary = {"name": procedure.name, "exit_status": status, "steps": results}
+        summary = {
+            "name": procedure.name,
+            "step": step.value,
+            "exit_status": status,
+            "steps": results,
+            "procedure": chosen.about(),
+            "params": values,
+        }
         record.update(summary)
+        which = "" if step is default else f" ({step.value})"
         return Outcome(
             Response(request.id, True, summary),
             record,
-            f"{procedure.kind.value} {procedure.name} -> exit {status}",
+            f"{kind.value} {procedure.name}{which} -> exit {status}",
         )
 
-    async def _op_diag(self, request: Request, record: dict[str, Any]) -> Outcome:
-        name: str = request.args["name"]
-        self._need("diagnostics", f"diag {name[:64]!r}")
-        return await self._procedure(request, record, self._catalogue.get(Kind.DIAGNOSTIC, name))
+    def _choose(self, kind: Kind, name: str, declaration: Any) -> Chosen:
+        try:
+            return self._catalogue.choose(kind, name, self._policy.procedures, declaration)
+        except DeclarationError as exc:
+            raise DeclarationError(f"the declaration sent is malformed: {exc.message}") from None
+        except (TypeError, ValueError):  # a shape from_dict's checks did not foresee
+            raise DeclarationError("the declaration sent is malformed.") from None
 
-    async def _op_fix(self, request: Request, record: dict[str, Any]) -> Outcome:
-        name: str = request.args["name"]
-        ask = self._ask_out_of_scope
-        if "fixes" not in self._scopes and ask is not None:
-            # Outside the approved scope: the customer may still allow this one fix,
-            # seeing exactly what it runs.
-            procedure = self._catalogue.get(Kind.FIX, name)
-            answer = await self._ask(
-                ask,
-                request,
-                f"{procedure.name} (outside the approved scope)",
-                procedure.resolved(self._policy.home),
-                procedure=procedure,
-                outside=True,
-                asking=f"fix {procedure.name} (outside the approved scope)",
-            )
-            declined = (
-                f"refused: the customer declined the fix {procedure.name}, "
-                "which is outside the approved scope"
-            )
-            _decided(answer, f"the fix {procedure.name}", outside=True, declined=declined)
-            record.update(approved=True, out_of_scope=True)
-            return await self._procedure(request, record, procedure)
-        self._need("fixes", f"fix {name[:64]!r}")
-        return await self._procedure(request, record, self._catalogue.get(Kind.FIX, name))
+    def _check_files(self, procedure: Procedure, values: dict[str, str]) -> None:
+        """Every file it reads as a ``read`` would be, every path parameter as a ``stat``."""
+        for path in procedure.resolved_reads(values, self._policy.home):
+            try:
+                pol.open_for_read(path, self._policy).close()
+            except PolicyRefused as exc:
+                raise _about(exc, f"{procedure.name} reads", path) from None
+        for parameter in procedure.parameters:
+            if parameter.type is not ParameterType.PATH:
+                continue
+            path = values[parameter.name]
+            try:
+                pol.stat_path(path, self._policy)
+            except PolicyRefused as exc:
+                raise _about(exc, f"-p {parameter.name} names", path) from None
+
+    async def _approve(
+        self,
+        request: Request,
+        record: dict[str, Any],
+        chosen: Chosen,
+        step: Step,
+        values: dict[str, str],
+        *,
+        outside: bool,
+    ) -> None:
+        """Ask the customer what this step needs asked, once; return on a yes, refuse else.
+
+        A brought procedure is shown whole, once per session per (digest, values);
+        asked with an apply or a rollback, that one question covers it too, since it
+        shows every command. An apply is shown with its rollback, and a yes to it
+        covers that rollback later in the session.
+        """
+        procedure = chosen.procedure
+        home = self._policy.home
+        key = (procedure.sha256, tuple(sorted(values.items())))
+        brought = chosen.source == "brought"
+        ask_brought = brought and key not in self._brought
+        changes = not step.read_only
+        ask_change = changes and not (step is Step.ROLLBACK and key in self._rollback_approved)
+        if not (ask_brought or ask_change):
+            return
+        shown = [step] if not ask_brought else list(procedure.steps)
+        if step is Step.APPLY and not ask_brought and Step.ROLLBACK in procedure.steps:
+            shown.append(Step.ROLLBACK)
+        question = Question(
+            procedure.name,
+            tuple((s.value, procedure.resolve(s, values, home)) for s in shown),
+            summary=procedure.summary,
+            description=procedure.description if brought else "",
+            brought=brought,
+            out_of_scope=outside and changes,
+            kind=procedure.kind.value,
+        )
+        ask = self._ask_out_of_scope if question.out_of_scope else self._approve_fix
+        assert ask is not None  # outside is set only when there is someone to ask
+        what = f"the {procedure.kind.value} {procedure.name}"
+        if step is Step.ROLLBACK and not ask_brought:
+            what = f"the rollback of {what}"
+        elif step.read_only and ask_brought:
+            what = f"the brought {procedure.kind.value} {procedure.name}"
+        note = " (outside the approved scope)" if question.out_of_scope else ""
+        answer = await self._ask(
+            ask, request, question, procedure=procedure, asking=f"{what[4:]}{note}"
+        )
+        declined = f"refused: the customer declined {what}"
+        if question.out_of_scope:
+            declined += ", which is outside the approved scope"
+        _decided(answer, what, outside=question.out_of_scope, declined=declined)
+        record["approved"] = True
+        if question.out_of_scope:
+            record["out_of_scope"] = True
+        if ask_brought:
+            self._brought.add(key)
+        if step is Step.APPLY:
+            self._rollback_approved.add(key)
 
     async def _op_read(self, request: Request, record: dict[str, Any]) -> Outcome:
         self._need("diagnostics", "read")
@@ -431,7 +547,7 @@ class Operations:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=pol.run_environment(),
+                env=pol.run_environment(self._policy.search_path),
                 cwd=self._policy.home,
                 start_new_session=True,  # its own process group, killed as one
             )
@@ -547,6 +663,14 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def _about(exc: PolicyRefused, what: str, path: str) -> PolicyRefused:
+    """``exc`` saying what wanted ``path`` (the file policy's text names the path, not why)."""
+    why = exc.message.removeprefix("refused: ")
+    if path not in why:
+        why = f"{path}: {why}"
+    return PolicyRefused(f"refused: {what} {why}", hint=exc.hint)
+
+
 def _stat_fields(kind: str, st: os.stat_result) -> dict[str, Any]:
     return {
         "kind": kind,
@@ -563,6 +687,7 @@ __all__ = [
     "OnApproval",
     "Operations",
     "Outcome",
+    "Question",
     "Send",
     "approval",
 ]

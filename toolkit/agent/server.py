@@ -123,7 +123,8 @@ class AgentSettings:
     trust: TrustCheck = untrusted
     ttl: float = 600.0
     approval_timeout: float = APPROVAL_TIMEOUT
-    catalogue: Catalogue = field(default_factory=Catalogue)
+    #: The procedures installed here (default: the installed plugins').
+    catalogue: Catalogue = field(default_factory=Catalogue.installed)
     transcripts: Path | None = None  # default: <data dir>/transcripts
     hostname: str = field(default_factory=socket.gethostname)
 

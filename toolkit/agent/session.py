@@ -350,7 +350,7 @@ class AgentSession:
                 "host": settings.hostname,
                 "session": self.id,
                 "granted": granted,
-                "procedures": settings.catalogue.describe(),
+                "procedures": settings.catalogue.describe(settings.policy.procedures),
                 "commands": {
                     scope: [str(t) for t in templates]
                     for scope, templates in settings.policy.commands.items()

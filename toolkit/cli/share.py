@@ -42,12 +42,11 @@ if TYPE_CHECKING:
     import asyncio
     from collections.abc import Callable
 
-    from toolkit.agent.operations import Answer
+    from toolkit.agent.operations import Answer, Question
     from toolkit.agent.server import Agent, CodeNotice
     from toolkit.agent.session import SessionEnd
     from toolkit.cli.live import LiveView
     from toolkit.consent import ApprovalRequest, Decision, OneTimeCode, TrustCheck
-    from toolkit.plugins.catalogue import Catalogue, Procedure
 
 FIX_TIMEOUT = 120.0
 #: The longest a code may stay valid: it is read out during a phone call, and a
@@ -322,50 +321,62 @@ def _request_text(request: ApprovalRequest) -> str:
 
 @dataclass(frozen=True)
 class FixQuestion:
-    """What the customer is asked about a fix (or a command outside the diagnostics list)."""
+    """What the customer is asked about a fix, a brought procedure, or a command outside
+    the diagnostics list, as lines for the screen."""
 
     title: str  # "The technician asks to run the fix flush-dns"
-    lines: list[str]  # its summary (a catalogue fix), then each exact command
+    lines: list[str]  # its summary (a procedure), then each exact command
     subject: str  # for the log, a whole phrase: "the fix flush-dns (Flush ...): 1 command"
 
 
-def _fix_question(
-    name: str, commands: Sequence[Sequence[str]], procedure: Procedure | None = None
-) -> FixQuestion:
-    """The fix's one-line summary (from the customer's catalogue), then its exact commands.
+def _count(commands: Sequence[Sequence[str]]) -> str:
+    return f"{len(commands)} command{'s' if len(commands) != 1 else ''}"
 
-    ``name`` is what the agent asks about: a catalogue fix's name (with "(outside the
-    approved scope)" after it when it is), or the command line of a ``run``.
-    """
+
+def _fix_question(asked: Question) -> FixQuestion:
+    """The agent's question as it asked it: the procedure's summary (and, when brought,
+    its description and every step), then the exact commands it would run."""
     from toolkit.policy.commands import show_argv
 
-    count = f"{len(commands)} command{'s' if len(commands) != 1 else ''}"
-    shown = [f"  $ {printable(show_argv(argv))}" for argv in commands]
-    if procedure is None:
+    def shown(commands: Sequence[Sequence[str]]) -> list[str]:
+        return [f"  $ {printable(show_argv(argv))}" for argv in commands]
+
+    name = printable(asked.name)
+    count = _count(asked.commands)
+    if asked.summary is None:  # a `run` outside the diagnostics list
         return FixQuestion(
-            f"The technician asks to run {printable(name)}",
-            ["It runs exactly:", *shown],
-            f"running {printable(name)}: {count}",
+            f"The technician asks to run {name}",
+            ["It runs exactly:", *shown(asked.commands)],
+            f"running {name}: {count}",
         )
-    summary = printable(procedure.summary)
-    outside = name != procedure.name
-    subject = f"the fix {procedure.name} ({summary})"
-    if outside:
+    summary = printable(asked.summary)
+    outside = " (outside the approved scope)" if asked.out_of_scope else ""
+    subject = f"the {asked.kind} {name} ({summary})"
+    if asked.out_of_scope:
         subject += ", outside the approved scope"
-    return FixQuestion(
-        f"The technician asks to run the fix {printable(name)}",
-        [summary, "", f"It runs exactly ({count}):", *shown],
-        f"{subject}: {count}",
-    )
+    if asked.brought:
+        lines = [summary]
+        if asked.description:
+            lines += ["", *(printable(line) for line in asked.description.splitlines())]
+        lines += ["", "It is not installed on this machine: the technician sent it. Its steps:"]
+        for step, commands in asked.steps:
+            lines += [f"{step} ({_count(commands)}):", *shown(commands)]
+        title = f"The technician brings the {asked.kind} {name}{outside}"
+        return FixQuestion(title, lines, f"the brought {subject.removeprefix('the ')}: {count}")
+    (step, commands), *later = asked.steps
+    lines = [summary, "", f"It runs exactly ({_count(commands)}):", *shown(commands)]
+    for other, undo in later:  # an apply's rollback: approved with it
+        lines += [f"If it has to be undone, {other} runs ({_count(undo)}):", *shown(undo)]
+    which = "" if step == "apply" else f" ({step})"
+    title = f"The technician asks to run the {asked.kind} {name}{which}{outside}"
+    return FixQuestion(title, lines, f"{subject}: {count}")
 
 
 class _Approver:
     """Asks at the terminal; ``--yes`` answers for the customer, with a warning each time."""
 
-    def __init__(self, yes: bool, catalogue: Catalogue | None = None, home: str = "") -> None:
+    def __init__(self, yes: bool) -> None:
         self._yes = yes
-        self._catalogue = catalogue  # the fixes the agent knows, for their summaries
-        self._home = home
         self.keyboard: _Keyboard | None = None  # the lines typed, while no session runs
         self.live: LiveView | None = None  # asks in the live view while a session runs
 
@@ -403,31 +414,11 @@ class _Approver:
         ok = await self._confirm("Allow this technician in?")
         return request.grant() if ok else request.decline()
 
-    def question(self, name: str, commands: Sequence[Sequence[str]]) -> FixQuestion:
-        """What to ask: with the fix's summary when ``commands`` are a catalogue fix's."""
-        return _fix_question(name, commands, self._procedure(name, commands))
-
-    def _procedure(self, name: str, commands: Sequence[Sequence[str]]) -> Procedure | None:
-        """The catalogue fix ``name`` names, if it runs exactly ``commands``."""
-        from toolkit.errors import PolicyRefused
-        from toolkit.plugins.catalogue import Kind
-
-        if self._catalogue is None:
-            return None
-        try:
-            procedure = self._catalogue.get(Kind.FIX, name.split(" ", 1)[0])
-        except PolicyRefused:
-            return None
-        resolved = [list(argv) for argv in procedure.resolved(self._home)]
-        return procedure if resolved == [list(argv) for argv in commands] else None
-
-    async def approve_fix(
-        self, name: str, commands: Sequence[Sequence[str]]
-    ) -> bool | Answer | None:
+    async def approve_fix(self, question: Question) -> bool | Answer | None:
         """Yes or no from the customer; None when there is no one to ask."""
         import asyncio
 
-        asked = self.question(name, commands)
+        asked = _fix_question(question)
         if self.live is not None and not self._yes:
             return await self.live.ask(asked.title, asked.lines, FIX_TIMEOUT, asked.subject)
         # nosemgrep: toolkit-print-untrusted -- a FixQuestion is made of printable() text
@@ -448,9 +439,7 @@ class _Approver:
             say("No answer in time: refused.", highlight=True)
             return Answer.NO_ANSWER
 
-    async def ask_out_of_scope(
-        self, name: str, commands: Sequence[Sequence[str]]
-    ) -> bool | Answer | None:
+    async def ask_out_of_scope(self, question: Question) -> bool | Answer | None:
         """A fix outside the granted scope: only a person at the live view can allow it.
 
         None when there is nobody to ask: the transcript then says so, not "declined".
@@ -458,7 +447,7 @@ class _Approver:
         if self.live is None or not self.live.keys:
             return None  # --yes approves what the consent asked for, never more
         # Asked even under --yes: the person at the view decides, never the flag.
-        asked = self.question(name, commands)
+        asked = _fix_question(question)
         return await self.live.ask(asked.title, asked.lines, FIX_TIMEOUT, asked.subject)
 
 
@@ -554,8 +543,8 @@ def share_command(
     from toolkit.agent.server import Agent, AgentSettings
     from toolkit.plugins.catalogue import Catalogue
 
-    catalogue = Catalogue()
-    approver = _Approver(yes, catalogue, rules.home)
+    catalogue = Catalogue.installed()
+    approver = _Approver(yes)
     screen = _Screen(as_json, code_file)
     settings = AgentSettings(
         catalogue=catalogue,

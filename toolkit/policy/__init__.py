@@ -37,6 +37,7 @@ from toolkit.policy.files import (
     stat_path,
 )
 from toolkit.policy.model import Policy, agent_home, default_path, resolve
+from toolkit.policy.procedures import ProcedureRules
 from toolkit.policy.rules import (
     UNAVAILABLE,
     AllOf,
@@ -78,6 +79,7 @@ __all__ = [
     "PatternSet",
     "Placeholder",
     "Policy",
+    "ProcedureRules",
     "RegularFile",
     "SingleLink",
     "SizeWithin",

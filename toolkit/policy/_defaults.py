@@ -96,6 +96,14 @@ diagnostics = [
     ["ip", "route"],
     ["lsblk"],
 ]
+# Absolute directories searched, in order, before /usr/sbin:/usr/bin:/sbin:/bin
+# for the program of every command the agent runs (run, diag, fix).
+search_path = []
+
+[procedures]
+# Diagnostics and fixes by name (globs); deny beats allow. Installed and brought alike.
+allow = ["*"]
+deny = []
 
 [placeholders]
 unit = "^[A-Za-z0-9@._-]{1,128}$"

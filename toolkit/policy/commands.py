@@ -34,9 +34,12 @@ _PLACEHOLDER = re.compile(r"\{(" + _NAME + r")\}")
 _NAME_RE = re.compile(_NAME)
 
 
-def run_environment() -> dict[str, str]:
-    """The whole environment of a command the agent runs: fixed, nothing inherited."""
-    return {"PATH": RUN_PATH, "LANG": "C.UTF-8"}
+def run_environment(search_path: Sequence[str] = ()) -> dict[str, str]:
+    """The whole environment of a command the agent runs: fixed, nothing inherited.
+
+    ``search_path`` (the policy's ``[commands] search_path``) comes before the fixed PATH.
+    """
+    return {"PATH": ":".join([*search_path, RUN_PATH]), "LANG": "C.UTF-8"}
 
 
 @dataclass(frozen=True)

@@ -25,17 +25,22 @@ from toolkit.inputs import UnreadableInput, read_text
 from toolkit.policy._defaults import DEFAULT_TOML
 from toolkit.policy._glob import FilePattern
 from toolkit.policy.commands import Placeholder, Template
+from toolkit.policy.procedures import ProcedureRules
 
 DEFAULTS_SOURCE = "built-in policy"
 _SCOPE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+_NAME_GLOB = re.compile(r"[a-z0-9*?\[\]!-]{1,64}")
 POLICY_FILE = "agent.toml"
 SCHEMA_HINT = "docs/policy.md describes the policy file."
 
 _TABLES: dict[str, frozenset[str] | None] = {
     "files": frozenset({"allow", "deny", "max_bytes", "allow_hardlinks"}),
-    "commands": None,  # any scope name
+    "commands": None,  # any scope name, and SEARCH_PATH
+    "procedures": frozenset({"allow", "deny"}),
     "placeholders": None,  # any placeholder name
 }
+#: The one key of [commands] that is not a scope.
+SEARCH_PATH = "search_path"
 
 
 def default_path() -> Path:
@@ -65,6 +70,10 @@ class Policy:
     placeholders: Mapping[str, Placeholder]
     home: str
     allow_hardlinks: bool = False
+    #: [procedures]: which named diagnostics and fixes may run.
+    procedures: ProcedureRules = field(default_factory=ProcedureRules)
+    #: [commands] search_path: directories searched before the fixed PATH.
+    search_path: tuple[str, ...] = ()
     source: str = DEFAULTS_SOURCE
     # the TOML tables as merged, kept to show the policy back
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -155,13 +164,22 @@ class Policy:
         files = data.get("files", {})
         parser.keys("files", files, _TABLES["files"])
         placeholders = parser.placeholders(data.get("placeholders", {}))
+        commands = dict(data.get("commands", {}))
+        search_path = parser.search_path(commands.pop(SEARCH_PATH, []))
+        procedures = data.get("procedures", {})
+        parser.keys("procedures", procedures, _TABLES["procedures"])
         return cls(
             allow=parser.patterns("files.allow", files.get("allow", [])),
             deny=parser.patterns("files.deny", files.get("deny", [])),
             max_bytes=parser.integer("files.max_bytes", files.get("max_bytes")),
             allow_hardlinks=parser.boolean("files.allow_hardlinks", files.get("allow_hardlinks")),
-            commands=parser.commands(data.get("commands", {})),
+            commands=parser.commands(commands),
             placeholders=placeholders,
+            procedures=ProcedureRules(
+                allow=parser.names("procedures.allow", procedures.get("allow", ["*"])),
+                deny=parser.names("procedures.deny", procedures.get("deny", [])),
+            ),
+            search_path=search_path,
             home=home,
             source=source,
             raw=data,
@@ -208,6 +226,27 @@ class _Parser:
                 out.append(FilePattern.parse(text, self.home))
             except ValueError as exc:
                 raise self.error(f"{key}[{i}]", str(exc)) from None
+        return tuple(out)
+
+    def names(self, key: str, value: Any) -> tuple[str, ...]:
+        """Procedure name globs: lower-case letters, digits, '-' and the glob characters."""
+        out = []
+        for i, text in enumerate(self.strings(key, value)):
+            if not _NAME_GLOB.fullmatch(text):
+                raise self.error(f"{key}[{i}]", f"{text[:64]!r} is not a procedure name or glob")
+            out.append(text)
+        return tuple(out)
+
+    def search_path(self, value: Any) -> tuple[str, ...]:
+        """Absolute directories that exist now, without ':' (the PATH separator)."""
+        key = f"commands.{SEARCH_PATH}"
+        out = []
+        for i, text in enumerate(self.strings(key, value)):
+            if not os.path.isabs(text) or ":" in text:
+                raise self.error(f"{key}[{i}]", f"{text[:200]!r} is not an absolute directory")
+            if not os.path.isdir(text):
+                raise self.error(f"{key}[{i}]", f"{text[:200]!r} is not a directory here")
+            out.append(text)
         return tuple(out)
 
     def integer(self, key: str, value: Any) -> int:

@@ -59,10 +59,12 @@ from toolkit.protocol.messages import (
     request_id_of,
 )
 from toolkit.protocol.operations import (
+    FIX_STEPS,
     LIST_PURPOSES,
     MAX_ARG,
     MAX_ARGV,
     MAX_LINES,
+    MAX_PARAMS,
     OPERATIONS,
     OPTIONAL,
     SESSION_ENDED,
@@ -74,6 +76,7 @@ __all__ = [
     "APPROVAL_FIELDS",
     "CONTENT",
     "DATA_CHUNK",
+    "FIX_STEPS",
     "KIND_BAD",
     "KIND_DATA",
     "KIND_MESSAGE",
@@ -88,6 +91,7 @@ __all__ = [
     "MAX_MESSAGE",
     "MAX_NOTICES",
     "MAX_NOTICE_TEXT",
+    "MAX_PARAMS",
     "NOTICES",
     "OPERATIONS",
     "OPTIONAL",

@@ -16,10 +16,12 @@ from typing import Any, TypeGuard
 
 from toolkit.protocol.frames import MAX_MESSAGE, Body, ProtocolError, message_frame
 from toolkit.protocol.operations import (
+    FIX_STEPS,
     LIST_PURPOSES,
     MAX_ARG,
     MAX_ARGV,
     MAX_LINES,
+    MAX_PARAMS,
     OPERATIONS,
     OPTIONAL,
     Op,
@@ -110,7 +112,7 @@ def request_id_of(body: Body) -> int:
     return ids[0] if len(ids) == 1 and _valid_request_id(ids[0]) else 0
 
 
-_A = {int: "an integer", str: "a string"}
+_A = {int: "an integer", str: "a string", dict: "an object"}
 
 
 def parse_request(body: Body) -> Request:
@@ -128,7 +130,8 @@ def parse_request(body: Body) -> Request:
     if not set(schema) <= set(args) <= set(schema) | set(optional):
         takes = ", ".join(sorted(schema)) or "no fields"
         if optional:
-            takes += f" (and optionally one of {', '.join(sorted(optional))})"
+            some = "any of" if op in (Op.DIAG, Op.FIX) else "one of"
+            takes += f" (and optionally {some} {', '.join(sorted(optional))})"
         raise ProtocolError(f"{op} takes exactly: {takes}")
     for name, kind in schema.items():
         if not isinstance(args[name], kind):
@@ -136,6 +139,8 @@ def parse_request(body: Body) -> Request:
     for name, kind in optional.items():
         if name in args and (not isinstance(args[name], kind) or isinstance(args[name], bool)):
             raise ProtocolError(f"{op}: {name} must be {_A[kind]}")
+    if op in (Op.DIAG, Op.FIX):
+        _check_procedure_args(op, args)
     if "purpose" in args and args["purpose"] not in LIST_PURPOSES:
         raise ProtocolError(f"list: purpose must be one of: {', '.join(sorted(LIST_PURPOSES))}")
     if op is Op.READ:
@@ -153,6 +158,18 @@ def parse_request(body: Body) -> Request:
         if not all(isinstance(a, str) and len(a) <= MAX_ARG for a in argv):
             raise ProtocolError(f"run: argv items must be strings of at most {MAX_ARG} chars")
     return Request(value["id"], op, args)
+
+
+def _check_procedure_args(op: str, args: dict[str, Any]) -> None:
+    """``step`` one of FIX_STEPS; ``params`` at most MAX_PARAMS strings by name."""
+    if "step" in args and args["step"] not in FIX_STEPS:
+        raise ProtocolError(f"fix: step must be one of: {', '.join(sorted(FIX_STEPS))}")
+    params = args.get("params", {})
+    if len(params) > MAX_PARAMS or not all(
+        isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= MAX_ARG
+        for k, v in params.items()
+    ):
+        raise ProtocolError(f"{op}: params must be at most {MAX_PARAMS} strings by name")
 
 
 def parse_response(body: Body) -> Response:

@@ -40,11 +40,17 @@ OPERATIONS: dict[str, dict[str, type]] = {
     Op.CANCEL: {"target": int},
     Op.SHELL: {},
 }
-#: Fields a request may leave out; at most one of each set below is given.
+#: Fields a request may leave out: at most one of read's, any of diag's and fix's.
 OPTIONAL: dict[str, dict[str, type]] = {
     Op.READ: {"head": int, "tail": int},  # only the first or the last N lines
     Op.LIST: {"purpose": str},  # a display mark: LIST_PURPOSES
+    # declared procedures (docs/protocol.md, "diag, fix"): parameter values, a brought one
+    Op.DIAG: {"params": dict, "declaration": dict},
+    Op.FIX: {"step": str, "params": dict, "declaration": dict},
 }
+#: ``fix``'s ``step``: check, apply (when absent), verify or rollback.
+FIX_STEPS = frozenset({"check", "apply", "verify", "rollback"})
+MAX_PARAMS = 16
 MAX_LINES = 1_000_000  # --head/--tail N: 1 .. MAX_LINES
 #: ``list``'s ``purpose``: its one value marks a look-up for Tab completion.
 LIST_PURPOSES = frozenset({"completion"})
@@ -65,10 +71,12 @@ def lines_asked(args: dict[str, Any]) -> str:
 
 
 __all__ = [
+    "FIX_STEPS",
     "LIST_PURPOSES",
     "MAX_ARG",
     "MAX_ARGV",
     "MAX_LINES",
+    "MAX_PARAMS",
     "OPERATIONS",
     "OPTIONAL",
     "SESSION_ENDED",

@@ -1,7 +1,8 @@
 """The technician's session commands: one line each, as typed at the prompt or in --batch.
 
 ``run CMD [ARGS...]``, ``read PATH [--head N | --tail N]``, ``ls PATH``, ``stat PATH``,
-``diag NAME``, ``fix NAME``, ``shell`` (at a terminal only), ``help [COMMAND]``, ``exit``.
+``diag NAME [-p KEY=VALUE]...``, ``fix NAME [--step STEP] [-p KEY=VALUE]...``,
+``shell`` (at a terminal only), ``help [COMMAND]``, ``exit``.
 Words are split like a POSIX shell does (quotes, backslashes) but nothing is
 expanded: no globbing, no variables. Blank lines and lines starting with ``#`` are skipped.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from toolkit.errors import UsageError
-from toolkit.protocol import MAX_LINES, Op
+from toolkit.protocol import FIX_STEPS, MAX_LINES, MAX_PARAMS, Op
 from toolkit.text import printable
 
 MAX_LINE = 16 * 1024
@@ -52,9 +53,20 @@ COMMANDS: dict[str, Spec] = {
         Op.STAT, "stat PATH", "Show type, size, mode and time of an allowlisted path.", 1, 1
     ),
     "diag": Spec(
-        Op.DIAG, "diag NAME", "Run a named diagnostic (the agent fixes its commands).", 1, 1
+        Op.DIAG,
+        "diag NAME [-p KEY=VALUE]...",
+        "Run a named diagnostic with its parameters (the agent fixes its commands).",
+        1,
+        None,  # NAME and its options: checked by _procedure_args
     ),
-    "fix": Spec(Op.FIX, "fix NAME", "Run a named fix; the customer sees its commands first.", 1, 1),
+    "fix": Spec(
+        Op.FIX,
+        "fix NAME [--step check|apply|verify|rollback] [-p KEY=VALUE]...",
+        "Run one step of a named fix (apply when not given); the customer sees the "
+        "commands of a change first.",
+        1,
+        None,
+    ),
     "shell": Spec(
         Op.SHELL,
         "shell",
@@ -106,7 +118,7 @@ def parse(line: str) -> Command | None:
     elif spec.op in (Op.LIST, Op.STAT):
         args = {"path": rest[0]}
     elif spec.op in (Op.DIAG, Op.FIX):
-        args = {"name": rest[0]}
+        args = _procedure_args(spec.op, rest, spec.usage)
     return Command(text, name, rest, args)
 
 
@@ -147,6 +159,58 @@ def _read_args(words: tuple[str, ...], usage: str) -> dict[str, Any]:
     if len(paths) != 1:
         raise UsageError(hint)
     return {"path": paths[0], **lines}
+
+
+def _procedure_args(op: str, words: tuple[str, ...], usage: str) -> dict[str, Any]:
+    """``NAME`` plus ``-p KEY=VALUE`` (also ``-pKEY=VALUE``, ``--param``), repeatable with
+    distinct keys, and for a fix one ``--step STEP`` (also ``--step=STEP``)."""
+    hint = f"Usage: {usage}"
+    names: list[str] = []
+    params: dict[str, str] = {}
+    step: str | None = None
+    rest = list(words)
+    while rest:
+        word = rest.pop(0)
+        if word == "--":
+            names += rest
+            break
+        option, equals, value = word.partition("=")
+        if op == "fix" and option == "--step":
+            if step is not None:
+                raise UsageError("--step is given twice; give it once.", hint=hint)
+            step = value if equals else (rest.pop(0) if rest else "")
+            if step not in FIX_STEPS:
+                shown = f", not {printable(step, 20)!r}" if step else ""
+                steps = "check, apply, verify or rollback"
+                raise UsageError(f"--step takes {steps}{shown}.", hint=hint)
+            continue
+        if word in ("-p", "--param") or word.startswith(("-p", "--param=")):
+            if word in ("-p", "--param"):
+                pair = rest.pop(0) if rest else ""
+            else:
+                pair = word.removeprefix("--param=") if word.startswith("--") else word[2:]
+            key, equals, value = pair.partition("=")
+            if not key or not equals:
+                raise UsageError(f"-p takes KEY=VALUE, not {printable(pair, 40)!r}.", hint=hint)
+            if key in params:
+                raise UsageError(
+                    f"-p {printable(key, 40)} is given twice; give it once.", hint=hint
+                )
+            params[key] = value
+            continue
+        if word.startswith("-"):
+            raise UsageError(f"{op} has no option {printable(option, 40)}.", hint=hint)
+        names.append(word)
+    if len(names) != 1:
+        raise UsageError(hint)
+    if len(params) > MAX_PARAMS:
+        raise UsageError(f"{op} takes at most {MAX_PARAMS} parameters.", hint=hint)
+    args: dict[str, Any] = {"name": names[0]}
+    if params:
+        args["params"] = params
+    if step is not None:
+        args["step"] = step
+    return args
 
 
 def _line_count(option: str, value: str, hint: str) -> int:

@@ -302,12 +302,12 @@ def checked_approval(raw: Any, request_id: int, op: str) -> dict[str, Any]:
         raise ValueError("its time is not a UTC time like 2026-01-31T12:00:00Z")
     if raw["request"] != request_id or isinstance(raw["request"], bool):
         raise ValueError("it names another request")
-    if raw["asked_for"] != op or op not in (Op.FIX, Op.RUN):
+    if raw["asked_for"] != op or op not in (Op.FIX, Op.RUN, Op.DIAG):  # diag: a brought one
         raise ValueError("it is for another operation")
     if not _short(raw["procedure"], 64) or not _short(raw["summary"], 200):
         raise ValueError("its procedure or summary is not a short string")
     if (raw["procedure"] is None) != (op == Op.RUN):
-        raise ValueError("a fix names its procedure, a run none")
+        raise ValueError("a diag or fix names its procedure, a run none")
     if not isinstance(raw["commands_sha256"], str) or not _SHA256.fullmatch(raw["commands_sha256"]):
         raise ValueError("its commands_sha256 is not a SHA-256")
     commands = raw["commands"]

@@ -65,7 +65,7 @@ def test_yes_with_no_one_at_the_screen_records_no_one_to_ask_not_declined(
 
 
 def test_a_customer_who_answers_no_is_still_recorded_as_declining(tmp_path: Path) -> None:
-    async def answer_no(name: str, commands: Any) -> bool:
+    async def answer_no(question: Any) -> bool:
         return False
 
     async def main() -> None:
@@ -96,7 +96,7 @@ def test_a_customer_who_answers_no_is_still_recorded_as_declining(tmp_path: Path
 def test_a_fix_in_scope_nobody_answered_is_refused_as_such_not_as_declined(
     tmp_path: Path, answer: Answer | None, said: str
 ) -> None:
-    async def approve(name: str, commands: Any) -> Answer | None:
+    async def approve(question: Any) -> Answer | None:
         return answer
 
     async def main() -> None:

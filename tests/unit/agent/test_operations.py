@@ -16,7 +16,8 @@ import pytest
 
 from tests.session_support import Customer, connect_to, make_catalogue, make_policy, start_agent
 from toolkit.agent.operations import PIPE_CHUNK, Operations, Outcome
-from toolkit.plugins.catalogue import Catalogue, Kind, Procedure
+from toolkit.plugins import Diagnostic, Fix
+from toolkit.plugins.catalogue import Catalogue
 from toolkit.policy import UNAVAILABLE, Policy
 from toolkit.protocol import (
     CONTENT,
@@ -213,7 +214,7 @@ def test_run_passes_no_environment_through(tmp_path: Path, monkeypatch: pytest.M
 
 def test_diag_gathers_every_step_and_stdout_splits_by_stdout_bytes(tmp_path: Path) -> None:
     steps = (("echo", "one"), ("false",), ("echo", "three"))
-    catalogue = Catalogue([Procedure("multi", Kind.DIAGNOSTIC, "Three steps", steps)])
+    catalogue = Catalogue([Diagnostic("multi", "Three steps", run=steps)])
     s = setup(tmp_path, catalogue=catalogue)
     result = perform(s, "diag", name="multi").response.result
     assert [step["argv"] for step in result["steps"]] == [list(a) for a in steps]
@@ -230,7 +231,7 @@ def test_fix_shows_its_resolved_commands_and_stops_at_the_first_failing_step(
     tmp_path: Path,
 ) -> None:
     steps = (("touch", "{home}/before"), ("false",), ("touch", "{home}/after"))
-    catalogue = Catalogue([Procedure("stops", Kind.FIX, "Stops halfway", steps)])
+    catalogue = Catalogue([Fix("stops", "Stops halfway", apply=steps)])
     s = setup(tmp_path, scopes=("fixes",), catalogue=catalogue)
     result = perform(s, "fix", name="stops").response.result
     home = str(s.home)

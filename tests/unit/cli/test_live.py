@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from toolkit.agent.operations import Answer
+from toolkit.agent.operations import Answer, Question
 from toolkit.cli.live import LiveView, Mirror
 
 
@@ -73,9 +73,10 @@ def test_yes_never_answers_for_a_fix_outside_the_scope() -> None:
 
     async def main() -> tuple[bool | Answer | None, bool | Answer | None]:
         approver.live = None  # no one at a terminal: nobody to ask (None), not a "no"
-        alone = await approver.ask_out_of_scope("mark", [["touch", "x"]])
+        mark = Question("mark", (("apply", (("touch", "x"),)),), "Leave a mark", out_of_scope=True)
+        alone = await approver.ask_out_of_scope(mark)
         approver.live = live
-        asking = asyncio.ensure_future(approver.ask_out_of_scope("mark", [["touch", "x"]]))
+        asking = asyncio.ensure_future(approver.ask_out_of_scope(mark))
         await asyncio.sleep(0.01)
         live._key("n")
         return alone, await asking

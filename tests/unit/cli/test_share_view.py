@@ -16,11 +16,10 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from toolkit.agent.operations import COMPLETION
+from toolkit.agent.operations import COMPLETION, Question
 from toolkit.cli.live import HELP, LiveView
-from toolkit.cli.share import _Approver
+from toolkit.cli.share import _fix_question
 from toolkit.consent import Scope
-from toolkit.plugins.catalogue import Catalogue
 
 
 def drawn(width: int, height: int) -> tuple[LiveView, Console]:
@@ -64,8 +63,13 @@ def test_the_newest_shell_line_and_the_help_line_always_show(width: int, height:
 
 def test_a_question_keeps_its_commands_and_the_view_still_fits() -> None:
     view, console = drawn(80, 24)
-    approver = _Approver(yes=False, catalogue=Catalogue(), home="/home/c")
-    asked = approver.question("flush-dns", [["resolvectl", "flush-caches"]])
+    asked = _fix_question(
+        Question(
+            "flush-dns",
+            (("apply", (("resolvectl", "flush-caches"),)),),
+            summary="Flush systemd-resolved's DNS cache",
+        )
+    )
 
     async def main() -> list[str]:
         asking = asyncio.ensure_future(view.ask(asked.title, asked.lines, 5, asked.subject))
@@ -85,21 +89,25 @@ def test_a_question_keeps_its_commands_and_the_view_still_fits() -> None:
     assert "you approved the fix flush-dns (Flush systemd-resolved's DNS cache): 1 command" in said
 
 
-def test_the_summary_comes_from_the_catalogue_only_for_its_exact_commands() -> None:
-    approver = _Approver(yes=False, catalogue=Catalogue(), home="/home/c")
-    fix = approver.question("clear-thumbnails (outside the approved scope)", [
-        ["rm", "-rf", "--", "/home/c/.cache/thumbnails"],
-    ])  # fmt: skip
+def test_the_question_shows_what_the_agent_asks_and_a_run_has_no_summary() -> None:
+    fix = _fix_question(
+        Question(
+            "clear-thumbnails",
+            (("apply", (("rm", "-rf", "--", "/home/c/.cache/thumbnails"),)),),
+            summary="Delete the desktop's thumbnail cache (it is rebuilt on demand)",
+            out_of_scope=True,
+        )
+    )
     assert fix.lines[0] == "Delete the desktop's thumbnail cache (it is rebuilt on demand)"
     assert fix.subject == (
         "the fix clear-thumbnails (Delete the desktop's thumbnail cache (it is rebuilt on "
         "demand)), outside the approved scope: 1 command"
     )
-    # Other commands under a fix's name (or a run of a command line) get no summary.
-    other = approver.question("flush-dns", [["rm", "-rf", "/"]])
+    # A run of a command line outside the diagnostics list has no summary.
+    other = _fix_question(Question("rm -rf /", (("run", (("rm", "-rf", "/"),)),)))
     assert other.lines == ["It runs exactly:", "  $ rm -rf /"]
-    assert other.subject == "running flush-dns: 1 command"
-    run = approver.question("touch x", [["touch", "x"]])
+    assert other.subject == "running rm -rf /: 1 command"
+    run = _fix_question(Question("touch x", (("run", (("touch", "x"),)),)))
     assert run.title == "The technician asks to run touch x" and "Flush" not in run.subject
 
 
