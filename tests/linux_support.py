@@ -61,7 +61,11 @@ class FakeMachine:
         return self.root / "state"
 
     def policy_toml(self, extra: str = "") -> str:
-        """An agent policy (TOML) whose ``[commands] search_path`` finds the stand-ins first."""
+        """An agent policy (TOML) whose ``[commands] search_path`` finds the stand-ins first.
+
+        ``extra`` follows the search_path line: more ``[commands]`` keys first, then
+        other tables (``[files]``, ``[procedures]``).
+        """
         return f"[commands]\nsearch_path = {json.dumps([str(self.bin)])}\n{extra}"
 
     def calls(self, program: str | None = None) -> list[list[str]]:
