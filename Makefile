@@ -12,10 +12,10 @@ SEMGREP      := $(SEMGREP_VENV)/bin/semgrep
 
 .PHONY: demo test lint typecheck semgrep pytest bench fuzz clean deps
 
-$(BIN)/toolkit: pyproject.toml plugins/tickets/pyproject.toml
+$(BIN)/toolkit: pyproject.toml plugins/tickets/pyproject.toml plugins/linux/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]' -e plugins/tickets
+	$(BIN)/pip install --quiet -e '.[test]' -e plugins/tickets -e plugins/linux
 	touch $@
 
 deps:

@@ -121,11 +121,13 @@ def test_each_committed_asset_gets_its_verdict(format: int, case: Expect) -> Non
     assert examine(FORMAT_DIRS[format] / "sealed.cast", None).header.format == format
 
 
+NOT_TRANSCRIPTS = ("__pycache__", "plugins")
+
+
 @pytest.mark.parametrize("format", FORMAT_DIRS)
 def test_every_committed_asset_is_checked_and_nothing_else_is_there(format: int) -> None:
-    # plugins/ holds test distributions, checked by tests/integration/test_plugins_broken.py.
-    others = {"__pycache__", "plugins"}
-    present = {p.name for p in FORMAT_DIRS[format].iterdir() if p.name not in others}
+    # tests/assets/plugins holds test plugin distributions (tests/integration/test_plugins_broken.py).
+    present = {p.name for p in FORMAT_DIRS[format].iterdir() if p.name not in NOT_TRANSCRIPTS}
     assert present == expected_files(format)
 
 
