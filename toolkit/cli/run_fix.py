@@ -259,7 +259,7 @@ async def _session(
         if as_json:
             print(json.dumps({**_error_line(exc), "fix": name, "result": status}), flush=True)
         say(printable_lines(exc.diagnostics()))
-        say(_recap(shown, status, 0, int(exc.exit_code), exc.message))
+        say(printable(_recap(shown, status, 0, int(exc.exit_code), exc.message)))
         return int(exc.exit_code)
     shown = place.shown(code)
     say(
@@ -309,9 +309,10 @@ async def _session(
             line = _summary(session, path, verdict, reason, exit_code, name, result)
             print(json.dumps(line), flush=True)
         if result is not None:
-            say(_recap(shown, result.status.value, len(result.steps), exit_code, result.message))
+            recap = _recap(shown, result.status.value, len(result.steps), exit_code, result.message)
+            say(printable(recap))
         else:
-            say(_recap(shown, "interrupted", 0, exit_code, reason))
+            say(printable(_recap(shown, "interrupted", 0, exit_code, reason)))
     if session.recorder.failure is not None:
         raise session.recorder.failure
     return exit_code
@@ -324,9 +325,9 @@ def _recap(host: str, status: str, steps: int, exit_code: int, why: str) -> str:
     """
     counts = f"recap: {host} result={status.replace(' ', '-')} steps={steps}"
     if exit_code == 0:
-        return printable(f"{counts} (exit 0)")
+        return f"{counts} (exit 0)"
     first = (why.splitlines() or [why])[0].rstrip(".")
-    return printable(f"{counts} (exit {exit_code}: {first})")
+    return f"{counts} (exit {exit_code}: {first})"
 
 
 def _summary(
