@@ -214,9 +214,8 @@ class _Progress:
 
 
 def _shown(argv: tuple[str, ...]) -> str:
-    import shlex
-
-    return shlex.join(argv)
+    """A command as the step lines show it: no shell ever reads it, so nothing is quoted."""
+    return " ".join(argv)
 
 
 async def _session(
