@@ -191,7 +191,10 @@ class _Progress:
             sys.stdout.flush()
         label = "check again" if run.purpose is Purpose.RECHECK else run.purpose.value
         if result.status == "refused" or result.error:
-            say(printable(f"{label}: {result.status}: {result.message or ''}"))
+            message = result.message or ""
+            if not message.startswith(f"{result.status}:"):  # the agent's often says it
+                message = f"{result.status}: {message}"
+            say(printable(f"{label}: {message}"))
             return
         for output in run.outputs:
             say(f"== {label}: {printable(' '.join(output.argv))} (exit {output.exit_status})")
