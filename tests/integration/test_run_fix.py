@@ -305,6 +305,18 @@ def test_the_customers_no_is_declined(both: Sides, scopes: tuple[str, ...]) -> N
     assert not (both.customer.home / "marked").exists()
 
 
+def test_a_fix_the_customers_policy_denies_is_refused(both: Sides, scopes: tuple[str, ...]) -> None:
+    policy = both.customer.root / "policy.toml"
+    policy.write_text(policy.read_text() + '[procedures]\ndeny = ["mark"]\n')
+    with sharing(both.customer, "--policy", policy, *scopes, logs=both.logs) as share:
+        done, lines = run(both.technician, share, "mark", "-p", "name=marked")
+    assert done.returncode == 3, done.stderr
+    result = summary(lines)
+    assert (result["result"], result["steps"]) == ("refused", ["check"]), result
+    assert "check: refused: " in done.stderr
+    assert not (both.customer.home / "marked").exists()
+
+
 def test_bad_parameters_are_refused_before_connecting(both: Sides) -> None:
     nobody = _closed_port()
     for value in ("-rf", "../etc", "a;b", "$(id)", "a b", ""):
