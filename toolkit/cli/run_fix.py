@@ -1,9 +1,16 @@
-"""``toolkit run FIX``: one known fix on one customer's machine, check first (docs/run.md)."""
+"""``toolkit run FIX``: one known fix on one customer's machine, check first (docs/run.md).
+
+A renderer over :func:`toolkit.session.workflow.run_session` (consent to attached
+transcript, as for ``toolkit connect``) whose work is
+:func:`toolkit.session.fix_run.run_fix`: it parses the flags, checks the
+parameters against the technician's own declaration before connecting, and
+says what happens (stderr for people; with --json one line per step and a
+summary on stdout), ending with the recap.
+"""
 
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -20,16 +27,14 @@ from toolkit.cli._relay import (
     relay_route,
 )
 from toolkit.cli._terminal import write_output
+from toolkit.cli.connect import _error_line, _Screen
 from toolkit.errors import ExitCode, ToolkitError, UsageError
 from toolkit.text import printable, printable_lines
 
 if TYPE_CHECKING:
-    from toolkit.cli.connect import _Place
-    from toolkit.consent import Scope
-    from toolkit.identity.store import Identity
     from toolkit.plugins import Fix
-    from toolkit.secrets import Secret
     from toolkit.session.fix_run import Chosen, FixResult, Plan, StepRun
+    from toolkit.session.results import SessionResult, Tally
     from toolkit.session.technician import TechnicianSession
 
 
@@ -80,18 +85,37 @@ def run_command(
     relay_dir: RelayDirOption = DEFAULT_RELAY_DIR,
 ) -> None:
     """Run a known fix: check, show the plan, apply, verify, check again; then a recap."""
-    from toolkit.cli.connect import _error_line
-
+    screen = _RunScreen(as_json)
     try:
         exit_code = _run(
-            fix, address, ticket, param or [], code, check, as_json, key, agent, relay, relay_dir
-        )
+            fix, address, ticket, param or [], code, check, as_json, key, agent, relay, relay_dir,
+            screen,
+        )  # fmt: skip
     except ToolkitError as exc:
+        if screen.printed:  # after the summary line (a transcript that could not be written)
+            raise
         if as_json:  # a script hears why, on stdout too (an error before the session)
-            print(json.dumps({**_error_line(exc), "fix": fix}), flush=True)
-        raise
+            line = {**_error_line(exc), "fix": fix}
+            if screen.place is not None:  # it tried to connect: a run's result too
+                line["result"] = _result_of(exc)
+            print(json.dumps(line), flush=True)
+        if screen.place is None:
+            raise  # a usage error: said as for any command, no recap
+        say(printable_lines(exc.diagnostics()))
+        say(printable(_recap(screen.place, _result_of(exc), 0, int(exc.exit_code), exc.message)))
+        raise typer.Exit(int(exc.exit_code)) from None
     if exit_code:
         raise typer.Exit(exit_code)
+
+
+def _result_of(exc: ToolkitError) -> str:
+    """A run's result when the session never started: unreachable, declined or refused."""
+    from toolkit.consent import Declined
+    from toolkit.errors import TransportError
+
+    if isinstance(exc, TransportError):
+        return "unreachable"
+    return "declined" if isinstance(exc, Declined) else "refused"
 
 
 def _run(
@@ -105,15 +129,18 @@ def _run(
     key: Path | None,
     agent: str | None,
     relay: str | None,
-    relay_dir: str = DEFAULT_RELAY_DIR,
+    relay_dir: str,
+    screen: _RunScreen,
 ) -> int:
     import asyncio
 
-    from toolkit.cli.connect import _Place
     from toolkit.cli.share import parse_address
+    from toolkit.cli.verify import default_allowed_signers
     from toolkit.consent import Scope, parse_code
     from toolkit.plugins.declaration import NAME
-    from toolkit.session.fix_run import parse_params
+    from toolkit.session.fix_run import parse_params, run_fix
+    from toolkit.session.results import COMPLETED
+    from toolkit.session.workflow import Place, SessionRequest, run_session
     from toolkit.tickets.base import check_ticket_id
 
     if not NAME.fullmatch(name):
@@ -145,44 +172,61 @@ def _run(
     # check and verify are read-only (the diagnostics scope); --check asks for nothing more.
     asked = frozenset({Scope.DIAGNOSTICS} if check_only else {Scope.DIAGNOSTICS, Scope.FIXES})
     if route is not None:
-        confirm_relay_host(route)
+        confirm_relay_host(route)  # before the passphrase and the code
     identity = load_identity(key, agent)
-    from toolkit.cli.tickets import sync_once_quietly
-
-    sync_once_quietly()
-    place = _Place(host, port, route)
-    return asyncio.run(
-        _session(place, identity, ticket, asked, secret, name, mine, params, check_only, as_json)
+    request = SessionRequest(
+        Place(host, port, route),
+        identity,
+        ticket,
+        asked,
+        secret,
+        allowed_signers=default_allowed_signers(),
+        verdict=as_json,  # the summary line states it
     )
+
+    async def work(session: TechnicianSession, tally: Tally) -> tuple[ExitCode, str]:
+        outcome = await run_fix(session, name, mine, params, check_only=check_only, progress=screen)
+        for run in outcome.steps:
+            tally.count(run.result)
+        screen.outcome = outcome
+        return outcome.exit_code, outcome.ended or COMPLETED
+
+    screen.name = name
+    return asyncio.run(run_session(request, screen, work)).exit_code
 
 
 def technician_fix(name: str) -> Fix | None:
     """The technician's own declaration of the fix ``name``, from their installed plugins."""
-    import importlib
+    from toolkit.plugins import Fix, Kind
+    from toolkit.plugins.loader import installed
 
-    from toolkit.plugins import Kind
-
-    try:  # the loader lands with the plugin work (toolkit.plugins.loader)
-        loader: Any = importlib.import_module("toolkit.plugins.loader")
-    except ModuleNotFoundError:
-        return None
-    found = loader.installed().find(Kind.FIX, name)
+    found = installed().find(Kind.FIX, name)
     if found is None:
         return None
     procedure, _ = found
-    from toolkit.plugins import Fix
-
     return procedure if isinstance(procedure, Fix) else None
 
 
-class _Progress:
-    """Each step's commands on stderr as connect's headers, their output on stdout (not --json)."""
+class _RunScreen(_Screen):
+    """connect's screen for the session (consent, attaching), plus the run's own lines: each
+    step's commands on stderr as connect's headers (their output on stdout, without --json),
+    the plan, and the summary and recap at the end."""
 
     def __init__(self, as_json: bool) -> None:
-        self.as_json = as_json
+        super().__init__(as_json)
+        self.name = ""
+        self.place: str | None = None  # where it connects, once it tries: the recap's host
+        self.outcome: FixResult | None = None
+
+    def connecting(self, place: str) -> None:
+        self.place = place
+        super().connecting(place)
+
+    # FixProgress (asking_customer: connect's)
 
     def step(self, run: StepRun) -> None:
         from toolkit.session.fix_run import Purpose
+        from toolkit.session.results import Status
 
         result = run.result
         if self.as_json:
@@ -190,7 +234,7 @@ class _Progress:
             print(json.dumps({**body, "purpose": run.purpose.value, **result.to_json()}))
             sys.stdout.flush()
         label = "check again" if run.purpose is Purpose.RECHECK else run.purpose.value
-        if result.status == "refused" or result.error:
+        if result.status is Status.REFUSED or result.error:
             message = result.message or ""
             if not message.startswith(f"{result.status}:"):  # the agent's often says it
                 message = f"{result.status}: {message}"
@@ -215,109 +259,23 @@ class _Progress:
             for line in plan.diff.splitlines():
                 say(f"    {printable(line)}")
 
+    # SessionUI
+
+    def finished(self, result: SessionResult) -> None:
+        outcome = self.outcome
+        if self.as_json:
+            print(json.dumps(_summary(result, self.name, outcome)), flush=True)
+            self.printed = True
+        status = outcome.status.value if outcome is not None else "interrupted"
+        steps = len(outcome.steps) if outcome is not None else 0
+        why = outcome.message if outcome is not None else result.ended
+        recap = _recap(self.place or "?", status, steps, result.exit_code, why)
+        say(printable(recap))
+
 
 def _shown(argv: tuple[str, ...]) -> str:
     """A command as the step lines show it: no shell ever reads it, so nothing is quoted."""
     return " ".join(argv)
-
-
-async def _session(
-    place: _Place,
-    identity: Identity,
-    ticket: str,
-    asked: frozenset[Scope],
-    code: Secret | None,
-    name: str,
-    mine: Fix | None,
-    params: dict[str, str],
-    check_only: bool,
-    as_json: bool,
-) -> int:
-    import asyncio
-
-    from toolkit.transport._asyncssh import load
-
-    load()
-    from toolkit.cli.connect import _Asking, _attach, _consent, _verdict
-    from toolkit.consent import scope_names
-    from toolkit.session.fix_run import run_fix
-    from toolkit.session.technician import TechnicianSession
-
-    shown = place.shown(code) if code is not None else f"{place.host}:{place.port}"
-    try:
-        conn, consent, code = await _consent(place, identity, ticket, asked, code)
-    except ToolkitError as exc:  # no session: why, then the recap, as every run ends
-        from toolkit.cli.connect import _error_line
-        from toolkit.consent import Declined
-        from toolkit.errors import TransportError
-
-        status = (
-            "unreachable"
-            if isinstance(exc, TransportError)
-            else "declined"
-            if isinstance(exc, Declined)
-            else "refused"
-        )
-        if as_json:
-            print(json.dumps({**_error_line(exc), "fix": name, "result": status}), flush=True)
-        say(printable_lines(exc.diagnostics()))
-        say(printable(_recap(shown, status, 0, int(exc.exit_code), exc.message)))
-        return int(exc.exit_code)
-    shown = place.shown(code)
-    say(
-        f"Consent passed. Agent host key {consent.host_key_fingerprint}; "
-        f"granted: {', '.join(scope_names(consent.granted))}."
-    )
-    session = await TechnicianSession.start(conn, consent, identity, shown)
-    loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
-    interrupted: list[bool] = []
-
-    def interrupt() -> None:
-        interrupted.append(True)
-        if main is not None:
-            main.cancel()
-
-    loop.add_signal_handler(signal.SIGINT, interrupt)
-    result: FixResult | None = None
-    reason = "the technician's toolkit stopped on an error"
-    try:
-        session.client.on_notice = _Asking().notice
-        result = await run_fix(
-            session, name, mine, params, check_only=check_only, progress=_Progress(as_json)
-        )
-        reason = "completed"
-    except asyncio.CancelledError:
-        if not interrupted:
-            raise
-        reason = "interrupted by the technician (Ctrl-C)"
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
-        session.client.on_notice = None
-        failure = session.recorder.failure
-        if failure is not None:
-            reason = "the technician's transcript could not be written"
-        path = await session.end(reason)
-        verdict = _verdict(path) if as_json else None
-        if session.recorder.failure is None:
-            _attach(ticket, path, session, reason)
-        if result is None:
-            exit_code = int(ExitCode.INTERRUPTED if interrupted else ExitCode.FAILED)
-        else:
-            exit_code = int(result.exit_code)
-        if failure is not None:
-            exit_code = int(failure.exit_code)
-        if as_json:
-            line = _summary(session, path, verdict, reason, exit_code, name, result)
-            print(json.dumps(line), flush=True)
-        if result is not None:
-            recap = _recap(shown, result.status.value, len(result.steps), exit_code, result.message)
-            say(printable(recap))
-        else:
-            say(printable(_recap(shown, "interrupted", 0, exit_code, reason)))
-    if session.recorder.failure is not None:
-        raise session.recorder.failure
-    return exit_code
 
 
 def _recap(host: str, status: str, steps: int, exit_code: int, why: str) -> str:
@@ -332,26 +290,21 @@ def _recap(host: str, status: str, steps: int, exit_code: int, why: str) -> str:
     return f"{counts} (exit {exit_code}: {first})"
 
 
-def _summary(
-    session: TechnicianSession,
-    path: Path,
-    verdict: str | None,
-    reason: str,
-    exit_code: int,
-    name: str,
-    result: FixResult | None,
-) -> dict[str, Any]:
-    """The closing JSON line (docs/run.md, "JSON")."""
-    plan = result.plan if result is not None else None
-    chosen = result.chosen if result is not None else None
+def _summary(result: SessionResult, name: str, outcome: FixResult | None) -> dict[str, Any]:
+    """The closing JSON line (docs/run.md, "JSON"): the run's result, then the session's."""
+    plan = outcome.plan if outcome is not None else None
+    chosen = outcome.chosen if outcome is not None else None
+    session = result.to_json()
+    for counted in ("ok", "failed", "refused"):  # a run's steps are counted by "steps"
+        session.pop(counted, None)
     return {
         "type": "summary",
-        "result": result.status.value if result is not None else "interrupted",
+        "result": outcome.status.value if outcome is not None else "interrupted",
         "fix": name,
-        "message": result.message if result is not None else reason,
-        "check_only": result.check_only if result is not None else None,
-        "params": dict(result.params) if result is not None else {},
-        "procedure": result.procedure if result is not None else None,
+        "message": outcome.message if outcome is not None else result.ended,
+        "check_only": outcome.check_only if outcome is not None else None,
+        "params": dict(outcome.params) if outcome is not None else {},
+        "procedure": outcome.procedure if outcome is not None else None,
         "brought": chosen.brought if chosen is not None else None,
         "decided_by": chosen.decided_by.value if chosen is not None else None,
         "plan": (
@@ -364,13 +317,8 @@ def _summary(
             if plan is not None
             else None
         ),
-        "steps": [run.purpose.value for run in result.steps] if result is not None else [],
-        "session": session.recorder.header.session_id,
-        "ticket": session.consent.ticket,
-        "transcript": str(path),
-        "verdict": verdict,
-        "ended": reason,
-        "exit_code": exit_code,
+        "steps": [run.purpose.value for run in outcome.steps] if outcome is not None else [],
+        **session,
     }
 
 

@@ -41,10 +41,14 @@ from toolkit.session.commands import Command
 from toolkit.text import printable
 
 if TYPE_CHECKING:
-    from toolkit.session.technician import Result, TechnicianSession
+    from toolkit.session.results import OperationResult
+    from toolkit.session.technician import TechnicianSession
+    from toolkit.session.workflow import Line
 
 #: Shown for ``{home}`` in a plan when the agent does not say what its home is.
 UNKNOWN_HOME = "~"
+#: The source of a run's steps, as a batch file names its lines.
+SOURCE = "toolkit run"
 
 
 class FixStatus(enum.StrEnum):
@@ -100,7 +104,7 @@ class StepRun:
     """One step as it ran: the technician's result of its ``fix`` request."""
 
     purpose: Purpose
-    result: Result
+    result: OperationResult
     outputs: tuple[StepOutput, ...]
 
     @property
@@ -144,6 +148,8 @@ class FixResult:
     check_only: bool = False
     chosen: Chosen | None = None
     params: Mapping[str, str] = field(default_factory=dict)
+    #: Why the session ended under the run (the customer ended it, the connection was lost).
+    ended: str | None = None
 
     @property
     def exit_code(self) -> ExitCode:
@@ -162,9 +168,17 @@ class FixResult:
 class FixProgress(Protocol):
     """Told what happens as it happens (the CLI draws it; tests record it)."""
 
-    def step(self, run: StepRun) -> None: ...
+    def step(self, run: StepRun) -> None:
+        """A step ran (or was refused)."""
+        ...
 
-    def plan(self, plan: Plan, chosen: Chosen) -> None: ...
+    def plan(self, plan: Plan, chosen: Chosen) -> None:
+        """The check says needed: what apply would do, before it is asked for."""
+        ...
+
+    def asking_customer(self, asking: str) -> None:
+        """The agent asks the customer about the step running (toolkit.session.workflow)."""
+        ...
 
 
 class _Quiet:
@@ -172,6 +186,32 @@ class _Quiet:
         pass
 
     def plan(self, plan: Plan, chosen: Chosen) -> None:
+        pass
+
+    def asking_customer(self, asking: str) -> None:
+        pass
+
+
+class _Commands:
+    """The workflow's CommandsUI for :func:`~toolkit.session.workflow.run_line`: a step's
+    result is told as a :class:`StepRun` instead; only the customer's question passes."""
+
+    def __init__(self, progress: FixProgress) -> None:
+        self._progress = progress
+
+    def starting(self, line: Line) -> None:
+        pass
+
+    def asking_customer(self, asking: str) -> None:
+        self._progress.asking_customer(asking)
+
+    def output(self, stream: int, data: bytes) -> None:
+        pass
+
+    def result(self, result: OperationResult, line: Line | None) -> None:
+        pass
+
+    def session_lost(self, message: str) -> None:
         pass
 
 
@@ -262,7 +302,7 @@ class _Run:
         self.values: dict[str, str] = {}
         self.plan: Plan | None = None
 
-    def result(self, status: FixStatus, message: str) -> FixResult:
+    def result(self, status: FixStatus, message: str, ended: str | None = None) -> FixResult:
         return FixResult(
             self.name,
             status,
@@ -272,6 +312,7 @@ class _Run:
             self.check_only,
             self.chosen,
             dict(self.values),
+            ended,
         )
 
     async def go(self, mine: Fix | None) -> FixResult:
@@ -285,9 +326,9 @@ class _Run:
         try:
             return await self._steps(self.chosen.fix)
         except SessionEnded as exc:
-            return self.result(FixStatus.REFUSED, exc.message)
+            return self.result(FixStatus.REFUSED, exc.message, ended=exc.message)
         except ConnectionLost as exc:
-            return self.result(FixStatus.UNREACHABLE, exc.message)
+            return self.result(FixStatus.UNREACHABLE, exc.message, ended=exc.message)
 
     async def _steps(self, fix: Fix) -> FixResult:
         if not fix.previewable:
@@ -353,7 +394,7 @@ class _Run:
                 printable(f"the plugin could not decide from the check's output: {exc!r}", 300),
             )
 
-    async def _after_failure(self, fix: Fix, failed: Result, what: str) -> FixResult:
+    async def _after_failure(self, fix: Fix, failed: OperationResult, what: str) -> FixResult:
         if failed.status == "refused" or failed.error is not None:
             return self._refused_or_failed(failed, Purpose(what))
         message = f"{what} failed (exit {failed.exit_status})"
@@ -364,7 +405,7 @@ class _Run:
             return self.result(FixStatus.FAILED, f"{message}; rolled back")
         return self.result(FixStatus.FAILED, f"{message}; the rollback failed too")
 
-    def _refused_or_failed(self, result: Result, purpose: Purpose) -> FixResult:
+    def _refused_or_failed(self, result: OperationResult, purpose: Purpose) -> FixResult:
         message = printable(result.message or result.error or "failed", 300)
         if result.status != "refused":
             return self.result(FixStatus.FAILED, f"{purpose.value}: {message}")
@@ -372,12 +413,17 @@ class _Run:
         status = FixStatus.DECLINED if answer == "declined" else FixStatus.REFUSED
         return self.result(status, message)
 
-    async def _step(self, purpose: Purpose) -> Result:
+    async def _step(self, purpose: Purpose) -> OperationResult:
+        """One step, through the workflow's path for any command (recorded, the customer's
+        question told); raises SessionEnded or ConnectionLost when the session is gone."""
+        from toolkit.session.workflow import Line, run_line
+
         assert self.chosen is not None
         command = fix_command(
             self.name, purpose.step, self.given, declaration=self.chosen.declaration
         )
-        result = await self.session.execute(command)
+        line = Line(SOURCE, len(self.steps) + 1, command)
+        result = await run_line(self.session, line, _Commands(self.progress), stream=False)
         run = StepRun(purpose, result, tuple(step_outputs(result)))
         self.steps.append(run)
         self.progress.step(run)
@@ -408,7 +454,7 @@ def fix_command(
     return Command(shlex.join(["fix", *words]), "fix", tuple(words), args)
 
 
-def step_outputs(result: Result) -> list[StepOutput]:
+def step_outputs(result: OperationResult) -> list[StepOutput]:
     """Each command the agent reported for a step, with its own stdout and stderr.
 
     The agent streams a step's output as one stdout and one stderr and counts each

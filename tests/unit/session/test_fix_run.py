@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -31,7 +32,9 @@ from toolkit.session.fix_run import (
     run_fix,
     step_outputs,
 )
-from toolkit.session.technician import Result, TechnicianSession
+from toolkit.session.results import OperationResult as Result
+from toolkit.session.results import Status
+from toolkit.session.technician import TechnicianSession
 
 HOME = "/home/customer"
 
@@ -79,8 +82,9 @@ class FakeSession:
         self.commands: list[Command] = []
         self.checks = 0
         self.raises: BaseException | None = None
+        self.client = SimpleNamespace(on_notice=None)  # where the workflow hears notices
 
-    async def execute(self, command: Command) -> Result:
+    async def execute(self, command: Command, on_data: object = None) -> Result:
         self.commands.append(command)
         if self.raises is not None:
             raise self.raises
@@ -94,7 +98,7 @@ class FakeSession:
             return Result(
                 command.text,
                 "fix",
-                "refused",
+                Status.REFUSED,
                 error="refused",
                 message=f"refused: {answer or 'out of scope'}",
                 approval={"answer": answer} if answer else None,
@@ -109,7 +113,7 @@ class FakeSession:
         return Result(
             command.text,
             "fix",
-            "ok" if status == 0 else "failed",
+            Status.OK if status == 0 else Status.FAILED,
             result={"name": command.args["name"], "exit_status": status, "steps": steps},
             stdout=out,
         )
@@ -125,6 +129,9 @@ class Recorder:
 
     def plan(self, plan: Plan, chosen: Any) -> None:
         self.plans.append(plan)
+
+    def asking_customer(self, asking: str) -> None:
+        pass
 
 
 def run(
@@ -412,7 +419,7 @@ def test_step_outputs_cut_each_commands_output() -> None:
     result = Result(
         "fix x",
         "fix",
-        "ok",
+        Status.OK,
         result={
             "steps": [
                 {"argv": ["a"], "exit_status": 0, "stdout_bytes": 3, "stderr_bytes": 1},
