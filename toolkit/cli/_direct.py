@@ -33,6 +33,7 @@ from typing import Any, Union, get_args, get_origin
 COMMANDS = {
     "share": ("toolkit.cli.share", "share_command"),
     "connect": ("toolkit.cli.connect", "connect_command"),
+    "run": ("toolkit.cli.run_fix", "run_command"),
 }
 
 #: Parameter features that change how typer reads a value, at their do-nothing values.

@@ -213,38 +213,14 @@ class Step:
 
 
 def steps(result: OperationResult) -> list[Step]:
-    """The steps the agent reported, each with its stdout and stderr cut from the result's.
+    """The steps the agent reported, each with its stdout and stderr cut from the result's
+    (:func:`toolkit.session.fix_run.step_outputs`: the one reading of the agent's counts)."""
+    from toolkit.session.fix_run import step_outputs
 
-    The agent's record is taken as it comes: anything not of the expected
-    shape counts as nothing, and no count reads past the output. Output the
-    counts do not cover (an older agent counted no bytes for the message of a
-    command that could not start) belongs to the last step, the one that
-    stopped: so a failing step's stderr is always shown.
-    """
-    offset = {"stdout": 0, "stderr": 0}
-    found = []
-    listed = result.result.get("steps")
-    for step in listed if isinstance(listed, list) else []:
-        if not isinstance(step, dict):
-            continue
-        argv = step.get("argv")
-        chunks: dict[str, bytes] = {}
-        for name, data in (("stdout", result.stdout), ("stderr", result.stderr)):
-            size = step.get(f"{name}_bytes", 0)
-            size = size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 0
-            chunks[name] = data[offset[name] : offset[name] + size]
-            offset[name] += size
-        shown = " ".join(str(a) for a in argv) if isinstance(argv, list) else ""
-        found.append(Step(shown, step.get("exit_status"), chunks["stdout"], chunks["stderr"]))
-    if found and (offset["stdout"] < len(result.stdout) or offset["stderr"] < len(result.stderr)):
-        last = found[-1]
-        found[-1] = Step(
-            last.argv,
-            last.exit_status,
-            last.stdout + result.stdout[offset["stdout"] :],
-            last.stderr + result.stderr[offset["stderr"] :],
-        )
-    return found
+    return [
+        Step(" ".join(out.argv), out.exit_status, out.stdout, out.stderr)
+        for out in step_outputs(result)
+    ]
 
 
 def _steps(result: OperationResult, out: Console, err: Console) -> None:

@@ -46,6 +46,9 @@ class OperationResult:
     stdout: bytes = b""
     stderr: bytes = b""
     content: bytes = b""
+    #: The agent's report of the customer's answer, when the customer was asked (checked):
+    #: a refusal after a "declined" is the customer's no, not the policy's.
+    approval: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # A plain "ok" becomes Status.OK; anything else is no status (ValueError).

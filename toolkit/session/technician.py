@@ -170,8 +170,9 @@ class TechnicianSession:
         status, error, message = Status.OK, None, None
         result = dict(response.result)
         output = bytes(collected.get(CONTENT, b""))
+        approval = None
         if response.approval is not None:  # the customer was asked: before the outcome
-            self._record_approval(command, response.id, response.approval)
+            approval = self._record_approval(command, response.id, response.approval)
         if not response.ok:
             status = Status.REFUSED if response.error == "refused" else Status.FAILED
             error, message = response.error, response.message
@@ -203,6 +204,7 @@ class TechnicianSession:
             stdout=bytes(collected.get(STDOUT, b"")),
             stderr=bytes(collected.get(STDERR, b"")),
             content=output,
+            approval=approval,
         )
 
     def _record(self, kind: str, fields: dict[str, Any], reported: dict[str, Any]) -> None:
@@ -214,14 +216,20 @@ class TechnicianSession:
             unrecorded = f"the agent's result was not recorded: {exc}"
             self.recorder.event(kind, **fields, unrecorded=unrecorded)
 
-    def _record_approval(self, command: Command, request_id: int, raw: Any) -> None:
-        """The agent's report of the customer's answer, checked, as an ``approval`` event."""
+    def _record_approval(
+        self, command: Command, request_id: int, raw: Any
+    ) -> dict[str, Any] | None:
+        """The agent's report of the customer's answer, checked, as an ``approval`` event;
+        the checked report (None when it is not one)."""
         fields: dict[str, Any] = {"reported_by": "agent", "command": command.text}
+        checked = None
         try:
-            fields.update(checked_approval(raw, request_id, command.op or ""))
+            checked = checked_approval(raw, request_id, command.op or "")
+            fields.update(checked)
         except ValueError as exc:
             fields["unrecorded"] = f"the agent's approval report was not recorded: {exc}"
         self.recorder.event("approval", **fields)
+        return checked
 
     async def cancel_running(self) -> int:
         """Cancel every operation in flight (Ctrl-C at the prompt); how many the agent stopped."""

@@ -1,0 +1,325 @@
+"""``toolkit run FIX``: one known fix on one customer's machine, check first (docs/run.md).
+
+A renderer over :func:`toolkit.session.workflow.run_session` (consent to attached
+transcript, as for ``toolkit connect``) whose work is
+:func:`toolkit.session.fix_run.run_fix`: it parses the flags, checks the
+parameters against the technician's own declaration before connecting, and
+says what happens (stderr for people; with --json one line per step and a
+summary on stdout), ending with the recap.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from toolkit.cli._console import say
+from toolkit.cli._identity import AgentOption, KeyOption, load_identity
+from toolkit.cli._relay import (
+    DEFAULT_RELAY_DIR,
+    RelayDirOption,
+    RelayOption,
+    confirm_relay_host,
+    relay_route,
+)
+from toolkit.cli._terminal import write_output
+from toolkit.cli.connect import _error_line, _Screen
+from toolkit.errors import ExitCode, ToolkitError, UsageError
+from toolkit.text import printable, printable_lines
+
+if TYPE_CHECKING:
+    from toolkit.plugins import Fix
+    from toolkit.session.fix_run import Chosen, FixResult, Plan, StepRun
+    from toolkit.session.results import SessionResult, Tally
+    from toolkit.session.technician import TechnicianSession
+
+
+def run_command(
+    fix: Annotated[str, typer.Argument(metavar="FIX", help="The fix to run, by name.")],
+    address: Annotated[
+        str | None,
+        typer.Argument(metavar="HOST:PORT", help="What toolkit share printed (not with --relay)."),
+    ] = None,
+    *,
+    ticket: Annotated[
+        str,
+        typer.Option("--ticket", metavar="TICKET", help="The support ticket this run is for."),
+    ],
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            metavar="KEY=VALUE",
+            help="A parameter of the fix (repeatable); checked before connecting.",
+            show_default=False,
+        ),
+    ] = None,
+    code: Annotated[
+        str | None,
+        typer.Option(
+            "--code",
+            metavar="CODE",
+            help="The customer's one-time code [default: ask, shown as typed].",
+        ),
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Only check and show the plan; ask for the diagnostics scope alone, so the "
+            "agent refuses anything that writes.",
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="One JSON line per step, then a summary line."),
+    ] = False,
+    key: KeyOption = None,
+    agent: AgentOption = None,
+    relay: RelayOption = None,
+    relay_dir: RelayDirOption = DEFAULT_RELAY_DIR,
+) -> None:
+    """Run a known fix: check, show the plan, apply, verify, check again; then a recap."""
+    screen = _RunScreen(as_json)
+    try:
+        exit_code = _run(
+            fix, address, ticket, param or [], code, check, as_json, key, agent, relay, relay_dir,
+            screen,
+        )  # fmt: skip
+    except ToolkitError as exc:
+        if screen.printed:  # after the summary line (a transcript that could not be written)
+            raise
+        if as_json:  # a script hears why, on stdout too (an error before the session)
+            line = {**_error_line(exc), "fix": fix}
+            if screen.place is not None:  # it tried to connect: a run's result too
+                line["result"] = _result_of(exc)
+            print(json.dumps(line), flush=True)
+        if screen.place is None:
+            raise  # a usage error: said as for any command, no recap
+        say(printable_lines(exc.diagnostics()))
+        say(printable(_recap(screen.place, _result_of(exc), 0, int(exc.exit_code), exc.message)))
+        raise typer.Exit(int(exc.exit_code)) from None
+    if exit_code:
+        raise typer.Exit(exit_code)
+
+
+def _result_of(exc: ToolkitError) -> str:
+    """A run's result when the session never started: unreachable, declined or refused."""
+    from toolkit.consent import Declined
+    from toolkit.errors import TransportError
+
+    if isinstance(exc, TransportError):
+        return "unreachable"
+    return "declined" if isinstance(exc, Declined) else "refused"
+
+
+def _run(
+    name: str,
+    address: str | None,
+    ticket: str,
+    pairs: list[str],
+    code: str | None,
+    check_only: bool,
+    as_json: bool,
+    key: Path | None,
+    agent: str | None,
+    relay: str | None,
+    relay_dir: str,
+    screen: _RunScreen,
+) -> int:
+    import asyncio
+
+    from toolkit.cli.share import parse_address
+    from toolkit.cli.verify import default_allowed_signers
+    from toolkit.consent import Scope, parse_code
+    from toolkit.plugins.declaration import NAME
+    from toolkit.session.fix_run import parse_params, run_fix
+    from toolkit.session.results import COMPLETED
+    from toolkit.session.workflow import Place, SessionRequest, run_session
+    from toolkit.tickets.base import check_ticket_id
+
+    if not NAME.fullmatch(name):
+        raise UsageError(f"{printable(name, 64)!r} is not a fix's name (lower-case-with-dashes).")
+    params = parse_params(pairs)
+    mine = technician_fix(name)
+    if mine is not None:
+        mine.bind(params)  # a bad -p is refused here, before anything connects
+    route = relay_route(relay, relay_dir)
+    if route is not None:
+        if address is not None:
+            raise UsageError("Give HOST:PORT or --relay, not both.")
+        host, port = str(route.address), 0
+    elif address is None:
+        raise UsageError(
+            "Where is the customer's toolkit share?",
+            hint="Give the HOST:PORT it printed, or --relay [USER@]HOST[:PORT] and its code.",
+        )
+    else:
+        host, port = parse_address(address)
+        if port == 0:
+            raise UsageError(
+                f"{address!r} has no port: use the HOST:PORT that toolkit share printed."
+            )
+    check_ticket_id(ticket)
+    secret = parse_code(code) if code is not None else None
+    if secret is None and not sys.stdin.isatty():
+        raise UsageError("No --code given and no terminal to ask for it.", hint="Pass --code CODE.")
+    # check and verify are read-only (the diagnostics scope); --check asks for nothing more.
+    asked = frozenset({Scope.DIAGNOSTICS} if check_only else {Scope.DIAGNOSTICS, Scope.FIXES})
+    if route is not None:
+        confirm_relay_host(route)  # before the passphrase and the code
+    identity = load_identity(key, agent)
+    request = SessionRequest(
+        Place(host, port, route),
+        identity,
+        ticket,
+        asked,
+        secret,
+        allowed_signers=default_allowed_signers(),
+        verdict=as_json,  # the summary line states it
+    )
+
+    async def work(session: TechnicianSession, tally: Tally) -> tuple[ExitCode, str]:
+        outcome = await run_fix(session, name, mine, params, check_only=check_only, progress=screen)
+        for run in outcome.steps:
+            tally.count(run.result)
+        screen.outcome = outcome
+        return outcome.exit_code, outcome.ended or COMPLETED
+
+    screen.name = name
+    return asyncio.run(run_session(request, screen, work)).exit_code
+
+
+def technician_fix(name: str) -> Fix | None:
+    """The technician's own declaration of the fix ``name``, from their installed plugins."""
+    from toolkit.plugins import Fix, Kind
+    from toolkit.plugins.loader import installed
+
+    found = installed().find(Kind.FIX, name)
+    if found is None:
+        return None
+    procedure, _ = found
+    return procedure if isinstance(procedure, Fix) else None
+
+
+class _RunScreen(_Screen):
+    """connect's screen for the session (consent, attaching), plus the run's own lines: each
+    step's commands on stderr as connect's headers (their output on stdout, without --json),
+    the plan, and the summary and recap at the end."""
+
+    def __init__(self, as_json: bool) -> None:
+        super().__init__(as_json)
+        self.name = ""
+        self.place: str | None = None  # where it connects, once it tries: the recap's host
+        self.outcome: FixResult | None = None
+
+    def connecting(self, place: str) -> None:
+        self.place = place
+        super().connecting(place)
+
+    # FixProgress (asking_customer: connect's)
+
+    def step(self, run: StepRun) -> None:
+        from toolkit.session.fix_run import Purpose
+        from toolkit.session.results import Status
+
+        result = run.result
+        if self.as_json:
+            body = {"type": "result", "line": None, "step": run.step.value}
+            print(json.dumps({**body, "purpose": run.purpose.value, **result.to_json()}))
+            sys.stdout.flush()
+        label = "check again" if run.purpose is Purpose.RECHECK else run.purpose.value
+        if result.status is Status.REFUSED or result.error:
+            message = result.message or ""
+            if not message.startswith(f"{result.status}:"):  # the agent's often says it
+                message = f"{result.status}: {message}"
+            say(printable(f"{label}: {message}"))
+            return
+        for output in run.outputs:
+            say(f"== {label}: {printable(' '.join(output.argv))} (exit {output.exit_status})")
+            if not self.as_json:
+                write_output(sys.stdout, output.stdout)
+                write_output(sys.stderr, output.stderr)
+
+    def plan(self, plan: Plan, chosen: Chosen) -> None:
+        if chosen.note:
+            say(f"note: {printable(chosen.note)}")
+        say(printable(f"plan: {chosen.fix.name} is needed: {plan.reason}".rstrip(": ")))
+        for argv in plan.apply:
+            say(f"  apply: {printable(_shown(argv))}")
+        for argv in plan.rollback:
+            say(f"  rollback (if apply or verify fails): {printable(_shown(argv))}")
+        if plan.diff:
+            say("  diff:")
+            for line in plan.diff.splitlines():
+                say(f"    {printable(line)}")
+
+    # SessionUI
+
+    def finished(self, result: SessionResult) -> None:
+        outcome = self.outcome
+        if self.as_json:
+            print(json.dumps(_summary(result, self.name, outcome)), flush=True)
+            self.printed = True
+        status = outcome.status.value if outcome is not None else "interrupted"
+        steps = len(outcome.steps) if outcome is not None else 0
+        why = outcome.message if outcome is not None else result.ended
+        recap = _recap(self.place or "?", status, steps, result.exit_code, why)
+        say(printable(recap))
+
+
+def _shown(argv: tuple[str, ...]) -> str:
+    """A command as the step lines show it: no shell ever reads it, so nothing is quoted."""
+    return " ".join(argv)
+
+
+def _recap(host: str, status: str, steps: int, exit_code: int, why: str) -> str:
+    """The closing line, as Ansible's PLAY RECAP: ``recap: HOST result=changed steps=4 (exit 0)``.
+
+    A result of two words is joined with a dash (``would-change``) so the line splits on spaces.
+    """
+    counts = f"recap: {host} result={status.replace(' ', '-')} steps={steps}"
+    if exit_code == 0:
+        return f"{counts} (exit 0)"
+    first = (why.splitlines() or [why])[0].rstrip(".")
+    return f"{counts} (exit {exit_code}: {first})"
+
+
+def _summary(result: SessionResult, name: str, outcome: FixResult | None) -> dict[str, Any]:
+    """The closing JSON line (docs/run.md, "JSON"): the run's result, then the session's."""
+    plan = outcome.plan if outcome is not None else None
+    chosen = outcome.chosen if outcome is not None else None
+    session = result.to_json()
+    for counted in ("ok", "failed", "refused"):  # a run's steps are counted by "steps"
+        session.pop(counted, None)
+    return {
+        "type": "summary",
+        "result": outcome.status.value if outcome is not None else "interrupted",
+        "fix": name,
+        "message": outcome.message if outcome is not None else result.ended,
+        "check_only": outcome.check_only if outcome is not None else None,
+        "params": dict(outcome.params) if outcome is not None else {},
+        "procedure": outcome.procedure if outcome is not None else None,
+        "brought": chosen.brought if chosen is not None else None,
+        "decided_by": chosen.decided_by.value if chosen is not None else None,
+        "plan": (
+            {
+                "apply": [list(c) for c in plan.apply],
+                "rollback": [list(c) for c in plan.rollback],
+                "diff": plan.diff,
+                "reason": plan.reason,
+            }
+            if plan is not None
+            else None
+        ),
+        "steps": [run.purpose.value for run in outcome.steps] if outcome is not None else [],
+        **session,
+    }
+
+
+__all__ = ["run_command", "technician_fix"]
