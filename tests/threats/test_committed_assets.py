@@ -126,7 +126,7 @@ NOT_TRANSCRIPTS = ("__pycache__", "plugins")
 
 @pytest.mark.parametrize("format", FORMAT_DIRS)
 def test_every_committed_asset_is_checked_and_nothing_else_is_there(format: int) -> None:
-    # tests/assets/plugins holds test plugin distributions (tests/integration/test_plugins_broken.py).
+    # tests/assets/plugins holds test plugin distributions, not transcripts.
     present = {p.name for p in FORMAT_DIRS[format].iterdir() if p.name not in NOT_TRANSCRIPTS}
     assert present == expected_files(format)
 
