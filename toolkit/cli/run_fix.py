@@ -138,14 +138,17 @@ def _run(
     from toolkit.cli.verify import default_allowed_signers
     from toolkit.consent import Scope, parse_code
     from toolkit.plugins.declaration import NAME
-    from toolkit.session.fix_run import parse_params, run_fix
+    from toolkit.session.commands import add_param
+    from toolkit.session.fix_run import run_fix
     from toolkit.session.results import COMPLETED
     from toolkit.session.workflow import Place, SessionRequest, run_session
     from toolkit.tickets.base import check_ticket_id
 
     if not NAME.fullmatch(name):
         raise UsageError(f"{printable(name, 64)!r} is not a fix's name (lower-case-with-dashes).")
-    params = parse_params(pairs)
+    params: dict[str, str] = {}
+    for pair in pairs:
+        add_param(params, pair)
     mine = technician_fix(name)
     if mine is not None:
         mine.bind(params)  # a bad -p is refused here, before anything connects

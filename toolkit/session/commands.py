@@ -161,6 +161,17 @@ def _read_args(words: tuple[str, ...], usage: str) -> dict[str, Any]:
     return {"path": paths[0], **lines}
 
 
+def add_param(params: dict[str, str], pair: str) -> None:
+    """One ``-p KEY=VALUE`` into ``params``: the one reading of it for the prompt and
+    ``toolkit run``; UsageError for a pair without ``=`` or a key given twice."""
+    key, equals, value = pair.partition("=")
+    if not key or not equals:
+        raise UsageError(f"-p takes KEY=VALUE, not {printable(pair, 40)!r}.")
+    if key in params:
+        raise UsageError(f"-p {printable(key, 40)} is given twice; give it once.")
+    params[key] = value
+
+
 def _procedure_args(op: str, words: tuple[str, ...], usage: str) -> dict[str, Any]:
     """``NAME`` plus ``-p KEY=VALUE`` (also ``-pKEY=VALUE``, ``--param``), repeatable with
     distinct keys, and for a fix one ``--step STEP`` (also ``--step=STEP``)."""
@@ -189,14 +200,10 @@ def _procedure_args(op: str, words: tuple[str, ...], usage: str) -> dict[str, An
                 pair = rest.pop(0) if rest else ""
             else:
                 pair = word.removeprefix("--param=") if word.startswith("--") else word[2:]
-            key, equals, value = pair.partition("=")
-            if not key or not equals:
-                raise UsageError(f"-p takes KEY=VALUE, not {printable(pair, 40)!r}.", hint=hint)
-            if key in params:
-                raise UsageError(
-                    f"-p {printable(key, 40)} is given twice; give it once.", hint=hint
-                )
-            params[key] = value
+            try:
+                add_param(params, pair)
+            except UsageError as exc:
+                raise UsageError(exc.message, hint=hint) from None
             continue
         if word.startswith("-"):
             raise UsageError(f"{op} has no option {printable(option, 40)}.", hint=hint)
@@ -258,4 +265,4 @@ def _printable(value: Any) -> str:
     return printable(value if isinstance(value, str) else json.dumps(value), 200)
 
 
-__all__ = ["COMMANDS", "Command", "help_text", "parse", "parse_checked"]
+__all__ = ["COMMANDS", "Command", "add_param", "help_text", "parse", "parse_checked"]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import enum
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -494,19 +494,6 @@ def step_outputs(result: OperationResult) -> list[StepOutput]:
     return found
 
 
-def parse_params(pairs: Sequence[str]) -> dict[str, str]:
-    """``KEY=VALUE`` words (``-p``) as a mapping; ParameterError for one without ``=``."""
-    params: dict[str, str] = {}
-    for pair in pairs:
-        key, equals, value = pair.partition("=")
-        if not equals or not key:
-            raise ParameterError(f"-p {printable(pair, 40)!r}: give it as KEY=VALUE.")
-        if key in params:
-            raise ParameterError(f"-p {printable(key, 40)} is given twice; give it once.")
-        params[key] = value
-    return params
-
-
 __all__ = [
     "Chosen",
     "DecidedBy",
@@ -518,7 +505,6 @@ __all__ = [
     "StepRun",
     "choose",
     "fix_command",
-    "parse_params",
     "run_fix",
     "step_outputs",
 ]

@@ -15,10 +15,10 @@ from typing import Any, cast
 
 import pytest
 
-from toolkit.errors import ExitCode
-from toolkit.plugins import Decision, Fix, Parameter, ParameterError, StepOutput
+from toolkit.errors import ExitCode, UsageError
+from toolkit.plugins import Decision, Fix, Parameter, StepOutput
 from toolkit.session.client import ConnectionLost, SessionEnded
-from toolkit.session.commands import Command
+from toolkit.session.commands import Command, add_param
 from toolkit.session.fix_run import (
     DecidedBy,
     FixResult,
@@ -28,7 +28,6 @@ from toolkit.session.fix_run import (
     StepRun,
     choose,
     fix_command,
-    parse_params,
     run_fix,
     step_outputs,
 )
@@ -407,12 +406,15 @@ def test_fix_command_is_what_the_prompt_would_type() -> None:
     }
 
 
-def test_parse_params() -> None:
-    assert parse_params(["a=1", "b=x=y", "c="]) == {"a": "1", "b": "x=y", "c": ""}
-    with pytest.raises(ParameterError, match="KEY=VALUE"):
-        parse_params(["novalue"])
-    with pytest.raises(ParameterError, match="twice"):
-        parse_params(["a=1", "a=2"])
+def test_add_param_reads_key_value_pairs_once_each() -> None:
+    params: dict[str, str] = {}
+    for pair in ["a=1", "b=x=y", "c="]:
+        add_param(params, pair)
+    assert params == {"a": "1", "b": "x=y", "c": ""}
+    with pytest.raises(UsageError, match="KEY=VALUE"):
+        add_param(params, "novalue")
+    with pytest.raises(UsageError, match="twice"):
+        add_param(params, "a=2")
 
 
 def test_step_outputs_cut_each_commands_output() -> None:
