@@ -35,6 +35,7 @@ RESULT_KEYS = {
     "exit_status",
     "error",
     "result",
+    "findings",
     "stdout",
     "stdout_base64",
     "stderr",

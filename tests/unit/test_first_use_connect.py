@@ -22,6 +22,7 @@ KEYS = {
     "exit_status",
     "error",
     "result",
+    "findings",
     "stdout",
     "stdout_base64",
     "stderr",

@@ -168,6 +168,10 @@ def _show(result: OperationResult, as_json: bool, line: Line | None = None) -> N
             if not as_json:
                 write_output(sys.stdout, step.stdout)
                 write_output(sys.stderr, step.stderr)
+        from toolkit.cli.render import findings_lines
+
+        for finding in findings_lines(result):
+            say(finding)
     elif as_json:
         pass
     elif result.name == "ls":

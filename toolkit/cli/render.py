@@ -214,8 +214,8 @@ class Step:
 
 def steps(result: OperationResult) -> list[Step]:
     """The steps the agent reported, each with its stdout and stderr cut from the result's
-    (:func:`toolkit.session.fix_run.step_outputs`: the one reading of the agent's counts)."""
-    from toolkit.session.fix_run import step_outputs
+    (:func:`toolkit.session.procedures.step_outputs`: the one reading of the agent's counts)."""
+    from toolkit.session.procedures import step_outputs
 
     return [
         Step(" ".join(out.argv), out.exit_status, out.stdout, out.stderr)
@@ -234,6 +234,14 @@ def _steps(result: OperationResult, out: Console, err: Console) -> None:
         write_output(out.file, step.stdout)
         _stderr(err, step.stderr)
     _status(err, result)
+    styles = {"problem": "bold red", "warning": "yellow"}
+    for finding, line in zip(result.findings, findings_lines(result), strict=True):
+        err.print(Text(line, style=styles.get(finding.severity, "")))
 
 
-__all__ = ["Step", "show", "steps"]
+def findings_lines(result: OperationResult) -> list[str]:
+    """A diagnostic's findings (the technician's plugin's reading), one line each, printable."""
+    return [printable(f"finding: {f.severity}: {f.message}", 300) for f in result.findings]
+
+
+__all__ = ["Step", "findings_lines", "show", "steps"]

@@ -38,6 +38,7 @@ from toolkit.plugins.declaration import (
     StepOutput,
 )
 from toolkit.session.commands import Command
+from toolkit.session.procedures import step_outputs
 from toolkit.text import printable
 
 if TYPE_CHECKING:
@@ -454,46 +455,6 @@ def fix_command(
     return Command(shlex.join(["fix", *words]), "fix", tuple(words), args)
 
 
-def step_outputs(result: OperationResult) -> list[StepOutput]:
-    """Each command the agent reported for a step, with its own stdout and stderr.
-
-    The agent streams a step's output as one stdout and one stderr and counts each
-    command's bytes (``stdout_bytes``); anything not of that shape counts as nothing,
-    and output the counts do not cover belongs to the last command, the one that stopped.
-    """
-    offset = {"stdout": 0, "stderr": 0}
-    found: list[StepOutput] = []
-    listed = result.result.get("steps")
-    for step in listed if isinstance(listed, list) else []:
-        if not isinstance(step, dict):
-            continue
-        argv = step.get("argv")
-        chunks: dict[str, bytes] = {}
-        for stream, data in (("stdout", result.stdout), ("stderr", result.stderr)):
-            size = step.get(f"{stream}_bytes", 0)
-            size = size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 0
-            chunks[stream] = data[offset[stream] : offset[stream] + size]
-            offset[stream] += size
-        status = step.get("exit_status")
-        found.append(
-            StepOutput(
-                tuple(str(a) for a in argv) if isinstance(argv, list) else (),
-                status if isinstance(status, int) and not isinstance(status, bool) else None,
-                chunks["stdout"],
-                chunks["stderr"],
-            )
-        )
-    if found:
-        last = found[-1]
-        found[-1] = StepOutput(
-            last.argv,
-            last.exit_status,
-            last.stdout + result.stdout[offset["stdout"] :],
-            last.stderr + result.stderr[offset["stderr"] :],
-        )
-    return found
-
-
 __all__ = [
     "Chosen",
     "DecidedBy",
@@ -506,5 +467,4 @@ __all__ = [
     "choose",
     "fix_command",
     "run_fix",
-    "step_outputs",
 ]

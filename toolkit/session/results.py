@@ -22,6 +22,7 @@ from toolkit.errors import ExitCode, ToolkitError
 from toolkit.text import printable
 
 if TYPE_CHECKING:
+    from toolkit.plugins.declaration import Finding
     from toolkit.tickets.attach import Attached
 
 
@@ -49,6 +50,8 @@ class OperationResult:
     #: The agent's report of the customer's answer, when the customer was asked (checked):
     #: a refusal after a "declined" is the customer's no, not the policy's.
     approval: dict[str, Any] | None = None
+    #: A diagnostic's findings by the technician's own plugin (toolkit.session.procedures).
+    findings: tuple[Finding, ...] = ()
 
     def __post_init__(self) -> None:
         # A plain "ok" becomes Status.OK; anything else is no status (ValueError).
@@ -83,6 +86,8 @@ class OperationResult:
             "exit_status": self.exit_status,
             "error": error,
             "result": self.result or None,
+            "findings": [{"severity": f.severity, "message": f.message} for f in self.findings]
+            or None,
         }
         for name in ("stdout", "stderr", "content"):
             data: bytes = getattr(self, name)

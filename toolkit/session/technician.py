@@ -194,7 +194,7 @@ class TechnicianSession:
             elif isinstance(exit_status, int) and exit_status != 0:
                 status = Status.FAILED
         self._record("refusal" if status is Status.REFUSED else "operation", fields, reported)
-        return OperationResult(
+        done = OperationResult(
             command.text,
             command.name,
             status,
@@ -206,6 +206,12 @@ class TechnicianSession:
             content=output,
             approval=approval,
         )
+        if command.op is Op.DIAG:
+            # The technician's plugin reads what it declared (never recorded: derived).
+            from toolkit.session.procedures import findings_for
+
+            done = dataclasses.replace(done, findings=findings_for(done))
+        return done
 
     def _record(self, kind: str, fields: dict[str, Any], reported: dict[str, Any]) -> None:
         """One operation's event: our fields, beside what the agent reported it did."""

@@ -29,8 +29,8 @@ from toolkit.session.fix_run import (
     choose,
     fix_command,
     run_fix,
-    step_outputs,
 )
+from toolkit.session.procedures import step_outputs
 from toolkit.session.results import OperationResult as Result
 from toolkit.session.results import Status
 from toolkit.session.technician import TechnicianSession
