@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -26,8 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import toolkit_linux
 
 from tests.integration.share_process import RUN_TIMEOUT, Person, Share, end, sharing
+from tests.integration.test_procedures_agent import BOTH, declared
+from tests.integration.test_procedures_agent import session as procedure_session
 from tests.integration.test_run_fix import fix_ops, recap, run, summary
 from tests.integration.test_share_connect import (
     customer_copy,
@@ -37,6 +41,7 @@ from tests.integration.test_share_connect import (
     technician_transcript,
 )
 from tests.linux_support import DEFAULT_PROGRAMS, FakeMachine, frozen
+from toolkit.plugins import Fix
 from toolkit.transcript.models import Header
 
 GiB, MiB = 1024**3, 1024**2
@@ -518,3 +523,75 @@ def test_clean_package_cache_whose_apt_get_fails(scene: Scene) -> None:
     assert fix_ops(theirs) == [("fix", "check"), ("fix", "apply")]
     assert scene.machine.calls("apt-get") == [["apt-get", "clean"]]
     assert sorted(ARCHIVES.glob("*.deb")) == debs
+
+
+# -- parameters that could reach a shell, widen a path or inject an option ---------------------
+
+BAD_PARAMS = [
+    ("clear-print-queue", "printer=office;reboot"),  # shell metacharacters
+    ("restart-unit", "unit=$(id).service"),
+    ("journal-vacuum", "size=200M|x"),
+    ("rotate-log", "path=/var/log/../etc/shadow"),  # a path trick
+    ("rotate-log", "path=var/log/app.log"),
+    ("restart-unit", "unit=--force.service"),  # an option
+    ("clear-print-queue", "printer=-a"),
+    ("clear-print-queue", "nosuch=1"),  # no such parameter
+]
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A port that accepts nothing but counts: a connection attempt would wait in its queue."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        sock.setblocking(False)
+        yield sock
+
+
+@pytest.mark.parametrize(("fix", "param"), BAD_PARAMS, ids=[p for _, p in BAD_PARAMS])
+def test_a_bad_parameter_is_refused_before_connecting(
+    fix: str, param: str, listener: socket.socket, tmp_path: Path, identity: Path
+) -> None:
+    technician = make_technician(tmp_path / "technician", identity)
+    host, port = listener.getsockname()
+    done = technician.toolkit(
+        "run", fix, f"{host}:{port}", "--code", "123-456-789", "--ticket", "T-1",
+        "-p", param, "--json",
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    (line,) = [json.loads(raw) for raw in done.stdout.splitlines()]
+    assert (line["type"], line["error"]["code"], line["fix"]) == ("error", "usage", fix), line
+    assert "Connecting" not in done.stderr
+    assert param.partition("=")[0] in line["error"]["message"], line
+    with pytest.raises(BlockingIOError):  # the process is over: any connection would be queued
+        listener.accept()
+
+
+def test_the_agent_refuses_bad_parameters_of_installed_and_brought_fixes(tmp_path: Path) -> None:
+    """The same values in hand-built requests (no CLI to check them first): the agent refuses
+    them all, before asking the customer or running anything."""
+    fixes = {p.name: p for p in toolkit_linux.plugin.procedures if isinstance(p, Fix)}
+    installed = [fix for name, fix in fixes.items() if name != "restart-unit"]  # it is brought
+    requests = []
+    for fix, param in BAD_PARAMS:
+        key, _, value = param.partition("=")
+        brought = fixes[fix] not in installed
+        for step in ("check", "apply"):
+            body = {"step": step, "params": {key: value}}
+            if brought:
+                requests.append(declared(fix, fixes[fix], **body))
+            else:  # installed: the request names it only
+                requests.append(declared(fix, None, fix=True, **body))
+    ran = procedure_session(tmp_path, requests, scopes=BOTH, procedures=installed)
+    for request, result in zip(requests, ran.results, strict=True):
+        assert result.status == "refused", (request, result)
+        (key,) = request.args["params"]  # refused for that parameter, nothing else
+        said = result.message or ""
+        assert said.startswith(f"refused: -p {key}=") or f'no parameter "{key}"' in said, said
+    assert ran.asked.questions == []
+    records = ran.agent_ops()
+    assert len(records) == len(requests)
+    assert all(r["error"] == "refused" and "steps" not in r for r in records)  # nothing ran
+    sources = {r["procedure"]["source"] for r in records if "procedure" in r}
+    assert sources == {"installed", "brought"}, records
