@@ -7,12 +7,15 @@ customer's machine is a :class:`~tests.linux_support.FakeMachine` (stand-ins
 for systemd, resolved and CUPS, found by the agent through its policy's
 ``[commands] search_path``) and real files in the customer's HOME (the log
 of rotate-log, the thumbnail cache). What changed is asserted on that state,
-and what ran on the agent's own copy of the transcript.
+and what ran on the agent's own copy of the transcript. Then bad parameters:
+refused by the CLI before it connects, and by the agent in hand-built requests.
 
 clean-package-cache works on this machine's real /var/cache/apt, which no
-policy can point elsewhere: its check runs for real, its ``apt-get`` is a
-stand-in that refuses (``FakeMachine.refuse``), and only the outcomes that
-never need a real ``apt-get clean`` are tested.
+policy can point elsewhere: its check runs for real, and its ``apt-get`` is a
+stand-in that refuses (``FakeMachine.refuse``; as root the real one would
+empty this machine's cache). So it is tested as this machine's cache makes
+it: not needed when the cache is empty; else --check, declined, and an apply
+that fails (the refusing stand-in). Its "needed -> changed" is not tested.
 """
 
 from __future__ import annotations
