@@ -19,7 +19,8 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,21 @@ class FakeMachine:
         other tables (``[files]``, ``[procedures]``).
         """
         return f"[commands]\nsearch_path = {json.dumps([str(self.bin)])}\n{extra}"
+
+    def refuse(self, program: str) -> None:
+        """A stand-in for ``program`` that records its call and fails, so the real one never runs.
+
+        For programs that must never run in a test, such as ``apt-get`` (as root, ``apt-get
+        clean`` would empty this machine's real package cache).
+        """
+        path = self.bin / program
+        path.write_text(
+            "#!/bin/sh\n"
+            '. "$(dirname -- "$0")/../lib/state.sh"\n'
+            f'echo "{program} (stand-in): refused, the tests never run the real one" >&2\n'
+            "exit 1\n"
+        )
+        path.chmod(0o755)
 
     def calls(self, program: str | None = None) -> list[list[str]]:
         """Every call the stand-ins got, in order, as argv lists (of ``program`` only, if given)."""
@@ -130,6 +146,44 @@ class FakeMachine:
         )
 
 
+@contextmanager
+def frozen(*paths: Path) -> Iterator[None]:
+    """``paths`` cannot be written, truncated or deleted inside the block, root included.
+
+    As root (whom file modes do not stop), the immutable flag (``chattr +i``); else the
+    file read-only and its directory too. Everything is as it was after the block, so
+    that pytest can delete the test's directory. Skips the test where neither works.
+    """
+    root = os.geteuid() == 0
+    chattr = shutil.which("chattr")
+    if root and chattr is None:
+        pytest.skip("chattr is not installed (Debian package e2fsprogs)")
+    modes = {p: p.stat().st_mode for path in paths for p in (path, path.parent)}
+    done: list[Path] = []
+    try:
+        for path in paths:
+            if root:
+                assert chattr is not None
+                flagged = subprocess.run(
+                    [chattr, "+i", str(path)], capture_output=True, check=False
+                )
+                if flagged.returncode != 0:
+                    pytest.skip(f"no immutable flag here: {flagged.stderr.decode().strip()}")
+            else:
+                path.chmod(0o444 if path.is_file() else 0o555)
+                path.parent.chmod(0o555)
+            done.append(path)
+        yield
+    finally:
+        for path in done:
+            if root:
+                assert chattr is not None
+                subprocess.run([chattr, "-i", str(path)], check=True)
+        if not root:
+            for path, mode in modes.items():
+                path.chmod(mode)
+
+
 def run_step(
     procedure: Procedure,
     step: Step,
@@ -173,4 +227,12 @@ def fake_machine(tmp_path: Path) -> FakeMachine:
     return FakeMachine.create(tmp_path)
 
 
-__all__ = ["DEFAULT_PROGRAMS", "FAKES", "PROGRAMS", "FakeMachine", "fake_machine", "run_step"]
+__all__ = [
+    "DEFAULT_PROGRAMS",
+    "FAKES",
+    "PROGRAMS",
+    "FakeMachine",
+    "fake_machine",
+    "frozen",
+    "run_step",
+]
