@@ -125,6 +125,12 @@ def test_every_diagnostic_runs_on_a_real_agent(tmp_path: Path, identity: Path) -
     ran = [e for e in events(theirs) if e.get("op") == "diag"]
     assert [e["name"] for e in ran] == [line.split()[1] for line in batch]
     assert {e["procedure"]["source"] for e in ran} == {"installed"}
+    # The technician's own Linux plugin (the same declarations) sums each one up.
+    for command, line in results.items():
+        findings = line["findings"]
+        assert findings and all(f["message"] for f in findings), (command, findings)
+        for finding in findings:
+            assert f"finding: {finding['severity']}: " in done.stderr
 
     # What each one's findings would be built from is on the technician's screen.
     def out(command: str) -> str:
