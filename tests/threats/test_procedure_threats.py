@@ -299,3 +299,35 @@ def test_a_search_path_symlink_is_resolved_when_the_policy_loads(tmp_path: Path)
     link = tmp_path / "bin-link"
     link.symlink_to(real)
     assert _search_path_policy(link).search_path == (str(real.resolve()),)
+
+
+def test_a_question_taller_than_the_terminal_is_never_approved_in_part() -> None:
+    """rich cuts a view taller than the terminal at its bottom: the last commands and
+    the key help. A y then approves commands the customer never saw; it waits instead."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from toolkit.cli.live import LiveView
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=80, height=24)
+    live = LiveView(SimpleNamespace(session=None), console, keys=True)  # type: ignore[arg-type]
+    lines = [f"  $ step {i}" for i in range(60)] + ["  $ rm -rf ~/Documents"]
+
+    async def main() -> bool | Answer:
+        asking = asyncio.ensure_future(live.ask("The technician brings the fix x", lines, 30))
+        while live.question is None:
+            await asyncio.sleep(0)  # until the question is up (a turn of the loop, no time)
+        console.print(live)
+        drawn = console.file.getvalue()  # type: ignore[attr-defined]
+        assert "This question takes" in drawn and "rm -rf" not in drawn
+        live._key("y")
+        assert not asking.done()  # the y did not count
+        console.size = (80, 100)  # the customer made the window taller
+        console.print(live)
+        assert "rm -rf ~/Documents" in console.file.getvalue()  # type: ignore[attr-defined]
+        live._key("y")
+        return await asking
+
+    assert asyncio.run(main()) is True
