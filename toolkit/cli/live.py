@@ -384,6 +384,7 @@ class LiveView:
         )
         # nosemgrep: toolkit-print-untrusted -- a Question's title is printable() (ask)
         title = Text(question.title)
+        # nosemgrep: toolkit-print-untrusted -- numbers, and a title made printable (ask)
         return Panel(body, title=title, style="bold yellow", title_align="left")
 
     def _question(self, question: Question | None) -> RenderableType | None:
