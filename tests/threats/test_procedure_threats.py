@@ -331,3 +331,25 @@ def test_a_question_taller_than_the_terminal_is_never_approved_in_part() -> None
         return await asking
 
     assert asyncio.run(main()) is True
+
+
+@pytest.mark.parametrize("pattern", ["a{99999999999}", "(" * 250 + "a" + ")" * 250])
+def test_a_pattern_python_cannot_compile_is_malformed_and_the_session_goes_on(
+    tmp_path: Path, pattern: str
+) -> None:
+    """re.compile raises OverflowError (not re.error) for a huge repeat count."""
+
+    async def main() -> None:
+        async with hostile_session(tmp_path) as hostile:
+            declaration = _slow_declaration("value")
+            declaration["parameters"][0]["pattern"] = pattern
+            hostile.channel.send(
+                request(1, "diag", name="slow-pattern", declaration=declaration, params={})
+            )
+            (answer,) = await hostile.channel.answers(1)
+            assert answer.id == 1 and answer.error in ("malformed", "refused"), answer.message
+            await hostile.channel.still_serves()
+            end = await hostile.end()
+            assert_sealed(end)
+
+    asyncio.run(asyncio.wait_for(main(), 60))
