@@ -353,3 +353,87 @@ def test_a_pattern_python_cannot_compile_is_malformed_and_the_session_goes_on(
             assert_sealed(end)
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+# -- approvals cover exactly what was shown --------------------------------------------------
+
+
+def _touch_fix(marker_dir: Path, name: str = "my-touch", extra: str = "") -> Fix:
+    word = Parameter("name", pattern=r"[a-z]{1,16}")
+    return Fix(
+        name,
+        "Leave a marker",
+        parameters=(word,),
+        check=[["test", "!", "-e", f"{marker_dir}/{{name}}{extra}"]],
+        apply=[["touch", f"{marker_dir}/{{name}}{extra}"]],
+        rollback=[["rm", "-f", "--", f"{marker_dir}/{{name}}{extra}"]],
+    )
+
+
+def test_a_brought_one_approved_then_resent_changed_is_asked_again(tmp_path: Path) -> None:
+    first = _touch_fix(tmp_path)
+    changed = _touch_fix(tmp_path, extra="-and-more")  # same name, other commands
+    customer = Customer()
+    results, events = session(
+        tmp_path,
+        [
+            brought(first, params={"name": "a"}, step="check"),
+            brought(changed, params={"name": "a"}, step="check"),
+            brought(first, params={"name": "b"}, step="check"),
+            brought(first, params={"name": "a"}, step="check"),  # the one approved: not asked
+        ],
+        customer=customer,
+        scopes=BOTH,
+    )
+    assert [r.status for r in results] == ["ok"] * 4
+    assert len(customer.questions) == 3
+    assert customer.questions[1].steps[0][1] == (("test", "!", "-e", f"{tmp_path}/a-and-more"),)
+    digests = [e["procedure"]["sha256"] for e in events if e.get("op") == "fix"]
+    assert digests == [first.sha256, changed.sha256, first.sha256, first.sha256]
+
+
+def test_a_rollback_is_covered_only_by_the_same_fix_and_values(tmp_path: Path) -> None:
+    one, other = _touch_fix(tmp_path, "fix-one"), _touch_fix(tmp_path, "fix-two")
+    customer = Customer()
+    results, _ = session(
+        tmp_path,
+        [
+            Command(
+                "fix fix-one", "fix", ("fix-one",), {"name": "fix-one", "params": {"name": "a"}}
+            ),
+            *(
+                Command(f"fix {n}", "fix", (n,), {"name": n, "step": "rollback", "params": p})
+                for n, p in (
+                    ("fix-two", {"name": "a"}),
+                    ("fix-one", {"name": "b"}),
+                    ("fix-one", {"name": "a"}),
+                )
+            ),
+        ],
+        customer=customer,
+        scopes=BOTH,
+        installed=[one, other],
+    )
+    assert [r.status for r in results] == ["ok"] * 4
+    asked = [(q.name, q.steps[0][0]) for q in customer.questions]
+    # The apply (shown with its rollback); then the other fix's and the other values'
+    # rollbacks were asked; the same fix and values' rollback was not.
+    assert asked == [("fix-one", "apply"), ("fix-two", "rollback"), ("fix-one", "rollback")]
+
+
+def test_bidi_and_zero_width_characters_in_a_brought_one_are_escaped_on_the_panel(
+    tmp_path: Path,
+) -> None:
+    from toolkit.cli.share import _fix_question
+
+    diag = Diagnostic(
+        "quiet",
+        "Shows \u202etxt.exe the uptime",
+        description="Harmless\u200b.\nReally\u2028harmless.",
+        run=[["echo", "safe\u202e; rm -rf ~"]],
+    )
+    shown = _fix_question(_asked(tmp_path, diag))
+    text = "\n".join([shown.title, *shown.lines, shown.subject])
+    for hidden in ("\u202e", "\u200b", "\u2028"):
+        assert hidden not in text
+    assert "\\u202e" in text and "\\u200b" in text
