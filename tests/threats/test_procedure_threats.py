@@ -437,3 +437,44 @@ def test_bidi_and_zero_width_characters_in_a_brought_one_are_escaped_on_the_pane
     for hidden in ("\u202e", "\u200b", "\u2028"):
         assert hidden not in text
     assert "\\u202e" in text and "\\u200b" in text
+
+
+# -- [procedures] brought = false: installed ones only ----------------------------------------
+
+
+def test_the_policy_can_refuse_every_brought_procedure(tmp_path: Path) -> None:
+    """deny is by name, and a technician names what they bring: the customer needs a way
+    to run only what is installed on the machine, whatever it is called."""
+    installed = Diagnostic("hello-there", "Say hello", run=[["echo", "hello"]])
+    other = Diagnostic("anything-else", "Say hi", run=[["echo", "hi"]])
+    customer = Customer()
+
+    async def main() -> tuple[list[OperationResult], list[dict[str, Any]]]:
+        policy = Policy.from_toml("[procedures]\nbrought = false\n", source="test policy")
+        agent, _, _ = await start_agent(tmp_path, customer=customer, offered=BOTH, policy=policy)
+        agent.settings.catalogue = Catalogue([installed])
+        try:
+            tech = await open_session(agent, tmp_path)
+            results = [
+                await tech.execute(brought(other)),
+                await tech.execute(brought(installed)),  # the same digest: the installed one
+            ]
+            await tech.end("done")
+            end = await asyncio.wait_for(agent.wait(), 10)
+        finally:
+            await agent.stop("test over")
+        return results, assert_sealed(end)
+
+    (refused, same), events = asyncio.run(asyncio.wait_for(main(), 60))
+    assert refused.status == "refused"
+    assert "runs only the procedures installed" in (refused.message or "")
+    assert same.status == "ok" and same.stdout == b"hello\n"
+    assert customer.questions == []
+    sources = [e.get("procedure", {}).get("source") for e in events if e.get("op") == "diag"]
+    assert sources == [None, "installed"]
+
+
+def test_brought_is_true_or_false() -> None:
+    assert Policy.default().procedures.brought is True
+    with pytest.raises(UsageError, match=r"procedures\.brought"):
+        Policy.from_toml('[procedures]\nbrought = "no"\n', source="test policy")

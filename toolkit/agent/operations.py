@@ -346,6 +346,11 @@ class Operations:
                 self._need("fixes", f"{request.op} {name[:64]!r}")
             outside = True  # the customer may still allow this one change
         if args.get("declaration") is not None:
+            # What the policy refuses by name is refused before any work on a declaration.
+            rules = self._policy.procedures
+            rules.check(kind.value, name)
+            if self._catalogue.find(kind, name) is None:
+                rules.check_brought(kind.value, name)
             await self._patterns_in_time(args["declaration"], args.get("params", {}))
         chosen = self._choose(kind, name, args.get("declaration"))
         procedure = chosen.procedure

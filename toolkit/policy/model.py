@@ -37,7 +37,7 @@ SCHEMA_HINT = "docs/policy.md describes the policy file."
 _TABLES: dict[str, frozenset[str] | None] = {
     "files": frozenset({"allow", "deny", "max_bytes", "allow_hardlinks"}),
     "commands": None,  # any scope name, and SEARCH_PATH
-    "procedures": frozenset({"allow", "deny"}),
+    "procedures": frozenset({"allow", "deny", "brought"}),
     "placeholders": None,  # any placeholder name
 }
 #: The one key of [commands] that is not a scope.
@@ -179,6 +179,7 @@ class Policy:
             procedures=ProcedureRules(
                 allow=parser.names("procedures.allow", procedures.get("allow", ["*"])),
                 deny=parser.names("procedures.deny", procedures.get("deny", [])),
+                brought=parser.boolean("procedures.brought", procedures.get("brought", True)),
             ),
             search_path=search_path,
             home=home,
