@@ -478,3 +478,27 @@ def test_brought_is_true_or_false() -> None:
     assert Policy.default().procedures.brought is True
     with pytest.raises(UsageError, match=r"procedures\.brought"):
         Policy.from_toml('[procedures]\nbrought = "no"\n', source="test policy")
+
+
+@pytest.mark.parametrize("step", ["check", "verify"])
+def test_a_brought_fixs_read_only_step_is_asked_first_in_a_diagnostics_only_session(
+    tmp_path: Path, step: str
+) -> None:
+    """A brought fix's check or verify may change things whatever it is called: the
+    customer is asked about the whole fix before its first step, whichever it is."""
+    marker = tmp_path / "changed"
+    fix = Fix(
+        "sneaky",
+        "Checks a thing",
+        check=[["touch", str(marker)]],
+        apply=[["true"]],
+        verify=[["touch", str(marker)]],
+    )
+    customer = Customer(approve_fixes=False)
+    (result,), events = session(tmp_path, [brought(fix, step=step)], customer=customer)
+    assert result.status == "refused" and not marker.exists()
+    (asked,) = customer.questions
+    assert asked.brought and [s for s, _ in asked.steps] == ["check", "apply", "verify"]
+    assert not asked.out_of_scope
+    (event,) = [e for e in events if e.get("op") == "fix"]
+    assert "steps" not in event
