@@ -405,11 +405,11 @@ class Operations:
         key = hashlib.sha256(json.dumps(pairs).encode()).hexdigest()
         if key in self._patterns_ok:
             return
-        if not await _match_elsewhere(pairs):
+        why = await _match_elsewhere(pairs)
+        if why is not None:
             raise PolicyRefused(
-                "refused: a parameter pattern of the declaration sent takes too long to "
-                f"check (over {PATTERN_SECONDS:g} s); nothing ran",
-                hint="Write the pattern without nested repeats, such as ([a-z]+)+.",
+                f"refused: the parameter patterns of the declaration sent {why}; nothing ran",
+                hint="Write each pattern without nested repeats, such as ([a-z]+)+.",
             )
         self._patterns_ok.add(key)
 
@@ -674,8 +674,8 @@ def _pattern_values(declaration: Any, params: Any) -> list[tuple[str, str]]:
     return pairs
 
 
-async def _match_elsewhere(pairs: list[tuple[str, str]]) -> bool:
-    """Whether a child process matched every pair within PATTERN_SECONDS."""
+async def _match_elsewhere(pairs: list[tuple[str, str]]) -> str | None:
+    """None once a child process matched every pair within PATTERN_SECONDS; else why not."""
     try:
         child = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -689,17 +689,17 @@ async def _match_elsewhere(pairs: list[tuple[str, str]]) -> bool:
             env={},
         )
     except OSError:
-        return False  # it cannot be checked safely: refused
+        return "could not be checked (no Python to check them in)"  # nor safely here
     try:
         await asyncio.wait_for(child.communicate(json.dumps(pairs).encode()), PATTERN_SECONDS)
     except TimeoutError:
-        return False
+        return f"take too long to check (over {PATTERN_SECONDS:g} s)"
     finally:
         if child.returncode is None:  # over time, or the request was cancelled
             with contextlib.suppress(ProcessLookupError):
                 child.kill()
             await asyncio.shield(child.wait())
-    return child.returncode == 0
+    return None if child.returncode == 0 else "could not be checked (the check failed)"
 
 
 T = TypeVar("T")
