@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,6 +29,7 @@ from toolkit import policy as pol
 from toolkit.errors import PolicyRefused, ToolkitError
 from toolkit.plugins.catalogue import Catalogue, Chosen
 from toolkit.plugins.declaration import (
+    MAX_VALUE,
     DeclarationError,
     Kind,
     ParameterError,
@@ -214,6 +216,8 @@ class Operations:
         self._brought: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         #: (sha256, params) of fixes whose apply was approved: their rollback is too.
         self._rollback_approved: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+        #: Digests of (pattern, value) lists a child process matched in time.
+        self._patterns_ok: set[str] = set()
         self._approve_fix = approve_fix
         self._send = send
         self._info = info
@@ -341,6 +345,13 @@ class Operations:
             if self._ask_out_of_scope is None:
                 self._need("fixes", f"{request.op} {name[:64]!r}")
             outside = True  # the customer may still allow this one change
+        if args.get("declaration") is not None:
+            # What the policy refuses by name is refused before any work on a declaration.
+            rules = self._policy.procedures
+            rules.check(kind.value, name)
+            if self._catalogue.find(kind, name) is None:
+                rules.check_brought(kind.value, name)
+            await self._patterns_in_time(args["declaration"], args.get("params", {}))
         chosen = self._choose(kind, name, args.get("declaration"))
         procedure = chosen.procedure
         record["procedure"] = chosen.about()
@@ -378,6 +389,29 @@ class Operations:
             record,
             f"{kind.value} {procedure.name}{which} -> exit {status}",
         )
+
+    async def _patterns_in_time(self, declaration: Any, params: Any) -> None:
+        """Refuse a brought declaration whose patterns take too long on its values.
+
+        Parsing and binding it match each parameter's pattern against its default
+        and the value given, with Python's backtracking ``re``, which holds the GIL:
+        a pattern like ``([a-z]+)+`` backtracks for hours on 30 characters and would
+        freeze the agent, the customer's Ctrl-C with it. So the same matches run
+        first in a child process with a time limit; past it, the request is refused.
+        """
+        pairs = _pattern_values(declaration, params)
+        if not pairs:
+            return
+        key = hashlib.sha256(json.dumps(pairs).encode()).hexdigest()
+        if key in self._patterns_ok:
+            return
+        why = await _match_elsewhere(pairs)
+        if why is not None:
+            raise PolicyRefused(
+                f"refused: the parameter patterns of the declaration sent {why}; nothing ran",
+                hint="Write each pattern without nested repeats, such as ([a-z]+)+.",
+            )
+        self._patterns_ok.add(key)
 
     def _choose(self, kind: Kind, name: str, declaration: Any) -> Chosen:
         try:
@@ -606,6 +640,66 @@ class Operations:
             streams.hashes[stream].update(chunk)
             for frame in data_frames(request_id, stream, chunk):
                 await self._send(frame)
+
+
+#: How long a brought declaration's patterns may take on their values, in a child.
+PATTERN_SECONDS = 2.0
+#: The child: compile each pattern and match its value, as Parameter.check does.
+_MATCH = (
+    "import json,re,sys\n"
+    "for p,v in json.load(sys.stdin):\n"
+    " try:c=re.compile(p)\n"
+    " except Exception:continue\n"
+    " c.fullmatch(v)\n"
+)
+
+
+def _pattern_values(declaration: Any, params: Any) -> list[tuple[str, str]]:
+    """The (pattern, value) pairs parsing and binding ``declaration`` would match."""
+    raw = declaration.get("parameters") if isinstance(declaration, dict) else None
+    if not isinstance(raw, list):
+        return []
+    given = params if isinstance(params, dict) else {}
+    pairs = []
+    for parameter in raw:  # each is built, its default checked, before their count is
+        if not isinstance(parameter, dict):
+            continue
+        pattern, name = parameter.get("pattern"), parameter.get("name")
+        if not isinstance(pattern, str) or len(pattern) > 512:
+            continue
+        value = given.get(name) if isinstance(name, str) else None
+        for candidate in (parameter.get("default"), value):
+            if isinstance(candidate, str) and len(candidate) <= MAX_VALUE:
+                pairs.append((pattern, candidate))
+    return pairs
+
+
+async def _match_elsewhere(pairs: list[tuple[str, str]]) -> str | None:
+    """None once a child process matched every pair within PATTERN_SECONDS; else why not."""
+    try:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            _MATCH,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            env={},
+        )
+    except OSError:
+        return "could not be checked (no Python to check them in)"  # nor safely here
+    try:
+        await asyncio.wait_for(child.communicate(json.dumps(pairs).encode()), PATTERN_SECONDS)
+    except TimeoutError:
+        return f"take too long to check (over {PATTERN_SECONDS:g} s)"
+    finally:
+        if child.returncode is None:  # over time, or the request was cancelled
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+            await asyncio.shield(child.wait())
+    return None if child.returncode == 0 else "could not be checked (the check failed)"
 
 
 T = TypeVar("T")

@@ -69,6 +69,8 @@ class Question:
     answer: asyncio.Future[bool] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    #: Whether every line of it is on the screen (drawn whole, or printed): y counts then.
+    shown: bool = False
 
 
 @dataclass
@@ -217,6 +219,7 @@ class LiveView:
         if not self.draw:
             text = "\n".join([title, *lines, f"Allow? [y/N] (no in {int(timeout)} s): "])
             self.console.print(text, end="", markup=False, highlight=False)
+            question.shown = True
         try:
             return await asyncio.wait_for(asyncio.shield(question.answer), timeout)
         except TimeoutError:
@@ -237,6 +240,8 @@ class LiveView:
         if question is None or question.answer.done():
             return
         if key in ("y", "Y"):
+            if not question.shown:
+                return  # a yes to lines the customer cannot see is no yes
             question.answer.set_result(True)
         elif key in ("n", "N", "\r", "\n"):
             question.answer.set_result(False)
@@ -265,12 +270,22 @@ class LiveView:
         width, height = self.console.size
         inner = max(1, width - 4)  # a panel's borders and padding
         top = self._header()
-        question = self._question()
-        fixed = [part for part in (top, question) if part is not None]
-        used = sum(self._height(part, width) for part in fixed) + 1  # and the help line
+        asked = self.question  # drawn in a thread of rich's: the one question, throughout
+        question = self._question(asked)
+        shell = self.shell_open or self.mirror.active
+        used = (0 if top is None else self._height(top, width)) + 1  # and the help line
+        if asked is not None and question is not None:
+            tall = self._height(question, width)
+            # A question the terminal cannot show whole, beside the smallest log (and
+            # mirror), would lose its bottom rows, commands included: it is not shown in
+            # part, and y waits until it fits.
+            least = 3 + (3 if shell else 0)
+            asked.shown = used + tall + least <= height - 1
+            if not asked.shown:
+                question = self._too_tall(asked, tall, height)
+            used += self._height(question, width)
         # One row spare: a view as tall as the terminal would scroll it by a line.
         left = max(0, height - 1 - used)
-        shell = self.shell_open or self.mirror.active
         mirror = self.mirror.rows(limit=max(1, height)) if shell else None
         if mirror is None:
             log_rows = max(1, left - 2)
@@ -355,11 +370,27 @@ class LiveView:
         header.add_row("elapsed", f"{elapsed // 60:02d}:{elapsed % 60:02d}")
         return Panel(header, title="toolkit share: session running", title_align="left")
 
-    def _question(self) -> RenderableType | None:
+    def _too_tall(self, question: Question, rows: int, height: int) -> RenderableType:
         from rich.panel import Panel
         from rich.text import Text
 
-        question = self.question
+        left = max(0, int(question.deadline - time.monotonic()))
+        body = Text(
+            f"This question takes {rows} rows and your terminal shows {height}: make the "
+            f"window taller to read all of it (y counts only then), or press n to refuse "
+            f"({left} s).",
+            no_wrap=False,
+            overflow="fold",
+        )
+        # nosemgrep: toolkit-print-untrusted -- a Question's title is printable() (ask)
+        title = Text(question.title)
+        # nosemgrep: toolkit-print-untrusted -- numbers, and a title made printable (ask)
+        return Panel(body, title=title, style="bold yellow", title_align="left")
+
+    def _question(self, question: Question | None) -> RenderableType | None:
+        from rich.panel import Panel
+        from rich.text import Text
+
         if question is None:
             return None
         left = max(0, int(question.deadline - time.monotonic()))

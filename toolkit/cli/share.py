@@ -334,12 +334,14 @@ def _count(commands: Sequence[Sequence[str]]) -> str:
 
 
 def _fix_question(asked: Question) -> FixQuestion:
-    """The agent's question as it asked it: the procedure's summary (and, when brought,
-    its description and every step), then the exact commands it would run."""
-    from toolkit.policy.commands import show_argv
+    """The agent's question as it asked it: the procedure's summary, then the exact
+    commands it would run, each whole (and, when brought, every step, then the start
+    of its description: it comes last, so that no text can push a command off)."""
+    import shlex
 
     def shown(commands: Sequence[Sequence[str]]) -> list[str]:
-        return [f"  $ {printable(show_argv(argv))}" for argv in commands]
+        # Whole, never cut as messages are: the end of a long command could hide anything.
+        return [f"  $ {printable(shlex.join(argv), None)}" for argv in commands]
 
     name = printable(asked.name)
     count = _count(asked.commands)
@@ -355,12 +357,15 @@ def _fix_question(asked: Question) -> FixQuestion:
     if asked.out_of_scope:
         subject += ", outside the approved scope"
     if asked.brought:
-        lines = [summary]
-        if asked.description:
-            lines += ["", *(printable(line) for line in asked.description.splitlines())]
-        lines += ["", "It is not installed on this machine: the technician sent it. Its steps:"]
+        lines = [
+            summary,
+            "",
+            "It is not installed on this machine: the technician sent it, and toolkit",
+            "cannot tell what its commands do. Approve only what you understand. Its steps:",
+        ]
         for step, commands in asked.steps:
             lines += [f"{step} ({_count(commands)}):", *shown(commands)]
+        lines += _description(asked.description)
         title = f"The technician brings the {asked.kind} {name}{outside}"
         return FixQuestion(title, lines, f"the brought {subject.removeprefix('the ')}: {count}")
     (step, commands), *later = asked.steps
@@ -370,6 +375,30 @@ def _fix_question(asked: Question) -> FixQuestion:
     which = "" if step == "apply" else f" ({step})"
     title = f"The technician asks to run the {asked.kind} {name}{which}{outside}"
     return FixQuestion(title, lines, f"{subject}: {count}")
+
+
+#: How much of a brought procedure's description the question shows (after its commands).
+DESCRIPTION_LINES = 8
+DESCRIPTION_CHARS = 600
+
+
+def _description(text: str) -> list[str]:
+    """The start of a brought procedure's description, saying how much is left out."""
+    if not text.strip():
+        return []
+    lines = text.splitlines()
+    kept: list[str] = []
+    size = 0
+    for line in lines[:DESCRIPTION_LINES]:
+        if size + len(line) > DESCRIPTION_CHARS:
+            break
+        kept.append(printable(line))
+        size += len(line)
+    lines_left = len(lines) - len(kept)
+    said = ["", "Its description, as the technician's plugin says it:", *kept]
+    if lines_left:
+        said.append(f"({lines_left} more lines not shown)")
+    return said
 
 
 class _Approver:
@@ -419,6 +448,14 @@ class _Approver:
         import asyncio
 
         asked = _fix_question(question)
+        if self._yes and question.brought:
+            # --yes covers what the consent named; a brought procedure is commands the
+            # technician wrote (a "diagnostic" may change anything): a person decides.
+            answer = await self.ask_out_of_scope(question)
+            if answer is None:
+                # nosemgrep: toolkit-print-untrusted -- a FixQuestion is made of printable() text
+                say(f"--yes never approves what a technician brings: refused {asked.subject}.")
+            return answer
         if self.live is not None and not self._yes:
             return await self.live.ask(asked.title, asked.lines, FIX_TIMEOUT, asked.subject)
         # nosemgrep: toolkit-print-untrusted -- a FixQuestion is made of printable() text

@@ -88,6 +88,7 @@ class Catalogue:
                     f"not the {kind.value} {_shown(name)}"
                 )
             if installed is None:
+                rules.check_brought(kind.value, name)
                 chosen = Chosen(brought, "brought")
             elif installed.sha256 == brought.sha256:
                 chosen = Chosen(installed, "installed")

@@ -138,7 +138,7 @@ class Parameter:
             raise DeclarationError(f"{where}: needs a pattern (a regular expression).")
         try:
             re.compile(self.pattern)
-        except re.error as exc:
+        except (re.error, OverflowError, RecursionError) as exc:  # a{99999999999}: Overflow
             raise DeclarationError(
                 f"{where}: pattern is not a regular expression: {exc}."
             ) from None

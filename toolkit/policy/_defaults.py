@@ -104,6 +104,8 @@ search_path = []
 # Diagnostics and fixes by name (globs); deny beats allow. Installed and brought alike.
 allow = ["*"]
 deny = []
+# Whether a technician may bring one this machine does not have (the customer approves it).
+brought = true
 
 [placeholders]
 unit = "^[A-Za-z0-9@._-]{1,128}$"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ SCHEMA_HINT = "docs/policy.md describes the policy file."
 _TABLES: dict[str, frozenset[str] | None] = {
     "files": frozenset({"allow", "deny", "max_bytes", "allow_hardlinks"}),
     "commands": None,  # any scope name, and SEARCH_PATH
-    "procedures": frozenset({"allow", "deny"}),
+    "procedures": frozenset({"allow", "deny", "brought"}),
     "placeholders": None,  # any placeholder name
 }
 #: The one key of [commands] that is not a scope.
@@ -178,6 +179,7 @@ class Policy:
             procedures=ProcedureRules(
                 allow=parser.names("procedures.allow", procedures.get("allow", ["*"])),
                 deny=parser.names("procedures.deny", procedures.get("deny", [])),
+                brought=parser.boolean("procedures.brought", procedures.get("brought", True)),
             ),
             search_path=search_path,
             home=home,
@@ -238,7 +240,9 @@ class _Parser:
         return tuple(out)
 
     def search_path(self, value: Any) -> tuple[str, ...]:
-        """Absolute directories that exist now, without ':' (the PATH separator)."""
+        """Absolute directories that exist now, without ':' (the PATH separator), that
+        only root and the agent's user can change; each as its real path (symlinks
+        resolved now, so that what was checked is what PATH names)."""
         key = f"commands.{SEARCH_PATH}"
         out = []
         for i, text in enumerate(self.strings(key, value)):
@@ -246,7 +250,13 @@ class _Parser:
                 raise self.error(f"{key}[{i}]", f"{text[:200]!r} is not an absolute directory")
             if not os.path.isdir(text):
                 raise self.error(f"{key}[{i}]", f"{text[:200]!r} is not a directory here")
-            out.append(text)
+            # nosemgrep: toolkit-path-decision -- the customer's own setting, resolved once
+            real = os.path.realpath(text)  # at load; only root or the user can change it after
+            why = _unsafe_directory(real)
+            if why is not None or ":" in real:
+                why = why or f"its real path {real[:200]!r} has a ':'"
+                raise self.error(f"{key}[{i}]", f"{text[:200]!r}: {why}")
+            out.append(real)
         return tuple(out)
 
     def integer(self, key: str, value: Any) -> int:
@@ -294,6 +304,28 @@ class _Parser:
                     raise self.error(f"{key}[{i}]", str(exc)) from None
             out[scope] = tuple(parsed)
         return out
+
+
+def _unsafe_directory(real: str) -> str | None:
+    """Why programs in ``real`` (a real path) might be someone else's, else None.
+
+    As sshd's StrictModes: it and every directory above it belong to root or to the
+    agent's user, and no one else may write to them (a sticky directory above, such
+    as /tmp, is fine: others cannot rename what is not theirs in it). Whoever could
+    would plant a ``systemctl`` that every command of the agent then runs.
+    """
+    mine = (0, os.getuid())
+    path, leaf = real, True
+    while True:
+        st = os.stat(path)
+        if st.st_uid not in mine:
+            return f"{path} belongs to another user (uid {st.st_uid})"
+        if st.st_mode & 0o022 and (leaf or not st.st_mode & stat.S_ISVTX):
+            return f"others can write to {path}, and could put their own programs there"
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path, leaf = parent, False
 
 
 def _parse_toml(text: str, source: str) -> dict[str, Any]:

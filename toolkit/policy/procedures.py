@@ -22,6 +22,9 @@ class ProcedureRules:
 
     allow: tuple[str, ...] = ("*",)
     deny: tuple[str, ...] = ()
+    #: Whether a technician may bring one this machine does not have. Names are the
+    #: technician's to choose for what they bring, so only this can refuse them all.
+    brought: bool = True
 
     def allows(self, name: str) -> bool:
         if any(fnmatchcase(name, pattern) for pattern in self.deny):
@@ -33,6 +36,15 @@ class ProcedureRules:
         if not self.allows(name):
             raise PolicyRefused(
                 f"refused: the agent's policy does not allow the {kind} {name}",
+                hint=POLICY_HINT,
+            )
+
+    def check_brought(self, kind: str, name: str) -> None:
+        """Return if a brought ``name`` may run (the customer is still asked)."""
+        if not self.brought:
+            raise PolicyRefused(
+                f"refused: the agent's policy runs only the procedures installed on this "
+                f"machine, and the {kind} {name} is not one of them",
                 hint=POLICY_HINT,
             )
 
