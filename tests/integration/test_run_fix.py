@@ -358,19 +358,47 @@ def _closed_port() -> str:
 
 
 def test_a_fix_the_customer_lacks_is_brought(tmp_path: Path, identity: Path) -> None:
+    """A brought fix is approved by a person at the customer's screen (never by --yes)."""
     people = sides(tmp_path, identity, mine="1.0", theirs=None)
     policy = people.customer.root / "policy.toml"
     scopes = ("--scope", "diagnostics", "--scope", "fixes")
-    with sharing(people.customer, "--policy", policy, *scopes, logs=people.logs) as share:
-        done, lines = run(people.technician, share, "mark", "-p", "name=brought")
+    share_args = ("--policy", policy, *scopes)
+    with sharing(people.customer, *share_args, logs=people.logs, terminal=True) as share:
+        running = people.technician.popen(
+            "run", "mark", share.address, "--code", share.code, "--ticket", "T-1",
+            "--json", "-p", "name=brought",
+        )  # fmt: skip
+        try:
+            share.wait_for_stderr("Allow this technician in? [y/n] (n): ")
+            share.type("y\n")
+            share.wait_for_stderr("Allow? [y/N]")  # the whole brought fix, before its check
+            share.type("y")
+            share.wait_for_stderr("Allow? [y/N]", count=2)  # its apply
+            share.type("y")
+            stdout, stderr = running.communicate(timeout=60)
+        finally:
+            if running.poll() is None:
+                running.kill()
         theirs = customer_copy(share.stderr())
-    assert done.returncode == 0, done.stderr
+    assert running.returncode == 0, stderr
+    lines = [json.loads(line) for line in stdout.splitlines() if line.strip()]
     result = summary(lines)
     assert (result["result"], result["brought"]) == ("changed", True)
     assert result["procedure"]["source"] == "brought"
     assert (people.customer.home / "brought").exists()
     fixes = [e for e in events(theirs) if e.get("op") == "fix"]
     assert {e["procedure"]["source"] for e in fixes} == {"brought"}
+
+
+def test_share_yes_never_approves_a_brought_fix(tmp_path: Path, identity: Path) -> None:
+    people = sides(tmp_path, identity, mine="1.0", theirs=None)
+    policy = people.customer.root / "policy.toml"
+    scopes = ("--scope", "diagnostics", "--scope", "fixes")
+    with sharing(people.customer, "--policy", policy, *scopes, logs=people.logs) as share:
+        done, _ = run(people.technician, share, "mark", "-p", "name=brought")
+    assert done.returncode == 3, done.stderr
+    assert "no one was at the customer's screen" in done.stderr
+    assert not (people.customer.home / "brought").exists()
 
 
 def test_the_customers_own_version_is_judged_by_exit_status(tmp_path: Path, identity: Path) -> None:
