@@ -1,0 +1,430 @@
+"""``toolkit run FIX --check`` of a fix that is not needed, against Ansible and pyinfra.
+
+What a technician waits for, whole processes, cold: each run is a fresh
+process, as a person types it. toolkit's side includes the customer's code
+exchange (``--code`` given) against a ``toolkit share --yes`` that is already
+waiting (started before each run, done loading, so nobody is asked); the
+transcript is sealed and attached to the local ticket store under a scratch
+data directory. The others run the same check command on one host through a
+throwaway OpenSSH sshd on loopback (bench/sshd.py, sessions with an empty
+HOME):
+
+- ``ansible all -i INVENTORY -m command -a CHECK``: inventory ``127.0.0.1``
+  with ``ansible_port`` and ``ansible_ssh_private_key_file``, host key checking
+  off, no config file (nothing but these ``ANSIBLE_*`` variables), its defaults
+  otherwise: no fact gathering (the ad-hoc command gathers none), Python
+  interpreter discovery, no pipelining, ``ControlPersist=60s``. "cold" stops the
+  ControlPersist master after each run (untimed), so each run makes a new SSH
+  connection as toolkit does; "warm" runs again while the master is up (a second
+  command within a minute), for scale.
+- ``pyinfra 127.0.0.1 --ssh-port P --ssh-key K ... exec -- CHECK``, host key
+  checking off.
+- ``ssh host CHECK``: the floor, as in the other session benchmarks.
+
+Ansible and pyinfra are installed for the benchmark only, pinned (:data:`PINS`),
+into a venv cached under bench/.cache (git-ignored by a ``.gitignore`` the
+benchmark writes there), never into the project's venv.
+
+Rounds are paired and interleaved (toolkit, ansible cold, ansible warm, pyinfra,
+ssh; again), so the load of this shared machine hits all alike. After each round
+one more toolkit run goes under bench.session's probe, untimed in the table, to
+show where its time goes.
+
+STAND-IN: ``toolkit run`` is not on main yet. Until it is, toolkit's side is
+``toolkit connect --batch FILE`` with one ``run`` line of the same check command
+(:data:`TOOLKIT_ARGS`); switch that one constant (or pass ``--toolkit-args``) to
+:data:`TOOLKIT_RUN_ARGS` once ``toolkit run`` and the Linux plugin are merged.
+
+    .venv/bin/python -m bench run [--quick] [--rounds N] [--checkout] [--toolkit-args T]
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import venv
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench._common import environment, median, save, say, scratch_dir, summary, table, verdict
+from bench.session import (
+    Run,
+    Share,
+    Technician,
+    _homes,
+    _load,
+    _phases,
+    _run,
+    _show_phases,
+    _technician,
+)
+from bench.sshd import Sshd, available, local_sshd
+
+#: The fix whose check runs, and the check command it runs (clear-thumbnails: is there a
+#: thumbnail cache to delete?). Not needed here: the customer's scratch home has none.
+FIX = "clear-thumbnails"
+CHECK = ("test", "!", "-d", "{home}/.cache/thumbnails")
+TICKET = "BENCH-1"
+#: toolkit's command line after ``toolkit``. STAND-IN until ``toolkit run`` is merged: a batch
+#: of one ``run`` line with the check command. Then it becomes :data:`TOOLKIT_RUN_ARGS`.
+TOOLKIT_ARGS = "connect {address} --code {code} --ticket {ticket} --batch {batch}"
+TOOLKIT_RUN_ARGS = "run {fix} --check --code {code} --ticket {ticket} {address}"
+#: The customer's policy: the stand-in's ``run`` line must match a template.
+POLICY = """\
+[commands]
+diagnostics = [["test", "!", "-d", "{path}"]]
+[placeholders]
+path = "^/[A-Za-z0-9._/-]{1,4000}$"
+"""
+#: As Debian's sshd_config has it: Ansible copies its module with sftp (without it, it
+#: tries sftp, then scp, then falls back to piping, each an extra round).
+SFTP_SERVER = next(
+    (p for p in ("/usr/lib/openssh/sftp-server", "/usr/libexec/sftp-server") if Path(p).exists()),
+    "internal-sftp",
+)
+#: What is installed for the baselines (bench/.cache/baselines-VERSIONS).
+PINS = ("ansible-core==2.19.14", "pyinfra==3.10.0")
+CACHE = Path(__file__).resolve().parent / ".cache"
+LABELS = {
+    "toolkit": "toolkit (stand-in: connect --batch, run)",
+    "ansible": "ansible -m command, cold",
+    "ansible warm": "ansible -m command, warm master",
+    "pyinfra": "pyinfra exec",
+    "ssh": "ssh host CMD (floor)",
+}
+
+
+def toolkit_argv(toolkit: Path, template: str, *, port: int, code: str, batch: Path) -> list[str]:
+    """The technician's command line: ``template`` (:data:`TOOLKIT_ARGS`) filled in."""
+    fields = {
+        "address": f"127.0.0.1:{port}",
+        "code": code,
+        "ticket": TICKET,
+        "batch": str(batch),
+        "fix": FIX,
+    }
+    return [str(toolkit), *(word.format(**fields) for word in shlex.split(template))]
+
+
+# -- the baselines' own venv ----------------------------------------------------------------
+
+
+def baselines_venv() -> tuple[Path | None, str | None]:
+    """The cached venv holding :data:`PINS`, made on first use; (its bin, None) or (None, why)."""
+    name = "baselines-" + "-".join(p.replace("==", "-") for p in PINS)
+    target = CACHE / name
+    bin_dir = target / "bin"
+    if (bin_dir / "ansible").exists() and (bin_dir / "pyinfra").exists():
+        return bin_dir, None
+    CACHE.mkdir(exist_ok=True)
+    (CACHE / ".gitignore").write_text("*\n")  # nothing of the cache goes into git
+    say(f"installing {', '.join(PINS)} into {target} (once) ...")
+    shutil.rmtree(target, ignore_errors=True)
+    venv.EnvBuilder(with_pip=True).create(target)
+    done = subprocess.run(
+        [str(bin_dir / "pip"), "install", "--quiet", "--disable-pip-version-check", *PINS],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        shutil.rmtree(target, ignore_errors=True)
+        return None, f"pip install {' '.join(PINS)} failed: {done.stderr.strip()[-300:]}"
+    return bin_dir, None
+
+
+# -- the tools -------------------------------------------------------------------------------
+
+
+@dataclass
+class Tools:
+    """Every command of the comparison, set up in one scratch directory."""
+
+    root: Path
+    tech: Technician
+    sshd: Sshd
+    baselines: Path | None
+    template: str
+
+    def __post_init__(self) -> None:
+        self.policy = self.tech.policy
+        self.check = [a.replace("{home}", str(self.root / "customer")) for a in CHECK]
+        self.batch = self.root / "batch.txt"
+        self.batch.write_text("run " + shlex.join(self.check) + "\n")
+        self.env = _homes(self.root, "baselines")  # their own HOME: no ~/.ssh, ~/.ansible.cfg
+        self.env = {k: v for k, v in self.env.items() if not k.startswith(("ANSIBLE_", "PYINFRA_"))}
+        inventory = self.root / "inventory.ini"
+        inventory.write_text(
+            f"127.0.0.1 ansible_port={self.sshd.port} "
+            f"ansible_ssh_private_key_file={self.sshd.client_key}\n"
+        )
+        self.control_dir = self.root / "ansible-cp"
+        self.ansible_env = {
+            **self.env,
+            "ANSIBLE_CONFIG": str(self.root / "no-ansible.cfg"),  # does not exist: no config file
+            "ANSIBLE_HOST_KEY_CHECKING": "False",
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.control_dir),
+        }
+        self.inventory = inventory
+
+    def toolkit(self, probe: Path | None = None) -> Run:
+        """One technician run against a fresh, waiting ``toolkit share --yes``."""
+        with Share(self.root, self.policy, toolkit=self.tech.toolkit) as share:
+            share.settle()
+            argv = toolkit_argv(
+                self.tech.toolkit, self.template, port=share.port, code=share.code, batch=self.batch
+            )
+            cwd = None
+            if probe is not None:
+                python = self.tech.toolkit.with_name("python")
+                argv = [str(python), "-m", "bench.session", "probe", str(probe), *argv[1:]]
+                cwd = self.tech.bench
+            env = dict(self.tech.env, BENCH_SPAWNED=str(time.monotonic()))  # the probe's zero
+            try:
+                run = _run(argv, env=env, cwd=cwd)
+            finally:
+                agent = share.wait()
+        self.tech.clean()
+        return Run(run.wall, run.cpu, agent)
+
+    def ansible(self) -> Run:
+        """``ansible all -m command -a CHECK``; leaves its ControlPersist master up."""
+        assert self.baselines is not None
+        argv = [str(self.baselines / "ansible"), "all", "-i", str(self.inventory)]
+        argv += ["-m", "command", "-a", shlex.join(self.check)]
+        return _run(argv, env=self.ansible_env, cwd=self.root)
+
+    def stop_master(self) -> None:
+        """End ansible's ControlPersist master(s), so that the next run connects anew."""
+        for sock in self.control_dir.glob("*") if self.control_dir.exists() else []:
+            subprocess.run(
+                ["ssh", "-F", "/dev/null", "-o", f"ControlPath={sock}", "-O", "exit", "127.0.0.1"],
+                capture_output=True,
+                check=False,
+            )
+
+    def ansible_cold(self) -> Run:
+        self.stop_master()
+        return self.ansible()
+
+    def pyinfra(self) -> Run:
+        assert self.baselines is not None
+        argv = [str(self.baselines / "pyinfra"), "127.0.0.1", "--ssh-port", str(self.sshd.port)]
+        argv += ["--ssh-key", str(self.sshd.client_key), "--ssh-user", getpass.getuser()]
+        argv += ["--data", "ssh_strict_host_key_checking=off"]
+        argv += ["--data", "ssh_known_hosts_file=/dev/null", "-y", "exec", "--", *self.check]
+        return _run(argv, env=self.env, cwd=self.root)
+
+    def ssh(self) -> Run:
+        return _run(self.sshd.ssh_argv(shlex.join(self.check)), env=self.env)
+
+
+def _versions(baselines: Path | None) -> dict[str, str | None]:
+    if baselines is None:
+        return {}
+
+    def first_line(argv: list[str]) -> str | None:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        return (
+            (done.stdout or done.stderr).strip().splitlines()[0] if done.returncode == 0 else None
+        )
+
+    return {
+        "ansible": first_line([str(baselines / "ansible"), "--version"]),
+        "pyinfra": first_line([str(baselines / "pyinfra"), "--version"]),
+    }
+
+
+#: The issue's phases of a toolkit run, each a group of bench.session's probe steps.
+PHASES = {
+    "process start to connect": (
+        "Python start-up",
+        "imports (all the session's, at once here)",
+        "reading the command line",
+        "outbox sync at start",
+        "imports for the session",
+    ),
+    "SSH handshake and consent": ("SSH handshake and consent",),
+    "the check": ("session start (hello, transcript)", "the command"),
+    "end, seal and attach": (
+        "end request",
+        "seal",
+        "open the ticket backend",
+        "into the outbox",
+        "verify before upload",
+        "the comment's operations",
+        "attach and read back",
+        "after attach, to the command's return",
+    ),
+    "exit": ("exit",),
+}
+
+
+def compare(rounds: int, template: str, checkout: bool) -> dict[str, Any]:
+    say(f"{_load()} at the start")
+    stand_in = template == TOOLKIT_ARGS
+    if stand_in:
+        say(
+            "NOTE: toolkit's side is a STAND-IN: `toolkit connect --batch` with one `run` line "
+            "of the check, until `toolkit run FIX --check` is on main (bench/run.py TOOLKIT_ARGS)."
+        )
+    baselines, why = baselines_venv()
+    if why is not None:
+        say(f"NOTE: no Ansible or pyinfra ({why}): their rows are skipped.")
+    with scratch_dir("run") as root:
+        policy = root / "policy.toml"
+        policy.write_text(POLICY)
+        root.chmod(0o755)  # sshd's sessions test a path under it
+        tech = _technician(root, policy, checkout)
+        with local_sshd(root / "sshd", [f"Subsystem sftp {SFTP_SERVER}"]) as sshd:
+            if sshd.note:
+                say(f"NOTE: {sshd.note}.")
+            tools = Tools(root, tech, sshd, baselines, template)
+            return _rounds(tools, rounds, stand_in, _versions(baselines))
+
+
+def _rounds(tools: Tools, rounds: int, stand_in: bool, versions: dict[str, Any]) -> dict[str, Any]:
+    say(f"check command: {shlex.join(tools.check)} (the fix {FIX} is not needed)")
+    steps: dict[str, Callable[[], Run]] = {"toolkit": tools.toolkit}
+    if tools.baselines is not None:
+        steps.update({"ansible": tools.ansible_cold, "ansible warm": tools.ansible})
+        steps["pyinfra"] = tools.pyinfra
+    steps["ssh"] = tools.ssh
+    for name, step in list(steps.items()):  # one untimed warm-up each; a tool that fails is dropped
+        try:
+            step()
+        except RuntimeError as exc:
+            if name == "toolkit":
+                raise
+            say(f"NOTE: {name} failed its warm-up, its row is skipped: {exc}")
+            del steps[name]
+    runs: dict[str, list[Run]] = {name: [] for name in steps}
+    phases: list[dict[str, float]] = []
+    probe_failed = False
+    for n in range(rounds):
+        for name, step in steps.items():
+            runs[name].append(step())
+        tools.stop_master()
+        if not probe_failed:
+            probe = tools.root / "probe.json"
+            try:
+                tools.toolkit(probe=probe)
+                phases.append(_phases(probe))
+            except (RuntimeError, OSError, ValueError) as exc:
+                say(f"NOTE: the probe run failed, no phases: {str(exc)[:300]}")
+                probe_failed = True
+        say(f"  round {n + 1}/{rounds}: " + ", ".join(
+            f"{name} {runs[name][-1].wall:.2f} s" for name in steps
+        ))  # fmt: skip
+    return _report(runs, phases, rounds, stand_in, versions, tools)
+
+
+def _report(
+    runs: dict[str, list[Run]],
+    phases: list[dict[str, float]],
+    rounds: int,
+    stand_in: bool,
+    versions: dict[str, Any],
+    tools: Tools,
+) -> dict[str, Any]:
+    toolkit_s = median([r.wall for r in runs["toolkit"]])
+    rows = []
+    for name, got in runs.items():
+        walls = [r.wall for r in got]
+        rows.append(
+            [
+                LABELS[name],
+                f"{median(walls):.3f}",
+                f"{min(walls):.3f}",
+                f"{max(walls):.3f}",
+                f"{median([r.cpu for r in got]):.2f}",
+                f"{toolkit_s / median(walls):.2f}",
+            ]
+        )
+    say(table(["whole process", "median s", "min s", "max s", "CPU s", "toolkit / it"], rows))
+    say("CPU: the process and its children (wait4); not ansible's ControlPersist master, nor")
+    say("the agent's or sshd's side. toolkit / it < 1: toolkit is faster.")
+    report: dict[str, Any] = {
+        "rounds": rounds,
+        "stand_in": stand_in,
+        "toolkit_argv_template": tools.template,
+        "fix": FIX,
+        "check": tools.check,
+        "pins": list(PINS),
+        "versions": versions,
+        "seconds": {name: summary([r.wall for r in got]) for name, got in runs.items()},
+        "runs": {
+            name: [{"wall": r.wall, "cpu": r.cpu, "agent_cpu": r.server_cpu} for r in got]
+            for name, got in runs.items()
+        },
+        "phases": phases,
+    }
+    ratios = {
+        name: toolkit_s / median([r.wall for r in runs[name]])
+        for name in ("ansible", "pyinfra")
+        if name in runs
+    }
+    report["ratios"] = ratios
+    for name, ratio in ratios.items():
+        say(f"toolkit / {name} {ratio:.2f} (goal < 1, faster): {verdict(ratio < 1)}")
+    if len(ratios) < 2:
+        say("NOTE: a baseline is missing: the goal cannot be judged in full.")
+    if phases:
+        _show_phases(phases, "where toolkit's time goes (probe runs, medians)")
+        grouped = {
+            phase: median([sum(p.get(s, 0.0) for s in names) for p in phases])
+            for phase, names in PHASES.items()
+        }
+        report["phases_grouped"] = grouped
+        say(
+            "in short: "
+            + ", ".join(f"{phase} {seconds * 1000:.0f} ms" for phase, seconds in grouped.items())
+        )
+    say(f"{_load()} at the end")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="3 rounds instead of 10")
+    p.add_argument("--rounds", type=int, help="interleaved rounds (default 10)")
+    p.add_argument(
+        "--checkout",
+        action="store_true",
+        help="run this checkout's toolkit, not a compiled install of it",
+    )
+    p.add_argument(
+        "--toolkit-args",
+        default=TOOLKIT_ARGS,
+        metavar="TEMPLATE",
+        help="toolkit's arguments; fields {address} {code} {ticket} {batch} {fix} "
+        f"(default, the stand-in: {TOOLKIT_ARGS!r}; once merged: {TOOLKIT_RUN_ARGS!r})",
+    )
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    why = available()
+    if why is not None:
+        say(f"cannot compare with OpenSSH: {why}")
+        return 1
+    rounds = args.rounds or (3 if args.quick else 10)
+    env = environment()
+    say(f"toolkit {env['toolkit']} ({env['commit']}), Python {env['python']}, "
+        f"{env['cpus']} CPUs ({env['cpu']}), {env['openssh']}")  # fmt: skip
+    say("== toolkit run --check of a fix not needed, against ansible and pyinfra")
+    result = compare(rounds, args.toolkit_args, args.checkout)
+    result = {"environment": env, **result, "loadavg_after": list(os.getloadavg())}
+    say(f"results: {save('run', result)}")
+    return 0
+
+
+__all__ = ["CHECK", "FIX", "TOOLKIT_ARGS", "TOOLKIT_RUN_ARGS", "compare", "main", "toolkit_argv"]
+
+if __name__ == "__main__":
+    sys.exit(main())
