@@ -114,6 +114,25 @@ def toolkit_argv(toolkit: Path, template: str, *, port: int, code: str, batch: P
     return [str(toolkit), *(word.format(**fields) for word in shlex.split(template))]
 
 
+def installed_check(home: str) -> tuple[tuple[str, ...], ...] | None:
+    """:data:`FIX`'s check commands as the agent would run them, from an installed plugin
+    (the public plugin API), so that the baselines run exactly those; None if none has it."""
+    from importlib.metadata import entry_points
+
+    from toolkit.plugins import GROUP, Fix, Plugin, Step
+
+    for point in entry_points(group=GROUP):
+        try:
+            plugin = point.load()
+        except Exception as exc:  # a broken plugin is for `toolkit plugins list` to report
+            say(f"NOTE: plugin {point.name} does not load ({type(exc).__name__}); skipped.")
+            continue
+        for procedure in plugin.procedures if isinstance(plugin, Plugin) else ():
+            if isinstance(procedure, Fix) and procedure.name == FIX:
+                return procedure.resolve(Step.CHECK, procedure.bind({}), home)
+    return None
+
+
 # -- the baselines' own venv ----------------------------------------------------------------
 
 
@@ -156,7 +175,18 @@ class Tools:
 
     def __post_init__(self) -> None:
         self.policy = self.tech.policy
-        self.check = [a.replace("{home}", str(self.root / "customer")) for a in CHECK]
+        home = str(self.root / "customer")  # the agent's HOME (bench.session._homes)
+        commands = None if self.template == TOOLKIT_ARGS else installed_check(home)
+        if commands is None:
+            if self.template != TOOLKIT_ARGS:
+                say(f"NOTE: no installed plugin has the fix {FIX}: the baselines run {CHECK}.")
+            commands = (tuple(a.replace("{home}", home) for a in CHECK),)
+        # The baselines' one command: the check's, or all of them in a row (sh stops at a no).
+        self.check = (
+            list(commands[0])
+            if len(commands) == 1
+            else ["sh", "-c", " && ".join(shlex.join(c) for c in commands)]
+        )
         self.batch = self.root / "batch.txt"
         self.batch.write_text("run " + shlex.join(self.check) + "\n")
         self.env = _homes(self.root, "baselines")  # their own HOME: no ~/.ssh, ~/.ansible.cfg
@@ -293,6 +323,8 @@ def compare(rounds: int, template: str, checkout: bool) -> dict[str, Any]:
 
 def _rounds(tools: Tools, rounds: int, stand_in: bool, versions: dict[str, Any]) -> dict[str, Any]:
     say(f"check command: {shlex.join(tools.check)} (the fix {FIX} is not needed)")
+    say("ansible cold: a new SSH connection each run, as toolkit's; warm: it reuses the")
+    say("ControlPersist master of the run before (its default, within 60 s), no handshake.")
     steps: dict[str, Callable[[], Run]] = {"toolkit": tools.toolkit}
     if tools.baselines is not None:
         steps.update({"ansible": tools.ansible_cold, "ansible warm": tools.ansible})
