@@ -251,6 +251,14 @@ class Tools:
         self.stop_master()
         return self.ansible()
 
+    def ansible_warm(self) -> Run:
+        """Again through the master the run before left; then that master ends (untimed), or
+        sshd's side of the next tool would wait for its connection to close."""
+        try:
+            return self.ansible()
+        finally:
+            self.stop_master()
+
     def pyinfra(self) -> Run:
         assert self.baselines is not None
         argv = [str(self.baselines / "pyinfra"), "127.0.0.1", "--ssh-port", str(self.sshd.port)]
@@ -339,24 +347,27 @@ def _rounds(tools: Tools, rounds: int, stand_in: bool, versions: dict[str, Any])
     say("ControlPersist master of the run before (its default, within 60 s), no handshake.")
     steps: dict[str, Callable[[], Run]] = {"toolkit": tools.toolkit}
     if tools.baselines is not None:
-        steps.update({"ansible": tools.ansible_cold, "ansible warm": tools.ansible})
+        steps.update({"ansible": tools.ansible_cold, "ansible warm": tools.ansible_warm})
         steps["pyinfra"] = tools.pyinfra
     steps["ssh"] = tools.ssh
-    for name, step in list(steps.items()):  # one untimed warm-up each; a tool that fails is dropped
+    for name in list(steps):  # one untimed warm-up each; a tool that fails is dropped
+        if name not in steps:
+            continue
         try:
-            step()
+            steps[name]()
         except RuntimeError as exc:
             if name == "toolkit":
                 raise
             say(f"NOTE: {name} failed its warm-up, its row is skipped: {exc}")
             del steps[name]
+            if name == "ansible":  # warm needs the master a cold run leaves
+                steps.pop("ansible warm", None)
     runs: dict[str, list[Run]] = {name: [] for name in steps}
     phases: list[dict[str, float]] = []
     probe_failed = False
     for n in range(rounds):
         for name, step in steps.items():
             runs[name].append(step())
-        tools.stop_master()
         if not probe_failed:
             probe = tools.root / "probe.json"
             try:
