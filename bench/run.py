@@ -214,7 +214,7 @@ class Tools:
         """One technician run against a fresh, waiting ``toolkit share --yes``."""
         with Share(self.root, self.policy, toolkit=self.tech.toolkit) as share:
             share.settle()
-            idle = process_cpu(share.proc.pid)  # the agent's own CPU for this session: after it
+            idle = process_cpu(share.proc.pid)  # its CPU from here to its exit: this session's
             argv = toolkit_argv(
                 self.tech.toolkit, self.template, port=share.port, code=share.code, batch=self.batch
             )
@@ -357,7 +357,7 @@ def _rounds(tools: Tools, rounds: int, stand_in: bool, versions: dict[str, Any])
             steps[name]()
         except RuntimeError as exc:
             if name == "toolkit":
-                raise
+                raise RuntimeError(f"toolkit failed its warm-up (--toolkit-args?): {exc}") from None
             say(f"NOTE: {name} failed its warm-up, its row is skipped: {exc}")
             del steps[name]
             if name == "ansible":  # warm needs the master a cold run leaves
@@ -397,9 +397,10 @@ def _report(
         walls = [r.wall for r in got]
         served = not name.startswith("ansible")
         both = median([r.cpu + r.server_cpu for r in got])
+        label = LABELS[name] if stand_in or name != "toolkit" else f"toolkit run {FIX} --check"
         rows.append(
             [
-                LABELS[name],
+                label,
                 f"{median(walls):.3f}",
                 f"{min(walls):.3f}",
                 f"{max(walls):.3f}",
@@ -485,7 +486,11 @@ def main(argv: list[str] | None = None) -> int:
     say(f"toolkit {env['toolkit']} ({env['commit']}), Python {env['python']}, "
         f"{env['cpus']} CPUs ({env['cpu']}), {env['openssh']}")  # fmt: skip
     say("== toolkit run --check of a fix not needed, against ansible and pyinfra")
-    result = compare(rounds, args.toolkit_args, args.checkout)
+    try:
+        result = compare(rounds, args.toolkit_args, args.checkout)
+    except RuntimeError as exc:
+        say(f"benchmark stopped: {exc}")
+        return 1
     result = {"environment": env, **result, "loadavg_after": list(os.getloadavg())}
     say(f"results: {save('run', result)}")
     return 0
