@@ -117,22 +117,16 @@ def toolkit_argv(toolkit: Path, template: str, *, port: int, code: str, batch: P
 
 
 def installed_check(home: str) -> tuple[tuple[str, ...], ...] | None:
-    """:data:`FIX`'s check commands as the agent would run them, from an installed plugin
-    (the public plugin API), so that the baselines run exactly those; None if none has it."""
-    from importlib.metadata import entry_points
+    """:data:`FIX`'s check commands as the agent would run them, from the installed plugins
+    (toolkit's own loader), so that the baselines run exactly those; None if none has it."""
+    from toolkit.plugins import Kind, Step
+    from toolkit.plugins.loader import installed
 
-    from toolkit.plugins import GROUP, Fix, Plugin, Step
-
-    for point in entry_points(group=GROUP):
-        try:
-            plugin = point.load()
-        except Exception as exc:  # a broken plugin is for `toolkit plugins list` to report
-            say(f"NOTE: plugin {point.name} does not load ({type(exc).__name__}); skipped.")
-            continue
-        for procedure in plugin.procedures if isinstance(plugin, Plugin) else ():
-            if isinstance(procedure, Fix) and procedure.name == FIX:
-                return procedure.resolve(Step.CHECK, procedure.bind({}), home)
-    return None
+    found = installed().find(Kind.FIX, FIX)
+    if found is None:
+        return None
+    fix = found[0]
+    return fix.resolve(Step.CHECK, fix.bind({}), home)
 
 
 # -- the baselines' own venv ----------------------------------------------------------------
