@@ -38,6 +38,8 @@ def parse(argv: list[str]) -> tuple[list[str], Options]:
         prog="python -m bench",
         description="toolkit benchmarks: recorder throughput and memory, verify vs "
         "ssh-keygen, CLI start-up. Results go to bench/results/*.json.",
+        epilog="python -m bench run --help: toolkit run --check against Ansible and pyinfra "
+        "(not in the default set).",
     )
     p.add_argument(
         "benchmarks",
