@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench._common import environment, median, save, say, scratch_dir, summary, table, verdict
+from bench._common import REPO, environment, median, save, say, scratch_dir, summary, table, verdict
 from bench.session import (
     Baseline,
     Run,
@@ -70,22 +70,18 @@ from bench.session import (
 )
 from bench.sshd import Sshd, available, local_sshd
 
-#: The fix whose check runs, and the check command it runs (clear-thumbnails: is there a
-#: thumbnail cache to delete?). Not needed here: the customer's scratch home has none.
+#: The fix whose check runs: the Linux plugin's clear-thumbnails. Not needed here: the
+#: customer's scratch home has an empty thumbnail cache (its check finds no file, exit 0).
 FIX = "clear-thumbnails"
-CHECK = ("test", "!", "-d", "{home}/.cache/thumbnails")
 TICKET = "BENCH-1"
-#: toolkit's command line after ``toolkit``. STAND-IN until ``toolkit run`` is merged: a batch
-#: of one ``run`` line with the check command. Then it becomes :data:`TOOLKIT_RUN_ARGS`.
+#: toolkit's command line after ``toolkit``. STAND-IN until ``toolkit run`` is merged:
+#: ``connect --batch`` of one line, :data:`BATCH`, that runs the installed fix's check step
+#: only. Then it becomes :data:`TOOLKIT_RUN_ARGS`.
 TOOLKIT_ARGS = "connect {address} --code {code} --ticket {ticket} --batch {batch}"
 TOOLKIT_RUN_ARGS = "run {fix} --check --code {code} --ticket {ticket} {address}"
-#: The customer's policy: the stand-in's ``run`` line must match a template.
-POLICY = """\
-[commands]
-diagnostics = [["test", "!", "-d", "{path}"]]
-[placeholders]
-path = "^/[A-Za-z0-9._/-]{1,4000}$"
-"""
+BATCH = f"fix {FIX} --step check\n"
+#: The customer's policy: the defaults (installed procedures within the granted scope).
+POLICY = ""
 #: As Debian's sshd_config has it: Ansible copies its module with sftp (without it, it
 #: tries sftp, then scp, then falls back to piping, each an extra round).
 SFTP_SERVER = next(
@@ -96,7 +92,7 @@ SFTP_SERVER = next(
 PINS = ("ansible-core==2.19.14", "pyinfra==3.10.0")
 CACHE = Path(__file__).resolve().parent / ".cache"
 LABELS = {
-    "toolkit": "toolkit (stand-in: connect --batch, run)",
+    "toolkit": "toolkit (stand-in: connect --batch, fix --step check)",
     "ansible": "ansible -m command, cold",
     "ansible warm": "ansible -m command, warm master",
     "pyinfra": "pyinfra exec",
@@ -117,7 +113,7 @@ def toolkit_argv(toolkit: Path, template: str, *, port: int, code: str, batch: P
 
 
 def installed_check(home: str) -> tuple[tuple[str, ...], ...] | None:
-    """:data:`FIX`'s check commands as the agent would run them, from the installed plugins
+    """:data:`FIX`'s check commands as the agent runs them, from the installed plugins
     (toolkit's own loader), so that the baselines run exactly those; None if none has it."""
     from toolkit.plugins import Kind, Step
     from toolkit.plugins.loader import installed
@@ -127,6 +123,23 @@ def installed_check(home: str) -> tuple[tuple[str, ...], ...] | None:
         return None
     fix = found[0]
     return fix.resolve(Step.CHECK, fix.bind({}), home)
+
+
+def install_plugins(toolkit: Path, where: Path) -> None:
+    """The first-party plugins (plugins/*) into the scratch venv of ``toolkit``, installed as
+    a user installs them (not editable, compiled). That venv sees the project venv's packages
+    through a ``.pth`` line, which does not read the ``.pth`` files the editable installs there
+    rely on: without this their entry points are found but their modules are not."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    junk = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build")
+    for project in sorted((REPO / "plugins").glob("*/pyproject.toml")):
+        source = where / "plugins" / project.parent.name
+        shutil.copytree(project.parent, source, ignore=junk)  # no build files in the checkout
+        argv = [sys.executable, "-m", "pip", "--python", str(toolkit.with_name("python"))]
+        argv += ["install", "--no-deps", "--quiet", "--disable-pip-version-check", str(source)]
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"pip install of {source.name} failed:\n{done.stderr[-500:]}")
 
 
 # -- the baselines' own venv ----------------------------------------------------------------
@@ -171,12 +184,14 @@ class Tools:
 
     def __post_init__(self) -> None:
         self.policy = self.tech.policy
-        home = str(self.root / "customer")  # the agent's HOME (bench.session._homes)
-        commands = None if self.template == TOOLKIT_ARGS else installed_check(home)
+        home = self.root / "customer"  # the agent's HOME (bench.session._homes)
+        (home / ".cache/thumbnails").mkdir(parents=True, exist_ok=True)  # empty: not needed
+        commands = installed_check(str(home))
         if commands is None:
-            if self.template != TOOLKIT_ARGS:
-                say(f"NOTE: no installed plugin has the fix {FIX}: the baselines run {CHECK}.")
-            commands = (tuple(a.replace("{home}", home) for a in CHECK),)
+            raise RuntimeError(
+                f"no installed plugin has the fix {FIX}: install plugins/linux "
+                "(make .venv/bin/toolkit does)"
+            )
         # The baselines' one command: the check's, or all of them in a row (sh stops at a no).
         self.check = (
             list(commands[0])
@@ -184,7 +199,7 @@ class Tools:
             else ["sh", "-c", " && ".join(shlex.join(c) for c in commands)]
         )
         self.batch = self.root / "batch.txt"
-        self.batch.write_text("run " + shlex.join(self.check) + "\n")
+        self.batch.write_text(BATCH)
         self.env = _homes(self.root, "baselines")  # their own HOME: no ~/.ssh, ~/.ansible.cfg
         self.env = {k: v for k, v in self.env.items() if not k.startswith(("ANSIBLE_", "PYINFRA_"))}
         inventory = self.root / "inventory.ini"
@@ -258,7 +273,8 @@ class Tools:
         argv = [str(self.baselines / "pyinfra"), "127.0.0.1", "--ssh-port", str(self.sshd.port)]
         argv += ["--ssh-key", str(self.sshd.client_key), "--ssh-user", getpass.getuser()]
         argv += ["--data", "ssh_strict_host_key_checking=off"]
-        argv += ["--data", "ssh_known_hosts_file=/dev/null", "-y", "exec", "--", *self.check]
+        argv += ["--data", "ssh_known_hosts_file=/dev/null", "-y", "exec", "--"]
+        argv.append(shlex.join(self.check))  # pyinfra joins exec's words for sh: quoted as one
         return self._served(argv, self.env)
 
     def ssh(self) -> Run:
@@ -317,8 +333,9 @@ def compare(rounds: int, template: str, checkout: bool) -> dict[str, Any]:
     stand_in = template == TOOLKIT_ARGS
     if stand_in:
         say(
-            "NOTE: toolkit's side is a STAND-IN: `toolkit connect --batch` with one `run` line "
-            "of the check, until `toolkit run FIX --check` is on main (bench/run.py TOOLKIT_ARGS)."
+            f"NOTE: toolkit's side is a STAND-IN: `toolkit connect --batch` with one line, "
+            f"`{BATCH.strip()}`, until `toolkit run FIX --check` is on main "
+            "(bench/run.py TOOLKIT_ARGS)."
         )
     baselines, why = baselines_venv()
     if why is not None:
@@ -328,6 +345,8 @@ def compare(rounds: int, template: str, checkout: bool) -> dict[str, Any]:
         policy.write_text(POLICY)
         root.chmod(0o755)  # sshd's sessions test a path under it
         tech = _technician(root, policy, checkout)
+        if not checkout:
+            install_plugins(tech.toolkit, root / "installed")
         with local_sshd(root / "sshd", [f"Subsystem sftp {SFTP_SERVER}"]) as sshd:
             if sshd.note:
                 say(f"NOTE: {sshd.note}.")
@@ -490,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["CHECK", "FIX", "TOOLKIT_ARGS", "TOOLKIT_RUN_ARGS", "compare", "main", "toolkit_argv"]
+__all__ = ["BATCH", "FIX", "TOOLKIT_ARGS", "TOOLKIT_RUN_ARGS", "compare", "main", "toolkit_argv"]
 
 if __name__ == "__main__":
     sys.exit(main())
