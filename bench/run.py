@@ -30,10 +30,13 @@ ssh; again), so the load of this shared machine hits all alike. After each round
 one more toolkit run goes under bench.session's probe, untimed in the table, to
 show where its time goes.
 
+The check is the Linux plugin's ``clear-thumbnails`` check step, resolved by
+toolkit's plugin loader, in a customer home whose thumbnail cache is empty.
+
 STAND-IN: ``toolkit run`` is not on main yet. Until it is, toolkit's side is
-``toolkit connect --batch FILE`` with one ``run`` line of the same check command
-(:data:`TOOLKIT_ARGS`); switch that one constant (or pass ``--toolkit-args``) to
-:data:`TOOLKIT_RUN_ARGS` once ``toolkit run`` and the Linux plugin are merged.
+``toolkit connect --batch FILE`` with the one line ``fix clear-thumbnails --step
+check`` (:data:`TOOLKIT_ARGS`, :data:`BATCH`); switch that one constant (or pass
+``--toolkit-args``) to :data:`TOOLKIT_RUN_ARGS` once ``toolkit run`` is merged.
 
     .venv/bin/python -m bench run [--quick] [--rounds N] [--checkout] [--toolkit-args T]
 """
