@@ -33,10 +33,10 @@ show where its time goes.
 The check is the Linux plugin's ``clear-thumbnails`` check step, resolved by
 toolkit's plugin loader, in a customer home whose thumbnail cache is empty.
 
-STAND-IN: ``toolkit run`` is not on main yet. Until it is, toolkit's side is
-``toolkit connect --batch FILE`` with the one line ``fix clear-thumbnails --step
-check`` (:data:`TOOLKIT_ARGS`, :data:`BATCH`); switch that one constant (or pass
-``--toolkit-args``) to :data:`TOOLKIT_RUN_ARGS` once ``toolkit run`` is merged.
+toolkit's command line is one template, :data:`TOOLKIT_ARGS` (``--toolkit-args``
+for another). :data:`CONNECT_ARGS` is the stand-in used before ``toolkit run``
+existed: ``toolkit connect --batch FILE`` with the one line ``fix clear-thumbnails
+--step check`` (:data:`BATCH`), the same check step over the same session.
 
     .venv/bin/python -m bench run [--quick] [--rounds N] [--checkout] [--toolkit-args T]
 """
@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import shlex
 import shutil
@@ -77,11 +78,11 @@ from bench.sshd import Sshd, available, local_sshd
 #: customer's scratch home has an empty thumbnail cache (its check finds no file, exit 0).
 FIX = "clear-thumbnails"
 TICKET = "BENCH-1"
-#: toolkit's command line after ``toolkit``. STAND-IN until ``toolkit run`` is merged:
-#: ``connect --batch`` of one line, :data:`BATCH`, that runs the installed fix's check step
-#: only. Then it becomes :data:`TOOLKIT_RUN_ARGS`.
-TOOLKIT_ARGS = "connect {address} --code {code} --ticket {ticket} --batch {batch}"
-TOOLKIT_RUN_ARGS = "run {fix} --check --code {code} --ticket {ticket} {address}"
+#: toolkit's command line after ``toolkit``: the fix's check only, as the issue asks.
+TOOLKIT_ARGS = "run {fix} --check --code {code} --ticket {ticket} {address}"
+#: The stand-in before ``toolkit run`` was merged: ``connect --batch`` of one line,
+#: :data:`BATCH`, which runs the installed fix's check step only (``--toolkit-args``).
+CONNECT_ARGS = "connect {address} --code {code} --ticket {ticket} --batch {batch}"
 BATCH = f"fix {FIX} --step check\n"
 #: The customer's policy: the defaults (installed procedures within the granted scope).
 POLICY = ""
@@ -95,7 +96,7 @@ SFTP_SERVER = next(
 PINS = ("ansible-core==2.19.14", "pyinfra==3.10.0")
 CACHE = Path(__file__).resolve().parent / ".cache"
 LABELS = {
-    "toolkit": "toolkit (stand-in: connect --batch, fix --step check)",
+    "toolkit": f"toolkit run {FIX} --check",
     "ansible": "ansible -m command, cold",
     "ansible warm": "ansible -m command, warm master",
     "pyinfra": "pyinfra exec",
@@ -243,6 +244,37 @@ class Tools:
         self.tech.clean()
         return Run(run.wall, run.cpu, agent)
 
+    def confirm_not_needed(self) -> str:
+        """One untimed run with ``--json``: toolkit's own verdict must be ``ok`` (not needed),
+        else the comparison would time another path; its message."""
+        with Share(self.root, self.policy, toolkit=self.tech.toolkit) as share:
+            share.settle()
+            argv = toolkit_argv(
+                self.tech.toolkit, self.template, port=share.port, code=share.code, batch=self.batch
+            )
+            try:
+                done = subprocess.run(
+                    [*argv, "--json"],
+                    env=self.tech.env,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+            finally:
+                share.wait()
+        self.tech.clean()
+        try:
+            last: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            last = {}
+        if done.returncode != 0 or last.get("result") != "ok":
+            why = last.get("message") or done.stderr.strip()[-300:]
+            raise RuntimeError(
+                f"toolkit's check did not say ok (exit {done.returncode}, "
+                f"result {last.get('result')!r}): {why}"
+            )
+        return str(last.get("message", "ok"))
+
     def ansible(self) -> Run:
         """``ansible all -m command -a CHECK``; leaves its ControlPersist master up."""
         assert self.baselines is not None
@@ -333,13 +365,12 @@ PHASES = {
 
 def compare(rounds: int, template: str, checkout: bool) -> dict[str, Any]:
     say(f"{_load()} at the start")
-    stand_in = template == TOOLKIT_ARGS
+    stand_in = template == CONNECT_ARGS
     if stand_in:
-        say(
-            f"NOTE: toolkit's side is a STAND-IN: `toolkit connect --batch` with one line, "
-            f"`{BATCH.strip()}`, until `toolkit run FIX --check` is on main "
-            "(bench/run.py TOOLKIT_ARGS)."
-        )
+        say(f"NOTE: toolkit's side is the stand-in: `toolkit connect --batch` with one line, "
+            f"`{BATCH.strip()}`, not `toolkit run {FIX} --check`.")  # fmt: skip
+    elif template != TOOLKIT_ARGS:
+        say(f"NOTE: toolkit runs --toolkit-args {template!r}, not bench/run.py's TOOLKIT_ARGS.")
     baselines, why = baselines_venv()
     if why is not None:
         say(f"NOTE: no Ansible or pyinfra ({why}): their rows are skipped.")
@@ -361,6 +392,8 @@ def _rounds(tools: Tools, rounds: int, stand_in: bool, versions: dict[str, Any])
     say(f"check command: {shlex.join(tools.check)} (the fix {FIX} is not needed)")
     say("ansible cold: a new SSH connection each run, as toolkit's; warm: it reuses the")
     say("ControlPersist master of the run before (its default, within 60 s), no handshake.")
+    if tools.template == TOOLKIT_ARGS:
+        say(f"toolkit run {FIX} --check says: {tools.confirm_not_needed()}")
     steps: dict[str, Callable[[], Run]] = {"toolkit": tools.toolkit}
     if tools.baselines is not None:
         steps.update({"ansible": tools.ansible_cold, "ansible warm": tools.ansible_warm})
@@ -413,7 +446,9 @@ def _report(
         walls = [r.wall for r in got]
         served = not name.startswith("ansible")
         both = median([r.cpu + r.server_cpu for r in got])
-        label = LABELS[name] if stand_in or name != "toolkit" else f"toolkit run {FIX} --check"
+        label = LABELS[name]
+        if name == "toolkit" and tools.template != TOOLKIT_ARGS:
+            label = "toolkit, stand-in: connect --batch" if stand_in else "toolkit --toolkit-args"
         rows.append(
             [
                 label,
@@ -490,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         default=TOOLKIT_ARGS,
         metavar="TEMPLATE",
         help="toolkit's arguments; fields {address} {code} {ticket} {batch} {fix} "
-        f"(default, the stand-in: {TOOLKIT_ARGS!r}; once merged: {TOOLKIT_RUN_ARGS!r})",
+        f"(default {TOOLKIT_ARGS!r}; the stand-in before toolkit run: {CONNECT_ARGS!r})",
     )
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     why = available()
@@ -512,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["BATCH", "FIX", "TOOLKIT_ARGS", "TOOLKIT_RUN_ARGS", "compare", "main", "toolkit_argv"]
+__all__ = ["BATCH", "CONNECT_ARGS", "FIX", "TOOLKIT_ARGS", "compare", "main", "toolkit_argv"]
 
 if __name__ == "__main__":
     sys.exit(main())
