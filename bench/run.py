@@ -377,7 +377,7 @@ def compare(rounds: int, template: str, checkout: bool) -> dict[str, Any]:
     with scratch_dir("run") as root:
         policy = root / "policy.toml"
         policy.write_text(POLICY)
-        root.chmod(0o755)  # sshd's sessions test a path under it
+        root.chmod(0o755)  # the baselines' check looks in the customer's home under it
         tech = _technician(root, policy, checkout)
         if not checkout:
             install_plugins(tech.toolkit, root / "installed")
