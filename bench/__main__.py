@@ -1,4 +1,9 @@
-"""``python -m bench [recorder|verify|startup ...] [--quick] [options]``."""
+"""``python -m bench [recorder|verify|startup ...] [--quick] [options]``.
+
+``python -m bench run [--quick] ...`` is toolkit run against Ansible and pyinfra
+(bench/run.py, options of its own); it is not part of the default set, since it
+installs those two into bench/.cache first.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +38,8 @@ def parse(argv: list[str]) -> tuple[list[str], Options]:
         prog="python -m bench",
         description="toolkit benchmarks: recorder throughput and memory, verify vs "
         "ssh-keygen, CLI start-up. Results go to bench/results/*.json.",
+        epilog="python -m bench run --help: toolkit run --check against Ansible and pyinfra "
+        "(not in the default set).",
     )
     p.add_argument(
         "benchmarks",
@@ -91,7 +98,12 @@ def parse(argv: list[str]) -> tuple[list[str], Options]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    names, opts = parse(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"]:
+        from bench.run import main as run_main
+
+        return run_main(argv[1:])
+    names, opts = parse(argv)
     env = environment()
     dirty = ", toolkit/ modified" if env["toolkit_tree_dirty"] else ""
     say(
