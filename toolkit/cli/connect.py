@@ -67,7 +67,13 @@ def _warn_fixes(lines: list[Line], asked: frozenset[Scope]) -> None:
 
     if Scope.FIXES in asked:
         return
-    fixes = [line for line in lines if line.command.op is Op.FIX]
+    # A fix's check and verify only look: the diagnostics scope covers them.
+    looks = ("check", "verify")
+    fixes = [
+        line
+        for line in lines
+        if line.command.op is Op.FIX and line.command.args.get("step") not in looks
+    ]
     if not fixes:
         return
     numbers = ", ".join(str(line.number) for line in fixes)

@@ -40,9 +40,11 @@ from toolkit.plugins.declaration import (
     current_platform,
 )
 from toolkit.plugins.plugin import GROUP, Plugin
+from toolkit.tickets.base import BackendConfig, TicketPlugin
 
 __all__ = [
     "GROUP",
+    "BackendConfig",
     "Decision",
     "DeclarationError",
     "Diagnostic",
@@ -56,5 +58,6 @@ __all__ = [
     "Procedure",
     "Step",
     "StepOutput",
+    "TicketPlugin",
     "current_platform",
 ]

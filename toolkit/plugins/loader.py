@@ -23,13 +23,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from importlib import metadata
-from typing import TYPE_CHECKING
 
 from toolkit.plugins.declaration import NAME, DeclarationError, Kind, Procedure
 from toolkit.plugins.plugin import GROUP, Plugin
-
-if TYPE_CHECKING:
-    from toolkit.tickets.plugins import TicketPlugin
+from toolkit.tickets.base import TicketPlugin
 
 #: The entry-point names of the ticket-backend-only form before issue 16 (docs/plugins.md).
 LEGACY_TICKETS = "tickets."
@@ -170,8 +167,6 @@ def _legacy(
     ep: metadata.EntryPoint, obj: object, backend: str, distribution: str | None
 ) -> Loaded | None:
     """A ``tickets.NAME`` entry point of a bare TicketPlugin, wrapped (supported until 0.3)."""
-    from toolkit.tickets.plugins import TicketPlugin
-
     if not isinstance(obj, TicketPlugin) or obj.name != backend:
         return None
     try:

@@ -12,12 +12,9 @@ where ``mypackage.plugin`` is a :class:`Plugin`. docs/plugins.md is the guide.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from toolkit.plugins.declaration import NAME, DeclarationError, Procedure
-
-if TYPE_CHECKING:
-    from toolkit.tickets.plugins import TicketPlugin
+from toolkit.tickets.base import TicketPlugin
 
 #: The entry-point group every plugin registers in.
 GROUP = "toolkit.plugins"
@@ -29,7 +26,7 @@ class Plugin:
 
     ``procedures`` are diagnostics and fixes (declared as data, see
     :mod:`toolkit.plugins.declaration`); ``ticket_backends`` are where
-    transcripts are attached (:class:`toolkit.tickets.plugins.TicketPlugin`).
+    transcripts are attached (:class:`toolkit.tickets.base.TicketPlugin`).
     """
 
     name: str
@@ -56,9 +53,6 @@ class Plugin:
         if len(set(keys)) != len(keys):
             raise DeclarationError(f"{where}: two procedures of one kind have one name.")
         if self.ticket_backends:
-            # Only a plugin that gives backends pays for importing their module.
-            from toolkit.tickets.plugins import TicketPlugin
-
             if not all(isinstance(b, TicketPlugin) for b in self.ticket_backends):
                 raise DeclarationError(f"{where}: ticket_backends are TicketPlugin objects.")
             names = [b.name for b in self.ticket_backends]

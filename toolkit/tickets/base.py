@@ -10,11 +10,14 @@ changing.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from toolkit.errors import UsageError
+from toolkit.errors import TicketBackendError, UsageError
+from toolkit.secrets import Secret
+from toolkit.tickets import credentials
 
 _TICKET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._#-]{0,63}$")
 
@@ -91,4 +94,62 @@ class CheckableBackend(Protocol):
         ...
 
 
-__all__ = ["Attachment", "CheckableBackend", "Ticket", "TicketBackend", "check_ticket_id"]
+# -- what a plugin gives: a backend's maker and what it needs ------------------------
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """What a backend is made from: its settings and, when it needs one, its secret."""
+
+    name: str
+    url: str = ""
+    user: str = ""
+    options: Mapping[str, str | int | bool] = field(default_factory=dict)
+    secret: Secret | None = None
+
+    def option(self, key: str, default: str) -> str:
+        return str(self.options.get(key, default))
+
+    def limit(self, default: int | None) -> int | None:
+        """``max_attachment_bytes`` from tickets.toml, else the backend's default."""
+        value = self.options.get("max_attachment_bytes")
+        if value is None:
+            return default
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise UsageError(
+                f"tickets.toml: [{self.name}] max_attachment_bytes must be a positive integer."
+            )
+        return value
+
+    def need_secret(self, label: str) -> str:
+        if self.secret is None:
+            raise TicketBackendError(
+                f"No {label} for {self.name} at {self.url or '(no URL)'}: none in "
+                f"{credentials.token_env(self.name)}, the OS keyring or the credentials file.",
+                hint=f"Store one with `toolkit tickets login {self.name} --url URL`.",
+            )
+        return self.secret.reveal()
+
+
+@dataclass(frozen=True)
+class TicketPlugin:
+    """One ticket backend, as a :class:`toolkit.plugins.Plugin` gives it in ``ticket_backends``."""
+
+    name: str
+    summary: str
+    make: Callable[[BackendConfig], TicketBackend]
+    credential: str | None = "API key"  # None: the backend needs no secret
+    user_label: str | None = None  # e.g. "email" where the key goes with an account name
+    options: Mapping[str, str] = field(default_factory=dict)  # tickets.toml keys -> help
+    needs_url: bool = True
+
+
+__all__ = [
+    "Attachment",
+    "BackendConfig",
+    "CheckableBackend",
+    "Ticket",
+    "TicketBackend",
+    "TicketPlugin",
+    "check_ticket_id",
+]

@@ -22,9 +22,8 @@ from pathlib import Path
 from toolkit import __version__, paths
 from toolkit.errors import TicketBackendError
 from toolkit.plugins.plugin import Plugin
-from toolkit.tickets.base import Attachment, Ticket, check_ticket_id
+from toolkit.tickets.base import Attachment, BackendConfig, Ticket, TicketPlugin, check_ticket_id
 from toolkit.tickets.package import link_or_copy
-from toolkit.tickets.plugins import BackendConfig, TicketPlugin
 
 
 def _sha256(path: Path) -> str:

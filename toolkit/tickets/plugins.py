@@ -25,8 +25,8 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,7 @@ from toolkit.errors import TicketBackendError, UsageError
 from toolkit.plugins.plugin import GROUP
 from toolkit.secrets import Secret
 from toolkit.tickets import credentials
-from toolkit.tickets.base import TicketBackend
+from toolkit.tickets.base import BackendConfig, TicketBackend, TicketPlugin
 from toolkit.tickets.credentials import Passphrases
 
 if TYPE_CHECKING:
@@ -45,53 +45,6 @@ DEFAULT_BACKEND = "local"
 BACKEND_ENV = "TOOLKIT_TICKET_BACKEND"
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _OPTION = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-
-
-@dataclass(frozen=True)
-class BackendConfig:
-    """What a backend is made from: its settings and, when it needs one, its secret."""
-
-    name: str
-    url: str = ""
-    user: str = ""
-    options: Mapping[str, str | int | bool] = field(default_factory=dict)
-    secret: Secret | None = None
-
-    def option(self, key: str, default: str) -> str:
-        return str(self.options.get(key, default))
-
-    def limit(self, default: int | None) -> int | None:
-        """``max_attachment_bytes`` from tickets.toml, else the backend's default."""
-        value = self.options.get("max_attachment_bytes")
-        if value is None:
-            return default
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise UsageError(
-                f"tickets.toml: [{self.name}] max_attachment_bytes must be a positive integer."
-            )
-        return value
-
-    def need_secret(self, label: str) -> str:
-        if self.secret is None:
-            raise TicketBackendError(
-                f"No {label} for {self.name} at {self.url or '(no URL)'}: none in "
-                f"{credentials.token_env(self.name)}, the OS keyring or the credentials file.",
-                hint=f"Store one with `toolkit tickets login {self.name} --url URL`.",
-            )
-        return self.secret.reveal()
-
-
-@dataclass(frozen=True)
-class TicketPlugin:
-    """One ticket backend, as a :class:`toolkit.plugins.Plugin` gives it in ``ticket_backends``."""
-
-    name: str
-    summary: str
-    make: Callable[[BackendConfig], TicketBackend]
-    credential: str | None = "API key"  # None: the backend needs no secret
-    user_label: str | None = None  # e.g. "email" where the key goes with an account name
-    options: Mapping[str, str] = field(default_factory=dict)  # tickets.toml keys -> help
-    needs_url: bool = True
 
 
 def _backends() -> tuple[dict[str, tuple[TicketPlugin, str]], dict[str, Broken]]:

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import UsageError
+from toolkit.plugins import BackendConfig, TicketPlugin
 from toolkit.tickets.base import Attachment, Ticket
 from toolkit.tickets.http import Http, basic_auth, multipart
-from toolkit.tickets.plugins import BackendConfig, TicketPlugin
 from toolkit_backends._common import OCTET, attachment_from, latest, names
 
 DEFAULT_LIMIT = 10 * 1024 * 1024

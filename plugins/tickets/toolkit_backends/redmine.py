@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from toolkit.errors import UsageError
+from toolkit.plugins import BackendConfig, TicketPlugin
 from toolkit.tickets.base import Attachment, Ticket
 from toolkit.tickets.http import Http
-from toolkit.tickets.plugins import BackendConfig, TicketPlugin
 from toolkit_backends._common import OCTET, attachment_from, latest, names, numeric_id
 
 DEFAULT_LIMIT = 5 * 1024 * 1024

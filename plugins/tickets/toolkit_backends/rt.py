@@ -19,9 +19,9 @@ import re
 from pathlib import Path
 
 from toolkit.errors import TicketBackendError
+from toolkit.plugins import BackendConfig, TicketPlugin
 from toolkit.tickets.base import Attachment, Ticket
 from toolkit.tickets.http import Http, multipart
-from toolkit.tickets.plugins import BackendConfig, TicketPlugin
 from toolkit_backends._common import OCTET, attachment_from, latest, names, numeric_id
 
 DEFAULT_LIMIT = 10 * 1024 * 1024

@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 
 from toolkit.errors import TicketBackendError, UsageError
+from toolkit.plugins import BackendConfig, TicketPlugin
 from toolkit.tickets.base import Attachment, Ticket
 from toolkit.tickets.http import Http, basic_auth
-from toolkit.tickets.plugins import BackendConfig, TicketPlugin
 from toolkit_backends._common import OCTET, attachment_from, latest, names
 
 DEFAULT_LIMIT = 1024 * 1024 * 1024

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from toolkit.errors import UsageError
+from toolkit.plugins import BackendConfig, TicketPlugin
 from toolkit.tickets.base import Attachment, Ticket
 from toolkit.tickets.http import BackendRefused, Http, basic_auth
-from toolkit.tickets.plugins import BackendConfig, TicketPlugin
 from toolkit_backends._common import OCTET, attachment_from, latest, names, numeric_id
 
 DEFAULT_LIMIT = 50 * 1000 * 1000
