@@ -8,7 +8,7 @@ import pytest
 
 from toolkit.cli import _take_verbose
 from toolkit.cli._complete import SCOPES, complete_scope
-from toolkit.cli.connect import _error_line
+from toolkit.cli._session import error_line as _error_line
 from toolkit.consent import Scope
 from toolkit.consent._code import grouped_digits
 from toolkit.consent.errors import CodeExpired, WrongCode

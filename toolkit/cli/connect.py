@@ -12,22 +12,16 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from toolkit.cli._complete import complete_scope
 from toolkit.cli._console import say
-from toolkit.cli._identity import AgentOption, KeyOption, load_identity
-from toolkit.cli._relay import (
-    DEFAULT_RELAY_DIR,
-    RelayDirOption,
-    RelayOption,
-    confirm_relay_host,
-    relay_route,
-)
+from toolkit.cli._identity import AgentOption, KeyOption
+from toolkit.cli._relay import DEFAULT_RELAY_DIR, RelayDirOption, RelayOption
+from toolkit.cli._session import error_line, place_of, session_request
 from toolkit.cli._terminal import TerminalLines, stream_output, write_output
-from toolkit.cli.share import parse_address
 from toolkit.errors import ExitCode, ToolkitError, UsageError
 from toolkit.protocol import Op
 from toolkit.session.results import ENDED_BY_TECHNICIAN, OperationResult, SessionResult, Status
@@ -251,7 +245,7 @@ def connect_command(
         )
     except ToolkitError as exc:
         if as_json and not screen.printed:  # a script hears why, on stdout too
-            print(json.dumps(_error_line(exc)), flush=True)
+            print(json.dumps(error_line(exc)), flush=True)
         raise
     if worst:
         raise typer.Exit(worst)
@@ -272,25 +266,11 @@ def _connect(
 ) -> int:
     import asyncio
 
-    from toolkit.cli.verify import default_allowed_signers
-    from toolkit.consent import parse_code, scopes
-    from toolkit.session.workflow import Place, SessionRequest, Work, run_batch, run_session
+    from toolkit.consent import scopes
+    from toolkit.session.workflow import Work, run_batch, run_session
     from toolkit.tickets.base import check_ticket_id
 
-    route = relay_route(relay, relay_dir)
-    if route is not None:
-        if address is not None:
-            raise UsageError("Give HOST:PORT or --relay, not both.")
-        host, port = str(route.address), 0
-    elif address is None:
-        raise UsageError(
-            "Where is the customer's toolkit share?",
-            hint="Give the HOST:PORT it printed, or --relay [USER@]HOST[:PORT] and its code.",
-        )
-    else:
-        host, port = parse_address(address)
-    if port == 0 and route is None:
-        raise UsageError(f"{address!r} has no port: use the HOST:PORT that toolkit share printed.")
+    place = place_of(address, relay, relay_dir)
     check_ticket_id(ticket)
     try:
         asked = scopes(scope or ["diagnostics"])
@@ -306,21 +286,7 @@ def _connect(
         raise UsageError(
             "No terminal for the prompt.", hint="Use --batch FILE, or --batch - to read stdin."
         )
-    secret = parse_code(code) if code is not None else None
-    if secret is None and not sys.stdin.isatty():
-        raise UsageError("No --code given and no terminal to ask for it.", hint="Pass --code CODE.")
-    if route is not None:
-        confirm_relay_host(route)  # before the passphrase and the code
-    identity = load_identity(key, agent)
-    request = SessionRequest(
-        Place(host, port, route),
-        identity,
-        ticket,
-        asked,
-        secret,
-        allowed_signers=default_allowed_signers(),
-        verdict=as_json,  # the summary line states it
-    )
+    request = session_request(place, ticket, code, asked, key, agent, verdict=as_json)
     screen.batch = lines is not None
     screen.interactive = _interactive(lines)
     work: Work
@@ -346,28 +312,6 @@ def _connect(
     # in a batch or the plain prompt it ends the session.
     result = asyncio.run(run_session(request, screen, work, ctrl_c_ends=not screen.interactive))
     return result.exit_code
-
-
-#: Error codes in JSON error lines, for errors that are not a consent refusal.
-_ERROR_CODES = {
-    ExitCode.FAILED: "failed",
-    ExitCode.USAGE: "usage",
-    ExitCode.REFUSED: "refused",
-    ExitCode.NETWORK: "network",
-    ExitCode.TICKET_BACKEND: "ticket-backend",
-}
-
-
-def _error_line(exc: ToolkitError) -> dict[str, Any]:
-    """The one JSON line for an error before the session (docs/quickstart.md)."""
-    from toolkit.consent import ConsentError
-
-    code = int(exc.exit_code)
-    name = exc.reason if isinstance(exc, ConsentError) else _ERROR_CODES.get(exc.exit_code)
-    error: dict[str, Any] = {"code": name or "failed", "message": exc.message, "hint": exc.hint}
-    tries = getattr(exc, "tries_left", None)
-    error["tries_left"] = tries if isinstance(tries, int) else None
-    return {"type": "error", "error": error, "exit_code": code}
 
 
 class _Screen:

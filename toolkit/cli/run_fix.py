@@ -18,16 +18,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from toolkit.cli._console import say
-from toolkit.cli._identity import AgentOption, KeyOption, load_identity
+from toolkit.cli._identity import AgentOption, KeyOption
 from toolkit.cli._relay import (
     DEFAULT_RELAY_DIR,
     RelayDirOption,
     RelayOption,
-    confirm_relay_host,
-    relay_route,
 )
+from toolkit.cli._session import error_line, place_of, session_request
 from toolkit.cli._terminal import write_output
-from toolkit.cli.connect import _error_line, _Screen
+from toolkit.cli.connect import _Screen
 from toolkit.errors import ExitCode, ToolkitError, UsageError
 from toolkit.text import printable, printable_lines
 
@@ -95,7 +94,7 @@ def run_command(
         if screen.printed:  # after the summary line (a transcript that could not be written)
             raise
         if as_json:  # a script hears why, on stdout too (an error before the session)
-            line = {**_error_line(exc), "fix": fix}
+            line = {**error_line(exc), "fix": fix}
             if screen.place is not None:  # it tried to connect: a run's result too
                 line["result"] = _result_of(exc)
             print(json.dumps(line), flush=True)
@@ -134,14 +133,12 @@ def _run(
 ) -> int:
     import asyncio
 
-    from toolkit.cli.share import parse_address
-    from toolkit.cli.verify import default_allowed_signers
-    from toolkit.consent import Scope, parse_code
+    from toolkit.consent import Scope
     from toolkit.plugins.declaration import NAME
     from toolkit.session.commands import add_param
     from toolkit.session.fix_run import run_fix
     from toolkit.session.results import COMPLETED
-    from toolkit.session.workflow import Place, SessionRequest, run_session
+    from toolkit.session.workflow import run_session
     from toolkit.tickets.base import check_ticket_id
 
     if not NAME.fullmatch(name):
@@ -152,40 +149,11 @@ def _run(
     mine = technician_fix(name)
     if mine is not None:
         mine.bind(params)  # a bad -p is refused here, before anything connects
-    route = relay_route(relay, relay_dir)
-    if route is not None:
-        if address is not None:
-            raise UsageError("Give HOST:PORT or --relay, not both.")
-        host, port = str(route.address), 0
-    elif address is None:
-        raise UsageError(
-            "Where is the customer's toolkit share?",
-            hint="Give the HOST:PORT it printed, or --relay [USER@]HOST[:PORT] and its code.",
-        )
-    else:
-        host, port = parse_address(address)
-        if port == 0:
-            raise UsageError(
-                f"{address!r} has no port: use the HOST:PORT that toolkit share printed."
-            )
+    place = place_of(address, relay, relay_dir)
     check_ticket_id(ticket)
-    secret = parse_code(code) if code is not None else None
-    if secret is None and not sys.stdin.isatty():
-        raise UsageError("No --code given and no terminal to ask for it.", hint="Pass --code CODE.")
     # check and verify are read-only (the diagnostics scope); --check asks for nothing more.
     asked = frozenset({Scope.DIAGNOSTICS} if check_only else {Scope.DIAGNOSTICS, Scope.FIXES})
-    if route is not None:
-        confirm_relay_host(route)  # before the passphrase and the code
-    identity = load_identity(key, agent)
-    request = SessionRequest(
-        Place(host, port, route),
-        identity,
-        ticket,
-        asked,
-        secret,
-        allowed_signers=default_allowed_signers(),
-        verdict=as_json,  # the summary line states it
-    )
+    request = session_request(place, ticket, code, asked, key, agent, verdict=as_json)
 
     async def work(session: TechnicianSession, tally: Tally) -> tuple[ExitCode, str]:
         outcome = await run_fix(session, name, mine, params, check_only=check_only, progress=screen)
