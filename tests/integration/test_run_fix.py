@@ -401,18 +401,21 @@ def test_share_yes_never_approves_a_brought_fix(tmp_path: Path, identity: Path) 
     assert not (people.customer.home / "brought").exists()
 
 
-def test_the_customers_own_version_is_judged_by_exit_status(tmp_path: Path, identity: Path) -> None:
+def test_the_customers_own_version_is_not_guessed_at(tmp_path: Path, identity: Path) -> None:
     people = sides(tmp_path, identity, mine="1.0", theirs="2.0")
     (people.customer.home / "state").write_text("stale\n")
     (people.customer.home / "fresh").write_text("fresh\n")
     policy = people.customer.root / "policy.toml"
     with sharing(people.customer, "--policy", policy, logs=people.logs) as share:
         done, lines = run(people.technician, share, "freshen", "--check")
-    assert done.returncode == 0, done.stderr
+    # cat exits 0: "not needed" by exit status, though the plugin reads "stale" as needed.
+    assert done.returncode == 1, done.stderr
     result = summary(lines)
-    # cat exits 0: not needed by exit status, whatever the plugin would have said.
-    assert (result["result"], result["decided_by"]) == ("ok", "exit status")
-    assert result["procedure"]["version"] == "2.0"
+    assert (result["result"], result["decided_by"]) == ("failed", "exit status")
+    assert "cannot tell whether freshen is needed" in result["message"]
+    assert "(version 2.0, yours is 1.0)" in result["message"]
+    assert result["steps"] == [] and result["procedure"] is None  # nothing was sent
+    assert "cannot tell whether freshen is needed" in done.stderr.splitlines()[-1]
 
 
 def test_recap_for_people_without_json(both: Sides, share: Share) -> None:

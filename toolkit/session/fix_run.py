@@ -243,9 +243,11 @@ def choose(name: str, mine: Fix | None, info: Mapping[str, Any]) -> Chosen:
         return Chosen(mine, brought=False, decided_by=_decider(mine))
     note = ""
     if mine is not None and mine.decide is not None:
+        # Your plugin reads the output of its own check; the exit-status rule may say the
+        # opposite of what this one's output means. Guessing could report a false "ok".
         note = (
             f"the customer's machine has its own {agents.name} (version {agents.version}, "
-            f"yours is {mine.version}): its check is judged by exit status, not by your plugin"
+            f"yours is {mine.version}), and your plugin decides only for its own version"
         )
     return Chosen(agents, brought=False, decided_by=DecidedBy.EXIT_STATUS, note=printable(note))
 
@@ -324,6 +326,13 @@ class _Run:
             self.values = self.chosen.fix.bind(self.given)
         except (_Refused, ParameterError) as exc:
             return self.result(FixStatus.REFUSED, exc.message)
+        if self.chosen.note:
+            return self.result(
+                FixStatus.FAILED,
+                f"cannot tell whether {printable(self.name, 64)} is needed: {self.chosen.note}; "
+                "install the same version on both sides, or look with toolkit connect "
+                f"(fix {printable(self.name, 64)} --step check)",
+            )
         try:
             return await self._steps(self.chosen.fix)
         except SessionEnded as exc:

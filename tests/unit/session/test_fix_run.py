@@ -345,16 +345,28 @@ def test_the_same_declaration_lets_the_plugin_decide() -> None:
     assert progress.plans[0].diff == "- stale cups.service\n+ fresh"
 
 
-def test_the_agents_own_version_is_judged_by_exit_status_and_says_so() -> None:
+def test_the_agents_own_version_is_not_guessed_at_when_your_plugin_decides() -> None:
     mine = make_fix(decide=_decide)
     theirs = make_fix(version="2.0")
     script = Script(exits={"check": [0]}, stdout={"check": b"stale\n"})
+    session = FakeSession(script, {theirs.name: entry(theirs)})
+    result = run(session, mine)
+    # Exit 0 would read "not needed"; the plugin reads the output and might say needed.
+    assert result.status is FixStatus.FAILED
+    assert result.message.startswith("cannot tell whether restart-thing is needed: ")
+    assert "its own restart-thing (version 2.0, yours is 1.0)" in result.message
+    assert session.commands == [] and result.steps == ()
+
+
+def test_the_agents_own_version_is_judged_by_exit_status_when_yours_has_no_decide() -> None:
+    mine = make_fix()
+    theirs = make_fix(version="2.0")
+    script = Script(exits={"check": [0]}, stdout={"check": b"stale\n"})
     result = run(FakeSession(script, {theirs.name: entry(theirs)}), mine)
-    assert result.status is FixStatus.OK  # by exit status, whatever the output says
+    assert result.status is FixStatus.OK  # by exit status, as yours would be judged too
     assert result.chosen is not None
     assert result.chosen.decided_by is DecidedBy.EXIT_STATUS
-    assert result.chosen.fix.version == "2.0"
-    assert "its own restart-thing (version 2.0, yours is 1.0)" in result.chosen.note
+    assert result.chosen.fix.version == "2.0" and result.chosen.note == ""
 
 
 def test_a_fix_the_agent_lacks_is_brought_whole() -> None:
