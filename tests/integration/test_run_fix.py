@@ -220,6 +220,9 @@ def test_a_fix_that_is_not_needed_only_checks(both: Sides, share: Share) -> None
     result = summary(lines)
     assert (result["result"], result["steps"], result["plan"]) == ("ok", ["check"], None)
     assert recap(done.stderr).endswith("result=ok steps=1 (exit 0)")
+    # For people, why: the line before the recap (the recap says it only for a non-zero exit).
+    assert done.stderr.splitlines()[-2] == f"ok: {result['message']}"
+    assert result["message"].startswith("not needed")
     assert fix_ops(customer_copy(share.stderr())) == [("fix", "check")]
 
 

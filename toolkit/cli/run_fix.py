@@ -149,6 +149,8 @@ def _run(
     mine = technician_fix(name)
     if mine is not None:
         mine.bind(params)  # a bad -p is refused here, before anything connects
+    else:
+        _not_yours(name)
     place = place_of(address, relay, relay_dir)
     check_ticket_id(ticket)
     # check and verify are read-only (the diagnostics scope); --check asks for nothing more.
@@ -176,6 +178,28 @@ def technician_fix(name: str) -> Fix | None:
         return None
     procedure, _ = found
     return procedure if isinstance(procedure, Fix) else None
+
+
+def _not_yours(name: str) -> None:
+    """Before the customer is asked: a diagnostic's name is a usage error, a near miss of one
+    of your fixes gets a warning (the customer's machine may still have a fix of that name)."""
+    import difflib
+
+    from toolkit.plugins import Kind
+    from toolkit.plugins.loader import installed
+
+    if installed().find(Kind.DIAGNOSTIC, name) is not None:
+        raise UsageError(
+            f"{name} is a diagnostic, not a fix: toolkit run runs fixes.",
+            hint=f"Run it in a session: toolkit connect ..., then `diag {name}`.",
+        )
+    yours = [p.name for p, _ in installed().procedures() if p.kind is Kind.FIX]
+    close = difflib.get_close_matches(name, yours, n=1)
+    maybe = f" (did you mean {close[0]}?)" if close else ""
+    say(
+        f"warning: none of your plugins has a fix named {name}{maybe}; "
+        "the customer's machine must have it."
+    )
 
 
 class _RunScreen(_Screen):
@@ -241,6 +265,8 @@ class _RunScreen(_Screen):
         steps = len(outcome.steps) if outcome is not None else 0
         why = outcome.message if outcome is not None else result.ended
         recap = _recap(self.place or "?", status, steps, result.exit_code, why)
+        if result.exit_code == 0 and why:  # else the recap itself says why
+            say(printable(f"{status}: {why}"))
         say(printable(recap))
 
 

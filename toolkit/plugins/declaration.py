@@ -194,7 +194,8 @@ class Parameter:
                     f"{refused}: outside {self.minimum or 0}..{self.maximum or 'any'}."
                 )
         if not re.fullmatch(self.pattern, value):
-            raise ParameterError(f"{refused}: does not match {self.pattern!r}.")
+            about = f" ({self.description})" if self.description else ""
+            raise ParameterError(f"{refused}: does not match {self.pattern!r}{about}.")
         return value
 
     def to_dict(self) -> dict[str, Any]:
@@ -382,7 +383,7 @@ class Procedure:
         known = {p.name: p for p in self.parameters}
         unknown = sorted(set(given) - set(known))
         if unknown:
-            takes = ", ".join(known) or "no parameters"
+            takes = ", ".join(known) or "none"
             shown = json.dumps(str(unknown[0])[:40])
             raise ParameterError(f"{self.name} has no parameter {shown}; it takes: {takes}.")
         values: dict[str, str] = {}
