@@ -32,3 +32,25 @@ def test_a_near_miss_of_your_fix_is_named_then_it_goes_on(tmp_path: Path, identi
         "(did you mean clear-thumbnails?); the customer's machine must have it."
     )
     assert done.returncode == 4, done.stderr  # the customer's machine might have had it
+
+
+def test_a_share_offering_only_fixes_is_refused_with_what_run_needs(
+    tmp_path: Path, identity: Path
+) -> None:
+    from tests.integration.share_process import sharing
+    from tests.integration.test_share_connect import make_customer
+
+    technician = make_technician(tmp_path / "technician", identity)
+    customer = make_customer(tmp_path / "customer")
+    with sharing(customer, "--scope", "fixes", logs=tmp_path) as share:
+        done = technician.toolkit(
+            "run", "clear-thumbnails", share.address, "--ticket", "T-1", "--code", share.code,
+            "--check",
+        )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert "offers none of the scopes you asked for" in done.stderr
+    assert (
+        "toolkit run --check asks for diagnostics: ask the customer to run toolkit share "
+        "--scope diagnostics" in " ".join(done.stderr.split())
+    )
+    assert "result=refused" in done.stderr.splitlines()[-1]  # nobody said no

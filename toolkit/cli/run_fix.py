@@ -110,11 +110,17 @@ def run_command(
 def _result_of(exc: ToolkitError) -> str:
     """A run's result when the session never started: unreachable, declined or refused."""
     from toolkit.consent import Declined
+    from toolkit.consent.errors import NothingOffered
     from toolkit.errors import TransportError
 
     if isinstance(exc, TransportError):
         return "unreachable"
-    return "declined" if isinstance(exc, Declined) else "refused"
+    # Nothing offered: no one said no; the share offers other scopes than a run needs.
+    return (
+        "declined"
+        if isinstance(exc, Declined) and not isinstance(exc, NothingOffered)
+        else "refused"
+    )
 
 
 def _run(
@@ -165,7 +171,18 @@ def _run(
         return outcome.exit_code, outcome.ended or COMPLETED
 
     screen.name = name
-    return asyncio.run(run_session(request, screen, work)).exit_code
+    from toolkit.consent.errors import NothingOffered
+
+    try:
+        return asyncio.run(run_session(request, screen, work)).exit_code
+    except NothingOffered as exc:  # its own hint names connect's --scope, which run has not
+        needs = "diagnostics" if check_only else "diagnostics and fixes"
+        offer = "--scope diagnostics" + ("" if check_only else " --scope fixes")
+        raise NothingOffered(
+            exc.message,
+            hint=f"toolkit run {'--check ' if check_only else ''}asks for {needs}: ask the "
+            f"customer to run toolkit share {offer}, and run it again with their new code.",
+        ) from None
 
 
 def technician_fix(name: str) -> Fix | None:
