@@ -202,6 +202,9 @@ def test_a_needed_fix_is_applied_verified_and_checked_again(both: Sides, share: 
     ours = technician_transcript(both.technician)
     assert Path(result["transcript"]).name == ours.name
     theirs = customer_copy(share.stderr())
+    # The customer's log names each step, the change too.
+    for step in ("check", "apply", "verify"):
+        assert f"fix mark ({step}) -> exit 0" in share.stderr()
     for copy in (ours, theirs):
         assert fix_ops(copy) == [
             ("fix", "check"),

@@ -383,7 +383,7 @@ class Operations:
             "params": values,
         }
         record.update(summary)
-        which = "" if step is default else f" ({step.value})"
+        which = f" ({step.value})" if "step" in args else ""  # as asked: run names each
         return Outcome(
             Response(request.id, True, summary),
             record,
