@@ -214,8 +214,10 @@ def _not_yours(name: str) -> None:
     close = difflib.get_close_matches(name, yours, n=1)
     maybe = f" (did you mean {close[0]}?)" if close else ""
     say(
-        f"warning: none of your plugins has a fix named {name}{maybe}; "
-        "the customer's machine must have it."
+        printable(
+            f"warning: none of your plugins has a fix named {name}{maybe}; "
+            "the customer's machine must have it."
+        )
     )
 
 
