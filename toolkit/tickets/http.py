@@ -15,11 +15,10 @@ multipart/form-data, is :func:`multipart` below.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import secrets
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import Message
@@ -73,12 +72,18 @@ def _shown(body: bytes) -> str:
     return text[:_SHOWN] + ("..." if len(text) > _SHOWN else "")
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # Http follows redirects itself, deciding which headers go along
+@functools.cache
+def _opener() -> Any:
+    """urllib's opener that follows no redirect. Built at the first request: urllib.request
+    (http.client, ssl) costs 30 ms that every toolkit start-up loading the ticket
+    backends' plugin would pay for nothing."""
+    import urllib.request
 
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None  # Http follows redirects itself, deciding which headers go along
 
-_opener = urllib.request.build_opener(_NoRedirect)
+    return urllib.request.build_opener(NoRedirect)
 
 
 def multipart(
@@ -155,6 +160,9 @@ class Http:
         data: bytes | None,
         headers: Mapping[str, str],
     ) -> Any:
+        import urllib.error
+        import urllib.request
+
         for _ in range(_MAX_REDIRECTS + 1):
             sent = dict(self._headers)
             if self._same_origin(url):
@@ -164,7 +172,7 @@ class Http:
                 url, data=data, method=method, headers=sent
             )
             try:
-                return _opener.open(request, timeout=self.timeout)
+                return _opener().open(request, timeout=self.timeout)
             except urllib.error.HTTPError as exc:
                 location = exc.headers.get("Location")
                 if exc.code in (301, 302, 303, 307, 308) and location:
@@ -220,6 +228,8 @@ class Http:
     @contextlib.contextmanager
     def _errors(self, what: str) -> Iterator[None]:
         """HTTP errors as BackendRefused, network errors as BackendUnreachable."""
+        import urllib.error
+
         try:
             yield
         except urllib.error.HTTPError as exc:
