@@ -83,6 +83,16 @@ class ConsentRefused(ToolkitError):
     exit_code = ExitCode.REFUSED
 
 
+class HostKeyRefused(ConsentRefused):
+    """The agent's SSH host key is not the one pinned for it: nothing was sent to it.
+
+    With a grant there is no code to bind the connection to the customer's
+    agent: the host key is what proves who answers. A key other than the one
+    pinned may be a reinstalled agent, or someone in the middle. Check the
+    fingerprint with whoever runs the agent before pinning a new one.
+    """
+
+
 class TransportError(ToolkitError):
     """The network, a relay or an SSH peer failed."""
 
@@ -99,6 +109,7 @@ __all__ = [
     "CheckFailed",
     "ConsentRefused",
     "ExitCode",
+    "HostKeyRefused",
     "IdentityError",
     "PolicyRefused",
     "SignatureError",

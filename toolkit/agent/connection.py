@@ -24,9 +24,12 @@ from toolkit.consent import (
     KBDINT_PROMPT,
     AgentHandshake,
     AgentState,
+    Consent,
     ConsentError,
 )
+from toolkit.consent._grant import AgentGrantHandshake, GrantAgentState, is_grant_answer
 from toolkit.errors import TranscriptWriteError
+from toolkit.text import printable
 
 if TYPE_CHECKING:
     from toolkit.agent.server import Agent
@@ -44,6 +47,10 @@ def _state(handshake: AgentHandshake) -> AgentState:
     return handshake.state
 
 
+def _code_taken(handshake: AgentHandshake | None) -> bool:
+    return handshake is not None and handshake.state is AgentState.AWAITING_RESPONSE
+
+
 class AgentConnection(asyncssh.SSHServer):
     """One SSH connection: consent in keyboard-interactive rounds, then the session."""
 
@@ -51,6 +58,9 @@ class AgentConnection(asyncssh.SSHServer):
         self._agent = agent
         self._conn: asyncssh.SSHServerConnection | None = None
         self._handshake: AgentHandshake | None = None
+        #: The grant's handshake, when the agent takes grants (beside the code, or alone).
+        self._grants: AgentGrantHandshake | None = None
+        self._asked = False  # one consent attempt per connection
         self._session: AgentSession | None = None
         self._peer = "a connection"
         self._source = source_of(None)
@@ -76,6 +86,14 @@ class AgentConnection(asyncssh.SSHServer):
             self._agent.observer.say(f"{self._peer} left before the session started")
             if consumed:
                 self._agent.code_unusable("used")
+        grants = self._grants
+        if grants is not None and grants.state in (
+            GrantAgentState.AWAITING_GRANT,
+            GrantAgentState.AWAITING_ACK,
+        ):
+            if grants.state is GrantAgentState.AWAITING_ACK:  # its use is spent, and stays so
+                self._agent.observer.say(f"{self._peer} left before the session started")
+            grants.refused()
         if self._not_started is not None:  # the technician heard why: share can end
             self._agent.not_started(self._not_started)
         if self._session is not None:
@@ -95,7 +113,7 @@ class AgentConnection(asyncssh.SSHServer):
         return True
 
     def get_kbdint_challenge(self, username: str, lang: str, submethods: str) -> Any:
-        if self._handshake is not None:
+        if self._asked:
             # One consent attempt per connection. Refusing only this round would let a
             # client retry for the whole login timeout, so hang up (as OpenSSH's
             # MaxAuthTries does).
@@ -104,10 +122,20 @@ class AgentConnection(asyncssh.SSHServer):
                 asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, "one consent attempt per connection"
             )
             return False
-        self._handshake = handshake = self._agent.handshake()
+        self._asked = True
+        self._grants = grants = self._agent.grant_handshake(self._peer)
+        alone = grants.challenge() if grants is not None else None
+        if not self._agent.settings.codes:
+            assert alone is not None, "an agent without codes takes grants"
+            return _challenge(alone)
+        self._handshake = handshake = self._agent.handshake(
+            grants.nonce if grants is not None else None
+        )
         try:
             return _challenge(handshake.challenge())
         except ConsentError as exc:
+            if alone is not None:  # the code cannot be used; a grant still can
+                return _challenge(alone)
             return self._notice(exc)
 
     def _notice(self, exc: ConsentError) -> Any:
@@ -116,11 +144,70 @@ class AgentConnection(asyncssh.SSHServer):
         notice = self._handshake.notice()
         return _challenge(notice) if notice is not None else False
 
+    def _grant_notice(self, exc: ConsentError) -> Any:
+        self._agent.refused(exc, self._peer, self._source)
+        if exc.reason == "nothing-offered":  # a Declined: refused() leaves it unsaid
+            self._agent.observer.say(f"refused {self._peer}: {exc.message}")
+        assert self._grants is not None
+        notice = self._grants.notice()
+        return _challenge(notice) if notice is not None else False
+
+    def _by_grant(self, grants: AgentGrantHandshake, answer: str) -> Any:
+        """Round 1 answered with a grant: the code is not tried, and loses no try."""
+        if self._handshake is not None and _code_taken(self._handshake):
+            self._handshake.refused()  # abandoned: it costs the code nothing
+        try:
+            reply = grants.receive_grant(answer)
+        except ConsentError as exc:
+            return self._grant_notice(exc)
+        admission = grants.admission
+        assert admission is not None
+        self._agent.observer.say(
+            printable(
+                f"grant {admission.grant.id} by {admission.issuer} (use {admission.use} of "
+                f"{admission.uses}) lets {admission.grant.technician} in on ticket "
+                f"{admission.grant.ticket}, for {', '.join(sorted(admission.granted))}",
+                None,
+            )
+        )
+        return _challenge(reply)
+
+    def _start_session(self, consent: Consent, refuse: AgentHandshake | AgentGrantHandshake) -> Any:
+        """The session consent opened, or the notice that it could not start."""
+        assert self._conn is not None
+        try:
+            self._session = self._agent.begin(consent, self._conn)
+        except TranscriptWriteError as exc:
+            # No session without the customer's copy. The technician hears it in one
+            # more challenge; share ends once they hung up (or after a grace period).
+            self._not_started = exc
+            refuse.not_started()
+            notice = refuse.notice()
+            asyncio.get_running_loop().call_later(NOT_STARTED_GRACE, self._agent.not_started, exc)
+            return _challenge(notice) if notice is not None else False
+        return True
+
     async def validate_kbdint_response(self, username: str, responses: Sequence[str]) -> Any:
-        handshake = self._handshake
-        if handshake is None or len(responses) != 1:
+        if len(responses) != 1:
             return False
         answer = responses[0]
+        grants = self._grants
+        if grants is not None:
+            if grants.state is GrantAgentState.AWAITING_GRANT and (
+                is_grant_answer(answer) or not _code_taken(self._handshake)
+            ):
+                return self._by_grant(grants, answer)
+            if grants.state is GrantAgentState.AWAITING_ACK:
+                try:
+                    consent = grants.receive_ack(answer)
+                except ConsentError as exc:
+                    return self._grant_notice(exc)
+                return self._start_session(consent, grants)
+            if grants.state is GrantAgentState.AWAITING_GRANT:
+                grants.refused()  # the code's answer came: no grant on this connection
+        handshake = self._handshake
+        if handshake is None:
+            return False
         if handshake.state is AgentState.AWAITING_RESPONSE:
             wait = self._agent.sources.wait(self._source)
             if wait > 0:  # this source's tries failed before: its answer waits its turn
@@ -151,20 +238,7 @@ class AgentConnection(asyncssh.SSHServer):
                 consent = handshake.receive_ack(answer)
             except ConsentError as exc:
                 return self._notice(exc)
-            assert self._conn is not None
-            try:
-                self._session = self._agent.begin(consent, self._conn)
-            except TranscriptWriteError as exc:
-                # No session without the customer's copy. The technician hears it in one
-                # more challenge; share ends once they hung up (or after a grace period).
-                self._not_started = exc
-                handshake.not_started()
-                notice = handshake.notice()
-                asyncio.get_running_loop().call_later(
-                    NOT_STARTED_GRACE, self._agent.not_started, exc
-                )
-                return _challenge(notice) if notice is not None else False
-            return True
+            return self._start_session(consent, handshake)
         return False  # a notice was answered, or anything out of turn
 
     def session_requested(self) -> Any:

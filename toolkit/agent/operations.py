@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from toolkit import policy as pol
 from toolkit.errors import PolicyRefused, ToolkitError
@@ -52,6 +52,9 @@ from toolkit.protocol import (
     lines_asked,
     notice_frame,
 )
+
+if TYPE_CHECKING:
+    from toolkit.grants import Grant
 
 Send = Callable[[bytes], Awaitable[None]]
 
@@ -191,8 +194,21 @@ def _refusal(request: Request, exc: ToolkitError, record: dict[str, Any]) -> Out
     )
 
 
+def by_grant(fields: dict[str, Any], grant: Grant) -> dict[str, Any]:
+    """An approval event's fields when a grant answered: nobody was asked, the grant decided."""
+    return {**fields, "answer": "approved", "by": "grant", "decided_by": "grant", "grant": grant.id}
+
+
 class Operations:
-    """Performs one session's requests for the granted ``scopes``."""
+    """Performs one session's requests for the granted ``scopes``.
+
+    With a ``grant`` (consent by a grant, toolkit.consent._grant), only what it
+    names runs, within the policy: a procedure's step only if the grant names
+    it with the digest of the declaration that would run, or its scopes cover
+    that kind; run, read, list and stat only with its diagnostics scope. A
+    question the customer would be asked is answered by the grant instead, and
+    recorded as such (``"by": "grant"``); nobody is asked anything.
+    """
 
     def __init__(
         self,
@@ -205,8 +221,11 @@ class Operations:
         info: dict[str, Any],
         ask_out_of_scope: AskOutOfScope | None = None,
         on_approval: OnApproval | None = None,
+        grant: Grant | None = None,
     ) -> None:
-        self._ask_out_of_scope = ask_out_of_scope  # None: outside the scope is refused
+        self._grant = grant
+        # With a grant nobody is asked: what it does not name is refused.
+        self._ask_out_of_scope = ask_out_of_scope if grant is None else None
         self._on_approval = on_approval
         self._approvals: dict[int, dict[str, Any]] = {}  # by request id, until answered
         self._policy = policy
@@ -274,6 +293,47 @@ class Operations:
             raise PolicyRefused(
                 f"refused: {what} needs the {scope} scope, which the customer did not grant"
             )
+        grant = self._grant
+        if grant is not None and scope not in grant.scopes:
+            raise PolicyRefused(
+                f"refused: {what} needs the {scope} scope, which the grant {grant.id} does not give"
+            )
+
+    def _granted(self, kind: Kind, name: str, sha256: str) -> None:
+        """Refuse a procedure the grant does not name with this declaration, nor cover."""
+        grant = self._grant
+        assert grant is not None
+        named = grant.names(kind.value, name)
+        if named is not None:
+            if named.sha256 != sha256:
+                raise PolicyRefused(
+                    f"refused: the grant {grant.id} names {name} with another declaration "
+                    f"(sha256 {named.sha256}, not {sha256})"
+                )
+            return
+        if ("fixes" if kind is Kind.FIX else "diagnostics") in grant.scopes:
+            return
+        raise PolicyRefused(f"refused: the grant {grant.id} does not name the {kind.value} {name}")
+
+    def _answer_by_grant(
+        self, request: Request, question: Question, procedure: Procedure | None
+    ) -> None:
+        """The grant answers what the customer would be asked: an approval event in both copies."""
+        assert self._grant is not None
+        fields = by_grant(
+            approval(
+                True,
+                request=request.id,
+                asked_for=request.op,
+                procedure=procedure,
+                commands=question.commands,
+                out_of_scope=False,
+            ),
+            self._grant,
+        )
+        self._approvals[request.id] = fields
+        if self._on_approval is not None:
+            self._on_approval(fields)
 
     # -- operations ------------------------------------------------------------
 
@@ -298,8 +358,19 @@ class Operations:
                 pol.match_command(argv, self._policy, "fixes")
             except PolicyRefused:
                 raise refused from None
-            outside = "" if granted else " (outside the approved scope)"
             question = Question(shown, (("run", (tuple(argv),)),), out_of_scope=not granted)
+            if self._grant is not None:  # a change only with the grant's fixes scope
+                self._need("fixes", f"run {shown!r}")
+                self._answer_by_grant(request, question, None)
+                record["approved"] = True
+                result = await self._execute(request.id, argv)
+                record.update(result)
+                return Outcome(
+                    Response(request.id, True, result),
+                    record,
+                    f"run {shown} -> exit {result['exit_status']} (grant {self._grant.id})",
+                )
+            outside = "" if granted else " (outside the approved scope)"
             answer = await self._ask(
                 ask, request, question, procedure=None, asking=f"run {shown}{outside}"
             )
@@ -339,7 +410,14 @@ class Operations:
         record.pop("declaration", None)  # the transcript names it by its sha256
         record["step"] = step.value
         outside = False
-        if step.read_only:
+        if self._grant is not None:
+            # The grant decides below, once the declaration that would run is known.
+            if not step.read_only and "fixes" not in self._scopes:
+                raise PolicyRefused(
+                    f"refused: {request.op} {name[:64]!r} changes the system, and this "
+                    "session was not granted the fixes scope"
+                )
+        elif step.read_only:
             self._need("diagnostics", f"{request.op} {name[:64]!r}")
         elif "fixes" not in self._scopes:
             if self._ask_out_of_scope is None:
@@ -355,6 +433,8 @@ class Operations:
         chosen = self._choose(kind, name, args.get("declaration"))
         procedure = chosen.procedure
         record["procedure"] = chosen.about()
+        if self._grant is not None:
+            self._granted(kind, name, procedure.sha256)
         if step not in procedure.steps:
             raise PolicyRefused(f"refused: the {kind.value} {name} has no {step.value} step")
         try:
@@ -384,10 +464,11 @@ class Operations:
         }
         record.update(summary)
         which = f" ({step.value})" if "step" in args else ""  # as asked: run names each
+        by = f" (grant {self._grant.id})" if self._grant is not None else ""
         return Outcome(
             Response(request.id, True, summary),
             record,
-            f"{kind.value} {procedure.name}{which} -> exit {status}",
+            f"{kind.value} {procedure.name}{which} -> exit {status}{by}",
         )
 
     async def _patterns_in_time(self, declaration: Any, params: Any) -> None:
@@ -475,6 +556,14 @@ class Operations:
             out_of_scope=outside and changes,
             kind=procedure.kind.value,
         )
+        if self._grant is not None:  # the grant named this declaration: it is the approval
+            self._answer_by_grant(request, question, procedure)
+            record["approved"] = True
+            if ask_brought:
+                self._brought.add(key)
+            if step is Step.APPLY:
+                self._rollback_approved.add(key)
+            return
         ask = self._ask_out_of_scope if question.out_of_scope else self._approve_fix
         assert ask is not None  # outside is set only when there is someone to ask
         what = f"the {procedure.kind.value} {procedure.name}"
@@ -784,4 +873,5 @@ __all__ = [
     "Question",
     "Send",
     "approval",
+    "by_grant",
 ]

@@ -66,6 +66,8 @@ if TYPE_CHECKING:
     from toolkit.agent.operations import ApproveFix, AskOutOfScope
     from toolkit.agent.session import AgentSession, SessionEnd
     from toolkit.consent import AgentHandshake, Consent
+    from toolkit.consent._grant import Admission, AgentGrantHandshake
+    from toolkit.grants.acceptance import GrantAcceptance
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +129,10 @@ class AgentSettings:
     catalogue: Catalogue = field(default_factory=Catalogue.installed)
     transcripts: Path | None = None  # default: <data dir>/transcripts
     hostname: str = field(default_factory=socket.gethostname)
+    #: Grants taken in place of the code (--accept-grants-from); None: the code only.
+    grants: GrantAcceptance | None = None
+    #: False: grants only, no code is shown or taken.
+    codes: bool = True
 
 
 class HostKey:
@@ -338,7 +344,8 @@ class Agent:
 
     # -- consent -------------------------------------------------------------------
 
-    def handshake(self) -> AgentHandshake:
+    def handshake(self, nonce: bytes | None = None) -> AgentHandshake:
+        """The code's handshake; ``nonce``: a grant's, offered beside it in round 1."""
         from toolkit.consent import AgentHandshake
 
         return AgentHandshake(
@@ -347,7 +354,23 @@ class Agent:
             self.settings.offered,
             trust=self.settings.trust,
             previous=self.codes.previous,
+            nonce=nonce,
         )
+
+    def grant_handshake(self, peer: str) -> AgentGrantHandshake | None:
+        """The grant's handshake for a connection from ``peer``; None unless grants are taken."""
+        grants = self.settings.grants
+        if grants is None:
+            return None
+        from toolkit.consent._grant import AgentGrantHandshake, GrantClaim
+
+        offered = self.settings.offered
+        host_key = self.host_key.blob
+
+        def admit(claim: GrantClaim) -> Admission:
+            return grants.admit(claim, host_key=host_key, offered=offered, peer=peer)
+
+        return AgentGrantHandshake(host_key, admit)
 
     def refused(self, exc: ConsentError, peer: str, source: str) -> None:
         """A handshake was refused; one that cost the code a try counts against ``source``."""

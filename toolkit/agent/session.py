@@ -345,6 +345,7 @@ class AgentSession:
             ask_out_of_scope=settings.ask_out_of_scope,
             on_approval=self._record_approval,
             send=self._send,
+            grant=consent.grant.grant if consent.grant is not None else None,
             info={
                 "agent": __version__,
                 "host": settings.hostname,

@@ -8,16 +8,18 @@ each, so the two commands cannot drift apart.
 
 from __future__ import annotations
 
+import re
 import sys
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
 
 from toolkit.cli._identity import load_identity
 from toolkit.cli._relay import confirm_relay_host, relay_route
 from toolkit.errors import ExitCode, ToolkitError, UsageError
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from toolkit.consent import Scope
     from toolkit.session.workflow import Place, SessionRequest
 
@@ -43,6 +45,40 @@ def place_of(address: str | None, relay: str | None, relay_dir: str) -> Place:
     return Place(host, port)
 
 
+GrantOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--grant",
+        metavar="FILE",
+        help="Consent given in advance: a grant the agent's owner signed, instead of a code "
+        "(needs --host-key).",
+        dir_okay=False,
+    ),
+]
+HostKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--host-key",
+        metavar="SHA256:...",
+        help="The agent's host key fingerprint: anything else is refused before a grant is sent.",
+        show_default=False,
+    ),
+]
+
+#: An SSH key fingerprint as ssh-keygen -l and toolkit print it.
+FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
+
+
+def check_fingerprint(text: str, option: str = "--host-key") -> str:
+    """``text`` when it is a SHA256 fingerprint; UsageError (not repeating it) otherwise."""
+    if not FINGERPRINT.fullmatch(text):
+        raise UsageError(
+            f"{option} takes the agent's host key fingerprint, like SHA256: and 43 "
+            "characters of base64 (toolkit share and toolkit serve print it)."
+        )
+    return text
+
+
 def session_request(
     place: Place,
     ticket: str,
@@ -52,15 +88,42 @@ def session_request(
     agent: str | None,
     *,
     verdict: bool,
+    grant: Path | None = None,
+    host_key: str | None = None,
 ) -> SessionRequest:
-    """The session to run: the code checked (or a terminal to ask it on), a relay's host key
-    confirmed, then the identity unlocked, in that order (no passphrase for a typo)."""
+    """The session to run: the code checked (or a terminal to ask it on), or the grant read
+    with the agent's host key pinned; a relay's host key confirmed, then the identity
+    unlocked, in that order (no passphrase for a typo)."""
     from toolkit.cli.verify import default_allowed_signers
     from toolkit.consent import parse_code
     from toolkit.session.workflow import SessionRequest
 
+    if grant is not None:
+        if code is not None:
+            raise UsageError("Give --code or --grant, not both.")
+        if place.route is not None:
+            raise UsageError(
+                "--grant cannot reach an agent through a relay's rendezvous: that needs "
+                "the customer's code.",
+                hint="Give the agent's HOST:PORT instead.",
+            )
+        if host_key is None:
+            raise UsageError(
+                "A grant needs the agent's host key pinned.",
+                hint="Give its fingerprint with --host-key SHA256:... (the agent prints it).",
+            )
+    host_key_check = None
+    if host_key is not None:
+        from toolkit.transport.ssh import pinned
+
+        host_key_check = pinned(check_fingerprint(host_key))
+    brought = None
+    if grant is not None:
+        from toolkit.grants import load
+
+        brought = load(grant)
     secret = parse_code(code) if code is not None else None
-    if secret is None and not sys.stdin.isatty():
+    if secret is None and brought is None and not sys.stdin.isatty():
         raise UsageError("No --code given and no terminal to ask for it.", hint="Pass --code CODE.")
     if place.route is not None:
         confirm_relay_host(place.route)  # before the passphrase and the code
@@ -73,6 +136,8 @@ def session_request(
         secret,
         allowed_signers=default_allowed_signers(),
         verdict=verdict,  # a summary line states it
+        grant=brought,
+        host_key_check=host_key_check,
     )
 
 
@@ -89,13 +154,33 @@ _ERROR_CODES = {
 def error_line(exc: ToolkitError) -> dict[str, Any]:
     """The one JSON line for an error before the session (docs/quickstart.md)."""
     from toolkit.consent import ConsentError
+    from toolkit.errors import HostKeyRefused
 
     code = int(exc.exit_code)
     name = exc.reason if isinstance(exc, ConsentError) else _ERROR_CODES.get(exc.exit_code)
     error: dict[str, Any] = {"code": name or "failed", "message": exc.message, "hint": exc.hint}
+    if _is_grant_refusal(exc):  # its reason is the grant's: expired, forged, other-host, ...
+        error["code"] = "grant-refused"
+        error["grant_refusal"] = exc.reason if isinstance(exc, ConsentError) else None
+    elif isinstance(exc, HostKeyRefused):
+        error["code"] = "host-key"
     tries = getattr(exc, "tries_left", None)
     error["tries_left"] = tries if isinstance(tries, int) else None
     return {"type": "error", "error": error, "exit_code": code}
 
 
-__all__ = ["error_line", "place_of", "session_request"]
+def _is_grant_refusal(exc: ToolkitError) -> bool:
+    from toolkit.grants.check import GrantRefused
+
+    return isinstance(exc, GrantRefused)
+
+
+__all__ = [
+    "FINGERPRINT",
+    "GrantOption",
+    "HostKeyOption",
+    "check_fingerprint",
+    "error_line",
+    "place_of",
+    "session_request",
+]

@@ -20,7 +20,13 @@ from toolkit.cli._complete import complete_scope
 from toolkit.cli._console import say
 from toolkit.cli._identity import AgentOption, KeyOption
 from toolkit.cli._relay import DEFAULT_RELAY_DIR, RelayDirOption, RelayOption
-from toolkit.cli._session import error_line, place_of, session_request
+from toolkit.cli._session import (
+    GrantOption,
+    HostKeyOption,
+    error_line,
+    place_of,
+    session_request,
+)
 from toolkit.cli._terminal import TerminalLines, stream_output, write_output
 from toolkit.errors import ExitCode, ToolkitError, UsageError
 from toolkit.protocol import Op
@@ -236,13 +242,16 @@ def connect_command(
     agent: AgentOption = None,
     relay: RelayOption = None,
     relay_dir: RelayDirOption = DEFAULT_RELAY_DIR,
+    grant: GrantOption = None,
+    host_key: HostKeyOption = None,
 ) -> None:
-    """Connect to a customer's toolkit share, with their code and consent."""
+    """Connect to a customer's toolkit share, with their code and consent (or a grant)."""
     screen = _Screen(as_json)
     try:
         worst = _connect(
-            address, ticket, code, scope, batch, as_json, key, agent, relay, relay_dir, screen
-        )
+            address, ticket, code, scope, batch, as_json, key, agent, relay, relay_dir, screen,
+            grant=grant, host_key=host_key,
+        )  # fmt: skip
     except ToolkitError as exc:
         if as_json and not screen.printed:  # a script hears why, on stdout too
             print(json.dumps(error_line(exc)), flush=True)
@@ -263,6 +272,9 @@ def _connect(
     relay: str | None,
     relay_dir: str,
     screen: _Screen,
+    *,
+    grant: Path | None = None,
+    host_key: str | None = None,
 ) -> int:
     import asyncio
 
@@ -286,7 +298,10 @@ def _connect(
         raise UsageError(
             "No terminal for the prompt.", hint="Use --batch FILE, or --batch - to read stdin."
         )
-    request = session_request(place, ticket, code, asked, key, agent, verdict=as_json)
+    request = session_request(
+        place, ticket, code, asked, key, agent, verdict=as_json, grant=grant, host_key=host_key
+    )
+    screen.grant = request.grant.id if request.grant is not None else None
     screen.batch = lines is not None
     screen.interactive = _interactive(lines)
     work: Work
@@ -323,6 +338,7 @@ class _Screen:
         self.batch = False  # --batch: a recap closes it
         self.interactive = False  # the full prompt: no summary line, it counts nothing
         self.printed = False  # the summary line is out: an error after it is not a line
+        self.grant: str | None = None  # the grant's id, with --grant: nobody is asked
 
     # SessionUI
 
@@ -344,6 +360,9 @@ class _Screen:
             report_sync(*entry)
 
     def connecting(self, place: str) -> None:
+        if self.grant is not None:
+            say(f"Connecting to {place} with the grant {self.grant}...", highlight=True)
+            return
         say(  # stderr's lines for people are the same with --json: stdout is what differs
             f"Connecting to {place}; the customer will be asked to approve...",
             highlight=True,

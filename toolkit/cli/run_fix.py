@@ -24,7 +24,13 @@ from toolkit.cli._relay import (
     RelayDirOption,
     RelayOption,
 )
-from toolkit.cli._session import error_line, place_of, session_request
+from toolkit.cli._session import (
+    GrantOption,
+    HostKeyOption,
+    error_line,
+    place_of,
+    session_request,
+)
 from toolkit.cli._terminal import write_output
 from toolkit.cli.connect import _Screen
 from toolkit.errors import ExitCode, ToolkitError, UsageError
@@ -82,13 +88,15 @@ def run_command(
     agent: AgentOption = None,
     relay: RelayOption = None,
     relay_dir: RelayDirOption = DEFAULT_RELAY_DIR,
+    grant: GrantOption = None,
+    host_key: HostKeyOption = None,
 ) -> None:
     """Run a known fix: check, show the plan, apply, verify, check again; then a recap."""
     screen = _RunScreen(as_json)
     try:
         exit_code = _run(
             fix, address, ticket, param or [], code, check, as_json, key, agent, relay, relay_dir,
-            screen,
+            screen, grant=grant, host_key=host_key,
         )  # fmt: skip
     except ToolkitError as exc:
         if screen.printed:  # after the summary line (a transcript that could not be written)
@@ -136,6 +144,9 @@ def _run(
     relay: str | None,
     relay_dir: str,
     screen: _RunScreen,
+    *,
+    grant: Path | None = None,
+    host_key: str | None = None,
 ) -> int:
     import asyncio
 
@@ -161,7 +172,10 @@ def _run(
     check_ticket_id(ticket)
     # check and verify are read-only (the diagnostics scope); --check asks for nothing more.
     asked = frozenset({Scope.DIAGNOSTICS} if check_only else {Scope.DIAGNOSTICS, Scope.FIXES})
-    request = session_request(place, ticket, code, asked, key, agent, verdict=as_json)
+    request = session_request(
+        place, ticket, code, asked, key, agent, verdict=as_json, grant=grant, host_key=host_key
+    )
+    screen.grant = request.grant.id if request.grant is not None else None
 
     async def work(session: TechnicianSession, tally: Tally) -> tuple[ExitCode, str]:
         outcome = await run_fix(session, name, mine, params, check_only=check_only, progress=screen)

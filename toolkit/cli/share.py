@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from toolkit.agent.session import SessionEnd
     from toolkit.cli.live import LiveView
     from toolkit.consent import ApprovalRequest, Decision, OneTimeCode, TrustCheck
+    from toolkit.grants.acceptance import GrantAcceptance
 
 FIX_TIMEOUT = 120.0
 #: The longest a code may stay valid: it is read out during a phone call, and a
@@ -553,8 +554,18 @@ def share_command(
     ] = None,
     relay: RelayOption = None,
     relay_dir: RelayDirOption = DEFAULT_RELAY_DIR,
+    accept_grants_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--accept-grants-from",
+            metavar="ALLOWED_SIGNERS",
+            help="Also let in a technician who brings a grant signed by a key this file "
+            "trusts for toolkit-grant, without asking you (the code works too).",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
-    """Let a technician connect, for one session, after you approve it."""
+    """Let a technician connect, for one session, after you approve it (or with a grant)."""
     from toolkit.consent import scopes
     from toolkit.policy import Policy
 
@@ -574,6 +585,7 @@ def share_command(
 
         signers_path = default_allowed_signers()
     trust = _trust(signers_path)
+    grants = _grants(accept_grants_from)
     if route is not None:
         confirm_relay_host(route)  # before any code is made
     # Imported after the checks above, so that a usage error comes without the wait.
@@ -593,6 +605,7 @@ def share_command(
         trust=trust,
         ttl=ttl,
         code_unusable=screen.code_unusable,
+        grants=grants,
     )
 
     agent = Agent(settings, screen)
@@ -665,6 +678,17 @@ def share_command(
     code = asyncio.run(main())
     if code:
         raise typer.Exit(code)
+
+
+def _grants(path: Path | None) -> GrantAcceptance | None:
+    """The grants share takes (--accept-grants-from): issued by whom that file trusts."""
+    if path is None:
+        return None
+    from toolkit.grants.acceptance import GrantAcceptance
+    from toolkit.grants.ledger import Ledger
+    from toolkit.identity.allowed_signers import AllowedSigners
+
+    return GrantAcceptance(AllowedSigners.from_file(path), Ledger.default())
 
 
 def _trust(signers: Path | None) -> TrustCheck:

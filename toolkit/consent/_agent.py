@@ -97,7 +97,8 @@ class AgentHandshake(Machine[AgentState]):
     scopes the customer offers at most; ``trust`` decides the ``trusted`` flag
     of the approval request (default: nobody); ``previous`` the digits of the
     code ``code`` replaced, if any: a technician who typed that one is told it
-    is old, and ``code`` loses no try.
+    is old, and ``code`` loses no try; ``nonce`` the nonce of a grant's proof
+    (toolkit.consent._grant), offered in round 1 when the agent takes grants too.
 
     Inputs, in protocol order::
 
@@ -125,8 +126,10 @@ class AgentHandshake(Machine[AgentState]):
         *,
         trust: TrustCheck = untrusted,
         previous: Secret | None = None,
+        nonce: bytes | None = None,
     ) -> None:
         self._code = code
+        self._nonce = nonce  # offered beside the PAKE when the agent takes grants too
         self._host_key = host_key
         self._offered = frozenset(Scope(s) for s in offered)
         self._trust = trust
@@ -216,7 +219,7 @@ class AgentHandshake(Machine[AgentState]):
             self._old_pake.got_code(previous)
         if self._out.message is None:  # pragma: no cover - the PAKE always answers a code
             raise RuntimeError("the PAKE produced no message")
-        self._challenge = PakeChallenge(self._out.message, self._old.message).encode()
+        self._challenge = PakeChallenge(self._out.message, self._old.message, self._nonce).encode()
         self._enter(AgentState.AWAITING_RESPONSE)
         return self._challenge
 

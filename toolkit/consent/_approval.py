@@ -18,10 +18,13 @@ import inspect
 import logging
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from toolkit.consent.errors import DECLINES
 from toolkit.identity.keys import fingerprint
+
+if TYPE_CHECKING:
+    from toolkit.grants import Grant
 
 logger = logging.getLogger("toolkit.consent")
 
@@ -150,11 +153,43 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class GrantRecord:
+    """The grant a consent was given by, as both transcripts keep it: whole, and its verdict.
+
+    ``use`` of ``uses`` is the agent's count for this host (Ledger.spend);
+    ``verdict`` says who vouched for it: "accepted by <issuer principal>".
+    """
+
+    text: str  # the whole grant file: body and armored signature
+    id: str
+    sha256: str  # of the whole file
+    issuer: str
+    use: int
+    uses: int
+    verdict: str
+    #: The parsed grant, for the agent's operations; not recorded (``text`` is).
+    grant: Grant | None = field(default=None, repr=False, compare=False)
+
+    def as_event(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "sha256": self.sha256,
+            "issuer": self.issuer,
+            "use": self.use,
+            "uses": self.uses,
+            "verdict": self.verdict,
+            "text": self.text,
+        }
+
+
+@dataclass(frozen=True)
 class Consent:
     """A completed consent, as each side records it (never the code).
 
     ``trusted`` is the agent's verdict on the technician's key; the
-    technician's side does not know it and records None.
+    technician's side does not know it and records None. ``grant`` is set
+    when a grant gave the consent (``method`` "grant") instead of the code
+    and the customer's yes.
     """
 
     name: str
@@ -166,6 +201,7 @@ class Consent:
     host_key: bytes = field(repr=False)
     trusted: bool | None = None
     method: str = "spake2"
+    grant: GrantRecord | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -188,6 +224,7 @@ class Consent:
             "requested": scope_names(self.requested),
             "granted": scope_names(self.granted),
             "host_key_fingerprint": self.host_key_fingerprint,
+            **({"grant": self.grant.as_event()} if self.grant is not None else {}),
         }
 
 
@@ -235,6 +272,7 @@ __all__ = [
     "AutoApprove",
     "Consent",
     "Decision",
+    "GrantRecord",
     "Scope",
     "get_decision",
     "scope_names",

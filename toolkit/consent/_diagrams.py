@@ -14,6 +14,7 @@ from typing import Any
 from toolkit.consent._agent import AgentHandshake
 from toolkit.consent._code import OneTimeCode
 from toolkit.consent._confirm import AgentConfirmation, TechnicianConfirmation
+from toolkit.consent._grant import AgentGrantHandshake, TechnicianGrantHandshake
 from toolkit.consent._machine import Machine, to_dot
 from toolkit.consent._pake import Pake, SortedPake
 from toolkit.consent._technician import TechnicianHandshake
@@ -34,6 +35,16 @@ MACHINES: tuple[tuple[str, type[Machine[Any]], str], ...] = (
     ),
     ("agent", AgentHandshake, "AgentHandshake: the customer's side, one kbdint attempt"),
     ("technician", TechnicianHandshake, "TechnicianHandshake: the technician's side"),
+    (
+        "grant_agent",
+        AgentGrantHandshake,
+        "AgentGrantHandshake: the customer's side of consent by a grant",
+    ),
+    (
+        "grant_technician",
+        TechnicianGrantHandshake,
+        "TechnicianGrantHandshake: the technician's side of consent by a grant",
+    ),
 )
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "docs" / "state-machines"

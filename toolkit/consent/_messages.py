@@ -11,12 +11,15 @@ terminal escapes, bidi overrides or zero-width tricks).
 
 Formats (docs/consent.md has the full exchange; fields in [] are optional)::
 
-    agent, round 1:   {"v":1,"type":"pake","pake":B64[,"previous":B64]}
+    agent, round 1:   {"v":1,"type":"pake","pake":B64[,"previous":B64][,"nonce":B64]}
     technician:       {"v":1,"type":"response","pake":B64,"key":B64,"name":S,"email":S,
                        "ticket":S,"scopes":[S...],"code_mac":B64,"mac":B64,"sig":B64
                        [,"previous_pake":B64,"previous_mac":B64]}
     agent, round 2:   {"v":1,"type":"confirm","granted":[S...],"mac":B64}
-    agent, instead:   {"v":1,"type":"refused","reason":S,"tries_left":N}
+    agent, instead:   {"v":1,"type":"refused","reason":S,"tries_left":N[,"detail":S]}
+
+``nonce`` is there when the agent accepts grants (toolkit.consent._grant has
+the grant's own messages); ``detail`` says why a grant was refused.
 
 ``previous`` is the agent's SPAKE2 message keyed with the code the current
 one replaced; the technician answers it (``previous_*``) exactly when it is
@@ -43,6 +46,8 @@ from toolkit.identity.keys import load_public
 from toolkit.unique_json import DuplicateName, unique_names
 
 VERSION = 1
+#: The notice's reason for a refused grant; its detail says which refusal.
+GRANT_REFUSED = "grant-refused"
 MAX_MESSAGE_BYTES = 16 * 1024
 MAX_KEY_BYTES = 8 * 1024
 MAX_SIG_BYTES = 8 * 1024
@@ -50,6 +55,10 @@ MAX_NAME = 128
 MAX_EMAIL = 254
 MAX_TICKET = 128
 MAX_TRIES = 1000
+#: The agent's nonce for a grant's proof (toolkit.consent._grant).
+NONCE_LENGTH = 32
+#: A notice's detail: why a grant was refused, printable.
+MAX_DETAIL = 512
 
 _FORBIDDEN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _EMAIL = re.compile(r"[^\s@]+@[^\s@]+")
@@ -93,11 +102,13 @@ def _small_int(text: str) -> int:
     return int(text)
 
 
-def _load(text: object, kinds: tuple[str, ...]) -> tuple[str, dict[str, object]]:
+def _load(
+    text: object, kinds: tuple[str, ...], limit: int = MAX_MESSAGE_BYTES
+) -> tuple[str, dict[str, object]]:
     if not isinstance(text, str):
         _bad("the message is not text")
-    if len(text) > MAX_MESSAGE_BYTES or len(text.encode("utf-8", "replace")) > MAX_MESSAGE_BYTES:
-        _bad(f"the message is larger than {MAX_MESSAGE_BYTES} bytes")
+    if len(text) > limit or len(text.encode("utf-8", "replace")) > limit:
+        _bad(f"the message is larger than {limit} bytes")
     try:
         obj = json.loads(
             text,
@@ -184,11 +195,15 @@ class PakeChallenge:
 
     pake: bytes
     previous: bytes | None = None
+    #: The agent's nonce for a grant's proof, when it accepts grants.
+    nonce: bytes | None = None
 
     def encode(self) -> str:
         fields: dict[str, object] = {"type": "pake", "pake": _enc(self.pake)}
         if self.previous is not None:
             fields["previous"] = _enc(self.previous)
+        if self.nonce is not None:
+            fields["nonce"] = _enc(self.nonce)
         return _dump(fields)
 
 
@@ -198,9 +213,18 @@ class Notice:
 
     reason: str
     tries_left: int
+    #: Why a grant was refused: "<REFUSAL>: <sentence>", printable (grant-refused only).
+    detail: str | None = None
 
     def encode(self) -> str:
-        return _dump({"type": "refused", "reason": self.reason, "tries_left": self.tries_left})
+        fields: dict[str, object] = {
+            "type": "refused",
+            "reason": self.reason,
+            "tries_left": self.tries_left,
+        }
+        if self.detail is not None:
+            fields["detail"] = self.detail
+        return _dump(fields)
 
 
 @dataclass(frozen=True)
@@ -260,21 +284,38 @@ def _dump(fields: dict[str, object]) -> str:
 
 
 def _notice(obj: dict[str, object]) -> Notice:
-    _fields(obj, "reason", "tries_left")
+    _fields(obj, "reason", "tries_left", optional=("detail",))
     reason = obj["reason"]
-    if not isinstance(reason, str) or reason not in NOTICE_ERRORS:
+    if not isinstance(reason, str) or (reason not in NOTICE_ERRORS and reason != GRANT_REFUSED):
         _bad("the notice gives an unknown reason")
-    return Notice(reason, _int(obj, "tries_left", 0, MAX_TRIES))
+    detail = None
+    if "detail" in obj:
+        detail = check_label(obj["detail"], "detail", MAX_DETAIL)
+    return Notice(reason, _int(obj, "tries_left", 0, MAX_TRIES), detail)
 
 
-def decode_challenge(text: object) -> PakeChallenge | Notice:
+@dataclass(frozen=True)
+class GrantsChallenge:
+    """Agent, round 1, when it takes grants and no code: the nonce a grant's proof covers."""
+
+    nonce: bytes
+
+    def encode(self) -> str:
+        return _dump({"type": "grants", "nonce": _enc(self.nonce)})
+
+
+def decode_challenge(text: object) -> PakeChallenge | GrantsChallenge | Notice:
     """The agent's round-1 instruction."""
-    kind, obj = _load(text, ("pake", "refused"))
+    kind, obj = _load(text, ("pake", "grants", "refused"))
     if kind == "refused":
         return _notice(obj)
-    _fields(obj, "pake", optional=("previous",))
+    if kind == "grants":
+        _fields(obj, "nonce")
+        return GrantsChallenge(_b64(obj, "nonce", exact=NONCE_LENGTH))
+    _fields(obj, "pake", optional=("previous", "nonce"))
     previous = _b64(obj, "previous", exact=MESSAGE_LENGTH) if "previous" in obj else None
-    return PakeChallenge(_b64(obj, "pake", exact=MESSAGE_LENGTH), previous)
+    nonce = _b64(obj, "nonce", exact=NONCE_LENGTH) if "nonce" in obj else None
+    return PakeChallenge(_b64(obj, "pake", exact=MESSAGE_LENGTH), previous, nonce)
 
 
 def decode_confirm(text: object) -> Confirm | Notice:
@@ -322,9 +363,13 @@ def decode_response(text: object) -> Response:
 
 
 __all__ = [
+    "GRANT_REFUSED",
+    "MAX_DETAIL",
     "MAX_MESSAGE_BYTES",
+    "NONCE_LENGTH",
     "VERSION",
     "Confirm",
+    "GrantsChallenge",
     "MessageError",
     "Notice",
     "PakeChallenge",

@@ -28,9 +28,11 @@ from toolkit.consent._confirm import (
 )
 from toolkit.consent._machine import Input, Machine, bug, move, stay, table
 from toolkit.consent._messages import (
+    GRANT_REFUSED,
     MAX_EMAIL,
     MAX_NAME,
     MAX_TICKET,
+    GrantsChallenge,
     MessageError,
     Notice,
     Response,
@@ -48,6 +50,7 @@ from toolkit.consent.errors import (
     ConfirmationFailed,
     ConsentError,
     Declined,
+    GrantsOnly,
     IdentityProofFailed,
     KeyMismatch,
     MalformedMessage,
@@ -82,6 +85,10 @@ def notice_error(notice: Notice, host_key: bytes) -> ConsentError:
     was right but the keys differ" into "wrong code". So a wrong code, too,
     names the host key this side saw, for comparing with the customer's screen.
     """
+    if notice.reason == GRANT_REFUSED:
+        from toolkit.consent._grant import grant_notice_error
+
+        return grant_notice_error(notice)
     cls = NOTICE_ERRORS[notice.reason]
     n = notice.tries_left
     if cls is WrongCode:
@@ -253,6 +260,13 @@ class TechnicianHandshake(Machine[TechnicianState]):
             )
         if isinstance(msg, Notice):
             self._fail(notice_error(msg, self._host_key))
+        if isinstance(msg, GrantsChallenge):
+            self._fail(
+                GrantsOnly(
+                    "The customer's agent takes no code now: it takes grants only, or the "
+                    "code it showed can no longer be used (ask the customer for a new one)."
+                )
+            )
         self._agent_pake = msg.pake
         self._agent_previous = msg.previous
         self._pake.got_peer_message(msg.pake)

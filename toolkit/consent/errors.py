@@ -217,6 +217,29 @@ class SessionNotStarted(ConsentError):
     exit_code = ExitCode.FAILED
 
 
+class GrantsOnly(ConsentError):
+    """The customer's agent takes grants only: it shows no code to type.
+
+    It runs as a service (toolkit serve) or with codes turned off, and lets in
+    only technicians who bring a grant its owner signed. Connect again with
+    --grant FILE (and the agent's host key pinned), or ask the customer to run
+    toolkit share for a code.
+    """
+
+    reason = "grants-only"
+
+
+class GrantsNotTaken(ConsentError):
+    """The customer's agent does not take grants: it asks for its one-time code.
+
+    A grant works only where the agent was started with
+    --accept-grants-from. Ask the customer for the code toolkit share shows
+    instead, or to start it with the grant issuer's allowed_signers file.
+    """
+
+    reason = "no-grants"
+
+
 class CodeFormatError(UsageError):
     """The text typed is not a consent code.
 
@@ -266,6 +289,8 @@ __all__ = [
     "ConfirmationFailed",
     "ConsentError",
     "Declined",
+    "GrantsNotTaken",
+    "GrantsOnly",
     "HandshakeOutOfOrder",
     "IdentityProofFailed",
     "KeyMismatch",

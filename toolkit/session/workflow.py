@@ -47,12 +47,14 @@ if TYPE_CHECKING:
     import asyncssh
 
     from toolkit.consent import Consent, Scope
+    from toolkit.grants import Grant
     from toolkit.identity.store import Identity
     from toolkit.secrets import Secret
     from toolkit.session.client import ConnectionLost, SessionEnded
     from toolkit.session.technician import TechnicianSession
     from toolkit.tickets.attach import Attached, Synced
     from toolkit.transport.relay import RelayRoute
+    from toolkit.transport.ssh import HostKeyCheck
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,12 @@ class Place:
     port: int
     route: RelayRoute | None = None
 
-    def shown(self, code: Secret) -> str:
+    def shown(self, code: Secret | None) -> str:
         """The place as the technician reads it (a relay's rendezvous is named by the code)."""
+        if self.route is not None and code is None:
+            return f"the relay {self.route.address}"
         if self.route is not None:
+            assert code is not None
             from toolkit.consent import nameplate_of
 
             return f"rendezvous {nameplate_of(code)} at the relay {self.route.address}"
@@ -89,6 +94,25 @@ class SessionRequest:
     #: Work out the transcript's verdict before upload (SessionResult.verdict), as the
     #: ticket's comment states it; it costs a verification of the whole transcript.
     verdict: bool = False
+    #: Consent given in advance (toolkit.grants): no code is given or asked for.
+    grant: Grant | None = None
+    #: Checks the agent's host key before anything is sent (required with a grant).
+    host_key_check: HostKeyCheck | None = None
+
+    def __post_init__(self) -> None:
+        if self.grant is not None and self.code is not None:
+            raise UsageError("Give the customer's code or a grant, not both.")
+        if self.grant is not None and self.host_key_check is None:
+            raise UsageError(
+                "A grant needs the agent's host key pinned.",
+                hint="Give the agent's fingerprint with --host-key SHA256:...",
+            )
+        if self.grant is not None and self.place.route is not None:
+            raise UsageError(
+                "A grant cannot reach an agent through a relay's rendezvous: that needs "
+                "the customer's code.",
+                hint="Connect to the agent's address directly with --grant.",
+            )
 
 
 @dataclass(frozen=True)
@@ -192,18 +216,31 @@ UNRECORDABLE = "the technician's transcript could not be written"
 
 async def consent(
     request: SessionRequest, ui: SessionUI
-) -> tuple[asyncssh.SSHClientConnection, Consent, Secret]:
-    """Connect and pass consent; the code that passed it, too.
+) -> tuple[asyncssh.SSHClientConnection, Consent, Secret | None]:
+    """Connect and pass consent; the code that passed it, too (None: a grant did).
 
     A code typed here is asked again while it has tries left. The identity
     stays unlocked meanwhile (as ssh asks again for a password). A code given
-    in the request is not asked again: a script gets the refusal.
+    in the request is not asked again: a script gets the refusal. With a grant
+    nothing is asked: one attempt, and its refusal is raised.
     """
     from toolkit.consent import WrongCode
     from toolkit.consent._code import DEFAULT_TRIES
     from toolkit.transport.ssh import ConsentAsk, connect
 
     place, code = request.place, request.code
+    if request.grant is not None:
+        ask = ConsentAsk(
+            request.identity,
+            request.ticket,
+            request.scopes,
+            None,
+            grant=request.grant,
+            host_key_check=request.host_key_check,
+        )
+        ui.connecting(place.shown(None))
+        conn, passed = await connect(place.host, place.port, ask)
+        return conn, passed, None
     typed = code is None
     if code is None:
         code = await ui.ask_code()

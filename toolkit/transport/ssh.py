@@ -4,14 +4,18 @@ The agent's host key is not looked up in known_hosts: it is ephemeral, and
 the consent handshake binds it instead (both confirmation MACs cover the host
 key as each side saw it, so a man-in-the-middle with its own key fails). The
 technician's ~/.ssh/config, keys and ssh-agent are not offered to the agent.
+
+With a grant there is no code, so nothing but the host key tells the real
+agent from someone in the middle: the technician pins it, and the pin is
+checked (``ConsentAsk.host_key_check``) before anything is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
@@ -22,7 +26,9 @@ from toolkit.consent import (
     Scope,
     TechnicianHandshake,
 )
-from toolkit.errors import ConsentRefused, TransportError
+from toolkit.consent._grant import TechnicianGrantHandshake
+from toolkit.errors import ConsentRefused, HostKeyRefused, TransportError, UsageError
+from toolkit.identity.keys import fingerprint
 from toolkit.identity.store import Identity
 from toolkit.secrets import Secret
 from toolkit.transport.batching import DirectTCP
@@ -33,14 +39,50 @@ CONNECT_TIMEOUT = 30.0
 LOGIN_TIMEOUT = 600.0
 
 
+if TYPE_CHECKING:
+    from toolkit.grants import Grant
+
+#: Checks the agent's host key blob as received; raises HostKeyRefused to refuse it.
+HostKeyCheck = Callable[[bytes], None]
+
+
+def pinned(expected: str) -> HostKeyCheck:
+    """A check that takes only the host key whose fingerprint is ``expected`` (SHA256:...)."""
+
+    def check(blob: bytes) -> None:
+        seen = fingerprint(blob)
+        if seen != expected:
+            raise HostKeyRefused(
+                f"The agent's host key is {seen}, not the pinned {expected}: "
+                "nothing was sent to it."
+            )
+
+    return check
+
+
 @dataclass(frozen=True)
 class ConsentAsk:
-    """What the technician asks for: who, which ticket, which scopes, with which code."""
+    """What the technician asks for: who, which ticket, which scopes, with a code or a grant.
+
+    With a ``grant``, ``host_key_check`` is required: it must refuse any host
+    key but the agent's, since no code binds the connection to the customer.
+    """
 
     identity: Identity
     ticket: str
     scopes: frozenset[Scope]
-    code: Secret
+    code: Secret | None
+    grant: Grant | None = None
+    host_key_check: HostKeyCheck | None = None
+
+    def __post_init__(self) -> None:
+        if self.grant is not None and self.host_key_check is None:
+            raise UsageError(
+                "A grant needs the agent's host key pinned.",
+                hint="Give the agent's fingerprint with --host-key SHA256:...",
+            )
+        if self.grant is None and self.code is None:
+            raise ValueError("a code or a grant is needed")
 
 
 class _ConsentClient(asyncssh.SSHClient):
@@ -49,9 +91,9 @@ class _ConsentClient(asyncssh.SSHClient):
     def __init__(self, ask: ConsentAsk) -> None:
         self._ask = ask
         self._conn: asyncssh.SSHClientConnection | None = None
-        self._handshake: TechnicianHandshake | None = None
+        self._handshake: TechnicianHandshake | TechnicianGrantHandshake | None = None
         self.consent: Consent | None = None
-        self.error: ConsentError | None = None
+        self.error: ConsentError | HostKeyRefused | None = None
 
     def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
         self._conn = conn
@@ -77,19 +119,32 @@ class _ConsentClient(asyncssh.SSHClient):
                 if host_key is None:
                     return None
                 ask = self._ask
-                self._handshake = TechnicianHandshake(
-                    ask.identity.signer,
-                    host_key.public_data,
-                    name=ask.identity.name,
-                    email=ask.identity.email,
-                    ticket=ask.ticket,
-                    scopes=ask.scopes,
-                    code=ask.code,
-                )
+                if ask.host_key_check is not None:  # before anything is sent
+                    ask.host_key_check(host_key.public_data)
+                if ask.grant is not None:
+                    self._handshake = TechnicianGrantHandshake(
+                        ask.identity.signer,
+                        host_key.public_data,
+                        ask.grant,
+                        name=ask.identity.name,
+                        email=ask.identity.email,
+                        ticket=ask.ticket,
+                        scopes=ask.scopes,
+                    )
+                else:
+                    self._handshake = TechnicianHandshake(
+                        ask.identity.signer,
+                        host_key.public_data,
+                        name=ask.identity.name,
+                        email=ask.identity.email,
+                        ticket=ask.ticket,
+                        scopes=ask.scopes,
+                        code=ask.code,
+                    )
                 return [self._handshake.respond(instructions)]
             self.consent = self._handshake.finish(instructions)
             return [""]
-        except ConsentError as exc:
+        except (ConsentError, HostKeyRefused) as exc:
             self.error = exc
             return None
 
@@ -152,4 +207,4 @@ async def connect(
     return conn, client.consent
 
 
-__all__ = ["CIPHERS", "ConsentAsk", "connect"]
+__all__ = ["CIPHERS", "ConsentAsk", "HostKeyCheck", "connect", "pinned"]
