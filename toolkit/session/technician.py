@@ -289,12 +289,21 @@ class TechnicianSession:
 
 #: Each answer, and who may have given it (docs/transcript-format.md, "Approvals").
 _ANSWERED_BY: dict[str, tuple[str | None, ...]] = {
-    "approved": ("customer", "--yes"),
+    "approved": ("customer", "--yes", "grant"),
     "declined": ("customer",),
     "no answer": (None,),
     "nobody to ask": (None,),
 }
+#: An approval the grant gave carries these beside APPROVAL_FIELDS.
+_GRANT_FIELDS = frozenset({"decided_by", "grant"})
+_GRANT_ID = re.compile(r"g-[a-z2-7]{26}")
 _AT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+
+
+def _is_grant_id(value: Any) -> bool:
+    return isinstance(value, str) and _GRANT_ID.fullmatch(value) is not None
+
+
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -305,8 +314,13 @@ def _short(value: Any, limit: int) -> bool:
 def checked_approval(raw: Any, request_id: int, op: str) -> dict[str, Any]:
     """The agent's approval report when it has exactly the documented shape; ValueError
     saying what is wrong otherwise. Its commands, when sent, must match their digest."""
-    if not isinstance(raw, dict) or set(raw) != APPROVAL_FIELDS:
+    # A grant's approval names it (toolkit.agent.operations.by_grant): nobody was asked.
+    by_grant = isinstance(raw, dict) and raw.get("by") == "grant"
+    expected = APPROVAL_FIELDS | _GRANT_FIELDS if by_grant else APPROVAL_FIELDS
+    if not isinstance(raw, dict) or set(raw) != expected:
         raise ValueError("its fields are not an approval's")
+    if by_grant and (raw["decided_by"] != "grant" or not _is_grant_id(raw["grant"])):
+        raise ValueError("it names no grant")
     answer, by = raw["answer"], raw["by"]
     if not isinstance(answer, str) or answer not in _ANSWERED_BY:
         raise ValueError("its answer is not one of " + ", ".join(_ANSWERED_BY))
