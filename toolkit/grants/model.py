@@ -87,7 +87,7 @@ class GrantError(UsageError):
     """
 
 
-class _Bad(Exception):
+class _Bad(ValueError):
     """One value that is not what its key takes; the caller says where."""
 
 
