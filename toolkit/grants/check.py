@@ -109,22 +109,9 @@ def check_grant(
     """
     gid = grant.id
     # 1. The signature holds over the body, in the grant's own namespace.
-    try:
-        sig = sshsig.SSHSig.from_bytes(grant.signature)
-        signer_key = sshsig.verify(sig, grant.body, NAMESPACE)
-    except SignatureError as exc:
-        raise GrantRefused(
-            "forged", f"The grant {gid}'s signature does not hold ({exc.message.rstrip('.')})."
-        ) from None
+    signer_key = verify_signature(grant)
     # 2. The signer is trusted as the issuer the grant names, for grants, now.
-    try:
-        trust.check(grant.issuer, signer_key, NAMESPACE, at=now)
-    except SignatureError as exc:
-        raise GrantRefused(
-            "untrusted-issuer",
-            f"The grant {gid} is signed by {fingerprint(signer_key)}, which is not trusted to "
-            f"issue grants as {grant.issuer} ({printable(exc.message.rstrip('.'), 300)}).",
-        ) from None
+    check_issuer(grant, signer_key, trust, now)
     # 3. The window.
     if now < grant.not_before:
         raise GrantRefused(
@@ -166,6 +153,31 @@ def check_grant(
     return grant.issuer
 
 
+def verify_signature(grant: Grant) -> bytes:
+    """The signer's key blob if the signature holds over the body; GrantRefused("forged")."""
+    try:
+        sig = sshsig.SSHSig.from_bytes(grant.signature)
+        return sshsig.verify(sig, grant.body, NAMESPACE)
+    except SignatureError as exc:
+        raise GrantRefused(
+            "forged",
+            f"The grant {grant.id}'s signature does not hold ({exc.message.rstrip('.')}).",
+        ) from None
+
+
+def check_issuer(grant: Grant, signer_key: bytes, trust: AllowedSigners, now: datetime) -> None:
+    """GrantRefused("untrusted-issuer") unless ``trust`` vouches for ``signer_key`` as the
+    grant's issuer, for namespace toolkit-grant, at ``now``."""
+    try:
+        trust.check(grant.issuer, signer_key, NAMESPACE, at=now)
+    except SignatureError as exc:
+        raise GrantRefused(
+            "untrusted-issuer",
+            f"The grant {grant.id} is signed by {fingerprint(signer_key)}, which is not trusted "
+            f"to issue grants as {grant.issuer} ({printable(exc.message.rstrip('.'), 300)}).",
+        ) from None
+
+
 def _check_technician(
     grant: Grant, trust: AllowedSigners, key: bytes, email: str, now: datetime
 ) -> None:
@@ -199,4 +211,11 @@ def _check_technician(
         ) from None
 
 
-__all__ = ["REFUSALS", "TECHNICIAN_NAMESPACE", "GrantRefused", "check_grant"]
+__all__ = [
+    "REFUSALS",
+    "TECHNICIAN_NAMESPACE",
+    "GrantRefused",
+    "check_grant",
+    "check_issuer",
+    "verify_signature",
+]
