@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from toolkit import __version__
-from toolkit.cli import connect, keys, plugins, relay, run_fix, share, show, tickets, verify
+from toolkit.cli import connect, grant, keys, plugins, relay, run_fix, share, show, tickets, verify
 from toolkit.cli._console import set_verbose
 from toolkit.cli._help import plain_arguments
 
@@ -51,6 +51,7 @@ def root(
 app.add_typer(keys.app, name="keys")
 app.add_typer(tickets.app, name="tickets")
 app.add_typer(plugins.app, name="plugins")
+app.add_typer(grant.app, name="grant")
 app.command(name="share", epilog=EXIT_CODES)(share.share_command)
 app.command(name="connect", epilog=EXIT_CODES)(connect.connect_command)
 app.command(name="run", epilog=EXIT_CODES)(run_fix.run_command)

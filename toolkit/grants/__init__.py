@@ -20,7 +20,7 @@ and the consent handshake imports this package).
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toolkit.grants.model import (
     MAX_GRANT_BYTES,
@@ -32,7 +32,19 @@ from toolkit.grants.model import (
     load,
 )
 
-_LAZY: dict[str, str] = {}
+if TYPE_CHECKING:
+    from toolkit.grants.check import REFUSALS, GrantRefused, check_grant
+    from toolkit.grants.ledger import HistoryEntry, Ledger, LedgerError, Use
+
+_LAZY = {
+    "REFUSALS": "toolkit.grants.check",
+    "GrantRefused": "toolkit.grants.check",
+    "check_grant": "toolkit.grants.check",
+    "HistoryEntry": "toolkit.grants.ledger",
+    "Ledger": "toolkit.grants.ledger",
+    "LedgerError": "toolkit.grants.ledger",
+    "Use": "toolkit.grants.ledger",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -45,9 +57,16 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "MAX_GRANT_BYTES",
     "NAMESPACE",
+    "REFUSALS",
     "Grant",
     "GrantError",
+    "GrantRefused",
     "GrantedProcedure",
+    "HistoryEntry",
+    "Ledger",
+    "LedgerError",
+    "Use",
+    "check_grant",
     "issue",
     "load",
 ]

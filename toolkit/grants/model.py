@@ -86,8 +86,12 @@ class GrantError(UsageError):
     anyway: ask the issuer for a new grant (toolkit grant issue).
     """
 
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        # Messages start with where ("the grant file X, line 3: ..."): a sentence all the same.
+        super().__init__(message[:1].upper() + message[1:], hint=hint)
 
-class _Bad(Exception):
+
+class _Bad(ValueError):
     """One value that is not what its key takes; the caller says where."""
 
 
