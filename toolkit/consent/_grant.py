@@ -206,11 +206,6 @@ def proof(
     )
 
 
-def refusal_detail(reason: str, message: str) -> str:
-    """A notice's detail, "<REFUSAL>: <sentence>": printable, trimmed, at most 512 characters."""
-    return printable(f"{reason}: {message}", MAX_DETAIL).strip()
-
-
 def _grant_refused(reason: str, message: str) -> ConsentError:
     from toolkit.grants.check import GrantRefused
 
@@ -437,8 +432,7 @@ class AgentGrantHandshake(Machine[GrantAgentState]):
         from toolkit.grants.check import GrantRefused
 
         if isinstance(error, GrantRefused):
-            detail = refusal_detail(error.reason, error.message)
-            return Notice(GRANT_REFUSED, 0, detail).encode()
+            return Notice(GRANT_REFUSED, 0, error.detail.strip()).encode()
         return Notice(type(error).reason, 0).encode()
 
     def _repeat(self, *_: object) -> NoReturn:
@@ -750,5 +744,4 @@ __all__ = [
     "grant_notice_error",
     "is_grant_answer",
     "proof",
-    "refusal_detail",
 ]
