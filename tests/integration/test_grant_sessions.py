@@ -162,6 +162,7 @@ def test_a_valid_grant_runs_the_fix_with_no_code_and_no_question(world: World) -
     with _sharing(world, terminal=True) as share:
         grant = world.grant(share)
         done, lines = run_with(world, share, world.write(grant))
+        assert share.wait() == 0  # share serves one session, then ends on its own
         shown = share.stderr()
     assert done.returncode == 0, (done.stderr, shown)
     assert (world.sides.customer.home / "marked").exists()
@@ -195,6 +196,11 @@ def test_a_valid_grant_runs_the_fix_with_no_code_and_no_question(world: World) -
         (approval,) = [e for e in events(copy) if e["type"] == "approval"]
         assert (approval["by"], approval["grant"]) == ("grant", grant.id), approval
     assert consent_event(theirs)["grant"]["verdict"] == f"accepted by {OWNER}"
+    # The agent's grant history says who used it, for which ticket, and how it ended.
+    (used,) = world.ledger.history(grant.id)
+    assert (used.number, used.technician, used.ticket) == (1, "alice@example.com", "T-1")
+    assert used.transcript == str(theirs) and used.outcome is not None
+    assert "completed" in used.outcome
 
 
 # -- refused before the session ---------------------------------------------------------

@@ -34,6 +34,7 @@ from toolkit.agent.operations import Operations, Outcome
 from toolkit.agent.shell import AgentShell, ShellError
 from toolkit.consent import Consent, Scope, scope_names
 from toolkit.errors import TranscriptWriteError
+from toolkit.grants.acceptance import finish_use
 from toolkit.protocol import (
     KIND_BAD,
     KIND_DATA,
@@ -651,6 +652,7 @@ class AgentSession:
             channel.close()
         self.connection.close()
         self.agent.observer.say(for_the_customer(reason))
+        finish_use(self.agent.settings.grants, self.consent, reason, self.path)
         self.agent.finished(SessionEnd(reason, self.path, self.recorder.failure))
 
 

@@ -25,6 +25,7 @@ from toolkit.identity.keys import fingerprint
 
 if TYPE_CHECKING:
     from toolkit.grants import Grant
+    from toolkit.grants.ledger import Use
 
 logger = logging.getLogger("toolkit.consent")
 
@@ -169,6 +170,8 @@ class GrantRecord:
     verdict: str
     #: The parsed grant, for the agent's operations; not recorded (``text`` is).
     grant: Grant | None = field(default=None, repr=False, compare=False)
+    #: The agent's use of it (toolkit.grants.ledger.Use), to record how the session ended.
+    spent: Use | None = field(default=None, repr=False, compare=False)
 
     def as_event(self) -> dict[str, object]:
         return {

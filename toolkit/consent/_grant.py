@@ -77,6 +77,7 @@ from toolkit.text import printable
 
 if TYPE_CHECKING:
     from toolkit.grants import Grant
+    from toolkit.grants.ledger import Use
     from toolkit.identity.signer import Signer
 
 #: The label of the technician's proof (SSH wire strings, signed in namespace toolkit-consent).
@@ -237,6 +238,7 @@ class Admission:
     use: int
     uses: int
     granted: frozenset[Scope]
+    spent: Use | None = None  # the ledger's record of that use
 
 
 #: The agent's checks of a grant and the use it spends (toolkit.grants.acceptance);
@@ -400,6 +402,7 @@ class AgentGrantHandshake(Machine[GrantAgentState]):
                 uses=admission.uses,
                 verdict=f"accepted by {admission.issuer}",
                 grant=grant,
+                spent=admission.spent,
             ),
         )
         self._enter(GrantAgentState.AWAITING_ACK)

@@ -9,17 +9,23 @@ gets, and spends one use on disk before the session starts.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from toolkit.consent._approval import Scope
+from toolkit.consent._approval import Consent, Scope
+from toolkit.errors import ToolkitError
 
 if TYPE_CHECKING:
     from toolkit.consent._grant import Admission, GrantClaim
     from toolkit.grants import Grant
     from toolkit.grants.ledger import Ledger
     from toolkit.identity.allowed_signers import AllowedSigners
+
+
+logger = logging.getLogger(__name__)
 
 
 def covered(grant: Grant) -> frozenset[Scope]:
@@ -88,7 +94,31 @@ class GrantAcceptance:
             peer=peer,
             now=when,
         )
-        return Admission(grant, issuer, use.number, use.uses, granted)
+        return Admission(grant, issuer, use.number, use.uses, granted, use)
+
+    def finished(self, consent: Consent, reason: str, transcript: Path | None) -> None:
+        """Record in the ledger how a session a grant opened ended (its history shows it).
+
+        Never raises: the session is over either way, and its use stays spent.
+        """
+        record = consent.grant
+        if record is None or record.spent is None:
+            return
+        try:
+            self.ledger.finish(
+                record.spent,
+                outcome=reason,
+                transcript=str(transcript) if transcript is not None else None,
+                now=datetime.now(UTC),
+            )
+        except (ToolkitError, OSError):
+            logger.exception("the end of grant use %s was not recorded", record.spent.number)
 
 
-__all__ = ["GrantAcceptance", "covered"]
+def finish_use(grants: GrantAcceptance | None, consent: Consent, reason: str, path: Path) -> None:
+    """:meth:`GrantAcceptance.finished`, when the agent takes grants (AgentSession.end)."""
+    if grants is not None:
+        grants.finished(consent, reason, path)
+
+
+__all__ = ["GrantAcceptance", "covered", "finish_use"]
