@@ -346,3 +346,39 @@ def test_the_technician_cannot_bring_a_code_and_a_grant(world: World, share: Sha
         "-p", "name=marked",
     )  # fmt: skip
     assert done.returncode == 2 and "not both" in done.stderr, done.stderr
+
+
+# -- connect, and a technician named by principal ----------------------------------------
+
+
+def test_connect_with_a_grant_runs_a_batch_within_its_scope(world: World, share: Share) -> None:
+    grant = world.grant(share, procedures=[], scopes=["diagnostics"])
+    batch = world.sides.technician.root / "batch.txt"
+    batch.write_text("read ~/notes.txt\nrun uname -a\nfix mark -p name=marked\n")
+    done = world.sides.technician.toolkit(
+        "connect", share.address, "--grant", world.write(grant),
+        "--host-key", share.line()["host_key"], "--ticket", "T-1",
+        "--scope", "diagnostics", "--scope", "fixes", "--batch", batch, "--json",
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr  # the fix is refused: the grant names none
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r.get("status") for r in results[:3]] == ["ok", "ok", "refused"], results
+    assert not (world.sides.customer.home / "marked").exists()
+    ours = technician_transcript(world.sides.technician)
+    assert consent_event(ours)["grant"]["id"] == grant.id
+    assert consent_event(ours)["granted"] == ["diagnostics"]  # the grant gives no fixes
+
+
+def test_a_technician_named_by_principal_needs_the_issuers_trust(world: World) -> None:
+    (entry,) = AllowedSigners.from_file(world.signers).entries
+    vouched = f'alice@example.com namespaces="toolkit-consent" {public_line(entry.key_blob)}\n'
+    for trusted, expected in ((False, 3), (True, 0)):
+        if trusted:
+            world.issuers.write_text(world.issuers.read_text() + vouched)
+        with _sharing(world) as share:
+            grant = world.grant(share, technician="alice@example.com")
+            done, lines = run_with(world, share, world.write(grant))
+        assert done.returncode == expected, done.stderr
+        if not trusted:
+            assert refused_with(done, lines) == "other-technician"
+    assert (world.sides.customer.home / "marked").exists()
