@@ -57,6 +57,7 @@ from toolkit.consent._messages import (
     _fields,
     _int,
     _load,
+    _notice,
     _scopes,
     check_label,
     decode_challenge,
@@ -64,6 +65,7 @@ from toolkit.consent._messages import (
 from toolkit.consent._trust import CONSENT_NAMESPACE
 from toolkit.consent.errors import (
     ConsentError,
+    Declined,
     GrantsNotTaken,
     IdentityProofFailed,
     MalformedMessage,
@@ -139,13 +141,16 @@ class Granted:
 
 
 def is_grant_answer(text: object) -> bool:
-    """Whether the technician's round-1 answer is a grant (else: the code's answer).
+    """Whether the technician's round-1 answer is meant as a grant (else: the code's answer).
 
-    Only a cheap look at its type; :func:`decode_grant_answer` parses it strictly.
+    Only its type is looked at (:func:`decode_grant_answer` parses it strictly), so
+    that a malformed grant is refused as a grant, never charged to the code as a try.
     """
-    if not isinstance(text, str) or len(text) > MAX_GRANT_MESSAGE_BYTES:
+    try:
+        kind, _ = _load(text, ("grant", "response"), MAX_GRANT_MESSAGE_BYTES)
+    except MessageError:
         return False
-    return text.startswith('{"v":1,"type":"grant",')
+    return kind == "grant"
 
 
 def decode_grant_answer(text: object) -> GrantAnswer:
@@ -172,8 +177,6 @@ def decode_granted(text: object) -> Granted | Notice:
     """The agent's round-2 instruction after a grant."""
     kind, obj = _load(text, ("granted", "refused"))
     if kind == "refused":
-        from toolkit.consent._messages import _notice
-
         return _notice(obj)
     _fields(obj, "granted", "use", "uses")
     uses = _int(obj, "uses", 1, MAX_USES)
@@ -419,8 +422,6 @@ class AgentGrantHandshake(Machine[GrantAgentState]):
         return self._consent
 
     def _give_up(self) -> None:
-        from toolkit.consent.errors import Declined
-
         self._error = Declined("The consent handshake was abandoned before it completed.")
         self._enter(GrantAgentState.REFUSED)
 

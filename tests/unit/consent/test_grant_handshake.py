@@ -17,6 +17,7 @@ from toolkit.consent._grant import (
     GrantClaim,
     TechnicianGrantHandshake,
     decode_grant_answer,
+    is_grant_answer,
 )
 from toolkit.consent._messages import MessageError, decode_challenge
 from toolkit.consent.errors import (
@@ -206,3 +207,13 @@ def test_grant_messages_are_parsed_strictly() -> None:
     for bad in ('{"v":1,"type":"grant"}', "x" * (70 * 1024), '{"v":1,"type":"granted"}'):
         with pytest.raises(MessageError):
             decode_grant_answer(bad)
+
+
+def test_a_grant_answer_is_told_from_the_codes_by_its_type_not_its_layout() -> None:
+    p = pair()
+    answer = json.loads(p.tech.respond(p.agent.challenge()))
+    reordered = json.dumps(dict(reversed(list(answer.items()))), separators=(",", ":"))
+    assert is_grant_answer(reordered)
+    assert not is_grant_answer('{"v":1,"type":"response"}')
+    assert not is_grant_answer("not json")
+    p.agent.receive_grant(reordered)  # accepted as it is: only the JSON matters
