@@ -33,7 +33,7 @@ from toolkit.consent._grant import (
     GrantClaim,
     TechnicianGrantHandshake,
 )
-from toolkit.consent.errors import GrantsOnly, IdentityProofFailed
+from toolkit.consent.errors import ConsentError, GrantsOnly, IdentityProofFailed
 from toolkit.grants import Grant, GrantedProcedure, issue
 from toolkit.grants.acceptance import GrantAcceptance
 from toolkit.grants.check import GrantRefused
@@ -221,6 +221,26 @@ def test_a_session_does_only_what_the_grant_names_and_nobody_is_asked(tmp_path: 
             await session.end("done")
             assert world.customer.questions == [] and world.customer.asked == []
             assert f"fix mark -> exit 0 (grant {grant.id})" in world.screen.lines
+        finally:
+            await agent.stop("test over")
+            await agent.wait()
+
+    run(main())
+
+
+def test_a_second_grant_while_a_session_runs_is_refused_and_spends_nothing(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        world = World(tmp_path)
+        agent = await world.agent()
+        try:
+            grant = world.grant(agent)
+            session = await world.session(agent, grant)
+            with pytest.raises(ConsentError):  # share serves one session at a time
+                await world.session(agent, grant)
+            assert world.ledger.used(grant.id) == 1
+            await session.end("done")
         finally:
             await agent.stop("test over")
             await agent.wait()

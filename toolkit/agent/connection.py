@@ -28,7 +28,7 @@ from toolkit.consent import (
     ConsentError,
 )
 from toolkit.consent._grant import AgentGrantHandshake, GrantAgentState, is_grant_answer
-from toolkit.errors import TranscriptWriteError
+from toolkit.errors import TranscriptWriteError, UsageError
 from toolkit.text import printable
 
 if TYPE_CHECKING:
@@ -177,6 +177,16 @@ class AgentConnection(asyncssh.SSHServer):
         assert self._conn is not None
         try:
             self._session = self._agent.begin(consent, self._conn)
+        except UsageError:
+            # Another session started meanwhile (share serves one; two grants may pass
+            # consent at once). This one does not start; its use stays spent, and says so.
+            grants = self._agent.settings.grants
+            if grants is not None:
+                grants.finished(consent, "not started: another session was running", None)
+            self._agent.observer.say(f"{self._peer}: no second session while one runs")
+            refuse.not_started()
+            notice = refuse.notice()
+            return _challenge(notice) if notice is not None else False
         except TranscriptWriteError as exc:
             # No session without the customer's copy. The technician hears it in one
             # more challenge; share ends once they hung up (or after a grace period).

@@ -360,7 +360,7 @@ class Agent:
     def grant_handshake(self, peer: str) -> AgentGrantHandshake | None:
         """The grant's handshake for a connection from ``peer``; None unless grants are taken."""
         grants = self.settings.grants
-        if grants is None:
+        if grants is None or self.session is not None:  # share serves one session
             return None
         from toolkit.consent._grant import AgentGrantHandshake, GrantClaim
 
