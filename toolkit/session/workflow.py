@@ -107,11 +107,12 @@ class SessionRequest:
                 "A grant needs the agent's host key pinned.",
                 hint="Give the agent's fingerprint with --host-key SHA256:...",
             )
-        if self.grant is not None and self.place.route is not None:
+        route = self.place.route
+        if self.grant is not None and route is not None and getattr(route, "name", None) is None:
             raise UsageError(
                 "A grant cannot reach an agent through a relay's rendezvous: that needs "
                 "the customer's code.",
-                hint="Connect to the agent's address directly with --grant.",
+                hint="Connect to the agent's address, or its stable name at the relay.",
             )
 
 
@@ -239,7 +240,12 @@ async def consent(
             host_key_check=request.host_key_check,
         )
         ui.connecting(place.shown(None))
-        conn, passed = await connect(place.host, place.port, ask)
+        if place.route is not None:  # a service's stable name at a relay (toolkit serve)
+            from toolkit.transport.relay import connect_through
+
+            conn, passed = await connect_through(place.route, ask)
+        else:
+            conn, passed = await connect(place.host, place.port, ask)
         return conn, passed, None
     typed = code is None
     if code is None:
