@@ -26,6 +26,7 @@ from toolkit.consent import (
     AgentState,
     Consent,
     ConsentError,
+    scope_names,
 )
 from toolkit.consent._grant import AgentGrantHandshake, GrantAgentState, is_grant_answer
 from toolkit.errors import TranscriptWriteError, UsageError
@@ -160,13 +161,14 @@ class AgentConnection(asyncssh.SSHServer):
             reply = grants.receive_grant(answer)
         except ConsentError as exc:
             return self._grant_notice(exc)
-        admission = grants.admission
-        assert admission is not None
+        admission, consent = grants.admission, grants.consent
+        assert admission is not None and consent is not None
         self._agent.observer.say(
             printable(
                 f"grant {admission.grant.id} by {admission.issuer} (use {admission.use} of "
-                f"{admission.uses}) lets {admission.grant.technician} in on ticket "
-                f"{admission.grant.ticket}, for {', '.join(sorted(admission.granted))}",
+                f"{admission.uses}) lets {consent.name} <{consent.email}> "
+                f"{consent.fingerprint} in on ticket {consent.ticket}, for "
+                f"{', '.join(scope_names(consent.granted))}; nobody is asked",
                 None,
             )
         )

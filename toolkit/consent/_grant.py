@@ -304,6 +304,11 @@ class AgentGrantHandshake(Machine[GrantAgentState]):
         """The grant's yes, once it was given."""
         return self._admission
 
+    @property
+    def consent(self) -> Consent | None:
+        """The consent the grant gave, once admitted (complete at ``receive_ack``)."""
+        return self._consent
+
     # --- inputs ------------------------------------------------------------
 
     def challenge(self) -> str:
