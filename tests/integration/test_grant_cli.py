@@ -287,3 +287,22 @@ def test_revoke_and_history_read_the_agents_ledger(
     assert bad.returncode == 2 and "is not a grant id" in bad.stderr
     elsewhere = person.toolkit("grant", "history", "--ledger", tmp_path / "empty")
     assert elsewhere.returncode == 0 and "No grant was used or revoked here" in elsewhere.stderr
+
+
+def test_history_reports_a_record_it_cannot_read(
+    tmp_path: Path, owner: tuple[Person, Path, Path]
+) -> None:
+    person, key, _ = owner
+    path = tmp_path / "g.grant"
+    assert issue(person, key, *BASIC, "--uses", "5", "-o", path).returncode == 0
+    grant = load(path)
+    ledger = Ledger(person.data / "grants")
+    ledger.spend(grant, technician="t", ticket="T-17", session="s-1", peer="p",
+                 now=datetime(2026, 12, 3, 18, 30, tzinfo=UTC))  # fmt: skip
+    (person.data / "grants" / "uses" / grant.id / "2.json").write_bytes(b"\x1b[2Jgarbage")
+    listed = person.toolkit("grant", "history")
+    assert listed.returncode == 0, listed.stderr
+    row = listed.stdout.splitlines()[2]
+    assert row.split()[:2] == [grant.id, "2"] and "problem: not a ledger record" in row
+    view = json.loads(person.toolkit("grant", "history", "--json").stdout)
+    assert view["uses"][1]["problem"].startswith("not a ledger record")

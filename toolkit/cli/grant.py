@@ -15,7 +15,7 @@ import typer
 from toolkit.cli._console import Lines, say
 from toolkit.cli._identity import AgentOption, KeyOption, load_identity
 from toolkit.errors import UsageError
-from toolkit.text import printable
+from toolkit.text import printable, printable_lines
 
 if TYPE_CHECKING:
     from toolkit.grants import Grant, GrantedProcedure
@@ -284,10 +284,11 @@ def issue(
     )
     data = grant.to_bytes()
     if output is None:
-        Lines(stderr=False).print(data.decode("utf-8").rstrip("\n"))
+        # The body passed the strict parser (printable lines); printable_lines() all the same.
+        Lines(stderr=False).print(printable_lines(data))
     else:
         _write_new(output, data)
-        Lines(stderr=False).print(grant.id)
+        Lines(stderr=False).print(printable(grant.id))
     say(
         printable(
             f"Issued {grant.id} as {principal} ({fingerprint(ident.public_blob)}): "
@@ -414,7 +415,7 @@ def show(
             "allowed_signers": str(signers) if signers else None,
             "by_hand": commands,
         }
-        Lines(stderr=False).print(json.dumps(view, ensure_ascii=False))
+        Lines(stderr=False).print(json.dumps(view))
     else:
         _render(file, grant, verdict, problem, signers, commands)
     if verdict not in _GOOD:
@@ -458,7 +459,7 @@ def _render(
     ]
     for label, value in rows:
         # Every value is the grant's, parsed strictly; printable() all the same.
-        console.print(f"  {label:<12} {printable(value, None)}")
+        console.print(printable(f"  {label:<12} {value}", None))
     style = "bold green" if verdict in _GOOD else "bold red"
     escaped = shown_path.replace("[", "\\[")
     console.print(f"[{style}]{verdict}[/] {escaped}", markup=True, plain=f"{verdict} {shown_path}")
@@ -524,7 +525,7 @@ def history(
                 for r in revocations
             ],
         }
-        out.print(json.dumps(view, ensure_ascii=False))
+        out.print(json.dumps(view))
         return
     if not entries and not revocations:
         say(printable(f"No grant was used or revoked here ({book.root})."))

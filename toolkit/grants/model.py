@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from toolkit.errors import SignatureError, UsageError
 from toolkit.identity import sshsig
-from toolkit.identity.keys import blob_from_line, key_type
+from toolkit.identity.keys import blob_from_line, is_certificate
 from toolkit.text import printable
 
 if TYPE_CHECKING:
@@ -212,7 +212,7 @@ def _check_technician(value: str) -> str:
         raise _Bad(exc.message.rstrip(".").lower()) from None
     if base64.b64encode(blob).decode("ascii") != parts[1]:
         raise _Bad("the key's base64 is not in its canonical form")
-    if key_type(blob).endswith("-cert-v01@openssh.com"):
+    if is_certificate(blob):
         raise _Bad("name the technician's key, not a certificate (or name a principal)")
     return value
 
@@ -324,7 +324,7 @@ def _parse(data: bytes, source: str) -> Grant:
         last = order
         values[key].append((n, value))
     for key, count in _LAYOUT:
-        if count in "1+" and not values[key]:
+        if count != "*" and not values[key]:
             raise GrantError(f"{source} has no {key} line.")
     if not values["procedure"] and not values["scope"]:
         raise GrantError(f"{source} names no procedure and no scope: it grants nothing.")

@@ -140,9 +140,11 @@ def test_untrusted_issuer_whose_line_has_expired_or_not_started() -> None:
     refused("untrusted-issuer", grant_of(), after + line(TECH, ALICE))
 
 
-def _cert_signer(ca: ed25519.Ed25519PrivateKey, principal: str) -> KeySigner:
-    """A new key with a user certificate from ``ca`` naming ``principal``."""
-    key = ed25519.Ed25519PrivateKey.generate()
+def _cert_signer(
+    ca: ed25519.Ed25519PrivateKey, principal: str, key: ed25519.Ed25519PrivateKey | None = None
+) -> KeySigner:
+    """A key (new by default) with a user certificate from ``ca`` naming ``principal``."""
+    key = key or ed25519.Ed25519PrivateKey.generate()
     cert = (
         serialization.SSHCertificateBuilder()
         .public_key(key.public_key())
@@ -238,3 +240,18 @@ def test_the_ledger_revoked_and_used_up(tmp_path: Path) -> None:
     assert ledger.revoke(other.id, reason="left the company", now=NOW) is True
     exc = refused("revoked", other, ledger=ledger)
     assert "revoked on this host at 2026-12-03T18:00:00Z" in exc.message
+
+
+def test_a_certificate_is_not_a_technician_key_line_but_may_present_the_named_key() -> None:
+    from toolkit.grants import GrantError
+
+    ca = ed25519.Ed25519PrivateKey.generate()
+    certified = _cert_signer(ca, TECH)
+    with pytest.raises(GrantError, match="not a certificate"):
+        grant_of(technician=public_line(certified.public_blob))
+    # A grant naming a plain key accepts that key presented in a certificate, and no other.
+    key = ed25519.Ed25519PrivateKey.generate()
+    grant = grant_of(technician=public_line(blob_of(key.public_key())))
+    in_cert = _cert_signer(ca, "anyone@example.com", key)
+    assert check(grant, technician_key=in_cert.public_blob) == ISSUER
+    refused("other-technician", grant, technician_key=certified.public_blob)
