@@ -73,15 +73,13 @@ class World:
 
     def grant(self, share: Share, **changes: Any) -> Grant:
         """A grant for the fix mark on this share's host, for ticket T-1, valid now."""
-        assert self.sides.customer.path is not None
+        if "procedures" not in changes:
+            assert self.sides.customer.path is not None
+            mark = declaration_sha256(self.sides.customer.path, "mark")
+            changes["procedures"] = [GrantedProcedure("fix", "mark", mark)]
         values: dict[str, Any] = {
             "issuer": OWNER,
             "technician": self.technician_key,
-            "procedures": [
-                GrantedProcedure(
-                    "fix", "mark", declaration_sha256(self.sides.customer.path, "mark")
-                )
-            ],
             "scopes": [],
             "hosts": [share.line()["host_key"]],
             "ticket": "T-1",
@@ -99,14 +97,19 @@ class World:
         return path
 
 
+def _owner(root: Path, signers: Path) -> tuple[KeySigner, Path, str, Path]:
+    """The owner's key, share's --accept-grants-from file, the technician's key line."""
+    owner = _signer()
+    issuers = root / "issuers"
+    issuers.write_text(f'{OWNER} namespaces="toolkit-grant" {public_line(owner.public_blob)}\n')
+    (entry,) = AllowedSigners.from_file(signers).entries
+    return owner, issuers, public_line(entry.key_blob), signers
+
+
 @pytest.fixture
 def world(tmp_path: Path, identity: Path, signers: Path) -> World:
     both = sides(tmp_path, identity, mine="1.0", theirs="1.0")
-    owner = _signer()
-    issuers = tmp_path / "issuers"
-    issuers.write_text(f'{OWNER} namespaces="toolkit-grant" {public_line(owner.public_blob)}\n')
-    (entry,) = AllowedSigners.from_file(signers).entries
-    return World(both, owner, issuers, public_line(entry.key_blob), signers)
+    return World(both, *_owner(tmp_path, signers))
 
 
 def _sharing(world: World, *, terminal: bool = False) -> Any:
@@ -382,3 +385,25 @@ def test_a_technician_named_by_principal_needs_the_issuers_trust(world: World) -
         if not trusted:
             assert refused_with(done, lines) == "other-technician"
     assert (world.sides.customer.home / "marked").exists()
+
+
+def test_a_brought_fix_the_grant_names_by_digest_runs_unasked(
+    tmp_path: Path, identity: Path, signers: Path
+) -> None:
+    # The customer's machine lacks the fix: the technician brings its declaration, which
+    # otherwise only a person at the customer's screen may approve (never --yes).
+    world = World(sides(tmp_path, identity, mine="1.0", theirs=None), *_owner(tmp_path, signers))
+    assert world.sides.technician.path is not None
+    mine = declaration_sha256(world.sides.technician.path, "mark")
+    with _sharing(world, terminal=True) as share:
+        grant = world.grant(share, procedures=[GrantedProcedure("fix", "mark", mine)])
+        done, lines = run_with(world, share, world.write(grant))
+        assert share.wait() == 0
+        shown = share.stderr()
+    assert done.returncode == 0, (done.stderr, shown)
+    result = summary(lines)
+    assert (result["result"], result["brought"]) == ("changed", True)
+    assert "Allow" not in shown
+    assert (world.sides.customer.home / "marked").exists()
+    approvals = [e for e in events(customer_copy(shown)) if e["type"] == "approval"]
+    assert approvals and {a["grant"] for a in approvals} == {grant.id}
