@@ -650,7 +650,7 @@ class AgentSession:
             channel.close()
         self.connection.close()
         self.agent.observer.say(for_the_customer(reason))
-        self.agent.finished(SessionEnd(reason, self.path, self.recorder.failure))
+        self.agent.session_ended(self, SessionEnd(reason, self.path, self.recorder.failure))
 
 
 __all__ = [
