@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import stat
 from functools import cached_property
 from pathlib import Path
@@ -126,7 +127,7 @@ def _create(path: Path, data: bytes) -> bool:
     A temporary file is written and fsynced, then linked in place (a link
     never replaces a file, unlike a rename), then the directory is fsynced.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
