@@ -370,9 +370,23 @@ async def _serve(
 
 
 async def _start_relayed(agent: Agent, route: RelayRoute, name: str) -> str:
-    raise UsageError(
-        f"--relay {route.address}: a service at a relay under its name is not available yet."
+    """Register at the relay under ``name``, logged in with the host key (docs/relay.md).
+
+    The relay gives the name to the key its --agents file lists for it; the
+    service keeps it through drops, reconnecting for as long as it runs.
+    """
+    from toolkit.transport.relay import AgentRendezvous
+
+    rendezvous = AgentRendezvous(
+        route,
+        ttl=agent.settings.ttl,
+        say=agent.observer.say,
+        stable=name,
+        login=agent.host_key.signer,
     )
+    await rendezvous.open()
+    await agent.start(tunnel=rendezvous)
+    return f"the relay {route.address} as {name}"
 
 
 __all__ = ["ServiceLog", "serve_command"]
