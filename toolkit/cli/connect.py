@@ -19,7 +19,7 @@ import typer
 from toolkit.cli._complete import complete_scope
 from toolkit.cli._console import say
 from toolkit.cli._identity import AgentOption, KeyOption
-from toolkit.cli._relay import DEFAULT_RELAY_DIR, RelayDirOption, RelayOption
+from toolkit.cli._relay import DEFAULT_RELAY_DIR, RelayDirOption, RelayNameOption, RelayOption
 from toolkit.cli._session import error_line, place_of, session_request
 from toolkit.cli._terminal import TerminalLines, stream_output, write_output
 from toolkit.errors import ExitCode, ToolkitError, UsageError
@@ -236,12 +236,13 @@ def connect_command(
     agent: AgentOption = None,
     relay: RelayOption = None,
     relay_dir: RelayDirOption = DEFAULT_RELAY_DIR,
+    name: RelayNameOption = None,
 ) -> None:
     """Connect to a customer's toolkit share, with their code and consent."""
     screen = _Screen(as_json)
     try:
         worst = _connect(
-            address, ticket, code, scope, batch, as_json, key, agent, relay, relay_dir, screen
+            address, ticket, code, scope, batch, as_json, key, agent, relay, relay_dir, screen, name
         )
     except ToolkitError as exc:
         if as_json and not screen.printed:  # a script hears why, on stdout too
@@ -263,6 +264,7 @@ def _connect(
     relay: str | None,
     relay_dir: str,
     screen: _Screen,
+    name: str | None = None,
 ) -> int:
     import asyncio
 
@@ -270,7 +272,7 @@ def _connect(
     from toolkit.session.workflow import Work, run_batch, run_session
     from toolkit.tickets.base import check_ticket_id
 
-    place = place_of(address, relay, relay_dir)
+    place = place_of(address, relay, relay_dir, name)
     check_ticket_id(ticket)
     try:
         asked = scopes(scope or ["diagnostics"])
