@@ -115,3 +115,33 @@ def test_the_environment_puts_the_key_where_the_unit_says(tmp_path: Path) -> Non
     assert promised in text
     assert (tmp_path / promised.lstrip("/")).is_file()
     assert "StateDirectory=toolkit" in text  # /var/lib/toolkit, kept across restarts
+
+
+def test_the_logrotate_snippet_in_the_docs_parses(tmp_path: Path) -> None:
+    """docs/serve.md's logrotate snippet, with its path and user moved here, in debug mode."""
+    logrotate = tool("logrotate")
+    if logrotate is None:
+        pytest.skip("logrotate is not installed (Debian package logrotate)")
+    import getpass
+    import grp
+    import os
+
+    docs = (ROOT / "docs" / "serve.md").read_text()
+    snippet = docs.split("# /etc/logrotate.d/toolkit-serve\n", 1)[1].split("```", 1)[0]
+    log = tmp_path / "serve.log"
+    log.write_text("{}\n")
+    group = grp.getgrgid(os.getgid()).gr_name
+    config = tmp_path / "toolkit-serve"
+    config.write_text(
+        snippet.replace("/var/log/toolkit/serve.log", str(log)).replace(
+            "toolkit toolkit", f"{getpass.getuser()} {group}"
+        )
+    )
+    done = subprocess.run(
+        [logrotate, "-d", "-s", str(tmp_path / "state"), str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "error" not in done.stderr.lower(), done.stderr
