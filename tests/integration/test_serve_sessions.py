@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.relay_support import eventually
 from tests.session_support import (
     Collector,
     Customer,
@@ -222,6 +223,28 @@ def test_stop_ends_every_running_session_sealing_each_copy_and_takes_no_more(
                     port,
                     ConsentAsk(identity(), "T-9", frozenset({Scope.DIAGNOSTICS}), code_of(agent)),
                 )
+
+    run(main())
+
+
+def test_a_session_that_cannot_start_its_copy_leaves_the_service_serving(tmp_path: Path) -> None:
+    from toolkit.consent.errors import SessionNotStarted
+
+    async def main() -> None:
+        async with service(tmp_path) as (agent, log):
+            folder = tmp_path / "service-transcripts"
+            folder.write_text("a file where the folder should be")  # no copy can be made
+            with pytest.raises(SessionNotStarted):
+                await session(agent, tmp_path, "T-1")
+            # Said once the technician hung up (or after a grace period), not before.
+            await eventually(lambda: bool(log.of("session-not-started")))
+            agent.fresh_code("the next technician")  # that code was used by the consent
+            folder.unlink()  # the administrator made room: the next session runs
+            tech = await session(agent, tmp_path, "T-2")
+            assert await echo(tech, "back") == b"back\n"
+            await tech.end("done")
+            assert (await log.next_end())["sealed"] is True
+            assert agent._ended is not None and not agent._ended.done()
 
     run(main())
 

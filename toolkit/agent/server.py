@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -143,8 +144,15 @@ class AgentSettings:
             raise UsageError("--max-sessions must be at least 1.")
 
 
+class Admitted(Protocol):
+    """A connection holding one of a service's places (toolkit.agent.connection)."""
+
+    def turn_away(self, why: str) -> None:
+        """Hang up before a session starts, saying why."""
+
+
 class Agent:
-    """Listens, runs consent for each connection, serves the one session it approves."""
+    """Listens, runs consent for each connection, serves the sessions it approves."""
 
     def __init__(
         self, settings: AgentSettings, observer: Observer, host_key: HostKey | None = None
@@ -160,7 +168,8 @@ class Agent:
         self.session: AgentSession | None = None
         #: The sessions running now, by id (a share has one at most).
         self.sessions: dict[str, AgentSession] = {}
-        self._admitted: set[Any] = set()  # connections holding a place (consent or session)
+        self._admitted: set[Admitted] = set()  # connections with a place (consent or session)
+        self._unstarted: weakref.WeakSet[TranscriptWriteError] = weakref.WeakSet()
         self._stopping = False
         self._sock: socket.socket | None = None
         self._server: asyncssh.SSHAcceptor | None = None
@@ -324,7 +333,7 @@ class Agent:
 
     # -- admission (a service's bound on sessions at once) --------------------------
 
-    def admit(self, connection: Any, peer: str) -> str | None:
+    def admit(self, connection: Admitted, peer: str) -> str | None:
         """Give ``connection`` a place for its consent and session; why not, if it gets none.
 
         A place is held from the consent's first round until the connection
@@ -343,7 +352,7 @@ class Agent:
         self._admitted.add(connection)
         return None
 
-    def release(self, connection: Any) -> None:
+    def release(self, connection: Admitted) -> None:
         """``connection`` closed: its place is free."""
         self._admitted.discard(connection)
 
@@ -474,7 +483,9 @@ class Agent:
 
         why = "the customer's transcript could not be created"
         if self.settings.service:
-            self._event("session-not-started", reason=why, error=exc.message)
+            if exc not in self._unstarted:  # told twice: when heard, and when hung up
+                self._unstarted.add(exc)
+                self._event("session-not-started", reason=why, error=exc.message)
             return
         self.finished(SessionEnd(why, None, exc))
 
