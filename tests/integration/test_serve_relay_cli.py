@@ -88,3 +88,20 @@ def test_relay_refuses_an_agents_file_it_cannot_use(tmp_path: Path) -> None:
     agents.write_text(f"web-* {HostKey().public_line}\n")
     done = operator.toolkit("relay", "--listen", "127.0.0.1:0", "--agents", agents)
     assert done.returncode == 2 and "'web-*' is not an agent name" in done.stderr
+
+
+def test_a_service_refuses_a_relay_whose_host_key_it_does_not_know(tmp_path: Path) -> None:
+    """Nobody is at a service to answer ssh's question: it stops, saying what to add."""
+    operator, owner = Person.make(tmp_path / "operator"), Person.make(tmp_path / "owner")
+    relay_key = host_key(operator.root / "relay_key")
+    issuers = write_allowed_signers(tmp_path / "issuers", new_signer())
+    with relay_process(operator, relay_key) as relay:
+        done = owner.toolkit(
+            "serve", "--accept-grants-from", issuers,
+            "--relay", f"127.0.0.1:{relay.port}", "--name", "web-01",
+        )  # fmt: skip
+        assert done.returncode == 4, done.stderr
+        assert "is not in your known_hosts" in done.stderr
+        assert relay.listening["host_key"] in done.stderr
+        relay_log, _ = relay.stop()
+    assert '"event":"register"' not in relay_log  # nothing was sent to it

@@ -28,7 +28,7 @@ import typer
 
 from toolkit.cli._complete import complete_scope
 from toolkit.cli._console import say
-from toolkit.cli._relay import DEFAULT_RELAY_DIR, RelayDirOption, RelayOption, relay_route
+from toolkit.cli._relay import DEFAULT_RELAY_DIR, RelayOption, relay_route
 from toolkit.cli.share import parse_address
 from toolkit.errors import UsageError
 from toolkit.text import printable
@@ -191,7 +191,6 @@ def serve_command(
         ),
     ] = None,
     relay: RelayOption = None,
-    relay_dir: RelayDirOption = DEFAULT_RELAY_DIR,
     name: Annotated[
         str | None,
         typer.Option(
@@ -272,7 +271,7 @@ def serve_command(
     if listen is not None and relay is not None:
         raise UsageError("Give --listen or --relay, not both: a service is reached one way.")
     host, port = parse_address(listen or DEFAULT_LISTEN)
-    route = relay_route(relay, relay_dir)
+    route = relay_route(relay, DEFAULT_RELAY_DIR)  # toolkit relay only: no socket dir
     if route is not None and name is None:
         raise UsageError("--relay needs --name: technicians reach a service by its name.")
     _name(name)
