@@ -236,7 +236,7 @@ def test_what_the_relay_logs_is_about_connections_never_content(tmp_path: Path) 
                 assert set(event) <= {
                     "ts", "event", "conn", "peer", "key", "technician", "name", "ttl", "asked",
                     "agent", "bytes_up", "bytes_down", "why", "ok", "what", "address", "port",
-                    "host_key", "host_key_file", "technicians",
+                    "host_key", "host_key_file", "technicians", "agents", "stable", "taken_over",
                 }  # fmt: skip
 
     run(main())

@@ -76,6 +76,7 @@ class AgentConnection(asyncssh.SSHServer):
         self._agent.observer.say(f"connection from {self._peer}")
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._agent.release(self)
         handshake = self._handshake
         if handshake is not None and handshake.state in (
             AgentState.AWAITING_RESPONSE,
@@ -123,6 +124,10 @@ class AgentConnection(asyncssh.SSHServer):
                 asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, "one consent attempt per connection"
             )
             return False
+        busy = self._agent.admit(self, self._peer)
+        if busy is not None:  # a service at its --max-sessions: said before any consent
+            self.turn_away(busy)
+            return False
         self._asked = True
         self._grants = grants = self._agent.grant_handshake(self._peer)
         alone = grants.challenge() if grants is not None else None
@@ -138,6 +143,11 @@ class AgentConnection(asyncssh.SSHServer):
             if alone is not None:  # the code cannot be used; a grant still can
                 return _challenge(alone)
             return self._notice(exc)
+
+    def turn_away(self, why: str) -> None:
+        """Hang up before a session starts, saying ``why`` (a service full or stopping)."""
+        if self._conn is not None and self._session is None:
+            self._conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, why)
 
     def _notice(self, exc: ConsentError) -> Any:
         self._agent.refused(exc, self._peer, self._source)

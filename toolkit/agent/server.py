@@ -6,8 +6,10 @@ Authentication succeeds only when the code checked out and the customer said
 yes, so no channel can open before. After that, one channel is accepted: the
 ``toolkit-session-v1`` subsystem (no shell, exec, PTY or forwarding), served
 by :class:`toolkit.agent.session.AgentSession`; with the shell scope, one more
-session channel per ``shell`` request, with a PTY (toolkit.agent.shell). One
-agent serves one session, then stops.
+session channel per ``shell`` request, with a PTY (toolkit.agent.shell). A
+share's agent serves one session, then stops; a service (``settings.service``,
+toolkit serve) serves many, one after the other and at once, each with its own
+transcript, and stops only when told (:meth:`Agent.stop`).
 
 The agent never makes a new code because of what a connection did: a code
 that is burned, expires or is used without a session stays so until the
@@ -22,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,10 +32,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-
 from toolkit import paths
+from toolkit.agent.host_key import HostKey
 from toolkit.consent import (
     ApprovalRequest,
     Approver,
@@ -50,8 +51,6 @@ from toolkit.consent import (
 from toolkit.consent._approval import DECLINE_REASONS
 from toolkit.consent._sources import Sources, tally
 from toolkit.errors import TranscriptWriteError, TransportError, UsageError
-from toolkit.identity.keys import fingerprint
-from toolkit.identity.signer import KeySigner
 from toolkit.plugins.catalogue import Catalogue
 from toolkit.policy import Policy
 from toolkit.transport.tuning import CIPHERS, MAX_PACKET, WINDOW
@@ -77,6 +76,10 @@ APPROVAL_TIMEOUT = 300.0
 DECLINES = frozenset(DECLINE_REASONS)  # the words of toolkit.consent.errors.DECLINES
 #: asyncssh's default listen backlog.
 BACKLOG = 100
+#: Sessions a service runs at once unless told otherwise (toolkit serve --max-sessions).
+MAX_SESSIONS = 16
+#: A service's events for its log: (what, fields), e.g. ("session-start", {"session": ...}).
+EventSink = Callable[[str, dict[str, Any]], None]
 
 
 class Observer(Protocol):
@@ -133,41 +136,47 @@ class AgentSettings:
     grants: GrantAcceptance | None = None
     #: False: grants only, no code is shown or taken.
     codes: bool = True
+    #: A service (toolkit serve): many sessions, one after the other and at once; the end
+    #: of one never stops the agent. False: toolkit share, one session then the end.
+    service: bool = False
+    #: A service's sessions at once, counting connections still in consent; more are
+    #: turned away with a notice.
+    max_sessions: int = MAX_SESSIONS
+    #: Told of each session's start and end and each connection turned away (the log).
+    events: EventSink | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_sessions < 1:
+            raise UsageError("--max-sessions must be at least 1.")
 
 
-class HostKey:
-    """The agent's ephemeral Ed25519 host key, for asyncssh and for sealing its transcript."""
+class Admitted(Protocol):
+    """A connection holding one of a service's places (toolkit.agent.connection)."""
 
-    def __init__(self) -> None:
-        self._private = ed25519.Ed25519PrivateKey.generate()
-        self.signer = KeySigner(self._private)
-        self.blob = self.signer.public_blob
-        self.fingerprint = fingerprint(self.blob)
-
-    @cached_property
-    def ssh_key(self) -> asyncssh.SSHKey:
-        import asyncssh
-
-        pem = self._private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.OpenSSH,
-            serialization.NoEncryption(),
-        )
-        return asyncssh.import_private_key(pem)
+    def turn_away(self, why: str) -> None:
+        """Hang up before a session starts, saying why."""
 
 
 class Agent:
-    """Listens, runs consent for each connection, serves the one session it approves."""
+    """Listens, runs consent for each connection, serves the sessions it approves."""
 
-    def __init__(self, settings: AgentSettings, observer: Observer) -> None:
+    def __init__(
+        self, settings: AgentSettings, observer: Observer, host_key: HostKey | None = None
+    ) -> None:
         self.settings = settings
         self.observer = observer
-        self.host_key = HostKey()
+        self.host_key = host_key or HostKey()
         self.codes = CodeBook(ttl=settings.ttl)
         self.sources = Sources()
         self._failed_now: Counter[str] = Counter()  # the current code's failed tries, by source
         self._reported: OneTimeCode | None = None  # the unusable code the customer was told of
+        #: The session begun last: a share's one session.
         self.session: AgentSession | None = None
+        #: The sessions running now, by id (a share has one at most).
+        self.sessions: dict[str, AgentSession] = {}
+        self._admitted: set[Admitted] = set()  # connections with a place (consent or session)
+        self._unstarted: weakref.WeakSet[TranscriptWriteError] = weakref.WeakSet()
+        self._stopping = False
         self._sock: socket.socket | None = None
         self._server: asyncssh.SSHAcceptor | None = None
         self._ended: asyncio.Future[SessionEnd] | None = None
@@ -266,7 +275,8 @@ class Agent:
             self.address = (str(sockname[0]), int(sockname[1]))
         if sock is None:
             self.observer.new_code(self.codes.current)
-        self._watch = asyncio.create_task(self._watch_code())
+        if not self.settings.service:  # a service has nobody to tell of an expired code
+            self._watch = asyncio.create_task(self._watch_code())
         return self.address
 
     async def wait(self) -> SessionEnd:
@@ -278,17 +288,84 @@ class Agent:
             await self._close()
 
     async def stop(self, reason: str) -> None:
-        """End now: the running session for both sides, or the wait for one."""
-        if self.session is not None:
+        """End now: the running session for both sides, or the wait for one.
+
+        A service first stops accepting connections and hangs up on those still
+        in consent, then ends every running session (each sealing its copy).
+        """
+        if self.settings.service:
+            await self._stop_service(reason)
+        elif self.session is not None:
             await self.session.end(reason, notify=True)
         else:
             from toolkit.agent.session import SessionEnd
 
             self.finished(SessionEnd(reason, None))
 
+    async def _stop_service(self, reason: str) -> None:
+        import asyncio
+
+        from toolkit.agent.session import SessionEnd
+
+        self._stopping = True
+        if self._server is not None:
+            self._server.close()  # no new connections; those open go on below
+        for connection in list(self._admitted):
+            connection.turn_away(reason)  # in consent: no session starts now
+        running = list(self.sessions.values())
+        await asyncio.gather(*(s.end(reason, notify=True) for s in running))
+        self.finished(SessionEnd(reason, None))
+
     def finished(self, end: SessionEnd) -> None:
         if self._ended is not None and not self._ended.done():
             self._ended.set_result(end)
+
+    def session_ended(self, session: AgentSession, end: SessionEnd) -> None:
+        """A session ended (its copy sealed): a share ends with it, a service goes on."""
+        self.sessions.pop(session.id, None)
+        self._event(
+            "session-end",
+            session=session.id,
+            reason=end.reason,
+            transcript=str(end.transcript) if end.transcript else None,
+            sealed=end.failure is None,
+        )
+        if not self.settings.service:
+            self.finished(end)
+
+    def _event(self, what: str, **fields: Any) -> None:
+        if self.settings.events is not None:
+            self.settings.events(what, fields)
+
+    # -- admission (a service's bound on sessions at once) --------------------------
+
+    def admit(self, connection: Admitted, peer: str) -> str | None:
+        """Give ``connection`` a place for its consent and session; why not, if it gets none.
+
+        A place is held from the consent's first round until the connection
+        closes, so that consents under way count: every one of them may become
+        a session. A share takes anyone to its one code.
+        """
+        if not self.settings.service:
+            return None
+        if self._stopping:
+            return "the agent is stopping; try again once it is back"
+        most = self.settings.max_sessions
+        if connection not in self._admitted and len(self._admitted) >= most:
+            self._event("busy", peer=peer, max_sessions=most)
+            self.observer.say(f"turned {peer} away: {most} sessions at once at most")
+            return f"the agent already serves {most} sessions at once, its most; try again later"
+        self._admitted.add(connection)
+        return None
+
+    def release(self, connection: Admitted) -> None:
+        """``connection`` closed: its place is free."""
+        self._admitted.discard(connection)
+
+    @property
+    def _one_session(self) -> bool:
+        """A share whose one session has begun: its code matters no more."""
+        return not self.settings.service and self.session is not None
 
     async def _close(self) -> None:
         if self._sock is not None:  # listened, never served
@@ -309,12 +386,12 @@ class Agent:
         # told once. A connection never makes a new code, so nobody can drive a loop.
         while True:
             await asyncio.sleep(1.0)
-            if self.session is None and self.codes.current.state is CodeState.EXPIRED:
+            if not self._one_session and self.codes.current.state is CodeState.EXPIRED:
                 self.code_unusable("expired")
 
     def fresh_code(self, why: str) -> None:
         """Replace the code: the customer asked (or a relay renamed the rendezvous)."""
-        if self.session is not None:
+        if self._one_session:
             self.observer.say("a session is running: no new code")
             return
         self._failed_now.clear()
@@ -324,7 +401,7 @@ class Agent:
     def code_unusable(self, why: str) -> None:
         """Tell the customer, once per code, that the code shown cannot be used any more."""
         code = self.codes.current
-        if self.session is not None or self._reported is code:
+        if self._one_session or self._reported is code:
             return
         self._reported = code
         failed = dict(self._failed_now)
@@ -360,7 +437,7 @@ class Agent:
     def grant_handshake(self, peer: str) -> AgentGrantHandshake | None:
         """The grant's handshake for a connection from ``peer``; None unless grants are taken."""
         grants = self.settings.grants
-        if grants is None or self.session is not None:  # share serves one session
+        if grants is None or self._one_session:  # share serves one session
             return None
         from toolkit.consent._grant import AgentGrantHandshake, GrantClaim
 
@@ -379,7 +456,7 @@ class Agent:
             self._failed_now[source] += 1
         if not isinstance(exc, Declined):  # a no: the customer saw it come (code_unusable)
             self.observer.say(f"refused {peer}: {exc.message}")
-        if self.session is None and self.codes.current.state is CodeState.BURNED:
+        if not self._one_session and self.codes.current.state is CodeState.BURNED:
             self.code_unusable("burned")
 
     async def decide(self, request: ApprovalRequest) -> Decision:
@@ -401,19 +478,39 @@ class Agent:
 
         Then no session runs: call :meth:`not_started` once the technician was told.
         """
-        if self.session is not None:  # cannot happen: the code was consumed once
+        if self._one_session:  # cannot happen: the code was consumed once
             raise UsageError("this agent already serves a session")
         from toolkit.agent.session import AgentSession
 
-        self.session = AgentSession(self, consent, connection)
+        session = AgentSession(self, consent, connection)
+        self.session = self.sessions[session.id] = session
+        self._event(
+            "session-start",
+            session=session.id,
+            technician=consent.email,
+            name=consent.name,
+            key=consent.fingerprint,
+            ticket=consent.ticket,
+            granted=sorted(s.value for s in consent.granted),
+            transcript=str(session.path),
+        )
         self.session_started.set()
-        return self.session
+        return session
 
     def not_started(self, exc: TranscriptWriteError) -> None:
-        """End share: consent passed but no session could start (no customer's copy)."""
+        """Consent passed but no session could start (no customer's copy): share ends.
+
+        A service goes on (its log says why): the next session may find room.
+        """
         from toolkit.agent.session import SessionEnd
 
-        self.finished(SessionEnd("the customer's transcript could not be created", None, exc))
+        why = "the customer's transcript could not be created"
+        if self.settings.service:
+            if exc not in self._unstarted:  # told twice: when heard, and when hung up
+                self._unstarted.add(exc)
+                self._event("session-not-started", reason=why, error=exc.message)
+            return
+        self.finished(SessionEnd(why, None, exc))
 
 
 def _listening_socket(host: str, port: int) -> socket.socket | None:

@@ -653,7 +653,7 @@ class AgentSession:
         self.connection.close()
         self.agent.observer.say(for_the_customer(reason))
         finish_use(self.agent.settings.grants, self.consent, reason, self.path)
-        self.agent.finished(SessionEnd(reason, self.path, self.recorder.failure))
+        self.agent.session_ended(self, SessionEnd(reason, self.path, self.recorder.failure))
 
 
 __all__ = [

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from toolkit.cli._console import say
+from toolkit.errors import UsageError
 
 if TYPE_CHECKING:
     import asyncssh
@@ -32,6 +33,15 @@ RelayOption = Annotated[
         show_default=False,
     ),
 ]
+RelayNameOption = Annotated[
+    str | None,
+    typer.Option(
+        "--name",
+        metavar="NAME",
+        help="Reach the service (toolkit serve) registered under NAME at the --relay.",
+        show_default=False,
+    ),
+]
 RelayDirOption = Annotated[
     str,
     typer.Option(
@@ -42,13 +52,18 @@ RelayDirOption = Annotated[
 ]
 
 
-def relay_route(relay: str | None, relay_dir: str) -> RelayRoute | None:
-    """The relay to meet at, checked (UsageError), or None without --relay."""
+def relay_route(relay: str | None, relay_dir: str, name: str | None = None) -> RelayRoute | None:
+    """The relay to meet at, checked (UsageError), or None without --relay.
+
+    ``name``: a service's stable name there (the technician's --name).
+    """
     if relay is None:
+        if name is not None:
+            raise UsageError("--name needs --relay: a name is what a relay calls a service.")
         return None
     from toolkit.transport.relay import RelayAddress, RelayRoute
 
-    return RelayRoute(RelayAddress.parse(relay), socket_dir=relay_dir)
+    return RelayRoute(RelayAddress.parse(relay), socket_dir=relay_dir, name=name)
 
 
 def confirm_relay_host(route: RelayRoute) -> None:
@@ -231,6 +246,7 @@ async def connect_relayed(route: RelayRoute, ask: Any) -> tuple[asyncssh.SSHClie
 __all__ = [
     "DEFAULT_RELAY_DIR",
     "RelayDirOption",
+    "RelayNameOption",
     "RelayOption",
     "confirm_relay_host",
     "connect_relayed",

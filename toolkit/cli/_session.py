@@ -24,12 +24,14 @@ if TYPE_CHECKING:
     from toolkit.session.workflow import Place, SessionRequest
 
 
-def place_of(address: str | None, relay: str | None, relay_dir: str) -> Place:
+def place_of(
+    address: str | None, relay: str | None, relay_dir: str, name: str | None = None
+) -> Place:
     """HOST:PORT as toolkit share printed it, or ``--relay``'s rendezvous; UsageError else."""
     from toolkit.cli.share import parse_address
     from toolkit.session.workflow import Place
 
-    route = relay_route(relay, relay_dir)
+    route = relay_route(relay, relay_dir, name)
     if route is not None:
         if address is not None:
             raise UsageError("Give HOST:PORT or --relay, not both.")

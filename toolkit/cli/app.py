@@ -7,7 +7,19 @@ from typing import Annotated
 import typer
 
 from toolkit import __version__
-from toolkit.cli import connect, grant, keys, plugins, relay, run_fix, share, show, tickets, verify
+from toolkit.cli import (
+    connect,
+    grant,
+    keys,
+    plugins,
+    relay,
+    run_fix,
+    serve,
+    share,
+    show,
+    tickets,
+    verify,
+)
 from toolkit.cli._console import set_verbose
 from toolkit.cli._help import plain_arguments
 
@@ -58,3 +70,4 @@ app.command(name="run", epilog=EXIT_CODES)(run_fix.run_command)
 app.command(name="verify", epilog=EXIT_CODES)(verify.verify_command)
 app.command(name="show", epilog=EXIT_CODES)(show.show_command)
 app.command(name="relay", epilog=EXIT_CODES)(relay.relay_command)
+app.command(name="serve", epilog=EXIT_CODES)(serve.serve_command)

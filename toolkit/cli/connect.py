@@ -19,7 +19,7 @@ import typer
 from toolkit.cli._complete import complete_scope
 from toolkit.cli._console import say
 from toolkit.cli._identity import AgentOption, KeyOption
-from toolkit.cli._relay import DEFAULT_RELAY_DIR, RelayDirOption, RelayOption
+from toolkit.cli._relay import DEFAULT_RELAY_DIR, RelayDirOption, RelayNameOption, RelayOption
 from toolkit.cli._session import (
     GrantOption,
     HostKeyOption,
@@ -244,13 +244,14 @@ def connect_command(
     relay_dir: RelayDirOption = DEFAULT_RELAY_DIR,
     grant: GrantOption = None,
     host_key: HostKeyOption = None,
+    name: RelayNameOption = None,
 ) -> None:
     """Connect to a customer's toolkit share, with their code and consent (or a grant)."""
     screen = _Screen(as_json)
     try:
         worst = _connect(
             address, ticket, code, scope, batch, as_json, key, agent, relay, relay_dir, screen,
-            grant=grant, host_key=host_key,
+            grant=grant, host_key=host_key, name=name,
         )  # fmt: skip
     except ToolkitError as exc:
         if as_json and not screen.printed:  # a script hears why, on stdout too
@@ -275,6 +276,7 @@ def _connect(
     *,
     grant: Path | None = None,
     host_key: str | None = None,
+    name: str | None = None,
 ) -> int:
     import asyncio
 
@@ -282,7 +284,7 @@ def _connect(
     from toolkit.session.workflow import Work, run_batch, run_session
     from toolkit.tickets.base import check_ticket_id
 
-    place = place_of(address, relay, relay_dir)
+    place = place_of(address, relay, relay_dir, name)
     check_ticket_id(ticket)
     try:
         asked = scopes(scope or ["diagnostics"])

@@ -42,6 +42,16 @@ def relay_command(
             dir_okay=False,
         ),
     ] = None,
+    agents: Annotated[
+        Path | None,
+        typer.Option(
+            "--agents",
+            metavar="FILE",
+            help="Stable names for services (toolkit serve --relay --name): an "
+            "allowed_signers file of NAME and the host key that may hold it.",
+            dir_okay=False,
+        ),
+    ] = None,
     max_ttl: Annotated[
         float,
         typer.Option(
@@ -116,13 +126,14 @@ def relay_command(
     if port == 0 and not listen.rstrip().endswith(":0"):
         raise UsageError(f"--listen {listen!r} needs a port, e.g. 0.0.0.0:2222.")
     from toolkit.relay._log import EventLog
-    from toolkit.relay.server import Relay, RelayOptions, read_technicians
+    from toolkit.relay.server import Relay, RelayOptions, read_agents, read_technicians
 
     options = RelayOptions(
         host=host,
         port=port,
         host_key=host_key,
         technicians=read_technicians(technicians) if technicians else None,
+        agents=read_agents(agents) if agents else None,
         max_ttl=max_ttl,
         lookup_rate=lookup_rate,
         lookup_burst=lookup_burst,

@@ -16,6 +16,11 @@ Names are 3 digits while any is free, then 4, then 5 (up to 65535, since a
 name travels as a port number in ``tcpip-forward``), chosen at random among
 the free ones, never with a leading zero.
 
+A stable name (toolkit serve's, e.g. ``web-01``; never digits only, so never a
+code's) is ACTIVE while its agent's connection holds it, and gone when that
+drops: whose it is, the relay's --agents file says, not the table, so it
+needs no cool-down. It does not count against the limits below.
+
 So that nobody takes the name space, one source (address) and one owner
 (key) hold at most ``per_source`` and ``per_owner`` names at once, counting
 every state: a waiting or cooling-down name is out of circulation too. A
@@ -26,6 +31,7 @@ exist only while a name does, so they are as bounded as the table.
 from __future__ import annotations
 
 import enum
+import math
 import secrets
 import time
 from array import array
@@ -34,6 +40,7 @@ from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 
 from toolkit.consent._code import NAMEPLATE_WIDTHS, check_nameplate
+from toolkit.relay._wire import NAMED_PORT, is_stable_name
 
 Clock = Callable[[], float]
 #: The highest name: a name is a port number in ``tcpip-forward``.
@@ -66,6 +73,12 @@ class Rendezvous:
     created: float = 0.0
     source: str = ""  # where it was registered from (toolkit.relay._limits.source_of)
     lookups: int = field(default=0)
+    stable: bool = False  # a service's stable name (toolkit relay --agents), not a number
+
+    @property
+    def port(self) -> int:
+        """The port of the forward: the name itself, or NAMED_PORT for a stable name."""
+        return NAMED_PORT if self.stable else int(self.name)
 
     def state(self, now: float) -> State:
         if now >= self.deadline:
@@ -203,6 +216,38 @@ class Table:
         self._held_by_owner[owner] += 1
         return rendezvous, False
 
+    def claim(
+        self, name: str, owner: str, holder: Hashable, route: str = "", source: str = ""
+    ) -> tuple[Rendezvous, bool]:
+        """Hold the stable ``name`` for ``owner``, whose it is (the caller checked that).
+
+        (rendezvous, taken over): a new connection of the same key takes the
+        name over, as an agent that reconnected before the relay noticed its
+        old connection was gone does. Refused if another key holds it (two keys
+        the --agents file lists for one name), or ``holder`` holds its most.
+        """
+        if not is_stable_name(name):
+            raise Refused("not an agent name")
+        held = self._names.get(name)
+        if held is not None:
+            if held.owner != owner:
+                raise Refused("another key holds the name now")
+            self._move(held, holder)
+            held.route = route
+            return held, True
+        self._check_room(holder)
+        now = self._clock()
+        rendezvous = Rendezvous(name, owner, math.inf, holder, route, now, source, stable=True)
+        self._names[name] = rendezvous
+        self._by_holder.setdefault(holder, set()).add(name)
+        return rendezvous, False
+
+    def _drop_stable(self, rendezvous: Rendezvous) -> None:
+        del self._names[rendezvous.name]
+        if rendezvous.holder is not None:
+            self._by_holder.get(rendezvous.holder, set()).discard(rendezvous.name)
+        rendezvous.holder = None
+
     def _check_room(self, holder: Hashable) -> None:
         if len(self._by_holder.get(holder, ())) >= self._per_holder:
             raise Refused(f"at most {self._per_holder} rendezvous per connection")
@@ -234,10 +279,15 @@ class Table:
         self._by_holder.setdefault(holder, set()).add(rendezvous.name)
 
     def release(self, holder: Hashable) -> list[Rendezvous]:
-        """The agent's connection is gone: its rendezvous wait for it until their deadline."""
+        """The agent's connection is gone: its rendezvous wait for it until their deadline.
+
+        Its stable names go at once: their agent registers them again when back.
+        """
         names = self._by_holder.pop(holder, set())
         dropped = [self._names[n] for n in sorted(names) if n in self._names]
         for rendezvous in dropped:
+            if rendezvous.stable:
+                del self._names[rendezvous.name]
             rendezvous.holder = None
         return dropped
 
@@ -246,6 +296,9 @@ class Table:
         rendezvous = self._names.get(name)
         if rendezvous is None or rendezvous.holder != holder:
             return None
+        if rendezvous.stable:
+            self._drop_stable(rendezvous)
+            return rendezvous
         self._by_holder.get(holder, set()).discard(name)
         rendezvous.holder = None
         rendezvous.deadline = min(rendezvous.deadline, self._clock())

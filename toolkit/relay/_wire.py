@@ -6,6 +6,9 @@
   reply is the name.
 - At a stock OpenSSH server the agent binds ``streamlocal-forward`` on
   ``DIR/NAME`` itself (it picks a free name; see ``transport/relay.py``).
+- A service (toolkit serve) registers its stable name instead: listen host
+  ``toolkit-agent;name=NAME``, port 0; the relay answers port NAMED_PORT and
+  gives NAME only to the key ``toolkit relay --agents`` lists for it.
 - A technician opens ``direct-streamlocal@openssh.com`` to ``DIR/NAME`` at
   either; ``toolkit relay`` reads only the last path component.
 - ``toolkit relay`` says ``SSH-2.0-toolkit-relay_1`` in its banner; that is
@@ -15,11 +18,19 @@
 from __future__ import annotations
 
 import posixpath
+import re
 
 from toolkit.transport.tuning import MAX_PACKET, WINDOW
 
 SERVER_VERSION = "toolkit-relay_1"
 REGISTER_HOST = "toolkit-rendezvous"
+#: How a service asks for its stable name (toolkit relay --agents).
+REGISTER_NAME_HOST = "toolkit-agent"
+#: The port a named registration gets: the name travels in the listen host.
+NAMED_PORT = 1
+#: A stable name: what a grant's host line and an inventory call an agent. One with a
+#: letter, '.', '_' or '-' in it, so that it is never taken for a code's rendezvous number.
+STABLE_NAME = re.compile(r"^(?![0-9]+$)[A-Za-z0-9._-]{1,64}$")
 #: Where rendezvous sockets live on an OpenSSH relay unless --relay-dir says otherwise.
 DEFAULT_SOCKET_DIR = "/run/toolkit-relay"
 #: Why ``toolkit relay --technicians`` refuses a channel to a rendezvous: the key the
@@ -43,6 +54,22 @@ def parse_register_host(host: str) -> float | None:
     return float(rest)
 
 
+def register_name_host(name: str) -> str:
+    return f"{REGISTER_NAME_HOST};name={name}"
+
+
+def parse_register_name(host: str) -> str | None:
+    """The stable name a service asked for, or None if ``host`` is not such a request."""
+    prefix, sep, name = host.partition(";name=")
+    if prefix != REGISTER_NAME_HOST or not sep or not STABLE_NAME.match(name):
+        return None
+    return name
+
+
+def is_stable_name(name: str) -> bool:
+    return bool(STABLE_NAME.match(name))
+
+
 def socket_path(directory: str, name: str) -> str:
     return posixpath.join(directory, name)
 
@@ -54,13 +81,19 @@ def name_of_path(path: str) -> str:
 __all__ = [
     "DEFAULT_SOCKET_DIR",
     "MAX_PACKET",
+    "NAMED_PORT",
     "NOT_A_TECHNICIAN",
     "REGISTER_HOST",
+    "REGISTER_NAME_HOST",
     "SERVER_VERSION",
+    "STABLE_NAME",
     "WINDOW",
+    "is_stable_name",
     "is_toolkit_relay",
     "name_of_path",
     "parse_register_host",
+    "parse_register_name",
     "register_host",
+    "register_name_host",
     "socket_path",
 ]

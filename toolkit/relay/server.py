@@ -1,9 +1,11 @@
 """``toolkit relay``: an SSH server that only joins technicians to waiting agents.
 
-It grants exactly two things (docs/relay.md):
+It grants exactly three things (docs/relay.md):
 
 - an agent's ``tcpip-forward`` on ``toolkit-rendezvous;ttl=N``: a rendezvous,
   named by the relay (:mod:`toolkit.relay._table`);
+- a service's ``tcpip-forward`` on ``toolkit-agent;name=NAME``: its stable
+  name, only for the key ``agents`` (an allowed_signers file) lists for NAME;
 - a technician's ``direct-streamlocal`` to ``.../NAME``: a channel spliced to
   a new ``forwarded-tcpip`` channel on that agent's connection.
 
@@ -45,8 +47,10 @@ from toolkit.relay._wire import (
     NOT_A_TECHNICIAN,
     SERVER_VERSION,
     WINDOW,
+    is_stable_name,
     name_of_path,
     parse_register_host,
+    parse_register_name,
 )
 from toolkit.text import printable
 from toolkit.transport.batching import DirectTCP
@@ -72,6 +76,8 @@ class RelayOptions:
     port: int = 0
     host_key: Path | None = None  # default: <data dir>/relay/host_key, made on first start
     technicians: frozenset[bytes] | None = None  # public key blobs; None admits anyone
+    #: Stable names and the host keys that may hold each (--agents); None: no names.
+    agents: dict[str, frozenset[bytes]] | None = None
     max_ttl: float = DEFAULT_MAX_TTL
     cooldown: float = DEFAULT_COOLDOWN
     lookup_rate: float = 1.0
@@ -124,6 +130,37 @@ def read_technicians(path: Path) -> frozenset[bytes]:
     if not keys:
         raise UsageError(f"{shown} lists no technician keys: nobody could connect.")
     return frozenset(keys)
+
+
+def read_agents(path: Path) -> dict[str, frozenset[bytes]]:
+    """--agents: an allowed_signers file whose principals are agent names (``NAME KEY``).
+
+    A line may give several names (``web-01,web-02 KEY``) and a name several
+    lines (a key being replaced). Patterns, cert-authority and validity
+    options are refused: each name is given to exact keys.
+    """
+    from toolkit.identity.allowed_signers import AllowedSigners
+
+    signers = AllowedSigners.from_file(path)
+    shown = printable(str(path), 200)
+    names: dict[str, set[bytes]] = {}
+    for entry in signers.entries:
+        where = f"{shown}, line {entry.lineno}"
+        if entry.cert_authority or entry.valid_after or entry.valid_before:
+            raise UsageError(
+                f"{where}: cert-authority and valid-after/valid-before do not apply to "
+                "agents; list each agent's host key (toolkit serve --show-host-key)."
+            )
+        for name in entry.principals.split(","):
+            if not is_stable_name(name):
+                raise UsageError(
+                    f"{where}: '{printable(name, 80)}' is not an agent name (1 to 64 letters, "
+                    "digits, '.', '_' or '-', not digits only; no patterns)."
+                )
+            names.setdefault(name, set()).add(entry.key_blob)
+    if not names:
+        raise UsageError(f"{shown} lists no agents: no name could be held.")
+    return {name: frozenset(keys) for name, keys in names.items()}
 
 
 def load_host_key(path: Path | None) -> tuple[asyncssh.SSHKey, Path]:
@@ -240,8 +277,10 @@ class _Registration(asyncssh.SSHListener):
         self._name = rendezvous.name
         self._route = rendezvous.route
 
+        self._port = rendezvous.port
+
     def get_port(self) -> int:
-        return int(self._name)
+        return self._port
 
     def close(self) -> None:
         self._relay.cancel(self._holder, self._name, self._route)
@@ -272,6 +311,7 @@ class RelayConnection(asyncssh.SSHServer):
         self.source = "?"  # what per-address limits count it as (an IPv6 /64)
         self.port = 0
         self.key: str | None = None
+        self.key_blob: bytes | None = None
         self.technician = False
         self.refused = 0  # requests refused on this connection, towards MAX_REFUSED
 
@@ -294,7 +334,7 @@ class RelayConnection(asyncssh.SSHServer):
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         blob = key.public_data
-        self.key = fingerprint(blob)
+        self.key, self.key_blob = fingerprint(blob), blob
         allowed = self.relay.options.technicians
         self.technician = allowed is None or blob in allowed
         return True  # anyone may register a rendezvous; joining one is checked later
@@ -401,6 +441,7 @@ class Relay:
             host_key=self.host_key_fingerprint,
             host_key_file=str(key_path),
             technicians=None if opts.technicians is None else len(opts.technicians),
+            agents=None if opts.agents is None else len(opts.agents),
         )
         return self.address
 
@@ -431,10 +472,14 @@ class Relay:
     def lost(self, who: RelayConnection, exc: Exception | None) -> None:
         self._connections.discard(who)
         for rendezvous in self.table.release(who):
-            self.log.emit("waiting", name=rendezvous.name, conn=who.id)
+            event = "unregister" if rendezvous.stable else "waiting"
+            self.log.emit(event, name=rendezvous.name, conn=who.id)
         self.log.emit("disconnect", conn=who.id, why=clip(str(exc)) if exc else "closed")
 
     def register(self, who: RelayConnection, listen_host: str, listen_port: int) -> Any:
+        stable = parse_register_name(listen_host)
+        if stable is not None:
+            return self._register_name(who, stable, listen_host)
         ttl = parse_register_host(listen_host)
         if ttl is None or who.key is None:
             return self._refuse_register(who, "not a rendezvous registration")
@@ -461,6 +506,32 @@ class Relay:
             key=who.key,
             ttl=round(rendezvous.deadline - time.monotonic()),
             asked=name,
+        )
+        return _Registration(self, who, rendezvous)
+
+    def _register_name(self, who: RelayConnection, name: str, route: str) -> Any:
+        """A service asks for its stable name: only the key --agents lists for it gets it."""
+        agents = self.options.agents
+        if agents is None:
+            return self._refuse_register(who, "this relay keeps no agent names", name)
+        keys = agents.get(name)
+        if keys is None:
+            return self._refuse_register(who, f"this relay lists no agent called {name}", name)
+        if who.key is None or who.key_blob not in keys:
+            return self._refuse_register(
+                who, f"the name {name} belongs to another key at this relay", name
+            )
+        held = self.table.get(name)
+        if held is not None and not self.renewals.allow(who.key):
+            return self._refuse_register(who, RENEWING_TOO_OFTEN, name)
+        try:
+            rendezvous, taken_over = self.table.claim(
+                name, who.key, who, route=route, source=who.source
+            )
+        except Refused as exc:
+            return self._refuse_register(who, exc.reason, name)
+        self.log.emit(
+            "register", name=name, conn=who.id, key=who.key, stable=True, taken_over=taken_over
         )
         return _Registration(self, who, rendezvous)
 
@@ -514,9 +585,12 @@ class Relay:
         try:
             rendezvous = self.table.lookup(name)
         except Refused as exc:
+            why = exc.reason
+            if is_stable_name(name) and self.table.get(name) is None:
+                why = f"no agent called {name} is connected to this relay"
             if self._refused(who):
-                self.log.emit("lookup", conn=who.id, name=name, ok=False, why=exc.reason)
-            raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, exc.reason) from None
+                self.log.emit("lookup", conn=who.id, name=name, ok=False, why=why)
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, why) from None
         assert who.conn is not None
         chan = who.conn.create_unix_channel(window=WINDOW, max_pktsize=MAX_PACKET)
         return chan, self._splice(who, rendezvous)
@@ -532,7 +606,7 @@ class Relay:
             await agent.conn.create_connection(
                 lambda: agent_side,
                 rendezvous.route,
-                int(name),
+                rendezvous.port,
                 who.address,
                 who.port,
                 window=WINDOW,
@@ -585,5 +659,6 @@ __all__ = [
     "Splice",
     "Tap",
     "load_host_key",
+    "read_agents",
     "read_technicians",
 ]

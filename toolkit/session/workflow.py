@@ -67,6 +67,8 @@ class Place:
 
     def shown(self, code: Secret | None) -> str:
         """The place as the technician reads it (a relay's rendezvous is named by the code)."""
+        if self.route is not None and self.route.name is not None:
+            return f"the agent {self.route.name} at the relay {self.route.address}"
         if self.route is not None and code is None:
             return f"the relay {self.route.address}"
         if self.route is not None:

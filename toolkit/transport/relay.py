@@ -45,10 +45,13 @@ from toolkit.identity.signer import Signer
 from toolkit.relay._wire import (
     DEFAULT_SOCKET_DIR,
     MAX_PACKET,
+    NAMED_PORT,
     NOT_A_TECHNICIAN,
     WINDOW,
+    is_stable_name,
     is_toolkit_relay,
     register_host,
+    register_name_host,
     socket_path,
 )
 from toolkit.secrets import Secret
@@ -124,10 +127,18 @@ class RelayRoute:
     address: RelayAddress
     socket_dir: str = DEFAULT_SOCKET_DIR
     connect_timeout: float = CONNECT_TIMEOUT
+    #: A service's stable name at the relay (toolkit serve --name): the technician
+    #: reaches it by this, not by a code's first group.
+    name: str | None = None
 
     def __post_init__(self) -> None:
         if not self.socket_dir.startswith("/"):
             raise UsageError(f"--relay-dir {self.socket_dir!r} must be an absolute path.")
+        if self.name is not None and not is_stable_name(self.name):
+            raise UsageError(
+                f"--name '{printable(self.name, 80)}' is not an agent name: 1 to 64 letters, "
+                "digits, '.', '_' or '-', not digits only."
+            )
 
 
 class _IdentityKey(asyncssh.SSHKeyPair):
@@ -583,6 +594,12 @@ class _Channel:
                 f"The relay {relay} refused to open rendezvous {self._name}: {reason}.",
                 hint="Wait a little and try again; if it keeps refusing, ask the relay's operator.",
             )
+        if self._route.name is not None:
+            return TransportError(
+                f"The relay {relay} cannot reach the agent {self._name}: {reason}.",
+                hint="Check the name, and that its toolkit serve runs and is registered at "
+                "this relay (its log says so).",
+            )
         return TransportError(
             f"The relay {relay} cannot reach rendezvous {self._name}: {reason}.",
             hint="Check the code's first group with the customer: their toolkit share may "
@@ -591,17 +608,21 @@ class _Channel:
 
 
 async def connect_through(route: RelayRoute, ask: Any) -> tuple[asyncssh.SSHClientConnection, Any]:
-    """Connect to the agent behind rendezvous ``nameplate_of(ask.code)`` and pass consent."""
+    """Connect to the agent behind ``route.name``, else rendezvous ``nameplate_of(ask.code)``,
+    and pass consent."""
     from toolkit.transport.ssh import connect
 
-    name = nameplate_of(ask.code)
+    name = route.name or nameplate_of(ask.code)
     signer = ask.identity.signer
     relay = await dial(route, login=signer)
     owner = relay.get_owner()
     who = owner.identity if isinstance(owner, _RelayLogin) else None
     try:
         conn, consent = await connect(
-            str(route.address), int(name), ask, tunnel=_Channel(relay, route, name, who)
+            str(route.address),
+            int(name) if route.name is None else NAMED_PORT,
+            ask,
+            tunnel=_Channel(relay, route, name, who),
         )
     except BaseException:
         relay.close()
@@ -621,7 +642,8 @@ class _Listener(asyncssh.SSHListener):
         self._rendezvous = rendezvous
 
     def get_port(self) -> int:
-        return int(self._rendezvous.name)
+        name = self._rendezvous.name
+        return int(name) if name.isdigit() else NAMED_PORT
 
     def close(self) -> None:
         self._rendezvous.close()
@@ -641,6 +663,11 @@ class AgentRendezvous:
     repaired: the session ends); ``renamed`` is called when a reconnect or a
     renewal could not keep the name, so that a code with the new name can be
     made (the code waiting to be shown, which has the old one, never is).
+
+    With ``stable`` (toolkit serve --relay --name), the agent logs in to the
+    relay with ``login`` (its host key) and registers under that name, which
+    ``toolkit relay --agents`` gives to that key only; it keeps it across
+    reconnects, forever, and its codes (if any) are not tied to it.
     """
 
     def __init__(
@@ -652,14 +679,20 @@ class AgentRendezvous:
         in_session: Callable[[], bool] = lambda: False,
         renamed: Callable[[], None] | None = None,
         backoff: tuple[float, float] = BACKOFF,
+        stable: str | None = None,
+        login: Signer | None = None,
     ) -> None:
+        if stable is not None and not is_stable_name(stable):
+            raise UsageError(f"'{printable(stable, 80)}' is not an agent name.")
         self.route = route
+        self.stable = stable
+        self._login_key = login
         self.ttl = ttl
         self.say = say
         self.in_session = in_session
         self.renamed = renamed
         self.backoff = backoff
-        self.name = ""
+        self.name = stable or ""
         self.toolkit_relay = False
         self.reconnects = 0
         self._spare = asyncssh.generate_private_key("ssh-ed25519")
@@ -684,8 +717,12 @@ class AgentRendezvous:
 
     async def open(self) -> None:
         """Dial the relay (raises TransportError); the rendezvous comes with create_server."""
-        self._conn = await dial(self.route, self._spare)
+        self._conn = await self._dial()
         self.toolkit_relay = is_toolkit_relay(self._conn.get_extra_info("server_version"))
+
+    async def _dial(self) -> asyncssh.SSHClientConnection:
+        # A stable name is given to a key: the agent logs in with its host key first.
+        return await dial(self.route, self._spare, login=self._login_key)
 
     # -- asyncssh's tunnel protocol (create_server(..., tunnel=self)) -----------------
 
@@ -708,8 +745,11 @@ class AgentRendezvous:
 
         Each new code renews the rendezvous at the relay for the code's lifetime
         (unless a registration just made covers it); :meth:`show_when_held` says
-        when the code may be shown.
+        when the code may be shown. Under a stable name: 9 random digits, shown at once.
         """
+        if self.stable is not None:
+            self._held = True
+            return new_code()
         self._made_at = self._now()
         self._waiting = None  # a code still waiting is replaced: it is never shown
         if self._made_at <= self._covered_until:
@@ -732,6 +772,9 @@ class AgentRendezvous:
         had, ``show`` is never called: a new name means a new code (``renamed``),
         and with no name at all the customer is told so, in one sentence.
         """
+        if self.stable is not None:
+            show()
+            return
         if nameplate_of(code) != self.name:
             return
         if self._held:
@@ -795,12 +838,44 @@ class AgentRendezvous:
 
     async def _register(self, keep: str | None = None) -> str:
         """Register ``keep`` if it is still ours, else a new name; which, or TransportError."""
+        if self.stable is not None:
+            return await self._register_stable(self.stable)
         if self.toolkit_relay:
             name = await self._claim_toolkit(keep)
             if name is None:
                 raise self._refused()
             return name
         return await self._bind_openssh(keep)
+
+    async def _register_stable(self, name: str) -> str:
+        """Register the stable ``name`` (toolkit relay only); it, or TransportError saying why."""
+        if not self.toolkit_relay:
+            raise TransportError(
+                f"The relay {self.route.address} is not toolkit relay: only toolkit relay "
+                "keeps a service's name for its key.",
+                hint="Run toolkit relay with --agents listing this service's host key.",
+            )
+        assert self._conn is not None and self._factory is not None
+        factory = self._factory
+        relay = str(self.route.address)
+        login = self._login()
+        if login is not None:
+            login.said = None
+
+        def forwarded(orig_host: str, orig_port: int) -> _Hop:
+            return _Hop(lambda: factory(orig_host, orig_port), relay, (orig_host, orig_port))
+
+        try:
+            await self._conn.create_server(
+                forwarded, register_name_host(name), 0, window=WINDOW, max_pktsize=MAX_PACKET
+            )
+        except asyncssh.ChannelListenError:
+            raise TransportError(
+                f"{self._refusal(f'refused the name {name}')}.",
+                hint="The relay's operator lists each service's host key under its name in "
+                "toolkit relay --agents (toolkit serve --show-host-key prints it).",
+            ) from None
+        return name
 
     async def _claim_toolkit(self, keep: str | None) -> str | None:
         """``keep`` back (unless the relay refused it before), else a new name; None if none."""
@@ -955,7 +1030,7 @@ class AgentRendezvous:
         while not self._closing:
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             try:
-                self._conn = await dial(self.route, self._spare)
+                self._conn = await self._dial()
                 self.toolkit_relay = is_toolkit_relay(self._conn.get_extra_info("server_version"))
                 before, sent = self.name, self._now()
                 name = await self._register(keep=before)
