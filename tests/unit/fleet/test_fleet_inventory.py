@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from toolkit.errors import UsageError
+from toolkit.inputs import SMALL
 from toolkit.fleet import inventory
 from toolkit.fleet.inventory import Host, load, select
 
@@ -110,7 +111,7 @@ def test_bad_files_are_refused_before_reading(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no such file"):
         load(tmp_path / "missing.toml")
     big = tmp_path / "big.toml"
-    big.write_bytes(b"#" * (inventory.SMALL + 1))
+    big.write_bytes(b"#" * (SMALL + 1))
     with pytest.raises(UsageError, match="larger than 4 MiB"):
         load(big)
     with pytest.raises(UsageError, match="not UTF-8"):
@@ -171,7 +172,7 @@ def test_limit_from_a_retry_file(tmp_path: Path, inv: inventory.Inventory) -> No
     assert names(select(inv, f"@{retry}")) == ["web-02", "cache"]
     assert names(select(inv, f"web,!@{retry}")) == ["web-01"]
     retry.write_text("cache\nweb-09\n")
-    with pytest.raises(UsageError, match="names 'web-09', which .* does not list"):
+    with pytest.raises(UsageError, match=r"names 'web-09', which .* does not list"):
         select(inv, f"@{retry}")
     retry.write_text("# nothing\n")
     with pytest.raises(UsageError, match="names no host"):

@@ -14,7 +14,7 @@ import pytest
 from toolkit.errors import ExitCode, TransportError
 from toolkit.fleet.inventory import Host
 from toolkit.fleet.results import FleetResult, HostResult, HostStatus
-from toolkit.fleet.runner import FORCED, NOT_STARTED, EventKind, FleetEvent, Stop, run_fleet
+from toolkit.fleet.runner import FORCED, NOT_STARTED, EventKind, Stop, run_fleet
 
 ROOT = Path(__file__).parents[3]
 
