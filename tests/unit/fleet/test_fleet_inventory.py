@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from toolkit.errors import UsageError
-from toolkit.inputs import SMALL
 from toolkit.fleet import inventory
 from toolkit.fleet.inventory import Host, load, select
+from toolkit.inputs import SMALL
 
 FP = "SHA256:" + "A" * 43
 
