@@ -31,7 +31,12 @@ def test_a_changed_key_is_always_refused_even_with_someone_to_ask(tmp_path: Path
     path = tmp_path / "known_agents"
     path.write_text(f"web-01 {FP_A}\n")
     asked: list[str] = []
-    pins = KnownAgents(path, ask=lambda label, fp: asked.append(label) or True)
+
+    def ask(label: str, fp: str) -> bool:
+        asked.append(label)
+        return True
+
+    pins = KnownAgents(path, ask=ask)
     with pytest.raises(HostKeyRefused) as caught:
         pins.check("web-01", KEY_B)
     message = caught.value.message
