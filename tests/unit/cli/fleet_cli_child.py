@@ -54,6 +54,6 @@ async def run_host(host: Host, *args: Any, stop: Any, on_step: Any, **kwargs: An
 
 
 if __name__ == "__main__":
-    toolkit.fleet.session.run_host = run_host
-    toolkit.cli.fleet._load_grant = lambda path: Grant()  # type: ignore[assignment]
+    setattr(toolkit.fleet.session, "run_host", run_host)  # noqa: B010
+    setattr(toolkit.cli.fleet, "_load_grant", lambda path: Grant())  # noqa: B010
     sys.exit(run(sys.argv[1:]))
