@@ -49,8 +49,8 @@ def run_command(
         typer.Option(
             "--ticket",
             metavar="TICKET",
-            help="The support ticket this run is for (with --inventory: may hold {host}, "
-            "one ticket per host).",
+            help="The support ticket this run is for (with --inventory: one per host is "
+            "possible, see docs/fleet.md).",
             show_default=False,
         ),
     ] = None,
