@@ -225,10 +225,10 @@ def _run_one(options: FleetOptions, plan: _Plan, stop: Stop, screen: _FleetScree
     from toolkit.cli.verify import default_allowed_signers
     from toolkit.fleet import session as fleet_session
     from toolkit.fleet.runner import EventKind, FleetEvent
-    from toolkit.transport.pins import KnownAgents
+    from toolkit.cli._pins import known_agents
 
     # Unattended: an unknown host key is refused, never asked about (docs/fleet.md).
-    pins = KnownAgents()
+    pins = known_agents(ask=False)
     allowed_signers = default_allowed_signers()
     passphrase = _passphrase()
 
