@@ -222,10 +222,10 @@ def _execute(options: FleetOptions, plan: _Plan) -> int:
 
 
 def _run_one(options: FleetOptions, plan: _Plan, stop: Stop, screen: _FleetScreen) -> RunOne:
+    from toolkit.cli._pins import known_agents
     from toolkit.cli.verify import default_allowed_signers
     from toolkit.fleet import session as fleet_session
     from toolkit.fleet.runner import EventKind, FleetEvent
-    from toolkit.cli._pins import known_agents
 
     # Unattended: an unknown host key is refused, never asked about (docs/fleet.md).
     pins = known_agents(ask=False)
