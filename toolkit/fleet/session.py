@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from toolkit.session.fix_run import Chosen, FixResult, Plan, StepRun
     from toolkit.session.results import SessionResult, Tally
     from toolkit.session.technician import TechnicianSession
+    from toolkit.session.workflow import SessionRequest
     from toolkit.tickets.attach import Attached, Synced
     from toolkit.tickets.credentials import Passphrases
     from toolkit.transport.pins import KnownAgents
@@ -162,10 +163,11 @@ def request_for(
     host_key_check: Callable[[bytes], None] | None,
     allowed_signers: Path | None,
     relay_dir: str | None = None,
-) -> Any:
+) -> SessionRequest:
     """The host's SessionRequest: no code, the grant, the pinned host key check."""
     from toolkit.session.workflow import Place, SessionRequest
 
+    place: Place
     if host.address is not None:
         place = Place(*host.address)
     else:

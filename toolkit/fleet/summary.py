@@ -164,7 +164,8 @@ def attach(
             if note is not None:
                 note(
                     f"Could not attach the run summary to ticket {printable(ticket)}: "
-                    f"{printable(exc.message)}; it stays at {printable(str(written.path))}."
+                    f"{printable(exc.message.rstrip('.'))}; it stays at "
+                    f"{printable(str(written.path))}."
                 )
             continue
         done.append(ticket)
