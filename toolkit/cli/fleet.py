@@ -341,7 +341,7 @@ class _FleetScreen:
         from rich.console import Group
         from rich.table import Table
 
-        table = Table("host", "where", "step", "seconds", box=None, pad_edge=False)
+        table = Table("host", "where", "last step", "seconds", box=None, pad_edge=False)
         now = time.monotonic()
         for name, (step, since) in list(self.in_flight.items())[:20]:
             table.add_row(name, printable(self.where[name], 80), step, f"{now - since:.0f}")
@@ -394,7 +394,7 @@ class _FleetScreen:
 
 
 def _step_line(host: str, step: Mapping[str, Any]) -> dict[str, Any]:
-    return {**step, "type": "step", "host": host}
+    return {"type": "step", "host": host, **{k: v for k, v in step.items() if k != "type"}}
 
 
 __all__ = ["FleetOptions", "fleet_command"]

@@ -99,6 +99,7 @@ class _HostScreen:
         self.say(message)
 
     def consent_passed(self, host_key: str, granted: Sequence[str]) -> None:
+        self._on_step("consent passed")
         self.say(f"Consent passed. Agent host key {printable(host_key)}; granted: "
                  f"{printable(', '.join(granted))}.")  # fmt: skip
 
