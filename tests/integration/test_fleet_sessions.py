@@ -269,3 +269,41 @@ def test_stop_ends_running_sessions_after_their_step_and_seals_them(
         None,
     )
     assert fleet.exit_code == 130
+
+
+class _Away(Customer):
+    """Approves the session, then never answers about the fix: the host stays in apply."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fix_asked = asyncio.Event()
+
+    async def approve_fix(self, question: Any) -> bool:
+        self.fix_asked.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+def test_a_second_ctrl_c_cancels_a_host_mid_step_and_its_session_is_still_sealed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stop = Stop()
+    away = _Away()
+
+    async def go() -> FleetResult:
+        async def press_twice() -> None:
+            await away.fix_asked.wait()  # the host is in apply, waiting for the customer
+            stop.press()
+            stop.press()
+
+        presser = asyncio.ensure_future(press_twice())
+        fleet, _ = await _fleet(tmp_path, monkeypatch, {"away": (away, BOTH)}, stop=stop)
+        await presser
+        return fleet
+
+    (result,) = _run(go()).results
+    assert result.status is HostStatus.INTERRUPTED
+    assert result.message == "cancelled; its session was ended and sealed"
+    assert [s["purpose"] for s in result.steps] == ["check"]  # apply never came back
+    header = _sealed(result)
+    assert header.ticket == "OPS-17"
