@@ -160,7 +160,8 @@ def _execute(options: FleetOptions, plan: _Plan) -> int:
     run_id = summary.new_run_id(started)
     stop = Stop()
     screen = _FleetScreen(plan.hosts, as_json=options.as_json)
-    run_one = _run_one(options, plan, stop, screen)
+    passphrase = _passphrase()
+    run_one = _run_one(options, plan, stop, screen, passphrase)
     with screen:
         fleet = asyncio.run(
             run_fleet(
@@ -200,7 +201,7 @@ def _execute(options: FleetOptions, plan: _Plan) -> int:
         ended=datetime.now(UTC),
     )
     written = summary.write(document, plan.identity)
-    attached = summary.attach(written, written.tickets, note=say, passphrase=_passphrase())
+    attached = summary.attach(written, written.tickets, note=say, passphrase=passphrase)
     _said_summary(written, attached, plan.identity.email)
     if options.as_json:
         line = {
@@ -221,7 +222,9 @@ def _execute(options: FleetOptions, plan: _Plan) -> int:
     return int(fleet.exit_code)
 
 
-def _run_one(options: FleetOptions, plan: _Plan, stop: Stop, screen: _FleetScreen) -> RunOne:
+def _run_one(
+    options: FleetOptions, plan: _Plan, stop: Stop, screen: _FleetScreen, passphrase: Any
+) -> RunOne:
     from toolkit.cli._pins import known_agents
     from toolkit.cli.verify import default_allowed_signers
     from toolkit.fleet import session as fleet_session
@@ -230,7 +233,6 @@ def _run_one(options: FleetOptions, plan: _Plan, stop: Stop, screen: _FleetScree
     # Unattended: an unknown host key is refused, never asked about (docs/fleet.md).
     pins = known_agents(ask=False)
     allowed_signers = default_allowed_signers()
-    passphrase = _passphrase()
 
     async def run_one(host: Host) -> HostResult:
         def on_step(label: str) -> None:
