@@ -284,6 +284,8 @@ async def run_host(
         session = await run_session(request, screen, work, ctrl_c_ends=False)
     except asyncio.CancelledError:
         # A timeout or a second Ctrl-C: run_session's finally ended and sealed the session.
+        if screen.session is None:
+            return result(HostStatus.INTERRUPTED, "cancelled before its session started")
         return result(HostStatus.INTERRUPTED, "cancelled; its session was ended and sealed")
     except TransportError as exc:
         screen.say(exc.diagnostics())
