@@ -51,9 +51,15 @@ def run_command(
     ] = None,
     *,
     ticket: Annotated[
-        str,
-        typer.Option("--ticket", metavar="TICKET", help="The support ticket this run is for."),
-    ],
+        str | None,
+        typer.Option(
+            "--ticket",
+            metavar="TICKET",
+            help="The support ticket this run is for (with --inventory: one per host is "
+            "possible, see docs/fleet.md).",
+            show_default=False,
+        ),
+    ] = None,
     param: Annotated[
         list[str] | None,
         typer.Option(
@@ -90,8 +96,65 @@ def run_command(
     relay_dir: RelayDirOption = DEFAULT_RELAY_DIR,
     grant: GrantOption = None,
     host_key: HostKeyOption = None,
+    inventory: Annotated[
+        Path | None,
+        typer.Option(
+            "--inventory",
+            metavar="FILE",
+            help="Run on the hosts of this inventory (docs/fleet.md), each in its own session.",
+            show_default=False,
+        ),
+    ] = None,
+    limit: Annotated[
+        str | None,
+        typer.Option(
+            "--limit",
+            metavar="PATTERN",
+            help="With --inventory: only these hosts (names, groups, globs, !x, &x, @RETRYFILE).",
+            show_default=False,
+        ),
+    ] = None,
+    forks: Annotated[
+        int,
+        typer.Option("--forks", metavar="N", help="With --inventory: hosts at once."),
+    ] = 10,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            help="With --inventory: how long one host may take [default: no limit].",
+            show_default=False,
+        ),
+    ] = None,
+    retry_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--retry-file",
+            metavar="FILE",
+            help="With --inventory: where to list the hosts to run again [default: "
+            "INVENTORY.retry].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run a known fix: check, show the plan, apply, verify, check again; then a recap."""
+    if inventory is not None:  # a fleet: docs/fleet.md
+        from toolkit.cli.fleet import FleetOptions, fleet_command
+
+        if address is not None or code is not None or relay is not None:
+            raise UsageError(
+                "With --inventory, the hosts come from it: no HOST:PORT, --code or --relay."
+            )
+        return fleet_command(
+            FleetOptions(
+                fix, inventory, ticket, tuple(param or ()), check, as_json, limit, forks,
+                timeout, retry_file, grant=grant,
+                key=key, agent=agent,
+            )
+        )  # fmt: skip
+    if ticket is None:
+        raise UsageError("Missing option '--ticket'.", hint="Give the ticket this run is for.")
     screen = _RunScreen(as_json)
     try:
         exit_code = _run(

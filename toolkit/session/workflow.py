@@ -323,7 +323,8 @@ async def run_session(
             raise
         worst, reason = ExitCode.INTERRUPTED, INTERRUPTED
     finally:
-        loop.remove_signal_handler(signal.SIGINT)
+        if ctrl_c_ends:  # else the handler is someone else's (a fleet's runner): leave it
+            loop.remove_signal_handler(signal.SIGINT)
         failure = session.recorder.failure
         if failure is not None:  # whatever else the session ended with
             reason = UNRECORDABLE

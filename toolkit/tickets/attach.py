@@ -20,7 +20,7 @@ from toolkit.text import printable
 
 if TYPE_CHECKING:
     from toolkit.identity.signer import Signer
-    from toolkit.tickets.base import TicketBackend
+    from toolkit.tickets.base import Attachment, TicketBackend
     from toolkit.tickets.credentials import Passphrases
     from toolkit.tickets.outbox import Delivered, Entry
 
@@ -132,4 +132,28 @@ def sync_quietly(
         return []
 
 
-__all__ = ["QUICK_SYNC", "Attached", "Note", "Synced", "attach_transcript", "sync_quietly"]
+def attach_files(
+    ticket: str,
+    files: list[Path],
+    comment: str,
+    *,
+    passphrase: Passphrases | None = None,
+) -> list[Attachment]:
+    """Attach small files (a fleet's signed run summary and its ``.sig``) to ``ticket`` with
+    the default backend, at once; TicketBackendError when it cannot (nothing waits in the
+    outbox: the files stay where they are)."""
+    from toolkit.tickets.plugins import default_backend, open_backend
+
+    backend = open_backend(default_backend(), passphrase)
+    return backend.attach(ticket, files, comment)
+
+
+__all__ = [
+    "QUICK_SYNC",
+    "Attached",
+    "Note",
+    "Synced",
+    "attach_files",
+    "attach_transcript",
+    "sync_quietly",
+]

@@ -1,0 +1,59 @@
+"""`toolkit run --inventory` in a process of its own, each host's session the test's own.
+
+For what needs a real process: SIGINT, and stderr on a terminal (the live view).
+Each host writes "started NAME" on the control descriptor (FLEET_CONTROL_FD),
+is at its "check" step until a line comes on stdin, then ends "ok", or
+"interrupted" after that step if Ctrl-C was pressed meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import Any
+
+import toolkit.cli.fleet
+import toolkit.fleet.session
+from toolkit.cli import run
+from toolkit.fleet.inventory import Host
+from toolkit.fleet.results import HostResult, HostStatus
+
+
+class Grant:
+    id = "g-bbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+
+_released: list[asyncio.Event] = []
+_readers: list[asyncio.Task[None]] = []
+
+
+async def _release() -> asyncio.Event:
+    if not _released:
+        event = asyncio.Event()
+        _released.append(event)
+        loop = asyncio.get_running_loop()
+
+        async def read() -> None:
+            await loop.run_in_executor(None, sys.stdin.readline)
+            event.set()
+
+        _readers.append(loop.create_task(read()))
+    return _released[0]
+
+
+async def run_host(host: Host, *args: Any, stop: Any, on_step: Any, **kwargs: Any) -> HostResult:
+    released = await _release()
+    os.write(int(os.environ["FLEET_CONTROL_FD"]), f"started {host.name}\n".encode())
+    on_step("check")
+    await released.wait()
+    steps = ({"purpose": "check", "status": "ok"},)
+    if stop.stopping:
+        return HostResult(host.name, HostStatus.INTERRUPTED, "stopped after its step", steps)
+    return HostResult(host.name, HostStatus.OK, "not needed", steps, ("checked",))
+
+
+if __name__ == "__main__":
+    setattr(toolkit.fleet.session, "run_host", run_host)  # noqa: B010
+    setattr(toolkit.cli.fleet, "_load_grant", lambda path: Grant())  # noqa: B010
+    sys.exit(run(sys.argv[1:]))

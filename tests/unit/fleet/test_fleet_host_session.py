@@ -1,0 +1,78 @@
+"""One host's session, the parts that need no agent: its request, its refusal reasons."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from tests.helpers import new_signer
+from toolkit.consent import Scope
+from toolkit.consent.errors import ConsentError, WrongCode
+from toolkit.errors import ConsentRefused, UsageError
+from toolkit.fleet.inventory import Host
+from toolkit.fleet.session import GRANT_REFUSALS, refusal_reason, request_for
+from toolkit.identity.store import Identity
+from toolkit.session.workflow import SessionRequest
+
+WHO = Identity("Alice Tech", "alice@example.com", new_signer(), "test")
+SCOPES = frozenset({Scope.DIAGNOSTICS})
+
+
+def _request(host: Host, **kwargs: Any) -> SessionRequest:
+    args: dict[str, Any] = {
+        "identity": WHO,
+        "ticket": "OPS-1",
+        "scopes": SCOPES,
+        "grant": None,
+        "host_key_check": None,
+        "allowed_signers": None,
+    }
+    args.update(kwargs)
+    return request_for(host, **args)
+
+
+def test_a_direct_host_is_its_address_with_no_code() -> None:
+    request = _request(Host("web-01", address=("10.0.0.5", 7022)))
+    assert (request.place.host, request.place.port, request.place.route) == ("10.0.0.5", 7022, None)
+    assert (request.code, request.ticket, request.scopes) == (None, "OPS-1", SCOPES)
+
+
+def test_what_this_toolkit_cannot_do_yet_is_refused_not_half_done() -> None:
+    fields = {f.name for f in dataclasses.fields(SessionRequest)}
+    if {"grant", "host_key_check"} <= fields:
+        pytest.skip("consent by grant is merged")
+    with pytest.raises(UsageError, match="cannot present a grant yet"):
+        _request(Host("web-01", address=("10.0.0.5", 7022)), grant=object())
+    with pytest.raises(UsageError, match="cannot present a grant yet"):
+        _request(Host("web-01", address=("10.0.0.5", 7022)), host_key_check=lambda blob: None)
+
+
+def test_a_relay_host_needs_relay_names() -> None:
+    from toolkit.transport.relay import RelayRoute
+
+    if "name" in {f.name for f in dataclasses.fields(RelayRoute)}:
+        pytest.skip("relay names are merged")
+    host = Host("db-01", relay="relay.example", relay_name="db-one")
+    with pytest.raises(UsageError, match="by its name at a relay"):
+        _request(host)
+
+
+class _Refused(ConsentError):
+    reason = "grant-refused"
+
+
+@pytest.mark.parametrize("word", GRANT_REFUSALS)
+def test_a_grants_refusal_is_named_by_its_word(word: str) -> None:
+    exc = _Refused(f"{word}: the grant g-x says no.")
+    assert refusal_reason(exc) == word
+    detailed = _Refused("The agent refused the grant.")
+    detailed.detail = f"{word}: the grant g-x says no."  # type: ignore[attr-defined]
+    assert refusal_reason(detailed) == word
+
+
+def test_other_refusals_keep_their_own_reason() -> None:
+    assert refusal_reason(WrongCode("The code did not match.", tries_left=2)) == WrongCode.reason
+    assert refusal_reason(ConsentRefused("The agent offered the host key X, but ...")) == "host-key"
+    assert refusal_reason(ConsentRefused("Something else.")) == "refused"
