@@ -2,10 +2,11 @@
 
 Each host is a real agent (toolkit.agent.server.Agent, in this process as
 tests/session_support.py makes them) with its own host key, policy, customer
-and transcripts. Until consent by grant is merged (issue 17, part 2), each
-session passes consent with its agent's one-time code, put into the request
-that run_host builds; everything else is the fleet's own path: run_fleet,
-run_host, run_session, run_fix, the seal and the attachment to the ticket.
+and transcripts. Each session passes consent with its agent's one-time code, put
+into the request that run_host builds, so that a customer can say no (declined,
+an apply declined), which no grant does; everything else is the fleet's own
+path: run_fleet, run_host, run_session, run_fix, the seal and the attachment to
+the ticket. Grants through a whole fleet: tests/integration/test_fleet_grants.py.
 """
 
 from __future__ import annotations

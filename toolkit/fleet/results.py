@@ -78,6 +78,9 @@ class HostResult:
     transcript: Path | None = None
     transcript_sha256: str | None = None
     grant: str | None = None  # the grant's id, when one was used
+    #: Which use of the grant this host's agent counted (its ledger's number), once consent
+    #: passed: what an auditor matches against the agent's `toolkit grant history`.
+    grant_use: int | None = None
     procedure_sha256: str | None = None  # the declaration the agent ran, when it said
     seconds: float = 0.0  # how long the host took (set by the runner)
 
@@ -99,6 +102,7 @@ class HostResult:
             "transcript": str(self.transcript) if self.transcript is not None else None,
             "transcript_sha256": self.transcript_sha256,
             "grant": self.grant,
+            "grant_use": self.grant_use,
             "seconds": round(self.seconds, 3),
         }
 

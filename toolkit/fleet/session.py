@@ -219,8 +219,11 @@ async def run_host(
     check = pins.checker(host.name, host.address, host.host_key) if pins is not None else None
     grant_id = grant.id if grant is not None else None
     stopped: list[bool] = []
+    uses: list[int] = []  # the agent's number for this use of the grant, once consent passed
 
     async def work(session: TechnicianSession, tally: Tally) -> tuple[ExitCode, str]:
+        if session.consent.grant is not None:
+            uses.append(session.consent.grant.use)
         if stop.stopping:  # Ctrl-C while consent ran: end before the first step
             stopped.append(True)
             return ExitCode.INTERRUPTED, INTERRUPTED
@@ -252,6 +255,7 @@ async def run_host(
             transcript=transcript,
             transcript_sha256=_sha256(transcript),
             grant=grant_id,
+            grant_use=uses[0] if uses else None,
             procedure_sha256=digest if isinstance(digest, str) else None,
             **more,
         )

@@ -97,6 +97,7 @@ def build(
                 "reason": r.reason,
                 "ticket": tickets.get(r.host),
                 "grant": r.grant,
+                "grant_use": r.grant_use,
                 "session": r.session,
                 "procedure_sha256": r.procedure_sha256,
                 "transcript": str(r.transcript) if r.transcript is not None else None,

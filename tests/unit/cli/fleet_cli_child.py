@@ -55,5 +55,6 @@ async def run_host(host: Host, *args: Any, stop: Any, on_step: Any, **kwargs: An
 
 if __name__ == "__main__":
     setattr(toolkit.fleet.session, "run_host", run_host)  # noqa: B010
-    setattr(toolkit.cli.fleet, "_load_grant", lambda path: Grant())  # noqa: B010
+    grants = lambda hosts, given: {h.name: Grant() for h in hosts}  # noqa: E731
+    setattr(toolkit.cli.fleet, "_load_grants", grants)  # noqa: B010
     sys.exit(run(sys.argv[1:]))

@@ -137,7 +137,9 @@ def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         raise AssertionError
 
     monkeypatch.setattr(toolkit.fleet.session, "run_host", run_host)
-    monkeypatch.setattr(toolkit.cli.fleet, "_load_grant", lambda path: Grant())
+    monkeypatch.setattr(
+        toolkit.cli.fleet, "_load_grants", lambda hosts, given: {h.name: Grant() for h in hosts}
+    )
     return calls
 
 
@@ -304,7 +306,11 @@ def test_a_fleet_needs_a_grant_and_tickets(
     inventory = tmp_path / "hosts.toml"
     inventory.write_text('[hosts.a]\naddress = "127.0.0.1:1"\nparams = { unit = "a.service" }\n')
     assert run(_run(keygen_key, inventory, "--ticket", "T-1")) == 2
-    assert "A fleet run needs a grant" in capsys.readouterr().err
+    assert "No grant for a: a fleet run has nobody to read a code" in capsys.readouterr().err
+    not_a_grant = tmp_path / "grant.txt"
+    not_a_grant.write_text("hello\n")
+    assert run(_run(keygen_key, inventory, "--ticket", "T-1", "--grant", str(not_a_grant))) == 2
+    assert "grant" in capsys.readouterr().err
     assert run(_run(keygen_key, inventory)) == 2
     assert "No ticket for a: give --ticket" in capsys.readouterr().err
     assert run(_run(keygen_key, inventory, "--ticket", "bad ticket")) == 2

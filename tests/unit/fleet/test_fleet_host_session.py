@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from tests.helpers import new_signer
 from toolkit.consent import Scope
 from toolkit.consent.errors import ConsentError, WrongCode
-from toolkit.errors import ConsentRefused, UsageError
+from toolkit.errors import ConsentRefused
 from toolkit.fleet.inventory import Host
 from toolkit.fleet.session import GRANT_REFUSALS, refusal_reason, request_for
 from toolkit.identity.store import Identity
@@ -39,24 +38,23 @@ def test_a_direct_host_is_its_address_with_no_code() -> None:
     assert (request.code, request.ticket, request.scopes) == (None, "OPS-1", SCOPES)
 
 
-def test_what_this_toolkit_cannot_do_yet_is_refused_not_half_done() -> None:
-    fields = {f.name for f in dataclasses.fields(SessionRequest)}
-    if {"grant", "host_key_check"} <= fields:
-        pytest.skip("consent by grant is merged")
-    with pytest.raises(UsageError, match="cannot present a grant yet"):
-        _request(Host("web-01", address=("10.0.0.5", 7022)), grant=object())
-    with pytest.raises(UsageError, match="cannot present a grant yet"):
-        _request(Host("web-01", address=("10.0.0.5", 7022)), host_key_check=lambda blob: None)
+def test_the_grant_and_the_pin_go_into_the_request() -> None:
+    def check(blob: bytes) -> None:
+        return None
+
+    grant: Any = object()
+    request = _request(
+        Host("web-01", address=("10.0.0.5", 7022)), grant=grant, host_key_check=check
+    )
+    assert request.grant is grant and request.host_key_check is check and request.code is None
 
 
-def test_a_relay_host_needs_relay_names() -> None:
-    from toolkit.transport.relay import RelayRoute
-
-    if "name" in {f.name for f in dataclasses.fields(RelayRoute)}:
-        pytest.skip("relay names are merged")
+def test_a_relay_host_is_reached_by_its_name() -> None:
     host = Host("db-01", relay="relay.example", relay_name="db-one")
-    with pytest.raises(UsageError, match="by its name at a relay"):
-        _request(host)
+    request = _request(host)
+    route = request.place.route
+    assert route is not None and route.name == "db-one"
+    assert request.place.shown(None) == f"the agent db-one at the relay {route.address}"
 
 
 class _Refused(ConsentError):
