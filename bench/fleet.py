@@ -15,7 +15,9 @@ by default), each tool run as a whole process, cold, side by side in rounds:
   gathers none), host key checking off, no config file, its defaults
   otherwise (interpreter discovery, ``ControlPersist=60s``). Each alias has a
   ControlPath of its own, as N machines would; after each run the masters are
-  stopped (untimed), so every run connects anew.
+  stopped (untimed), so every run connects anew. A second row sets
+  ``ansible_python_interpreter`` (``-e``), which saves the discovery command on
+  each host: Ansible at its fastest; the goal is judged against the faster row.
 - ``pyinfra INVENTORY.py --parallel 50 -y exec -- CHECK``: the same aliases
   (paramiko; host key checking off).
 
@@ -42,10 +44,12 @@ process tree, sampled every 0.1 s (Ansible's forks and ssh clients).
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -91,6 +95,7 @@ SSHD_CONFIG = ("MaxStartups 2000", "MaxSessions 100")
 LABELS = {
     "toolkit": f"toolkit run {FIX} --check --inventory",
     "ansible": "ansible -m command -f N, pipelining",
+    "ansible python set": "  the same, ansible_python_interpreter set",
     "pyinfra": "pyinfra exec --parallel N",
 }
 
@@ -211,9 +216,12 @@ class Baselines:
             "hosts = [\n" + "".join(f"    ({n!r}, {data!r}),\n" for n in names(self.hosts)) + "]\n"
         )
 
-    def ansible(self) -> Sample:
+    def ansible(self, python: str | None = None) -> Sample:
+        """``ansible all -m command``; with ``python``, no interpreter discovery."""
         argv = [str(self.bin / "ansible"), "all", "-i", str(self.inventory)]
         argv += ["-m", "command", "-a", shlex.join(self.machine.check), "-f", str(self.forks)]
+        if python is not None:
+            argv += ["-e", f"ansible_python_interpreter={python}"]
         try:
             return self._served(argv, self.ansible_env, "ansible")
         finally:
@@ -488,6 +496,9 @@ def compare(
                     if bin_dir is not None:
                         base = Baselines(root / f"baselines-{n}", bin_dir, sshd, machine, n, forks)
                         steps["ansible"] = base.ansible
+                        python = shutil.which("python3", path="/usr/bin:/bin")
+                        if python is not None:  # the sessions' python3, as discovery finds
+                            steps["ansible python set"] = functools.partial(base.ansible, python)
                         steps["pyinfra"] = base.pyinfra
                     results["by_hosts"][str(n)] = _rounds(steps, n, rounds)
     results["loadavg_after"] = list(os.getloadavg())
@@ -591,8 +602,9 @@ def _report(samples: dict[str, list[Sample]], hosts: int) -> dict[str, Any]:
     if "toolkit" in walls:
         goals = {}
         for name, goal in GOALS.items():
-            if name in walls:
-                times = walls[name] / walls["toolkit"]
+            rows_of = [t for row, t in walls.items() if row.startswith(name)]
+            if rows_of:
+                times = min(rows_of) / walls["toolkit"]  # Ansible's faster row
                 goals[name] = times
                 say(
                     f"{name} / toolkit {times:.1f}x (goal >= {goal:.0f}x): {verdict(times >= goal)}"
