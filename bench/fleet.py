@@ -38,7 +38,7 @@ process: for toolkit, the runner itself) and the peak sum of RSS over its
 process tree, sampled every 0.1 s (Ansible's forks and ssh clients).
 
     .venv/bin/python -m bench fleet [--hosts 200[,500,1000]] [--only baselines|toolkit]
-        [--rounds N] [--forks 50] [--checkout] [--toolkit-args TEMPLATE]
+        [--rounds N] [--forks 50] [--checkout] [--stand-in] [--toolkit-args TEMPLATE]
 """
 
 from __future__ import annotations
@@ -98,6 +98,7 @@ LABELS = {
     "ansible python set": "  the same, ansible_python_interpreter set",
     "pyinfra": "pyinfra exec --parallel N",
 }
+STAND_IN_LABEL = "toolkit stand-in: N run --check sessions"
 
 
 def names(hosts: int) -> list[str]:
@@ -345,7 +346,11 @@ class Fleet:
 
 @dataclass
 class Toolkit:
-    """toolkit's side: a technician, the fleet of agents, the timed ``toolkit run``."""
+    """toolkit's side: a technician, the fleet of agents, the timed ``toolkit run``.
+
+    With ``stand_in``, bench/fleet_standin.py's agents and runner instead (today's
+    toolkit: code consent, one session per agent, so the agents start anew each run).
+    """
 
     root: Path
     machine: Machine
@@ -354,6 +359,7 @@ class Toolkit:
     template: str
     checkout: bool
     uses: int
+    stand_in: bool = False
     fleet: Fleet | None = None
 
     def __post_init__(self) -> None:
@@ -373,10 +379,18 @@ class Toolkit:
         )
         self.key_line = " ".join(json.loads(shown.stdout)["public_key"].split()[:2])
 
+    @property
+    def python(self) -> Path:
+        return self.tech.toolkit.with_name("python")
+
+    @property
+    def cwd(self) -> Path:
+        """Where ``python -m bench...`` imports the same toolkit that ``toolkit`` runs."""
+        return self.tech.bench if self.tech.bench is not None else REPO
+
     @contextmanager
     def started(self) -> Iterator[Fleet]:
-        python = self.tech.toolkit.with_name("python")
-        cwd = self.tech.bench if self.tech.bench is not None else REPO
+        python, cwd = self.python, self.cwd
         self.fleet = Fleet(
             self.root, python, cwd, self.machine, self.hosts, self.key_line, self.uses
         )
@@ -401,6 +415,8 @@ class Toolkit:
     def run(self) -> Sample:
         from bench.session import process_cpu
 
+        if self.stand_in:
+            return self.stand_in_run()
         assert self.fleet is not None
         before, calls = process_cpu(self.fleet.proc.pid), self.machine.calls()
         run = run_tree(self.argv(), env=self.tech.env)
@@ -408,6 +424,37 @@ class Toolkit:
         self.tech.clean()  # the technician's transcripts, tickets and outbox (untimed)
         if run.returncode != 0:
             raise RuntimeError(f"toolkit run failed ({run.returncode}): {_tail(run)}")
+        return Sample(run, server, self.machine.calls() - calls)
+
+    def stand_in_run(self) -> Sample:
+        """bench.fleet_standin: N fresh agents (untimed), then its runner, timed whole."""
+        from bench.session import _homes, process_cpu
+
+        env = _homes(self.root, "customer")
+        argv = [str(self.python), "-m", "bench.fleet_standin", "agents", str(self.hosts)]
+        agents = subprocess.Popen(
+            [*argv, str(self.machine.policy)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            cwd=self.cwd,
+        )
+        assert agents.stdout is not None and agents.stdin is not None
+        hosts = self.root / "standin-hosts.json"
+        hosts.write_bytes(agents.stdout.readline())
+        try:
+            before, calls = process_cpu(agents.pid), self.machine.calls()
+            argv = [str(self.python), "-m", "bench.fleet_standin", "run", str(hosts), FIX, TICKET]
+            run = run_tree([*argv, "--forks", str(self.forks)], env=self.tech.env, cwd=self.cwd)
+        finally:
+            agents.stdin.close()
+            _, _, usage = os.wait4(agents.pid, 0)
+            agents.returncode = 0
+        self.tech.clean()
+        if run.returncode != 0:
+            raise RuntimeError(f"the stand-in's runner failed ({run.returncode}): {_tail(run)}")
+        server = usage.ru_utime + usage.ru_stime - before
         return Sample(run, server, self.machine.calls() - calls)
 
     def confirm_not_needed(self) -> str:
@@ -462,11 +509,13 @@ def compare(
     forks: int,
     template: str,
     checkout: bool,
+    stand_in: bool = False,
 ) -> dict[str, Any]:
     from bench.run import PINS, SFTP_SERVER, _versions, baselines_venv
 
     say(f"{_load()} at the start")
     results: dict[str, Any] = {"fix": FIX, "forks": forks, "rounds": rounds, "by_hosts": {}}
+    results["stand_in"] = stand_in
     with scratch_dir("fleet") as root:
         root.chmod(0o755)
         machine = fake_machine(root)
@@ -480,9 +529,12 @@ def compare(
             results["pins"] = list(PINS)
             results["versions"] = _versions(bin_dir)
         toolkit_why = toolkit_ready() if only in ("all", "toolkit") else "not asked for"
-        if only in ("all", "toolkit") and toolkit_why is not None:
+        if stand_in:
+            say("NOTE: toolkit's side is the stand-in (bench/fleet_standin.py): today's agents")
+            say("and sessions with code consent, not toolkit run --inventory with a grant.")
+        elif only in ("all", "toolkit") and toolkit_why is not None:
             say(f"NOTE: toolkit's side cannot run: {toolkit_why} (issue 17's grants, serve and")
-            say("fleet branches, merged): its rows are skipped.")
+            say("fleet branches, merged): its rows are skipped; --stand-in runs today's parts.")
         with local_sshd(root / "sshd", [f"Subsystem sftp {SFTP_SERVER}", *SSHD_CONFIG]) as sshd:
             if sshd.note:
                 say(f"NOTE: {sshd.note}.")
@@ -490,7 +542,7 @@ def compare(
                 say(f"== {n} hosts, {forks} at a time, {rounds} rounds")
                 steps: dict[str, Callable[[], Sample]] = {}
                 with _toolkit_side(root, machine, n, forks, template, checkout, rounds,
-                                   toolkit_why) as kit:  # fmt: skip
+                                   toolkit_why, stand_in) as kit:  # fmt: skip
                     if kit is not None:
                         steps["toolkit"] = kit.run
                     if bin_dir is not None:
@@ -500,7 +552,7 @@ def compare(
                         if python is not None:  # the sessions' python3, as discovery finds
                             steps["ansible python set"] = functools.partial(base.ansible, python)
                         steps["pyinfra"] = base.pyinfra
-                    results["by_hosts"][str(n)] = _rounds(steps, n, rounds)
+                    results["by_hosts"][str(n)] = _rounds(steps, n, rounds, stand_in)
     results["loadavg_after"] = list(os.getloadavg())
     return results
 
@@ -515,12 +567,18 @@ def _toolkit_side(
     checkout: bool,
     rounds: int,
     why: str | None,
+    stand_in: bool,
 ) -> Iterator[Toolkit | None]:
-    if why is not None:
+    if why is not None and not stand_in:
         yield None
         return
     uses = rounds + 3  # the warm-up, the --json confirmation, one to spare
-    kit = Toolkit(root / f"toolkit-{hosts}", machine, hosts, forks, template, checkout, uses)
+    kit = Toolkit(
+        root / f"toolkit-{hosts}", machine, hosts, forks, template, checkout, uses, stand_in
+    )
+    if stand_in:  # its runner's counts say every host ended ok (not needed), or it fails
+        yield kit
+        return
     start = time.perf_counter()
     with kit.started() as fleet:
         say(f"{hosts} agents up in {time.perf_counter() - start:.1f} s "
@@ -529,7 +587,9 @@ def _toolkit_side(
         yield kit
 
 
-def _rounds(steps: dict[str, Callable[[], Sample]], hosts: int, rounds: int) -> dict[str, Any]:
+def _rounds(
+    steps: dict[str, Callable[[], Sample]], hosts: int, rounds: int, stand_in: bool
+) -> dict[str, Any]:
     for name in list(steps):  # one untimed warm-up each; a baseline that fails is dropped
         try:
             _checked(name, steps[name](), hosts)
@@ -545,7 +605,7 @@ def _rounds(steps: dict[str, Callable[[], Sample]], hosts: int, rounds: int) -> 
         say(f"  round {r + 1}/{rounds}: " + ", ".join(
             f"{name} {samples[name][-1].run.wall:.2f} s" for name in steps
         ))  # fmt: skip
-    return _report(samples, hosts)
+    return _report(samples, hosts, stand_in)
 
 
 def _checked(name: str, sample: Sample, hosts: int) -> Sample:
@@ -554,14 +614,14 @@ def _checked(name: str, sample: Sample, hosts: int) -> Sample:
     return sample
 
 
-def _report(samples: dict[str, list[Sample]], hosts: int) -> dict[str, Any]:
+def _report(samples: dict[str, list[Sample]], hosts: int, stand_in: bool) -> dict[str, Any]:
     walls = {name: median([s.run.wall for s in got]) for name, got in samples.items()}
     rows = []
     for name, got in samples.items():
         w = [s.run.wall for s in got]
         rows.append(
             [
-                LABELS[name],
+                STAND_IN_LABEL if stand_in and name == "toolkit" else LABELS[name],
                 f"{walls[name]:.2f}",
                 f"{min(w):.2f}",
                 f"{max(w):.2f}",
@@ -659,6 +719,12 @@ def main(argv: list[str] | None = None) -> int:
         help="run this checkout's toolkit, not a compiled install of it",
     )
     p.add_argument(
+        "--stand-in",
+        action="store_true",
+        help="toolkit's side as today's parts can run it (bench/fleet_standin.py): agents "
+        "with code consent, sessions of toolkit run --check, until issue 17 is merged",
+    )
+    p.add_argument(
         "--toolkit-args",
         default=TOOLKIT_ARGS,
         metavar="TEMPLATE",
@@ -682,7 +748,13 @@ def main(argv: list[str] | None = None) -> int:
     say(f"== toolkit run {FIX} --check on a fleet, against ansible and pyinfra")
     try:
         result = compare(
-            hosts, args.only, args.rounds, args.forks, args.toolkit_args, args.checkout
+            hosts,
+            args.only,
+            args.rounds,
+            args.forks,
+            args.toolkit_args,
+            args.checkout,
+            args.stand_in,
         )
     except RuntimeError as exc:
         say(f"benchmark stopped: {exc}")
