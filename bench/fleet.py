@@ -58,7 +58,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench._common import (
     REPO,
@@ -74,6 +74,9 @@ from bench._common import (
     verdict,
 )
 from bench.sshd import Sshd, available, local_sshd
+
+if TYPE_CHECKING:
+    from bench.session import Technician
 
 #: The fix whose check runs everywhere: no parameters, not needed on the fake machine.
 FIX = "flush-dns"
@@ -360,16 +363,21 @@ class Toolkit:
     checkout: bool
     uses: int
     stand_in: bool = False
+    #: The technician and their install, made once for every host count (None: make it).
+    shared_tech: Technician | None = None
     fleet: Fleet | None = None
 
     def __post_init__(self) -> None:
         from bench.session import _technician
 
-        self.tech = _technician(self.root, self.machine.policy, self.checkout)
-        if not self.checkout:
-            from bench.run import install_plugins
+        if self.shared_tech is not None:
+            self.tech: Technician = self.shared_tech
+        else:
+            self.tech = _technician(self.root, self.machine.policy, self.checkout)
+            if not self.checkout:
+                from bench.run import install_plugins
 
-            install_plugins(self.tech.toolkit, self.root / "installed")
+                install_plugins(self.tech.toolkit, self.root / "installed")
         shown = subprocess.run(
             [str(self.tech.toolkit), "keys", "show", "--json"],
             env=self.tech.env,
@@ -538,11 +546,12 @@ def compare(
         with local_sshd(root / "sshd", [f"Subsystem sftp {SFTP_SERVER}", *SSHD_CONFIG]) as sshd:
             if sshd.note:
                 say(f"NOTE: {sshd.note}.")
+            techs: dict[str, Technician] = {}  # one technician for every host count
             for n in hosts:
                 say(f"== {n} hosts, {forks} at a time, {rounds} rounds")
                 steps: dict[str, Callable[[], Sample]] = {}
                 with _toolkit_side(root, machine, n, forks, template, checkout, rounds,
-                                   toolkit_why, stand_in) as kit:  # fmt: skip
+                                   toolkit_why, stand_in, techs) as kit:  # fmt: skip
                     if kit is not None:
                         steps["toolkit"] = kit.run
                     if bin_dir is not None:
@@ -568,14 +577,17 @@ def _toolkit_side(
     rounds: int,
     why: str | None,
     stand_in: bool,
+    techs: dict[str, Technician],
 ) -> Iterator[Toolkit | None]:
     if why is not None and not stand_in:
         yield None
         return
     uses = rounds + 3  # the warm-up, the --json confirmation, one to spare
     kit = Toolkit(
-        root / f"toolkit-{hosts}", machine, hosts, forks, template, checkout, uses, stand_in
-    )
+        root / f"toolkit-{hosts}", machine, hosts, forks, template, checkout, uses, stand_in,
+        techs.get("tech"),
+    )  # fmt: skip
+    techs["tech"] = kit.tech
     if stand_in:  # its runner's counts say every host ended ok (not needed), or it fails
         yield kit
         return
@@ -678,18 +690,29 @@ def _report(samples: dict[str, list[Sample]], hosts: int, stand_in: bool) -> dic
 
 
 def _scaling(results: dict[str, Any]) -> None:
-    """toolkit's time and memory per host count: linear growth shows as flat per-host costs."""
-    rows = []
+    """toolkit's time and memory per host count. Linear growth shows as the same cost for
+    each host added (from one count to the next) whatever the count."""
+    points = []
     for n, got in results["by_hosts"].items():
         runs = got["runs"].get("toolkit")
-        if not runs:
-            continue
-        wall = median([r["wall"] for r in runs])
-        rss = max(r["max_rss"] for r in runs) / 1e6
-        rows.append([n, f"{wall:.2f}", f"{wall / int(n) * 1000:.1f}", f"{rss:.0f}",
-                     f"{rss / int(n) * 1000:.0f}"])  # fmt: skip
-    if len(rows) > 1:
-        say(table(["hosts", "toolkit s", "ms per host", "peak MB", "kB per host"], rows))
+        if runs:
+            wall = median([r["wall"] for r in runs])
+            points.append((int(n), wall, max(r["max_rss"] for r in runs) / 1e6))
+    if len(points) < 2:
+        return
+    rows = []
+    for i, (n, wall, rss) in enumerate(points):
+        added = ["", ""]
+        if i:
+            n0, wall0, rss0 = points[i - 1]
+            added = [
+                f"{(wall - wall0) / (n - n0) * 1000:.1f}",
+                f"{(rss - rss0) / (n - n0) * 1000:.0f}",
+            ]
+        rows.append([n, f"{wall:.2f}", f"{wall / n * 1000:.1f}", added[0], f"{rss:.0f}", added[1]])
+    say(table(["hosts", "toolkit s", "ms a host", "ms per host added", "peak MB",
+               "kB per host added"], rows))  # fmt: skip
+    results["scaling"] = [{"hosts": n, "seconds": w, "peak_mb": r} for n, w, r in points]
 
 
 def _load() -> str:
