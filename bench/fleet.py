@@ -323,19 +323,21 @@ class Fleet:
         try:
             ready: dict[str, Any] = json.loads(line)
         except ValueError:
-            self.close()
+            self._stop()
             self.log.seek(0)
             why = self.log.read().decode(errors="replace").strip()[-1500:]
+            self.log.close()
             raise RuntimeError(f"the fleet's agents did not start: {why}") from None
         self.ready = ready
         self.inventory = Path(ready["inventory"])
         self.grant = Path(ready["grant"])
 
-    def close(self) -> float:
-        """Stop the agents (end of stdin); the process's CPU seconds in all."""
-        from bench.session import process_cpu
+    def close(self) -> None:
+        """Stop the agents (end of stdin)."""
+        self._stop()
+        self.log.close()
 
-        cpu = process_cpu(self.proc.pid)
+    def _stop(self) -> None:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
         try:
@@ -343,8 +345,6 @@ class Fleet:
         except subprocess.TimeoutExpired:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
-        self.log.close()
-        return cpu
 
 
 @dataclass
@@ -457,8 +457,8 @@ class Toolkit:
             run = run_tree([*argv, "--forks", str(self.forks)], env=self.tech.env, cwd=self.cwd)
         finally:
             agents.stdin.close()
-            _, _, usage = os.wait4(agents.pid, 0)
-            agents.returncode = 0
+            _, status, usage = os.wait4(agents.pid, 0)  # its CPU in all, children too
+            agents.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must know
         self.tech.clean()
         if run.returncode != 0:
             raise RuntimeError(f"the stand-in's runner failed ({run.returncode}): {_tail(run)}")
