@@ -40,6 +40,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from toolkit.text import printable
+
 if TYPE_CHECKING:
     from toolkit.agent.server import Agent
     from toolkit.consent import ApprovalRequest, Decision, OneTimeCode
@@ -77,7 +79,7 @@ class Log:
 
     def say(self, message: str) -> None:
         self.lines += 1
-        print(f"{self.name}: {message}", file=sys.stderr, flush=True)
+        print(f"{self.name}: {printable(message, None)}", file=sys.stderr, flush=True)
 
     def shell_size(self, width: int, height: int) -> None:
         pass
@@ -223,7 +225,7 @@ async def serve(opts: Options) -> dict[str, Any]:
         try:
             await asyncio.wait_for(host.agent.wait(), 10)
         except Exception as exc:  # one agent that will not stop must not keep the others
-            print(f"{host.name}: stopping: {exc!r}", file=sys.stderr, flush=True)
+            print(f"{host.name}: stopping: {printable(repr(exc))}", file=sys.stderr, flush=True)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "stopped": len(hosts),

@@ -34,6 +34,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from toolkit.text import printable
+
 if TYPE_CHECKING:
     from toolkit.consent import ApprovalRequest, Decision, OneTimeCode
     from toolkit.errors import ToolkitError
@@ -116,7 +118,7 @@ class NoUI:
         raise RuntimeError("the local ticket store needs no passphrase")
 
     def ticket_note(self, text: str) -> None:
-        print(text, file=sys.stderr)
+        print(text, file=sys.stderr)  # already printable (SessionUI)
 
     def outbox_tried(self, synced: Sequence[Synced]) -> None:
         pass
@@ -134,7 +136,7 @@ class NoUI:
         pass
 
     def attach_failed(self, error: ToolkitError) -> None:
-        print(f"attach failed: {error.message}", file=sys.stderr)
+        print(f"attach failed: {printable(error.message, None)}", file=sys.stderr)
 
     def finished(self, result: SessionResult) -> None:
         pass
@@ -180,7 +182,7 @@ async def run(hosts: list[list[Any]], fix: str, ticket: str, forks: int) -> dict
             except Exception as exc:  # one host failing never stops the others
                 label = type(exc).__name__
                 outcomes[label] = outcomes.get(label, 0) + 1
-                print(f"127.0.0.1:{port}: {exc}", file=sys.stderr)
+                print(f"127.0.0.1:{port}: {printable(str(exc), None)}", file=sys.stderr)
 
     await asyncio.gather(*(one(int(port), str(code)) for port, code in hosts))
     return outcomes
