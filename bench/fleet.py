@@ -540,7 +540,12 @@ def compare(
         if stand_in:
             say("NOTE: toolkit's side is the stand-in (bench/fleet_standin.py): today's agents")
             say("and sessions with code consent, not toolkit run --inventory with a grant.")
-        elif only in ("all", "toolkit") and toolkit_why is not None:
+        elif only == "toolkit" and toolkit_why is not None:
+            raise RuntimeError(
+                f"toolkit's side cannot run: {toolkit_why} (issue 17's grants, serve and fleet "
+                "branches, merged); --stand-in runs today's parts"
+            )
+        elif only == "all" and toolkit_why is not None:
             say(f"NOTE: toolkit's side cannot run: {toolkit_why} (issue 17's grants, serve and")
             say("fleet branches, merged): its rows are skipped; --stand-in runs today's parts.")
         with local_sshd(root / "sshd", [f"Subsystem sftp {SFTP_SERVER}", *SSHD_CONFIG]) as sshd:
