@@ -2,7 +2,8 @@
 
 ``python -m bench run [--quick] ...`` is toolkit run against Ansible and pyinfra
 (bench/run.py, options of its own); it is not part of the default set, since it
-installs those two into bench/.cache first.
+installs those two into bench/.cache first. ``python -m bench fleet ...`` is the
+same on a fleet of hosts (bench/fleet.py, issue 17), not in the default set either.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ def parse(argv: list[str]) -> tuple[list[str], Options]:
         prog="python -m bench",
         description="toolkit benchmarks: recorder throughput and memory, verify vs "
         "ssh-keygen, CLI start-up. Results go to bench/results/*.json.",
-        epilog="python -m bench run --help: toolkit run --check against Ansible and pyinfra "
-        "(not in the default set).",
+        epilog="python -m bench run --help: toolkit run --check against Ansible and pyinfra; "
+        "python -m bench fleet --help: the same on a fleet of hosts (neither is in the "
+        "default set).",
     )
     p.add_argument(
         "benchmarks",
@@ -103,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.run import main as run_main
 
         return run_main(argv[1:])
+    if argv[:1] == ["fleet"]:
+        from bench.fleet import main as fleet_main
+
+        return fleet_main(argv[1:])
     names, opts = parse(argv)
     env = environment()
     dirty = ", toolkit/ modified" if env["toolkit_tree_dirty"] else ""

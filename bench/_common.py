@@ -334,3 +334,102 @@ def verdict(ok: bool | None) -> str:
 
 def mb(n_bytes: float) -> float:
     return n_bytes / MiB
+
+
+# -- a process tree's memory -----------------------------------------------------------
+
+
+def tree_rss(pid: int) -> int:
+    """RSS of ``pid`` and every process below it now, in bytes (0 once it is gone).
+
+    Read from /proc: each process's parent from ``stat``, its RSS from ``statm``.
+    Daemons a process detaches (double fork) leave the tree and are not counted.
+    """
+    parents: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+                parents[int(entry.name)] = int(fields[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    below: dict[int, list[int]] = {}
+    for child, parent in parents.items():
+        below.setdefault(parent, []).append(child)
+    page = os.sysconf("SC_PAGE_SIZE")
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo.extend(below.get(current, ()))
+        try:
+            with open(f"/proc/{current}/statm", "rb") as f:
+                total += int(f.read().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+@dataclass(frozen=True)
+class TreeRun:
+    """A child run with wait4's numbers and the sampled peak RSS of its whole tree."""
+
+    wall: float
+    cpu: float  # user + sys of the child and the descendants it waited for
+    max_rss: int  # bytes: wait4's ru_maxrss, the largest single process of the tree
+    tree_rss: int  # bytes: the largest sum over the tree, sampled every ``interval``
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_tree(
+    argv: Sequence[str | Path],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    interval: float = 0.1,
+) -> TreeRun:
+    """Run ``argv`` (stdin /dev/null), timing it whole; its tree's RSS sampled meanwhile.
+
+    ``max_rss`` answers "how large did the runner get" (the process itself, or a
+    larger child); ``tree_rss`` adds up forks and helpers alive at one moment
+    (Ansible's forks, ssh clients), which wait4 cannot.
+    """
+    import threading
+
+    peak = 0
+    done = threading.Event()
+
+    def sample(pid: int) -> None:
+        nonlocal peak
+        while not done.wait(interval):
+            peak = max(peak, tree_rss(pid))
+
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        open(os.devnull, "rb") as inp,
+    ):
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [str(a) for a in argv], stdin=inp, stdout=out, stderr=err, env=env, cwd=cwd
+        )
+        sampler = threading.Thread(target=sample, args=(proc.pid,), daemon=True)
+        sampler.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        done.set()
+        sampler.join()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return TreeRun(
+            wall=wall,
+            cpu=usage.ru_utime + usage.ru_stime,
+            max_rss=usage.ru_maxrss * 1024,
+            tree_rss=max(peak, usage.ru_maxrss * 1024),
+            returncode=proc.returncode,
+            stdout=out.read().decode("utf-8", "replace"),
+            stderr=err.read().decode("utf-8", "replace"),
+        )
