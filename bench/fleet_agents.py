@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import json
 import resource
 import signal
@@ -119,11 +118,10 @@ def new_agent(
 ) -> Agent:
     """One agent as ``toolkit serve --accept-grants-from F --name NAME`` makes it."""
     from toolkit.agent.host_key import load_or_create
-    from toolkit.grants.acceptance import GrantAcceptance
-    from toolkit.grants.ledger import Ledger
-
     from toolkit.agent.server import Agent, AgentSettings
     from toolkit.consent import Scope
+    from toolkit.grants.acceptance import GrantAcceptance
+    from toolkit.grants.ledger import Ledger
 
     base = opts.dir / "agents" / name
     base.mkdir(parents=True, exist_ok=True)
@@ -143,19 +141,13 @@ def new_agent(
         ),
     )
     host_key = load_or_create(base / "host_key")
-    # The contract names load_or_create, not how an Agent takes the key: a keyword if the
-    # merged Agent has one, else the attribute every use of the key goes through.
-    if "host_key" in inspect.signature(Agent).parameters:
-        return Agent(settings, Log(name), host_key=host_key)  # type: ignore[call-arg,unused-ignore]
-    agent = Agent(settings, Log(name))
-    agent.host_key = host_key
-    return agent
+    return Agent(settings, Log(name), host_key=host_key)
 
 
 async def serve(opts: Options) -> dict[str, Any]:
     from cryptography.hazmat.primitives.asymmetric import ed25519
-    from toolkit.grants import NAMESPACE, GrantedProcedure, issue
 
+    from toolkit.grants import NAMESPACE, GrantedProcedure, issue
     from toolkit.identity.allowed_signers import AllowedSigners
     from toolkit.identity.keys import public_line
     from toolkit.identity.signer import KeySigner
