@@ -92,8 +92,8 @@ def fleet_command(options: FleetOptions) -> None:
 
 
 def _prepare(options: FleetOptions) -> _Plan:
+    from toolkit.cli._fixes import not_yours, technician_fix
     from toolkit.cli._identity import load_identity
-    from toolkit.cli.run_fix import _not_yours, technician_fix
     from toolkit.fleet.inventory import load, select
     from toolkit.fleet.runner import MAX_FORKS
     from toolkit.plugins.declaration import NAME
@@ -130,7 +130,7 @@ def _prepare(options: FleetOptions) -> _Plan:
             )
         tickets[host.name] = check_ticket_id(ticket)
     if mine is None:
-        _not_yours(name)
+        not_yours(name)
     grants = _load_grants(hosts, options.grant)
     identity = load_identity(options.key, options.agent)
     return _Plan(hosts, params, tickets, mine, grants, identity)

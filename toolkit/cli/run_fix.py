@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from toolkit.cli._console import say
+from toolkit.cli._fixes import not_yours, technician_fix
 from toolkit.cli._identity import AgentOption, KeyOption
 from toolkit.cli._relay import (
     DEFAULT_RELAY_DIR,
@@ -37,7 +38,6 @@ from toolkit.errors import ExitCode, ToolkitError, UsageError
 from toolkit.text import printable, printable_lines
 
 if TYPE_CHECKING:
-    from toolkit.plugins import Fix
     from toolkit.session.fix_run import Chosen, FixResult, Plan, StepRun
     from toolkit.session.results import SessionResult, Tally
     from toolkit.session.technician import TechnicianSession
@@ -230,7 +230,7 @@ def _run(
     if mine is not None:
         mine.bind(params)  # a bad -p is refused here, before anything connects
     else:
-        _not_yours(name)
+        not_yours(name)
     place = place_of(address, relay, relay_dir)
     check_ticket_id(ticket)
     # check and verify are read-only (the diagnostics scope); --check asks for nothing more.
@@ -260,42 +260,6 @@ def _run(
             hint=f"toolkit run {'--check ' if check_only else ''}asks for {needs}: ask the "
             f"customer to run toolkit share {offer}, and run it again with their new code.",
         ) from None
-
-
-def technician_fix(name: str) -> Fix | None:
-    """The technician's own declaration of the fix ``name``, from their installed plugins."""
-    from toolkit.plugins import Fix, Kind
-    from toolkit.plugins.loader import installed
-
-    found = installed().find(Kind.FIX, name)
-    if found is None:
-        return None
-    procedure, _ = found
-    return procedure if isinstance(procedure, Fix) else None
-
-
-def _not_yours(name: str) -> None:
-    """Before the customer is asked: a diagnostic's name is a usage error, a near miss of one
-    of your fixes gets a warning (the customer's machine may still have a fix of that name)."""
-    import difflib
-
-    from toolkit.plugins import Kind
-    from toolkit.plugins.loader import installed
-
-    if installed().find(Kind.DIAGNOSTIC, name) is not None:
-        raise UsageError(
-            f"{name} is a diagnostic, not a fix: toolkit run runs fixes.",
-            hint=f"Run it in a session: toolkit connect ..., then `diag {name}`.",
-        )
-    yours = [p.name for p, _ in installed().procedures() if p.kind is Kind.FIX]
-    close = difflib.get_close_matches(name, yours, n=1)
-    maybe = f" (did you mean {close[0]}?)" if close else ""
-    say(
-        printable(
-            f"warning: none of your plugins has a fix named {name}{maybe}; "
-            "the customer's machine must have it."
-        )
-    )
 
 
 class _RunScreen(_Screen):
@@ -415,4 +379,4 @@ def _summary(result: SessionResult, name: str, outcome: FixResult | None) -> dic
     }
 
 
-__all__ = ["run_command", "technician_fix"]
+__all__ = ["run_command"]

@@ -39,7 +39,6 @@ from toolkit.consent._approval import Consent, GrantRecord, Scope, scope_names, 
 from toolkit.consent._machine import Input, Machine, bug, move, stay, table
 from toolkit.consent._messages import (
     GRANT_REFUSED,
-    MAX_DETAIL,
     MAX_EMAIL,
     MAX_KEY_BYTES,
     MAX_NAME,
@@ -62,6 +61,7 @@ from toolkit.consent._messages import (
     check_label,
     decode_challenge,
 )
+from toolkit.consent._notices import grant_notice_error, grant_refused, notice_error
 from toolkit.consent._trust import CONSENT_NAMESPACE
 from toolkit.consent.errors import (
     ConsentError,
@@ -75,7 +75,6 @@ from toolkit.errors import SignatureError, UsageError
 from toolkit.identity import sshsig
 from toolkit.identity._wire import string
 from toolkit.identity.keys import fingerprint, load_public
-from toolkit.text import printable
 
 if TYPE_CHECKING:
     from toolkit.grants import Grant
@@ -208,12 +207,6 @@ def proof(
             hashlib.sha256(grant_file).digest(),
         )
     )
-
-
-def _grant_refused(reason: str, message: str) -> ConsentError:
-    from toolkit.grants.check import GrantRefused
-
-    return GrantRefused(reason, message)
 
 
 # --- the agent's side ----------------------------------------------------------
@@ -388,7 +381,7 @@ class AgentGrantHandshake(Machine[GrantAgentState]):
         except ConsentError as exc:
             self._fail(exc)
         except UsageError as exc:  # a grant file that is not a grant (GrantError)
-            self._fail(_grant_refused("forged", f"The grant is not a valid grant: {exc.message}"))
+            self._fail(grant_refused("forged", f"The grant is not a valid grant: {exc.message}"))
         self._admission = admission
         grant = admission.grant
         self._consent = Consent(
@@ -510,18 +503,6 @@ class AgentGrantHandshake(Machine[GrantAgentState]):
 # --- the technician's side -----------------------------------------------------
 
 
-def grant_notice_error(notice: Notice) -> ConsentError:
-    """The GrantRefused a grant-refused notice names, its reason and sentence from its detail."""
-    from toolkit.grants.check import REFUSALS
-
-    detail = notice.detail or ""
-    reason, _, sentence = detail.partition(": ")
-    if reason not in REFUSALS:
-        reason, sentence = "forged", detail
-    sentence = printable(sentence or "no reason given", MAX_DETAIL)
-    return _grant_refused(reason, f"The customer's agent refused the grant: {sentence}")
-
-
 class GrantTechnicianState(enum.Enum):
     START = "start"
     RESPONDED = "responded"
@@ -599,8 +580,6 @@ class TechnicianGrantHandshake(Machine[GrantTechnicianState]):
     def _notice(self, notice: Notice) -> NoReturn:
         if notice.reason == GRANT_REFUSED:
             self._fail(grant_notice_error(notice))
-        from toolkit.consent._technician import notice_error
-
         self._fail(notice_error(notice, self._host_key))
 
     def _respond(self, text: str) -> str:
@@ -750,7 +729,6 @@ __all__ = [
     "TechnicianGrantHandshake",
     "decode_grant_answer",
     "decode_granted",
-    "grant_notice_error",
     "is_grant_answer",
     "proof",
 ]

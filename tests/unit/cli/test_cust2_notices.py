@@ -6,7 +6,7 @@ import pytest
 
 from toolkit.consent import Decision, Scope
 from toolkit.consent._messages import MessageError, Notice, decode_challenge
-from toolkit.consent._technician import notice_error
+from toolkit.consent._notices import notice_error
 from toolkit.consent.errors import Declined
 
 
