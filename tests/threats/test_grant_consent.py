@@ -103,7 +103,12 @@ class World:
         return issue(self.owner, **values)
 
     async def session(
-        self, agent: Agent, grant: Grant, scopes: Sequence[Scope] = BOTH
+        self,
+        agent: Agent,
+        grant: Grant,
+        scopes: Sequence[Scope] = BOTH,
+        *,
+        copy: str = "technician",
     ) -> TechnicianSession:
         who: Identity = self.technician
         ask = ConsentAsk(
@@ -112,7 +117,7 @@ class World:
         )  # fmt: skip
         conn, consent = await connect("127.0.0.1", agent.address[1], ask)
         return await TechnicianSession.start(
-            conn, consent, who, "agent", path=self.root / "technician.cast"
+            conn, consent, who, "agent", path=self.root / f"{copy}.cast"
         )
 
 
@@ -240,6 +245,79 @@ def test_a_second_grant_while_a_session_runs_is_refused_and_spends_nothing(
             with pytest.raises(ConsentError):  # share serves one session at a time
                 await world.session(agent, grant)
             assert world.ledger.used(grant.id) == 1
+            await session.end("done")
+        finally:
+            await agent.stop("test over")
+            await agent.wait()
+
+    run(main())
+
+
+def test_a_grants_scope_covers_no_procedure_the_technician_brings(tmp_path: Path) -> None:
+    """A scope grant with a brought fix or diagnostic would be a shell: refused, nothing runs."""
+    from toolkit.plugins import Diagnostic, Fix
+
+    async def main() -> None:
+        world = World(tmp_path)
+        agent = await world.agent()
+        planted = tmp_path / "planted"
+        try:
+            grant = world.grant(agent, scopes=["diagnostics", "fixes"])
+            session = await world.session(agent, grant)
+            evil_fix = Fix("evil", "Not installed here", apply=[["touch", str(planted)]])
+            evil_diag = Diagnostic("evil-look", "Not installed here", run=[["touch", str(planted)]])
+            for op, procedure, more in (
+                ("fix", evil_fix, {"step": "apply"}),
+                ("diag", evil_diag, {}),
+            ):
+                reply = await session.client.request(
+                    op, name=procedure.name, declaration=procedure.to_dict(), params={}, **more
+                )
+                assert not reply.response.ok and reply.response.error == "refused", reply.response
+                assert "is brought, and the grant" in (reply.response.message or "")
+            assert not planted.exists()  # nothing ran
+            # An installed fix the scope covers still runs, approved by the grant.
+            done = await _do(session, "fix mark")
+            assert done.status is Status.OK, done
+            await session.end("done")
+        finally:
+            await agent.stop("test over")
+            await agent.wait()
+
+    run(main())
+
+
+def test_a_session_held_past_its_grants_window_or_revocation_may_do_nothing_more(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        world = World(tmp_path)
+        agent = await world.agent()
+        try:
+            # Revoked while the session runs: the next operation is refused.
+            grant = world.grant(agent)
+            session = await world.session(agent, grant)
+            assert (await _do(session, "run echo hi")).status is Status.OK
+            assert world.ledger.revoke(grant.id, reason="lost laptop", now=datetime.now(UTC))
+            refused = await _do(session, "run echo hi")
+            assert refused.status is Status.REFUSED
+            assert f"the grant {grant.id} was revoked on this host" in (refused.message or "")
+            await session.end("done")
+        finally:
+            await agent.stop("test over")
+            await agent.wait()
+        agent = await world.agent()  # share serves one session: another for the next
+        try:
+            # Past its window: a grant that ends in a moment, held open past its end.
+            short = world.grant(agent, not_after=datetime.now(UTC) + timedelta(seconds=2))
+            session = await world.session(agent, short, copy="second")
+            assert (await _do(session, "run echo hi")).status is Status.OK
+            # Wait out the window on the agent's own clock (the check's), not a fixed sleep.
+            while datetime.now(UTC) <= short.not_after:
+                await asyncio.sleep(0.1)
+            late = await _do(session, "run echo hi")
+            assert late.status is Status.REFUSED
+            assert f"the grant {short.id} expired at" in (late.message or "")
             await session.end("done")
         finally:
             await agent.stop("test over")

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from toolkit import policy as pol
 from toolkit.errors import PolicyRefused, ToolkitError
+from toolkit.grants.model import format_time
 from toolkit.plugins.catalogue import Catalogue, Chosen
 from toolkit.plugins.declaration import (
     MAX_VALUE,
@@ -45,6 +46,7 @@ from toolkit.protocol import (
     MAX_NOTICE_TEXT,
     STDERR,
     STDOUT,
+    Op,
     Request,
     Response,
     commands_sha256,
@@ -222,8 +224,11 @@ class Operations:
         ask_out_of_scope: AskOutOfScope | None = None,
         on_approval: OnApproval | None = None,
         grant: Grant | None = None,
+        revoked: Callable[[str], datetime | None] | None = None,
     ) -> None:
         self._grant = grant
+        #: When the grant was revoked on this host (toolkit.grants.ledger.Ledger.revoked).
+        self._revoked = revoked
         # With a grant nobody is asked: what it does not name is refused.
         self._ask_out_of_scope = ask_out_of_scope if grant is None else None
         self._on_approval = on_approval
@@ -244,6 +249,8 @@ class Operations:
     async def perform(self, request: Request) -> Outcome:
         record: dict[str, Any] = {"id": request.id, "op": request.op, **request.args}
         try:
+            if request.op not in (Op.HELLO, Op.END):
+                self._grant_in_force()
             outcome: Outcome = await getattr(self, f"_op_{request.op}")(request, record)
         except ToolkitError as exc:
             outcome = _refusal(request, exc, record)
@@ -299,8 +306,34 @@ class Operations:
                 f"refused: {what} needs the {scope} scope, which the grant {grant.id} does not give"
             )
 
-    def _granted(self, kind: Kind, name: str, sha256: str) -> None:
-        """Refuse a procedure the grant does not name with this declaration, nor cover."""
+    def _grant_in_force(self) -> None:
+        """Refuse every operation of a grant's session once the grant expired or was revoked.
+
+        Consent checked both when the session began; a session held open past the
+        grant's window, or past its revocation, may do nothing more.
+        """
+        grant = self._grant
+        if grant is None:
+            return
+        if datetime.now(UTC) > grant.not_after:
+            raise PolicyRefused(
+                f"refused: the grant {grant.id} expired at {format_time(grant.not_after)}; "
+                "this session may do nothing more"
+            )
+        revoked = self._revoked(grant.id) if self._revoked is not None else None
+        if revoked is not None:
+            raise PolicyRefused(
+                f"refused: the grant {grant.id} was revoked on this host at "
+                f"{format_time(revoked)}; this session may do nothing more"
+            )
+
+    def _granted(self, kind: Kind, name: str, sha256: str, *, brought: bool) -> None:
+        """Refuse a procedure the grant does not name with this declaration, nor cover.
+
+        A grant's scope covers the procedures installed here only: one the technician
+        brings runs only when the grant names its digest (its commands are whatever the
+        technician wrote, so a scope alone would make the grant a shell).
+        """
         grant = self._grant
         assert grant is not None
         named = grant.names(kind.value, name)
@@ -311,6 +344,11 @@ class Operations:
                     f"(sha256 {named.sha256}, not {sha256})"
                 )
             return
+        if brought:
+            raise PolicyRefused(
+                f"refused: the {kind.value} {name} is brought, and the grant {grant.id} does "
+                "not name it with its digest (a grant's scope covers installed ones only)"
+            )
         if ("fixes" if kind is Kind.FIX else "diagnostics") in grant.scopes:
             return
         raise PolicyRefused(f"refused: the grant {grant.id} does not name the {kind.value} {name}")
@@ -434,7 +472,7 @@ class Operations:
         procedure = chosen.procedure
         record["procedure"] = chosen.about()
         if self._grant is not None:
-            self._granted(kind, name, procedure.sha256)
+            self._granted(kind, name, procedure.sha256, brought=chosen.source == "brought")
         if step not in procedure.steps:
             raise PolicyRefused(f"refused: the {kind.value} {name} has no {step.value} step")
         try:

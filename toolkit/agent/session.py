@@ -347,6 +347,7 @@ class AgentSession:
             on_approval=self._record_approval,
             send=self._send,
             grant=consent.grant.grant if consent.grant is not None else None,
+            revoked=settings.grants.ledger.revoked if settings.grants is not None else None,
             info={
                 "agent": __version__,
                 "host": settings.hostname,
