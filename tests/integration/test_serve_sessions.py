@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import pytest
 
 from tests.relay_support import eventually
@@ -276,3 +277,71 @@ def test_max_sessions_below_one_is_a_usage_error(tmp_path: Path) -> None:
             service=True,
             max_sessions=0,
         )
+
+
+async def eventually_in(agent: Agent, root: Path) -> TechnicianSession:
+    """A session, once the agent has seen the stalled connections close (each close is an
+    event it handles in turn; until then it may still count them)."""
+    for _ in range(50):
+        try:
+            return await session(agent, root, "T-1")
+        except TransportError as exc:
+            if "under way" not in exc.message:
+                raise
+            await asyncio.sleep(0.1)
+    raise AssertionError("the stalled consents still hold their places")
+
+
+class _Stall(asyncssh.SSHClient):
+    """A client that starts consent and never answers: it holds a place, proving nothing."""
+
+    def __init__(self, holding: asyncio.Queue[None]) -> None:
+        self._holding = holding
+
+    def kbdint_auth_requested(self) -> str:
+        return ""
+
+    async def kbdint_challenge_received(
+        self, name: str, instructions: str, lang: str, prompts: Any
+    ) -> list[str] | None:
+        self._holding.put_nowait(None)
+        await asyncio.Event().wait()  # never answers
+        return None
+
+
+def test_one_address_cannot_hold_every_place_with_consents_it_never_finishes(
+    tmp_path: Path,
+) -> None:
+    from toolkit.agent.server import CONSENTS_PER_SOURCE
+
+    async def main() -> None:
+        async with service(tmp_path, max_sessions=CONSENTS_PER_SOURCE + 2) as (agent, log):
+            holding: asyncio.Queue[None] = asyncio.Queue()
+
+            async def stall(source: str) -> Any:
+                return await asyncssh.connect(
+                    "127.0.0.1", agent.address[1], local_addr=(source, 0), known_hosts=None,
+                    username="x", client_factory=lambda: _Stall(holding), client_keys=None,
+                    agent_path=None, preferred_auth="keyboard-interactive", config=[],
+                    password_auth=False, public_key_auth=False,
+                )  # fmt: skip
+
+            stalls = [asyncio.create_task(stall("127.0.0.1")) for _ in range(CONSENTS_PER_SOURCE)]
+            for _ in stalls:
+                await asyncio.wait_for(holding.get(), TIMEOUT)
+            # One more from that address is turned away before any consent...
+            with pytest.raises(asyncssh.DisconnectError, match="from your address are under way"):
+                await stall("127.0.0.1")
+            assert log.of("busy")[0]["consents_per_source"] == CONSENTS_PER_SOURCE
+            # ...while another address still gets a place: the bound is per address.
+            other = asyncio.create_task(stall("127.0.0.2"))
+            await asyncio.wait_for(holding.get(), TIMEOUT)
+            # Once the stalled consents are gone, their address gets in again.
+            for task in (*stalls, other):
+                task.cancel()
+            await asyncio.gather(*stalls, other, return_exceptions=True)
+            tech = await eventually_in(agent, tmp_path)
+            assert await echo(tech, "in") == b"in\n"
+            await tech.end("done")
+
+    run(main())

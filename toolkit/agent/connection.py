@@ -124,7 +124,7 @@ class AgentConnection(asyncssh.SSHServer):
                 asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, "one consent attempt per connection"
             )
             return False
-        busy = self._agent.admit(self, self._peer)
+        busy = self._agent.admit(self, self._peer, self._source)
         if busy is not None:  # a service at its --max-sessions: said before any consent
             self.turn_away(busy)
             return False
@@ -189,6 +189,7 @@ class AgentConnection(asyncssh.SSHServer):
         assert self._conn is not None
         try:
             self._session = self._agent.begin(consent, self._conn)
+            self._agent.settled(self)
         except UsageError:
             # Another session started meanwhile (share serves one; two grants may pass
             # consent at once). This one does not start; its use stays spent, and says so.

@@ -78,6 +78,12 @@ DECLINES = frozenset(DECLINE_REASONS)  # the words of toolkit.consent.errors.DEC
 BACKLOG = 100
 #: Sessions a service runs at once unless told otherwise (toolkit serve --max-sessions).
 MAX_SESSIONS = 16
+#: A service's consents under way from one source address at once: a place is held from
+#: the first round, so one address must not hold them all without proving anything.
+CONSENTS_PER_SOURCE = 4
+#: How long a grants-only service waits for a connection's consent: no person is asked,
+#: so a consent takes a second; one held open longer only keeps a place from others.
+GRANT_LOGIN_TIMEOUT = 30.0
 #: A service's events for its log: (what, fields), e.g. ("session-start", {"session": ...}).
 EventSink = Callable[[str, dict[str, Any]], None]
 
@@ -175,6 +181,8 @@ class Agent:
         #: The sessions running now, by id (a share has one at most).
         self.sessions: dict[str, AgentSession] = {}
         self._admitted: set[Admitted] = set()  # connections with a place (consent or session)
+        #: Of those, the ones still in consent, with their source address.
+        self._consenting: dict[Admitted, str] = {}
         self._unstarted: weakref.WeakSet[TranscriptWriteError] = weakref.WeakSet()
         self._stopping = False
         self._sock: socket.socket | None = None
@@ -255,7 +263,11 @@ class Agent:
                 line_editor=False,
                 agent_forwarding=False,
                 x11_forwarding=False,
-                login_timeout=self.settings.approval_timeout + 60,
+                login_timeout=(
+                    self.settings.approval_timeout + 60
+                    if self.settings.codes
+                    else GRANT_LOGIN_TIMEOUT
+                ),
                 keepalive_interval=15,
                 keepalive_count_max=4,
                 window=WINDOW,
@@ -339,28 +351,46 @@ class Agent:
 
     # -- admission (a service's bound on sessions at once) --------------------------
 
-    def admit(self, connection: Admitted, peer: str) -> str | None:
+    def admit(self, connection: Admitted, peer: str, source: str = "") -> str | None:
         """Give ``connection`` a place for its consent and session; why not, if it gets none.
 
         A place is held from the consent's first round until the connection
         closes, so that consents under way count: every one of them may become
-        a session. A share takes anyone to its one code.
+        a session. One source address holds at most CONSENTS_PER_SOURCE places
+        in consent at once, and a grants-only service ends a consent after
+        GRANT_LOGIN_TIMEOUT, so that nobody holds every place without proving
+        anything. A share takes anyone to its one code.
         """
         if not self.settings.service:
             return None
         if self._stopping:
             return "the agent is stopping; try again once it is back"
+        if connection in self._admitted:
+            return None
         most = self.settings.max_sessions
-        if connection not in self._admitted and len(self._admitted) >= most:
+        if len(self._admitted) >= most:
             self._event("busy", peer=peer, max_sessions=most)
             self.observer.say(f"turned {peer} away: {most} sessions at once at most")
             return f"the agent already serves {most} sessions at once, its most; try again later"
+        if sum(1 for s in self._consenting.values() if s == source) >= CONSENTS_PER_SOURCE:
+            self._event("busy", peer=peer, consents_per_source=CONSENTS_PER_SOURCE)
+            self.observer.say(f"turned {peer} away: too many consents under way from its address")
+            return (
+                f"{CONSENTS_PER_SOURCE} consents from your address are under way already; "
+                "try again once they are done"
+            )
         self._admitted.add(connection)
+        self._consenting[connection] = source
         return None
+
+    def settled(self, connection: Admitted) -> None:
+        """``connection``'s consent passed: its place is a session's now."""
+        self._consenting.pop(connection, None)
 
     def release(self, connection: Admitted) -> None:
         """``connection`` closed: its place is free."""
         self._admitted.discard(connection)
+        self._consenting.pop(connection, None)
 
     @property
     def _one_session(self) -> bool:
