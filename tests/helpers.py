@@ -32,6 +32,12 @@ def write_allowed_signers(path: Path, *signers: Signer, email: str = EMAIL) -> P
     return path
 
 
+def write_issuers(path: Path, *signers: Signer, email: str = "owner@example.com") -> Path:
+    """An agent's --accept-grants-from file: each signer trusted to issue grants."""
+    path.write_text("".join(allowed_signers_line(s, email, ("toolkit-grant",)) for s in signers))
+    return path
+
+
 class FakeClock:
     """A monotonic clock that tests move by hand."""
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import allowed_signers_line, new_signer, write_allowed_signers
+from tests.helpers import allowed_signers_line, new_signer, write_allowed_signers, write_issuers
 from tests.integration.share_process import Person, end
 from tests.session_support import Customer, code_of, identity, make_catalogue, make_policy
 from tests.threats.agent_support import assert_never_written
@@ -43,7 +43,7 @@ def admin(tmp_path: Path) -> Person:
 
 @pytest.fixture
 def issuers(tmp_path: Path) -> Path:
-    return write_allowed_signers(tmp_path / "issuers", new_signer(), email="owner@example.com")
+    return write_issuers(tmp_path / "issuers", new_signer())
 
 
 def events(path: Path) -> list[dict[str, Any]]:
@@ -120,10 +120,13 @@ def test_bad_files_are_refused_before_listening(admin: Person, tmp_path: Path) -
     empty = tmp_path / "empty"
     empty.write_text("# nobody\n")
     done = admin.toolkit("serve", "--accept-grants-from", empty)
-    assert done.returncode == 2 and "lists no keys" in done.stderr
+    assert done.returncode == 2 and "names no issuer of grants" in done.stderr
+    not_issuers = write_allowed_signers(tmp_path / "technicians", new_signer())
+    done = admin.toolkit("serve", "--accept-grants-from", not_issuers)
+    assert done.returncode == 2 and "names no issuer of grants" in done.stderr
     done = admin.toolkit("serve", "--accept-grants-from", "/dev/zero")
     assert done.returncode == 2 and "not a regular file" in done.stderr
-    issuers = write_allowed_signers(tmp_path / "issuers", new_signer())
+    issuers = write_issuers(tmp_path / "issuers", new_signer())
     done = admin.toolkit("serve", "--accept-grants-from", issuers, "--log", tmp_path)
     assert done.returncode == 2 and "is a directory" in done.stderr
     fifo = tmp_path / "fifo"

@@ -13,7 +13,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.helpers import new_signer, write_allowed_signers
+from tests.helpers import new_signer, write_issuers
 from tests.integration.share_process import Person, end
 from tests.relay_support import host_key, relay_process, trust
 from toolkit.agent.host_key import HostKey
@@ -30,7 +30,7 @@ def test_a_service_registers_its_name_at_the_relay_and_technicians_reach_it_by_n
     service_key, fingerprint = shown.stdout.splitlines()
     agents = operator.root / "agents"
     agents.write_text(f"web-01 {' '.join(service_key.split()[:2])}\n")
-    issuers = write_allowed_signers(tmp_path / "issuers", new_signer())
+    issuers = write_issuers(tmp_path / "issuers", new_signer())
     with relay_process(operator, relay_key, 0, "--agents", str(agents)) as relay:
         assert relay.listening["agents"] == 1
         for person in (owner, technician):
@@ -94,7 +94,7 @@ def test_a_service_refuses_a_relay_whose_host_key_it_does_not_know(tmp_path: Pat
     """Nobody is at a service to answer ssh's question: it stops, saying what to add."""
     operator, owner = Person.make(tmp_path / "operator"), Person.make(tmp_path / "owner")
     relay_key = host_key(operator.root / "relay_key")
-    issuers = write_allowed_signers(tmp_path / "issuers", new_signer())
+    issuers = write_issuers(tmp_path / "issuers", new_signer())
     with relay_process(operator, relay_key) as relay:
         done = owner.toolkit(
             "serve", "--accept-grants-from", issuers,

@@ -276,15 +276,15 @@ def serve_command(
         raise UsageError("--relay needs --name: technicians reach a service by its name.")
     _name(name)
     offered = _offered(scope)
-    from toolkit.identity.allowed_signers import AllowedSigners
+    from toolkit.grants.acceptance import GrantAcceptance
+    from toolkit.grants.ledger import Ledger
     from toolkit.policy import Policy
 
-    trust = AllowedSigners.from_file(accept_grants_from)
-    if not trust.entries:
-        raise UsageError(
-            f"{printable(str(accept_grants_from), 200)} lists no keys: no grant could "
-            "ever be accepted."
-        )
+    # Grants only: no code is ever shown or taken, and nobody is asked (a fix's approval
+    # is its grant).
+    grants = GrantAcceptance.from_file(
+        accept_grants_from, Ledger.default(), frozenset({name} if name else ())
+    )
     rules = Policy.resolve(policy_path)
     key = load_or_create(host_key)
     if route is not None:
@@ -296,12 +296,6 @@ def serve_command(
 
     service_log = ServiceLog(log)
     nobody = _NobodyToAsk()
-    from toolkit.grants.acceptance import GrantAcceptance
-    from toolkit.grants.ledger import Ledger
-
-    # Grants only: no code is ever shown or taken, and nobody is asked (a fix's approval
-    # is its grant).
-    grants = GrantAcceptance(trust, Ledger.default(), names=frozenset({name} if name else ()))
     settings = AgentSettings(
         catalogue=Catalogue.installed(),
         policy=rules,

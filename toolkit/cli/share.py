@@ -686,9 +686,8 @@ def _grants(path: Path | None) -> GrantAcceptance | None:
         return None
     from toolkit.grants.acceptance import GrantAcceptance
     from toolkit.grants.ledger import Ledger
-    from toolkit.identity.allowed_signers import AllowedSigners
 
-    return GrantAcceptance(AllowedSigners.from_file(path), Ledger.default())
+    return GrantAcceptance.from_file(path, Ledger.default())
 
 
 def _trust(signers: Path | None) -> TrustCheck:

@@ -51,6 +51,28 @@ class GrantAcceptance:
     ledger: Ledger
     names: frozenset[str] = frozenset()  # the agent's own names (serve --name)
 
+    @classmethod
+    def from_file(
+        cls, path: Path, ledger: Ledger, names: frozenset[str] = frozenset()
+    ) -> GrantAcceptance:
+        """Grants whose issuers ``path`` (an allowed_signers file) names; UsageError for a
+        file with no line that could ever vouch for an issuer, rather than an agent that
+        silently accepts nothing."""
+        from toolkit.errors import UsageError
+        from toolkit.grants.check import can_issue
+        from toolkit.grants.model import NAMESPACE
+        from toolkit.identity.allowed_signers import AllowedSigners
+        from toolkit.text import printable
+
+        trust = AllowedSigners.from_file(path)
+        if not can_issue(trust):
+            raise UsageError(
+                f"{printable(str(path), 200)} names no issuer of grants, so no grant could "
+                "ever be accepted.",
+                hint=f'An issuer\'s line says namespaces="{NAMESPACE}" (docs/grants.md).',
+            )
+        return cls(trust, ledger, names)
+
     def admit(
         self,
         claim: GrantClaim,

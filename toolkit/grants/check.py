@@ -165,17 +165,40 @@ def verify_signature(grant: Grant) -> bytes:
         ) from None
 
 
+def can_issue(trust: AllowedSigners) -> bool:
+    """Whether any line of ``trust`` could vouch for an issuer (its namespaces name
+    toolkit-grant): an agent given a file with none would accept no grant ever."""
+    from toolkit.identity.allowed_signers import match_pattern_list
+
+    return any(
+        e.namespaces is not None and match_pattern_list(NAMESPACE, e.namespaces)
+        for e in trust.entries
+    )
+
+
 def check_issuer(grant: Grant, signer_key: bytes, trust: AllowedSigners, now: datetime) -> None:
     """GrantRefused("untrusted-issuer") unless ``trust`` vouches for ``signer_key`` as the
-    grant's issuer, for namespace toolkit-grant, at ``now``."""
+    grant's issuer, for namespace toolkit-grant, at ``now``.
+
+    Stricter than OpenSSH in one way: the line must name toolkit-grant in its
+    ``namespaces=``. A line without one trusts its key for every namespace, and the
+    same file lists technicians (toolkit-consent), who must not issue their own grants.
+    """
     try:
-        trust.check(grant.issuer, signer_key, NAMESPACE, at=now)
+        entry = trust.check(grant.issuer, signer_key, NAMESPACE, at=now)
     except SignatureError as exc:
         raise GrantRefused(
             "untrusted-issuer",
             f"The grant {grant.id} is signed by {fingerprint(signer_key)}, which is not trusted "
             f"to issue grants as {grant.issuer} ({printable(exc.message.rstrip('.'), 300)}).",
         ) from None
+    if entry.namespaces is None:
+        raise GrantRefused(
+            "untrusted-issuer",
+            f"The grant {grant.id} is signed by {fingerprint(signer_key)}, whose line "
+            f"{entry.lineno} in the agent's trust file names no namespaces: an issuer's line "
+            f'must say namespaces="{NAMESPACE}".',
+        )
 
 
 def _check_technician(

@@ -132,6 +132,19 @@ def test_untrusted_issuer_whose_line_is_for_consent_only() -> None:
     assert "not trusted for namespace 'toolkit-grant'" in exc.message
 
 
+def test_untrusted_issuer_whose_line_names_no_namespaces() -> None:
+    """OpenSSH trusts such a line for everything; a grant's issuer must be named for grants."""
+    from toolkit.grants.check import can_issue
+
+    trust = line(ISSUER, OWNER, "") + TRUST.split("\n", 1)[1]
+    exc = refused("untrusted-issuer", grant_of(), trust)
+    assert 'names no namespaces: an issuer\'s line must say namespaces="toolkit-grant"' in (
+        exc.message
+    )
+    assert not can_issue(AllowedSigners.from_text(line(ISSUER, OWNER, "")))
+    assert can_issue(AllowedSigners.from_text(TRUST))
+
+
 def test_untrusted_issuer_whose_line_has_expired_or_not_started() -> None:
     before = line(ISSUER, OWNER, f'namespaces="{NAMESPACE}",valid-before="20261203185959Z"')
     refused("untrusted-issuer", grant_of(), before + line(TECH, ALICE))
@@ -193,7 +206,14 @@ def test_the_host_by_fingerprint_or_by_name() -> None:
 def test_the_technician_named_by_key() -> None:
     grant = grant_of(technician=public_line(ALICE.public_blob))
     # Named by key, no trust line is needed for the technician.
-    assert check(grant, line(ISSUER, OWNER), technician_email="anyone@example.com") == ISSUER
+    assert (
+        check(
+            grant,
+            line(ISSUER, OWNER, f'namespaces="{NAMESPACE}"'),
+            technician_email="anyone@example.com",
+        )
+        == ISSUER
+    )
     mallory = new_signer()
     exc = refused("other-technician", grant, technician_key=mallory.public_blob)
     assert fingerprint(ALICE.public_blob) in exc.message
