@@ -37,6 +37,9 @@ from toolkit.transport.tuning import CIPHERS, MAX_PACKET, WINDOW
 CONNECT_TIMEOUT = 30.0
 #: How long the technician waits for the customer's yes (the agent gives up first).
 LOGIN_TIMEOUT = 600.0
+#: With a grant nobody is asked: a consent takes a second, and an agent that does not
+#: answer in this time is unreachable (a fleet must not wait 10 minutes on one host).
+GRANT_LOGIN_TIMEOUT = 30.0
 
 
 if TYPE_CHECKING:
@@ -159,6 +162,7 @@ async def connect(
 ) -> tuple[asyncssh.SSHClientConnection, Consent]:
     """Connect to the agent at ``host:port`` and pass consent; returns the connection and it."""
     client = _ConsentClient(ask)
+    login_timeout = GRANT_LOGIN_TIMEOUT if ask.grant is not None else LOGIN_TIMEOUT
     try:
         conn = await asyncio.wait_for(
             asyncssh.connect(
@@ -178,13 +182,13 @@ async def connect(
                 password_auth=False,
                 public_key_auth=False,
                 encryption_algs=CIPHERS,
-                login_timeout=LOGIN_TIMEOUT,
+                login_timeout=login_timeout,
                 keepalive_interval=15,
                 keepalive_count_max=4,
                 window=WINDOW,
                 max_pktsize=MAX_PACKET,
             ),
-            connect_timeout + LOGIN_TIMEOUT,
+            connect_timeout + login_timeout,
         )
     except asyncssh.PermissionDenied:
         if client.error is not None:

@@ -59,3 +59,39 @@ def test_the_pin_takes_only_its_own_key() -> None:
     pinned(fingerprint(key))(key)
     with pytest.raises(HostKeyRefused, match="not the pinned"):
         pinned(fingerprint(key))(new_signer().public_blob)
+
+
+def test_an_agent_that_never_answers_a_grant_is_unreachable_soon(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A port that accepts and says nothing: with a grant nobody is asked, so the technician
+    gives up after the grant's login timeout, not the ten minutes a customer may take."""
+    import asyncio
+
+    from toolkit.consent import Scope
+    from toolkit.errors import TransportError
+    from toolkit.transport import ssh
+
+    monkeypatch.setattr(ssh, "GRANT_LOGIN_TIMEOUT", 0.5)
+
+    async def main() -> None:
+        held: list[asyncio.StreamWriter] = []
+
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            held.append(writer)  # never a word back
+
+        server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        port = int(server.sockets[0].getsockname()[1])
+        ask = ssh.ConsentAsk(
+            identity(), "T-1", frozenset({Scope.DIAGNOSTICS}), None, grant=a_grant(),
+            host_key_check=pinned("SHA256:" + "A" * 43),
+        )  # fmt: skip
+        try:
+            with pytest.raises(TransportError, match="Cannot reach the agent"):
+                await asyncio.wait_for(ssh.connect("127.0.0.1", port, ask, connect_timeout=0.5), 20)
+        finally:
+            for writer in held:
+                writer.close()
+            server.close()
+
+    asyncio.run(main())
