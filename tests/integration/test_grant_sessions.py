@@ -302,14 +302,22 @@ def test_a_changed_host_key_is_refused_before_the_grant_is_sent(world: World, sh
     assert not (world.sides.customer.home / "marked").exists()
 
 
-def test_a_grant_without_a_pinned_host_key_is_a_usage_error(world: World, share: Share) -> None:
+def test_a_grant_without_a_pinned_host_key_is_refused_unless_known_agents_pins_it(
+    world: World, share: Share
+) -> None:
     path = world.write(world.grant(share))
-    done = world.sides.technician.toolkit(
-        "run", "mark", share.address, "--grant", path, "--ticket", "T-1", "-p", "name=marked"
-    )
-    assert done.returncode == 2, done.stderr
-    assert "host key pinned" in done.stderr
+    args = ("run", "mark", share.address, "--grant", path, "--ticket", "T-1", "-p", "name=marked")
+    done = world.sides.technician.toolkit(*args)  # no terminal to ask on
+    assert done.returncode == 3, done.stderr
+    assert "which is not pinned, and nobody confirmed it" in done.stderr
     assert world.ledger.used(Grant.parse(path.read_bytes()).id) == 0
+    # The known agents file pins it, as ssh's known_hosts would: the run goes ahead.
+    known = world.sides.technician.root / "config" / "toolkit" / "known_agents"
+    known.parent.mkdir(parents=True, exist_ok=True)
+    known.write_text(f"{share.address} {share.line()['host_key']}\n")
+    done = world.sides.technician.toolkit(*args)
+    assert done.returncode == 0, done.stderr
+    assert world.ledger.used(Grant.parse(path.read_bytes()).id) == 1
 
 
 # -- refused per operation ----------------------------------------------------------------
@@ -319,10 +327,20 @@ def test_a_fix_the_grant_does_not_name_is_refused(world: World, share: Share) ->
     assert world.sides.customer.path is not None
     other = declaration_sha256(world.sides.customer.path, "half-mark")
     grant = world.grant(share, procedures=[GrantedProcedure("fix", "half-mark", other)])
-    done, lines = run_with(world, share, world.write(grant))
+    path = world.write(grant)
+    # toolkit run sees it first: no agent would run the fix, and each would spend a use.
+    done, _ = run_with(world, share, path)
+    assert done.returncode == 2, done.stderr
+    assert f"The grant {grant.id} does not name the fix mark (it names half-mark)" in done.stderr
+    assert world.ledger.used(grant.id) == 0
+    # Asked for anyway (a session's batch), the agent refuses it: its own check.
+    batch = world.sides.technician.root / "batch.txt"
+    batch.write_text("fix mark -p name=marked\n")
+    done = world.sides.technician.toolkit(
+        "connect", share.address, "--grant", path, "--host-key", share.line()["host_key"],
+        "--ticket", "T-1", "--scope", "diagnostics", "--scope", "fixes", "--batch", batch,
+    )  # fmt: skip
     assert done.returncode == 3, done.stderr
-    result = summary(lines)
-    assert (result["result"], result["steps"]) == ("refused", ["check"]), result
     assert f"refused: the grant {grant.id} does not name the fix mark" in done.stderr
     assert not (world.sides.customer.home / "marked").exists()
     assert world.ledger.used(grant.id) == 1  # consent passed: the use is spent

@@ -266,10 +266,11 @@ def test_a_grants_scope_covers_no_procedure_the_technician_brings(tmp_path: Path
             session = await world.session(agent, grant)
             evil_fix = Fix("evil", "Not installed here", apply=[["touch", str(planted)]])
             evil_diag = Diagnostic("evil-look", "Not installed here", run=[["touch", str(planted)]])
-            for op, procedure, more in (
+            cases: list[tuple[str, Fix | Diagnostic, dict[str, Any]]] = [
                 ("fix", evil_fix, {"step": "apply"}),
                 ("diag", evil_diag, {}),
-            ):
+            ]
+            for op, procedure, more in cases:
                 reply = await session.client.request(
                     op, name=procedure.name, declaration=procedure.to_dict(), params={}, **more
                 )

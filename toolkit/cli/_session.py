@@ -20,6 +20,8 @@ from toolkit.cli._relay import confirm_relay_host, relay_route
 from toolkit.errors import ExitCode, ToolkitError, UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from toolkit.consent import Scope
     from toolkit.session.workflow import Place, SessionRequest
 
@@ -92,6 +94,7 @@ def session_request(
     verdict: bool,
     grant: Path | None = None,
     host_key: str | None = None,
+    fix: str | None = None,
 ) -> SessionRequest:
     """The session to run: the code checked (or a terminal to ask it on), or the grant read
     with the agent's host key pinned; a relay's host key confirmed, then the identity
@@ -109,16 +112,15 @@ def session_request(
                 "the customer's code.",
                 hint="Give the agent's HOST:PORT instead.",
             )
-        if host_key is None:
-            raise UsageError(
-                "A grant needs the agent's host key pinned.",
-                hint="Give its fingerprint with --host-key SHA256:... (the agent prints it).",
-            )
     host_key_check = None
     if host_key is not None:
         from toolkit.transport.ssh import pinned
 
         host_key_check = pinned(check_fingerprint(host_key))
+    elif grant is not None:
+        # No code binds the connection to the customer's agent: its host key must be
+        # the one pinned for it in the known agents file, or confirmed here as ssh asks.
+        host_key_check = _known_agent(place)
     brought = None
     if grant is not None:
         from toolkit.grants import load
@@ -129,6 +131,10 @@ def session_request(
         raise UsageError("No --code given and no terminal to ask for it.", hint="Pass --code CODE.")
     if place.route is not None:
         confirm_relay_host(place.route)  # before the passphrase and the code
+    if brought is not None and fix is not None:
+        from toolkit.grants.check import before_connecting
+
+        before_connecting(brought, fix=fix)
     identity = load_identity(key, agent)
     return SessionRequest(
         place,
@@ -141,6 +147,21 @@ def session_request(
         grant=brought,
         host_key_check=host_key_check,
     )
+
+
+def _known_agent(place: Place) -> Callable[[bytes], None]:
+    """The host key check of an agent reached with a grant, by the known agents file."""
+    from toolkit.cli._pins import known_agents
+    from toolkit.transport.pins import label_of
+
+    pins = known_agents(ask=True)
+    name = place.route.name if place.route is not None else None
+    label = name if name is not None else label_of(place.host, place.port)
+
+    def check(blob: bytes) -> None:
+        pins.check(label, blob)
+
+    return check
 
 
 #: Error codes in JSON error lines, for errors that are not a consent refusal.

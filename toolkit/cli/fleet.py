@@ -96,6 +96,7 @@ def _prepare(options: FleetOptions) -> _Plan:
     from toolkit.cli._identity import load_identity
     from toolkit.fleet.inventory import load, select
     from toolkit.fleet.runner import MAX_FORKS
+    from toolkit.grants.check import before_connecting
     from toolkit.plugins.declaration import NAME
     from toolkit.session.commands import add_param
     from toolkit.tickets.base import check_ticket_id
@@ -132,6 +133,8 @@ def _prepare(options: FleetOptions) -> _Plan:
     if mine is None:
         not_yours(name)
     grants = _load_grants(hosts, options.grant)
+    for grant in set(grants.values()):  # a use on every host for nothing: refused here
+        before_connecting(grant, fix=name)
     identity = load_identity(options.key, options.agent)
     return _Plan(hosts, params, tickets, mine, grants, identity)
 

@@ -236,8 +236,9 @@ def _run(
     # check and verify are read-only (the diagnostics scope); --check asks for nothing more.
     asked = frozenset({Scope.DIAGNOSTICS} if check_only else {Scope.DIAGNOSTICS, Scope.FIXES})
     request = session_request(
-        place, ticket, code, asked, key, agent, verdict=as_json, grant=grant, host_key=host_key
-    )
+        place, ticket, code, asked, key, agent, verdict=as_json, grant=grant, host_key=host_key,
+        fix=name,
+    )  # fmt: skip
     screen.grant = request.grant.id if request.grant is not None else None
 
     async def work(session: TechnicianSession, tally: Tally) -> tuple[ExitCode, str]:

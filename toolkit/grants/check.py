@@ -165,6 +165,29 @@ def verify_signature(grant: Grant) -> bytes:
         ) from None
 
 
+def before_connecting(grant: Grant, *, fix: str) -> None:
+    """UsageError when ``grant`` neither names the fix ``fix`` nor covers it with its fixes
+    scope, found before anything connects.
+
+    Every agent would let the session in (its consent is the grant's) and then refuse
+    the fix: one use spent on each host for nothing. Whatever else makes an agent refuse
+    a grant (its window, ticket, key, host, issuer) is left to the agent, which says
+    why with its reason and spends no use.
+    """
+    from toolkit.errors import UsageError
+
+    if grant.names("fix", fix) is None and "fixes" not in grant.scopes:
+        named = ", ".join(p.name for p in grant.procedures if p.kind == "fix") or "no fix"
+        raise UsageError(
+            printable(
+                f"The grant {grant.id} does not name the fix {fix} (it names {named}): every "
+                "agent would spend a use on it and refuse the fix.",
+                400,
+            ),
+            hint="Ask its issuer for a grant for this fix (toolkit grant show FILE prints it).",
+        )
+
+
 def can_issue(trust: AllowedSigners) -> bool:
     """Whether any line of ``trust`` could vouch for an issuer (its namespaces name
     toolkit-grant): an agent given a file with none would accept no grant ever."""

@@ -21,7 +21,13 @@ from toolkit.fleet.results import HostResult, HostStatus
 
 
 class Grant:
+    """Stands in for the grant the CLI would load: it covers every fix."""
+
     id = "g-bbbbbbbbbbbbbbbbbbbbbbbbbb"
+    scopes = frozenset({"fixes"})
+
+    def names(self, kind: str, name: str) -> None:
+        return None
 
 
 _released: list[asyncio.Event] = []

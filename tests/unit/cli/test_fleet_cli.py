@@ -58,7 +58,13 @@ address = "127.0.0.1:7006"
 
 
 class Grant:
+    """Stands in for the grant the CLI would load: it covers every fix."""
+
     id = "g-aaaaaaaaaaaaaaaaaaaaaaaaaa"
+    scopes = frozenset({"fixes"})
+
+    def names(self, kind: str, name: str) -> None:
+        return None
 
 
 def _transcript(tmp_path: Path, host: str) -> tuple[Path, str]:

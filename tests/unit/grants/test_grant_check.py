@@ -275,3 +275,17 @@ def test_a_certificate_is_not_a_technician_key_line_but_may_present_the_named_ke
     in_cert = _cert_signer(ca, "anyone@example.com", key)
     assert check(grant, technician_key=in_cert.public_blob) == ISSUER
     refused("other-technician", grant, technician_key=certified.public_blob)
+
+
+def test_before_connecting_refuses_only_a_fix_the_grant_cannot_cover() -> None:
+    """The technician's side refuses what would spend a use on every host for nothing."""
+    from toolkit.errors import UsageError
+    from toolkit.grants.check import before_connecting
+
+    named = grant_of()
+    before_connecting(named, fix="restart-unit")
+    with pytest.raises(UsageError, match="does not name the fix flush-dns .it names restart-unit"):
+        before_connecting(named, fix="flush-dns")
+    before_connecting(grant_of(procedures=[], scopes=["fixes"]), fix="flush-dns")
+    with pytest.raises(UsageError, match="it names no fix"):
+        before_connecting(grant_of(procedures=[], scopes=["diagnostics"]), fix="flush-dns")
