@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
 
 import platformdirs
@@ -51,15 +52,23 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write ``path`` so that a crash leaves the old file or the new one, never half.
 
     A temporary file next to it is written and fsynced, renamed over ``path``,
-    and the directory is fsynced so that the rename itself survives a crash.
+    and the directory is fsynced so that the rename itself survives a crash. The
+    temporary file has a name nobody can guess and is created exclusively: a
+    symlink planted at a predictable name (in a shared directory, next to an
+    inventory) would otherwise have the data written through it.
     """
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dir_fd)
