@@ -36,7 +36,7 @@ def test_init_without_keyring_uses_encrypted_file_and_says_so(
     line = capsys.readouterr().out.strip()
     assert line.startswith(
         'alice@example.com namespaces="toolkit-transcript-checkpoint,toolkit-transcript,'
-        'toolkit-manifest" '
+        'toolkit-manifest,toolkit-run-summary" '
     )
     assert line.endswith(view["public_key"])
 

@@ -185,11 +185,13 @@ def show(key: KeyOption = None, agent: AgentOption = None, as_json: JsonOption =
 @app.command("allowed-signers")
 def allowed_signers(key: KeyOption = None, agent: AgentOption = None) -> None:
     """Print this identity's allowed_signers line, for toolkit verify and ssh-keygen."""
+    from toolkit.fleet.summary import NAMESPACE as RUN_SUMMARY_NAMESPACE
     from toolkit.tickets.package import MANIFEST_NAMESPACE
     from toolkit.transcript.models import NAMESPACES
 
     view = _view(key, agent)
-    # The manifest's namespace too, so ssh-keygen can check what goes onto a ticket.
-    namespaces = ",".join((*NAMESPACES, MANIFEST_NAMESPACE))
+    # The manifest's and a fleet's run summary's namespaces too, so ssh-keygen can check
+    # everything the technician signs that goes onto a ticket.
+    namespaces = ",".join((*NAMESPACES, MANIFEST_NAMESPACE, RUN_SUMMARY_NAMESPACE))
     line = f'{view["email"]} namespaces="{namespaces}" {view["public_key"]}'
     out().print(printable(line, None), highlight=False, markup=False)
