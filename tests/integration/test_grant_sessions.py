@@ -32,7 +32,7 @@ from tests.integration.test_share_connect import (
 from toolkit.grants import Grant, GrantedProcedure, issue
 from toolkit.grants.ledger import Ledger
 from toolkit.identity.allowed_signers import AllowedSigners
-from toolkit.identity.keys import blob_of, fingerprint, public_line
+from toolkit.identity.keys import blob_from_line, blob_of, fingerprint, public_line
 from toolkit.identity.signer import KeySigner
 
 OWNER = "owner@example.com"
@@ -199,9 +199,11 @@ def test_a_valid_grant_runs_the_fix_with_no_code_and_no_question(world: World) -
         (approval,) = [e for e in events(copy) if e["type"] == "approval"]
         assert (approval["by"], approval["grant"]) == ("grant", grant.id), approval
     assert consent_event(theirs)["grant"]["verdict"] == f"accepted by {OWNER}"
-    # The agent's grant history says who used it, for which ticket, and how it ended.
+    # The agent's grant history says who used it (the grant names a key: that key, not
+    # the email the technician claims beside it), for which ticket, and how it ended.
     (used,) = world.ledger.history(grant.id)
-    assert (used.number, used.technician, used.ticket) == (1, "alice@example.com", "T-1")
+    key = fingerprint(blob_from_line(world.technician_key))
+    assert (used.number, used.technician, used.ticket) == (1, key, "T-1")
     assert used.transcript == str(theirs) and used.outcome is not None
     assert "completed" in used.outcome
 
@@ -403,6 +405,8 @@ def test_a_technician_named_by_principal_needs_the_issuers_trust(world: World) -
         if not trusted:
             assert refused_with(done, lines) == "other-technician"
     assert (world.sides.customer.home / "marked").exists()
+    # Vouched for as that principal: the ledger names the principal.
+    assert world.ledger.history(grant.id)[-1].technician == "alice@example.com"
 
 
 def test_a_brought_fix_the_grant_names_by_digest_runs_unasked(

@@ -392,7 +392,10 @@ class AgentGrantHandshake(Machine[GrantAgentState]):
             requested=msg.scopes,
             granted=admission.granted,
             host_key=self._host_key,
-            trusted=True,  # the grant's issuer vouched for this key (check_grant)
+            # Vouched for as that email only when the grant names a principal (check_grant
+            # checked the trust file for it); a grant naming a key vouches for the key,
+            # and the name and email beside it are the technician's own words.
+            trusted=grant.technician_key is None,
             method="grant",
             grant=GrantRecord(
                 text=msg.grant.decode("utf-8", "replace"),

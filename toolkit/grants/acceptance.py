@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from toolkit.consent._approval import Consent, Scope
 from toolkit.errors import ToolkitError
+from toolkit.identity.keys import fingerprint
 
 if TYPE_CHECKING:
     from toolkit.consent._grant import Admission, GrantClaim
@@ -108,9 +109,12 @@ class GrantAcceptance:
             raise NothingOffered(
                 "The grant gives none of the scopes asked for that this agent offers."
             )
+        # Who: the principal the trust file vouched for, or, for a grant that names a key,
+        # that key (the email beside it is only what the technician says).
+        who = claim.email if grant.technician_key is None else fingerprint(claim.key)
         use = self.ledger.spend(
             grant,
-            technician=claim.email,
+            technician=who,
             ticket=claim.ticket,
             session=f"consent-{claim.nonce[:8].hex()}",
             peer=peer,

@@ -284,7 +284,9 @@ def test_before_connecting_refuses_only_a_fix_the_grant_cannot_cover() -> None:
 
     named = grant_of()
     before_connecting(named, fix="restart-unit")
-    with pytest.raises(UsageError, match="does not name the fix flush-dns .it names restart-unit"):
+    with pytest.raises(
+        UsageError, match=r"does not name the fix flush-dns \(it names restart-unit"
+    ):
         before_connecting(named, fix="flush-dns")
     before_connecting(grant_of(procedures=[], scopes=["fixes"]), fix="flush-dns")
     with pytest.raises(UsageError, match="it names no fix"):
