@@ -270,6 +270,9 @@ def test_revoke_and_history_read_the_agents_ledger(
 
     revoked = person.toolkit("grant", "revoke", grant.id, "--reason", "job done")
     assert revoked.returncode == 0 and f"Revoked {grant.id}" in revoked.stderr
+    assert "has recorded no use" not in revoked.stderr  # this ledger knows the grant
+    unseen = person.toolkit("grant", "revoke", "g-" + "b" * 26)  # a typo, or the wrong host
+    assert unseen.returncode == 0 and "this ledger has recorded no use of g-bbbb" in unseen.stderr
     again = person.toolkit("grant", "revoke", str(path))  # by file, too
     assert again.returncode == 0 and "already revoked" in again.stderr
     assert ledger.revoked(grant.id) is not None

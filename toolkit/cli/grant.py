@@ -494,6 +494,15 @@ def revoke(
     now = datetime.now(UTC).replace(microsecond=0)
     if book.revoke(gid, reason=reason, now=now):
         say(printable(f"Revoked {gid} on this host ({book.root})."))
+        if book.used(gid) == 0:
+            # Revoking on the wrong machine, or in another user's data dir, is easy to
+            # do and would otherwise look like success.
+            say(
+                printable(
+                    f"note: this ledger has recorded no use of {gid}: if the agent runs as "
+                    "another user (a service), revoke it in its ledger too: --ledger DIR."
+                )
+            )
     else:
         at = book.revoked(gid)
         say(printable(f"{gid} was already revoked here, at {_time(at or now)}."))
