@@ -93,7 +93,9 @@ def test_prompt_shell_and_passwords_on_a_real_terminal(
         # in the pager, the top first; q leaves it, back at the prompt.
         tmux.wait_for("tech", "diagnostics on this machine:")
         tmux.keys("tech", "q")
-        tmux.wait_for("tech", PROMPT)
+        # A new prompt under "toolkit> help", not that line itself: keys typed before the
+        # pager has closed would go to the pager.
+        tmux.wait_for("tech", PROMPT, count=2)
         tmux.keys("tech", "read ~/no", literal=True)
         tmux.keys("tech", "Tab")
         tmux.wait_for("tech", "read ~/notes.txt")
