@@ -309,3 +309,27 @@ def test_history_reports_a_record_it_cannot_read(
     assert row.split()[:2] == [grant.id, "2"] and "problem: not a ledger record" in row
     view = json.loads(person.toolkit("grant", "history", "--json").stdout)
     assert view["uses"][1]["problem"].startswith("not a ledger record")
+
+
+def test_hosts_from_an_inventory_by_pinned_key_else_by_name(
+    tmp_path: Path, owner: tuple[Person, Path, Path]
+) -> None:
+    person, key, _ = owner
+    inventory = tmp_path / "hosts.toml"
+    inventory.write_text(
+        f'[hosts.web-01]\naddress = "10.0.0.5:7022"\nhost_key = "{HOST_FP}"\ngroups = ["web"]\n'
+        '[hosts.web-02]\naddress = "10.0.0.6:7022"\ngroups = ["web"]\n'
+        '[hosts.db-01]\naddress = "10.0.0.7:7022"\n'
+    )
+    path = tmp_path / "g.grant"
+    done = issue(
+        person, key, "--technician", "tech@example.com", "--scope", "diagnostics",
+        "--hosts", f"@{inventory}:web", "--not-after", "+8h", "-o", path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert load(path).hosts == (HOST_FP, "web-02")
+    typo = issue(
+        person, key, "--technician", "tech@example.com", "--scope", "diagnostics",
+        "--hosts", f"@{inventory}:webb", "--not-after", "+8h",
+    )  # fmt: skip
+    assert typo.returncode == 2 and "webb" in typo.stderr

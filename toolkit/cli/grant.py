@@ -137,18 +137,10 @@ def brought_procedure(path: Path) -> GrantedProcedure:
 
 def inventory_hosts(spec: str) -> list[str]:
     """``@inventory.toml[:PATTERN]``: each selected host's pinned key, else its name."""
-    import importlib
+    from toolkit.fleet.inventory import load, select
 
     path, _, pattern = spec[1:].partition(":")
-    try:
-        inventory: Any = importlib.import_module("toolkit.fleet.inventory")
-    except ImportError:
-        raise UsageError(
-            "--hosts @FILE needs toolkit's fleet inventories, which this build lacks; "
-            "list the hosts instead (fingerprints or names, comma-separated)."
-        ) from None
-    hosts = inventory.select(inventory.load(Path(path)), pattern or None)
-    return [getattr(h, "host_key", None) or h.name for h in hosts]
+    return [h.host_key or h.name for h in select(load(Path(path)), pattern or None)]
 
 
 @app.command()
