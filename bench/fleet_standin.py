@@ -143,8 +143,8 @@ class NoUI:
 
 
 async def run(hosts: list[list[Any]], fix: str, ticket: str, forks: int) -> dict[str, Any]:
-    from toolkit.cli._identity import load_identity
     from toolkit.cli._fixes import technician_fix
+    from toolkit.cli._identity import load_identity
     from toolkit.consent import Scope, parse_code
     from toolkit.session.fix_run import run_fix
     from toolkit.session.results import COMPLETED
