@@ -48,6 +48,30 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
+def check_guarded(path: Path, what: str) -> None:
+    """UsageError unless ``path`` is owned by this user (or root) and nobody else may write it.
+
+    For what decides who gets in (an agent's trust file, its grant ledger): a file
+    another user can change would let them add an issuer, or give a use back.
+    A path that does not exist yet passes (it is made private when created).
+    """
+    from toolkit.errors import UsageError
+
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UsageError(f"Cannot check {what} {path}: {exc.strerror or exc}.") from None
+    owners = {os.geteuid(), 0}
+    if st.st_uid not in owners or st.st_mode & 0o022:
+        raise UsageError(
+            f"{what.capitalize()} {path} may be changed by another user (owner uid "
+            f"{st.st_uid}, mode {st.st_mode & 0o7777:04o}): refused, as it decides who gets in.",
+            hint=f"chown it to the user the agent runs as and chmod go-w {path}.",
+        )
+
+
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write ``path`` so that a crash leaves the old file or the new one, never half.
 
@@ -76,4 +100,12 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
         os.close(dir_fd)
 
 
-__all__ = ["atomic_write", "config_dir", "data_dir", "ensure_private_dir", "name_part", "state_dir"]
+__all__ = [
+    "atomic_write",
+    "check_guarded",
+    "config_dir",
+    "data_dir",
+    "ensure_private_dir",
+    "name_part",
+    "state_dir",
+]

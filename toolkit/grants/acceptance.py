@@ -63,8 +63,11 @@ class GrantAcceptance:
         from toolkit.grants.check import can_issue
         from toolkit.grants.model import NAMESPACE
         from toolkit.identity.allowed_signers import AllowedSigners
+        from toolkit.paths import check_guarded
         from toolkit.text import printable
 
+        check_guarded(path, "the trust file")
+        check_guarded(ledger.root, "the grant ledger")
         trust = AllowedSigners.from_file(path)
         if not can_issue(trust):
             raise UsageError(
