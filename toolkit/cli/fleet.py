@@ -285,7 +285,7 @@ def _passphrase() -> Any:
 
 
 def _recap(fleet: FleetResult) -> None:
-    from toolkit.cli.run_fix import _recap as recap_line
+    from toolkit.cli.render import recap_line
 
     for result in fleet.results:
         why = result.message or result.status.value

@@ -244,4 +244,22 @@ def findings_lines(result: OperationResult) -> list[str]:
     return [printable(f"finding: {f.severity}: {f.message}", 300) for f in result.findings]
 
 
-__all__ = ["Step", "findings_lines", "show", "steps"]
+def recap_line(host: str, status: str, steps: int, exit_code: int, why: str) -> str:
+    """The closing line, as Ansible's PLAY RECAP: ``recap: HOST result=changed steps=4 (exit 0)``.
+
+    A result of two words is joined with a dash (``would-change``) so the line splits on spaces.
+    """
+    counts = f"recap: {host} result={status.replace(' ', '-')} steps={steps}"
+    if exit_code == 0:
+        return f"{counts} (exit 0)"
+    first = (why.splitlines() or [why])[0].rstrip(".")
+    return f"{counts} (exit {exit_code}: {first})"
+
+
+__all__ = [
+    "Step",
+    "findings_lines",
+    "recap_line",
+    "show",
+    "steps",
+]

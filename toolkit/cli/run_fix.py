@@ -34,6 +34,7 @@ from toolkit.cli._session import (
 )
 from toolkit.cli._terminal import write_output
 from toolkit.cli.connect import _Screen
+from toolkit.cli.render import recap_line
 from toolkit.errors import ExitCode, ToolkitError, UsageError
 from toolkit.text import printable, printable_lines
 
@@ -172,7 +173,9 @@ def run_command(
         if screen.place is None:
             raise  # a usage error: said as for any command, no recap
         say(printable_lines(exc.diagnostics()))
-        say(printable(_recap(screen.place, _result_of(exc), 0, int(exc.exit_code), exc.message)))
+        say(
+            printable(recap_line(screen.place, _result_of(exc), 0, int(exc.exit_code), exc.message))
+        )
         raise typer.Exit(int(exc.exit_code)) from None
     if exit_code:
         raise typer.Exit(exit_code)
@@ -325,7 +328,7 @@ class _RunScreen(_Screen):
         status = outcome.status.value if outcome is not None else "interrupted"
         steps = len(outcome.steps) if outcome is not None else 0
         why = outcome.message if outcome is not None else result.ended
-        recap = _recap(self.place or "?", status, steps, result.exit_code, why)
+        recap = recap_line(self.place or "?", status, steps, result.exit_code, why)
         if result.exit_code == 0 and why:  # else the recap itself says why
             say(printable(f"{status}: {why}"))
         say(printable(recap))
@@ -334,18 +337,6 @@ class _RunScreen(_Screen):
 def _shown(argv: tuple[str, ...]) -> str:
     """A command as the step lines show it: no shell ever reads it, so nothing is quoted."""
     return " ".join(argv)
-
-
-def _recap(host: str, status: str, steps: int, exit_code: int, why: str) -> str:
-    """The closing line, as Ansible's PLAY RECAP: ``recap: HOST result=changed steps=4 (exit 0)``.
-
-    A result of two words is joined with a dash (``would-change``) so the line splits on spaces.
-    """
-    counts = f"recap: {host} result={status.replace(' ', '-')} steps={steps}"
-    if exit_code == 0:
-        return f"{counts} (exit 0)"
-    first = (why.splitlines() or [why])[0].rstrip(".")
-    return f"{counts} (exit {exit_code}: {first})"
 
 
 def _summary(result: SessionResult, name: str, outcome: FixResult | None) -> dict[str, Any]:
