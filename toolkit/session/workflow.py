@@ -100,6 +100,9 @@ class SessionRequest:
     grant: Grant | None = None
     #: Checks the agent's host key before anything is sent (required with a grant).
     host_key_check: HostKeyCheck | None = None
+    #: False: the caller attaches (a fleet, every host's transcript at once): the session
+    #: only puts its sealed transcript in the outbox, and does not retry the outbox first.
+    attach: bool = True
 
     def __post_init__(self) -> None:
         if self.grant is not None and self.code is not None:
@@ -290,9 +293,10 @@ async def run_session(
     from toolkit.tickets.attach import sync_quietly
     from toolkit.transport._asyncssh import load
 
-    synced = sync_quietly(None, request.allowed_signers, ui.ticket_note)
-    if synced:
-        ui.outbox_tried(synced)
+    if request.attach:
+        synced = sync_quietly(None, request.allowed_signers, ui.ticket_note)
+        if synced:
+            ui.outbox_tried(synced)
     load()  # before the modules below import it
     from toolkit.consent import scope_names
     from toolkit.session.technician import TechnicianSession
@@ -367,11 +371,28 @@ def _verdict(path: Path, allowed_signers: Path | None) -> str | None:
 def _attach(
     request: SessionRequest, session: TechnicianSession, ui: SessionUI
 ) -> tuple[Attached | None, ToolkitError | None]:
-    """Through the outbox onto the ticket (docs/tickets.md); if that fails, it waits there."""
-    from toolkit.tickets.attach import attach_transcript
+    """Through the outbox onto the ticket (docs/tickets.md); if that fails, it waits there.
+
+    Without ``request.attach``, only into the outbox: (None, None) once it is there.
+    """
+    from toolkit.tickets.attach import attach_transcript, enqueue_transcript
 
     # The key that sealed the transcript also signs a SHA256SUMS manifest when one is needed.
     recorder = session.recorder
+    if not request.attach:
+        try:
+            enqueue_transcript(
+                request.ticket,
+                session.path,
+                recorder.signer,
+                recorder.sha256,
+                passphrase=ui.ticket_passphrase,
+                note=ui.ticket_note,
+            )
+        except ToolkitError as exc:
+            ui.attach_failed(exc)
+            return None, exc
+        return None, None
     try:
         attached = attach_transcript(
             request.ticket,
