@@ -337,7 +337,10 @@ async def run_session(
         attached: Attached | None = None
         attach_error: ToolkitError | None = None
         if session.recorder.failure is None:  # an unsealed transcript is not attached
-            attached, attach_error = _attach(request, session, ui)
+            if request.attach:
+                attached, attach_error = _attach(request, session, ui)
+            else:
+                attach_error = await _enqueue(request, session, ui)
         result = SessionResult(
             session=session.recorder.header.session_id,
             ticket=request.ticket,
@@ -371,28 +374,11 @@ def _verdict(path: Path, allowed_signers: Path | None) -> str | None:
 def _attach(
     request: SessionRequest, session: TechnicianSession, ui: SessionUI
 ) -> tuple[Attached | None, ToolkitError | None]:
-    """Through the outbox onto the ticket (docs/tickets.md); if that fails, it waits there.
-
-    Without ``request.attach``, only into the outbox: (None, None) once it is there.
-    """
-    from toolkit.tickets.attach import attach_transcript, enqueue_transcript
+    """Through the outbox onto the ticket (docs/tickets.md); if that fails, it waits there."""
+    from toolkit.tickets.attach import attach_transcript
 
     # The key that sealed the transcript also signs a SHA256SUMS manifest when one is needed.
     recorder = session.recorder
-    if not request.attach:
-        try:
-            enqueue_transcript(
-                request.ticket,
-                session.path,
-                recorder.signer,
-                recorder.sha256,
-                passphrase=ui.ticket_passphrase,
-                note=ui.ticket_note,
-            )
-        except ToolkitError as exc:
-            ui.attach_failed(exc)
-            return None, exc
-        return None, None
     try:
         attached = attach_transcript(
             request.ticket,
@@ -408,6 +394,33 @@ def _attach(
         return None, exc
     ui.attached(attached, session.consent.email)
     return attached, None
+
+
+async def _enqueue(
+    request: SessionRequest, session: TechnicianSession, ui: SessionUI
+) -> ToolkitError | None:
+    """Only into the outbox, for the caller to attach (``request.attach`` False); the error.
+
+    Writing and syncing the entry runs on a worker thread: the other sessions
+    of a fleet go on meanwhile.
+    """
+    from toolkit.tickets.attach import enqueuer
+
+    recorder = session.recorder
+    try:
+        step = enqueuer(
+            request.ticket,
+            session.path,
+            recorder.signer,
+            recorder.sha256,
+            passphrase=ui.ticket_passphrase,
+            note=ui.ticket_note,
+        )
+        await asyncio.to_thread(step)
+    except ToolkitError as exc:
+        ui.attach_failed(exc)
+        return exc
+    return None
 
 
 # -- running commands ---------------------------------------------------------------------

@@ -10,6 +10,7 @@ to ``note`` (each string in it already made printable).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +87,7 @@ def attach_transcript(
     return attached(delivered, cast)
 
 
-def enqueue_transcript(
+def enqueuer(
     ticket: str,
     cast: Path,
     signer: Signer,
@@ -94,11 +95,16 @@ def enqueue_transcript(
     *,
     passphrase: Passphrases | None = None,
     note: Note = _ignore,
-) -> Entry:
+) -> Callable[[], Entry]:
     """The seal's last step when the caller attaches later (a fleet, all its hosts at once
-    with :func:`deliver_entries`): the transcript into the outbox, where it is safe."""
+    with :func:`deliver_entries`): the step that puts the transcript in the outbox.
+
+    The backend is opened now (its limit decides the files; it may ask for the
+    passphrase, so on the caller's thread); the step returned only writes files
+    and syncs them to disk, and can run on a worker thread.
+    """
     name, backend = _default_backend(passphrase, note)
-    return _enqueue(name, backend, ticket, cast, signer, sha256)
+    return functools.partial(_enqueue, name, backend, ticket, cast, signer, sha256)
 
 
 def deliver_entries(
@@ -228,6 +234,6 @@ __all__ = [
     "attach_transcript",
     "attached",
     "deliver_entries",
-    "enqueue_transcript",
+    "enqueuer",
     "sync_quietly",
 ]
