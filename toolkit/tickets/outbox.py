@@ -57,6 +57,8 @@ from toolkit.tickets.summary import comment as make_comment
 from toolkit.transcript.verify import Report, Verdict
 
 ENTRY = "entry.json"
+#: Entries delivered together at most (each holds its lock file open meanwhile).
+_BATCH = 500
 _LOCK = ".lock"
 
 
@@ -288,14 +290,25 @@ class Outbox:
         the entries it touched and raised.
         """
         results: dict[str, Tried] = {}
+        for start in range(0, len(entries), _BATCH):  # each entry's lock is an open file
+            results.update(
+                self._deliver_batch(entries[start : start + _BATCH], backend, allowed_signers)
+            )
+        return [results[e.id] for e in entries]
+
+    def _deliver_batch(
+        self, entries: Sequence[Entry], backend: TicketBackend, allowed_signers: Path | None
+    ) -> dict[str, Tried]:
+        results: dict[str, Tried] = {}
         by_ticket: dict[str, list[Entry]] = {}
         with contextlib.ExitStack() as stack:
             for entry in entries:
-                if (
-                    not stack.enter_context(self._locked(entry))
-                    or not (entry.folder / ENTRY).is_file()
-                ):  # another run holds it, or delivered it meanwhile
-                    results[entry.id] = (entry, None, None)
+                try:
+                    mine = stack.enter_context(self._locked(entry))
+                except FileNotFoundError:  # another run delivered it and removed its folder
+                    mine = False
+                if not mine or not (entry.folder / ENTRY).is_file():
+                    results[entry.id] = (entry, None, None)  # another run holds or delivered it
                     continue
                 entry = Entry.load(entry.folder)
                 by_ticket.setdefault(entry.ticket, []).append(entry)
@@ -306,7 +319,7 @@ class Outbox:
                     if tried[1] is not None:
                         done.append(tried[0])
             self._remove(done)
-        return [results[e.id] for e in entries]
+        return results
 
     def _remove(self, done: Sequence[Entry]) -> None:
         """Take delivered entries out of the outbox: renamed away, then deleted."""

@@ -180,3 +180,26 @@ def test_an_entry_another_run_holds_is_left_alone(tmp_path: Path) -> None:
     assert tried[0] == (entries[0], None, None)
     assert tried[1][1] is not None
     assert [e.id for e in box.entries()] == [entries[0].id]
+
+
+def test_a_large_batch_goes_in_slices_each_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import toolkit.tickets.outbox as outbox
+
+    monkeypatch.setattr(outbox, "_BATCH", 2)  # each entry's lock is an open file: bounded
+    box, entries = _waiting(tmp_path, 5)
+    backend = Counting()
+    tried = box.deliver_many(entries, backend)
+    assert [e.id for e, _, _ in tried] == [e.id for e in entries]
+    assert all(d is not None for _, d, _ in tried)
+    assert [len(files) for files in backend.attaches] == [8, 8, 4]
+    assert len(_names()) == 20 and box.entries() == []
+
+
+def test_an_entry_delivered_by_another_run_meanwhile_is_skipped(tmp_path: Path) -> None:
+    box, entries = _waiting(tmp_path, 2)
+    assert box.deliver(entries[0], LocalTickets()) is not None  # its folder is gone now
+    tried = box.deliver_many(entries, Counting())
+    assert tried[0] == (entries[0], None, None)
+    assert tried[1][1] is not None and box.entries() == []
