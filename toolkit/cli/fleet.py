@@ -175,6 +175,7 @@ def _execute(options: FleetOptions, plan: _Plan) -> int:
     screen = _FleetScreen(plan.hosts, as_json=options.as_json)
     passphrase = _passphrase()
     run_one = _run_one(options, plan, stop, screen, passphrase)
+    _retry_outbox(passphrase)
     with screen:
         fleet = asyncio.run(
             run_fleet(
@@ -188,6 +189,7 @@ def _execute(options: FleetOptions, plan: _Plan) -> int:
             )
         )
     _recap(fleet)
+    _attach_transcripts(fleet, passphrase)
     retry_path = options.retry_file or retry.default_path(options.inventory)
     again = fleet.to_retry()
     written_retry: Path | None = None
@@ -265,9 +267,47 @@ def _run_one(
             on_step=on_step,
             allowed_signers=allowed_signers,
             passphrase=passphrase,
+            attach=False,  # each host's transcript waits in the outbox; all go at once at the end
         )
 
     return run_one
+
+
+def _retry_outbox(passphrase: Any) -> None:
+    """What waits in the outbox from earlier runs, tried once before the hosts (as a single
+    session's start does), not once per host."""
+    from toolkit.cli.verify import default_allowed_signers
+    from toolkit.tickets.attach import sync_quietly
+
+    synced = sync_quietly(passphrase, default_allowed_signers(), say)
+    done = sum(1 for _, delivered, _ in synced if delivered is not None)
+    if synced:
+        say(f"outbox: {done} of {len(synced)} waiting transcript(s) attached.")
+
+
+def _attach_transcripts(fleet: FleetResult, passphrase: Any) -> None:
+    """Every host's sealed transcript onto its ticket, together (one attach per ticket where
+    the backend allows); what cannot go waits in the outbox, and the run says so."""
+    from toolkit.cli.verify import default_allowed_signers
+    from toolkit.tickets.attach import deliver_entries
+
+    ids = [r.session for r in fleet.results if r.session is not None]
+    if not ids:
+        return
+    tried = deliver_entries(ids, passphrase=passphrase, allowed_signers=default_allowed_signers())
+    attached = [entry for entry, delivered, _ in tried if delivered is not None]
+    tickets = sorted({entry.ticket for entry in attached})
+    if attached:
+        say(printable(f"transcripts: {len(attached)} attached to {', '.join(tickets)}"))
+    for entry, delivered, error in tried:
+        if delivered is None and error is not None:
+            say(
+                printable(
+                    f"transcript of session {entry.id} waits in the outbox "
+                    f"(ticket {entry.ticket}): {error.message.rstrip('.')}; "
+                    "`toolkit tickets sync` attaches it."
+                )
+            )
 
 
 def _passphrase() -> Any:

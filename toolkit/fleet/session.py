@@ -159,8 +159,12 @@ def request_for(
     grant: Grant | None,
     host_key_check: Callable[[bytes], None] | None,
     allowed_signers: Path | None,
+    attach: bool = True,
 ) -> SessionRequest:
-    """The host's SessionRequest: no code, the grant, the pinned host key check."""
+    """The host's SessionRequest: no code, the grant, the pinned host key check.
+
+    ``attach=False``: the session only puts its transcript in the outbox (the fleet
+    attaches every host's at once at the end)."""
     from toolkit.session.workflow import Place, SessionRequest
 
     place: Place
@@ -182,6 +186,7 @@ def request_for(
         verdict=False,
         grant=grant,
         host_key_check=host_key_check,
+        attach=attach,
     )
 
 
@@ -200,12 +205,15 @@ async def run_host(
     on_step: OnStep = _ignore,
     allowed_signers: Path | None = None,
     passphrase: Passphrases | None = None,
+    attach: bool = True,
 ) -> HostResult:
     """One host's whole session, as a :class:`HostResult`; see the module's docstring.
 
     ``grant`` is the consent its session presents; ``pins`` checks the agent's host
     key against the inventory's ``host_key`` (or the known agents file); ``params``
-    are this host's, ``-p`` values already laid over it.
+    are this host's, ``-p`` values already laid over it. ``attach=False`` leaves the
+    sealed transcript in the outbox for the caller to attach with the others
+    (toolkit.tickets.attach.deliver_entries; its entry's id is the session's).
     """
     from toolkit.consent import Declined, Scope
     from toolkit.consent.errors import NothingOffered
@@ -269,6 +277,7 @@ async def run_host(
             grant=grant,
             host_key_check=check,
             allowed_signers=allowed_signers,
+            attach=attach,
         )
         session = await run_session(request, screen, work, ctrl_c_ends=False)
     except asyncio.CancelledError:
@@ -287,6 +296,9 @@ async def run_host(
     except ToolkitError as exc:  # a transcript that could not be written, a usage error
         screen.say(exc.diagnostics())
         return result(HostStatus.FAILED, exc.message, exit_code=int(exc.exit_code))
+    if not attach and session.attach_error is None:
+        screen.say(f"Transcript sealed; it goes onto ticket {printable(ticket)} with the run's "
+                   "others (it waits in the outbox until then).")  # fmt: skip
     if stopped:
         return result(HostStatus.INTERRUPTED, "stopped after its step (Ctrl-C)")
     outcome = screen.outcome

@@ -100,6 +100,9 @@ class SessionRequest:
     grant: Grant | None = None
     #: Checks the agent's host key before anything is sent (required with a grant).
     host_key_check: HostKeyCheck | None = None
+    #: False: the caller attaches (a fleet, every host's transcript at once): the session
+    #: only puts its sealed transcript in the outbox, and does not retry the outbox first.
+    attach: bool = True
 
     def __post_init__(self) -> None:
         if self.grant is not None and self.code is not None:
@@ -290,9 +293,10 @@ async def run_session(
     from toolkit.tickets.attach import sync_quietly
     from toolkit.transport._asyncssh import load
 
-    synced = sync_quietly(None, request.allowed_signers, ui.ticket_note)
-    if synced:
-        ui.outbox_tried(synced)
+    if request.attach:
+        synced = sync_quietly(None, request.allowed_signers, ui.ticket_note)
+        if synced:
+            ui.outbox_tried(synced)
     load()  # before the modules below import it
     from toolkit.consent import scope_names
     from toolkit.session.technician import TechnicianSession
@@ -333,7 +337,10 @@ async def run_session(
         attached: Attached | None = None
         attach_error: ToolkitError | None = None
         if session.recorder.failure is None:  # an unsealed transcript is not attached
-            attached, attach_error = _attach(request, session, ui)
+            if request.attach:
+                attached, attach_error = _attach(request, session, ui)
+            else:
+                attach_error = await _enqueue(request, session, ui)
         result = SessionResult(
             session=session.recorder.header.session_id,
             ticket=request.ticket,
@@ -387,6 +394,33 @@ def _attach(
         return None, exc
     ui.attached(attached, session.consent.email)
     return attached, None
+
+
+async def _enqueue(
+    request: SessionRequest, session: TechnicianSession, ui: SessionUI
+) -> ToolkitError | None:
+    """Only into the outbox, for the caller to attach (``request.attach`` False); the error.
+
+    Writing and syncing the entry runs on a worker thread: the other sessions
+    of a fleet go on meanwhile.
+    """
+    from toolkit.tickets.attach import enqueuer
+
+    recorder = session.recorder
+    try:
+        step = enqueuer(
+            request.ticket,
+            session.path,
+            recorder.signer,
+            recorder.sha256,
+            passphrase=ui.ticket_passphrase,
+            note=ui.ticket_note,
+        )
+        await asyncio.to_thread(step)
+    except ToolkitError as exc:
+        ui.attach_failed(exc)
+        return exc
+    return None
 
 
 # -- running commands ---------------------------------------------------------------------

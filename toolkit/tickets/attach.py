@@ -10,7 +10,8 @@ to ``note`` (each string in it already made printable).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -69,38 +70,114 @@ def attach_transcript(
     ``note`` heard what went wrong.
     """
     from toolkit.tickets.outbox import Outbox
-    from toolkit.tickets.package import MIN_LIMIT
-    from toolkit.tickets.plugins import default_backend, open_backend
 
-    name = default_backend()
-    backend: TicketBackend | None = None
-    try:
-        backend = open_backend(name, passphrase)
-        limit = backend.max_attachment_bytes
-    except ToolkitError as exc:
-        note(f"The {name} ticket backend cannot be used: {printable(exc.message)}")
-        limit = max(MIN_LIMIT, 5 * 1024 * 1024)  # the smallest common default (Redmine's)
-    box = Outbox()
-    entry = box.enqueue(name, ticket, cast, signer, limit, sha256=sha256)
+    name, backend = _default_backend(passphrase, note)
+    entry = _enqueue(name, backend, ticket, cast, signer, sha256)
     delivered: Delivered | None = None
     if backend is not None:
         try:
-            delivered = box.deliver(entry, backend, allowed_signers)
+            delivered = Outbox().deliver(entry, backend, allowed_signers)
         except ToolkitError as exc:
             note(
                 f"Could not attach the transcript to {name} ticket {printable(ticket)}: "
                 f"{printable(exc.message)}"
             )
     if delivered is None:
-        raise TicketBackendError(
-            f"The transcript is sealed at {cast} and waits in the outbox ({entry.folder}).",
-            hint="`toolkit tickets sync` attaches it; `toolkit tickets outbox` shows why it waits.",
-        )
+        raise _waits(entry)
+    return attached(delivered, cast)
+
+
+def enqueuer(
+    ticket: str,
+    cast: Path,
+    signer: Signer,
+    sha256: str | None = None,
+    *,
+    passphrase: Passphrases | None = None,
+    note: Note = _ignore,
+) -> Callable[[], Entry]:
+    """The seal's last step when the caller attaches later (a fleet, all its hosts at once
+    with :func:`deliver_entries`): the step that puts the transcript in the outbox.
+
+    The backend is opened now (its limit decides the files; it may ask for the
+    passphrase, so on the caller's thread); the step returned only writes files
+    and syncs them to disk, and can run on a worker thread.
+    """
+    name, backend = _default_backend(passphrase, note)
+    return functools.partial(_enqueue, name, backend, ticket, cast, signer, sha256)
+
+
+def deliver_entries(
+    ids: Iterable[str],
+    *,
+    passphrase: Passphrases | None = None,
+    allowed_signers: Path | None = None,
+    note: Note = _ignore,
+) -> list[Synced]:
+    """Deliver the outbox's entries ``ids`` together (Outbox.deliver_many): a record each.
+
+    Entries for a backend that cannot be opened stay, with the reason. What
+    fails waits in the outbox for ``toolkit tickets sync``.
+    """
+    from toolkit.tickets.outbox import Outbox
+    from toolkit.tickets.plugins import open_backend
+
+    wanted = set(ids)
+    box = Outbox()
+    chosen = [e for e in box.entries() if e.id in wanted]
+
+    def opened(name: str) -> TicketBackend:
+        return open_backend(name, passphrase)
+
+    return box.sync(opened, allowed_signers, chosen)
+
+
+def attached(delivered: Delivered, cast: Path) -> Attached:
+    """Where a delivered transcript (sealed at ``cast``) and its signature can be read."""
+    entry = delivered.entry
     by_name = {a.name: a.location for a in delivered.attachments}
     sig = cast.name + ".sig"
-    if name == "local" and cast.name in by_name:
-        return Attached(name, ticket, by_name[cast.name], by_name[sig], cast, True)
-    return Attached(name, ticket, str(cast), str(cast.with_name(sig)), cast, False)
+    if entry.backend == "local" and cast.name in by_name:
+        return Attached(entry.backend, entry.ticket, by_name[cast.name], by_name[sig], cast, True)
+    return Attached(entry.backend, entry.ticket, str(cast), str(cast.with_name(sig)), cast, False)
+
+
+def _default_backend(
+    passphrase: Passphrases | None, note: Note
+) -> tuple[str, TicketBackend | None]:
+    """The default backend's name, and the backend (None, after a note, if it cannot open)."""
+    from toolkit.tickets.plugins import default_backend, open_backend
+
+    name = default_backend()
+    try:
+        return name, open_backend(name, passphrase)
+    except ToolkitError as exc:
+        note(f"The {name} ticket backend cannot be used: {printable(exc.message)}")
+        return name, None
+
+
+def _enqueue(
+    name: str,
+    backend: TicketBackend | None,
+    ticket: str,
+    cast: Path,
+    signer: Signer,
+    sha256: str | None,
+) -> Entry:
+    from toolkit.tickets.outbox import Outbox
+    from toolkit.tickets.package import MIN_LIMIT
+
+    # Without the backend: the smallest common default (Redmine's).
+    limit = backend.max_attachment_bytes if backend is not None else max(MIN_LIMIT, 5 << 20)
+    return Outbox().enqueue(name, ticket, cast, signer, limit, sha256=sha256)
+
+
+def _waits(entry: Entry) -> TicketBackendError:
+    cast = entry.folder / entry.transcript
+    return TicketBackendError(
+        f"The transcript is sealed at {cast} and waits in the outbox ({entry.folder}).",
+        hint="`toolkit tickets sync` attaches it; `toolkit tickets outbox` shows why it waits.",
+    )
 
 
 def sync_quietly(
@@ -155,5 +232,8 @@ __all__ = [
     "Synced",
     "attach_files",
     "attach_transcript",
+    "attached",
+    "deliver_entries",
+    "enqueuer",
     "sync_quietly",
 ]

@@ -72,8 +72,13 @@ class LocalTickets:
         comment: str,
         *,
         digests: Mapping[str, str] | None = None,
+        comments: Mapping[str, str] | None = None,
     ) -> list[Attachment]:
         """Attach ``files``; ``digests`` (name -> SHA-256) are what the caller checked them to be.
+
+        ``comments`` (name -> text) gives a file a comment of its own instead of
+        ``comment``: many transcripts, each with its own, go in at once with one
+        rewrite of the index (the outbox's batches).
 
         A file linked in is the caller's own, so its known digest holds without
         reading it; a copy is hashed and must match it (or its source).
@@ -109,7 +114,7 @@ class LocalTickets:
                         sha256=digest,
                         attached_at=datetime.now(UTC).isoformat(timespec="seconds"),
                         location=str(dest),
-                        comment=comment,
+                        comment=(comments or {}).get(src.name, comment),
                     )
                 )
             body = {

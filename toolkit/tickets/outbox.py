@@ -36,7 +36,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +57,8 @@ from toolkit.tickets.summary import comment as make_comment
 from toolkit.transcript.verify import Report, Verdict
 
 ENTRY = "entry.json"
+#: Entries delivered together at most (each holds its lock file open meanwhile).
+_BATCH = 500
 _LOCK = ".lock"
 
 
@@ -104,6 +106,33 @@ class Delivered:
     attachments: tuple[Attachment, ...]
     verdict: str
     uploaded: tuple[str, ...]  # names attached by this delivery (others were already there)
+
+
+#: One entry tried: what was delivered (None: not this time), or why not.
+Tried = tuple[Entry, Delivered | None, ToolkitError | None]
+
+
+@dataclass
+class _Ready:
+    """An entry checked and about to go: its comment, and its files with their SHA-256."""
+
+    entry: Entry
+    comment: str
+    verdict: str
+    mine: dict[str, tuple[Path, str, int]]  # name -> (path, SHA-256, size)
+    bad: list[str]  # attachment ids that failed a read-back: never counted as delivered
+    missing: list[Path] = field(default_factory=list)  # what this delivery attaches
+
+    def present(self, name: str, attachments: tuple[Attachment, ...]) -> list[Attachment]:
+        """The ticket's attachments that are this entry's file ``name``."""
+        _, digest, size = self.mine[name]
+        return [
+            a
+            for a in attachments
+            if a.name == name
+            and a.id not in self.bad
+            and (a.sha256 == digest if a.sha256 else a.size in (size, -1))
+        ]
 
 
 def _now() -> str:
@@ -238,34 +267,123 @@ class Outbox:
 
         Raises TicketBackendError (the entry stays, with the reason) on failure.
         """
-        with self._locked(entry) as mine:
-            if not mine:
-                return None
-            if not (entry.folder / ENTRY).is_file():  # another run delivered it meanwhile
-                return None
-            entry = Entry.load(entry.folder)
-            bad: list[str] = list(entry.bad)
+        ((_, delivered, error),) = self.deliver_many([entry], backend, allowed_signers)
+        if error is not None:
+            raise error
+        return delivered
+
+    def deliver_many(
+        self,
+        entries: Sequence[Entry],
+        backend: TicketBackend,
+        allowed_signers: Path | None = None,
+    ) -> list[Tried]:
+        """Deliver ``entries`` (all for ``backend``) together: (entry, delivered, error) each.
+
+        Per ticket, the ticket is asked once what it holds before and once after,
+        and the files it lacks go in one attach call when the backend takes a
+        comment per file (the local store), else one call per transcript, each
+        with its own comment. Each entry is read back and removed on its own: one
+        that fails keeps its place in the outbox, with the reason, and does not
+        hold up the others. An entry another run holds is (entry, None, None).
+        A plugin's bug (an exception that is not a ToolkitError) is recorded on
+        the entries it touched and raised.
+        """
+        results: dict[str, Tried] = {}
+        for start in range(0, len(entries), _BATCH):  # each entry's lock is an open file
+            results.update(
+                self._deliver_batch(entries[start : start + _BATCH], backend, allowed_signers)
+            )
+        return [results[e.id] for e in entries]
+
+    def _deliver_batch(
+        self, entries: Sequence[Entry], backend: TicketBackend, allowed_signers: Path | None
+    ) -> dict[str, Tried]:
+        results: dict[str, Tried] = {}
+        by_ticket: dict[str, list[Entry]] = {}
+        with contextlib.ExitStack() as stack:
+            for entry in entries:
+                try:
+                    mine = stack.enter_context(self._locked(entry))
+                except FileNotFoundError:  # another run delivered it and removed its folder
+                    mine = False
+                if not mine or not (entry.folder / ENTRY).is_file():
+                    results[entry.id] = (entry, None, None)  # another run holds or delivered it
+                    continue
+                entry = Entry.load(entry.folder)
+                by_ticket.setdefault(entry.ticket, []).append(entry)
+            done: list[Entry] = []
+            for ticket, group in by_ticket.items():
+                for tried in self._deliver_group(ticket, group, backend, allowed_signers):
+                    results[tried[0].id] = tried
+                    if tried[1] is not None:
+                        done.append(tried[0])
+            self._remove(done)
+        return results
+
+    def _remove(self, done: Sequence[Entry]) -> None:
+        """Take delivered entries out of the outbox: renamed away, then deleted."""
+        gone = []
+        for entry in done:
+            away = entry.folder.with_name(".done-" + entry.folder.name)
+            os.replace(entry.folder, away)
+            gone.append(away)
+        if gone:
+            _fsync_dir(self.root)  # once for the batch: every rename is on disk
+        for away in gone:
+            shutil.rmtree(away, ignore_errors=True)
+
+    def _deliver_group(
+        self,
+        ticket: str,
+        group: Sequence[Entry],
+        backend: TicketBackend,
+        allowed_signers: Path | None,
+    ) -> list[Tried]:
+        """Deliver the entries of one ticket; every entry's outcome, its failure recorded."""
+        out: list[Tried] = []
+        ready: list[_Ready] = []
+        for entry in group:  # each entry's own checks: one that fails stays behind alone
+            bad = list(entry.bad)
             try:
-                delivered = self._deliver(entry, backend, allowed_signers, bad)
+                ready.append(self._prepare(entry, backend, allowed_signers, bad))
             except ToolkitError as exc:
-                self._record(entry, exc.message, tuple(bad))
-                raise
-            except Exception as exc:  # a plugin's bug: keep the entry, say what happened
+                out.append((self._record(entry, exc.message, tuple(bad)), None, exc))
+            except Exception as exc:  # a bug: keep the entry, say what happened
                 self._record(entry, f"{type(exc).__name__}: {exc}", tuple(bad))
                 raise
-            gone = entry.folder.with_name(".done-" + entry.folder.name)
-            os.replace(entry.folder, gone)
-            _fsync_dir(self.root)
-            shutil.rmtree(gone, ignore_errors=True)
-            return delivered
+        if not ready:
+            return out
+        try:
+            self._attach_missing(ticket, ready, backend)
+            after = backend.ticket(ticket).attachments
+        except ToolkitError as exc:
+            for r in ready:  # nothing is known to be on the ticket: every one waits
+                out.append((self._record(r.entry, exc.message, tuple(r.bad)), None, exc))
+            return out
+        except Exception as exc:  # a plugin's bug: keep the entries, say what happened
+            for r in ready:
+                self._record(r.entry, f"{type(exc).__name__}: {exc}", tuple(r.bad))
+            raise
+        for r in ready:
+            try:
+                out.append((r.entry, self._read_back(r, after, backend), None))
+            except ToolkitError as exc:
+                out.append((self._record(r.entry, exc.message, tuple(r.bad)), None, exc))
+            except Exception as exc:
+                self._record(r.entry, f"{type(exc).__name__}: {exc}", tuple(r.bad))
+                raise
+        return out
 
-    def _deliver(
+    def _prepare(
         self,
         entry: Entry,
         backend: TicketBackend,
         allowed_signers: Path | None,
         bad: list[str],
-    ) -> Delivered:
+    ) -> _Ready:
+        """Verify ``entry``'s transcript (for its comment) and check its files against the
+        manifest and the backend's limit."""
         package = entry.package()
         text, report = make_comment(package, allowed_signers)  # reads the transcript, once
         mine = self._checked(entry, package, report)
@@ -277,39 +395,51 @@ class Outbox:
                     "which is smaller than when it entered the outbox.",
                     hint="Raise max_attachment_bytes in tickets.toml to what the system takes.",
                 )
+        return _Ready(entry, text, report.verdict.value, mine, bad)
 
-        def present(name: str, attachments: tuple[Attachment, ...]) -> list[Attachment]:
-            _, digest, size = mine[name]
-            return [
-                a
-                for a in attachments
-                if a.name == name
-                and a.id not in bad
-                and (a.sha256 == digest if a.sha256 else a.size in (size, -1))
-            ]
-
+    def _attach_missing(self, ticket: str, ready: Sequence[_Ready], backend: TicketBackend) -> None:
+        """Attach what the ticket lacks of each entry (found by name and size or digest)."""
         try:
-            before = backend.ticket(entry.ticket).attachments
+            before = backend.ticket(ticket).attachments
         except TicketBackendError:
             # The local store makes a ticket's folder on its first attachment.
             if not getattr(backend, "creates_on_attach", False):
                 raise
             before = ()
-        missing = [p for name, (p, _, _) in mine.items() if not present(name, before)]
-        if missing:
-            if "digests" in inspect.signature(backend.attach).parameters:
-                # The local store: it links these files, whose SHA-256 was just checked.
-                known = {name: digest for name, (_, digest, _) in mine.items()}
-                backend.attach(entry.ticket, missing, text, digests=known)  # type: ignore[call-arg]
+        for r in ready:
+            r.missing = [p for name, (p, _, _) in r.mine.items() if not r.present(name, before)]
+        wanted = [r for r in ready if r.missing]
+        if not wanted:
+            return
+        params = inspect.signature(backend.attach).parameters
+        if "digests" in params and "comments" in params:
+            # The local store: one call for them all, each file with its transcript's
+            # comment; it links these files, whose SHA-256 was just checked.
+            files = [p for r in wanted for p in r.missing]
+            known = {n: d for r in wanted for n, (_, d, _) in r.mine.items()}
+            comments = {p.name: r.comment for r in wanted for p in r.missing}
+            backend.attach(  # type: ignore[call-arg]
+                ticket, files, wanted[0].comment, digests=known, comments=comments
+            )
+            return
+        for r in wanted:  # a comment per call: one call per transcript
+            if "digests" in params:
+                known = {name: digest for name, (_, digest, _) in r.mine.items()}
+                backend.attach(ticket, r.missing, r.comment, digests=known)  # type: ignore[call-arg]
             else:
-                backend.attach(entry.ticket, missing, text)
-        after = backend.ticket(entry.ticket).attachments
+                backend.attach(ticket, r.missing, r.comment)
+
+    def _read_back(
+        self, r: _Ready, after: tuple[Attachment, ...], backend: TicketBackend
+    ) -> Delivered:
+        """Find each of ``r``'s files on the ticket with its SHA-256: what was delivered."""
+        entry = r.entry
         holds = getattr(backend, "holds", None)
         checked: list[Attachment] = []
         with tempfile.TemporaryDirectory(prefix="toolkit-readback-") as scratch:
-            for name, (path, digest, _) in mine.items():
+            for name, (path, digest, _) in r.mine.items():
                 match = None
-                for candidate in reversed(present(name, after)):
+                for candidate in reversed(r.present(name, after)):
                     if callable(holds) and holds(entry.ticket, candidate, path):
                         match = candidate  # the ticket's file is this very file
                         break
@@ -318,7 +448,7 @@ class Outbox:
                     if sha256_file(dest) == digest:
                         match = candidate
                         break
-                    bad.append(candidate.id or candidate.location)
+                    r.bad.append(candidate.id or candidate.location)
                 if match is None:
                     raise TicketBackendError(
                         f"{backend.name} ticket {entry.ticket}: {name} did not come back "
@@ -327,9 +457,7 @@ class Outbox:
                         "waits in the outbox (docs/tickets.md).",
                     )
                 checked.append(replace(match, sha256=digest))
-        return Delivered(
-            entry, tuple(checked), report.verdict.value, tuple(p.name for p in missing)
-        )
+        return Delivered(entry, tuple(checked), r.verdict, tuple(p.name for p in r.missing))
 
     def _checked(
         self, entry: Entry, package: Package, report: Report
@@ -362,25 +490,24 @@ class Outbox:
         self,
         open_backend: Callable[[str], TicketBackend],
         allowed_signers: Path | None = None,
-    ) -> list[tuple[Entry, Delivered | None, ToolkitError | None]]:
-        """Try every entry once: (entry, what was delivered or None, the error or None)."""
-        results: list[tuple[Entry, Delivered | None, ToolkitError | None]] = []
-        backends: dict[str, TicketBackend | ToolkitError] = {}
-        for entry in self.entries():
-            if entry.backend not in backends:
-                try:
-                    backends[entry.backend] = open_backend(entry.backend)
-                except ToolkitError as exc:
-                    backends[entry.backend] = exc
-            backend = backends[entry.backend]
-            if isinstance(backend, ToolkitError):
-                results.append((self._record(entry, backend.message, entry.bad), None, backend))
-                continue
+        entries: Sequence[Entry] | None = None,
+    ) -> list[Tried]:
+        """Try every entry (or ``entries``) once, each backend's together (:meth:`deliver_many`)."""
+        every = self.entries() if entries is None else list(entries)
+        by_backend: dict[str, list[Entry]] = {}
+        for entry in every:
+            by_backend.setdefault(entry.backend, []).append(entry)
+        results: dict[str, Tried] = {}
+        for name, waiting in by_backend.items():
             try:
-                results.append((entry, self.deliver(entry, backend, allowed_signers), None))
+                backend = open_backend(name)
             except ToolkitError as exc:
-                results.append((Entry.load(entry.folder), None, exc))
-        return results
+                for entry in waiting:
+                    results[entry.id] = (self._record(entry, exc.message, entry.bad), None, exc)
+                continue
+            for entry, delivered, error in self.deliver_many(waiting, backend, allowed_signers):
+                results[entry.id] = (entry, delivered, error)
+        return [results[e.id] for e in every]
 
 
 def _seal_signs(package: Package, report: Report, digest: str) -> bool:
@@ -404,4 +531,4 @@ def _seal_signs(package: Package, report: Report, digest: str) -> bool:
     return True
 
 
-__all__ = ["Delivered", "Entry", "Outbox"]
+__all__ = ["Delivered", "Entry", "Outbox", "Tried"]

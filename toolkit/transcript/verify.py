@@ -27,6 +27,7 @@ import functools
 import hashlib
 import io
 import json
+import os
 import queue
 import re
 import shlex
@@ -56,6 +57,7 @@ from toolkit.transcript.models import (
 )
 
 _CHUNK = 8 << 20
+_SMALL_CHUNK = 64 << 10  # the least a chunk's buffer is, for a file that grows meanwhile
 _quote = json.encoder.encode_basestring
 _MAX_HEADER = 1 << 20
 _MAX_LINE = 16 << 20
@@ -252,6 +254,7 @@ def _read_and_hash(
     free: queue.Queue[bytearray | None],
     digest: list[bytes],
     sha512: Any,
+    chunk: int = _CHUNK,
 ) -> None:
     """Read the rest of the file in chunks and hand each on; hash it all into ``sha512``.
 
@@ -266,7 +269,7 @@ def _read_and_hash(
         while True:
             buf: bytearray | None
             if made < _BUFFERS and free.empty():
-                buf = bytearray(_CHUNK)
+                buf = bytearray(chunk)
                 made += 1
             else:
                 buf = free.get()
@@ -302,8 +305,12 @@ def _scan(path: Path, keep: frozenset[str] = frozenset({"session_end"})) -> _Sca
         sha512 = hashlib.sha512(first) if scan.header.format == 1 else None
         # Format 2: the running SHA-256 below takes every byte, tails included.
         whole_file = sha512 is None
+        # A small file gets a small buffer: zeroing 8 MiB costs more than scanning it.
+        size = min(_CHUNK, max(_SMALL_CHUNK, os.fstat(f.fileno()).st_size - len(first) + 1))
         reader = threading.Thread(
-            target=_read_and_hash, args=(f, first, chunks, free, digest, sha512), daemon=True
+            target=_read_and_hash,
+            args=(f, first, chunks, free, digest, sha512, size),
+            daemon=True,
         )
         reader.start()
         switch_interval = _prompt_handoffs()
