@@ -25,9 +25,15 @@ class Crashing(LocalTickets):
     """Attaches, then dies before answering (the network, or a kill -9, at the worst moment)."""
 
     def attach(
-        self, ticket: str, files: list[Path], comment: str, *, digests: Digests = None
+        self,
+        ticket: str,
+        files: list[Path],
+        comment: str,
+        *,
+        digests: Digests = None,
+        comments: Digests = None,
     ) -> list[Attachment]:
-        super().attach(ticket, files, comment, digests=digests)
+        super().attach(ticket, files, comment, digests=digests, comments=comments)
         raise TicketBackendError("connection reset")
 
 
@@ -35,9 +41,15 @@ class Mangling(LocalTickets):
     """Keeps attachments with one byte changed, as a re-encoding system would."""
 
     def attach(
-        self, ticket: str, files: list[Path], comment: str, *, digests: Digests = None
+        self,
+        ticket: str,
+        files: list[Path],
+        comment: str,
+        *,
+        digests: Digests = None,
+        comments: Digests = None,
     ) -> list[Attachment]:
-        added = super().attach(ticket, files, comment, digests=digests)
+        added = super().attach(ticket, files, comment, digests=digests, comments=comments)
         for a in added:
             stored = Path(a.location)
             data = stored.read_bytes() + b"\n"
