@@ -38,7 +38,7 @@ process: for toolkit, the runner itself) and the peak sum of RSS over its
 process tree, sampled every 0.1 s (Ansible's forks and ssh clients).
 
     .venv/bin/python -m bench fleet [--hosts 200[,500,1000]] [--only baselines|toolkit]
-        [--rounds N] [--forks 50] [--checkout] [--stand-in] [--toolkit-args TEMPLATE]
+        [--rounds N] [--forks 50] [--checkout] [--toolkit-args TEMPLATE]
 """
 
 from __future__ import annotations
@@ -101,7 +101,6 @@ LABELS = {
     "ansible python set": "  the same, ansible_python_interpreter set",
     "pyinfra": "pyinfra exec --parallel N",
 }
-STAND_IN_LABEL = "toolkit stand-in: N run --check sessions"
 
 
 def names(hosts: int) -> list[str]:
@@ -349,11 +348,7 @@ class Fleet:
 
 @dataclass
 class Toolkit:
-    """toolkit's side: a technician, the fleet of agents, the timed ``toolkit run``.
-
-    With ``stand_in``, bench/fleet_standin.py's agents and runner instead (today's
-    toolkit: code consent, one session per agent, so the agents start anew each run).
-    """
+    """toolkit's side: a technician, the fleet of agents, the timed ``toolkit run``."""
 
     root: Path
     machine: Machine
@@ -362,7 +357,6 @@ class Toolkit:
     template: str
     checkout: bool
     uses: int
-    stand_in: bool = False
     #: The technician and their install, made once for every host count (None: make it).
     shared_tech: Technician | None = None
     fleet: Fleet | None = None
@@ -423,8 +417,6 @@ class Toolkit:
     def run(self) -> Sample:
         from bench.session import process_cpu
 
-        if self.stand_in:
-            return self.stand_in_run()
         assert self.fleet is not None
         before, calls = process_cpu(self.fleet.proc.pid), self.machine.calls()
         run = run_tree(self.argv(), env=self.tech.env)
@@ -432,37 +424,6 @@ class Toolkit:
         self.tech.clean()  # the technician's transcripts, tickets and outbox (untimed)
         if run.returncode != 0:
             raise RuntimeError(f"toolkit run failed ({run.returncode}): {_tail(run)}")
-        return Sample(run, server, self.machine.calls() - calls)
-
-    def stand_in_run(self) -> Sample:
-        """bench.fleet_standin: N fresh agents (untimed), then its runner, timed whole."""
-        from bench.session import _homes, process_cpu
-
-        env = _homes(self.root, "customer")
-        argv = [str(self.python), "-m", "bench.fleet_standin", "agents", str(self.hosts)]
-        agents = subprocess.Popen(
-            [*argv, str(self.machine.policy)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-            cwd=self.cwd,
-        )
-        assert agents.stdout is not None and agents.stdin is not None
-        hosts = self.root / "standin-hosts.json"
-        hosts.write_bytes(agents.stdout.readline())
-        try:
-            before, calls = process_cpu(agents.pid), self.machine.calls()
-            argv = [str(self.python), "-m", "bench.fleet_standin", "run", str(hosts), FIX, TICKET]
-            run = run_tree([*argv, "--forks", str(self.forks)], env=self.tech.env, cwd=self.cwd)
-        finally:
-            agents.stdin.close()
-            _, status, usage = os.wait4(agents.pid, 0)  # its CPU in all, children too
-            agents.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must know
-        self.tech.clean()
-        if run.returncode != 0:
-            raise RuntimeError(f"the stand-in's runner failed ({run.returncode}): {_tail(run)}")
-        server = usage.ru_utime + usage.ru_stime - before
         return Sample(run, server, self.machine.calls() - calls)
 
     def confirm_not_needed(self) -> str:
@@ -478,9 +439,6 @@ class Toolkit:
         if run.returncode != 0:
             raise RuntimeError(f"toolkit run --json failed ({run.returncode}): {_tail(run)}")
         results = [line.get("result") for line in lines if "host" in line and "result" in line]
-        if not results:  # the stand-in's log already shows that every host ran the check
-            say("NOTE: no per-host results (fields host, result) in toolkit run's --json lines.")
-            return "exit 0"
         if results.count("ok") < self.hosts:
             raise RuntimeError(
                 f"toolkit run --json: {results.count('ok')} of {self.hosts} hosts ended ok "
@@ -488,23 +446,6 @@ class Toolkit:
                 f"{run.stdout.strip().splitlines()[-1:] or ['(none)']}"
             )
         return f"{results.count('ok')} hosts ok"
-
-
-def toolkit_ready() -> str | None:
-    """None when this checkout has the contract's modules toolkit's side needs, else what
-    is missing (before the merge of issue 17's branches)."""
-    import importlib.util
-
-    wanted = ("toolkit.grants", "toolkit.grants.acceptance", "toolkit.agent.host_key")
-    missing = [name for name in wanted if _find_spec(importlib.util.find_spec, name) is None]
-    return f"no {', '.join(missing)} in this checkout" if missing else None
-
-
-def _find_spec(find: Callable[[str], object], name: str) -> object:
-    try:
-        return find(name)
-    except ModuleNotFoundError:
-        return None
 
 
 # -- the rounds ---------------------------------------------------------------------------
@@ -517,13 +458,11 @@ def compare(
     forks: int,
     template: str,
     checkout: bool,
-    stand_in: bool = False,
 ) -> dict[str, Any]:
     from bench.run import PINS, SFTP_SERVER, _versions, baselines_venv
 
     say(f"{_load()} at the start")
     results: dict[str, Any] = {"fix": FIX, "forks": forks, "rounds": rounds, "by_hosts": {}}
-    results["stand_in"] = stand_in
     with scratch_dir("fleet") as root:
         root.chmod(0o755)
         machine = fake_machine(root)
@@ -536,18 +475,7 @@ def compare(
                 say(f"NOTE: no Ansible or pyinfra ({why}): their rows are skipped.")
             results["pins"] = list(PINS)
             results["versions"] = _versions(bin_dir)
-        toolkit_why = toolkit_ready() if only in ("all", "toolkit") else "not asked for"
-        if stand_in:
-            say("NOTE: toolkit's side is the stand-in (bench/fleet_standin.py): today's agents")
-            say("and sessions with code consent, not toolkit run --inventory with a grant.")
-        elif only == "toolkit" and toolkit_why is not None:
-            raise RuntimeError(
-                f"toolkit's side cannot run: {toolkit_why} (issue 17's grants, serve and fleet "
-                "branches, merged); --stand-in runs today's parts"
-            )
-        elif only == "all" and toolkit_why is not None:
-            say(f"NOTE: toolkit's side cannot run: {toolkit_why} (issue 17's grants, serve and")
-            say("fleet branches, merged): its rows are skipped; --stand-in runs today's parts.")
+        with_toolkit = only in ("all", "toolkit")
         with local_sshd(root / "sshd", [f"Subsystem sftp {SFTP_SERVER}", *SSHD_CONFIG]) as sshd:
             if sshd.note:
                 say(f"NOTE: {sshd.note}.")
@@ -556,7 +484,7 @@ def compare(
                 say(f"== {n} hosts, {forks} at a time, {rounds} rounds")
                 steps: dict[str, Callable[[], Sample]] = {}
                 with _toolkit_side(root, machine, n, forks, template, checkout, rounds,
-                                   toolkit_why, stand_in, techs) as kit:  # fmt: skip
+                                   with_toolkit, techs) as kit:  # fmt: skip
                     if kit is not None:
                         steps["toolkit"] = kit.run
                     if bin_dir is not None:
@@ -566,7 +494,7 @@ def compare(
                         if python is not None:  # the sessions' python3, as discovery finds
                             steps["ansible python set"] = functools.partial(base.ansible, python)
                         steps["pyinfra"] = base.pyinfra
-                    results["by_hosts"][str(n)] = _rounds(steps, n, rounds, stand_in)
+                    results["by_hosts"][str(n)] = _rounds(steps, n, rounds)
     results["loadavg_after"] = list(os.getloadavg())
     return results
 
@@ -580,22 +508,18 @@ def _toolkit_side(
     template: str,
     checkout: bool,
     rounds: int,
-    why: str | None,
-    stand_in: bool,
+    wanted: bool,
     techs: dict[str, Technician],
 ) -> Iterator[Toolkit | None]:
-    if why is not None and not stand_in:
+    if not wanted:
         yield None
         return
     uses = rounds + 3  # the warm-up, the --json confirmation, one to spare
     kit = Toolkit(
-        root / f"toolkit-{hosts}", machine, hosts, forks, template, checkout, uses, stand_in,
+        root / f"toolkit-{hosts}", machine, hosts, forks, template, checkout, uses,
         techs.get("tech"),
     )  # fmt: skip
     techs["tech"] = kit.tech
-    if stand_in:  # its runner's counts say every host ended ok (not needed), or it fails
-        yield kit
-        return
     start = time.perf_counter()
     with kit.started() as fleet:
         say(f"{hosts} agents up in {time.perf_counter() - start:.1f} s "
@@ -604,9 +528,7 @@ def _toolkit_side(
         yield kit
 
 
-def _rounds(
-    steps: dict[str, Callable[[], Sample]], hosts: int, rounds: int, stand_in: bool
-) -> dict[str, Any]:
+def _rounds(steps: dict[str, Callable[[], Sample]], hosts: int, rounds: int) -> dict[str, Any]:
     for name in list(steps):  # one untimed warm-up each; a baseline that fails is dropped
         try:
             _checked(name, steps[name](), hosts)
@@ -622,7 +544,7 @@ def _rounds(
         say(f"  round {r + 1}/{rounds}: " + ", ".join(
             f"{name} {samples[name][-1].run.wall:.2f} s" for name in steps
         ))  # fmt: skip
-    return _report(samples, hosts, stand_in)
+    return _report(samples, hosts)
 
 
 def _checked(name: str, sample: Sample, hosts: int) -> Sample:
@@ -631,14 +553,14 @@ def _checked(name: str, sample: Sample, hosts: int) -> Sample:
     return sample
 
 
-def _report(samples: dict[str, list[Sample]], hosts: int, stand_in: bool) -> dict[str, Any]:
+def _report(samples: dict[str, list[Sample]], hosts: int) -> dict[str, Any]:
     walls = {name: median([s.run.wall for s in got]) for name, got in samples.items()}
     rows = []
     for name, got in samples.items():
         w = [s.run.wall for s in got]
         rows.append(
             [
-                STAND_IN_LABEL if stand_in and name == "toolkit" else LABELS[name],
+                LABELS[name],
                 f"{walls[name]:.2f}",
                 f"{min(w):.2f}",
                 f"{max(w):.2f}",
@@ -747,12 +669,6 @@ def main(argv: list[str] | None = None) -> int:
         help="run this checkout's toolkit, not a compiled install of it",
     )
     p.add_argument(
-        "--stand-in",
-        action="store_true",
-        help="toolkit's side as today's parts can run it (bench/fleet_standin.py): agents "
-        "with code consent, sessions of toolkit run --check, until issue 17 is merged",
-    )
-    p.add_argument(
         "--toolkit-args",
         default=TOOLKIT_ARGS,
         metavar="TEMPLATE",
@@ -782,7 +698,6 @@ def main(argv: list[str] | None = None) -> int:
             args.forks,
             args.toolkit_args,
             args.checkout,
-            args.stand_in,
         )
     except RuntimeError as exc:
         say(f"benchmark stopped: {exc}")

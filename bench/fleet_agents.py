@@ -20,9 +20,6 @@ stops every agent and prints one JSON line of totals.
 
     python -m bench.fleet_agents DIR --hosts N --policy FILE --technician "ssh-ed25519 AAAA..."
         --fix NAME --ticket T --uses N
-
-It needs issue 17's toolkit (toolkit.grants, toolkit.agent.host_key and the
-agent's service mode); before those are merged it stops at the first import.
 """
 
 from __future__ import annotations

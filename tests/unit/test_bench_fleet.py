@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench._common import TreeRun, run_tree, tree_rss
-from bench.fleet import FIX, Baselines, Machine, fake_machine, names
+from bench._common import run_tree, tree_rss
+from bench.fleet import FIX, Baselines, fake_machine, names
 from bench.sshd import Sshd
 from toolkit.plugins import Fix, Kind, Step, StepOutput
 from toolkit.plugins.loader import installed
@@ -129,64 +129,3 @@ def test_pyinfra_inventory_is_python_for_any_size(tmp_path: Path, hosts: int) ->
     scope: dict[str, object] = {}
     exec(compile(base.pyinfra_inventory.read_text(), "inventory", "exec"), scope)  # noqa: S102
     assert len(scope["hosts"]) == hosts  # type: ignore[arg-type]
-
-
-def _stand_in(
-    tmp_path: Path, hosts: int, spoil: int | None = None
-) -> tuple[TreeRun, int | None, Machine]:
-    """The stand-in's agents and runner on ``hosts`` hosts; ``spoil``: that host's code wrong.
-    The runner's run, the agents' exit status, the machine."""
-    from bench._common import REPO, TOOLKIT
-    from bench.session import _homes
-
-    machine = fake_machine(tmp_path)
-    tech = _homes(tmp_path, "technician")
-    subprocess.run(
-        [str(TOOLKIT), "keys", "init", "--name", "B", "--email", "b@example.com",
-         "--no-keyring", "--no-passphrase"],
-        env=tech, check=True, capture_output=True,
-    )  # fmt: skip
-    agents = subprocess.Popen(
-        [sys.executable, "-m", "bench.fleet_standin", "agents", str(hosts), str(machine.policy)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=_homes(tmp_path, "customer"),
-        cwd=REPO,
-    )
-    assert agents.stdin is not None and agents.stdout is not None
-    try:
-        listed = json.loads(agents.stdout.readline())  # the ready line: every port and code
-        assert len(listed["hosts"]) == hosts
-        if spoil is not None:
-            code = listed["hosts"][spoil][1]
-            listed["hosts"][spoil][1] = code[:-1] + ("1" if code[-1] != "1" else "2")
-        path = tmp_path / "hosts.json"
-        path.write_text(json.dumps(listed))
-        done = run_tree(
-            [sys.executable, "-m", "bench.fleet_standin", "run", str(path), FIX, "BENCH-17"],
-            env=tech,
-            cwd=REPO,
-        )
-    finally:
-        agents.stdin.close()  # ends the agents still waiting (the spoiled host's)
-        agents.wait(timeout=60)
-    return done, agents.returncode, machine
-
-
-def test_the_stand_in_runs_each_hosts_check_and_attaches_each_transcript(tmp_path: Path) -> None:
-    done, agents, machine = _stand_in(tmp_path, 3)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"ok": 3}  # every host: not needed
-    assert machine.calls() == 3
-    attached = tmp_path / "technician/.local/share/toolkit/tickets/BENCH-17"
-    assert len(list(attached.glob("*.cast"))) == 3
-    assert agents == 0
-
-
-def test_a_host_that_fails_in_the_stand_in_fails_the_run_not_the_others(tmp_path: Path) -> None:
-    done, agents, machine = _stand_in(tmp_path, 3, spoil=1)
-    assert done.returncode == 1
-    counts = json.loads(done.stdout)
-    assert counts.pop("ok") == 2 and sum(counts.values()) == 1, counts
-    assert machine.calls() == 2
-    assert agents == 0
