@@ -204,6 +204,7 @@ REFUSED = [
     (("--scope", "diagnostics", "--not-after", "tomorrow"), "--not-after 'tomorrow' is not a time"),
     (("--scope", "diagnostics", "--not-after", "2026-01-01T00:00:00"), "is not a time"),
     (("--scope", "diagnostics", "--not-before", "2020-01-01T00:00:00Z"), "has already passed"),
+    (("--scope", "diagnostics", "--not-after", "2020-01-01T00:00:00Z"), "has already passed"),
     (("--scope", "diagnostics", "--uses", "0"), "uses is a whole number from 1 to 100000"),
     (("--scope", "diagnostics", "--hosts", "web 01"), "host 'web 01' is refused"),
     (("--scope", "diagnostics", "--technician", "ssh-ed25519 AAAA"), "neither a principal nor"),

@@ -475,10 +475,12 @@ def issue(
         if moment_given.tzinfo is None:
             raise GrantError(f"The grant's {key} time needs a time zone.")
     start, end = not_before.replace(microsecond=0), not_after.replace(microsecond=0)
-    if end <= start:
-        raise GrantError("The grant's not-after must be later than its not-before.")
+    # A not-after in the past is said as such, even when it is also before not-before
+    # (which defaults to now): that is the mistake made.
     if end <= moment:
         raise GrantError(f"The grant's not-after ({format_time(end)}) has already passed.")
+    if end <= start:
+        raise GrantError("The grant's not-after must be later than its not-before.")
     body = render_body(
         id=new_id(),
         issued=moment,

@@ -203,7 +203,8 @@ async def connect(
         detail = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
         raise TransportError(
             f"Cannot reach the agent at {host}:{port}: {detail or type(exc).__name__}.",
-            hint="Check the address toolkit share printed, and that it is still running.",
+            hint="Check the address the agent printed (toolkit share, or toolkit serve), and "
+            "that it is still running.",
         ) from None
     if client.consent is None:  # authentication passed without our handshake: not an agent
         conn.close()
