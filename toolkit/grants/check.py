@@ -210,10 +210,14 @@ def check_issuer(grant: Grant, signer_key: bytes, trust: AllowedSigners, now: da
     try:
         entry = trust.check(grant.issuer, signer_key, NAMESPACE, at=now)
     except SignatureError as exc:
+        # The technician hears this: the agent's own path to its file stays its own.
+        why = exc.message
+        if why.startswith(f"{trust.source} "):
+            why = "the trust file" + why[len(trust.source) :]
         raise GrantRefused(
             "untrusted-issuer",
             f"The grant {grant.id} is signed by {fingerprint(signer_key)}, which is not trusted "
-            f"to issue grants as {grant.issuer} ({printable(exc.message.rstrip('.'), 300)}).",
+            f"to issue grants as {grant.issuer} ({printable(why.rstrip('.'), 300)}).",
         ) from None
     if entry.namespaces is None:
         raise GrantRefused(

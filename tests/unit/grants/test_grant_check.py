@@ -291,3 +291,14 @@ def test_before_connecting_refuses_only_a_fix_the_grant_cannot_cover() -> None:
     before_connecting(grant_of(procedures=[], scopes=["fixes"]), fix="flush-dns")
     with pytest.raises(UsageError, match="it names no fix"):
         before_connecting(grant_of(procedures=[], scopes=["diagnostics"]), fix="flush-dns")
+
+
+def test_an_untrusted_issuer_refusal_keeps_the_agents_own_path_to_itself() -> None:
+    trust = AllowedSigners.from_text(TRUST, "/etc/toolkit/grant_issuers")
+    with pytest.raises(GrantRefused) as refused:
+        check_grant(
+            grant_of(new_signer()), trust=trust, technician_key=ALICE.public_blob,
+            technician_email=TECH, ticket="T-17", host_key=b"", names=["web-01"], now=NOW,
+        )  # fmt: skip
+    assert "the trust file does not trust" in refused.value.message
+    assert "/etc/toolkit" not in refused.value.message
