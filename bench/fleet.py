@@ -85,7 +85,7 @@ PROGRAMS = ("resolvectl",)
 TICKET = "BENCH-17"
 FORKS = 50
 HOSTS = 200
-#: toolkit's command line after ``toolkit`` (the contract's fleet mode).
+#: toolkit's command line after ``toolkit`` (a fleet run: docs/fleet.md).
 TOOLKIT_ARGS = (
     "run {fix} --check --inventory {inventory} --forks {forks} --grant {grant} --ticket {ticket}"
 )

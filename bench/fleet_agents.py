@@ -1,7 +1,7 @@
 """N grant-only service agents as tasks of one process, for bench/fleet.py.
 
-The agents are what ``toolkit serve --accept-grants-from FILE`` runs (issue 17's
-contract: ``AgentSettings(codes=False, service=True, grants=GrantAcceptance(...))``),
+The agents are what ``toolkit serve --accept-grants-from FILE`` runs
+(``AgentSettings(codes=False, service=True, grants=GrantAcceptance(...))``),
 N of them on one event loop: each with its own persistent host key
 (``toolkit.agent.host_key.load_or_create`` under DIR/agents/NAME/), its own
 loopback port, its own transcripts and grant ledger, and its own name (the

@@ -138,7 +138,7 @@ class _Screen:
 class _NobodyToAsk:
     """Nobody sits at a service: a question is a no, recorded as nobody to ask.
 
-    With a grant, the grant is the consent and a fix's approval (contract, section 2),
+    With a grant, the grant is the consent and a fix's approval (docs/consent.md),
     so nothing it names comes here.
     """
 

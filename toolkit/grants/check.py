@@ -2,7 +2,7 @@
 
 :func:`check_grant` returns the issuer that trust vouched for, or raises
 :class:`GrantRefused` with one of :data:`REFUSALS` as its ``reason``; there is
-no boolean to forget to check. The steps run in the contract's order, so a
+no boolean to forget to check. The steps run in the order docs/grants.md gives, so a
 grant that fails several checks is refused for the first.
 
 The procedure check (which operations a grant allows) happens per operation,

@@ -1,4 +1,4 @@
-"""check_grant: each refusal, in the contract's order, with real keys, allowed_signers
+"""check_grant: each refusal, in its documented order, with real keys, allowed_signers
 lines and certificates."""
 
 from __future__ import annotations
