@@ -36,13 +36,13 @@ def test_what_decides_who_gets_in_must_be_guarded(tmp_path: Path) -> None:
 
     import pytest
 
+    from tests.helpers import new_signer, write_issuers
     from toolkit.errors import UsageError
     from toolkit.grants.acceptance import GrantAcceptance
     from toolkit.grants.ledger import Ledger
     from toolkit.paths import check_guarded
 
-    issuers = tmp_path / "issuers"
-    issuers.write_text('owner@example.com namespaces="toolkit-grant" ssh-ed25519 AAAA\n')
+    issuers = write_issuers(tmp_path / "issuers", new_signer())
     issuers.chmod(0o644)
     check_guarded(issuers, "the trust file")
     check_guarded(tmp_path / "not-yet", "the grant ledger")  # made private when created

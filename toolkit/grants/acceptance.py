@@ -66,9 +66,9 @@ class GrantAcceptance:
         from toolkit.paths import check_guarded
         from toolkit.text import printable
 
+        trust = AllowedSigners.from_file(path)  # first: a device or FIFO is said as such
         check_guarded(path, "the trust file")
         check_guarded(ledger.root, "the grant ledger")
-        trust = AllowedSigners.from_file(path)
         if not can_issue(trust):
             raise UsageError(
                 f"{printable(str(path), 200)} names no issuer of grants, so no grant could "
