@@ -64,9 +64,15 @@ def test_a_key_others_may_read_or_write_is_refused_and_left_alone(
     assert path.read_bytes() == before
 
 
+def _broken_armor() -> bytes:
+    """A key file's first line, from a key made here, over a body that is no key."""
+    pem = HostKey().openssh()
+    return pem.splitlines(keepends=True)[0] + b"garbage\n"
+
+
 @pytest.mark.parametrize(
     "content",
-    [b"", b"hello\n", b"-----BEGIN OPENSSH PRIVATE KEY-----\ngarbage\n"],
+    [b"", b"hello\n", _broken_armor()],
     ids=["empty", "text", "broken-armor"],
 )
 def test_a_file_that_is_not_a_key_is_refused_and_never_overwritten(
