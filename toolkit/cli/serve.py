@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import datetime
 import json
-import logging
 import os
 import re
 import signal
 import stat
 import sys
-from logging.handlers import WatchedFileHandler
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -56,6 +54,10 @@ class ServiceLog:
     """
 
     def __init__(self, path: Path | None) -> None:
+        # Loaded here, not at every toolkit command's start.
+        import logging
+        from logging.handlers import WatchedFileHandler
+
         self._logger = logging.Logger("toolkit.serve")  # its own: nothing else writes here
         handler: logging.Handler
         if path is None:
