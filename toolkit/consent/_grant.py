@@ -40,7 +40,6 @@ from toolkit.consent._machine import Input, Machine, bug, move, stay, table
 from toolkit.consent._messages import (
     GRANT_REFUSED,
     MAX_EMAIL,
-    MAX_KEY_BYTES,
     MAX_NAME,
     MAX_SIG_BYTES,
     MAX_TICKET,
@@ -50,7 +49,6 @@ from toolkit.consent._messages import (
     Notice,
     PakeChallenge,
     _b64,
-    _bad,
     _dump,
     _enc,
     _fields,
@@ -60,6 +58,7 @@ from toolkit.consent._messages import (
     _scopes,
     check_label,
     decode_challenge,
+    technician_claims,
 )
 from toolkit.consent._notices import grant_notice_error, grant_refused, notice_error
 from toolkit.consent._trust import CONSENT_NAMESPACE
@@ -74,7 +73,7 @@ from toolkit.consent.errors import (
 from toolkit.errors import SignatureError, UsageError
 from toolkit.identity import sshsig
 from toolkit.identity._wire import string
-from toolkit.identity.keys import fingerprint, load_public
+from toolkit.identity.keys import fingerprint
 
 if TYPE_CHECKING:
     from toolkit.grants import Grant
@@ -156,18 +155,9 @@ def decode_grant_answer(text: object) -> GrantAnswer:
     """The technician's round-1 answer with a grant (MessageError if it is not exactly one)."""
     _, obj = _load(text, ("grant",), MAX_GRANT_MESSAGE_BYTES)
     _fields(obj, "grant", "key", "name", "email", "ticket", "scopes", "sig")
-    key = _b64(obj, "key", limit=MAX_KEY_BYTES)
-    try:
-        load_public(key)
-    except SignatureError:
-        _bad("the field key is not an SSH public key toolkit can use")
     return GrantAnswer(
         grant=_b64(obj, "grant", limit=MAX_GRANT_FILE_BYTES),
-        key=key,
-        name=check_label(obj["name"], "name", MAX_NAME),
-        email=check_label(obj["email"], "email", MAX_EMAIL, email=True),
-        ticket=check_label(obj["ticket"], "ticket", MAX_TICKET),
-        scopes=_scopes(obj, "scopes"),
+        **technician_claims(obj),
         sig=_b64(obj, "sig", limit=MAX_SIG_BYTES),
     )
 

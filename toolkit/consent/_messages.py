@@ -35,7 +35,7 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from toolkit.consent._approval import Scope, scope_names
 from toolkit.consent._confirm import MAC_LENGTH
@@ -327,6 +327,23 @@ def decode_confirm(text: object) -> Confirm | Notice:
     return Confirm(_scopes(obj, "granted"), _b64(obj, "mac", exact=MAC_LENGTH))
 
 
+def technician_claims(obj: dict[str, object]) -> dict[str, Any]:
+    """The fields every round-1 answer carries, code's or grant's, checked alike: the
+    technician's key, name, email and ticket, and the scopes asked for."""
+    key = _b64(obj, "key", limit=MAX_KEY_BYTES)
+    try:
+        load_public(key)
+    except SignatureError:
+        _bad("the field key is not an SSH public key toolkit can use")
+    return {
+        "key": key,
+        "name": check_label(obj["name"], "name", MAX_NAME),
+        "email": check_label(obj["email"], "email", MAX_EMAIL, email=True),
+        "ticket": check_label(obj["ticket"], "ticket", MAX_TICKET),
+        "scopes": _scopes(obj, "scopes"),
+    }
+
+
 def decode_response(text: object) -> Response:
     """The technician's round-1 answer."""
     _, obj = _load(text, ("response",))
@@ -343,18 +360,9 @@ def decode_response(text: object) -> Response:
             _b64(obj, "previous_pake", exact=MESSAGE_LENGTH),
             _b64(obj, "previous_mac", exact=MAC_LENGTH),
         )
-    key = _b64(obj, "key", limit=MAX_KEY_BYTES)
-    try:
-        load_public(key)
-    except SignatureError:
-        _bad("the field key is not an SSH public key toolkit can use")
     return Response(
         pake=_b64(obj, "pake", exact=MESSAGE_LENGTH),
-        key=key,
-        name=check_label(obj["name"], "name", MAX_NAME),
-        email=check_label(obj["email"], "email", MAX_EMAIL, email=True),
-        ticket=check_label(obj["ticket"], "ticket", MAX_TICKET),
-        scopes=_scopes(obj, "scopes"),
+        **technician_claims(obj),
         code_mac=_b64(obj, "code_mac", exact=MAC_LENGTH),
         mac=_b64(obj, "mac", exact=MAC_LENGTH),
         sig=_b64(obj, "sig", limit=MAX_SIG_BYTES),
@@ -378,4 +386,5 @@ __all__ = [
     "decode_challenge",
     "decode_confirm",
     "decode_response",
+    "technician_claims",
 ]
