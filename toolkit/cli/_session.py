@@ -106,7 +106,7 @@ def session_request(
     if grant is not None:
         if code is not None:
             raise UsageError("Give --code or --grant, not both.")
-        if place.route is not None and getattr(place.route, "name", None) is None:
+        if place.route is not None and place.route.name is None:
             raise UsageError(
                 "--grant cannot reach an agent through a relay's rendezvous: that needs "
                 "the customer's code.",

@@ -22,7 +22,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolkit.errors import ConsentRefused, ExitCode, ToolkitError, TransportError, UsageError
+from toolkit.errors import (
+    ConsentRefused,
+    ExitCode,
+    HostKeyRefused,
+    ToolkitError,
+    TransportError,
+    UsageError,
+)
 from toolkit.fleet.inventory import Host
 from toolkit.fleet.results import HostResult, HostStatus
 from toolkit.fleet.runner import Stop
@@ -309,32 +316,17 @@ async def run_host(
     return result(status, outcome.message, exit_code=worse)
 
 
-#: A grant's refusals (toolkit.grants.check.REFUSALS), as the agent's notice names them.
-GRANT_REFUSALS = (
-    "forged",
-    "untrusted-issuer",
-    "not-yet-valid",
-    "expired",
-    "used-up",
-    "revoked",
-    "other-technician",
-    "other-host",
-    "other-ticket",
-)
-
-
 def refusal_reason(exc: ConsentRefused) -> str:
-    """A consent refusal's reason word: a grant's (its notice's detail starts with it,
-    ``"expired: ..."``), else the refusal's own (``declined``, a host key's refusal)."""
-    for text in (getattr(exc, "detail", None), exc.message):
-        if isinstance(text, str):
-            word = text.partition(":")[0].strip().lower()
-            if word in GRANT_REFUSALS:
-                return word
-    reason = getattr(exc, "reason", None)
-    if isinstance(reason, str) and reason:
-        return reason
-    return "host-key" if "host key" in exc.message else "refused"
+    """A consent refusal's reason word: a grant's own (``expired``, ``used-up``: the
+    technician's GrantRefused carries the agent's), the handshake's (``declined``,
+    ``wrong-code``), or ``host-key`` for a pinned key that did not match."""
+    from toolkit.consent import ConsentError
+
+    if isinstance(exc, HostKeyRefused):
+        return "host-key"
+    if isinstance(exc, ConsentError):
+        return exc.reason
+    return "refused"
 
 
 def _sha256(path: Path | None) -> str | None:
@@ -345,4 +337,4 @@ def _sha256(path: Path | None) -> str | None:
     return sha256_file(path)
 
 
-__all__ = ["GRANT_REFUSALS", "OnStep", "refusal_reason", "request_for", "run_host"]
+__all__ = ["OnStep", "refusal_reason", "request_for", "run_host"]

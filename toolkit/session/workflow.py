@@ -113,7 +113,7 @@ class SessionRequest:
                 hint="Give the agent's fingerprint with --host-key SHA256:...",
             )
         route = self.place.route
-        if self.grant is not None and route is not None and getattr(route, "name", None) is None:
+        if self.grant is not None and route is not None and route.name is None:
             raise UsageError(
                 "A grant cannot reach an agent through a relay's rendezvous: that needs "
                 "the customer's code.",

@@ -22,8 +22,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from toolkit import errors, paths
-from toolkit.errors import ConsentRefused, UsageError
+from toolkit import paths
+from toolkit.errors import HostKeyRefused, UsageError
 from toolkit.identity.keys import fingerprint
 from toolkit.inputs import read_text
 from toolkit.text import printable
@@ -37,9 +37,6 @@ _FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
 
 #: Asks a person whether to trust ``fingerprint`` for ``label``: True saves it.
 Ask = Callable[[str, str], bool]
-
-#: What a refused host key raises: the consent branch's HostKeyRefused once it is there.
-HostKeyRefused: type[ConsentRefused] = getattr(errors, "HostKeyRefused", ConsentRefused)
 
 
 def default_path() -> Path:

@@ -8,10 +8,11 @@ import pytest
 
 from tests.helpers import new_signer
 from toolkit.consent import Scope
-from toolkit.consent.errors import ConsentError, WrongCode
-from toolkit.errors import ConsentRefused
+from toolkit.consent.errors import WrongCode
+from toolkit.errors import ConsentRefused, HostKeyRefused
 from toolkit.fleet.inventory import Host
-from toolkit.fleet.session import GRANT_REFUSALS, refusal_reason, request_for
+from toolkit.fleet.session import refusal_reason, request_for
+from toolkit.grants.check import REFUSALS, GrantRefused
 from toolkit.identity.store import Identity
 from toolkit.session.workflow import SessionRequest
 
@@ -57,20 +58,12 @@ def test_a_relay_host_is_reached_by_its_name() -> None:
     assert request.place.shown(None) == f"the agent db-one at the relay {route.address}"
 
 
-class _Refused(ConsentError):
-    reason = "grant-refused"
-
-
-@pytest.mark.parametrize("word", GRANT_REFUSALS)
+@pytest.mark.parametrize("word", REFUSALS)
 def test_a_grants_refusal_is_named_by_its_word(word: str) -> None:
-    exc = _Refused(f"{word}: the grant g-x says no.")
-    assert refusal_reason(exc) == word
-    detailed = _Refused("The agent refused the grant.")
-    detailed.detail = f"{word}: the grant g-x says no."  # type: ignore[attr-defined]
-    assert refusal_reason(detailed) == word
+    assert refusal_reason(GrantRefused(word, "The grant g-x says no.")) == word
 
 
 def test_other_refusals_keep_their_own_reason() -> None:
     assert refusal_reason(WrongCode("The code did not match.", tries_left=2)) == WrongCode.reason
-    assert refusal_reason(ConsentRefused("The agent offered the host key X, but ...")) == "host-key"
+    assert refusal_reason(HostKeyRefused("The agent offered the host key X, but ...")) == "host-key"
     assert refusal_reason(ConsentRefused("Something else.")) == "refused"
