@@ -34,7 +34,6 @@ from toolkit.cli._session import (
 )
 from toolkit.cli._terminal import write_output
 from toolkit.cli.connect import _Screen
-from toolkit.cli.render import recap_line
 from toolkit.errors import ExitCode, ToolkitError, UsageError
 from toolkit.text import printable, printable_lines
 
@@ -173,9 +172,10 @@ def run_command(
         if screen.place is None:
             raise  # a usage error: said as for any command, no recap
         say(printable_lines(exc.diagnostics()))
-        say(
-            printable(recap_line(screen.place, _result_of(exc), 0, int(exc.exit_code), exc.message))
-        )
+        from toolkit.cli.render import recap_line
+
+        recap = recap_line(screen.place, _result_of(exc), 0, int(exc.exit_code), exc.message)
+        say(printable(recap))
         raise typer.Exit(int(exc.exit_code)) from None
     if exit_code:
         raise typer.Exit(exit_code)
@@ -328,6 +328,8 @@ class _RunScreen(_Screen):
         status = outcome.status.value if outcome is not None else "interrupted"
         steps = len(outcome.steps) if outcome is not None else 0
         why = outcome.message if outcome is not None else result.ended
+        from toolkit.cli.render import recap_line
+
         recap = recap_line(self.place or "?", status, steps, result.exit_code, why)
         if result.exit_code == 0 and why:  # else the recap itself says why
             say(printable(f"{status}: {why}"))

@@ -30,7 +30,7 @@ REGISTER_NAME_HOST = "toolkit-agent"
 NAMED_PORT = 1
 #: A stable name: what a grant's host line and an inventory call an agent. One with a
 #: letter, '.', '_' or '-' in it, so that it is never taken for a code's rendezvous number.
-STABLE_NAME = re.compile(r"^(?![0-9]+$)[A-Za-z0-9._-]{1,64}$")
+STABLE_NAME = re.compile(r"(?![0-9]+$)[A-Za-z0-9._-]{1,64}")
 #: Where rendezvous sockets live on an OpenSSH relay unless --relay-dir says otherwise.
 DEFAULT_SOCKET_DIR = "/run/toolkit-relay"
 #: Why ``toolkit relay --technicians`` refuses a channel to a rendezvous: the key the
@@ -61,13 +61,14 @@ def register_name_host(name: str) -> str:
 def parse_register_name(host: str) -> str | None:
     """The stable name a service asked for, or None if ``host`` is not such a request."""
     prefix, sep, name = host.partition(";name=")
-    if prefix != REGISTER_NAME_HOST or not sep or not STABLE_NAME.match(name):
+    if prefix != REGISTER_NAME_HOST or not sep or not STABLE_NAME.fullmatch(name):
         return None
     return name
 
 
 def is_stable_name(name: str) -> bool:
-    return bool(STABLE_NAME.match(name))
+    # fullmatch: with match, a name ending in a newline would pass its $.
+    return STABLE_NAME.fullmatch(name) is not None
 
 
 def socket_path(directory: str, name: str) -> str:

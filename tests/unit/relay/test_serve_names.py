@@ -28,6 +28,7 @@ def test_the_wire_form_round_trips_and_is_never_taken_for_a_rendezvous() -> None
         "toolkit-agent;name=123",
         "toolkit-agent;name=",
         "toolkit-agent;name=a b",
+        "toolkit-agent;name=web-01\n",  # $ would let a trailing newline through
         "toolkit-rendezvous;ttl=60",
         "toolkit-agent;name=web-*",
         "other;name=web-01",
@@ -35,6 +36,7 @@ def test_the_wire_form_round_trips_and_is_never_taken_for_a_rendezvous() -> None
     for bad in bad_hosts:
         assert parse_register_name(bad) is None, bad
     assert is_stable_name("db.eu_2") and not is_stable_name("417") and not is_stable_name("x" * 65)
+    assert not is_stable_name("web-01\n")
 
 
 def test_a_name_is_held_by_its_owner_while_connected_and_never_expires() -> None:
