@@ -155,13 +155,9 @@ def _known_agent(place: Place) -> Callable[[bytes], None]:
     from toolkit.transport.pins import label_of
 
     pins = known_agents(ask=True)
-    name = place.route.name if place.route is not None else None
-    label = name if name is not None else label_of(place.host, place.port)
-
-    def check(blob: bytes) -> None:
-        pins.check(label, blob)
-
-    return check
+    if place.route is not None and place.route.name is not None:
+        return pins.checker(place.route.name, None, None)
+    return pins.checker(label_of(place.host, place.port), None, None)
 
 
 #: Error codes in JSON error lines, for errors that are not a consent refusal.

@@ -25,7 +25,7 @@ from pathlib import Path
 from toolkit import paths
 from toolkit.errors import HostKeyRefused, UsageError
 from toolkit.identity.keys import fingerprint
-from toolkit.inputs import read_text
+from toolkit.inputs import UnreadableInput, read_text
 from toolkit.text import printable
 
 FILE_NAME = "known_agents"
@@ -57,8 +57,8 @@ class KnownAgents:
         self._pins: dict[str, set[str]] = {}
         try:
             text = read_text(self.path, what="the known agents file", limit=MAX_FILE)
-        except UsageError as exc:
-            if getattr(exc, "missing", False):
+        except UnreadableInput as exc:
+            if exc.missing:
                 return  # nothing pinned yet
             raise
         for number, line in enumerate(text.splitlines(), 1):
