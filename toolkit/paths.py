@@ -72,14 +72,16 @@ def check_guarded(path: Path, what: str) -> None:
         )
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, replace: bool = True) -> bool:
     """Write ``path`` so that a crash leaves the old file or the new one, never half.
 
-    A temporary file next to it is written and fsynced, renamed over ``path``,
-    and the directory is fsynced so that the rename itself survives a crash. The
-    temporary file has a name nobody can guess and is created exclusively: a
-    symlink planted at a predictable name (in a shared directory, next to an
-    inventory) would otherwise have the data written through it.
+    A temporary file next to it is written and fsynced, renamed over ``path``
+    (or, with ``replace`` False, linked to it, which never replaces a file:
+    False then if ``path`` exists), and the directory is fsynced so that the
+    rename or link itself survives a crash. The temporary file has a name
+    nobody can guess and is created exclusively: a symlink planted at a
+    predictable name (in a shared directory, next to an inventory) would
+    otherwise have the data written through it.
     """
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(name)
@@ -89,7 +91,15 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            finally:
+                tmp.unlink(missing_ok=True)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -98,6 +108,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+    return True
 
 
 __all__ = [

@@ -11,9 +11,7 @@ read may have been copied.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 import stat
 from functools import cached_property
 from pathlib import Path
@@ -93,7 +91,7 @@ def load_or_create(path: Path | None = None) -> HostKey:
             raise
     paths.ensure_private_dir(path.parent)
     key = HostKey(ed25519.Ed25519PrivateKey.generate(), path)
-    if _create(path, key.openssh()):
+    if paths.atomic_write(path, key.openssh(), 0o600, replace=False):  # never over a key
         return key
     return _load(path)  # another process made it first: theirs is the key
 
@@ -119,34 +117,6 @@ def _load(path: Path) -> HostKey:
             "name another file."
         )
     return HostKey(key, path)
-
-
-def _create(path: Path, data: bytes) -> bool:
-    """Write ``data`` to ``path`` whole, only if nothing is there; False if something was.
-
-    A temporary file is written and fsynced, then linked in place (a link
-    never replaces a file, unlike a rename), then the directory is fsynced.
-    """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return True
 
 
 __all__ = ["HostKey", "default_path", "load_or_create"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from toolkit import paths
 from toolkit.agent import host_key
 from toolkit.agent.host_key import HostKey, default_path, load_or_create
 from toolkit.errors import UsageError
@@ -122,5 +123,6 @@ def test_services_starting_at_once_end_up_with_one_key(tmp_path: Path) -> None:
 def test_creating_never_replaces_a_file_that_appeared(tmp_path: Path) -> None:
     path = tmp_path / "host_key"
     path.write_bytes(b"someone else's")
-    assert host_key._create(path, b"ours") is False
+    assert paths.atomic_write(path, b"ours", replace=False) is False
     assert path.read_bytes() == b"someone else's"
+    assert [p.name for p in tmp_path.iterdir() if p.name != "home"] == ["host_key"]
