@@ -40,6 +40,7 @@ import re
 import time
 from codecs import BufferedIncrementalDecoder
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from encodings.utf_8 import IncrementalDecoder as Utf8Decoder
 from pathlib import Path
 from types import TracebackType
@@ -86,6 +87,17 @@ _SECRET_FIELD = re.compile(
 )
 _CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 REDACTED = "[redacted]"
+
+
+@dataclass(frozen=True)
+class CheckpointMade:
+    """A checkpoint just written: what a witness stamps (its ``sha256``) and where it is."""
+
+    seq: int
+    offset: int  # where its line starts: it covers bytes 0..offset-1
+    events: int
+    sha256: str  # of those bytes
+    time: str  # its line's time field, exactly as written
 
 
 class RecorderClosed(RuntimeError):
@@ -239,6 +251,9 @@ class Recorder:
         }
         self._after_cr = False  # command output so far ends in CR (see command_output)
         self.closed = False
+        #: Called after each checkpoint is on disk (witnesses, the agent's digest): each
+        #: must return at once and never raise; see add_checkpoint_listener.
+        self._listeners: list[Callable[[CheckpointMade], None]] = []
         # Event times count from the header's timestamp (whole seconds, made before this
         # file was), so that timestamp + t is each event's wall-clock time: what a
         # timeline shows is never early (docs/transcript-format.md, "Event lines").
@@ -259,6 +274,15 @@ class Recorder:
         The outbox takes it so as not to read a sealed transcript only to hash it.
         """
         return self._sha256.hexdigest()
+
+    def add_checkpoint_listener(self, listener: Callable[[CheckpointMade], None]) -> None:
+        """Call ``listener`` after each checkpoint reaches the disk, on this thread.
+
+        A listener hands the checkpoint on (to a time-stamping authority, to the
+        agent) and returns: it must not block, and what it raises is dropped, so
+        that no witness can stop a session from being recorded.
+        """
+        self._listeners.append(listener)
 
     @classmethod
     def create(cls, path: Path, header: Header, signer: Signer, **options: Any) -> Recorder:
@@ -520,6 +544,10 @@ class Recorder:
         self._last_checkpoint = t
         self._sync()
         self._synced_seq = self._seq
+        made = CheckpointMade(self._seq, offset, checkpoint.events, digest, time_field)
+        for listener in self._listeners:
+            with contextlib.suppress(Exception):
+                listener(made)
 
     def _sync(self) -> None:
         try:

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import enum
 import functools
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -33,6 +35,7 @@ import re
 import shlex
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -131,6 +134,12 @@ class Report:
     #: With ``examine(..., keep_operations=True)``: the fields of every operation and
     #: refusal event the valid checkpoints cover, in order (for the ticket's comment).
     operation_events: tuple[dict[str, Any], ...] = field(default=(), repr=False)
+    #: What the assessors (ASSESSORS: the agent's receipts, witnesses) found, as rows
+    #: for a renderer (label, text), in order; and the same as JSON, under their keys.
+    rows: tuple[tuple[str, str], ...] = ()
+    facts: dict[str, Any] = field(default_factory=dict)
+    #: The first and last witnessed times, when a trusted witness stamped the file.
+    witnessed: tuple[datetime, datetime] | None = None
 
     @property
     def prefix_only(self) -> bool:
@@ -200,6 +209,8 @@ class Report:
             "trusted_as": self.trusted_as,
             "failure": self.failure.to_json() if self.failure else None,
             "notes": list(self.notes),
+            "witnessed": [t.isoformat() for t in self.witnessed] if self.witnessed else None,
+            **self.facts,
         }
 
 
@@ -631,8 +642,55 @@ def _outcome(found: _Found, seq: int, header: Header) -> bytes | Exception:
         return exc.with_traceback(None)
 
 
-_KEEP_END = frozenset({"session_end"})
-_KEEP_OPERATIONS = frozenset({"session_end", "operation", "refusal", "approval"})
+#: Event types whose fields the scan keeps: what assessors read, and the session's end.
+_KEEP = frozenset(
+    {
+        "session_end",
+        "consent",
+        "session_start",
+        "operation",
+        "refusal",
+        "approval",
+        "receipt",
+        "operations_digest",
+        "technician_checkpoint",
+        "timestamp",
+        "witness",
+    }
+)
+#: What Report.operation_events lists, with keep_operations.
+_OPERATION_TYPES = frozenset({"operation", "refusal", "approval"})
+
+
+@dataclass(frozen=True)
+class KeptEvent:
+    """A structured event the valid checkpoints cover, of a type in _KEEP."""
+
+    line: int
+    end: int  # byte offset just past its line
+    type: str
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Examined:
+    """What an assessor gets besides the report: the verified part of the file."""
+
+    path: Path
+    events: tuple[KeptEvent, ...]
+    #: The valid checkpoints, in order, and each one's line time field as written.
+    checkpoints: tuple[Checkpoint, ...]
+    checkpoint_times: tuple[str, ...]
+    #: The whole file's hash with the format's seal hash (SHA-256 for format 2).
+    file_digest: bytes
+    trust: AllowedSigners | None
+
+
+#: Checks run after the signatures, in order, each returning the report as it should
+#: stand (new rows and facts; TAMPERED with a Failure when the evidence contradicts the
+#: file). Loaded by name so that `toolkit verify` imports only what a file needs.
+Assessor = Callable[[Report, Examined], Report]
+ASSESSORS = ("toolkit.evidence.assess:assess", "toolkit.witness.assess:assess")
 
 
 @functools.lru_cache(maxsize=16)  # every checkpoint of a file names the same key
@@ -642,7 +700,45 @@ def _plain_fingerprint(blob: bytes) -> str:
 
 def examine(path: Path, trust: AllowedSigners | None, *, keep_operations: bool = False) -> Report:
     """Check a transcript and its ``.sig``; return the verdict and where it fails."""
-    scan = _scan(path, _KEEP_OPERATIONS if keep_operations else _KEEP_END)
+    scan = _scan(path, _KEEP)
+    report = _judge(path, scan, trust)
+    if not keep_operations:
+        report = dataclasses.replace(report, operation_events=())
+    examined = _examined(path, scan, report, trust)
+    for name in ASSESSORS:
+        report = _assessor(name)(report, examined)
+    return report
+
+
+@functools.cache
+def _assessor(name: str) -> Assessor:
+    module, _, attr = name.partition(":")
+    found: Assessor = getattr(importlib.import_module(module), attr)
+    return found
+
+
+def _examined(path: Path, scan: _Scan, report: Report, trust: AllowedSigners | None) -> Examined:
+    kept = tuple(
+        KeptEvent(e.line, e.end, e.kind, e.fields)
+        for e in scan.events
+        if e.end <= report.valid_bytes and e.kind is not None and e.fields is not None
+    )
+    checkpoints: list[Checkpoint] = []
+    times: list[str] = []
+    for found in scan.checkpoints[: report.checkpoints]:
+        event = Event.from_line(found.raw)
+        checkpoints.append(Checkpoint.from_data(event.data))
+        times.append(_time_field(found.raw))
+    return Examined(path, kept, tuple(checkpoints), tuple(times), scan.digest, trust)
+
+
+def _time_field(raw: bytes) -> str:
+    """A checkpoint line's time field exactly as written (what its statement signs)."""
+    return raw[1 : raw.index(b",")].decode("ascii")
+
+
+def _judge(path: Path, scan: _Scan, trust: AllowedSigners | None) -> Report:
+    """The verdict from the signatures alone (before the assessors)."""
     header = scan.header
     base: dict[str, Any] = {"path": path, "header": header, "size": scan.size}
     if scan.overlong_line is not None:
@@ -839,9 +935,9 @@ def _stats(scan: _Scan, valid_end: int, valid: int) -> tuple[dict[str, Any], int
             continue
         if event.counted is not None:
             counts[event.counted] += 1
-        if event.fields is not None and kind != "session_end":
+        if event.fields is not None and kind in _OPERATION_TYPES:
             listed.append(event.fields)
-        elif event.fields is not None:
+        elif event.fields is not None and kind == "session_end":
             end_line = event.line
             end_reason = str(event.fields.get("reason"))
             duration = _duration(event.fields.get("duration"))
@@ -881,7 +977,11 @@ def read_events(path: Path) -> list[Event]:
 
 
 __all__ = [
+    "ASSESSORS",
+    "Assessor",
+    "Examined",
     "Failure",
+    "KeptEvent",
     "Report",
     "TranscriptNotSealed",
     "Verdict",
